@@ -1,0 +1,52 @@
+"""The `rolechat` command line. Each command group lives in its own module and registers itself here.
+
+Heavy libraries (torch, transformers, chromadb, sentence-transformers) are imported inside the
+command functions, so `rolechat --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rolechat import config
+from rolechat.cli import common
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rolechat",
+    help="Chinese role-play and knowledge chat on local models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    config_path: Optional[Path] = typer.Option(
+        None, "--config", help="Config file (default: $ROLECHAT_HOME/rolechat.toml)."),
+) -> None:
+    common.set_config_path(config_path)
+
+
+def _register() -> None:
+    from rolechat.cli import chat, kb, serve, train
+
+    for module in (chat, kb, train, serve):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    config.set_offline_env()
+    try:
+        app()
+    except config.ConfigError as exc:
+        common.err_console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None

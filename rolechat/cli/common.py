@@ -1,0 +1,31 @@
+"""Shared pieces of the command line: the --config file, the console, error exits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from rolechat import config
+
+console = Console()
+err_console = Console(stderr=True)
+
+_state: dict[str, Any] = {"config": None}
+
+
+def set_config_path(path: Path | None) -> None:
+    _state["config"] = path
+
+
+def file_data() -> dict[str, Any]:
+    """The parsed config file in force ({} when there is none)."""
+    return config.load_file(config.config_file(_state["config"]))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a clear error (no traceback) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

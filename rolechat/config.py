@@ -1,0 +1,166 @@
+"""Where rolechat keeps things and how settings are layered.
+
+`ROLECHAT_HOME` (default `~/.rolechat`) roots every on-disk path: personas (adapters), knowledge
+bases, training runs, caches. Settings come from, in increasing precedence:
+
+1. defaults of each package's config dataclass,
+2. the config file (`$ROLECHAT_HOME/rolechat.toml`, or the file named by `--config`),
+3. environment variables `ROLECHAT_<SECTION>_<FIELD>` (e.g. `ROLECHAT_LLM_MODEL`),
+4. CLI flags / explicit keyword overrides.
+
+This module imports nothing heavy and nothing from the feature packages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+__all__ = [
+    "ConfigError",
+    "home",
+    "config_file",
+    "load_file",
+    "build",
+    "personas_dir",
+    "kb_dir",
+    "runs_dir",
+    "cache_dir",
+    "set_offline_env",
+]
+
+T = TypeVar("T")
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the source (file, variable or flag) and the key."""
+
+
+def set_offline_env() -> None:
+    """Keep every library off the network unless the user already decided otherwise."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def home() -> Path:
+    """The root of every on-disk path (created on first use)."""
+    root = Path(os.environ.get("ROLECHAT_HOME") or Path.home() / ".rolechat").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _sub(name: str) -> Path:
+    path = home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def personas_dir() -> Path:
+    """Trained persona adapters, one folder each."""
+    return _sub("personas")
+
+
+def kb_dir() -> Path:
+    """Knowledge bases, one folder each."""
+    return _sub("kb")
+
+
+def runs_dir() -> Path:
+    """Training runs: checkpoints, logs, progress files."""
+    return _sub("runs")
+
+
+def cache_dir() -> Path:
+    """Caches that can be rebuilt (exported embedders, jieba dictionaries, the demo model)."""
+    return _sub("cache")
+
+
+def config_file(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The config file in force: `explicit` if given (must exist), else `$ROLECHAT_HOME/rolechat.toml` if present."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    path = home() / "rolechat.toml"
+    return path if path.is_file() else None
+
+
+def load_file(path: Path | None) -> dict[str, Any]:
+    """Parse the TOML config file into {section: {key: value}}; {} when there is none."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def _coerce(raw: str, kind: Any, where: str) -> Any:
+    """Turn an environment string into the field's type."""
+    origin = typing.get_origin(kind)
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if raw.strip().lower() in ("", "none", "null"):
+            return None
+        return _coerce(raw, args[0], where)
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {kind.__name__}, got {raw!r}") from None
+    if origin in (list, tuple) or kind in (list, tuple):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def build(cls: type[T], section: str, file_data: Mapping[str, Any] | None = None,
+          overrides: Mapping[str, Any] | None = None, source: str = "config file") -> T:
+    """Instantiate dataclass `cls` from defaults < file section < environment < overrides.
+
+    `overrides` entries whose value is None are ignored (an unset CLI flag).
+    Unknown keys in the file section are an error naming the key, so typos don't pass silently.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in dict((file_data or {}).get(section, {})).items():
+        if key not in fields:
+            raise ConfigError(f"{source}: [{section}] has unknown key {key!r}; known: {', '.join(sorted(fields))}")
+        values[key] = value
+    prefix = f"ROLECHAT_{section.upper()}_"
+    for name in fields:
+        env_name = prefix + name.upper()
+        if env_name in os.environ:
+            values[name] = _coerce(os.environ[env_name], hints.get(name, str), env_name)
+    for key, value in dict(overrides or {}).items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise ConfigError(f"unknown {section} setting {key!r}")
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from exc
