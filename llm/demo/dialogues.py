@@ -1,0 +1,164 @@
+"""The demo model's chat corpus: expands the hand-written phrases into a few thousand dialogues.
+
+Four kinds of dialogue, all in the `{"messages": [...]}` shape the chat template renders:
+single-turn topic Q&A, multi-turn chats stitched from several topics, the same with a persona
+system prompt, and answer-from-context (RAG) dialogues whose system or user message holds
+numbered "资料" passages about made-up things and whose answer cites the right passage as [k].
+The RAG facts are random, so the model must copy from the context rather than memorise.
+
+`python -m llm.demo.dialogues` rewrites `corpus/dialogues.jsonl` (deterministic for a seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Callable
+
+from llm.demo import phrases as P
+
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+DIALOGUES_FILE = CORPUS_DIR / "dialogues.jsonl"
+
+Fact = tuple[str, list[tuple[str, str]], str]  # passage, [(question, answer sentence)], topic name
+
+
+def _turn(rng: random.Random, topic: str) -> tuple[str, str]:
+    questions, answers = P.TOPICS[topic]
+    return rng.choice(questions), rng.choice(answers)
+
+
+def _place(rng: random.Random) -> Fact:
+    name = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_TAILS)
+    where, year, known = rng.choice(P.PROVINCES), rng.randint(1200, 2015), rng.choice(P.FAMOUS_FOR)
+    passage = f"{name}位于{where}，始建于{year}年，以{known}闻名。"
+    qa = [(f"{name}在哪里？", f"{name}位于{where}。"),
+          (f"{name}是哪一年建成的？", f"{name}始建于{year}年。"),
+          (f"{name}以什么闻名？", f"{name}以{known}闻名。")]
+    return passage, qa, name
+
+
+def _person(rng: random.Random) -> Fact:
+    name = rng.choice(P.SURNAMES) + rng.choice(P.GIVEN) + rng.choice(P.GIVEN)
+    job, city, hobby = rng.choice(P.JOBS), rng.choice(P.CITIES), rng.choice(P.HOBBIES)
+    passage = f"{name}是一名{job}，出生在{city}，平时喜欢{hobby}。"
+    qa = [(f"{name}是做什么工作的？", f"{name}是一名{job}。"),
+          (f"{name}出生在哪里？", f"{name}出生在{city}。"),
+          (f"{name}有什么爱好？", f"{name}平时喜欢{hobby}。")]
+    return passage, qa, name
+
+
+def _product(rng: random.Random) -> Fact:
+    item = rng.choice(P.CITIES[:6]) + "牌" + rng.choice(P.ITEMS)
+    price, weight = rng.randint(12, 899), rng.randint(50, 2000)
+    c1, c2 = rng.sample(P.COLORS, 2)
+    passage = f"{item}售价{price}元，重约{weight}克，有{c1}和{c2}两种颜色。"
+    qa = [(f"{item}多少钱？", f"{item}售价{price}元。"),
+          (f"{item}有多重？", f"{item}重约{weight}克。"),
+          (f"{item}有哪些颜色？", f"{item}有{c1}和{c2}两种颜色。")]
+    return passage, qa, item
+
+
+def _schedule(rng: random.Random) -> Fact:
+    org = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.ORGS)
+    start, end, rest = rng.randint(7, 10), rng.randint(17, 21), rng.choice(P.WEEKDAYS)
+    passage = f"{org}每天{start}点开门，{end}点关门，{rest}闭馆休息。"
+    qa = [(f"{org}几点开门？", f"{org}每天{start}点开门。"),
+          (f"{org}几点关门？", f"{org}每天{end}点关门。"),
+          (f"{org}哪天休息？", f"{org}{rest}闭馆休息。")]
+    return passage, qa, org
+
+
+def _event(rng: random.Random) -> Fact:
+    event = rng.choice(P.CITIES) + rng.choice(P.EVENTS)
+    month, day, where = rng.randint(1, 12), rng.randint(1, 28), rng.choice(P.CITIES) + rng.choice(P.ORGS)
+    passage = f"{event}将于{month}月{day}日在{where}举行，欢迎大家参加。"
+    qa = [(f"{event}什么时候举行？", f"{event}将于{month}月{day}日举行。"),
+          (f"{event}在哪里举行？", f"{event}在{where}举行。")]
+    return passage, qa, event
+
+
+FACT_MAKERS: list[Callable[[random.Random], Fact]] = [_place, _person, _product, _schedule, _event]
+
+RAG_SYSTEMS = [
+    "你是一个知识库问答助手。请根据下面的资料回答用户的问题，并用 [编号] 标注出处。资料中没有的内容请说不知道。\n\n资料：\n{ctx}",
+    "请只根据以下资料回答问题，回答时注明来源编号。\n\n资料：\n{ctx}",
+    "已知资料：\n{ctx}\n\n请用上面的资料回答用户的问题。",
+]
+RAG_USERS = [
+    "请根据以下资料回答问题。\n\n资料：\n{ctx}\n\n问题：{q}",
+    "资料：\n{ctx}\n\n根据资料回答：{q}",
+]
+CITE_FORMS = ["根据资料[{k}]，{a}", "{a}[{k}]", "资料[{k}]提到，{a}"]
+
+
+def rag_dialogue(rng: random.Random) -> dict:
+    """One answer-from-context dialogue with 1-4 passages; about one in eight has no answer."""
+    facts = [rng.choice(FACT_MAKERS)(rng) for _ in range(rng.randint(1, 4))]
+    ctx = "\n".join(f"[{i}] {passage}" for i, (passage, _, _) in enumerate(facts, 1))
+    if rng.random() < 0.12:
+        _, qa, topic = rng.choice(FACT_MAKERS)(rng)
+        question = qa[0][0]
+        answer = rng.choice(P.NO_ANSWER).format(topic=topic)
+    else:
+        k = rng.randrange(len(facts))
+        question, sentence = rng.choice(facts[k][1])
+        answer = rng.choice(CITE_FORMS).format(k=k + 1, a=sentence)
+    if rng.random() < 0.6:
+        messages = [{"role": "system", "content": rng.choice(RAG_SYSTEMS).format(ctx=ctx)},
+                    {"role": "user", "content": question}]
+    else:
+        messages = [{"role": "user", "content": rng.choice(RAG_USERS).format(ctx=ctx, q=question)}]
+    return {"messages": messages + [{"role": "assistant", "content": answer}]}
+
+
+def chat_dialogue(rng: random.Random, topics: list[str], system_rate: float = 0.3) -> dict:
+    """A 1-3 turn chat over random topics, greetings most likely first, goodbyes last."""
+    n = rng.choices([1, 2, 3], weights=[6, 3, 1])[0]
+    picked = [rng.choice(topics) for _ in range(n)]
+    if n > 1 and rng.random() < 0.5:
+        picked[0] = rng.choice(["hello", "morning", "noon", "evening"])
+    if n > 1 and rng.random() < 0.3:
+        picked[-1] = rng.choice(["thanks", "bye"])
+    messages = []
+    if rng.random() < system_rate:
+        messages.append({"role": "system", "content": rng.choice(P.SYSTEM_PROMPTS)})
+    for topic in picked:
+        question, answer = _turn(rng, topic)
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": messages}
+
+
+def generate(seed: int = 0, n_chat: int = 3600, n_rag: int = 1400) -> list[dict]:
+    """All dialogues: every (phrasing, answer) pair of every topic once, then random chats and RAG."""
+    rng = random.Random(seed)
+    out = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+           for questions, answers in P.TOPICS.values() for q in questions for a in answers]
+    topics = list(P.TOPICS)
+    out += [chat_dialogue(rng, topics) for _ in range(n_chat)]
+    out += [rag_dialogue(rng) for _ in range(n_rag)]
+    rng.shuffle(out)
+    return out
+
+
+def write(path: Path = DIALOGUES_FILE, seed: int = 0) -> int:
+    dialogues = generate(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for d in dialogues:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    return len(dialogues)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DIALOGUES_FILE)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print(f"wrote {write(args.out, args.seed)} dialogues to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
