@@ -1,20 +1,37 @@
 """The local model runtime: load a base model, render chats, stream tokens, switch persona adapters.
 
-Knows nothing of `rag` or `finetune`. Heavy libraries load only when a model is loaded.
+Knows nothing of `rag` or `finetune`. torch/transformers/peft load only when a model is loaded, and the
+LangChain adapter (`llm.chat_model.RolechatChatModel`) only when it is asked for.
 """
 
+from llm.config import GenerationParams, LLMConfig
+from llm.generation import GenerationStats, GenerationStream
+from llm.loader import LoadError, fingerprint, load_model_and_tokenizer, resolve_model
 from llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
+from llm.runtime import Runtime, RuntimeInfo, describe, load_runtime
 from llm.templates import ChatFormat, TemplateError, render_prompt, render_supervised, resolve_format
 
 __all__ = [
     "BASE_PERSONA",
     "ChatFormat",
+    "GenerationParams",
+    "GenerationStats",
+    "GenerationStream",
+    "LLMConfig",
+    "LoadError",
     "PersonaEntry",
     "PersonaError",
     "PersonaManifest",
+    "Runtime",
+    "RuntimeInfo",
     "TemplateError",
+    "describe",
     "discover",
+    "fingerprint",
+    "load_model_and_tokenizer",
+    "load_runtime",
     "render_prompt",
     "render_supervised",
     "resolve_format",
+    "resolve_model",
 ]

@@ -18,7 +18,7 @@ __all__ = ["MANIFEST", "BASE_PERSONA", "PersonaError", "PersonaManifest", "Perso
 
 MANIFEST = "persona.json"
 BASE_PERSONA = "base"  # the plain base model, adapters disabled
-_NAME = re.compile(r"^[\w][\w.-]{0,63}$")
+_NAME = re.compile(r"^[\w][\w-]{0,63}$")
 
 
 class PersonaError(ValueError):
@@ -26,9 +26,9 @@ class PersonaError(ValueError):
 
 
 def check_name(name: str) -> str:
-    """Persona names are folder names: letters (any script), digits, '_', '-', '.'; not "base"."""
+    """Persona names are folder names: letters (any script), digits, '_' and '-' (peft adapter names); not "base"."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise PersonaError(f"invalid persona name {name!r}: use letters, digits, '_', '-' or '.' (max 64)")
+        raise PersonaError(f"invalid persona name {name!r}: use letters, digits, '_' or '-' (max 64)")
     if name == BASE_PERSONA:
         raise PersonaError(f"{BASE_PERSONA!r} is reserved for the plain base model")
     return name

@@ -1,0 +1,90 @@
+"""Settings of the model runtime (config section `[llm]`, environment `ROLECHAT_LLM_<FIELD>`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["LLMConfig", "GenerationParams"]
+
+DEFAULT_HUB_MODEL = "Qwen/Qwen3-1.7B"
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class GenerationParams:
+    """How one reply is sampled. `temperature == 0` means greedy (deterministic)."""
+
+    max_new_tokens: int = field(default=512, metadata=_help("Most tokens one reply may have."))
+    temperature: float = field(default=0.7, metadata=_help("Sampling temperature; 0 = greedy."))
+    top_p: float = field(default=0.9, metadata=_help("Nucleus sampling mass."))
+    top_k: int = field(default=50, metadata=_help("Sample among the k likeliest tokens; 0 = off."))
+    repetition_penalty: float = field(default=1.05, metadata=_help("> 1 discourages repeats."))
+    seed: int | None = field(default=None, metadata=_help("Seed for reproducible sampling."))
+    stop: list[str] = field(default_factory=list, metadata=_help("Extra stop strings."))
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class LLMConfig:
+    """Which base model to load, how, and where personas come from."""
+
+    model: str = field(default="", metadata=_help(
+        "Base model: a local folder or a hub id (must already be in the local HF cache). Empty: the default hub "
+        "model if cached, else the built-in demo model."))
+    default_hub_model: str = field(default=DEFAULT_HUB_MODEL, metadata=_help(
+        "Hub id used when `model` is empty and it is already cached."))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N or mps."))
+    dtype: str = field(default="auto", metadata=_help("auto (CUDA: bf16 or fp16; CPU: fp32), float32, bfloat16, float16."))
+    quantization: str = field(default="none", metadata=_help("none, 4bit or 8bit (bitsandbytes; CUDA only)."))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "Run model code shipped with the checkpoint (legacy ChatGLM2/3; needs transformers 4.x)."))
+    template: str = field(default="auto", metadata=_help("Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4."))
+    enable_thinking: bool = field(default=False, metadata=_help("Let Qwen3-style models think before answering."))
+    persona_dirs: list[str] = field(default_factory=list, metadata=_help(
+        "Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."))
+    on_base_mismatch: str = field(default="refuse", metadata=_help(
+        "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."))
+    context_length: int = field(default=0, metadata=_help(
+        "Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."))
+    max_new_tokens: int = field(default=512, metadata=_help("Default reply length limit."))
+    temperature: float = field(default=0.7, metadata=_help("Default sampling temperature (0 = greedy)."))
+    top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
+    top_k: int = field(default=50, metadata=_help("Default top-k."))
+    repetition_penalty: float = field(default=1.05, metadata=_help("Default repetition penalty."))
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("none", "4bit", "8bit"):
+            raise ValueError(f"llm.quantization must be none, 4bit or 8bit, got {self.quantization!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"llm.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.on_base_mismatch not in ("refuse", "warn"):
+            raise ValueError(f"llm.on_base_mismatch must be refuse or warn, got {self.on_base_mismatch!r}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"llm.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.context_length < 0:
+            raise ValueError(f"llm.context_length must be >= 0, got {self.context_length}")
+        if isinstance(self.persona_dirs, str):
+            self.persona_dirs = [p for p in self.persona_dirs.split(",") if p]
+        GenerationParams(**self.generation_defaults())  # validates the defaults
+
+    def generation_defaults(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k, "repetition_penalty": self.repetition_penalty}

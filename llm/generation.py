@@ -1,0 +1,195 @@
+"""The one generation primitive: stream text pieces from `model.generate` running in a worker thread.
+
+Everything else consumes it: the blocking chat joins the pieces, the LangChain model wraps them in chunks,
+Streamlit writes them as they come. Text is decoded from the running token sequence, so multi-byte (CJK)
+characters are never split, and stop strings are cut off before they reach the caller. Abandoning the
+iterator (a stop button, a closed connection) cancels the generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from llm.config import GenerationParams
+
+__all__ = ["GenerationStats", "GenerationStream"]
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class GenerationStats:
+    """Filled in while streaming; complete once the stream is exhausted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: float | None = None
+    elapsed: float = 0.0
+    finish_reason: str = ""  # "stop", "length" or "cancelled"
+
+    @property
+    def tokens_per_second(self) -> float:
+        gen_time = self.elapsed - (self.time_to_first_token or 0.0)
+        return (self.completion_tokens - 1) / gen_time if self.completion_tokens > 1 and gen_time > 0 else 0.0
+
+
+class _TokenQueue:
+    """A transformers streamer that hands new token ids to the consuming thread."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue = queue.Queue()
+        self._skip_prompt = True
+
+    def put(self, value: Any) -> None:
+        if self._skip_prompt:  # generate() first passes the prompt itself
+            self._skip_prompt = False
+            return
+        self.q.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.q.put(_DONE)
+
+
+class GenerationStream:
+    """Iterate for text pieces; `.text` and `.stats` describe the reply once iteration ends.
+
+    The `lock` (if given) is held from the first piece until generation has fully stopped, and
+    `context()` is entered inside the worker thread around `generate` (e.g. to select a persona adapter).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, input_ids: Sequence[int], params: GenerationParams, *,
+                 stop_ids: Sequence[int] = (), stop_strings: Sequence[str] = (),
+                 lock: threading.Lock | None = None,
+                 context: Callable[[], AbstractContextManager] = nullcontext) -> None:
+        self.model, self.tokenizer, self.params = model, tokenizer, params
+        self.input_ids = list(input_ids)
+        self.stop_ids = list(stop_ids)
+        self.stop_strings = [s for s in (*stop_strings, *params.stop) if s]
+        self.lock, self.context = lock, context
+        self.text = ""
+        self.stats = GenerationStats(prompt_tokens=len(self.input_ids))
+        self._cancel = threading.Event()
+        self._iter: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def cancel(self) -> None:
+        """Stop generating as soon as possible (the next token boundary)."""
+        self._cancel.set()
+
+    def join(self) -> str:
+        """Consume everything and return the whole reply."""
+        for _ in self:
+            pass
+        return self.text
+
+    def _generate_kwargs(self, streamer: _TokenQueue) -> dict[str, Any]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        cancel = self._cancel
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([self.input_ids], device=device)
+        p = self.params
+        kwargs: dict[str, Any] = dict(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=p.max_new_tokens,
+            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+            eos_token_id=self.stop_ids or None, pad_token_id=self.tokenizer.pad_token_id,
+            repetition_penalty=p.repetition_penalty)
+        if p.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or None)
+        return kwargs
+
+    def _worker(self, streamer: _TokenQueue, errors: list) -> None:
+        import torch
+
+        try:
+            if self.params.seed is not None:
+                torch.manual_seed(self.params.seed)
+            with self.context(), torch.inference_mode():
+                self.model.generate(**self._generate_kwargs(streamer))
+        except BaseException as exc:  # surfaced in the consuming thread
+            errors.append(exc)
+        finally:
+            streamer.end()
+
+    def _visible(self, text: str) -> tuple[str, bool]:
+        """The part of `text` safe to show now, and whether a stop string was reached."""
+        for s in self.stop_strings:
+            at = text.find(s)
+            if at >= 0:
+                return text[:at], True
+        hold = 0
+        for s in self.stop_strings:  # keep back a tail that could still grow into a stop string
+            for n in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:n]):
+                    hold = max(hold, n)
+                    break
+        text = text[: len(text) - hold] if hold else text
+        return text.rstrip("\ufffd"), False  # an unfinished multi-byte character
+
+    def _run(self) -> Iterator[str]:
+        lock = self.lock or nullcontext()
+        with lock:
+            start = time.perf_counter()
+            streamer, errors = _TokenQueue(), []
+            worker = threading.Thread(target=self._worker, args=(streamer, errors), daemon=True)
+            worker.start()
+            ids: list[int] = []
+            stopped = done = False
+            try:
+                while True:
+                    item = streamer.q.get()
+                    if item is _DONE:
+                        done = True
+                        break
+                    ids.extend(item)
+                    self.stats.completion_tokens = len(ids)
+                    if self.stats.time_to_first_token is None:
+                        self.stats.time_to_first_token = time.perf_counter() - start
+                    if stopped:
+                        continue
+                    decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    visible, stopped = self._visible(decoded)
+                    if stopped:
+                        self._cancel.set()
+                    if len(visible) > len(self.text) and visible.startswith(self.text):
+                        piece, self.text = visible[len(self.text):], visible
+                        yield piece
+            finally:
+                if not done and not stopped:  # the caller walked away: stop the worker
+                    self._cancel.set()
+                    self.stats.finish_reason = "cancelled"
+                worker.join()
+                self.stats.elapsed = time.perf_counter() - start
+            if errors:
+                raise errors[0]
+            if not stopped:  # flush what was held back for a stop string that never came
+                final = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
+                if len(final) > len(self.text) and final.startswith(self.text):
+                    piece, self.text = final[len(self.text):], final
+                    yield piece
+            if stopped or (ids and ids[-1] in self.stop_ids):
+                self.stats.finish_reason = "stop"
+            elif self._cancel.is_set():
+                self.stats.finish_reason = "cancelled"
+            else:
+                self.stats.finish_reason = "length" if len(ids) >= self.params.max_new_tokens else "stop"

@@ -1,0 +1,297 @@
+"""The runtime: ONE base model with every persona adapter loaded into it, switched per request.
+
+Adapters under `$ROLECHAT_HOME/personas` (and any `llm.persona_dirs`) are loaded with peft's
+`load_adapter` into the single base model; a request names its persona and the runtime selects it
+(`set_adapter`), or disables adapters for the plain base model. Nothing is reloaded on a switch.
+Generation is serialized by a lock, held from the first token to the last, so concurrent requests can
+never see each other's persona. A persona's system prompt (from its manifest) is applied automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from rolechat import config as rc_config
+
+from llm.config import GenerationParams, LLMConfig
+from llm.generation import GenerationStream
+from llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
+from llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
+from llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
+
+__all__ = ["Runtime", "RuntimeInfo", "load_runtime"]
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What is loaded, for banners and `/v1/models`."""
+
+    model_id: str
+    source: str
+    device: str
+    dtype: str
+    is_demo: bool
+    fingerprint: str
+    template: str
+    context_length: int
+    hint: str = ""
+
+
+class Runtime:
+    """A loaded base model plus persona adapters.
+
+    >>> rt = load_runtime()                       # demo model unless configured otherwise
+    >>> rt.persona_names()                        # ['base', 'miaomiao', ...]
+    >>> for piece in rt.stream([{"role": "user", "content": "你好"}], persona="miaomiao"): print(piece, end="")
+    >>> rt.chat([{"role": "user", "content": "你好"}], persona="base", params={"temperature": 0})
+    """
+
+    def __init__(self, cfg: LLMConfig, model: Any, tokenizer: Any, resolved: ResolvedModel) -> None:
+        from llm.demo import DEMO_HINT
+
+        self.cfg = cfg
+        self.base_model = model
+        self.model = model  # becomes a PeftModel once the first adapter loads
+        self.tokenizer = tokenizer
+        self.format: ChatFormat = resolve_format(tokenizer, cfg.template)
+        self._stop_ids = stop_token_ids(tokenizer, self.format, getattr(model, "generation_config", None))
+        max_pos = getattr(model.config, "max_position_embeddings", None) or 4096
+        self.info = RuntimeInfo(
+            model_id=resolved.model_id, source=resolved.source, device=str(next(model.parameters()).device),
+            dtype=str(next(model.parameters()).dtype).replace("torch.", ""), is_demo=resolved.is_demo,
+            fingerprint=fingerprint(model.config), template=self.format.name,
+            context_length=cfg.context_length or min(int(max_pos), 32768),
+            hint=DEMO_HINT if resolved.is_demo else "")
+        self._lock = threading.RLock()
+        self._entries: dict[str, PersonaEntry] = {}
+        self._loaded: dict[str, tuple[Path, float]] = {}
+        self.reload_personas()
+
+    @classmethod
+    def load(cls, cfg: LLMConfig | None = None) -> "Runtime":
+        cfg = cfg or LLMConfig()
+        resolved = resolve_model(cfg.model, cfg.default_hub_model)
+        log.info("loading base model %s from %s", resolved.model_id, resolved.source)
+        model, tokenizer = load_model_and_tokenizer(
+            resolved.source, device=cfg.device, dtype=cfg.dtype, quantization=cfg.quantization,
+            trust_remote_code=cfg.trust_remote_code)
+        return cls(cfg, model, tokenizer, resolved)
+
+    # -- personas -----------------------------------------------------------------------------------
+
+    def persona_roots(self) -> list[Path]:
+        return [rc_config.personas_dir(), *(Path(p).expanduser() for p in self.cfg.persona_dirs)]
+
+    def personas(self) -> list[PersonaEntry]:
+        """Every persona folder found, usable or not (`entry.error` says why not)."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def persona_names(self) -> list[str]:
+        """Selectable personas: "base" first, then each loaded adapter."""
+        with self._lock:
+            return [BASE_PERSONA, *sorted(self._loaded)]
+
+    def manifest(self, persona: str | None) -> PersonaManifest | None:
+        if persona in (None, "", BASE_PERSONA):
+            return None
+        with self._lock:
+            entry = self._entries.get(persona)
+            if entry is None or persona not in self._loaded:
+                known = ", ".join(self.persona_names())
+                why = f": {entry.error}" if entry is not None and entry.error else ""
+                raise PersonaError(f"persona {persona!r} is not available{why}. Available: {known}")
+            return entry.manifest
+
+    def _check_base(self, entry: PersonaEntry) -> str | None:
+        m = entry.manifest
+        assert m is not None
+        if m.base_fingerprint and m.base_fingerprint != self.info.fingerprint:
+            return (f"persona {m.name!r} was trained on {m.base_model or 'another model'!r} (architecture "
+                    f"{m.base_fingerprint}); the loaded base model {self.info.model_id!r} is {self.info.fingerprint}. "
+                    "Load its base model (llm.model) to use it.")
+        if not same_base(m.base_model, self.info.model_id):
+            message = (f"persona {m.name!r} was trained on {m.base_model!r}, but {self.info.model_id!r} is loaded")
+            if self.cfg.on_base_mismatch == "refuse":
+                return message + " (set llm.on_base_mismatch = \"warn\" to load it anyway)"
+            log.warning("%s; loading it anyway (llm.on_base_mismatch = warn)", message)
+        return None
+
+    def _load_adapter(self, entry: PersonaEntry) -> None:
+        from peft import PeftModel
+
+        if self.model is self.base_model:
+            self.model = PeftModel.from_pretrained(self.base_model, str(entry.path), adapter_name=entry.name)
+        else:
+            self.model.load_adapter(str(entry.path), adapter_name=entry.name)
+        self.model.eval()
+
+    def _unload_adapter(self, name: str) -> None:
+        self._loaded.pop(name, None)
+        if self.model is not self.base_model and name in self.model.peft_config:
+            self.model.delete_adapter(name)
+
+    def reload_personas(self) -> list[PersonaEntry]:
+        """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
+        with self._lock:
+            entries = discover(self.persona_roots())
+            found = {e.name for e in entries}
+            for name in list(self._loaded):
+                if name not in found:
+                    self._unload_adapter(name)
+            self._entries = {}
+            for entry in entries:
+                self._entries[entry.name] = entry
+                if not entry.ok:
+                    self._unload_adapter(entry.name)
+                    continue
+                error = self._check_base(entry)
+                if error:
+                    entry.error = error
+                    self._unload_adapter(entry.name)
+                    log.warning(error)
+                    continue
+                weights = next(f for f in (entry.path / "adapter_model.safetensors", entry.path / "adapter_model.bin")
+                               if f.is_file())
+                stamp = (entry.path, weights.stat().st_mtime)
+                if self._loaded.get(entry.name) == stamp:
+                    continue
+                self._unload_adapter(entry.name)
+                try:
+                    self._load_adapter(entry)
+                except Exception as exc:  # a corrupt adapter must not take the others down
+                    entry.error = f"{entry.path}: adapter could not be loaded: {exc}"
+                    log.warning(entry.error)
+                    continue
+                self._loaded[entry.name] = stamp
+            return list(self._entries.values())
+
+    @contextlib.contextmanager
+    def _persona_context(self, persona: str | None):
+        """Select the persona's adapter (or none) for the duration of one forward/generate."""
+        if self.model is self.base_model:
+            yield
+        elif persona in (None, "", BASE_PERSONA):
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(persona)
+            yield
+
+    # -- prompts --------------------------------------------------------------------------------------
+
+    def params(self, overrides: GenerationParams | Mapping[str, Any] | None = None) -> GenerationParams:
+        if isinstance(overrides, GenerationParams):
+            return overrides
+        values = self.cfg.generation_defaults()
+        values.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
+        return GenerationParams(**values)
+
+    def prepare_messages(self, messages: Sequence[Message], persona: str | None) -> list[dict[str, str]]:
+        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context)."""
+        manifest = self.manifest(persona)
+        msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        system = manifest.system_prompt if manifest else ""
+        if msgs and msgs[0]["role"] == "system":
+            caller = msgs.pop(0)["content"]
+            system = f"{system}\n\n{caller}" if system else caller
+        return ([{"role": "system", "content": system}] if system else []) + msgs
+
+    def _thinking(self, persona: str | None) -> bool:
+        manifest = self.manifest(persona)
+        return manifest.enable_thinking if manifest else self.cfg.enable_thinking
+
+    def encode(self, messages: Sequence[Message], persona: str | None = None,
+               max_new_tokens: int | None = None) -> list[int]:
+        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt)."""
+        msgs = self.prepare_messages(messages, persona)
+        if not msgs or msgs[-1]["role"] != "user":
+            raise ValueError("the conversation must end with a user message")
+        budget = self.info.context_length - (max_new_tokens or self.cfg.max_new_tokens)
+        budget = max(budget, 16)
+        thinking = self._thinking(persona)
+
+        def ids_of(ms: list[dict[str, str]]) -> list[int]:
+            text = render_prompt(self.tokenizer, self.format, ms, enable_thinking=thinking)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        system = msgs[:1] if msgs[0]["role"] == "system" else []
+        turns = msgs[len(system):]
+        ids = ids_of(system + turns)
+        while len(ids) > budget and len(turns) > 1:
+            turns = turns[1:]
+            while turns and turns[0]["role"] != "user":  # a history must start with the user
+                turns = turns[1:]
+            ids = ids_of(system + turns)
+        if len(ids) > budget:  # one huge message: keep its end, where the question usually is
+            last = dict(turns[-1])
+            over = len(ids) - budget
+            keep = max(len(last["content"]) - over * 2, 0)
+            while True:
+                last["content"] = last["content"][len(last["content"]) - keep:]
+                ids = ids_of(system + [last])
+                if len(ids) <= budget or keep == 0:
+                    break
+                keep = max(keep - max(over, 1), 0)
+        return ids
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def stream(self, messages: Sequence[Message], persona: str | None = None,
+               params: GenerationParams | Mapping[str, Any] | None = None) -> GenerationStream:
+        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model."""
+        p = self.params(params)
+        manifest = self.manifest(persona)
+        if manifest and manifest.stop:
+            p = replace(p, stop=[*p.stop, *manifest.stop])
+        ids = self.encode(messages, persona, p.max_new_tokens)
+        return GenerationStream(self.model, self.tokenizer, ids, p, stop_ids=self._stop_ids,
+                                stop_strings=self.format.stop_strings, lock=self._lock,
+                                context=lambda: self._persona_context(persona))
+
+    def chat(self, messages: Sequence[Message], persona: str | None = None,
+             params: GenerationParams | Mapping[str, Any] | None = None) -> str:
+        """The blocking reply: the joined stream."""
+        return self.stream(messages, persona, params).join()
+
+    def logits(self, messages: Sequence[Message], persona: str | None = None) -> Any:
+        """Next-token logits after the prompt (1-D tensor): for tests and diagnostics."""
+        import torch
+
+        ids = self.encode(messages, persona)
+        with self._lock, self._persona_context(persona), torch.inference_mode():
+            device = next(self.model.parameters()).device
+            out = self.model(input_ids=torch.tensor([ids], device=device))
+            return out.logits[0, -1].float().cpu()
+
+    def chat_model(self, persona: str | None = None, **params: Any) -> Any:
+        """A LangChain chat model bound to this runtime and persona."""
+        from llm.chat_model import RolechatChatModel
+
+        return RolechatChatModel(runtime=self, persona=persona, **params)
+
+
+def load_runtime(file_data: Mapping[str, Any] | None = None, **overrides: Any) -> Runtime:
+    """Build LLMConfig from defaults < config file < environment < overrides, then load."""
+    cfg = rc_config.build(LLMConfig, "llm", file_data, overrides)
+    return Runtime.load(cfg)
+
+
+def describe(entries: Iterable[PersonaEntry]) -> list[dict[str, Any]]:
+    """Plain dicts for listings (CLI, API, app)."""
+    rows = []
+    for e in entries:
+        m = e.manifest
+        rows.append({"name": e.name, "display_name": m.display_name if m else e.name,
+                     "system_prompt": m.system_prompt if m else "", "base_model": m.base_model if m else "",
+                     "path": str(e.path), "ok": e.ok, "error": e.error})
+    return rows
