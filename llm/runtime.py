@@ -232,16 +232,17 @@ class Runtime:
             while turns and turns[0]["role"] != "user":  # a history must start with the user
                 turns = turns[1:]
             ids = ids_of(system + turns)
-        if len(ids) > budget:  # one huge message: keep its end, where the question usually is
+        if len(ids) > budget:  # one huge message: keep the longest tail that fits (the question is usually last)
             last = dict(turns[-1])
-            over = len(ids) - budget
-            keep = max(len(last["content"]) - over * 2, 0)
-            while True:
-                last["content"] = last["content"][len(last["content"]) - keep:]
-                ids = ids_of(system + [last])
-                if len(ids) <= budget or keep == 0:
-                    break
-                keep = max(keep - max(over, 1), 0)
+            content = last["content"]
+            lo, hi = 0, len(content)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if len(ids_of(system + [{**last, "content": content[len(content) - mid:]}])) <= budget:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            ids = ids_of(system + [{**last, "content": content[len(content) - lo:]}])
         return ids
 
     # -- generation -----------------------------------------------------------------------------------
