@@ -1,7 +1,144 @@
-"""Commands of this group register themselves on the root app."""
+"""`rolechat chat` (terminal chat, one-shot or interactive) and `rolechat personas`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
 
 import typer
 
+from rolechat.cli.common import console, err_console, fail, file_data
+
+HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
+
+
+def load_runtime_or_fail(**overrides: Any):
+    """Load the runtime with a status line; config and load errors end the command cleanly."""
+    from llm import LoadError, load_runtime
+
+    try:
+        with err_console.status("loading model…"):
+            return load_runtime(file_data(), **overrides)
+    except LoadError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"invalid [llm] setting: {exc}")
+
+
+def banner(rt) -> None:
+    info = rt.info
+    err_console.print(f"[bold]model[/] {info.model_id} · {info.device} · {info.dtype} · personas: "
+                      f"{', '.join(rt.persona_names())}", highlight=False)
+    if info.is_demo:
+        err_console.print(f"[yellow]{info.hint}[/]", highlight=False)
+    for entry in rt.personas():
+        if entry.error:
+            err_console.print(f"[red]persona {entry.name} unavailable:[/] {entry.error}", highlight=False)
+
+
+def _stream_reply(rt, history: list[dict[str, str]], persona: Optional[str], params: dict[str, Any]) -> str:
+    stream = rt.stream(history, persona=persona, params=params)
+    for piece in stream:
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    s = stream.stats
+    err_console.print(f"[dim]{s.completion_tokens} tokens · {s.tokens_per_second:.1f} tok/s · "
+                      f"first token {s.time_to_first_token or 0:.2f}s[/]", highlight=False)
+    return stream.text
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command()
+    def chat(
+        persona: Optional[str] = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
+        message: Optional[str] = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
+        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+        temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+        top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass."),
+        max_new_tokens: Optional[int] = typer.Option(None, help="Most tokens per reply."),
+        seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
+    ) -> None:
+        """Chat with the base model or a persona in the terminal (streaming)."""
+        from llm import PersonaError
+
+        rt = load_runtime_or_fail(model=model)
+        if not quiet:
+            banner(rt)
+        params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+        try:
+            rt.manifest(persona)
+        except PersonaError as exc:
+            fail(str(exc))
+        if message is not None:
+            if quiet:
+                console.print(rt.chat([{"role": "user", "content": message}], persona, params), markup=False,
+                              highlight=False)
+            else:
+                _stream_reply(rt, [{"role": "user", "content": message}], persona, params)
+            return
+        err_console.print(f"[dim]{HELP}[/]")
+        history: list[dict[str, str]] = []
+        while True:
+            try:
+                line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if not line:
+                continue
+            if line.startswith("/"):
+                cmd, _, arg = line.partition(" ")
+                if cmd in ("/exit", "/quit"):
+                    return
+                if cmd == "/reset":
+                    history = []
+                    err_console.print("[dim]history cleared[/]")
+                elif cmd == "/personas":
+                    rt.reload_personas()
+                    err_console.print(", ".join(rt.persona_names()))
+                elif cmd == "/persona":
+                    rt.reload_personas()
+                    try:
+                        rt.manifest(arg.strip() or None)
+                    except PersonaError as exc:
+                        err_console.print(f"[red]{exc}[/]", highlight=False)
+                        continue
+                    persona = arg.strip() or None
+                    history = []
+                    err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
+                else:
+                    err_console.print(f"[dim]{HELP}[/]")
+                continue
+            history.append({"role": "user", "content": line})
+            try:
+                reply = _stream_reply(rt, history, persona, params)
+            except KeyboardInterrupt:
+                console.print("\n[dim](stopped)[/]")
+                history.pop()
+                continue
+            history.append({"role": "assistant", "content": reply})
+
+    @app.command()
+    def personas(
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    ) -> None:
+        """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
+        from llm import LLMConfig, describe, discover
+        from rolechat import config
+
+        cfg = config.build(LLMConfig, "llm", file_data())
+        rows = describe(discover([config.personas_dir(), *cfg.persona_dirs]))
+        if as_json:
+            console.print_json(json.dumps(rows, ensure_ascii=False))
+            return
+        if not rows:
+            console.print(f"no personas yet in {config.personas_dir()} — train one with `rolechat train`")
+            return
+        from rich.table import Table
+
+        table = Table("name", "display name", "base model", "system prompt", "status")
+        for r in rows:
+            table.add_row(r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40],
+                          "ok" if r["ok"] else f"[red]broken[/]: {r['error']}")
+        console.print(table)

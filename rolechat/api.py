@@ -1,0 +1,153 @@
+"""An OpenAI-compatible HTTP API over the runtime: `/v1/models`, `/v1/chat/completions` (streaming or not).
+
+Each persona is a "model" (`base` is the plain base model). Requests are served by the same runtime as the
+app and the CLI, so switching persona per request costs nothing and requests never mix personas.
+A request may add `"knowledge_base": "NAME"` (and `"k"`) to answer from a knowledge base with sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, Optional
+
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+__all__ = ["ServerConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    """`rolechat serve` settings (config section `[server]`)."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for all)."})
+    port: int = field(default=8000, metadata={"help": "TCP port."})
+    api_key: str = field(default="", metadata={"help": "If set, requests need `Authorization: Bearer <key>`."})
+
+    def __post_init__(self) -> None:
+        if not 0 < int(self.port) < 65536:
+            raise ValueError(f"server.port must be 1-65535, got {self.port}")
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    model: str = "base"
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: Optional[float] = Field(default=None, ge=0, le=2)
+    top_p: Optional[float] = Field(default=None, gt=0, le=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    stop: Optional[str | list[str]] = None
+    seed: Optional[int] = None
+    knowledge_base: Optional[str] = None
+    k: Optional[int] = Field(default=None, ge=1, le=50)
+
+
+def _persona(runtime: Any, model: str) -> Optional[str]:
+    """Map an OpenAI `model` field to a persona: a persona name, `base`, or the base model's own id."""
+    if model in ("base", "", runtime.info.model_id):
+        return None
+    if model not in runtime.persona_names():
+        runtime.reload_personas()  # a persona trained since start-up
+    if model not in runtime.persona_names():
+        raise HTTPException(404, f"model {model!r} not found; available: {', '.join(runtime.persona_names())}")
+    return model
+
+
+def create_app(runtime: Any, server: ServerConfig | None = None, kb_answerer: Any = None) -> FastAPI:
+    """Build the FastAPI app. `kb_answerer(kb, question, history, chat_model, k)` -> (sources, text stream)."""
+    server = server or ServerConfig()
+    app = FastAPI(title="rolechat", version="0.1.0")
+
+    def auth(authorization: Optional[str] = Header(default=None)) -> None:
+        if server.api_key and authorization != f"Bearer {server.api_key}":
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": runtime.info.model_id, "demo": runtime.info.is_demo}
+
+    @app.get("/v1/models", dependencies=[Depends(auth)])
+    def models() -> dict[str, Any]:
+        runtime.reload_personas()
+        now = int(time.time())
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "created": now, "owned_by": "rolechat",
+             "root": runtime.info.model_id} for name in runtime.persona_names()]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
+    def chat_completions(req: ChatRequest):
+        persona = _persona(runtime, req.model)
+        params = {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed,
+                  "max_new_tokens": req.max_completion_tokens or req.max_tokens,
+                  "stop": [req.stop] if isinstance(req.stop, str) else req.stop}
+        messages = [m.model_dump() for m in req.messages]
+        if messages[-1]["role"] != "user":
+            raise HTTPException(400, "the last message must come from the user")
+        sources: list[dict[str, Any]] = []
+        try:
+            if req.knowledge_base:
+                if kb_answerer is None:
+                    raise HTTPException(400, "knowledge bases are not available on this server")
+                chat_model = runtime.chat_model(persona, **{k: v for k, v in params.items() if k != "stop"})
+                sources, pieces = kb_answerer(req.knowledge_base, messages[-1]["content"], messages[:-1],
+                                              chat_model, req.k)
+                stats = None
+            else:
+                stream = runtime.stream(messages, persona=persona, params=params)
+                pieces, stats = stream, stream.stats
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        extra = {"sources": sources} if req.knowledge_base else {}
+
+        def usage() -> dict[str, int] | None:
+            if stats is None:
+                return None
+            return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+                    "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+
+        def finish() -> str:
+            return "length" if stats is not None and stats.finish_reason == "length" else "stop"
+
+        if not req.stream:
+            text = "".join(pieces)
+            return JSONResponse({
+                "id": cid, "object": "chat.completion", "created": created, "model": req.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish()}],
+                "usage": usage(), **extra})
+
+        def events() -> Iterator[str]:
+            def chunk(delta: dict, reason: Optional[str] = None, **more: Any) -> str:
+                body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": reason}], **more}
+                return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+            yield chunk({"role": "assistant", "content": ""}, **extra)
+            try:
+                for piece in pieces:
+                    yield chunk({"content": piece})
+            finally:
+                close = getattr(pieces, "close", None) or getattr(iter(pieces), "close", None)
+                if close:
+                    close()
+            yield chunk({}, finish(), usage=usage())
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
