@@ -103,7 +103,9 @@ def load_model_and_tokenizer(source: str, *, device: str = "auto", dtype: str = 
     """Load a causal LM and its tokenizer: CUDA -> bf16/fp16, CPU -> fp32; 4/8-bit only on CUDA."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # callers show their own progress
     device = pick_device(device)
     torch_dtype = _pick_dtype(dtype, device)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}

@@ -72,8 +72,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         if message is not None:
             if quiet:
-                console.print(rt.chat([{"role": "user", "content": message}], persona, params), markup=False,
-                              highlight=False)
+                typer.echo(rt.chat([{"role": "user", "content": message}], persona, params))
             else:
                 _stream_reply(rt, [{"role": "user", "content": message}], persona, params)
             return

@@ -1,0 +1,111 @@
+"""Runtime benchmark: persona switch latency vs loading a fresh model with the adapter; TTFT and tokens/s.
+
+    .venv/bin/python bench/runtime_bench.py [--model PATH] [--adapters 3] [--repeats 20]
+
+Without --model it uses the built-in demo model. Adapters are random LoRA adapters (rank 8, all-linear)
+made for the benchmark in a temporary ROLECHAT_HOME. "Switch" is the time from a request naming another
+persona to the model being ready for it: entering the runtime's persona context (peft `set_adapter`, or
+`disable_adapter` for the base model) and leaving it, median of --repeats over a rotation of personas.
+Forward passes right after a switch are reported beside it. "Fresh load" is what the classic scripts do:
+load the base model and then the adapter with PeftModel.from_pretrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rolechat.config import set_offline_env  # noqa: E402
+
+set_offline_env()
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="")
+    ap.add_argument("--adapters", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    os.environ["ROLECHAT_HOME"] = tempfile.mkdtemp(prefix="rolechat-bench-")
+
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llm import LLMConfig, PersonaManifest, Runtime, fingerprint, resolve_model
+    from rolechat import config
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    resolved = resolve_model(args.model or None, "")
+    names = [f"p{i}" for i in range(args.adapters)]
+    for i, name in enumerate(names):
+        torch.manual_seed(i)
+        base = AutoModelForCausalLM.from_pretrained(resolved.source, dtype=torch.float32)
+        pm = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
+        out = config.personas_dir() / name
+        pm.save_pretrained(out)
+        PersonaManifest(name=name, base_model=resolved.model_id, base_fingerprint=fingerprint(base.config)).save(out)
+
+    t = time.perf_counter()
+    rt = Runtime.load(LLMConfig(model=args.model))
+    startup = time.perf_counter() - t
+    msgs = [{"role": "user", "content": "你好，请介绍一下你自己。"}]
+    rt.logits(msgs, "p0")  # warm-up
+
+    same = median_time(lambda: rt.logits(msgs, "p0"), args.repeats)
+    order = iter([names[(i + 1) % len(names)] for i in range(10 * args.repeats)] * 2)
+    switched = median_time(lambda: rt.logits(msgs, next(order)), args.repeats)
+    to_base = median_time(lambda: rt.logits(msgs, "base"), args.repeats)
+    rotation = iter(([*names, "base"] * (4 * args.repeats)))
+
+    def switch() -> None:
+        with rt._persona_context(next(rotation)):
+            pass
+
+    switch_cost = median_time(switch, 4 * args.repeats)
+
+    def fresh() -> None:
+        base = AutoModelForCausalLM.from_pretrained(resolved.source, dtype=torch.float32)
+        PeftModel.from_pretrained(base, str(config.personas_dir() / "p1")).eval()
+
+    fresh_load = median_time(fresh, max(3, args.repeats // 4))
+
+    streams = []
+    for _ in range(5):
+        s = rt.stream(msgs, persona="base", params={"temperature": 0, "max_new_tokens": 64})
+        s.join()
+        streams.append(s.stats)
+    ttft = statistics.median(s.time_to_first_token for s in streams)
+    tps = statistics.median(s.tokens_per_second for s in streams)
+    n_params = sum(p.numel() for p in rt.base_model.parameters())
+
+    print(f"model: {rt.info.model_id} ({n_params / 1e6:.1f}M params, {rt.info.device}, {rt.info.dtype}); "
+          f"{args.adapters} adapters; runtime start-up {startup:.2f} s")
+    print(f"forward pass, same persona (median):        {same * 1e3:8.2f} ms")
+    print(f"forward pass, switched persona (median):    {switched * 1e3:8.2f} ms")
+    print(f"forward pass, switched to base (median):    {to_base * 1e3:8.2f} ms")
+    print(f"persona switch (set/disable adapter):       {switch_cost * 1e3:8.3f} ms")
+    print(f"fresh load of base + adapter (median):      {fresh_load * 1e3:8.1f} ms")
+    print(f"fresh load / switch:                        {fresh_load / max(switch_cost, 1e-9):8.0f}x")
+    print(f"time to first token (median of 5):          {ttft * 1e3:8.1f} ms")
+    print(f"greedy decode speed (median of 5, 64 tok):  {tps:8.1f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()

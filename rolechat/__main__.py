@@ -1,0 +1,5 @@
+"""`python -m rolechat` is the `rolechat` command."""
+
+from rolechat.cli import main
+
+main()
