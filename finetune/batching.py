@@ -1,0 +1,86 @@
+"""Batches without wasted compute: dynamic padding (to the longest row of a length-grouped batch) or packing.
+
+Packing concatenates a batch's examples into one row and restarts `position_ids` at each example; the
+model's attention mask builder (transformers `find_packed_sequence_indices`) turns that into a
+block-diagonal causal mask, so no example attends to another (the model must run with use_cache=False,
+which training does). The first token of every packed example is unsupervised, so nothing is learnt
+across the seam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+__all__ = ["PadCollator", "PackCollator", "ExampleDataset", "padding_fraction"]
+
+
+class ExampleDataset:
+    """A list of examples as the Trainer wants it: `ds[i] -> {"input_ids", "labels"}` (lengths for grouping)."""
+
+    def __init__(self, examples: Sequence[Any]) -> None:
+        self.rows = [{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in examples]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r["input_ids"]) for r in self.rows]
+
+
+@dataclass
+class PadCollator:
+    """Right-pad a batch to its longest row: pad id in inputs, -100 in labels, 0 in the attention mask."""
+
+    pad_id: int
+    multiple_of: int = 1
+
+    def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        if self.multiple_of > 1:
+            width = -(-width // self.multiple_of) * self.multiple_of
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+@dataclass
+class PackCollator:
+    """Concatenate a batch into one row with per-example position ids (no padding, no cross-attention)."""
+
+    def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for r in rows:
+            ids += r["input_ids"]
+            labels += [-100] + list(r["labels"][1:])
+            positions += range(len(r["input_ids"]))
+        as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
+        return {"input_ids": as_row(ids), "labels": as_row(labels), "position_ids": as_row(positions)}
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Share of pad positions when `batches` (lists of indices) are each padded to their longest row."""
+    real = padded = 0
+    for batch in batches:
+        if not batch:
+            continue
+        width = max(lengths[i] for i in batch)
+        real += sum(lengths[i] for i in batch)
+        padded += width * len(batch)
+    return 1 - real / padded if padded else 0.0

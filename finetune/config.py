@@ -1,0 +1,100 @@
+"""Settings of persona training (config section `[train]`, environment `ROLECHAT_TRAIN_<FIELD>`).
+
+The base model, device, chat template and trust_remote_code come from the `[llm]` section, so a persona
+is trained on exactly the model and template the runtime serves it with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+REPORTERS = ("none", "tensorboard", "swanlab")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """How a persona adapter is trained. Every field has a CLI flag of the same name (`--eval-ratio` ...)."""
+
+    epochs: float = field(default=3.0, metadata=_help("Passes over the training data (ignored when max_steps > 0)."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 = use epochs."))
+    learning_rate: float = field(default=2e-4, metadata=_help("Peak learning rate (AdamW)."))
+    schedule: str = field(default="cosine", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
+    warmup_ratio: float = field(default=0.03, metadata=_help("Fraction of the steps spent warming up."))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
+    batch_size: int = field(default=16, metadata=_help("Examples per device per step (dynamic padding keeps it cheap)."))
+    grad_accum: int = field(default=1, metadata=_help("Gradient accumulation steps."))
+    max_length: int = field(default=1024, metadata=_help(
+        "Most tokens per example; longer ones lose their oldest turns, then the head of the prompt, never the reply."))
+    rank: int = field(default=8, metadata=_help("LoRA rank r."))
+    alpha: int = field(default=16, metadata=_help("LoRA alpha (scale = alpha / rank)."))
+    dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata=_help(
+        "Modules that get LoRA: all-linear, or names such as q_proj,v_proj (ChatGLM: query_key_value)."))
+    eval_ratio: float = field(default=0.05, metadata=_help("Held-out fraction for eval loss / perplexity; 0 = none."))
+    eval_steps: int = field(default=0, metadata=_help("Evaluate every N steps during training; 0 = only before/after."))
+    early_stopping: int = field(default=0, metadata=_help(
+        "Stop when eval loss has not improved for N evaluations (needs eval_steps); 0 = off."))
+    save_steps: int = field(default=200, metadata=_help("Write a resumable checkpoint every N steps."))
+    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
+    seed: int = field(default=42, metadata=_help("Seed for the split, shuffling and LoRA init."))
+    last_turn_only: bool = field(default=False, metadata=_help("Supervise only the last assistant turn."))
+    packing: bool = field(default=False, metadata=_help(
+        "Pack several examples per row without cross-example attention (no padding at all)."))
+    group_by_length: bool = field(default=True, metadata=_help("Batch examples of similar length (less padding)."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("Trade compute for memory (large models)."))
+    qlora: bool = field(default=False, metadata=_help("4-bit NF4 base + LoRA (CUDA only)."))
+    precision: str = field(default="auto", metadata=_help("auto (GPU: bf16 or fp16, CPU: fp32), fp32, bf16, fp16."))
+    strict: bool = field(default=False, metadata=_help("Fail on the first bad record instead of skipping it."))
+    dedupe: bool = field(default=True, metadata=_help("Drop exact duplicate conversations."))
+    report_to: str = field(default="none", metadata=_help(f"Metrics logger: {', '.join(REPORTERS)}."))
+    logging_steps: int = field(default=10, metadata=_help("Log loss and tokens/s every N steps."))
+    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"train.{name} {message}, got {getattr(self, name)!r}")
+
+        if isinstance(self.target_modules, str):
+            self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
+        need(self.epochs > 0, "epochs", "must be > 0")
+        need(self.max_steps >= 0, "max_steps", "must be >= 0")
+        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
+        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.grad_accum >= 1, "grad_accum", "must be >= 1")
+        need(self.max_length >= 16, "max_length", "must be >= 16")
+        need(self.rank >= 1, "rank", "must be >= 1")
+        need(self.alpha >= 1, "alpha", "must be >= 1")
+        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        need(bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+             "target_modules", "must name at least one module (or all-linear)")
+        need(0 <= self.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
+        need(self.eval_steps >= 0, "eval_steps", "must be >= 0")
+        need(self.early_stopping >= 0, "early_stopping", "must be >= 0")
+        need(not self.early_stopping or (self.eval_steps and self.eval_ratio), "early_stopping",
+             "needs eval_steps > 0 and eval_ratio > 0")
+        need(self.save_steps >= 1, "save_steps", "must be >= 1")
+        need(self.save_total_limit >= 1, "save_total_limit", "must be >= 1")
+        need(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
+        need(self.report_to in REPORTERS, "report_to", f"must be one of {', '.join(REPORTERS)}")
+        need(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        need(self.num_workers >= 0, "num_workers", "must be >= 0")
+
+    @property
+    def target(self) -> str | list[str]:
+        """What peft's LoraConfig.target_modules expects."""
+        return "all-linear" if self.target_modules == ["all-linear"] else list(self.target_modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,108 @@
+"""The trainable model: the runtime's base model (llm.loader) with LoRA adapters, optionally on a 4-bit base.
+
+QLoRA is CUDA-only on purpose: bitsandbytes 4-bit also loads on a CPU, but it brings no speed there and any
+no-grad forward before training repacks the weights into an inference-only layout that breaks every later
+backward pass (see docs/training.md). On a CPU we refuse before anything loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Sequence
+
+from llm.loader import load_model_and_tokenizer, pick_device
+
+from finetune.config import TrainConfig
+
+__all__ = ["TrainError", "precision", "check_device", "load_trainable", "evaluate_loss", "perplexity"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or finish; the message says why and what to do."""
+
+
+def precision(cfg: TrainConfig, device: str) -> str:
+    """The compute dtype name for this device: fp32 on CPU; bf16 (or fp16 without bf16 support) on CUDA."""
+    import torch
+
+    if cfg.precision != "auto":
+        if device == "cpu" and cfg.precision != "fp32":
+            raise TrainError(f"train.precision = {cfg.precision!r} is for GPUs; on the CPU use fp32 (or auto)")
+        return cfg.precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def check_device(cfg: TrainConfig, device: str) -> str:
+    """Resolve the device; refuse QLoRA without CUDA (clearly, before any weights load)."""
+    import torch
+
+    resolved = pick_device(device)
+    if cfg.qlora and not (resolved.startswith("cuda") and torch.cuda.is_available()):
+        raise TrainError("--qlora needs a CUDA GPU (bitsandbytes 4-bit training); this machine trains on "
+                         f"{resolved}. Train plain LoRA instead (drop --qlora): on a CPU it is just as fast.")
+    return resolved
+
+
+def load_trainable(source: str, cfg: TrainConfig, *, device: str, trust_remote_code: bool = False,
+                   local_rank: int = 0) -> tuple[Any, Any]:
+    """(peft model ready to train, tokenizer). Only LoRA weights require grad."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision(cfg, device)]
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+    model, tokenizer = load_model_and_tokenizer(source, device=device, dtype=dtype,
+                                                quantization="4bit" if cfg.qlora else "none",
+                                                trust_remote_code=trust_remote_code)
+    model.config.use_cache = False  # also required for packed rows (block-diagonal masks)
+    if cfg.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target,
+                      task_type="CAUSAL_LM")
+    torch.manual_seed(cfg.seed)
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+                         if isinstance(mod, torch.nn.Linear)} - {"lm_head"})
+        raise TrainError(f"--target-modules {','.join(cfg.target_modules)}: {exc}. "
+                         f"Linear modules of this model: {', '.join(linear)} (or all-linear)") from None
+    if cfg.gradient_checkpointing and not cfg.qlora:
+        model.enable_input_require_grads()
+    return model, tokenizer
+
+
+def evaluate_loss(model: Any, rows: Sequence[dict[str, list[int]]], collator: Any, batch_size: int) -> float | None:
+    """Mean next-token loss over every supervised token of `rows` (token-weighted); None without rows."""
+    import torch
+    import torch.nn.functional as F
+
+    if not rows:
+        return None
+    device = next(p.device for p in model.parameters())
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = collator([rows[i] for i in order[start:start + batch_size]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            logits = model(**batch, use_cache=False).logits[:, :-1].float()
+            target = labels[:, 1:]
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                     ignore_index=-100, reduction="sum").item()
+            count += int((target != -100).sum())
+    model.train(was_training)
+    return total / count if count else None
+
+
+def perplexity(loss: float | None) -> float | None:
+    return math.exp(min(loss, 50.0)) if loss is not None else None

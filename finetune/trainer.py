@@ -1,0 +1,409 @@
+"""A persona training run: data -> encoded examples -> LoRA training (HF Trainer) -> adapter folder.
+
+`prepare` does everything up to the model (data validation, tokenization, split) and is all that
+`rolechat train --dry-run` needs. `train` runs the whole thing. It uses `transformers.Trainer`, so the
+same code runs on one CPU, one GPU, or several GPUs under `accelerate launch` / `torchrun` (DDP): only
+the main process writes files. The adapter is written into a staging folder and renamed into place at
+the end, so a crash never leaves a half persona; checkpoints in `runs_dir()/<persona>/` let `--resume`
+continue after a kill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from llm.personas import PersonaManifest, check_name
+from llm.templates import ChatFormat
+from rolechat import config as rc
+
+from finetune.batching import ExampleDataset, PackCollator, PadCollator, padding_fraction
+from finetune.config import TrainConfig
+from finetune.data import Dataset, load_dataset
+from finetune.encode import EncodeStats, Example, encode_conversations
+from finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
+from finetune.progress import ProgressLog, plot_loss, read_progress
+
+__all__ = ["Prepared", "TrainResult", "prepare", "train", "run_dir", "progress_path"]
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+
+def run_dir(persona: str) -> Path:
+    """Checkpoints, progress file and run record of one persona's training."""
+    return rc.runs_dir() / persona
+
+
+def progress_path(persona: str) -> Path:
+    """Where a run's JSON-lines progress goes (see finetune.progress for the format)."""
+    return run_dir(persona) / "progress.jsonl"
+
+
+@dataclass
+class Prepared:
+    """Validated, rendered, tokenized and split data for one persona, plus what it took to get there."""
+
+    data: Dataset
+    system: str
+    source: str
+    model_id: str
+    fmt: ChatFormat
+    tokenizer: Any
+    train: list[Example]
+    eval: list[Example]
+    stats: EncodeStats
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.data.summary(), **self.stats.summary(), "train_examples": len(self.train),
+                "eval_examples": len(self.eval)}
+
+
+@dataclass
+class TrainResult:
+    """A finished run: where the adapter went and what it measured."""
+
+    persona: str
+    output: Path
+    manifest: PersonaManifest
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(data: str | Path, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
+    """Validate the data (before any heavy import), then render and tokenize it with the base model's template."""
+    dataset = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
+    from llm.loader import resolve_model
+    from llm.templates import resolve_format
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(llm_cfg.model, llm_cfg.default_hub_model)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.source, trust_remote_code=llm_cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fmt = resolve_format(tokenizer, llm_cfg.template)
+    system = dataset.dataset_system if system is None else system
+    convs = dataset.conversations
+    order = list(range(len(convs)))
+    random.Random(cfg.seed).shuffle(order)
+    n_eval = round(len(convs) * cfg.eval_ratio) if cfg.eval_ratio and len(convs) >= 10 else 0
+    n_eval = max(n_eval, 1) if cfg.eval_ratio and len(convs) >= 10 else 0
+    held = set(order[:n_eval])
+    examples, stats = encode_conversations(tokenizer, fmt, [convs[i] for i in sorted(set(order) - held)]
+                                           + [convs[i] for i in sorted(held)], system,
+                                           max_length=cfg.max_length, last_turn_only=cfg.last_turn_only)
+    held_records = {convs[i].record for i in held}
+    train = [e for e in examples if e.record not in held_records]
+    evals = [e for e in examples if e.record in held_records]
+    if not train:
+        raise TrainError(f"{data}: no example left to train on ({stats.skipped_too_long} longer than "
+                         f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)")
+    return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats)
+
+
+def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -> float:
+    """Padding fraction the training sampler will produce (0 with packing)."""
+    if cfg.packing:
+        return 0.0
+    import torch
+
+    bs = cfg.batch_size
+    if cfg.group_by_length:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        order = get_length_grouped_indices(list(lengths), bs * cfg.grad_accum * world,
+                                           generator=torch.Generator().manual_seed(cfg.seed))
+    else:
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    return padding_fraction(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])
+
+
+def _data_hash(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class CountingTrainer(Trainer):
+        """Counts real (non-padding) and total tokens of every training batch, for tokens/s and padding."""
+
+        real_tokens = 0
+        seen_tokens = 0
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            ids = inputs["input_ids"]
+            mask = inputs.get("attention_mask")
+            self.seen_tokens += ids.numel()
+            self.real_tokens += int(mask.sum()) if mask is not None else ids.numel()
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return CountingTrainer
+
+
+def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """Progress bar (loss, tokens/s) and the JSON-lines progress file."""
+
+        def __init__(self) -> None:
+            self.trainer = None
+            self.bar = None
+            self.last = (0.0, 0)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = (time.perf_counter(), self.trainer.real_tokens)
+            self.start = self.last
+            if show_bar and state.is_world_process_zero:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                                dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                now, tokens = time.perf_counter(), self.trainer.real_tokens
+                rate = (tokens - self.last[1]) * world / max(now - self.last[0], 1e-9)
+                self.last = (now, tokens)
+                seen = self.trainer.seen_tokens
+                pad = 1 - self.trainer.real_tokens / seen if seen else 0.0
+                progress.write("step", step=state.global_step, max_steps=state.max_steps, epoch=logs.get("epoch"),
+                               loss=logs["loss"], learning_rate=logs.get("learning_rate"), tokens_per_s=rate,
+                               padding_fraction=pad)
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+            if "eval_loss" in logs:
+                progress.write("eval", phase="during", step=state.global_step, eval_loss=logs["eval_loss"],
+                               perplexity=perplexity(logs["eval_loss"]))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return ProgressCallback()
+
+
+def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train: int, has_eval: bool, world: int):
+    from transformers import TrainingArguments
+
+    steps_per_epoch = math.ceil(math.ceil(n_train / (cfg.batch_size * world)) / cfg.grad_accum)
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    evaluating = bool(cfg.eval_steps and has_eval)
+    save_steps = cfg.eval_steps if cfg.early_stopping else cfg.save_steps
+    return TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.schedule,
+        warmup_steps=math.ceil(total * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=save_steps,
+        save_total_limit=cfg.save_total_limit, eval_strategy="steps" if evaluating else "no",
+        eval_steps=cfg.eval_steps if evaluating else None, load_best_model_at_end=bool(cfg.early_stopping),
+        metric_for_best_model="eval_loss" if cfg.early_stopping else None, greater_is_better=False,
+        seed=cfg.seed, data_seed=cfg.seed, bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=device == "cpu",
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to], disable_tqdm=True,
+        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=cfg.num_workers,
+        dataloader_pin_memory=device != "cpu",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        ddp_find_unused_parameters=False)
+
+
+def _check_reporter(name: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "swanlab": "swanlab"}.get(name)
+    if module and importlib.util.find_spec(module) is None:
+        raise TrainError(f"--report-to {name}: the {module} package is not installed (pip install {module})")
+
+
+def _place(staging: Path, final: Path, overwrite: bool) -> None:
+    """Move the finished adapter folder into place; an existing persona is replaced only with overwrite."""
+    if final.exists():
+        if not overwrite:
+            raise TrainError(f"{final} already exists; pass --overwrite to replace it")
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        shutil.move(str(staging), str(final))
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), str(final))
+
+
+def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None, llm_cfg: Any = None, *,
+          system: str | None = None, display_name: str = "", description: str = "", out: str | Path | None = None,
+          resume: bool = False, overwrite: bool = False, callbacks: Sequence[Any] = (),
+          show_progress: bool = True) -> TrainResult:
+    """Train persona `persona` on `data` and write its adapter folder (personas_dir()/<persona> or `out`).
+
+    With `resume=True` the run continues from its last checkpoint with the data and settings it was
+    started with (`data`, `cfg`, `system` may then be None). Failures are written to the progress file
+    before they propagate.
+    """
+    check_name(persona)
+    from accelerate import PartialState
+
+    state = PartialState()
+    main = state.is_main_process
+    folder = run_dir(persona)
+    record_path = folder / RUN_FILE
+    progress = ProgressLog(folder / "progress.jsonl", enabled=main, fresh=not resume)
+    try:
+        if resume:
+            last, run = _resume_point(folder, record_path)
+            cfg, data, system = TrainConfig(**run["config"]), run["data"], run["system"]
+            display_name, description = run.get("display_name", ""), run.get("description", "")
+            out = run.get("out") or out
+            llm_cfg = _llm_config(llm_cfg, run["llm"])
+            if _data_hash(data) != run["data_hash"]:
+                raise TrainError(f"{data} changed since the run started; start over with --overwrite")
+        else:
+            last, run = None, None
+            cfg = cfg or TrainConfig()
+            if data is None:
+                raise TrainError("--data is required (except with --resume)")
+            llm_cfg = _llm_config(llm_cfg, {})
+        final = Path(out).expanduser() if out else rc.personas_dir() / persona
+        if not resume and final.exists() and not overwrite:
+            raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
+        if not resume and main and any(folder.glob("checkpoint-*")):
+            if not overwrite:
+                raise TrainError(f"an unfinished run of {persona!r} has checkpoints in {folder}; pass --resume to "
+                                 "continue it or --overwrite to start over")
+            for old in folder.glob("checkpoint-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        _check_reporter(cfg.report_to)
+        device = check_device(cfg, llm_cfg.device)
+        prepared = prepare(data, cfg, llm_cfg, system=system)
+        result = _run(prepared, persona, cfg, llm_cfg, device=device, state=state, progress=progress, last=last,
+                      run=run, final=final, data=data, display_name=display_name, description=description,
+                      overwrite=overwrite or resume, callbacks=callbacks, show_progress=show_progress)
+        return result
+    except BaseException as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted (resume with --resume)"
+        steps = [r["step"] for r in read_progress(progress.path) if r.get("event") == "step"] if main else []
+        progress.write("error", status="failed", step=steps[-1] if steps else None, error=message)
+        raise
+
+
+def _llm_config(llm_cfg: Any, saved: dict[str, Any]) -> Any:
+    from llm.config import LLMConfig
+
+    if llm_cfg is None:
+        llm_cfg = LLMConfig()
+    for key, value in saved.items():
+        setattr(llm_cfg, key, value)
+    return llm_cfg
+
+
+def _resume_point(folder: Path, record_path: Path) -> tuple[str, dict[str, Any]]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not record_path.is_file():
+        raise TrainError(f"nothing to resume: {record_path} not found (start the run without --resume)")
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise TrainError(f"nothing to resume: no checkpoint in {folder} yet (they are written every "
+                         "--save-steps steps)")
+    return last, json.loads(record_path.read_text(encoding="utf-8"))
+
+
+def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, device: str, state: Any,
+         progress: ProgressLog, last: str | None, run: dict[str, Any] | None, final: Path, data: str | Path,
+         display_name: str, description: str, overwrite: bool, callbacks: Sequence[Any],
+         show_progress: bool) -> TrainResult:
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    main, world = state.is_main_process, state.num_processes
+    folder = run_dir(persona)
+    model, tokenizer = load_trainable(prepared.source, cfg, device=device,
+                                      trust_remote_code=llm_cfg.trust_remote_code,
+                                      local_rank=state.local_process_index)
+    from llm.loader import fingerprint
+
+    train_rows, eval_rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
+    collator = PackCollator() if cfg.packing else PadCollator(tokenizer.pad_token_id)
+    eval_collator = PadCollator(tokenizer.pad_token_id)
+    if run is None:
+        before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
+        run = {"persona": persona, "data": str(Path(data).resolve()), "data_hash": _data_hash(data),
+               "system": prepared.system, "display_name": display_name, "description": description,
+               "out": str(final), "config": cfg.to_dict(), "eval_loss_before": before,
+               "llm": {"model": prepared.source, "template": llm_cfg.template, "device": llm_cfg.device,
+                       "trust_remote_code": llm_cfg.trust_remote_code}}
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / RUN_FILE).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
+    before = run["eval_loss_before"]
+    prec = precision(cfg, device)
+    args = _training_args(cfg, folder, device, prec, len(train_rows), bool(eval_rows.rows), world)
+    pad_expected = expected_padding(train_rows.lengths, cfg, world)
+    progress.write("start", persona=persona, max_steps=None, resumed_from=last, device=device, precision=prec,
+                   examples={"train": len(train_rows), "eval": len(eval_rows)}, padding_expected=pad_expected,
+                   data=prepared.summary())
+    if before is not None:
+        progress.write("eval", phase="before", step=0, eval_loss=before, perplexity=perplexity(before))
+    bar = _progress_callback(progress, show_progress and main, world)
+    extra = [bar, *callbacks]
+    if cfg.early_stopping:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_rows,
+                               eval_dataset=eval_rows if eval_rows.rows else None, data_collator=collator,
+                               callbacks=extra)
+    bar.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # our bar and progress file replace the raw log dicts
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    runtime = time.perf_counter() - started
+    after = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
+    real, seen = trainer.real_tokens * world, trainer.seen_tokens * world
+    metrics = {
+        "train_loss": output.training_loss, "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4), "train_runtime_s": round(runtime, 2),
+        "real_tokens": real, "tokens_per_s": round(real / runtime, 1) if runtime else None,
+        "padding_fraction": round(1 - real / seen, 4) if seen else 0.0,
+        "eval_loss_before": before, "eval_loss_after": after,
+        "perplexity_before": perplexity(before), "perplexity_after": perplexity(after),
+        "resumed_from": Path(last).name if last else None,
+    }
+    if after is not None:
+        progress.write("eval", phase="after", step=trainer.state.global_step, eval_loss=after,
+                       perplexity=perplexity(after))
+    manifest = PersonaManifest(
+        name=persona, display_name=display_name or persona, system_prompt=prepared.system,
+        base_model=prepared.model_id, base_fingerprint=fingerprint(model.config), template=llm_cfg.template,
+        stop=list(prepared.fmt.stop_strings), enable_thinking=False, description=description,
+        data=prepared.summary(), hyperparameters=cfg.to_dict(), metrics=metrics)
+    if main:
+        staging = folder / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(str(staging))
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        plot_loss(read_progress(progress.path), staging / "loss.png",
+                  title=persona if persona.isascii() else "")
+        manifest.save(staging)  # last: discover() only lists folders with a manifest
+        _place(staging, final, overwrite)
+        for ckpt in folder.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+        progress.write("done", status="done", step=trainer.state.global_step, output=final, metrics=metrics)
+    state.wait_for_everyone()
+    return TrainResult(persona, final, manifest, metrics)
