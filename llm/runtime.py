@@ -181,10 +181,15 @@ class Runtime:
         if self.model is self.base_model:
             yield
         elif persona in (None, "", BASE_PERSONA):
-            with self.model.disable_adapter():
+            # LoraModel's own switch; PeftModel.disable_adapter() also surveys every layer's status first (3x slower).
+            self.model.base_model.disable_adapter_layers()
+            try:
                 yield
+            finally:
+                self.model.base_model.enable_adapter_layers()
         else:
-            self.model.set_adapter(persona)
+            if self.model.active_adapter != persona:
+                self.model.set_adapter(persona)
             yield
 
     # -- prompts --------------------------------------------------------------------------------------
