@@ -1,7 +1,273 @@
-"""Commands of this group register themselves on the root app."""
+"""Knowledge-base commands: `index`, `kb list|show|delete`, `search`, `eval-retrieval`, `ask`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
 
 import typer
 
+from rolechat.cli.common import console, err_console, fail, file_data
+
+kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
+
+KB_OPTION = typer.Option(..., "--kb", help="Knowledge base name (Chinese names are fine).")
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _config(**overrides: Any):
+    from rolechat import config
+
+    from rag import RAGConfig
+
+    return config.build(RAGConfig, "rag", file_data(), overrides)
+
+
+def _open(name: str, must_exist: bool = True, **overrides: Any):
+    from rag import KnowledgeBase
+
+    try:
+        kb = KnowledgeBase(name, _config(**overrides))
+    except ValueError as exc:
+        fail(str(exc))
+    if must_exist and not kb.exists():
+        from rag import list_kbs
+
+        known = ", ".join(list_kbs()) or "none yet"
+        fail(f"no knowledge base named {name!r} (known: {known}); create it with `rolechat index PATH --kb {name}`")
+    return kb
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[detail]}", style="dim"), console=err_console, transient=True)
+
+
+def _print_report(report) -> None:
+    from rich.table import Table
+
+    s = report.summary()
+    if report.rebuilt:
+        err_console.print(f"[yellow]{report.rebuilt}[/]", highlight=False)
+    if report.repaired:
+        err_console.print(f"[yellow]repaired: removed {report.repaired} records left by an interrupted run[/]")
+    console.print(
+        f"[bold]{report.kb}[/]: {s['indexed']} indexed, {s['updated']} updated, {s['unchanged']} unchanged, "
+        f"{s['removed']} removed, {s['skipped']} skipped, {s['failed']} failed · chunks +{report.chunks_added} "
+        f"-{report.chunks_removed} ({report.chunks_embedded} embedded, {report.chunks_total} total) · "
+        f"{report.seconds:.1f} s", highlight=False)
+    problems = [f for f in report.files if f.status in ("skipped", "failed")]
+    if problems:
+        table = Table("status", "file", "reason", title="not indexed")
+        for f in problems:
+            table.add_row(f.status, f.path, f.reason)
+        console.print(table)
+    encodings = sorted({f.encoding for f in report.files if f.encoding and f.status in ("indexed", "updated")})
+    if encodings:
+        console.print(f"encodings: {', '.join(encodings)}", highlight=False)
+
+
+def index(
+    paths: List[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
+    kb: str = KB_OPTION,
+    as_json: bool = JSON_OPTION,
+    embedder: Optional[str] = typer.Option(None, help="Embedder folder or cached hub id (rag.embedder)."),
+    chunk_size: Optional[int] = typer.Option(None, help="Chunk size in embedder tokens (rag.chunk_size)."),
+    chunk_overlap: Optional[int] = typer.Option(None, help="Overlap in tokens (rag.chunk_overlap)."),
+) -> None:
+    """Index files and folders into a knowledge base: incremental, safe to interrupt and re-run."""
+    from rag import Progress
+
+    base = _open(kb, must_exist=False, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)}")
+    with _progress_bar() as bar:
+        files = bar.add_task("scanning", total=None, detail="")
+        embed = bar.add_task("embedding", total=None, detail="", visible=False)
+
+        def on_progress(p: Progress) -> None:
+            if p.phase == "scan":
+                bar.update(files, total=p.total, completed=p.done, detail=Path(p.detail).name)
+            elif p.phase == "embed":
+                bar.update(embed, visible=True, total=p.total, completed=p.done)
+            elif p.phase == "done":
+                bar.update(files, completed=p.total)
+
+        try:
+            report = base.index(paths, progress=on_progress)
+        except ValueError as exc:
+            fail(str(exc))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report)
+
+
+@kb_app.command("list")
+def kb_list(as_json: bool = JSON_OPTION) -> None:
+    """List knowledge bases with their document and chunk counts."""
+    from rag import KnowledgeBase, list_kbs
+
+    rows = []
+    for name in list_kbs():
+        base = KnowledgeBase(name, _config(), embeddings=False)
+        rows.append({"name": name, "documents": len(base.documents()), "chunks": base.chunk_count()})
+        base.close()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("no knowledge bases yet; create one with `rolechat index PATH --kb NAME`")
+    for row in rows:
+        console.print(f"{row['name']}\t{row['documents']} documents\t{row['chunks']} chunks", highlight=False)
+
+
+@kb_app.command("show")
+def kb_show(name: str = typer.Argument(..., help="Knowledge base name."), as_json: bool = JSON_OPTION) -> None:
+    """Show a knowledge base's settings and documents (chunk counts, encodings)."""
+    from rich.table import Table
+
+    base = _open(name)
+    base._embeddings = False  # reading only: never load the embedder
+    docs = base.documents()
+    data = {"name": name, "path": str(base.path), "settings": base.stored_settings(), "chunks": base.chunk_count(),
+            "documents": [d.__dict__ for d in docs]}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]{name}[/] · {len(docs)} documents · {data['chunks']} chunks · {base.path}", highlight=False)
+    for key, value in data["settings"].items():
+        console.print(f"  {key}: {value}", highlight=False)
+    table = Table("document", "type", "encoding", "chunks")
+    for d in docs:
+        table.add_row(d.path, d.kind, d.encoding, str(d.chunks))
+    console.print(table)
+
+
+@kb_app.command("delete")
+def kb_delete(name: str = typer.Argument(..., help="Knowledge base name."),
+              yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete a knowledge base (its index only; your documents are untouched)."""
+    from rag import delete_kb
+
+    _open(name)
+    if not yes and not typer.confirm(f"delete knowledge base {name!r}?"):
+        raise typer.Exit(1)
+    delete_kb(name, _config())
+    console.print(f"deleted {name}", highlight=False)
+
+
+def _hit_dict(doc) -> dict:
+    m = doc.metadata
+    return {"rank": m.get("rank"), "score": m.get("score"), "found_by": m.get("found_by"), "source": m.get("source"),
+            "location": m.get("location"), "headings": m.get("headings"), "text": doc.page_content}
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    kb: str = KB_OPTION,
+    k: int = typer.Option(5, "-k", help="Number of chunks."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the chunks a question retrieves: source file, location, score and which retriever found them."""
+    base = _open(kb)
+    try:
+        docs = base.search(query, k=k, mode=mode)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        _print_json([_hit_dict(d) for d in docs])
+        return
+    if not docs:
+        console.print("nothing relevant found")
+    for d in docs:
+        h = _hit_dict(d)
+        console.print(f"[bold]{h['rank']}.[/] {h['source']} ({h['location']}) · score {h['score']} · {h['found_by']}",
+                      highlight=False)
+        text = " ".join(d.page_content.split())
+        console.print(f"   {text[:200]}{'…' if len(text) > 200 else ''}", highlight=False, markup=False)
+
+
+def eval_retrieval(
+    kb: str = KB_OPTION,
+    qa: Path = typer.Option(..., "--qa", help="SQuAD-style JSON or JSONL with question + answer and/or source."),
+    k: int = typer.Option(5, "-k", help="Also report hit@k for this k."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score dense, BM25 and hybrid retrieval on a QA file: hit@1/5/10, MRR@10, latency p50/p95."""
+    from rag.evaluation import evaluate, load_qa
+
+    base = _open(kb)
+    if not qa.is_file():
+        fail(f"QA file not found: {qa}")
+    try:
+        items = load_qa(qa)
+    except (ValueError, KeyError) as exc:
+        fail(f"cannot read {qa}: {exc}")
+    if not items:
+        fail(f"{qa} has no questions")
+    results = evaluate(base, items, k=k)
+    if as_json:
+        _print_json({"kb": kb, "qa": str(qa), "questions": len(items), "results": [r.to_dict() for r in results]})
+        return
+    from rich.table import Table
+
+    table = Table("mode", "hit@1", "hit@5", "hit@10", f"hit@{k}", "MRR@10", "p50 ms", "p95 ms",
+                  title=f"{kb}: {len(items)} questions from {qa.name}")
+    for r in results:
+        table.add_row(r.mode, f"{r.hit_at_1:.3f}", f"{r.hit_at_5:.3f}", f"{r.hit_at_10:.3f}", f"{r.hit_at_k:.3f}",
+                      f"{r.mrr_at_10:.3f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}")
+    console.print(table)
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    kb: str = KB_OPTION,
+    persona: Optional[str] = typer.Option(None, "--persona", "-p", help="Answer in this persona's voice."),
+    k: Optional[int] = typer.Option(None, "-k", help="Chunks given to the model (default: rag.k)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+) -> None:
+    """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
+    from rolechat.cli.chat import load_runtime_or_fail
+
+    from rag.chain import answer_stream, format_sources
+
+    base = _open(kb)
+    rt = load_runtime_or_fail(model=model)
+    if rt.info.is_demo:
+        err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
+    try:
+        chat_model = rt.chat_model(persona=persona)
+    except (KeyError, ValueError) as exc:
+        fail(str(exc))
+    cfg = base.cfg
+    sources = []
+    for piece in answer_stream(base.retriever(mode, k), chat_model, question,
+                               prompt=cfg.prompt or None, condense_prompt=cfg.condense_prompt or None):
+        if "sources" in piece:
+            sources = piece["sources"]
+        else:
+            console.print(piece["answer"], end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    if sources:
+        console.print("[bold]sources[/]")
+        for line in format_sources(sources):
+            console.print(f"  {line}", highlight=False, markup=False)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("index")(index)
+    app.command("search")(search)
+    app.command("eval-retrieval")(eval_retrieval)
+    app.command("ask")(ask)
+    app.add_typer(kb_app, name="kb")

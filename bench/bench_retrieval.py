@@ -1,0 +1,83 @@
+"""Retrieval quality and latency on a SQuAD-style QA file (default: ../shared/data/cmrc2018_trial.json).
+
+Indexes every paragraph as one document (a .txt file in a temporary folder) into a fresh knowledge base,
+then runs `rag.evaluation.evaluate` for dense, BM25 and hybrid. Extra settings are RAGConfig fields:
+
+    .venv/bin/python bench/bench_retrieval.py                      # defaults
+    .venv/bin/python bench/bench_retrieval.py chunk_size=128 --powers 0,1,2,3
+    .venv/bin/python bench/bench_retrieval.py --embedder-backend torch   # same, PyTorch runtime
+
+`--powers` re-runs hybrid with other dense-weight exponents (coverage ** power; see rag/retrievers.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_QA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("settings", nargs="*", help="RAGConfig overrides, key=value")
+    parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
+    parser.add_argument("--powers", default="", help="comma-separated coverage powers to compare for hybrid")
+    parser.add_argument("--embedder-backend", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not args.qa.is_file():
+        sys.exit(f"QA file not found: {args.qa} (the shared data folder is absent)")
+
+    home = tempfile.mkdtemp(prefix="rolechat-bench-")
+    os.environ["ROLECHAT_HOME"] = home
+    from rolechat.config import set_offline_env
+
+    set_offline_env()
+    from rag import KnowledgeBase, RAGConfig
+    from rag.evaluation import evaluate, load_qa, squad_paragraphs
+
+    overrides = {}
+    for item in args.settings:
+        key, _, value = item.partition("=")
+        field_type = type(getattr(RAGConfig(), key))
+        overrides[key] = field_type(value)
+    if args.embedder_backend:
+        overrides["embedder_backend"] = args.embedder_backend
+    cfg = RAGConfig(**overrides)
+
+    docs = Path(home) / "paragraphs"
+    docs.mkdir()
+    for i, para in enumerate(squad_paragraphs(args.qa)):
+        (docs / f"p{i:04d}.txt").write_text(para, encoding="utf-8")
+    kb = KnowledgeBase("bench", cfg)
+    start = time.perf_counter()
+    report = kb.index([docs])
+    index_s = time.perf_counter() - start
+    items = load_qa(args.qa)
+    depth = max(10, cfg.k)
+    extra = {f"hybrid(power={p})": kb.retriever("hybrid", depth).model_copy(update={"coverage_power": float(p)})
+             for p in args.powers.split(",") if p}
+    results = [r.to_dict() for r in evaluate(kb, items, k=cfg.k, extra=extra)]
+    out = {"qa": str(args.qa), "settings": overrides, "documents": len(list(docs.iterdir())),
+           "chunks": report.chunks_total, "index_s": round(index_s, 1), "results": results}
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    print(f"{out['documents']} paragraphs -> {out['chunks']} chunks, indexed in {out['index_s']} s; settings "
+          f"{overrides or 'defaults'}")
+    print(f"{'mode':24} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR@10':>6} {'p50 ms':>7} {'p95 ms':>7}")
+    for r in results:
+        print(f"{r['mode']:24} {r['hit_at_1']:6.3f} {r['hit_at_5']:6.3f} {r['hit_at_10']:6.3f} {r['mrr_at_10']:6.3f} "
+              f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
+
+
+if __name__ == "__main__":
+    main()

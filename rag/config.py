@@ -1,0 +1,80 @@
+"""Settings of the knowledge base: section `[rag]` of rolechat.toml, `ROLECHAT_RAG_*` variables, CLI flags.
+
+Build one with `rolechat.config.build(RAGConfig, "rag", file_data, overrides)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rolechat.config import ConfigError
+
+__all__ = ["RAGConfig", "MODES", "BACKENDS"]
+
+MODES = ("dense", "bm25", "hybrid")
+BACKENDS = ("onnx-int8", "onnx", "torch")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class RAGConfig:
+    """Everything that shapes indexing and retrieval. Embedder and splitter fields are recorded in each
+    knowledge base's manifest; changing them makes the next `index` rebuild that knowledge base."""
+
+    embedder: str = field(default="", metadata=_help(
+        "sentence-transformers folder or hub id of the embedder; empty = the bundled offline all-MiniLM-L6-v2 "
+        "(blind to Chinese; a Chinese model such as BAAI/bge-small-zh-v1.5 is recommended)"))
+    embedder_backend: str = field(default="onnx-int8", metadata=_help(
+        "embedding runtime: onnx-int8 (exported once into the cache, fastest), onnx (fp32) or torch"))
+    batch_size: int = field(default=32, metadata=_help("texts per embedding batch"))
+    chunk_size: int = field(default=256, metadata=_help(
+        "maximum chunk length in embedder tokens (capped at the embedder's max_seq_length minus its special tokens)"))
+    chunk_overlap: int = field(default=32, metadata=_help("tokens of trailing sentences repeated at the start of "
+                                                          "the next chunk of the same section"))
+    k: int = field(default=5, metadata=_help("number of chunks retrieved per question"))
+    mode: str = field(default="hybrid", metadata=_help("retriever: dense (Chroma), bm25 (jieba + bm25s) or hybrid"))
+    dense_weight: float = field(default=1.0, metadata=_help(
+        "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
+        "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"))
+    bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
+    fetch_k: int = field(default=30, metadata=_help("candidates each leg hands to fusion / the reranker"))
+    min_bm25_score: float = field(default=0.0, metadata=_help(
+        "BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"))
+    min_dense_score: float = field(default=0.3, metadata=_help(
+        "cosine similarity below which dense-only hits count as 'nothing relevant found'"))
+    reranker: str = field(default="", metadata=_help(
+        "optional cross-encoder folder or hub id that reorders the fused candidates; empty = none"))
+    chroma_url: str = field(default="", metadata=_help(
+        "Chroma server URL (e.g. http://127.0.0.1:8000) for shared knowledge bases; empty = local folder per KB"))
+    prompt: str = field(default="", metadata=_help(
+        "answer prompt template overriding rag/prompts.py; must contain {context} and {question}"))
+    condense_prompt: str = field(default="", metadata=_help(
+        "prompt that turns chat history + follow-up into a standalone question; must contain {chat_history} "
+        "and {question}"))
+    max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
+
+    def __post_init__(self) -> None:
+        if self.embedder_backend not in BACKENDS:
+            raise ConfigError(f"rag.embedder_backend must be one of {', '.join(BACKENDS)}, got {self.embedder_backend!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"rag.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("batch_size", "chunk_size", "k", "fetch_k"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"rag.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.chunk_size < 16:
+            raise ConfigError(f"rag.chunk_size must be >= 16 tokens, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size // 2:
+            raise ConfigError(f"rag.chunk_overlap must be between 0 and chunk_size/2 ({self.chunk_size // 2}), "
+                             f"got {self.chunk_overlap}")
+        for name in ("dense_weight", "bm25_weight", "max_file_mb"):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"rag.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):
+            raise ConfigError(f"rag.chroma_url must start with http:// or https://, got {self.chroma_url!r}")
+        if self.prompt and not all(key in self.prompt for key in ("{context}", "{question}")):
+            raise ConfigError("rag.prompt must contain {context} and {question}")
+        if self.condense_prompt and not all(key in self.condense_prompt for key in ("{chat_history}", "{question}")):
+            raise ConfigError("rag.condense_prompt must contain {chat_history} and {question}")

@@ -1,0 +1,111 @@
+"""Retrieval evaluation: hit@1/5/10, MRR@10 and latency, for dense, BM25 and hybrid side by side.
+
+QA files: SQuAD-style JSON ({"data": [{"paragraphs": [{"context", "qas": [{"question", "answers"}]}]}]})
+or JSONL with `question` plus `answer` (a string or list of strings) and/or `source` (a file name or
+path suffix). A hit is a retrieved chunk that contains an answer text or comes from the named source.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["QAItem", "load_qa", "squad_paragraphs", "evaluate", "ModeResult"]
+
+
+@dataclass
+class QAItem:
+    question: str
+    answers: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    text = Path(path).read_text(encoding="utf-8-sig")
+    stripped = text.lstrip()
+    if stripped.startswith("{") and '"data"' in stripped[:2000]:
+        items = []
+        for article in json.loads(text)["data"]:
+            for para in article.get("paragraphs", []):
+                for qa in para.get("qas", []):
+                    answers = list(dict.fromkeys(a["text"].strip() for a in qa.get("answers", []) if a["text"].strip()))
+                    items.append(QAItem(qa["question"], answers))
+        return items
+    items = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not row.get("question"):
+            raise ValueError(f"{path}: line {number}: needs a 'question' field")
+        answer = row.get("answer", row.get("answers", []))
+        answers = [answer] if isinstance(answer, str) else list(answer or [])
+        if not answers and not row.get("source"):
+            raise ValueError(f"{path}: line {number}: needs 'answer' and/or 'source'")
+        items.append(QAItem(row["question"], [a for a in answers if a], row.get("source", "")))
+    return items
+
+
+def squad_paragraphs(path: Path) -> list[str]:
+    """The paragraphs of a SQuAD-style file (to index them as documents)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    return [p["context"] for a in data["data"] for p in a.get("paragraphs", [])]
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    questions: int
+    hit_at_1: float
+    hit_at_5: float
+    hit_at_10: float
+    mrr_at_10: float
+    p50_ms: float
+    p95_ms: float
+    hit_at_k: float = 0.0
+    k: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_hit(doc, item: QAItem) -> bool:
+    text = doc.page_content
+    if item.answers and any(a in text for a in item.answers):
+        return True
+    source = doc.metadata.get("source", "")
+    return bool(item.source) and (source == item.source or source.endswith("/" + item.source.lstrip("/"))
+                                  or Path(source).name == item.source)
+
+
+def evaluate(kb, items: list[QAItem], modes=("dense", "bm25", "hybrid"), k: int = 5,
+             extra: dict | None = None) -> list[ModeResult]:
+    """Score each mode (and each extra {label: retriever}, which should return at least 10 documents)."""
+    depth = max(10, k)
+    results = []
+    candidates = [(mode, kb.retriever(mode, depth)) for mode in modes] + list((extra or {}).items())
+    for mode, retriever in candidates:
+        retriever.invoke(items[0].question if items else "warm up")  # load models/indexes outside the timing
+        ranks, latencies = [], []
+        for item in items:
+            start = time.perf_counter()
+            docs = retriever.invoke(item.question)
+            latencies.append((time.perf_counter() - start) * 1000)
+            ranks.append(next((i for i, d in enumerate(docs[:depth], 1) if _is_hit(d, item)), None))
+        n = max(len(items), 1)
+
+        def hit(at: int) -> float:
+            return round(sum(1 for r in ranks if r is not None and r <= at) / n, 4)
+
+        lat = sorted(latencies) or [0.0]
+        results.append(ModeResult(
+            mode, len(items), hit(1), hit(5), hit(10),
+            round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 4),
+            round(statistics.median(lat), 2), round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2), hit(k), k))
+    return results

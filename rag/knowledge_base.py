@@ -1,0 +1,429 @@
+"""A knowledge base: a folder under `kb_dir()` with the manifest, the BM25 index and (locally) Chroma.
+
+    kb = KnowledgeBase("产品手册", cfg)
+    report = kb.index(["docs/"], progress=print)     # incremental; safe to kill and re-run
+    hits = kb.search("怎么重置密码", k=5, mode="hybrid")
+    chain = build_chain(kb.retriever(), chat_model)
+
+Indexing is incremental: files are compared by content hash, chunks by content-hash ids, vectors are
+cached by text hash, so only new text is ever embedded. See rag/manifest.py for why a killed run
+leaves a consistent index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from rolechat.config import ConfigError, kb_dir
+
+from rag.config import RAGConfig
+from rag.lexical import BM25Index, ids_digest, tokenize
+from rag.loaders import SUPPORTED, LoadError, parse
+from rag.manifest import ChunkRow, FileRow, Manifest
+from rag.splitting import SPLITTER_VERSION, split_file
+from rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
+
+__all__ = ["KnowledgeBase", "IndexReport", "FileOutcome", "DocumentInfo", "Progress", "list_kbs", "delete_kb",
+           "validate_name"]
+
+log = logging.getLogger(__name__)
+
+_BAD_NAME = re.compile(r"[/\\:*?\"<>|\x00-\x1f]")
+
+
+def validate_name(name: str) -> str:
+    name = name.strip()
+    if not name or name in (".", "..") or _BAD_NAME.search(name) or len(name) > 100:
+        raise ConfigError(f"invalid knowledge base name {name!r}: 1-100 characters, none of / \\ : * ? \" < > |")
+    return name
+
+
+@dataclass
+class Progress:
+    """What a progress callback receives: a phase, how far along it is, and the current file."""
+    phase: str              # "scan", "embed", "store", "done"
+    done: int
+    total: int
+    detail: str = ""
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    status: str             # indexed | updated | unchanged | removed | skipped | failed
+    chunks: int = 0
+    encoding: str = ""
+    reason: str = ""
+
+
+@dataclass
+class IndexReport:
+    kb: str
+    files: list[FileOutcome] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    rebuilt: str = ""       # why the whole knowledge base was rebuilt, if it was
+    repaired: int = 0       # stray Chroma records of an interrupted run that were removed
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+    def summary(self) -> dict[str, int]:
+        return {s: self.count(s) for s in ("indexed", "updated", "unchanged", "removed", "skipped", "failed")}
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["summary"] = self.summary()
+        return data
+
+
+@dataclass
+class DocumentInfo:
+    path: str
+    kind: str
+    encoding: str
+    chunks: int
+    size: int
+    indexed_at: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data if isinstance(data, bytes) else data.encode("utf-8")).hexdigest()
+
+
+def _embed(embeddings, texts: list[str]) -> np.ndarray:
+    if hasattr(embeddings, "embed_array"):
+        return embeddings.embed_array(texts)
+    return np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+
+
+def _walk(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(files to consider, roots) for the given files and folders; hidden files and folders are ignored."""
+    files: list[Path] = []
+    roots: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {raw}")
+        roots.append(path)
+        if path.is_file():
+            files.append(path)
+            continue
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    unique = list(dict.fromkeys(files))
+    return unique, roots
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    p = Path(path)
+    return any(p == r or r in p.parents for r in roots)
+
+
+class KnowledgeBase:
+    """One named knowledge base. `embeddings` replaces the configured embedder (any LangChain Embeddings)."""
+
+    def __init__(self, name: str, cfg: RAGConfig | None = None, embeddings=None, root: Path | None = None):
+        self.name = validate_name(name)
+        self.cfg = cfg or RAGConfig()
+        self.path = (root or kb_dir()) / self.name
+        self._embeddings = embeddings
+        self._manifest: Manifest | None = None
+        self._collection = None
+        self._bm25: BM25Index | None = None
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def embeddings(self):
+        if self._embeddings is None:
+            from rag.embedder import Embedder
+
+            self._embeddings = Embedder(self.cfg.embedder, self.cfg.embedder_backend, self.cfg.batch_size)
+        return self._embeddings
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = Manifest(self.path / "manifest.sqlite")
+        return self._manifest
+
+    @property
+    def collection(self):
+        if self._collection is None:
+            client = open_client(self.cfg.chroma_url, self.path / "chroma")
+            self._collection = open_collection(client, collection_name(self.name))
+        return self._collection
+
+    def exists(self) -> bool:
+        return (self.path / "manifest.sqlite").is_file()
+
+    def close(self) -> None:
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None
+
+    def _count_tokens(self, texts: Sequence[str]) -> list[int]:
+        counter = getattr(self.embeddings, "count_tokens", None)
+        return counter(texts) if counter else [len(t) for t in texts]
+
+    def _max_tokens(self) -> int:
+        return int(getattr(self.embeddings, "max_tokens", self.cfg.chunk_size))
+
+    def settings(self) -> dict[str, str]:
+        """What the stored chunks and vectors depend on; a change forces a rebuild."""
+        emb = self.embeddings
+        fingerprint = emb.fingerprint() if hasattr(emb, "fingerprint") else f"{type(emb).__name__}:{emb!r}"
+        return {"embedder": fingerprint, "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
+                "chunk_overlap": str(self.cfg.chunk_overlap), "splitter": SPLITTER_VERSION}
+
+    # ----------------------------------------------------------------- indexing
+    def index(self, paths: Sequence[str | os.PathLike], progress: ProgressCallback | None = None) -> IndexReport:
+        """Bring the knowledge base in step with `paths` (files and folders). Returns what happened."""
+        started = time.perf_counter()
+        notify = progress or (lambda p: None)
+        report = IndexReport(self.name)
+        files, roots = _walk(paths)
+        manifest = self.manifest
+        self._check_settings(report)
+        manifest.set(name=self.name, collection=collection_name(self.name))
+
+        collection = self.collection
+        known = manifest.files()
+        manifest_ids = manifest.chunk_ids()
+        chroma_ids = all_ids(collection)
+        stray = chroma_ids - manifest_ids
+        if stray:
+            self._delete(list(stray))
+            chroma_ids -= stray
+            report.repaired = len(stray)
+            log.info("removed %d Chroma records left by an interrupted run", len(stray))
+        missing = manifest_ids - chroma_ids
+        dirty_paths = {c.path for c in manifest.chunks(missing)} if missing else set()
+
+        seen: set[str] = set()
+        pending: list[tuple[FileRow, list[ChunkRow], str]] = []
+        pending_chunks = 0
+        max_bytes = int(self.cfg.max_file_mb * 1e6)
+        for number, path in enumerate(files, 1):
+            key = str(path)
+            notify(Progress("scan", number, len(files), key))
+            kind = SUPPORTED.get(path.suffix.lower())
+            if kind is None:
+                report.files.append(FileOutcome(key, "skipped", reason=f"unsupported type {path.suffix or '(none)'}"))
+                continue
+            seen.add(key)
+            try:
+                size = path.stat().st_size
+                if size > max_bytes:
+                    raise LoadError(f"too large ({size / 1e6:.1f} MB > {self.cfg.max_file_mb:g} MB)")
+                data = path.read_bytes()
+            except OSError as exc:
+                report.files.append(FileOutcome(key, "failed", reason=f"cannot read: {exc.strerror or exc}"))
+                continue
+            except LoadError as exc:
+                report.files.append(FileOutcome(key, "skipped", reason=str(exc)))
+                continue
+            digest = _sha(data)
+            old = known.get(key)
+            if old is not None and old.sha256 == digest and key not in dirty_paths:
+                report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
+                continue
+            try:
+                if not data.strip():
+                    raise LoadError("empty file")
+                loaded = parse(kind, path, data)
+                pieces = split_file(loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap,
+                                    self._max_tokens())
+            except LoadError as exc:
+                report.files.append(FileOutcome(key, "failed", reason=str(exc)))
+                if old is not None:  # it was good before: its old chunks no longer describe the file
+                    self._remove_file(key, chroma_ids, report)
+                continue
+            row = FileRow(key, digest, len(data), loaded.kind, loaded.encoding, len(pieces))
+            chunks = self._chunk_rows(key, pieces)
+            row.chunks = len(chunks)
+            pending.append((row, chunks, "updated" if old is not None else "indexed"))
+            pending_chunks += len(chunks)
+            if pending_chunks >= 256:
+                self._flush(pending, chroma_ids, report, notify)
+                pending, pending_chunks = [], 0
+        self._flush(pending, chroma_ids, report, notify)
+
+        for key in sorted(set(known) - seen):
+            if _under(key, roots):
+                self._remove_file(key, chroma_ids, report)
+                report.files.append(FileOutcome(key, "removed", known[key].chunks))
+
+        changed = report.chunks_added or report.chunks_removed or report.repaired or report.rebuilt
+        self._sync_bm25(force=bool(changed))
+        if changed:
+            manifest.prune_vectors()
+        report.chunks_total = len(chroma_ids)
+        report.seconds = round(time.perf_counter() - started, 3)
+        notify(Progress("done", len(files), len(files)))
+        return report
+
+    def _check_settings(self, report: IndexReport) -> None:
+        manifest = self.manifest
+        current = self.settings()
+        stored = {k: manifest.get(f"setting.{k}") for k in current}
+        if all(v is None for v in stored.values()):
+            manifest.set(**{f"setting.{k}": v for k, v in current.items()})
+            return
+        changes = [f"{k}: {stored[k]} -> {v}" for k, v in current.items() if stored[k] != v]
+        if not changes:
+            return
+        report.rebuilt = "settings changed (" + "; ".join(changes) + "): rebuilding the whole knowledge base"
+        log.warning("%s: %s", self.name, report.rebuilt)
+        self._drop_collection()
+        manifest.clear()
+        manifest.set(**{f"setting.{k}": v for k, v in current.items()})
+
+    def _chunk_rows(self, key: str, pieces) -> list[ChunkRow]:
+        rows, seen = [], set()
+        for ord_, piece in enumerate(pieces):
+            chunk_id = _sha(f"{key}\x00{piece.location}\x00{piece.text}")[:32]
+            if chunk_id in seen:  # the same text at the same place twice: keep one
+                continue
+            seen.add(chunk_id)
+            rows.append(ChunkRow(chunk_id, key, ord_, piece.text, piece.location, piece.headings,
+                                 " ".join(tokenize(piece.text)), _sha(piece.text)[:32]))
+        return rows
+
+    def _flush(self, pending, chroma_ids: set[str], report: IndexReport, notify: ProgressCallback) -> None:
+        if not pending:
+            return
+        manifest = self.manifest
+        texts = {c.vec_key: c.text for _, chunks, _ in pending for c in chunks}
+        cached = manifest.vectors(texts)
+        todo = [k for k in texts if k not in cached]
+        batch = max(32, self.cfg.batch_size * 4)
+        for start in range(0, len(todo), batch):
+            keys = todo[start:start + batch]
+            notify(Progress("embed", start, len(todo), pending[0][0].path))
+            fresh = dict(zip(keys, _embed(self.embeddings, [texts[k] for k in keys])))
+            manifest.put_vectors(fresh)  # committed now: a re-run after a kill does not pay twice
+            cached.update(fresh)
+            report.chunks_embedded += len(keys)
+        for row, chunks, status in pending:
+            old_ids = manifest.chunk_ids(row.path)
+            new = [c for c in chunks if c.id not in chroma_ids]
+            for start in range(0, len(new), MAX_BATCH):
+                part = new[start:start + MAX_BATCH]
+                self.collection.upsert(ids=[c.id for c in part],
+                                       embeddings=[cached[c.vec_key].tolist() for c in part],
+                                       documents=[c.text for c in part],
+                                       metadatas=[c.metadata(row) for c in part])
+            stale = list(old_ids - {c.id for c in chunks})
+            self._delete(stale)
+            manifest.replace_file(row, chunks)
+            chroma_ids.update(c.id for c in new)
+            chroma_ids.difference_update(stale)
+            report.chunks_added += len(new)
+            report.chunks_removed += len(stale)
+            report.files.append(FileOutcome(row.path, status, len(chunks), row.encoding))
+            notify(Progress("store", len(chunks), len(chunks), row.path))
+
+    def _delete(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), MAX_BATCH):
+            self.collection.delete(ids=ids[start:start + MAX_BATCH])
+
+    def _remove_file(self, key: str, chroma_ids: set[str], report: IndexReport) -> None:
+        ids = self.manifest.chunk_ids(key)
+        self._delete(list(ids))
+        self.manifest.remove_file(key)
+        chroma_ids.difference_update(ids)
+        report.chunks_removed += len(ids)
+
+    def _drop_collection(self) -> None:
+        client = open_client(self.cfg.chroma_url, self.path / "chroma")
+        try:
+            client.delete_collection(collection_name(self.name))
+        except Exception:  # noqa: BLE001 - absent collection: nothing to drop
+            pass
+        self._collection = None
+
+    # ----------------------------------------------------------------- BM25
+    @property
+    def bm25(self) -> BM25Index:
+        if self._bm25 is None:
+            self._bm25 = BM25Index(self.path / "bm25")
+            self._sync_bm25(force=False)
+        return self._bm25
+
+    def _sync_bm25(self, force: bool) -> None:
+        if self._bm25 is None:
+            self._bm25 = BM25Index(self.path / "bm25")
+            if not force and not self._bm25.load():
+                force = True
+        rows = self.manifest.bm25_rows()
+        if force or self._bm25.digest != ids_digest([r[0] for r in rows]):
+            self._bm25.build(rows)
+
+    # ----------------------------------------------------------------- reading
+    def documents(self) -> list[DocumentInfo]:
+        return [DocumentInfo(f.path, f.kind, f.encoding, f.chunks, f.size, f.indexed_at)
+                for f in sorted(self.manifest.files().values(), key=lambda f: f.path)]
+
+    def chunk_count(self) -> int:
+        return len(self.manifest.chunk_ids())
+
+    def stored_settings(self) -> dict[str, str]:
+        m = self.manifest
+        keys = [r[0] for r in m._rows("SELECT key FROM meta WHERE key LIKE 'setting.%'")]
+        return {k.removeprefix("setting."): m.get(k) or "" for k in keys}
+
+    def delete_document(self, path: str | os.PathLike) -> int:
+        """Remove one document's chunks; returns how many were removed (0 if it was not indexed)."""
+        key = str(Path(path).expanduser().resolve())
+        if key not in self.manifest.files():
+            key = str(path)
+            if key not in self.manifest.files():
+                return 0
+        report = IndexReport(self.name)
+        self._remove_file(key, set(), report)
+        self._sync_bm25(force=True)
+        return report.chunks_removed
+
+    def retriever(self, mode: str | None = None, k: int | None = None):
+        """A LangChain retriever over this knowledge base (dense, bm25 or hybrid)."""
+        from rag.retrievers import make_retriever
+
+        return make_retriever(self, mode or self.cfg.mode, k or self.cfg.k)
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None):
+        """Ranked `Document`s; metadata has source, location, score and found_by."""
+        return self.retriever(mode, k).invoke(query)
+
+
+def list_kbs(root: Path | None = None) -> list[str]:
+    base = root or kb_dir()
+    return sorted(p.name for p in base.iterdir() if (p / "manifest.sqlite").is_file())
+
+
+def delete_kb(name: str, cfg: RAGConfig | None = None, root: Path | None = None) -> bool:
+    """Delete a knowledge base (its folder and, on a Chroma server, its collection). False if absent."""
+    kb = KnowledgeBase(name, cfg, embeddings=False, root=root)
+    if not kb.exists():
+        return False
+    if kb.cfg.chroma_url:
+        kb._drop_collection()
+    shutil.rmtree(kb.path)
+    return True

@@ -1,0 +1,115 @@
+"""Chinese BM25: jieba search-mode tokens, a bm25s index persisted next to the manifest.
+
+The index is derived from the manifest's stored tokens (tokenizing happens once per chunk, at index
+time). A `state` file records a digest of the chunk ids it was built from; when it differs from the
+manifest (a run was killed between the two), the index is rebuilt on load, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["tokenize", "BM25Index", "ids_digest"]
+
+log = logging.getLogger(__name__)
+_JIEBA_LOCK = threading.Lock()
+_jieba = None
+
+# Function words and question words: frequent in questions, useless for matching.
+_STOP = set("的 了 和 是 在 也 就 都 而 及 与 或 着 把 被 让 给 对 从 吗 呢 吧 啊 呀 么 之 其 这 那 此 个 为 以 于 上 下 中 有 "
+            "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 多少 几 为什么 是否 谁 请问 一个 可以 能 会 要 吗 "
+            "a an the of to in on for is are was were be and or how what which who why when where do does".split())
+_PUNCT = re.compile(r"^[\W_]+$", re.UNICODE)
+
+
+def _get_jieba():
+    global _jieba
+    with _JIEBA_LOCK:
+        if _jieba is None:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            _jieba = jieba
+    return _jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """jieba search-mode tokens, lowercased, without whitespace, punctuation and stop words."""
+    words = _get_jieba().lcut_for_search(text.lower())
+    return [w for w in (w.strip() for w in words) if w and w not in _STOP and not _PUNCT.match(w)]
+
+
+def ids_digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+class BM25Index:
+    """A bm25s index over chunk ids. `search` returns [(chunk_id, score)] best first."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._retriever = None
+        self._ids: list[str] = []
+        self._vocab: dict[str, int] = {}
+        self.digest = ""
+
+    def build(self, rows: list[tuple[str, str]]) -> None:
+        """Build from (chunk_id, space-joined tokens) and save atomically."""
+        import bm25s
+
+        self._ids = [r[0] for r in rows]
+        self.digest = ids_digest(self._ids)
+        retriever = None
+        if rows:
+            corpus = [r[1].split(" ") if r[1] else [] for r in rows]
+            retriever = bm25s.BM25()
+            retriever.index(corpus, show_progress=False)
+        self._retriever = retriever
+        self._vocab = dict(retriever.vocab_dict) if retriever is not None else {}
+        tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if retriever is not None:
+            retriever.save(str(tmp), show_progress=False)
+        (tmp / "ids.json").write_text(json.dumps(self._ids), encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps({"digest": self.digest}), encoding="utf-8")
+        old = self.folder.with_name(self.folder.name + f".old{os.getpid()}")
+        if self.folder.exists():
+            os.replace(self.folder, old)
+        os.replace(tmp, self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self) -> bool:
+        """Load the saved index; False when there is none or it is unreadable."""
+        import bm25s
+
+        try:
+            state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
+            self._ids = json.loads((self.folder / "ids.json").read_text(encoding="utf-8"))
+            self._retriever = bm25s.BM25.load(str(self.folder)) if self._ids else None
+        except (OSError, ValueError) as exc:
+            log.info("BM25 index at %s unreadable (%s); it will be rebuilt", self.folder, exc)
+            return False
+        self._vocab = dict(self._retriever.vocab_dict) if self._retriever is not None else {}
+        self.digest = state.get("digest", "")
+        return True
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        if self._retriever is None:
+            return []
+        tokens = [t for t in tokenize(query) if t in self._vocab]
+        if not tokens:
+            return []
+        k = min(k, len(self._ids))
+        docs, scores = self._retriever.retrieve([tokens], k=k, show_progress=False, n_threads=1)
+        out = [(self._ids[int(i)], float(s)) for i, s in zip(np.asarray(docs)[0], np.asarray(scores)[0])]
+        return [(cid, s) for cid, s in out if s > 0]

@@ -1,0 +1,255 @@
+"""Files -> text blocks with locations: md, txt, pdf, docx, html, json/jsonl, csv/tsv, srt/vtt.
+
+A loader returns a `LoadedFile`: blocks of text, each with a location users can find again (a line,
+a page, a row, a timestamp). Anything that goes wrong raises `LoadError` with a reason meant for the
+index report; unsupported extensions are recognised by `is_supported` before loading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.decoding import DecodeError, decode
+
+__all__ = ["Block", "LoadedFile", "LoadError", "load_file", "is_supported", "SUPPORTED", "normalize"]
+
+SUPPORTED = {
+    ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
+    ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html",
+    ".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".srt": "subtitles", ".vtt": "subtitles",
+}
+
+
+class LoadError(ValueError):
+    """A supported file could not be read; the message is the reason shown in the report."""
+
+
+@dataclass
+class Block:
+    text: str
+    location: str          # "line 12", "p. 3", "row 5", "00:01:02"
+    first_line: int = 1    # line number of the block's first line, when lines mean something
+
+
+@dataclass
+class LoadedFile:
+    kind: str
+    encoding: str
+    blocks: list[Block] = field(default_factory=list)
+    markdown: bool = False   # '#' headings are structure
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED
+
+
+_SPACES = re.compile(r"[ \t\u3000\xa0]+")
+
+
+def normalize(text: str) -> str:
+    """NFKC (Kangxi radicals, full-width letters and digits -> canonical forms), unified newlines, no NULs."""
+    text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return text.replace("\x00", "").replace("\ufeff", "")
+
+
+def _decode_file(data: bytes) -> tuple[str, str]:
+    try:
+        return decode(data)
+    except DecodeError as exc:
+        raise LoadError(str(exc)) from None
+
+
+def _text(data: bytes, kind: str) -> LoadedFile:
+    text, enc = _decode_file(data)
+    return LoadedFile(kind, enc, [Block(normalize(text), "line 1", 1)], markdown=kind == "markdown")
+
+
+_PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:第\s*)?\d{1,4}(?:\s*页)?(?:\s*/\s*\d{1,4})?(?:\s*[-–—])?\s*$")
+_HYPHEN_BREAK = re.compile(r"([A-Za-z])-\n([a-z])")
+_CJK_BREAK = re.compile(r"([\u3400-\u9fff，、；：])\n([\u3400-\u9fff])")
+
+
+def _clean_pages(pages: list[str]) -> list[str]:
+    """Drop page-number lines and headers/footers repeated on most pages; re-join broken lines."""
+    lines_per_page = [[ln.strip() for ln in p.split("\n")] for p in pages]
+    repeated: set[str] = set()
+    if len(pages) >= 3:
+        counts: dict[str, int] = {}
+        for lines in lines_per_page:
+            for ln in {*lines[:2], *lines[-2:]}:
+                if ln:
+                    counts[ln] = counts.get(ln, 0) + 1
+        repeated = {ln for ln, c in counts.items() if c >= max(3, len(pages) * 0.6)}
+    out = []
+    for lines in lines_per_page:
+        kept = [ln for ln in lines if ln not in repeated and not _PAGE_NUMBER.match(ln)]
+        text = "\n".join(kept)
+        text = _HYPHEN_BREAK.sub(r"\1\2", text)
+        out.append(_CJK_BREAK.sub(r"\1\2", text).strip())
+    return out
+
+
+def _pdf(path: Path, data: bytes) -> LoadedFile:
+    # pdfplumber (pdfminer.six) reads the ToUnicode maps and predefined CJK CMaps of Chinese PDFs;
+    # see tests/test_rag_loaders.py for the comparison with pypdf that chose it.
+    import pdfplumber
+    from pdfminer.pdfparser import PDFSyntaxError
+
+    if not data.lstrip().startswith(b"%PDF"):
+        raise LoadError("not a PDF (missing %PDF header)")
+    try:
+        with pdfplumber.open(io.BytesIO(data)) as pdf:
+            pages = [page.extract_text() or "" for page in pdf.pages]
+    except (PDFSyntaxError, Exception) as exc:  # pdfminer raises many types on damaged files
+        raise LoadError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}"[:200]) from None
+    pages = _clean_pages([normalize(p) for p in pages])
+    blocks = [Block(text, f"p. {i}") for i, text in enumerate(pages, 1) if text]
+    if not blocks:
+        raise LoadError("PDF has no extractable text (scanned images?)")
+    return LoadedFile("pdf", "pdf", blocks)
+
+
+def _docx(path: Path, data: bytes) -> LoadedFile:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError, Exception) as exc:
+        raise LoadError(f"corrupt docx: {type(exc).__name__}: {exc}"[:200]) from None
+    lines = []
+    for para in document.paragraphs:
+        text = para.text.strip()
+        if not text:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        level = re.match(r"(?:Heading|标题)\s*(\d)", style)
+        lines.append("#" * int(level.group(1)) + " " + text if level else text)
+    for table in document.tables:
+        for row in table.rows:
+            cells = [c.text.strip() for c in row.cells]
+            if any(cells):
+                lines.append(" | ".join(cells))
+    return LoadedFile("docx", "docx", [Block(normalize("\n".join(lines)), "para 1", 1)], markdown=True)
+
+
+def _html(data: bytes) -> LoadedFile:
+    from bs4 import BeautifulSoup
+
+    text, enc = _decode_file(data)
+    soup = BeautifulSoup(text, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "svg"]):
+        tag.decompose()
+    for level in range(1, 7):
+        for tag in soup.find_all(f"h{level}"):
+            tag.replace_with(f"\n{'#' * level} {tag.get_text(' ', strip=True)}\n")
+    body = soup.get_text("\n")
+    body = "\n".join(ln.strip() for ln in body.split("\n"))
+    body = re.sub(r"\n{3,}", "\n\n", body).strip()
+    return LoadedFile("html", enc, [Block(normalize(body), "line 1", 1)], markdown=True)
+
+
+def _record_text(record) -> str:
+    if isinstance(record, dict):
+        return "\n".join(f"{k}: {_record_text(v)}" for k, v in record.items() if v not in (None, "", [], {}))
+    if isinstance(record, list):
+        return "\n".join(_record_text(v) for v in record)
+    return str(record)
+
+
+def _json(data: bytes, lines: bool) -> LoadedFile:
+    text, enc = _decode_file(data)
+    blocks = []
+    if lines:
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                blocks.append(Block(normalize(_record_text(json.loads(line))), f"line {number}", number))
+            except json.JSONDecodeError as exc:
+                raise LoadError(f"invalid JSON on line {number}: {exc.msg}") from None
+    else:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LoadError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        items = obj if isinstance(obj, list) else [obj]
+        blocks = [Block(normalize(_record_text(item)), f"item {i}") for i, item in enumerate(items, 1)]
+    return LoadedFile("jsonl" if lines else "json", enc, [b for b in blocks if b.text.strip()])
+
+
+def _table(data: bytes, delimiter: str, kind: str) -> LoadedFile:
+    text, enc = _decode_file(data)
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as exc:
+        raise LoadError(f"malformed {kind}: {exc}") from None
+    if not rows:
+        return LoadedFile(kind, enc, [])
+    header, blocks = rows[0], []
+    for number, row in enumerate(rows[1:], 2):
+        pairs = [f"{h.strip()}: {v.strip()}" if h.strip() else v.strip() for h, v in zip(header, row) if v.strip()]
+        if pairs:
+            blocks.append(Block(normalize("；".join(pairs)), f"row {number}", number))
+    return LoadedFile(kind, enc, blocks)
+
+
+_CUE_TIME = re.compile(r"(\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3}\s*-->")
+
+
+def _subtitles(data: bytes) -> LoadedFile:
+    text, enc = _decode_file(data)
+    blocks = []
+    for cue in re.split(r"\n\s*\n", normalize(text)):
+        lines = [ln.strip() for ln in cue.strip().split("\n") if ln.strip()]
+        times = [ln for ln in lines if _CUE_TIME.search(ln)]
+        if not times:
+            continue
+        start = times[0].split("-->")[0].strip().replace(",", ".").split(".")[0]
+        body = [ln for ln in lines[lines.index(times[0]) + 1:]]
+        body = [re.sub(r"<[^>]+>", "", ln) for ln in body]
+        if body:
+            blocks.append(Block(" ".join(body), start))
+    return LoadedFile("subtitles", enc, blocks)
+
+
+def load_file(path: Path, max_bytes: int | None = None) -> tuple[LoadedFile, bytes]:
+    """Read and parse one supported file. Returns the parsed file and its raw bytes (for hashing)."""
+    kind = SUPPORTED.get(path.suffix.lower())
+    if kind is None:
+        raise LoadError(f"unsupported file type {path.suffix or '(none)'}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise LoadError(f"too large ({len(data) / 1e6:.1f} MB > {max_bytes / 1e6:.0f} MB)")
+    if not data.strip():
+        raise LoadError("empty file")
+    return parse(kind, path, data), data
+
+
+def parse(kind: str, path: Path, data: bytes) -> LoadedFile:
+    if kind in ("markdown", "text"):
+        loaded = _text(data, kind)
+    elif kind == "pdf":
+        loaded = _pdf(path, data)
+    elif kind == "docx":
+        loaded = _docx(path, data)
+    elif kind == "html":
+        loaded = _html(data)
+    elif kind in ("json", "jsonl"):
+        loaded = _json(data, lines=kind == "jsonl")
+    elif kind in ("csv", "tsv"):
+        loaded = _table(data, "," if kind == "csv" else "\t", kind)
+    else:
+        loaded = _subtitles(data)
+    if not any(b.text.strip() for b in loaded.blocks):
+        raise LoadError("no text content")
+    return loaded

@@ -1,0 +1,182 @@
+"""The manifest of one knowledge base: an SQLite file holding what is indexed and the vectors already paid for.
+
+Tables: `meta` (settings fingerprint, display name), `files` (content hash per file), `chunks` (stable id =
+content hash, text, location, jieba tokens for BM25) and `vectors` (embedding per chunk-text hash). The
+manifest is the source of truth; Chroma and the BM25 index are derived from it and repaired against it
+at the start of every index run. Every file is committed in one transaction, after its chunks reached
+Chroma, so a killed run leaves at worst chunks in Chroma that the manifest does not know (deleted on the
+next run) and never the reverse. Vectors are committed as soon as they are computed, so a re-run after a
+kill embeds nothing twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["Manifest", "FileRow", "ChunkRow"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, kind TEXT NOT NULL,
+    encoding TEXT NOT NULL, chunks INTEGER NOT NULL, indexed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL, location TEXT NOT NULL,
+    headings TEXT NOT NULL, tokens TEXT NOT NULL, vec_key TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL);
+"""
+
+
+@dataclass
+class FileRow:
+    path: str
+    sha256: str
+    size: int
+    kind: str
+    encoding: str
+    chunks: int
+    indexed_at: float = 0.0
+
+
+@dataclass
+class ChunkRow:
+    id: str
+    path: str
+    ord: int
+    text: str
+    location: str
+    headings: str
+    tokens: str      # space-joined BM25 tokens
+    vec_key: str     # hash of the embedded text
+
+    def metadata(self, file: FileRow | None = None) -> dict:
+        meta = {"chunk_id": self.id, "source": self.path, "location": self.location, "headings": self.headings,
+                "ord": self.ord}
+        if file is not None:
+            meta.update(kind=file.kind, encoding=file.encoding)
+        return meta
+
+
+class Manifest:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.lock = threading.RLock()  # LangChain runs retrievers in worker threads
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # meta
+    def get(self, key: str, default: str | None = None) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        row = rows[0] if rows else None
+        return row[0] if row else default
+
+    def set(self, **values: str) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
+
+    # files and chunks
+    def files(self) -> dict[str, FileRow]:
+        rows = self._rows("SELECT path, sha256, size, kind, encoding, chunks, indexed_at FROM files")
+        return {r[0]: FileRow(*r) for r in rows}
+
+    def chunk_ids(self, path: str | None = None) -> set[str]:
+        if path is None:
+            return {r[0] for r in self._rows("SELECT id FROM chunks")}
+        return {r[0] for r in self._rows("SELECT id FROM chunks WHERE path=?", (path,))}
+
+    def chunks(self, ids: Iterable[str] | None = None) -> list[ChunkRow]:
+        cols = "id, path, ord, text, location, headings, tokens, vec_key"
+        if ids is None:
+            return [ChunkRow(*r) for r in self._rows(f"SELECT {cols} FROM chunks ORDER BY path, ord")]
+        ids = list(ids)
+        found: dict[str, ChunkRow] = {}
+        for start in range(0, len(ids), 900):
+            part = ids[start:start + 900]
+            marks = ",".join("?" * len(part))
+            for r in self._rows(f"SELECT {cols} FROM chunks WHERE id IN ({marks})", part):
+                found[r[0]] = ChunkRow(*r)
+        return [found[i] for i in ids if i in found]
+
+    def bm25_rows(self) -> list[tuple[str, str]]:
+        return self._rows("SELECT id, tokens FROM chunks ORDER BY id")
+
+    def replace_file(self, row: FileRow, chunks: list[ChunkRow]) -> None:
+        row.indexed_at = time.time()
+        with self._tx():
+            self.db.execute("DELETE FROM chunks WHERE path=?", (row.path,))
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [(c.id, c.path, c.ord, c.text, c.location, c.headings, c.tokens, c.vec_key)
+                                 for c in chunks])
+            self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (row.path, row.sha256, row.size, row.kind, row.encoding, row.chunks, row.indexed_at))
+
+    def remove_file(self, path: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM chunks WHERE path=?", (path,))
+            self.db.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def clear(self) -> None:
+        with self._tx():
+            for table in ("files", "chunks", "vectors", "meta"):
+                self.db.execute(f"DELETE FROM {table}")
+
+    # vectors
+    def vectors(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        keys = list(keys)
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 900):
+            part = keys[start:start + 900]
+            marks = ",".join("?" * len(part))
+            for key, blob in self._rows(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", part):
+                out[key] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_vectors(self, items: dict[str, np.ndarray]) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+    def prune_vectors(self) -> int:
+        """Drop vectors no chunk uses any more (after edits and deletions)."""
+        with self._tx():
+            cur = self.db.execute("DELETE FROM vectors WHERE key NOT IN (SELECT vec_key FROM chunks)")
+            return cur.rowcount
+
+    def _tx(self):
+        return _Transaction(self.db, self.lock)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        self.db = db
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()
+        return False

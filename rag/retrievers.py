@@ -1,0 +1,156 @@
+"""Retrievers over a knowledge base, as LangChain `BaseRetriever`s: dense (Chroma), BM25, and their fusion.
+
+Hybrid fusion is reciprocal-rank fusion with per-leg weights. The dense leg's weight is scaled by the
+share of the query the embedder's vocabulary covers (non-[UNK] tokens) raised to a power: the bundled
+all-MiniLM-L6-v2 reads about a third of a Chinese question, so its weight drops to ~0.03 and it can only
+break BM25 ties; a Chinese embedder covers everything and gets its full weight. docs/rag.md and
+bench/bench_retrieval.py have the measurements behind the choice.
+
+Each returned Document carries metadata: source, location, headings, chunk_id, score, found_by
+("bm25", "dense" or "bm25+dense") and rank. An empty list means nothing relevant was found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+__all__ = ["DenseRetriever", "BM25Retriever", "HybridRetriever", "make_retriever", "fuse", "RRF_K",
+           "COVERAGE_POWER"]
+
+RRF_K = 60
+COVERAGE_POWER = 3.0
+
+
+def _documents(kb, scored: list[tuple[str, float]], found_by: str) -> list[Document]:
+    rows = {c.id: c for c in kb.manifest.chunks([cid for cid, _ in scored])}
+    files = kb.manifest.files()
+    docs = []
+    for cid, score in scored:
+        row = rows.get(cid)
+        if row is None:  # in Chroma but not (any more) in the manifest: an interrupted run; skip it
+            continue
+        meta = row.metadata(files.get(row.path))
+        meta.update(score=round(float(score), 4), found_by=found_by, rank=len(docs) + 1)
+        docs.append(Document(page_content=row.text, metadata=meta, id=cid))
+    return docs
+
+
+class _KBRetriever(BaseRetriever):
+    kb: Any
+    k: int = 5
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class DenseRetriever(_KBRetriever):
+    """Nearest chunks by cosine similarity of the configured embedder's vectors."""
+
+    min_score: float = 0.0
+
+    def scored(self, query: str, k: int) -> list[tuple[str, float]]:
+        collection = self.kb.collection
+        total = collection.count()
+        if not total:
+            return []
+        vector = self.kb.embeddings.embed_query(query)
+        res = collection.query(query_embeddings=[list(map(float, vector))], n_results=min(k, total),
+                               include=["distances"])
+        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+        hits = [(c, s) for c, s in self.scored(query, self.k) if s >= self.min_score]
+        return _documents(self.kb, hits, "dense")
+
+
+class BM25Retriever(_KBRetriever):
+    """jieba + bm25s lexical retrieval; only chunks sharing a query term are returned."""
+
+    min_score: float = 0.0
+
+    def scored(self, query: str, k: int) -> list[tuple[str, float]]:
+        return [(c, s) for c, s in self.kb.bm25.search(query, k) if s > self.min_score]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+        return _documents(self.kb, self.scored(query, self.k), "bm25")
+
+
+def fuse(legs: dict[str, list[tuple[str, float]]], weights: dict[str, float], k: int,
+         rrf_k: int = RRF_K) -> list[tuple[str, float, str]]:
+    """Weighted reciprocal-rank fusion: [(chunk_id, fused score, found_by)] best first."""
+    scores: dict[str, float] = {}
+    found: dict[str, list[str]] = {}
+    for leg, hits in legs.items():
+        weight = weights.get(leg, 1.0)
+        for rank, (cid, _) in enumerate(hits, 1):
+            scores[cid] = scores.get(cid, 0.0) + weight / (rrf_k + rank)
+            found.setdefault(cid, []).append(leg)
+    best = sorted(scores, key=lambda c: scores[c], reverse=True)[:k]
+    return [(cid, scores[cid], "+".join(sorted(found[cid]))) for cid in best]
+
+
+class HybridRetriever(_KBRetriever):
+    """BM25 and dense candidates fused by weighted RRF, optionally reordered by a cross-encoder."""
+
+    fetch_k: int = 30
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    min_dense_score: float = 0.3
+    coverage_power: float = COVERAGE_POWER
+    reranker: Any = None
+
+    def dense_weight_for(self, query: str) -> float:
+        share = getattr(self.kb.embeddings, "known_share", None)
+        coverage = share(query) if share else 1.0
+        return self.dense_weight * coverage ** self.coverage_power
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+        fetch = max(self.fetch_k, self.k)
+        bm25 = BM25Retriever(kb=self.kb).scored(query, fetch)
+        dense_w = self.dense_weight_for(query)
+        dense = DenseRetriever(kb=self.kb).scored(query, fetch) if dense_w > 0 else []
+        trusted_dense = bool(dense) and dense[0][1] >= self.min_dense_score and dense_w >= 0.5 * self.dense_weight
+        if not bm25 and not trusted_dense:
+            return []  # nothing relevant: let the caller say so instead of inventing context
+        fused = fuse({"bm25": bm25, "dense": dense}, {"bm25": self.bm25_weight, "dense": dense_w},
+                     fetch if self.reranker is not None else self.k)
+        docs = []
+        by_leg = {cid: label for cid, _, label in fused}
+        for doc in _documents(self.kb, [(cid, score) for cid, score, _ in fused], "hybrid"):
+            doc.metadata["found_by"] = by_leg[doc.id]
+            docs.append(doc)
+        if self.reranker is not None and docs:
+            scores = self.reranker.predict([(query, d.page_content) for d in docs], show_progress_bar=False)
+            docs = [d for _, d in sorted(zip(scores, docs), key=lambda p: -float(p[0]))][: self.k]
+            for rank, (doc, score) in enumerate(zip(docs, sorted(map(float, scores), reverse=True)), 1):
+                doc.metadata.update(rank=rank, rerank_score=round(score, 4))
+        return docs
+
+
+_RERANKERS: dict[str, Any] = {}
+
+
+def _reranker(name: str):
+    if name not in _RERANKERS:
+        from sentence_transformers import CrossEncoder
+
+        from rag.embedder import resolve_model_path
+
+        _RERANKERS[name] = CrossEncoder(str(resolve_model_path(name)), device="cpu")
+    return _RERANKERS[name]
+
+
+def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
+    cfg = kb.cfg
+    if mode == "dense":
+        return DenseRetriever(kb=kb, k=k, min_score=0.0)
+    if mode == "bm25":
+        return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score)
+    if mode == "hybrid":
+        return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, dense_weight=cfg.dense_weight,
+                               bm25_weight=cfg.bm25_weight, min_dense_score=cfg.min_dense_score,
+                               reranker=_reranker(cfg.reranker) if cfg.reranker else None)
+    raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")
