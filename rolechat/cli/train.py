@@ -139,7 +139,12 @@ def register(app: typer.Typer) -> None:
             except (DataError, TrainError, LoadError) as exc:
                 fail(str(exc))
             if json_out:
-                console.print_json(json.dumps(prepared.summary(), ensure_ascii=False))
+                from finetune.encode import show_example
+
+                lint = {**prepared.summary(), "model_id": prepared.model_id, "template": prepared.fmt.name,
+                        "system": prepared.system or "", "issues": [str(i) for i in prepared.data.issues[:20]],
+                        "example": show_example(prepared.tokenizer, prepared.train[0]) if prepared.train else ""}
+                console.print_json(json.dumps(lint, ensure_ascii=False))
             else:
                 _print_lint(prepared, cfg, data)
             return
