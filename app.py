@@ -1,0 +1,30 @@
+"""rolechat's Streamlit app: `streamlit run app.py`.
+
+The composition root: sets the offline environment, the page config and the language switch, and
+routes to the three pages (chat, knowledge bases, training) that live in the `ui` package.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rolechat.config import set_offline_env
+
+set_offline_env()
+
+from ui import state  # noqa: E402
+from ui.i18n import LANGUAGES, t  # noqa: E402
+
+st.set_page_config(page_title="rolechat", page_icon="💬", layout="centered")
+state.keep_widget_state()
+
+pages = [
+    st.Page("ui/pages/chat.py", title=t("nav.chat"), icon=":material/chat:", default=True),
+    st.Page("ui/pages/kb.py", title=t("nav.kb"), icon=":material/library_books:"),
+    st.Page("ui/pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
+]
+page = st.navigation(pages)
+with st.sidebar:
+    st.session_state.setdefault("lang", "zh")
+    st.radio(t("lang.label"), list(LANGUAGES), key="lang", format_func=LANGUAGES.get, horizontal=True)
+page.run()

@@ -1,0 +1,7 @@
+"""The Streamlit pages of `app.py`: chat, knowledge bases, training, and what they share.
+
+Nothing below `llm`, `rag` or `finetune` imports this package. Pages import `llm` and `rag`; training
+runs `rolechat train` as a separate process and only reads its progress file.
+"""
+
+__all__ = ["chat", "i18n", "kb", "state", "train"]

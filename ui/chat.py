@@ -1,0 +1,263 @@
+"""The chat page: pick a persona and (optionally) a knowledge base, then talk, with streamed replies.
+
+History lives in `st.session_state["history"]`: one dict per message (`role`, `content`, and for replies
+`persona`, `kb`, `sources`, `stats`, `stopped`). Settings are read from the sidebar on every run, so a
+persona or knowledge-base switch applies to the next message; nothing is reloaded.
+
+A reply that is interrupted (the stop button, or a new message sent while streaming) is kept: the
+streamed text is recorded in `st.session_state["pending"]` as it arrives and moved into the history,
+marked as stopped, on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import streamlit as st
+
+from ui import kb as kb_page
+from ui import state
+from ui.i18n import t
+
+__all__ = ["ChatSettings", "render", "sidebar", "history", "recover_pending"]
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ChatSettings:
+    """What the sidebar says for the next message."""
+
+    persona: str = "base"
+    kb: str | None = None  # None: answer without a knowledge base
+    k: int = 4
+    mode: str = "hybrid"
+    condense: bool = False  # rewrite a follow-up into a standalone question before retrieving
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def history() -> list[dict[str, Any]]:
+    return st.session_state.setdefault("history", [])
+
+
+def recover_pending() -> None:
+    """Move a reply interrupted in the previous run into the history, marked as stopped."""
+    pending = st.session_state.pop("pending", None)
+    if pending is not None:
+        pending["stopped"] = True
+        history().append(pending)
+
+
+# -- sidebar --------------------------------------------------------------------------------------------
+
+def persona_label(rt, name: str) -> str:
+    if name == "base":
+        return t("side.base")
+    manifest = rt.manifest(name)
+    display = manifest.display_name if manifest else name
+    return display if display == name else f"{display} ({name})"
+
+
+def _persona_picker(rt) -> str:
+    names = rt.persona_names()
+    if st.session_state.get("persona") not in names:
+        st.session_state["persona"] = "base"
+    persona = st.selectbox(t("side.persona"), names, key="persona", format_func=lambda n: persona_label(rt, n))
+    manifest = rt.manifest(persona)
+    with st.expander(t("side.system_prompt"), expanded=False):
+        if manifest and manifest.system_prompt:
+            st.markdown(manifest.system_prompt)
+        else:
+            st.caption(t("side.no_system_prompt"))
+    broken = [e for e in rt.personas() if e.error]
+    if broken:
+        with st.expander(t("side.broken", n=len(broken))):
+            for entry in broken:
+                st.markdown(f"⚠️ **{entry.name}**")
+                st.caption(entry.error)
+    if st.button(t("side.reload_personas"), width="stretch"):
+        state.sync_personas(rt, force=True)
+        st.rerun()
+    return persona
+
+
+def _kb_picker(rt) -> tuple[str | None, int, str, bool]:
+    st.subheader(t("side.kb_header"))
+    names = kb_page.kb_names()
+    if not names:
+        st.caption(t("side.kb_none"))
+        return None, 4, "hybrid", False
+    defaults = kb_page.rag_defaults()
+    st.session_state.setdefault("kb_on", True)
+    st.session_state.setdefault("condense", not rt.info.is_demo)
+    st.session_state.setdefault("k", min(defaults.k, 10))
+    st.session_state.setdefault("mode", defaults.mode)
+    if st.session_state.get("kb_name") not in names:
+        st.session_state["kb_name"] = names[0]
+    on = st.toggle(t("side.kb_on"), key="kb_on")
+    name = st.selectbox(t("side.kb_pick"), names, key="kb_name", disabled=not on)
+    k = st.slider(t("side.k"), 1, 10, key="k", disabled=not on)
+    mode = st.selectbox(t("side.mode"), kb_page.MODES, key="mode", format_func=lambda m: t(f"mode.{m}"), disabled=not on)
+    condense = st.checkbox(t("side.condense"), key="condense", disabled=not on, help=t("side.condense_help"))
+    return (name if on else None), int(k), mode, bool(condense)
+
+
+def _generation_settings(rt) -> dict[str, Any]:
+    st.subheader(t("side.gen_header"))
+    st.session_state.setdefault("temperature", min(float(rt.cfg.temperature), 1.5))
+    st.session_state.setdefault("top_p", max(float(rt.cfg.top_p), 0.05))
+    st.session_state.setdefault("max_new_tokens", min(max(int(rt.cfg.max_new_tokens), 16), 4096))
+    temperature = st.slider(t("side.temperature"), 0.0, 1.5, step=0.05, key="temperature")
+    top_p = st.slider(t("side.top_p"), 0.05, 1.0, step=0.05, key="top_p")
+    max_new = st.number_input(t("side.max_new_tokens"), 16, 4096, step=16, key="max_new_tokens")
+    return {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new)}
+
+
+def sidebar(rt) -> ChatSettings:
+    with st.sidebar:
+        persona = _persona_picker(rt)
+        kb, k, mode, condense = _kb_picker(rt)
+        params = _generation_settings(rt)
+        if st.button(t("side.clear"), width="stretch", type="secondary"):
+            st.session_state["history"] = []
+            st.session_state.pop("pending", None)
+    return ChatSettings(persona=persona, kb=kb, k=k, mode=mode, condense=condense, params=params)
+
+
+# -- messages -------------------------------------------------------------------------------------------
+
+def show_sources(sources: list[dict[str, Any]]) -> None:
+    with st.expander(t("chat.sources", n=len(sources))):
+        for n, src in enumerate(sources, 1):
+            where = f" · {src['location']}" if src.get("location") else ""
+            score = f"{src['score']:.3f}" if isinstance(src.get("score"), (int, float)) else "—"
+            st.markdown(t("chat.source_line", n=n, file=src.get("source", "?"), where=where, score=score))
+            st.caption(src.get("snippet", ""))
+
+
+def show_meta(msg: dict[str, Any]) -> None:
+    """Who answered, from which KB, and how fast: one discreet line."""
+    stats = msg.get("stats") or {}
+    who = msg.get("persona_label") or msg.get("persona", "")
+    if msg.get("kb"):
+        who = f"{who} · {t('chat.meta_kb', kb=msg['kb'])}"
+    line = t("chat.meta", who=who, seconds=stats.get("seconds", 0.0), tokens=stats.get("tokens", 0),
+             tps=stats.get("tokens_per_second", 0.0))
+    if msg.get("stopped"):
+        line += " · " + t("chat.stopped")
+    st.caption(line)
+
+
+def show_message(msg: dict[str, Any]) -> None:
+    with st.chat_message(msg["role"]):
+        st.markdown(msg["content"] or ("…" if msg["role"] == "assistant" else ""))
+        if msg["role"] != "assistant":
+            return
+        if msg.get("kb") is not None and msg.get("sources") is not None:
+            if msg["sources"]:
+                show_sources(msg["sources"])
+            else:
+                st.info(t("chat.no_sources", kb=msg["kb"]), icon="ℹ️")
+        if msg.get("error"):
+            st.error(t("chat.error", error=msg["error"]))
+        show_meta(msg)
+
+
+# -- replying -------------------------------------------------------------------------------------------
+
+def _tracked(pieces: Iterator[str], pending: dict[str, Any]) -> Iterator[str]:
+    """Pass pieces through, keeping the text so far in `pending` (survives an interrupted run)."""
+    try:
+        for piece in pieces:
+            pending["content"] += piece
+            yield piece
+    finally:
+        close = getattr(pieces, "close", None)
+        if close:
+            close()  # stops the generation thread and releases the runtime
+
+
+def _plain_reply(rt, settings: ChatSettings, messages: list[dict[str, str]]):
+    stream = rt.stream(messages, persona=settings.persona, params=settings.params)
+
+    def stats() -> dict[str, Any]:
+        s = stream.stats
+        return {"tokens": s.completion_tokens, "tokens_per_second": s.tokens_per_second,
+                "first_token": s.time_to_first_token, "finish_reason": s.finish_reason}
+
+    return iter(stream), None, stats
+
+
+def respond(rt, settings: ChatSettings, prompt: str) -> None:
+    """Append the user's message, stream the reply into the page, then record it in the history."""
+    hist = history()
+    user = {"role": "user", "content": prompt}
+    hist.append(user)
+    show_message(user)
+    messages = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
+    started = time.perf_counter()
+    pending: dict[str, Any] = {"role": "assistant", "content": "", "persona": settings.persona,
+                               "persona_label": persona_label(rt, settings.persona), "kb": settings.kb,
+                               "sources": None, "stats": {}}
+    with st.chat_message("assistant"):
+        stop_slot = st.empty()
+        stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")
+        st.session_state["pending"] = pending
+        try:
+            if settings.kb:
+                pieces, sources, stats = kb_page.rag_reply(rt, settings, messages)
+            else:
+                pieces, sources, stats = _plain_reply(rt, settings, messages)
+            pending["sources"] = sources
+            if sources:
+                show_sources(sources)
+            elif sources is not None:
+                st.info(t("chat.no_sources", kb=settings.kb), icon="ℹ️")
+            tracked = _tracked(pieces, pending)
+            try:
+                st.write_stream(tracked)
+            finally:
+                tracked.close()
+            pending["stats"] = {"seconds": time.perf_counter() - started, **stats()}
+        except Exception as exc:  # shown in the conversation, never swallowed
+            log.exception("generation failed")
+            pending["error"] = str(exc)
+            st.error(t("chat.error", error=exc))
+            pending["stats"] = {"seconds": time.perf_counter() - started}
+        stop_slot.empty()
+        show_meta(pending)
+    st.session_state.pop("pending", None)
+    hist.append(pending)
+
+
+def render() -> None:
+    st.title(t("chat.title"))
+    recover_pending()
+    try:
+        with st.spinner(t("chat.loading")):
+            rt = state.runtime()
+    except Exception as exc:  # LoadError, ConfigError, invalid [llm] values: say what to do
+        log.exception("model load failed")
+        st.error(t("chat.load_failed", error=exc))
+        st.info(t("chat.load_fix"))
+        return
+    info = rt.info
+    st.caption(t("chat.model", model=info.model_id, device=info.device, dtype=info.dtype))
+    if info.is_demo:
+        st.warning(f"{t('chat.demo')}\n\n{info.hint}", icon="🧪")
+    try:
+        kb_page.ensure_sample_kb()
+    except Exception as exc:  # an invalid [rag]/[app] setting must not take the chat down
+        log.exception("sample knowledge base")
+        st.error(t("config.error", error=exc))
+    settings = sidebar(rt)
+    hist = history()
+    if not hist:
+        st.caption(t("chat.empty"))
+    for msg in hist:
+        show_message(msg)
+    prompt = st.chat_input(t("chat.placeholder"))
+    if prompt:
+        respond(rt, settings, prompt)

@@ -1,0 +1,438 @@
+"""The training page: pick a dataset, lint it, set up a persona, train it in the background, watch it live.
+
+Training and the lint run as `python -m rolechat train ...` child processes (the lint with
+`--dry-run --json`); nothing of `finetune` is imported here. A run is started in its own session
+(`start_new_session=True`), so closing the page or the browser doesn't stop it, and is described by a
+small job file under `$ROLECHAT_HOME/app/train/`, so a reopened page finds it again. Progress is read
+from the JSON-lines file the trainer writes (`runs_dir()/<persona>/progress.jsonl`, format in
+finetune/progress.py); the chat page picks the finished persona up by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rolechat import config as rc_config
+from ui import state
+from ui.i18n import t
+
+__all__ = ["Job", "RunView", "SAMPLES_DIR", "samples", "lint", "start", "stop", "jobs", "view", "read_progress",
+           "render"]
+
+log = logging.getLogger(__name__)
+
+SAMPLES_DIR = state.REPO_ROOT / "examples" / "personas"
+# Suggested persona settings for the sample datasets (the commands in examples/personas/README.md).
+SAMPLE_HINTS = {
+    "cat": ("miaomiao", "喵喵", "你是一只名叫喵喵的小猫，说话可爱，每句话都以“喵~”结尾。"),
+    "palace": ("niangniang", "娘娘", "你是宫中的一位娘娘，自称本宫，说话文雅、带着古风，语气从容。"),
+}
+LINT_TIMEOUT_S = 300
+POLL_S = 2.0
+LOG_TAIL_CHARS = 3000
+
+_PROCS: dict[int, subprocess.Popen] = {}  # children of this server process, polled so they are reaped
+
+
+def cli() -> list[str]:
+    return [sys.executable, "-m", "rolechat"]
+
+
+def samples() -> list[Path]:
+    return sorted(p for p in SAMPLES_DIR.glob("*.json*") if p.is_file()) if SAMPLES_DIR.is_dir() else []
+
+
+# -- lint -----------------------------------------------------------------------------------------------
+
+class LintError(RuntimeError):
+    """The data lint failed; the message is the CLI's own error."""
+
+
+def _parse_json_output(out: str) -> dict[str, Any]:
+    start = out.find("{")
+    if start < 0:
+        raise ValueError("no JSON in the output")
+    return json.JSONDecoder().raw_decode(out[start:])[0]
+
+
+def lint(data: Path, system: str | None = None) -> dict[str, Any]:
+    """`rolechat train --dry-run --json` on `data`: counts, lengths, issues and a rendered example."""
+    cmd = [*cli(), "train", "--data", str(data), "--persona", "lint", "--dry-run", "--json"]
+    if system:
+        cmd += ["--system", system]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, cwd=state.REPO_ROOT,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        raise LintError((proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}")[-2000:])
+    try:
+        return _parse_json_output(proc.stdout)
+    except ValueError as exc:
+        raise LintError(f"unexpected lint output ({exc}): {proc.stdout[-500:]}") from None
+
+
+# -- jobs -----------------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """A training process started from the app (saved as JSON so a reopened page finds it)."""
+
+    persona: str
+    pid: int
+    cmd: list[str]
+    log: str
+    started: float
+    data: str = ""
+
+
+def _jobs_dir() -> Path:
+    path = state.app_dir() / "train"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _job_file(persona: str) -> Path:
+    return _jobs_dir() / f"{persona}.json"
+
+
+def jobs() -> list[Job]:
+    """Runs started from the app, newest first (unreadable job files are ignored)."""
+    found = []
+    for path in _jobs_dir().glob("*.json"):
+        try:
+            found.append(Job(**json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, TypeError):
+            log.warning("ignoring unreadable job file %s", path)
+    return sorted(found, key=lambda j: j.started, reverse=True)
+
+
+def start(data: Path, persona: str, *, system: str = "", display_name: str = "", overwrite: bool = False,
+          hparams: dict[str, Any] | None = None) -> Job:
+    """Launch `rolechat train` in the background (its own session: it outlives the page)."""
+    cmd = [*cli(), "train", "--data", str(data), "--persona", persona]
+    if system:
+        cmd += ["--system", system]
+    if display_name:
+        cmd += ["--display-name", display_name]
+    for flag, value in (hparams or {}).items():
+        if value is not None:
+            cmd += [f"--{flag}", str(value)]
+    if overwrite:
+        cmd.append("--overwrite")
+    log_path = _jobs_dir() / f"{persona}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=state.REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=True)
+    _PROCS[proc.pid] = proc
+    job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
+    _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
+    return job
+
+
+def alive(pid: int) -> bool:
+    proc = _PROCS.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:  # started by an earlier server process: ask the OS
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"rolechat" in cmdline
+
+
+def stop(job: Job) -> None:
+    """Interrupt the run like Ctrl-C (the trainer keeps its last checkpoint for --resume)."""
+    if alive(job.pid):
+        try:
+            os.killpg(job.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """Complete records of a trainer progress file; a half-written last line is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@dataclass
+class RunView:
+    """What the page shows about one run."""
+
+    job: Job
+    state: str  # starting | running | done | failed | stopped
+    records: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    log_tail: str = ""
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("event") == "step"]
+
+    @property
+    def max_steps(self) -> int:
+        for r in reversed(self.records):
+            if r.get("max_steps"):
+                return int(r["max_steps"])
+        return 0
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(fh.tell() - LOG_TAIL_CHARS, 0))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def view(job: Job) -> RunView:
+    """The run's state from its progress file and whether its process still lives."""
+    records = [r for r in read_progress(rc_config.runs_dir() / job.persona / "progress.jsonl")
+               if r.get("time", 0) >= job.started - 1]  # ignore an earlier run's file
+    last = records[-1] if records else {}
+    running = alive(job.pid)
+    if last.get("status") == "done":
+        return RunView(job, "done", records)
+    if last.get("status") == "failed":
+        return RunView(job, "failed", records, error=str(last.get("error", "")), log_tail=_tail(job.log))
+    if running:
+        return RunView(job, "running" if records else "starting", records)
+    tail = _tail(job.log)  # the process ended without a final record: an early error, or it was killed
+    return RunView(job, "stopped", records, error=_last_error_line(tail), log_tail=tail)
+
+
+def _last_error_line(tail: str) -> str:
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.lower().startswith(("error", "config error")) or "Error" in line.split(":")[0]:
+            return line
+    return lines[-1] if lines else ""
+
+
+# -- the page -------------------------------------------------------------------------------------------
+
+def _pick_dataset() -> Path | None:
+    source = st.radio(t("train.source"), ["sample", "upload", "path"], key="train_source", horizontal=True,
+                      format_func=lambda s: t(f"train.source.{s}"))
+    if source == "sample":
+        options = samples()
+        if not options:
+            st.caption(t("train.no_samples"))
+            return None
+        return st.selectbox(t("train.sample"), options, key="train_sample", format_func=lambda p: p.name)
+    if source == "upload":
+        up = st.file_uploader(t("train.upload"), type=["json", "jsonl"], key="train_upload")
+        if up is None:
+            return None
+        path = state.app_dir() / "datasets" / Path(up.name).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = up.getvalue()
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+        return path
+    raw = st.text_input(t("train.path"), key="train_path", placeholder="/path/to/data.json").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        st.error(t("train.path_missing", path=path))
+        return None
+    return path
+
+
+def _show_lint(report: dict[str, Any]) -> None:
+    length = report.get("length", {})
+    cols = st.columns(4)
+    cols[0].metric(t("train.lint.records"), report.get("records", 0))
+    cols[1].metric(t("train.lint.used"), report.get("conversations", 0))
+    cols[2].metric(t("train.lint.skipped"), report.get("skipped", 0) + report.get("duplicates_removed", 0))
+    cols[3].metric(t("train.lint.examples"), f"{report.get('train_examples', 0)} / {report.get('eval_examples', 0)}")
+    st.caption(t("train.lint.line", model=report.get("model_id", "?"), template=report.get("template", "?"),
+                 tokens=report.get("tokens", 0), ratio=report.get("supervised_ratio", 0.0),
+                 min=length.get("min", 0), p50=length.get("p50", 0), p90=length.get("p90", 0),
+                 max=length.get("max", 0), truncated=report.get("truncated", 0),
+                 too_long=report.get("skipped_too_long", 0)))
+    issues = report.get("issues") or []
+    if issues:
+        with st.expander(t("train.lint.issues", n=report.get("skipped", len(issues))), expanded=False):
+            for issue in issues:
+                st.markdown(f"- {issue}")
+    if report.get("example"):
+        st.markdown(t("train.lint.example"))
+        st.code(report["example"], language=None, wrap_lines=True)
+
+
+def _lint_section(data: Path, system: str) -> dict[str, Any] | None:
+    key = json.dumps([str(data), data.stat().st_mtime_ns, system], ensure_ascii=False)
+    cache = st.session_state.setdefault("train_lints", {})
+    if st.button(t("train.lint.run"), key="train_lint"):
+        with st.spinner(t("train.lint.running")):
+            try:
+                cache[key] = lint(data, system or None)
+            except (LintError, OSError, subprocess.TimeoutExpired) as exc:
+                cache[key] = {"error": str(exc)}
+    report = cache.get(key)
+    if report is None:
+        st.caption(t("train.lint.hint"))
+    elif "error" in report:
+        st.error(t("train.lint.failed", error=report["error"]))
+    else:
+        _show_lint(report)
+    return report
+
+
+def _persona_form(data: Path) -> None:
+    from llm.personas import PersonaError, check_name
+
+    hint = SAMPLE_HINTS.get(data.stem, ("", "", ""))
+    if st.session_state.get("train_hint_for") != str(data):  # a new dataset: offer its suggested settings
+        st.session_state["train_hint_for"] = str(data)
+        st.session_state["train_name"], st.session_state["train_display"], st.session_state["train_system"] = hint
+    name = st.text_input(t("train.name"), key="train_name", help=t("train.name_help")).strip()
+    display = st.text_input(t("train.display"), key="train_display").strip()
+    system = st.text_area(t("train.system"), key="train_system", help=t("train.system_help")).strip()
+    with st.expander(t("train.hparams"), expanded=False):
+        st.caption(t("train.hparams_help"))
+        cols = st.columns(3)
+        hp = {
+            "epochs": cols[0].number_input(t("train.epochs"), 0.1, 100.0, value=None, step=1.0, key="hp_epochs"),
+            "max-steps": cols[1].number_input(t("train.max_steps"), 1, 1_000_000, value=None, key="hp_steps"),
+            "lr": cols[2].number_input(t("train.lr"), 1e-6, 1.0, value=None, format="%g", step=1e-4, key="hp_lr"),
+            "rank": cols[0].number_input(t("train.rank"), 1, 512, value=None, key="hp_rank"),
+            "batch-size": cols[1].number_input(t("train.batch"), 1, 1024, value=None, key="hp_batch"),
+            "max-length": cols[2].number_input(t("train.max_length"), 16, 131072, value=None, key="hp_maxlen"),
+        }
+    exists = bool(name) and (rc_config.personas_dir() / name).exists()
+    overwrite = st.checkbox(t("train.overwrite", name=name), key="train_overwrite") if exists else False
+    _lint_section(data, system)
+    running = [j for j in jobs() if alive(j.pid)]
+    if running:
+        st.info(t("train.busy", name=running[0].persona))
+    if st.button(t("train.start"), type="primary", key="train_start", disabled=not name or bool(running)):
+        try:
+            check_name(name)
+        except PersonaError as exc:
+            st.error(str(exc))
+            return
+        if exists and not overwrite:
+            st.error(t("train.exists", name=name))
+            return
+        job = start(data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp)
+        st.session_state["train_watch"] = job.persona
+        st.rerun()
+
+
+def _chart(run: RunView) -> None:
+    import pandas as pd
+
+    steps = [(r["step"], r.get("loss")) for r in run.steps if r.get("loss") is not None]
+    evals = [(r["step"], r.get("eval_loss")) for r in run.records
+             if r.get("event") == "eval" and r.get("eval_loss") is not None and r.get("step") is not None]
+    if not steps and not evals:
+        return
+    frame = pd.DataFrame({t("train.loss"): pd.Series(dict(steps), dtype=float),
+                          t("train.eval_loss"): pd.Series(dict(evals), dtype=float)}).sort_index()
+    frame.index.name = "step"
+    st.line_chart(frame, x_label="step", y_label="loss")
+
+
+def _draw(run: RunView) -> None:
+    job = run.job
+    st.markdown(t("train.run_title", name=job.persona, data=Path(job.data).name,
+                  started=time.strftime("%H:%M:%S", time.localtime(job.started))))
+    steps = run.steps
+    step = steps[-1]["step"] if steps else 0
+    total = run.max_steps
+    if run.state in ("starting", "running"):
+        frac = step / total if total else 0.0
+        st.progress(min(frac, 1.0), text=t("train.progress", step=step, total=total or "?")
+                    if run.state == "running" else t("train.starting"))
+    if steps:
+        last = steps[-1]
+        cols = st.columns(3)
+        cols[0].metric(t("train.loss"), f"{last.get('loss', 0) or 0:.4f}")
+        cols[1].metric(t("train.tokens_s"), f"{last.get('tokens_per_s', 0) or 0:,.0f}")
+        cols[2].metric(t("train.elapsed"), f"{(last.get('time', job.started) - job.started):.0f} s")
+    _chart(run)
+    if run.state == "done":
+        metrics = next((r.get("metrics") or {} for r in reversed(run.records) if r.get("event") == "done"), {})
+        st.success(t("train.done", name=job.persona))
+        if metrics:
+            st.json(metrics, expanded=False)
+        st.page_link("ui/pages/chat.py", label=t("train.go_chat"), icon=":material/chat:")
+    elif run.state == "failed":
+        st.error(t("train.failed", error=run.error))
+    elif run.state == "stopped":
+        st.warning(t("train.stopped", error=run.error or "?"))
+    if run.log_tail and run.state in ("failed", "stopped"):
+        with st.expander(t("train.log")):
+            st.code(run.log_tail, language=None)
+    if run.state in ("starting", "running") and st.button(t("train.stop"), key=f"train_stop_{job.persona}"):
+        stop(job)
+
+
+@st.fragment(run_every=POLL_S)
+def _live(job: Job) -> None:
+    run = view(job)
+    _draw(run)
+    if run.state not in ("starting", "running"):
+        st.rerun()  # the whole page: leave live mode, let the chat picker see the new persona
+
+
+def _runs_section() -> None:
+    all_jobs = jobs()
+    if not all_jobs:
+        return
+    st.subheader(t("train.runs_header"))
+    names = [j.persona for j in all_jobs]
+    watch = st.session_state.pop("train_watch", None)
+    if watch in names or st.session_state.get("train_run_pick") not in names:
+        st.session_state["train_run_pick"] = watch if watch in names else names[0]
+    persona = st.selectbox(t("train.run_pick"), names, key="train_run_pick")
+    job = all_jobs[names.index(persona)]
+    if alive(job.pid):
+        _live(job)
+    else:
+        _draw(view(job))
+
+
+def render() -> None:
+    st.title(t("train.title"))
+    st.caption(t("train.intro"))
+    _runs_section()
+    st.subheader(t("train.data_header"))
+    data = _pick_dataset()
+    if data is None:
+        return
+    _persona_form(data)
