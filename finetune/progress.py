@@ -34,6 +34,7 @@ class ProgressLog:
     def __init__(self, path: str | Path, *, enabled: bool = True, fresh: bool = True) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.step: int | None = None  # the last finished optimizer step, for the error record
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if fresh:

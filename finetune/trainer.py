@@ -171,6 +171,7 @@ def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
                                 dynamic_ncols=True)
 
         def on_step_end(self, args, state, control, **kwargs):
+            progress.step = state.global_step
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.n)
 
@@ -219,9 +220,9 @@ def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train:
         remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=cfg.num_workers,
         dataloader_pin_memory=device != "cpu",
         train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        ddp_find_unused_parameters=False)
+        ddp_find_unused_parameters=False,
+        **({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}}
+           if cfg.gradient_checkpointing else {}))
 
 
 def _check_reporter(name: str) -> None:
@@ -299,8 +300,7 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
         message = str(exc) or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted (resume with --resume)"
-        steps = [r["step"] for r in read_progress(progress.path) if r.get("event") == "step"] if main else []
-        progress.write("error", status="failed", step=steps[-1] if steps else None, error=message)
+        progress.write("error", status="failed", step=progress.step, error=message)
         raise
 
 
