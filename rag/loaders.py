@@ -52,10 +52,23 @@ def is_supported(path: Path) -> bool:
 _SPACES = re.compile(r"[ \t\u3000\xa0]+")
 
 
+# Full-width CJK punctuation is how Chinese is written, not a compatibility form: NFKC would turn "，" into ","
+# and answers quoted from the source would no longer match. Everything else NFKC changes is folded.
+_KEEP = set("，。！？：；（）【】《》〈〉「」『』、～￥…—·“”‘’＂＇＃＄％＆＊＋－／＜＝＞＠［＼］＾＿｀｛｜｝")
+
+
 def normalize(text: str) -> str:
-    """NFKC (Kangxi radicals, full-width letters and digits -> canonical forms), unified newlines, no NULs."""
-    text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return text.replace("\x00", "").replace("\ufeff", "")
+    """Character-wise NFKC except CJK punctuation (Kangxi radicals, compatibility ideographs, full-width
+    letters and digits, ligatures -> canonical forms), unified newlines, no NULs or BOMs."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").replace("\ufeff", "")
+    table = {}
+    for ch in set(text):
+        if ch.isascii() or ch in _KEEP:
+            continue
+        folded = unicodedata.normalize("NFKC", ch)
+        if folded != ch:
+            table[ord(ch)] = folded
+    return text.translate(table) if table else text
 
 
 def _decode_file(data: bytes) -> tuple[str, str]:
@@ -95,9 +108,14 @@ def _clean_pages(pages: list[str]) -> list[str]:
     return out
 
 
+_CID = re.compile(r"\(cid:\d+\)")
+
+
 def _pdf(path: Path, data: bytes) -> LoadedFile:
-    # pdfplumber (pdfminer.six) reads the ToUnicode maps and predefined CJK CMaps of Chinese PDFs;
-    # see tests/test_rag_loaders.py for the comparison with pypdf that chose it.
+    # pdfplumber (pdfminer.six) reads ToUnicode maps and the predefined CJK CMaps (STSong-Light etc.), like
+    # pypdf and PyMuPDF do on the Chinese PDFs of tests/test_rag_loaders.py; where a font has no Unicode
+    # mapping at all, every library returns junk, but pdfminer marks it "(cid:N)" (pypdf emits control
+    # characters silently), so the loader can refuse such pages instead of indexing mojibake.
     import pdfplumber
     from pdfminer.pdfparser import PDFSyntaxError
 
@@ -108,9 +126,19 @@ def _pdf(path: Path, data: bytes) -> LoadedFile:
             pages = [page.extract_text() or "" for page in pdf.pages]
     except (PDFSyntaxError, Exception) as exc:  # pdfminer raises many types on damaged files
         raise LoadError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}"[:200]) from None
+    unmapped = 0
+    for i, page in enumerate(pages):
+        junk = sum(len(m) for m in _CID.findall(page))
+        if junk and junk > 0.3 * len(page):
+            unmapped += 1
+            pages[i] = ""
+        else:
+            pages[i] = _CID.sub("", page)
     pages = _clean_pages([normalize(p) for p in pages])
     blocks = [Block(text, f"p. {i}") for i, text in enumerate(pages, 1) if text]
     if not blocks:
+        if unmapped:
+            raise LoadError("PDF fonts have no Unicode mapping: its text cannot be extracted correctly")
         raise LoadError("PDF has no extractable text (scanned images?)")
     return LoadedFile("pdf", "pdf", blocks)
 

@@ -138,21 +138,32 @@ def split_file(loaded: LoadedFile, count: TokenCounter, chunk_size: int, chunk_o
                max_tokens: int | None = None) -> list[Chunk]:
     """Split a loaded file into chunks of at most `chunk_size` tokens (and never above `max_tokens`)."""
     limit = min(chunk_size, max_tokens or chunk_size)
-    result: list[Chunk] = []
-    for headings, lines in _sections(loaded):
+    sections = [(headings, _sentences(lines)) for headings, lines in _sections(loaded)]
+    # one tokenizer call for every sentence and heading of the file: per-call overhead dominates otherwise
+    prefixes = sorted({h for h, _ in sections if h})
+    flat = [u for _, units in sections for u in units]
+    counts = count([f"{h}\n" for h in prefixes] + [u.text for u in flat])
+    prefix_tokens = dict(zip(prefixes, counts[:len(prefixes)]))
+    for unit, n in zip(flat, counts[len(prefixes):]):
+        unit.tokens = n
+    result: list[tuple[Chunk, bool]] = []
+    for headings, units in sections:
         prefix = f"{headings}\n" if headings else ""
-        prefix_tokens = count([prefix])[0] if prefix else 0
-        if prefix_tokens > limit // 3:  # absurdly long headings: keep the last one only
-            prefix = headings.split(" > ")[-1][: limit // 3] + "\n"
-            prefix_tokens = count([prefix])[0]
-        budget = max(8, limit - prefix_tokens)
-        units = _counted(_sentences(lines), count)
+        used = prefix_tokens.get(headings, 0)
+        if used > limit // 3:  # absurdly long headings: keep the end of the last one only
+            prefix = headings.split(" > ")[-1][-(limit // 3):] + "\n"
+            used = count([prefix])[0]
+        budget = max(8, limit - used)
         fitted = [x for u in units for x in (_hard_split(u, budget, count) if u.tokens > budget else [u])]
         for group in _pack(fitted, budget, chunk_overlap):
             body = "".join(u.text for u in group).strip()
             if body:
-                result.append(Chunk(prefix + body, group[0].location, headings))
-    return _enforce(result, count, limit)
+                # a sum of parts can only drift at the joins: re-count the chunks close to the limit
+                near = used + sum(u.tokens for u in group) + len(group) > limit
+                result.append((Chunk(prefix + body, group[0].location, headings), near))
+    near = [i for i, (_, is_near) in enumerate(result) if is_near]
+    over = {i for i, n in zip(near, count([result[i][0].text for i in near])) if n > limit}
+    return [x for i, (chunk, _) in enumerate(result) for x in (_enforce([chunk], count, limit) if i in over else [chunk])]
 
 
 def _enforce(chunks: list[Chunk], count: TokenCounter, limit: int) -> list[Chunk]:
