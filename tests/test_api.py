@@ -114,3 +114,44 @@ def test_concurrent_api_requests_for_different_personas(server):
     for t in threads:
         t.join(timeout=120)
     assert results == {m: [expected[m]] * 3 for m in expected}
+
+
+@pytest.fixture
+def kb_server(tiny_qwen2, tmp_path):
+    import uvicorn
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rag import KnowledgeBase, RAGConfig
+    from rolechat.api import ServerConfig, create_app
+    from rolechat.kb_answer import make_kb_answerer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "熊猫.md").write_text("# 熊猫\n\n大熊猫主要吃竹子，生活在四川的山林里。", encoding="utf-8")
+    (docs / "天气.txt").write_text("北京的冬天寒冷干燥，夏天炎热多雨。", encoding="utf-8")
+    fake = DeterministicFakeEmbedding(size=32)
+    KnowledgeBase("demo-kb", RAGConfig(), embeddings=fake).index([docs])
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    cfg = ServerConfig(port=free_port())
+    app = create_app(rt, cfg, kb_answerer=make_kb_answerer(RAGConfig(), embeddings=fake))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    with httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=60) as client:
+        yield client
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_knowledge_base_answers_carry_their_sources(kb_server):
+    body = kb_server.post("/v1/chat/completions", json={
+        "model": "base", "knowledge_base": "demo-kb", "k": 2, **GREEDY,
+        "messages": [{"role": "user", "content": "大熊猫吃什么？"}]}).json()
+    assert body["sources"][0]["file"] == "熊猫.md" and body["sources"][0]["n"] == 1
+    assert isinstance(body["choices"][0]["message"]["content"], str)
+    missing = kb_server.post("/v1/chat/completions", json={
+        "model": "base", "knowledge_base": "nope", "messages": [{"role": "user", "content": "x"}]})
+    assert missing.status_code == 400 and "demo-kb" in missing.json()["detail"]

@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         rt = load_runtime_or_fail(model=model)
         banner(rt)
         err_console.print(f"serving on http://{server.host}:{server.port}/v1 (models: {', '.join(rt.persona_names())})")
-        uvicorn.run(create_app(rt, server), host=server.host, port=server.port,
+        from rag import RAGConfig
+
+        from rolechat.kb_answer import make_kb_answerer
+
+        answerer = make_kb_answerer(config.build(RAGConfig, "rag", file_data()))
+        uvicorn.run(create_app(rt, server, kb_answerer=answerer), host=server.host, port=server.port,
                     log_level="info")
 
