@@ -189,7 +189,11 @@ class KnowledgeBase:
     def settings(self) -> dict[str, str]:
         """What the stored chunks and vectors depend on; a change forces a rebuild."""
         emb = self.embeddings
-        fingerprint = emb.fingerprint() if hasattr(emb, "fingerprint") else f"{type(emb).__name__}:{emb!r}"
+        if hasattr(emb, "fingerprint"):
+            fingerprint = emb.fingerprint()
+        else:  # any LangChain Embeddings: its class and the usual identity fields
+            ident = [f"{a}={getattr(emb, a)}" for a in ("model", "model_name", "size") if hasattr(emb, a)]
+            fingerprint = f"{type(emb).__name__}({', '.join(ident)})"
         return {"embedder": fingerprint, "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
                 "chunk_overlap": str(self.cfg.chunk_overlap), "splitter": SPLITTER_VERSION}
 

@@ -1,0 +1,224 @@
+"""Incremental, crash-safe indexing: the manifest, Chroma and BM25 always agree, and only new text is embedded."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from rag import KnowledgeBase, RAGConfig, delete_kb, list_kbs
+from rag.lexical import ids_digest
+from rag.store import all_ids, collection_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CountingEmbedding(DeterministicFakeEmbedding):
+    """Deterministic fake vectors that remember every text it was asked to embed."""
+
+    calls: list = []
+
+    def embed_documents(self, texts):
+        self.calls.extend(texts)
+        return super().embed_documents(texts)
+
+
+def sentences(topic: str, n: int) -> str:
+    return "".join(f"{topic}的第{i}条说明：这里详细介绍{topic}在第{i}种情况下的处理办法和注意事项。" for i in range(n))
+
+
+def write_corpus(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "部署.md").write_text("# 部署\n" + sentences("部署", 30) + "\n## 升级\n" + sentences("升级", 30),
+                                    encoding="utf-8")
+    (folder / "退货.txt").write_text(sentences("退货", 12), encoding="utf-8")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "账号 安全.md").write_text("# 账号\n" + sentences("密码", 20), encoding="utf-8")
+    return folder
+
+
+def state(kb: KnowledgeBase) -> dict:
+    """Everything that must agree: manifest chunk ids, Chroma ids, BM25 ids."""
+    manifest_ids = kb.manifest.chunk_ids()
+    kb.bm25  # noqa: B018 - loads (and repairs) the BM25 index
+    return {"manifest": manifest_ids, "chroma": all_ids(kb.collection), "bm25": kb.bm25.digest,
+            "files": {p: f.sha256 for p, f in kb.manifest.files().items()}}
+
+
+def assert_consistent(kb: KnowledgeBase) -> dict:
+    s = state(kb)
+    assert s["manifest"] == s["chroma"]
+    assert s["bm25"] == ids_digest(list(s["manifest"]))
+    assert kb.collection.count() == len(s["manifest"])  # no duplicates
+    return s
+
+
+@pytest.fixture
+def emb():
+    e = CountingEmbedding(size=32)
+    e.calls = []
+    return e
+
+
+def small_cfg(**kw) -> RAGConfig:
+    return RAGConfig(chunk_size=64, chunk_overlap=8, **kw)
+
+
+def test_unchanged_folder_embeds_nothing_and_never_duplicates(tmp_path, emb):
+    corpus = write_corpus(tmp_path / "docs")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    first = kb.index([corpus])
+    assert first.summary()["indexed"] == 3 and first.chunks_added > 10
+    assert first.chunks_embedded == len(set(emb.calls)) == first.chunks_added
+    before = assert_consistent(kb)
+
+    emb.calls.clear()
+    again = kb.index([corpus])
+    assert again.summary()["unchanged"] == 3
+    assert (again.chunks_added, again.chunks_removed, again.chunks_embedded) == (0, 0, 0)
+    assert emb.calls == []
+    assert assert_consistent(kb) == before
+
+
+def test_edit_reembeds_only_changed_chunks(tmp_path, emb):
+    corpus = write_corpus(tmp_path / "docs")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    kb.index([corpus])
+    target = corpus / "部署.md"
+    file_chunks = len(kb.manifest.chunk_ids(str(target)))
+    text = target.read_text(encoding="utf-8")
+    target.write_text(text.replace("升级的第5条说明", "升级的第五条全新说明"), encoding="utf-8")
+
+    emb.calls.clear()
+    report = kb.index([corpus])
+    statuses = {Path(f.path).name: f.status for f in report.files}
+    assert statuses == {"部署.md": "updated", "退货.txt": "unchanged", "账号 安全.md": "unchanged"}
+    assert 1 <= report.chunks_embedded <= 3 < file_chunks
+    assert all("第五条全新说明" in t or "升级的第" in t for t in emb.calls)
+    assert_consistent(kb)
+    hits = kb.search("第五条全新说明", k=1, mode="bm25")
+    assert "第五条全新说明" in hits[0].page_content
+    assert not any("升级的第5条说明" in c.text for c in kb.manifest.chunks())
+
+
+def test_deleted_file_and_failed_file_lose_their_chunks(tmp_path, emb):
+    corpus = write_corpus(tmp_path / "docs")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    kb.index([corpus])
+    (corpus / "退货.txt").unlink()
+    (corpus / "sub" / "账号 安全.md").write_bytes(b"\x00\x01binary now")
+    report = kb.index([corpus])
+    statuses = {Path(f.path).name: f.status for f in report.files}
+    assert statuses["退货.txt"] == "removed" and statuses["账号 安全.md"] == "failed"
+    assert {Path(p).name for p in kb.manifest.files()} == {"部署.md"}
+    assert not any("退货" in d.page_content or "退货" in d.metadata["source"]
+                   for d in kb.search("退货的第3条说明", k=10, mode="bm25"))
+    assert_consistent(kb)
+
+
+def test_indexing_another_folder_keeps_the_first(tmp_path, emb):
+    a = write_corpus(tmp_path / "a")
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "新闻.txt").write_text(sentences("新闻", 5), encoding="utf-8")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    kb.index([a])
+    report = kb.index([b])
+    assert report.summary()["removed"] == 0
+    assert len(kb.documents()) == 4
+    kb.delete_document(b / "新闻.txt")
+    assert len(kb.documents()) == 3
+    assert_consistent(kb)
+
+
+def test_changed_splitter_settings_rebuild_with_a_message(tmp_path, emb):
+    corpus = write_corpus(tmp_path / "docs")
+    KnowledgeBase("manual", small_cfg(), embeddings=emb).index([corpus])
+    kb = KnowledgeBase("manual", RAGConfig(chunk_size=100, chunk_overlap=8), embeddings=emb)
+    report = kb.index([corpus])
+    assert "chunk_size: 64 -> 100" in report.rebuilt
+    assert report.summary()["indexed"] == 3
+    assert_consistent(kb)
+
+
+def test_stray_and_missing_chroma_records_are_repaired(tmp_path, emb):
+    corpus = write_corpus(tmp_path / "docs")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    kb.index([corpus])
+    before = state(kb)
+    lost = sorted(before["chroma"])[0]
+    kb.collection.delete(ids=[lost])                       # as if Chroma lost a write
+    kb.collection.upsert(ids=["stray"], embeddings=[[0.1] * 32], documents=["x"], metadatas=[{"source": "x"}])
+    emb.calls.clear()
+    report = kb.index([corpus])
+    assert report.repaired == 1
+    assert emb.calls == []                                  # the lost chunk's vector came from the cache
+    assert assert_consistent(kb) == before
+
+
+def test_chinese_names_map_to_valid_distinct_collections(tmp_path, emb):
+    names = ["产品手册", "产品手册2", "客服 FAQ", "ab", "a/b".replace("/", "-")]
+    mapped = [collection_name(n) for n in names]
+    assert all(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]", m) for m in mapped)
+    assert len(set(mapped)) == len(mapped)
+    assert collection_name("产品手册") == mapped[0]         # deterministic
+    corpus = write_corpus(tmp_path / "docs")
+    KnowledgeBase("产品手册", small_cfg(), embeddings=emb).index([corpus])
+    assert list_kbs() == ["产品手册"]
+    assert delete_kb("产品手册") and list_kbs() == []
+    with pytest.raises(ValueError, match="invalid knowledge base name"):
+        KnowledgeBase("../etc", embeddings=emb)
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from rag import KnowledgeBase, RAGConfig
+
+    class Slow(DeterministicFakeEmbedding):
+        def embed_documents(self, texts):
+            time.sleep(0.05)
+            return super().embed_documents(texts)
+
+    kb = KnowledgeBase("crash", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8), embeddings=Slow(size=32))
+    kb.index([{corpus!r}], progress=lambda p: print(p.phase, flush=True))
+""")
+
+
+def test_killed_run_then_rerun_equals_uninterrupted_run(tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"文档{i:02d}.md").write_text(f"# 文档{i}\n" + sentences(f"主题{i}", 25), encoding="utf-8")
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN.format(root=str(ROOT), corpus=str(corpus)), encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    stored = 0
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        stored += line.strip() == "store"
+        if stored >= 10 or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert stored >= 10, "the indexing subprocess never got going"
+
+    kb = KnowledgeBase("crash", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8),
+                       embeddings=DeterministicFakeEmbedding(size=32))
+    partial = kb.manifest.files()
+    assert 0 < len(partial) < 40                          # really interrupted mid-run
+    kb.index([corpus])
+    resumed = assert_consistent(kb)
+
+    clean = KnowledgeBase("clean", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8),
+                          embeddings=DeterministicFakeEmbedding(size=32))
+    clean.index([corpus])
+    expected = assert_consistent(clean)
+    assert resumed == expected
