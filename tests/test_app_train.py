@@ -1,0 +1,136 @@
+"""The training page under AppTest: sample datasets, the data lint, a real background `rolechat train` run on the
+tiny model watched to the end, the new persona in the chat picker, and failures shown with their reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from rolechat import config
+from tests.app_support import app_test
+
+RUN_TIMEOUT_S = 300
+
+
+def train_page(monkeypatch, model):
+    at = app_test(monkeypatch, model).run()
+    return at.switch_page("ui/pages/train.py").run()
+
+
+def write_dataset(path, n: int = 24):
+    records = [{"instruction": f"第{i}个问题：你好吗？", "input": "", "output": f"我很好喵~ 这是第{i}个回答喵~"}
+               for i in range(n)]
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def use_path(at, path) -> None:
+    at.radio(key="train_source").set_value("path").run()
+    at.text_input(key="train_path").input(str(path)).run()
+
+
+def wait_for_exit(pid: int) -> None:
+    from ui.train import alive
+
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while alive(pid):
+        assert time.monotonic() < deadline, f"training process {pid} still running after {RUN_TIMEOUT_S}s"
+        time.sleep(0.5)
+
+
+def test_sample_datasets_are_offered_with_suggested_persona_settings(monkeypatch, tiny_qwen2):
+    at = train_page(monkeypatch, tiny_qwen2)
+    assert not at.exception
+    samples = at.selectbox(key="train_sample")
+    assert {"cat.json", "palace.json"} <= set(samples.options)
+    samples.select_index(samples.options.index("palace.json")).run()
+    assert at.text_input(key="train_name").value == "niangniang"
+    assert "本宫" in at.text_area(key="train_system").value
+
+
+def test_lint_then_background_training_then_the_persona_is_in_the_chat(monkeypatch, tiny_qwen2, tmp_path):
+    data = write_dataset(tmp_path / "cat.json")
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, data)
+    at.text_input(key="train_name").input("xiaomao").run()
+    at.text_input(key="train_display").input("小猫").run()
+    at.text_area(key="train_system").input("你是一只小猫。").run()
+    at.button(key="train_lint").click().run()
+    assert not at.exception
+    lint = {m.label: m.value for m in at.metric}
+    assert lint["记录"] == "24" and lint["可用对话"] == "24"
+    example = at.code[0].value
+    assert "你是一只小猫。" in example and "⟦我很好喵~" in example  # system prompt applied, reply supervised
+
+    at.number_input(key="hp_steps").set_value(2).run()
+    at.number_input(key="hp_batch").set_value(4).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    from ui.train import jobs
+
+    job = jobs()[0]
+    assert job.persona == "xiaomao" and ["--max-steps", "2"] == job.cmd[job.cmd.index("--max-steps"):][:2]
+    assert os.getsid(job.pid) == job.pid  # its own session: closing the page does not stop it
+    assert at.button(key="train_start").disabled  # one run at a time
+
+    wait_for_exit(job.pid)
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["训练完成：角色 xiaomao 已可在聊天页使用。"], at.code
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the loss curve
+    assert (config.personas_dir() / "xiaomao" / "persona.json").is_file()
+
+    at.switch_page("ui/pages/chat.py").run()
+    assert not at.exception
+    assert "小猫 (xiaomao)" in at.sidebar.selectbox(key="persona").options
+
+
+def test_training_errors_are_shown_with_the_reason(monkeypatch, tiny_qwen2, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"not": "a dataset"}), encoding="utf-8")
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, bad)
+    at.text_input(key="train_name").input("broken").run()
+    at.button(key="train_lint").click().run()
+    assert not at.exception
+    assert "数据检查失败" in at.error[0].value and "bad.json" in at.error[0].value
+
+    at.button(key="train_start").click().run()
+    from ui.train import jobs
+
+    wait_for_exit(jobs()[0].pid)
+    at.run()
+    assert not at.exception
+    shown = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
+    assert "bad.json" in shown  # the CLI's own message, not a generic failure
+    assert not (config.personas_dir() / "broken").exists()
+
+
+@pytest.mark.parametrize("name, message", [("bad name!", "invalid persona name"), ("base", "reserved")])
+def test_invalid_persona_names_are_refused_before_starting(monkeypatch, tiny_qwen2, tmp_path, name, message):
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, write_dataset(tmp_path / "d.json"))
+    at.text_input(key="train_name").input(name).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert message in at.error[0].value
+    from ui.train import jobs
+
+    assert jobs() == []
+
+
+def test_an_existing_persona_needs_the_overwrite_box(monkeypatch, tiny_qwen2, tmp_path):
+    (config.personas_dir() / "taken").mkdir(parents=True)
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, write_dataset(tmp_path / "d.json"))
+    at.text_input(key="train_name").input("taken").run()
+    assert at.checkbox(key="train_overwrite").value is False
+    at.button(key="train_start").click().run()
+    assert "已经存在" in at.error[0].value
+    from ui.train import jobs
+
+    assert jobs() == []
