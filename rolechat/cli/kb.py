@@ -211,8 +211,10 @@ def eval_retrieval(
         fail(f"QA file not found: {qa}")
     try:
         items = load_qa(qa)
-    except (ValueError, KeyError) as exc:
-        fail(f"cannot read {qa}: {exc}")
+    except ValueError as exc:
+        fail(str(exc))
+    except KeyError as exc:
+        fail(f"{qa}: not a SQuAD-style file (missing {exc})")
     if not items:
         fail(f"{qa} has no questions")
     results = evaluate(base, items, k=k)
