@@ -61,6 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--skip-classic", action="store_true")
+    parser.add_argument("--files", type=int, default=0,
+                        help="only the first N .md/.txt files (sorted by path): a quicker side-by-side")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.corpus.is_dir():
@@ -72,7 +74,14 @@ def main() -> None:
 
     set_offline_env()
     copy = work / args.corpus.name
-    shutil.copytree(args.corpus, copy)
+    if args.files:
+        picked = sorted(p for p in args.corpus.rglob("*") if p.suffix in (".md", ".txt"))[: args.files]
+        for path in picked:
+            target = copy / path.relative_to(args.corpus)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    else:
+        shutil.copytree(args.corpus, copy)
     from rag import KnowledgeBase, RAGConfig
     from rag.embedder import Embedder
 
@@ -82,7 +91,7 @@ def main() -> None:
     embedder.embed_query("warm up")
     export_s = time.perf_counter() - start
 
-    out: dict = {"corpus": str(args.corpus), "export_s": round(export_s, 1)}
+    out: dict = {"corpus": str(args.corpus), "files": args.files or "all", "export_s": round(export_s, 1)}
     kb = KnowledgeBase("bench", cfg, embeddings=embedder)
     first = kb.index([copy])
     out["ours"] = {"files": first.summary(), "chunks": first.chunks_total, "embedded": first.chunks_embedded,
@@ -91,7 +100,8 @@ def main() -> None:
     out["unchanged"] = {"seconds": again.seconds, "embedded": again.chunks_embedded,
                         "share_of_first": round(again.seconds / first.seconds, 4)}
 
-    target = sorted(p for p in copy.rglob("*.md") if p.stat().st_size > 20000)[0]
+    by_size = sorted(copy.rglob("*.md"), key=lambda p: (p.stat().st_size, str(p)))
+    target = next((p for p in by_size if p.stat().st_size > 20000), by_size[-1])  # a file of several chunks
     text = target.read_text(encoding="utf-8")
     middle = text.index("\n", len(text) // 2)
     target.write_text(text[:middle] + "\n\n补充说明：这一段是基准测试插入的新内容，用来验证只重新嵌入改动的分块。\n"

@@ -1,0 +1,153 @@
+"""Dense, BM25 and hybrid retrievers; fusion that a blind embedder cannot drag down; evaluation metrics."""
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+
+from rag import KnowledgeBase, RAGConfig
+from rag.evaluation import evaluate, load_qa
+from rag.retrievers import fuse
+
+DOCS = {
+    "wifi.md": "访客可以使用无线网络 Guest，密码贴在前台。",
+    "leave.md": "年假需要提前三天在系统里申请，由直属主管审批。",
+    "expense.md": "差旅报销需要在出差结束后十五天内提交发票。",
+    "repair.md": "电脑坏了请联系信息技术部，分机号八八八。",
+    "parking.md": "员工停车位在地下二层，需要办理停车证。",
+    "meal.md": "公司食堂午餐时间是十一点半到一点。",
+    "badge.md": "工牌丢失后请到行政部补办，费用二十元。",
+    "train.md": "新员工入职培训为期两天，第一天介绍公司制度。",
+}
+QUESTIONS = [  # (question, source); the first one shares no word with its document
+    ("客人怎么连wifi", "wifi.md"),
+    ("年假怎么申请", "leave.md"),
+    ("报销发票什么时候交", "expense.md"),
+    ("电脑坏了找谁", "repair.md"),
+    ("停车证在哪办", "parking.md"),
+    ("食堂几点吃午餐", "meal.md"),
+    ("工牌丢了怎么办", "badge.md"),
+    ("入职培训多久", "train.md"),
+]
+CONCEPTS = [("wifi", "无线网络", "网络"), ("年假", "请假"), ("报销", "发票"), ("电脑", "信息技术"), ("停车",),
+            ("食堂", "午餐"), ("工牌",), ("培训", "入职")]
+
+
+class BlindEmbedding(Embeddings):
+    """Like all-MiniLM-L6-v2 on Chinese: reads only ASCII, so its vectors carry no meaning for Chinese text."""
+
+    def _vec(self, text):
+        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+        v = np.random.default_rng(seed).normal(size=16)
+        return (v / np.linalg.norm(v)).tolist()
+
+    def embed_documents(self, texts):
+        return [self._vec(t) for t in texts]
+
+    def embed_query(self, text):
+        return self._vec(text)
+
+    def known_share(self, text):
+        return sum(c.isascii() for c in text) / max(len(text), 1)
+
+
+class ConceptEmbedding(BlindEmbedding):
+    """A 'good Chinese embedder': synonyms land on the same dimension, and it reads every character."""
+
+    def _vec(self, text):
+        v = np.array([sum(text.lower().count(w) for w in group) for group in CONCEPTS], dtype=float) + 1e-3
+        return (v / np.linalg.norm(v)).tolist()
+
+    def known_share(self, text):
+        return 1.0
+
+
+def build(tmp_path, embeddings, name="office"):
+    folder = tmp_path / "docs"
+    folder.mkdir(exist_ok=True)
+    for file, text in DOCS.items():
+        (folder / file).write_text(text, encoding="utf-8")
+    kb = KnowledgeBase(name, RAGConfig(), embeddings=embeddings)
+    kb.index([folder])
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps({"question": q, "source": s}, ensure_ascii=False) for q, s in QUESTIONS),
+                  encoding="utf-8")
+    return kb, load_qa(qa)
+
+
+def scores(kb, items):
+    return {r.mode: r for r in evaluate(kb, items)}
+
+
+def test_fusion_is_weighted_reciprocal_rank():
+    legs = {"bm25": [("a", 9.0), ("b", 5.0)], "dense": [("b", 0.9), ("c", 0.8)]}
+    fused = fuse(legs, {"bm25": 1.0, "dense": 1.0}, k=3)
+    assert [c for c, _, _ in fused] == ["b", "a", "c"]
+    assert fused[0][2] == "bm25+dense" and fused[1][2] == "bm25"
+    assert math.isclose(fused[0][1], 1 / 62 + 1 / 61)
+    # a near-zero dense weight can only break ties: BM25's order stands
+    assert [c for c, _, _ in fuse(legs, {"bm25": 1.0, "dense": 0.01}, k=2)] == ["a", "b"]
+
+
+def test_blind_embedder_cannot_drag_hybrid_below_bm25(tmp_path):
+    kb, items = build(tmp_path, BlindEmbedding())
+    result = scores(kb, items)
+    assert result["hybrid"].hit_at_1 >= result["bm25"].hit_at_1
+    assert result["hybrid"].mrr_at_10 >= result["bm25"].mrr_at_10
+    assert result["dense"].hit_at_1 < result["bm25"].hit_at_1      # the dense leg really is bad here
+    hybrid = kb.retriever("hybrid", 3)
+    assert isinstance(hybrid, BaseRetriever)
+    assert hybrid.dense_weight_for("年假怎么申请") < 0.01 <= hybrid.dense_weight_for("how to apply for leave")
+
+
+def test_good_embedder_makes_hybrid_beat_both_legs(tmp_path):
+    kb, items = build(tmp_path, ConceptEmbedding())
+    result = scores(kb, items)
+    assert result["hybrid"].hit_at_1 == 1.0
+    assert result["hybrid"].mrr_at_10 > result["bm25"].mrr_at_10   # BM25 cannot match 'wifi' to 无线网络
+    assert result["hybrid"].mrr_at_10 >= result["dense"].mrr_at_10
+    top = kb.search("客人怎么连wifi", k=1, mode="hybrid")[0]
+    assert top.metadata["source"].endswith("wifi.md") and "dense" in top.metadata["found_by"]
+
+
+def test_search_results_carry_source_location_score_and_retriever(tmp_path):
+    kb, _ = build(tmp_path, BlindEmbedding())
+    for mode, label in (("bm25", "bm25"), ("dense", "dense")):
+        hits = kb.search("年假怎么申请", k=3, mode=mode)
+        assert [h.metadata["rank"] for h in hits] == list(range(1, len(hits) + 1))
+        assert all(h.metadata["found_by"] == label and h.metadata["location"] == "line 1" for h in hits)
+        assert hits == sorted(hits, key=lambda h: -h.metadata["score"])
+    assert kb.search("年假怎么申请", k=1, mode="bm25")[0].metadata["source"].endswith("leave.md")
+    assert kb.search("量子引力的弦论解释", k=3, mode="hybrid") == []    # nothing relevant: nothing returned
+    with pytest.raises(ValueError, match="unknown retrieval mode"):
+        kb.search("x", mode="fuzzy")
+
+
+def test_qa_files_squad_and_jsonl(tmp_path):
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "北京是中国的首都。", "qas": [
+        {"question": "中国的首都是哪里", "answers": [{"text": "北京", "answer_start": 0},
+                                                   {"text": "北京", "answer_start": 0}]}]}]}]},
+                                ensure_ascii=False), encoding="utf-8")
+    (item,) = load_qa(squad)
+    assert item.question == "中国的首都是哪里" and item.answers == ["北京"]
+    jsonl = tmp_path / "qa.jsonl"
+    jsonl.write_text('{"question": "q1", "answer": ["a", "b"]}\n{"question": "q2", "source": "x.md"}\n'
+                     '{"question": "q3", "answers": "c"}\n', encoding="utf-8")
+    assert [(i.answers, i.source) for i in load_qa(jsonl)] == [(["a", "b"], ""), ([], "x.md"), (["c"], "")]
+    jsonl.write_text('{"question": "q1", "answer": "a"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: invalid JSON"):
+        load_qa(jsonl)
+
+
+def test_metrics_count_ranks_correctly(tmp_path):
+    kb, _ = build(tmp_path, BlindEmbedding())
+    qa = tmp_path / "ranks.jsonl"
+    qa.write_text('{"question": "年假怎么申请", "answer": "直属主管"}\n'      # found first
+                  '{"question": "年假怎么申请", "answer": "不存在的答案"}\n', encoding="utf-8")
+    (bm25,) = evaluate(kb, load_qa(qa), modes=("bm25",))
+    assert (bm25.hit_at_1, bm25.hit_at_10, bm25.mrr_at_10) == (0.5, 0.5, 0.5)
