@@ -49,7 +49,7 @@ class _KBRetriever(BaseRetriever):
 class DenseRetriever(_KBRetriever):
     """Nearest chunks by cosine similarity of the configured embedder's vectors."""
 
-    min_score: float = 0.0
+    min_score: float = -1.0
 
     def scored(self, query: str, k: int) -> list[tuple[str, float]]:
         collection = self.kb.collection
@@ -99,6 +99,7 @@ class HybridRetriever(_KBRetriever):
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     min_dense_score: float = 0.3
+    min_bm25_score: float = 0.0
     coverage_power: float = COVERAGE_POWER
     reranker: Any = None
 
@@ -109,7 +110,7 @@ class HybridRetriever(_KBRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
         fetch = max(self.fetch_k, self.k)
-        bm25 = BM25Retriever(kb=self.kb).scored(query, fetch)
+        bm25 = BM25Retriever(kb=self.kb, min_score=self.min_bm25_score).scored(query, fetch)
         dense_w = self.dense_weight_for(query)
         dense = DenseRetriever(kb=self.kb).scored(query, fetch) if dense_w > 0 else []
         trusted_dense = bool(dense) and dense[0][1] >= self.min_dense_score and dense_w >= 0.5 * self.dense_weight
@@ -146,11 +147,12 @@ def _reranker(name: str):
 def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
     cfg = kb.cfg
     if mode == "dense":
-        return DenseRetriever(kb=kb, k=k, min_score=0.0)
+        return DenseRetriever(kb=kb, k=k)
     if mode == "bm25":
         return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score)
     if mode == "hybrid":
         return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, dense_weight=cfg.dense_weight,
                                bm25_weight=cfg.bm25_weight, min_dense_score=cfg.min_dense_score,
+                               min_bm25_score=cfg.min_bm25_score,
                                reranker=_reranker(cfg.reranker) if cfg.reranker else None)
     raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")

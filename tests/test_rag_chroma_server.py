@@ -1,0 +1,77 @@
+"""The same knowledge base on a real Chroma server (`chroma run`) on loopback."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from rag import KnowledgeBase, RAGConfig, delete_kb
+from rag.store import all_ids, collection_name
+
+pytestmark = pytest.mark.slow
+CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_url(tmp_path):
+    if not Path(CHROMA).exists():
+        pytest.skip("the chroma CLI (shipped with the chromadb wheel) is not installed")
+    port = free_port()
+    log = open(tmp_path / "chroma.log", "wb")
+    proc = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_index_search_and_delete_through_a_chroma_server(tmp_path, chroma_url):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "部署.md").write_text("# 部署\n使用 vLLM 部署模型。需要先安装依赖，再启动服务。", encoding="utf-8")
+    (docs / "微调.md").write_text("# 微调\nLoRA 微调只训练少量参数。学习率通常设为万分之一。", encoding="utf-8")
+    cfg = RAGConfig(chroma_url=chroma_url)
+    kb = KnowledgeBase("团队知识库", cfg, embeddings=DeterministicFakeEmbedding(size=16))
+    first = kb.index([docs])
+    assert first.summary()["indexed"] == 2
+    assert not (kb.path / "chroma").exists()                    # vectors live on the server, not locally
+
+    import chromadb
+
+    server = chromadb.HttpClient(host="127.0.0.1", port=int(chroma_url.rsplit(":", 1)[1]))
+    collection = server.get_collection(collection_name("团队知识库"))
+    assert set(all_ids(collection)) == kb.manifest.chunk_ids() and collection.count() == first.chunks_added
+
+    assert kb.index([docs]).chunks_embedded == 0
+    hits = kb.search("LoRA 微调", k=2, mode="hybrid")
+    assert hits[0].metadata["source"].endswith("微调.md")
+    assert kb.search("部署", k=1, mode="dense")
+
+    assert delete_kb("团队知识库", cfg)
+    assert collection_name("团队知识库") not in [c.name for c in server.list_collections()]
