@@ -254,10 +254,10 @@ def render() -> None:
         st.error(t("config.error", error=exc))
     settings = sidebar(rt)
     hist = history()
-    if not hist:
+    prompt = st.chat_input(t("chat.placeholder"))  # drawn at the bottom wherever it is called
+    if not hist and not prompt:
         st.caption(t("chat.empty"))
     for msg in hist:
         show_message(msg)
-    prompt = st.chat_input(t("chat.placeholder"))
     if prompt:
         respond(rt, settings, prompt)

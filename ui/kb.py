@@ -115,7 +115,7 @@ def ensure_sample_kb() -> None:
     cfg = state.app_config()
     if not cfg.sample_kb or _marker().exists() or kb_names():
         return
-    folder = Path(cfg.sample_dir).expanduser()
+    folder = cfg.sample_folder
     if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
         return
     st.info(t("kb.sample_indexing", folder=folder, kb=cfg.sample_kb_name))

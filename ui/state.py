@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from rolechat import config as rc_config
+from ui.config import REPO_ROOT, AppConfig
 
 __all__ = ["AppConfig", "app_config", "file_data", "runtime", "sync_personas", "persona_signature",
            "keep_widget_state", "KEPT_KEYS", "REPO_ROOT", "app_dir"]
@@ -29,25 +29,10 @@ log = logging.getLogger(__name__)
 # that were not drawn in a run unless it is re-assigned).
 KEPT_KEYS = ("lang", "persona", "kb_on", "kb_name", "k", "mode", "condense", "temperature", "top_p",
              "max_new_tokens")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class AppConfig:
-    """Settings of the Streamlit app (config section `[app]`, environment `ROLECHAT_APP_<FIELD>`)."""
-
-    sample_kb: bool = field(default=True, metadata={"help": (
-        "On first run, when no knowledge base exists, index the sample folder into one automatically.")})
-    sample_kb_name: str = field(default="示例知识库", metadata={"help": "Name of the sample knowledge base."})
-    sample_dir: str = field(default=str(REPO_ROOT / "knowledge"), metadata={"help": (
-        "Folder indexed into the sample knowledge base.")})
-
-    def __post_init__(self) -> None:
-        if not str(self.sample_kb_name).strip():
-            raise rc_config.ConfigError("app.sample_kb_name must not be empty")
 
 
 def app_config() -> AppConfig:
+    """The `[app]` settings in force (config file < ROLECHAT_APP_* variables)."""
     return rc_config.build(AppConfig, "app", file_data())
 
 

@@ -1,0 +1,156 @@
+"""Drive the real app in headless Debian Chromium (Playwright, no browser download): start `streamlit run app.py`
+on loopback, ask a question with the knowledge base on, wait for the streamed answer and its sources, switch
+persona, visit the other pages, and save screenshots.
+
+Used by tests/test_browser.py (tiny model, tmp home) and bench/screenshots.py (the real defaults, writing
+docs/screenshots/). Chinese needs a CJK font (fonts-wqy-microhei) or it renders as boxes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def missing_browser() -> str | None:
+    """Why the browser flow cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (apt-get install chromium fonts-wqy-microhei)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def start_server(env: dict[str, str], log: Path, timeout: float = 90.0) -> Server:
+    """`streamlit run app.py` on a free loopback port; returns once /_stcore/health answers ok."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as resp:
+                if resp.read().strip() == b"ok":
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"streamlit did not become healthy in {timeout}s:\n{server.log_tail()}")
+
+
+@dataclass
+class FlowResult:
+    shots: dict[str, Path] = field(default_factory=dict)
+    answers: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    exceptions: int = 0
+
+
+def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str, follow_up: str = "你好",
+             timeout_ms: int = 180_000) -> FlowResult:
+    """Chat with RAG on, open the sources, switch persona, ask again, visit the KB and training pages."""
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = FlowResult()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            page.get_by_role("heading", name="聊天").wait_for()
+            box = page.get_by_placeholder("输入消息，回车发送")
+            box.wait_for()  # the model is loaded once the chat input is there
+
+            messages = page.get_by_test_id("stChatMessage")
+            box.fill(question)
+            box.press("Enter")
+            done = messages.filter(has_text="词元/秒")  # the stats line comes after the last streamed piece
+            done.first.wait_for()
+            answer = messages.nth(1)
+            sources = answer.get_by_test_id("stExpander").filter(has_text="参考来源")
+            if sources.count():
+                sources.first.locator("summary").click()
+                sources.first.get_by_text("[1]").first.wait_for()
+                result.sources.append(sources.first.inner_text())
+            result.answers.append(answer.inner_text())
+            page.mouse.move(0, 0)
+            result.shots["chat"] = _shot(page, out_dir / "chat.png", result)
+
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_test_id("stSelectbox").filter(has_text="角色").first.click()
+            page.get_by_role("option", name=persona_label).click()
+            page.wait_for_timeout(800)  # the rerun that applies the new persona
+            box.fill(follow_up)
+            box.press("Enter")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+                ".filter(m => m.innerText.includes('词元/秒')).length >= 2")
+            result.answers.append(messages.nth(3).inner_text())
+            result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
+
+            sidebar.get_by_role("link", name="知识库").click()
+            page.get_by_role("heading", name="已有知识库").wait_for()
+            result.shots["kb"] = _shot(page, out_dir / "knowledge-base.png", result)
+            sidebar.get_by_role("link", name="训练角色").click()
+            page.get_by_role("heading", name="数据集").wait_for()
+            result.shots["train"] = _shot(page, out_dir / "training.png", result)
+        finally:
+            browser.close()
+    return result
+
+
+def _shot(page, path: Path, result: FlowResult) -> Path:
+    page.wait_for_timeout(600)  # let the last websocket deltas paint
+    result.exceptions += page.get_by_test_id("stException").count()
+    page.screenshot(path=str(path), full_page=True)
+    return path
