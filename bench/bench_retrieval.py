@@ -4,10 +4,11 @@ Indexes every paragraph as one document (a .txt file in a temporary folder) into
 then runs `rag.evaluation.evaluate` for dense, BM25 and hybrid. Extra settings are RAGConfig fields:
 
     .venv/bin/python bench/bench_retrieval.py                      # defaults
-    .venv/bin/python bench/bench_retrieval.py chunk_size=128 --powers 0,1,2,3
+    .venv/bin/python bench/bench_retrieval.py chunk_size=128 --variants 'coverage_power=1;fusion=rrf'
     .venv/bin/python bench/bench_retrieval.py --embedder-backend torch   # same, PyTorch runtime
 
-`--powers` re-runs hybrid with other dense-weight exponents (coverage ** power; see rag/retrievers.py).
+`--variants` re-runs hybrid with other fusion settings (HybridRetriever fields: coverage_power, fusion,
+dense_weight, ...; see rag/retrievers.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("settings", nargs="*", help="RAGConfig overrides, key=value")
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
-    parser.add_argument("--powers", default="", help="comma-separated coverage powers to compare for hybrid")
+    parser.add_argument("--variants", default="",
+                        help="extra hybrid variants to compare, e.g. 'coverage_power=1;fusion=rrf'")
     parser.add_argument("--embedder-backend", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -63,8 +65,13 @@ def main() -> None:
     index_s = time.perf_counter() - start
     items = load_qa(args.qa)
     depth = max(10, cfg.k)
-    extra = {f"hybrid(power={p})": kb.retriever("hybrid", depth).model_copy(update={"coverage_power": float(p)})
-             for p in args.powers.split(",") if p}
+    extra = {}
+    for variant in filter(None, args.variants.split(";")):
+        updates = {}
+        for part in variant.split(","):
+            key, _, value = part.partition("=")
+            updates[key] = float(value) if key != "fusion" else value
+        extra[f"hybrid({variant})"] = kb.retriever("hybrid", depth).model_copy(update=updates)
     results = [r.to_dict() for r in evaluate(kb, items, k=cfg.k, extra=extra)]
     out = {"qa": str(args.qa), "settings": overrides, "documents": len(list(docs.iterdir())),
            "chunks": report.chunks_total, "index_s": round(index_s, 1), "results": results}

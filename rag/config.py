@@ -13,6 +13,7 @@ __all__ = ["RAGConfig", "MODES", "BACKENDS"]
 
 MODES = ("dense", "bm25", "hybrid")
 BACKENDS = ("onnx-int8", "onnx", "torch")
+FUSIONS = ("score", "rrf")
 
 
 def _help(text: str) -> dict:
@@ -32,7 +33,7 @@ class RAGConfig:
     batch_size: int = field(default=32, metadata=_help("texts per embedding batch"))
     chunk_size: int = field(default=256, metadata=_help(
         "maximum chunk length in embedder tokens (capped at the embedder's max_seq_length minus its special tokens)"))
-    chunk_overlap: int = field(default=32, metadata=_help("tokens of trailing sentences repeated at the start of "
+    chunk_overlap: int = field(default=64, metadata=_help("tokens of trailing sentences repeated at the start of "
                                                           "the next chunk of the same section"))
     k: int = field(default=5, metadata=_help("number of chunks retrieved per question"))
     mode: str = field(default="hybrid", metadata=_help("retriever: dense (Chroma), bm25 (jieba + bm25s) or hybrid"))
@@ -40,6 +41,8 @@ class RAGConfig:
         "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
         "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"))
     bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
+    fusion: str = field(default="score", metadata=_help(
+        "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"))
     fetch_k: int = field(default=30, metadata=_help("candidates each leg hands to fusion / the reranker"))
     min_bm25_score: float = field(default=0.0, metadata=_help(
         "BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"))
@@ -59,6 +62,8 @@ class RAGConfig:
     def __post_init__(self) -> None:
         if self.embedder_backend not in BACKENDS:
             raise ConfigError(f"rag.embedder_backend must be one of {', '.join(BACKENDS)}, got {self.embedder_backend!r}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"rag.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if self.mode not in MODES:
             raise ConfigError(f"rag.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         for name in ("batch_size", "chunk_size", "k", "fetch_k"):

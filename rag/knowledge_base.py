@@ -27,7 +27,7 @@ import numpy as np
 from rolechat.config import ConfigError, kb_dir
 
 from rag.config import RAGConfig
-from rag.lexical import BM25Index, ids_digest, tokenize
+from rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
 from rag.loaders import SUPPORTED, LoadError, parse
 from rag.manifest import ChunkRow, FileRow, Manifest
 from rag.splitting import SPLITTER_VERSION, split_file
@@ -195,7 +195,8 @@ class KnowledgeBase:
             ident = [f"{a}={getattr(emb, a)}" for a in ("model", "model_name", "size") if hasattr(emb, a)]
             fingerprint = f"{type(emb).__name__}({', '.join(ident)})"
         return {"embedder": fingerprint, "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
-                "chunk_overlap": str(self.cfg.chunk_overlap), "splitter": SPLITTER_VERSION}
+                "chunk_overlap": str(self.cfg.chunk_overlap), "splitter": SPLITTER_VERSION,
+                "bm25_tokenizer": TOKENIZER_VERSION}
 
     # ----------------------------------------------------------------- indexing
     def index(self, paths: Sequence[str | os.PathLike], progress: ProgressCallback | None = None) -> IndexReport:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tokenize", "BM25Index", "ids_digest"]
+__all__ = ["tokenize", "BM25Index", "ids_digest", "TOKENIZER_VERSION"]
 
 log = logging.getLogger(__name__)
 _JIEBA_LOCK = threading.Lock()
@@ -42,10 +42,22 @@ def _get_jieba():
     return _jieba
 
 
+TOKENIZER_VERSION = "jieba-search+cjk-uni-bigram-1"
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
 def tokenize(text: str) -> list[str]:
-    """jieba search-mode tokens, lowercased, without whitespace, punctuation and stop words."""
-    words = _get_jieba().lcut_for_search(text.lower())
-    return [w for w in (w.strip() for w in words) if w and w not in _STOP and not _PUNCT.match(w)]
+    """jieba search-mode words (lowercased, no punctuation or stop words) plus every CJK character and
+    character bigram. The characters and bigrams make matching robust to segmentation differences between
+    a question and a document (the idea of Lucene's CJK analyzer); on cmrc2018 they raise BM25 hit@1 by
+    about 3 points over words alone (docs/rag.md)."""
+    text = text.lower()
+    words = [w for w in (w.strip() for w in _get_jieba().lcut_for_search(text))
+             if w and w not in _STOP and not _PUNCT.match(w)]
+    for run in _CJK_RUN.findall(text):
+        words.extend(run)
+        words.extend(a + b for a, b in zip(run, run[1:]))
+    return words
 
 
 def ids_digest(ids: list[str]) -> str:

@@ -1,9 +1,9 @@
 """Retrievers over a knowledge base, as LangChain `BaseRetriever`s: dense (Chroma), BM25, and their fusion.
 
-Hybrid fusion is reciprocal-rank fusion with per-leg weights. The dense leg's weight is scaled by the
-share of the query the embedder's vocabulary covers (non-[UNK] tokens) raised to a power: the bundled
-all-MiniLM-L6-v2 reads about a third of a Chinese question, so its weight drops to ~0.03 and it can only
-break BM25 ties; a Chinese embedder covers everything and gets its full weight. docs/rag.md and
+Hybrid fusion adds each leg's min-max normalised scores with per-leg weights. The dense leg's weight is
+scaled by the share of the query the embedder's vocabulary covers (non-[UNK] tokens) raised to a power:
+the bundled all-MiniLM-L6-v2 reads about a third of a Chinese question, so its weight drops to ~0.03 and
+it can only break near-ties of BM25; a Chinese embedder covers everything and gets its full weight. docs/rag.md and
 bench/bench_retrieval.py have the measurements behind the choice.
 
 Each returned Document carries metadata: source, location, headings, chunk_id, score, found_by
@@ -78,15 +78,32 @@ class BM25Retriever(_KBRetriever):
         return _documents(self.kb, self.scored(query, self.k), "bm25")
 
 
+def _normalised(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Min-max scale a leg's scores to [0, 1] (best = 1); a single hit scores 1."""
+    if not hits:
+        return []
+    high = max(s for _, s in hits)
+    low = min(s for _, s in hits)
+    span = high - low
+    return [(cid, (s - low) / span if span > 0 else 1.0) for cid, s in hits]
+
+
 def fuse(legs: dict[str, list[tuple[str, float]]], weights: dict[str, float], k: int,
-         rrf_k: int = RRF_K) -> list[tuple[str, float, str]]:
-    """Weighted reciprocal-rank fusion: [(chunk_id, fused score, found_by)] best first."""
+         method: str = "score", rrf_k: int = RRF_K) -> list[tuple[str, float, str]]:
+    """Fuse ranked legs into [(chunk_id, fused score, found_by)], best first.
+
+    `score`: weighted sum of each leg's min-max normalised scores, so a leg with weight w can only
+    reorder candidates whose other scores differ by less than w. `rrf`: weighted reciprocal-rank
+    fusion, where adjacent ranks differ by only ~1/(rrf_k+r)^2 and even a tiny weight reorders them.
+    """
     scores: dict[str, float] = {}
     found: dict[str, list[str]] = {}
     for leg, hits in legs.items():
         weight = weights.get(leg, 1.0)
-        for rank, (cid, _) in enumerate(hits, 1):
-            scores[cid] = scores.get(cid, 0.0) + weight / (rrf_k + rank)
+        scaled = _normalised(hits) if method == "score" else [(c, 1.0 / (rrf_k + r)) for r, (c, _) in
+                                                               enumerate(hits, 1)]
+        for cid, value in scaled:
+            scores[cid] = scores.get(cid, 0.0) + weight * value
             found.setdefault(cid, []).append(leg)
     best = sorted(scores, key=lambda c: scores[c], reverse=True)[:k]
     return [(cid, scores[cid], "+".join(sorted(found[cid]))) for cid in best]
@@ -96,6 +113,7 @@ class HybridRetriever(_KBRetriever):
     """BM25 and dense candidates fused by weighted RRF, optionally reordered by a cross-encoder."""
 
     fetch_k: int = 30
+    fusion: str = "score"
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     min_dense_score: float = 0.3
@@ -117,7 +135,7 @@ class HybridRetriever(_KBRetriever):
         if not bm25 and not trusted_dense:
             return []  # nothing relevant: let the caller say so instead of inventing context
         fused = fuse({"bm25": bm25, "dense": dense}, {"bm25": self.bm25_weight, "dense": dense_w},
-                     fetch if self.reranker is not None else self.k)
+                     fetch if self.reranker is not None else self.k, method=self.fusion)
         docs = []
         by_leg = {cid: label for cid, _, label in fused}
         for doc in _documents(self.kb, [(cid, score) for cid, score, _ in fused], "hybrid"):
@@ -151,7 +169,7 @@ def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
     if mode == "bm25":
         return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score)
     if mode == "hybrid":
-        return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, dense_weight=cfg.dense_weight,
+        return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, fusion=cfg.fusion, dense_weight=cfg.dense_weight,
                                bm25_weight=cfg.bm25_weight, min_dense_score=cfg.min_dense_score,
                                min_bm25_score=cfg.min_bm25_score,
                                reranker=_reranker(cfg.reranker) if cfg.reranker else None)
