@@ -1,0 +1,116 @@
+"""The real bundled embedder: ONNX export once and offline, int8 vectors faithful to PyTorch's, and a real
+`rolechat index` killed mid-run then re-run gives the same index as an uninterrupted run."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embedder import Embedder
+from rolechat.config import ConfigError
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["如何使用 vLLM 部署 Qwen2 模型？", "How do I reset my password?", "退货需要在七天内申请。",
+         "LoRA fine-tuning trains a small number of parameters.", "今天天气很好" * 40, "x"]
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory) -> Path:
+    """One ROLECHAT_HOME for the module, so the ONNX export happens once."""
+    return tmp_path_factory.mktemp("embedder-home")
+
+
+@pytest.fixture
+def home(shared_home, monkeypatch) -> Path:
+    monkeypatch.setenv("ROLECHAT_HOME", str(shared_home))
+    return shared_home
+
+
+def test_onnx_vectors_match_pytorch(home):
+    reference = np.asarray(Embedder(backend="torch").embed_documents(TEXTS))
+    fp32 = np.asarray(Embedder(backend="onnx").embed_documents(TEXTS))
+    int8 = np.asarray(Embedder(backend="onnx-int8").embed_documents(TEXTS))
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
+    assert (fp32 * reference).sum(1).min() > 0.9999
+    cosine = (int8 * reference).sum(1)
+    assert cosine.min() > 0.95 and cosine.mean() > 0.98
+    # the ranking a query induces is what retrieval uses: it must agree
+    query = np.asarray(Embedder(backend="onnx-int8").embed_query("怎么重置密码"))
+    ref_query = np.asarray(Embedder(backend="torch").embed_query("怎么重置密码"))
+    assert np.argsort(-(int8 @ query))[:2].tolist() == np.argsort(-(reference @ ref_query))[:2].tolist()
+
+
+def test_export_is_cached_and_offline(home):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    emb = Embedder()
+    emb.embed_query("预热")
+    exported = list((home / "cache" / "embedders").rglob("model-int8.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    start = time.perf_counter()
+    Embedder().embed_query("再来一次")
+    assert time.perf_counter() - start < 10 and exported[0].stat().st_mtime_ns == stamp
+
+
+def test_tokenizer_facts(home):
+    emb = Embedder()
+    assert emb.max_seq_length == 256 and emb.max_tokens == 254
+    assert emb.known_share("电脑坏了找谁修？") < 0.5 < emb.known_share("my laptop is broken") == 1.0
+    with pytest.raises(ConfigError, match="neither a folder nor a model in the local Hugging Face cache"):
+        Embedder("BAAI/bge-small-zh-v1.5-not-cached")
+
+
+def _files(home: Path, kb: str) -> int:
+    db = home / "kb" / kb / "manifest.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _snapshot(home: Path, kb: str) -> dict:
+    with sqlite3.connect(home / "kb" / kb / "manifest.sqlite") as conn:
+        return {"files": sorted(conn.execute("SELECT path, sha256, chunks FROM files").fetchall()),
+                "chunks": sorted(conn.execute("SELECT id, text FROM chunks").fetchall())}
+
+
+def test_killed_rolechat_index_then_rerun_equals_clean_run(home, tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"章节{i:02d}.md").write_text(
+            f"# 第{i}章\n" + "".join(f"第{i}章第{j}节讲述模型部署的第{j}个步骤和常见错误。" for j in range(60)),
+            encoding="utf-8")
+    env = {**os.environ, "ROLECHAT_HOME": str(home)}
+    cmd = [sys.executable, "-m", "rolechat", "index", str(corpus), "--kb"]
+    proc = subprocess.Popen([*cmd, "crash"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _files(home, "crash") < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = _files(home, "crash")
+    assert 0 < interrupted < 30, f"not killed mid-run ({interrupted} files done)"
+
+    for kb in ("crash", "clean"):
+        done = subprocess.run([*cmd, kb, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    assert _snapshot(home, "crash") == _snapshot(home, "clean")
+
+    import chromadb
+
+    for kb in ("crash", "clean"):
+        client = chromadb.PersistentClient(path=str(home / "kb" / kb / "chroma"))
+        (collection,) = client.list_collections()
+        ids = collection.get(include=[])["ids"]
+        assert len(ids) == len(set(ids)) == len(_snapshot(home, kb)["chunks"])
