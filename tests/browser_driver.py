@@ -94,9 +94,10 @@ class FlowResult:
     exceptions: int = 0
 
 
-def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str, follow_up: str = "你好",
-             timeout_ms: int = 180_000) -> FlowResult:
-    """Chat with RAG on, open the sources, switch persona, ask again, visit the KB and training pages."""
+def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | None, follow_up: str = "你好",
+             search: str = "", lint: bool = False, timeout_ms: int = 180_000) -> FlowResult:
+    """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); visit the
+    KB page (searching for `search`) and the training page (running the data check if `lint`)."""
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,22 +128,34 @@ def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str, foll
             result.shots["chat"] = _shot(page, out_dir / "chat.png", result)
 
             sidebar = page.get_by_test_id("stSidebar")
-            sidebar.get_by_test_id("stSelectbox").filter(has_text="角色").first.click()
-            page.get_by_role("option", name=persona_label).click()
-            page.wait_for_timeout(800)  # the rerun that applies the new persona
-            box.fill(follow_up)
-            box.press("Enter")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
-                ".filter(m => m.innerText.includes('词元/秒')).length >= 2")
-            result.answers.append(messages.nth(3).inner_text())
-            result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
+            if persona_label:
+                sidebar.get_by_test_id("stSelectbox").filter(has_text="角色").first.click()
+                page.get_by_role("option", name=persona_label).click()
+                page.wait_for_timeout(800)  # the rerun that applies the new persona
+                box.fill(follow_up)
+                box.press("Enter")
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+                    ".filter(m => m.innerText.includes('词元/秒')).length >= 2")
+                result.answers.append(messages.nth(3).inner_text())
+                page.mouse.move(0, 0)
+                result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
 
             sidebar.get_by_role("link", name="知识库").click()
-            page.get_by_role("heading", name="已有知识库").wait_for()
+            page.get_by_role("tab", name="已有知识库").wait_for()
+            if search:
+                page.get_by_role("tab", name="检索测试").click()
+                query = page.get_by_placeholder("输入一个问题，查看检索到的片段")
+                query.fill(search)
+                query.press("Enter")
+                page.get_by_text("毫秒").first.wait_for()  # "{n} 个片段 · {ms} 毫秒" above the ranked chunks
+                result.sources.append(page.locator("body").inner_text())
             result.shots["kb"] = _shot(page, out_dir / "knowledge-base.png", result)
             sidebar.get_by_role("link", name="训练角色").click()
             page.get_by_role("heading", name="数据集").wait_for()
+            if lint:
+                page.get_by_role("button", name="检查数据").click()
+                page.get_by_text("渲染后的第一个样本").wait_for()
             result.shots["train"] = _shot(page, out_dir / "training.png", result)
         finally:
             browser.close()

@@ -42,7 +42,8 @@ def test_chat_with_sources_and_persona_switch_in_chromium(prepared_home, tiny_qw
            "ROLECHAT_APP_SAMPLE_KB": "false"}
     server = start_server(env, tmp_path / "streamlit.log")
     try:
-        result = run_flow(server.url, tmp_path / "shots", question="北京是哪个国家的首都？", persona_label="阿尔法 (alpha)")
+        result = run_flow(server.url, tmp_path / "shots", question="北京是哪个国家的首都？", persona_label="阿尔法 (alpha)",
+                          search="外滩")
     except Exception:
         print(server.log_tail())
         raise
@@ -52,6 +53,7 @@ def test_chat_with_sources_and_persona_switch_in_chromium(prepared_home, tiny_qw
     assert result.sources and "beijing.md" in result.sources[0]  # numbered sources of the RAG answer
     assert "城市" in result.answers[0]  # the stats line names the knowledge base used
     assert "阿尔法" in result.answers[1]  # the second answer came from the switched persona
+    assert "shanghai.md" in result.sources[1]  # the KB page's search shows ranked chunks
     for name, path in result.shots.items():
         assert path.stat().st_size > 10_000, name
     keep = os.environ.get("ROLECHAT_KEEP_SCREENSHOTS")

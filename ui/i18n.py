@@ -75,6 +75,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kb.empty_kb": ("这个知识库里没有文档。", "This knowledge base has no documents."),
     "kb.col.file": ("文件", "File"),
     "kb.col.kind": ("类型", "Type"),
+    "kb.col.folder": ("所在文件夹", "Folder"),
     "kb.col.encoding": ("编码", "Encoding"),
     "kb.col.chunks": ("片段", "Chunks"),
     "kb.col.size": ("大小", "Size"),

@@ -205,7 +205,6 @@ def _save_uploads(name: str, files) -> list[Path]:
 
 
 def _index_section(names: list[str]) -> None:
-    st.subheader(t("kb.add_header"))
     new = t("kb.new_kb")
     choice = st.selectbox(t("kb.target"), [*names, new], key="kb_target")
     name = st.text_input(t("kb.new_name"), key="kb_new_name").strip() if choice == new else choice
@@ -240,8 +239,9 @@ def _kb_details(name: str) -> None:
         chunks = sum(d.chunks for d in docs)
         with st.expander(t("kb.summary", kb=name, docs=len(docs), chunks=chunks), expanded=len(docs) < 12):
             if docs:
-                st.dataframe([{t("kb.col.file"): d.path, t("kb.col.kind"): d.kind, t("kb.col.encoding"): d.encoding,
-                               t("kb.col.chunks"): d.chunks, t("kb.col.size"): f"{d.size / 1024:.1f} KB"}
+                st.dataframe([{t("kb.col.file"): Path(d.path).name, t("kb.col.chunks"): d.chunks,
+                               t("kb.col.kind"): d.kind, t("kb.col.encoding"): d.encoding,
+                               t("kb.col.size"): f"{d.size / 1024:.1f} KB", t("kb.col.folder"): str(Path(d.path).parent)}
                               for d in docs], hide_index=True, width="stretch")
                 doc = st.selectbox(t("kb.doc_pick"), [d.path for d in docs], key=f"kb_doc_{name}",
                                    format_func=lambda p: Path(p).name)
@@ -270,7 +270,6 @@ def _kb_details(name: str) -> None:
 
 
 def _search_section(names: list[str]) -> None:
-    st.subheader(t("kb.search_header"))
     cfg = rag_config()
     cols = st.columns([2, 1, 1])
     name = cols[0].selectbox(t("kb.search_kb"), names, key="kb_search_kb")
@@ -318,11 +317,16 @@ def render() -> None:
         with st.container(border=True):
             st.markdown(t("kb.last_report"))
             show_report(report)
-    st.subheader(t("kb.list_header"))
-    if not names:
-        st.info(t("kb.none"))
-    for name in names:
-        _kb_details(name)
-    _index_section(names)
-    if names:
-        _search_section(names)
+    list_tab, add_tab, search_tab = st.tabs([t("kb.list_header"), t("kb.add_header"), t("kb.search_header")])
+    with list_tab:
+        if not names:
+            st.info(t("kb.none"))
+        for name in names:
+            _kb_details(name)
+    with add_tab:
+        _index_section(names)
+    with search_tab:
+        if names:
+            _search_section(names)
+        else:
+            st.caption(t("kb.none"))

@@ -1,0 +1,84 @@
+"""Refresh docs/screenshots/*.png from the real app in headless Chromium.
+
+Everything is real: the default model (the built-in demo model unless --model says otherwise), the sample
+`knowledge/` folder indexed on first run with the configured embedder, and a persona trained from
+examples/personas/cat.json with `rolechat train`. It runs in a fresh temporary ROLECHAT_HOME.
+
+    .venv/bin/python bench/screenshots.py                      # -> docs/screenshots/
+    .venv/bin/python bench/screenshots.py --model /models/Qwen3-1.7B --steps 200
+
+Needs /usr/bin/chromium and a CJK font (apt-get install chromium fonts-wqy-microhei).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser_driver import missing_browser, run_flow, start_server  # noqa: E402
+
+CAT_SYSTEM = "你是一只名叫喵喵的小猫，说话可爱，每句话都以“喵~”结尾。"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="", help="base model folder (default: what the app resolves: the demo model)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    ap.add_argument("--steps", type=int, default=60, help="training steps for the sample persona (0: no persona)")
+    ap.add_argument("--question", default="云雾山茶园几点开门？门票多少钱？")
+    ap.add_argument("--keep-home", action="store_true", help="keep the temporary ROLECHAT_HOME")
+    args = ap.parse_args()
+    reason = missing_browser()
+    if reason:
+        sys.exit(f"cannot take screenshots: {reason}")
+
+    home = Path(tempfile.mkdtemp(prefix="rolechat-shots-"))
+    env = {"ROLECHAT_HOME": str(home)}
+    if args.model:
+        env["ROLECHAT_LLM_MODEL"] = args.model
+    persona = None
+    if args.steps:
+        started = time.perf_counter()
+        cmd = [sys.executable, "-m", "rolechat", "train", "--data", str(ROOT / "examples/personas/cat.json"),
+               "--persona", "miaomiao", "--display-name", "喵喵", "--system", CAT_SYSTEM,
+               "--max-steps", str(args.steps)]
+        subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
+        print(f"trained the sample persona in {time.perf_counter() - started:.0f} s", flush=True)
+        persona = "喵喵 (miaomiao)"
+
+    server = start_server(env, home / "streamlit.log", timeout=120)
+    started = time.perf_counter()
+    try:
+        result = run_flow(server.url, home / "shots", question=args.question, persona_label=persona,
+                          follow_up="你好呀，你是谁？", search="采茶体验", lint=True, timeout_ms=600_000)
+    except Exception:
+        print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    print(f"browser flow took {time.perf_counter() - started:.0f} s (first page load indexes the sample KB)")
+    if result.exceptions:
+        sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in result.shots.values():
+        shutil.copy2(path, args.out / path.name)
+        print(args.out / path.name)
+    for answer in result.answers:
+        print("---\n" + answer)
+    if not args.keep_home:
+        shutil.rmtree(home, ignore_errors=True)
+    else:
+        print(f"home kept: {home}")
+
+
+if __name__ == "__main__":
+    main()
