@@ -34,6 +34,10 @@ CHATML = (
 )
 
 
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 @dataclass
 class BuildSettings:
     """Sizes and schedule of the demo build (defaults: ~6 min on 2 CPU cores, ~9 MB of weights)."""
@@ -83,14 +87,18 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[dict], list[str]]:
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer with the ChatML special tokens and chat template (no default system)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own split, since AutoTokenizer loads this folder as a Qwen2Tokenizer that imposes it anyway.
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     bpe.decoder = decoders.ByteLevel()
+    # max_token_length (in bytes) stops merges into whole memorised sentences: at most ~3 CJK characters a token.
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), max_token_length=9)
     bpe.train_from_iterator(texts, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   additional_special_tokens=["<|im_start|>"], model_max_length=1024)
@@ -138,7 +146,7 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     """Train tokenizer + model from the corpus and save them (with generation config and marker) to out_dir."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     cfg = settings or BuildSettings()
     out = Path(out_dir)
@@ -150,17 +158,21 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     dialogues, prose = load_corpus(corpus_dir)
     texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
     tok = train_tokenizer(texts, cfg.vocab_size)
-    examples = _examples(tok, dialogues, prose, cfg)
-    n_tokens = sum(len(ids) for ids, _ in examples)
-    log.info("%d dialogues, %d prose lines -> %d examples, %d tokens, vocab %d",
-             len(dialogues), len(prose), len(examples), n_tokens, len(tok))
-
     mcfg = AutoConfig.for_model(
         "qwen2", vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
         head_dim=cfg.hidden_size // cfg.heads, max_position_embeddings=1024, rope_theta=10000.0,
         tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         bos_token_id=None, use_cache=True)
+    # Train on the tokenizer exactly as the runtime will load it (AutoTokenizer on the saved folder).
+    out.mkdir(parents=True, exist_ok=True)
+    mcfg.save_pretrained(out)
+    tok.save_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    examples = _examples(tok, dialogues, prose, cfg)
+    n_tokens = sum(len(ids) for ids, _ in examples)
+    log.info("%d dialogues, %d prose lines -> %d examples, %d tokens, vocab %d",
+             len(dialogues), len(prose), len(examples), n_tokens, len(tok))
     model = AutoModelForCausalLM.from_config(mcfg, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
 
@@ -197,7 +209,6 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     model.generation_config = GenerationConfig(
         do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1, max_new_tokens=200,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    out.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(out)
     tok.save_pretrained(out)
     elapsed = time.perf_counter() - t0
