@@ -85,7 +85,7 @@ def evaluate_loss(model: Any, rows: Sequence[dict[str, list[int]]], collator: An
 
     if not rows:
         return None
-    device = next(p.device for p in model.parameters())
+    device = next(p.device for p in model.parameters() if p.numel())
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     total, count = 0.0, 0
     was_training = model.training

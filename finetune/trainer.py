@@ -79,9 +79,9 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(data: str | Path, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
+def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
     """Validate the data (before any heavy import), then render and tokenize it with the base model's template."""
-    dataset = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
     from llm.loader import resolve_model
     from llm.templates import resolve_format
     from transformers import AutoTokenizer
@@ -258,10 +258,7 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
     before they propagate.
     """
     check_name(persona)
-    from accelerate import PartialState
-
-    state = PartialState()
-    main = state.is_main_process
+    main = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch set RANK; one process otherwise
     folder = run_dir(persona)
     record_path = folder / RUN_FILE
     progress = ProgressLog(folder / "progress.jsonl", enabled=main, fresh=not resume)
@@ -280,6 +277,7 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
             if data is None:
                 raise TrainError("--data is required (except with --resume)")
             llm_cfg = _llm_config(llm_cfg, {})
+            data = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)  # fail on bad data before torch loads
         final = Path(out).expanduser() if out else rc.personas_dir() / persona
         if not resume and final.exists() and not overwrite:
             raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
@@ -291,6 +289,9 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
                 shutil.rmtree(old, ignore_errors=True)
         _check_reporter(cfg.report_to)
         device = check_device(cfg, llm_cfg.device)
+        from accelerate import PartialState
+
+        state = PartialState(cpu=device == "cpu")  # on CPU, DDP (gloo) only starts when asked for
         prepared = prepare(data, cfg, llm_cfg, system=system)
         result = _run(prepared, persona, cfg, llm_cfg, device=device, state=state, progress=progress, last=last,
                       run=run, final=final, data=data, display_name=display_name, description=description,
@@ -302,6 +303,15 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
             message = "interrupted (resume with --resume)"
         progress.write("error", status="failed", step=progress.step, error=message)
         raise
+
+
+def _sum_over_ranks(state: Any, values: list[int]) -> list[int]:
+    if state.num_processes == 1:
+        return values
+    import torch
+    from accelerate.utils import reduce
+
+    return [int(v) for v in reduce(torch.tensor(values, device=state.device), reduction="sum").tolist()]
 
 
 def _llm_config(llm_cfg: Any, saved: dict[str, Any]) -> Any:
@@ -345,7 +355,8 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     eval_collator = PadCollator(tokenizer.pad_token_id)
     if run is None:
         before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
-        run = {"persona": persona, "data": str(Path(data).resolve()), "data_hash": _data_hash(data),
+        path = prepared.data.path
+        run = {"persona": persona, "data": str(Path(path).resolve()), "data_hash": _data_hash(path),
                "system": prepared.system, "display_name": display_name, "description": description,
                "out": str(final), "config": cfg.to_dict(), "eval_loss_before": before,
                "llm": {"model": prepared.source, "template": llm_cfg.template, "device": llm_cfg.device,
@@ -374,8 +385,10 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
     runtime = time.perf_counter() - started
-    after = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
-    real, seen = trainer.real_tokens * world, trainer.seen_tokens * world
+    # Under FSDP / DeepSpeed ZeRO-3 the parameters are sharded: evaluate through the wrapper on every rank.
+    after = evaluate_loss(trainer.model_wrapped if world > 1 else model, eval_rows.rows, eval_collator,
+                          cfg.batch_size)
+    real, seen = _sum_over_ranks(state, [trainer.real_tokens, trainer.seen_tokens])
     metrics = {
         "train_loss": output.training_loss, "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 4), "train_runtime_s": round(runtime, 2),
@@ -393,10 +406,13 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
         base_model=prepared.model_id, base_fingerprint=fingerprint(model.config), template=llm_cfg.template,
         stop=list(prepared.fmt.stop_strings), enable_thinking=False, description=description,
         data=prepared.summary(), hyperparameters=cfg.to_dict(), metrics=metrics)
+    staging = folder / "staging"
     if main:
-        staging = folder / "staging"
         shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(str(staging))
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank: gathers sharded (FSDP/ZeRO-3) weights; main writes
+    if main:
+        (staging / "training_args.bin").unlink(missing_ok=True)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         plot_loss(read_progress(progress.path), staging / "loss.png",
                   title=persona if persona.isascii() else "")

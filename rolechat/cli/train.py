@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -162,6 +163,8 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         except KeyboardInterrupt:
             fail(f"interrupted; continue with: rolechat train --persona {persona} --resume", code=130)
+        if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
+            return
         m = result.metrics
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
