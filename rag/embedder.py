@@ -12,6 +12,7 @@ of a query the model can actually read (`known_share`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -101,7 +102,7 @@ class Embedder(Embeddings):
             self._tokenizer = tok
         return self._tokenizer
 
-    @property
+    @functools.cached_property
     def special_tokens(self) -> int:
         """Tokens the model adds around every text ([CLS] ... [SEP] = 2)."""
         return len(self.tokenizer.encode("", add_special_tokens=True).ids)
