@@ -100,12 +100,12 @@ def config_file(explicit: str | os.PathLike | None = None) -> Path | None:
 
 
 def load_file(path: Path | None) -> dict[str, Any]:
-    """Parse the TOML config file into {section: {key: value}}; {} when there is none."""
+    """Parse the TOML config file into {section: {key: value}} (plus "__file__": its path); {} when there is none."""
     if path is None:
         return {}
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            return {**tomllib.load(fh), "__file__": str(path)}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
@@ -136,12 +136,13 @@ def _coerce(raw: str, kind: Any, where: str) -> Any:
 
 
 def build(cls: type[T], section: str, file_data: Mapping[str, Any] | None = None,
-          overrides: Mapping[str, Any] | None = None, source: str = "config file") -> T:
+          overrides: Mapping[str, Any] | None = None, source: str | None = None) -> T:
     """Instantiate dataclass `cls` from defaults < file section < environment < overrides.
 
     `overrides` entries whose value is None are ignored (an unset CLI flag).
     Unknown keys in the file section are an error naming the key, so typos don't pass silently.
     """
+    source = source or str((file_data or {}).get("__file__", "config file"))
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -162,5 +163,5 @@ def build(cls: type[T], section: str, file_data: Mapping[str, Any] | None = None
         values[key] = value
     try:
         return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[{section}]: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source} [{section}] (or ROLECHAT_{section.upper()}_*): {exc}") from exc

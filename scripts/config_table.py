@@ -20,8 +20,10 @@ def sections():
     from llm.config import LLMConfig
     from rag.config import RAGConfig
     from rolechat.api import ServerConfig
+    from ui.config import AppConfig
 
-    return [("llm", LLMConfig), ("rag", RAGConfig), ("train", TrainConfig), ("server", ServerConfig)]
+    return [("llm", LLMConfig), ("rag", RAGConfig), ("train", TrainConfig), ("server", ServerConfig),
+            ("app", AppConfig)]
 
 
 def _default(f: dataclasses.Field) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from rolechat import config
 from rolechat.cli import common
@@ -48,5 +49,5 @@ def main() -> None:
     try:
         app()
     except config.ConfigError as exc:
-        common.err_console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+        common.err_console.print(f"[bold red]config error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from None

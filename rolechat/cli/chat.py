@@ -6,6 +6,7 @@ import json
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from rolechat.cli.common import console, err_console, fail, file_data
 
@@ -27,13 +28,14 @@ def load_runtime_or_fail(**overrides: Any):
 
 def banner(rt) -> None:
     info = rt.info
-    err_console.print(f"[bold]model[/] {info.model_id} · {info.device} · {info.dtype} · personas: "
+    err_console.print(f"[bold]model[/] {escape(info.model_id)} · {info.device} · {info.dtype} · personas: "
                       f"{', '.join(rt.persona_names())}", highlight=False)
     if info.is_demo:
-        err_console.print(f"[yellow]{info.hint}[/]", highlight=False)
+        err_console.print(info.hint, style="yellow", markup=False, highlight=False)
     for entry in rt.personas():
         if entry.error:
-            err_console.print(f"[red]persona {entry.name} unavailable:[/] {entry.error}", highlight=False)
+            err_console.print(f"persona {entry.name} unavailable: {entry.error}", style="red", markup=False,
+                              highlight=False)
 
 
 def _stream_reply(rt, history: list[dict[str, str]], persona: Optional[str], params: dict[str, Any]) -> str:
@@ -101,7 +103,7 @@ def register(app: typer.Typer) -> None:
                     try:
                         rt.manifest(arg.strip() or None)
                     except PersonaError as exc:
-                        err_console.print(f"[red]{exc}[/]", highlight=False)
+                        err_console.print(str(exc), style="red", markup=False, highlight=False)
                         continue
                     persona = arg.strip() or None
                     history = []
@@ -138,6 +140,6 @@ def register(app: typer.Typer) -> None:
 
         table = Table("name", "display name", "base model", "system prompt", "status")
         for r in rows:
-            table.add_row(r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40],
-                          "ok" if r["ok"] else f"[red]broken[/]: {r['error']}")
+            table.add_row(*(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
+                          "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}")
         console.print(table)
