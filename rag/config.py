@@ -40,6 +40,9 @@ class RAGConfig:
     dense_weight: float = field(default=1.0, metadata=_help(
         "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
         "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"))
+    min_coverage: float = field(default=0.5, metadata=_help(
+        "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
+        "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)"))
     bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
     fusion: str = field(default="score", metadata=_help(
         "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"))
@@ -74,6 +77,8 @@ class RAGConfig:
         if not 0 <= self.chunk_overlap < self.chunk_size // 2:
             raise ConfigError(f"rag.chunk_overlap must be between 0 and chunk_size/2 ({self.chunk_size // 2}), "
                              f"got {self.chunk_overlap}")
+        if not 0 <= self.min_coverage <= 1:
+            raise ConfigError(f"rag.min_coverage must be between 0 and 1, got {self.min_coverage!r}")
         for name in ("dense_weight", "bm25_weight", "max_file_mb"):
             if float(getattr(self, name)) < 0:
                 raise ConfigError(f"rag.{name} must be >= 0, got {getattr(self, name)!r}")

@@ -42,7 +42,7 @@ def _get_jieba():
     return _jieba
 
 
-TOKENIZER_VERSION = "jieba-search+cjk-uni-bigram-1"
+TOKENIZER_VERSION = "jieba-search+cjk-uni-bigram-1;k1=1.2,b=0.75"
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
@@ -83,7 +83,7 @@ class BM25Index:
         retriever = None
         if rows:
             corpus = [r[1].split(" ") if r[1] else [] for r in rows]
-            retriever = bm25s.BM25()
+            retriever = bm25s.BM25(k1=1.2, b=0.75)  # the Lucene/Elasticsearch defaults
             retriever.index(corpus, show_progress=False)
         self._retriever = retriever
         self._vocab = dict(retriever.vocab_dict) if retriever is not None else {}

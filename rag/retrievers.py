@@ -2,8 +2,10 @@
 
 Hybrid fusion adds each leg's min-max normalised scores with per-leg weights. The dense leg's weight is
 scaled by the share of the query the embedder's vocabulary covers (non-[UNK] tokens) raised to a power:
-the bundled all-MiniLM-L6-v2 reads about a third of a Chinese question, so its weight drops to ~0.03 and
-it can only break near-ties of BM25; a Chinese embedder covers everything and gets its full weight. docs/rag.md and
+below `min_coverage` (0.5) the dense leg is skipped altogether. The bundled all-MiniLM-L6-v2 reads about a
+third of a Chinese question: on cmrc2018 even a weight of 0.03-0.09 for its vectors only reshuffled BM25's
+near-ties for the worse, so for Chinese questions it is not consulted (and costs no latency), while
+English questions, or any question with a Chinese embedder, get the dense leg at (nearly) full weight. docs/rag.md and
 bench/bench_retrieval.py have the measurements behind the choice.
 
 Each returned Document carries metadata: source, location, headings, chunk_id, score, found_by
@@ -119,11 +121,15 @@ class HybridRetriever(_KBRetriever):
     min_dense_score: float = 0.3
     min_bm25_score: float = 0.0
     coverage_power: float = COVERAGE_POWER
+    min_coverage: float = 0.5
     reranker: Any = None
 
     def dense_weight_for(self, query: str) -> float:
+        """dense_weight x coverage^power, or 0 when the embedder reads less than min_coverage of the query."""
         share = getattr(self.kb.embeddings, "known_share", None)
         coverage = share(query) if share else 1.0
+        if coverage < self.min_coverage:
+            return 0.0
         return self.dense_weight * coverage ** self.coverage_power
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
@@ -171,6 +177,6 @@ def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
     if mode == "hybrid":
         return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, fusion=cfg.fusion, dense_weight=cfg.dense_weight,
                                bm25_weight=cfg.bm25_weight, min_dense_score=cfg.min_dense_score,
-                               min_bm25_score=cfg.min_bm25_score,
+                               min_bm25_score=cfg.min_bm25_score, min_coverage=cfg.min_coverage,
                                reranker=_reranker(cfg.reranker) if cfg.reranker else None)
     raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")
