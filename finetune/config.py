@@ -48,6 +48,8 @@ class TrainConfig:
     last_turn_only: bool = field(default=False, metadata=_help("Supervise only the last assistant turn."))
     packing: bool = field(default=False, metadata=_help(
         "Pack several examples per row without cross-example attention (no padding at all)."))
+    sparse_logits: bool = field(default=True, metadata=_help(
+        "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."))
     group_by_length: bool = field(default=True, metadata=_help("Batch examples of similar length (less padding)."))
     gradient_checkpointing: bool = field(default=False, metadata=_help("Trade compute for memory (large models)."))
     qlora: bool = field(default=False, metadata=_help("4-bit NF4 base + LoRA (CUDA only)."))

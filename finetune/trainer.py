@@ -11,6 +11,7 @@ continue after a kill.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from llm.personas import PersonaManifest, check_name
 from llm.templates import ChatFormat
 from rolechat import config as rc
 
-from finetune.batching import ExampleDataset, PackCollator, PadCollator, padding_fraction
+from finetune.batching import ExampleDataset, LengthGroupedSampler, PackCollator, PadCollator, padding_fraction
 from finetune.config import TrainConfig
 from finetune.data import Dataset, load_dataset
 from finetune.encode import EncodeStats, Example, encode_conversations
@@ -118,10 +119,7 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
 
     bs = cfg.batch_size
     if cfg.group_by_length:
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        order = get_length_grouped_indices(list(lengths), bs * cfg.grad_accum * world,
-                                           generator=torch.Generator().manual_seed(cfg.seed))
+        order = list(LengthGroupedSampler(lengths, bs * world, seed=cfg.seed))
     else:
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     return padding_fraction(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])
@@ -139,6 +137,13 @@ def _trainer_class():
 
         real_tokens = 0
         seen_tokens = 0
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return LengthGroupedSampler(dataset.lengths, self.args.train_batch_size * self.args.world_size,
+                                        seed=self.args.seed)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             ids = inputs["input_ids"]
@@ -351,7 +356,8 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     from llm.loader import fingerprint
 
     train_rows, eval_rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
-    collator = PackCollator() if cfg.packing else PadCollator(tokenizer.pad_token_id)
+    sparse = cfg.sparse_logits and "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
+    collator = PackCollator(sparse) if cfg.packing else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse)
     eval_collator = PadCollator(tokenizer.pad_token_id)
     if run is None:
         before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)

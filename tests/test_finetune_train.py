@@ -224,3 +224,25 @@ def test_merge_refuses_a_quantized_base(tiny_qwen2, tmp_path):
 
     with pytest.raises(MergeError, match="full-precision"):
         merge_persona("anything", tmp_path / "x", LLMConfig(model=str(tiny_qwen2), quantization="4bit"))
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "glm4"])
+def test_sparse_logits_give_the_same_loss_with_padding_and_packing(tiny_models, arch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finetune.batching import PackCollator, PadCollator
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32)
+    model.config.use_cache = False
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+            {"input_ids": [11, 12, 13], "labels": [-100, -100, 13]},
+            {"input_ids": [14, 15, 16, 17, 18], "labels": [-100, -100, 16, -100, 18]}]
+    n = torch.tensor(sum(lab != -100 for r in rows for lab in r["labels"][1:]))
+    full = model(**PadCollator(0)(rows), num_items_in_batch=n).loss
+    sparse_batch = PadCollator(0, sparse_logits=True)(rows)
+    assert sparse_batch["logits_to_keep"].tolist() == [1, 2, 3, 4]  # never the prompt-only positions 0 and 5
+    out = model(**sparse_batch, num_items_in_batch=n)
+    assert out.logits.shape[1] == 4 and torch.allclose(out.loss, full, atol=1e-5)
+    packed = model(**PackCollator(sparse_logits=True)(rows), num_items_in_batch=n).loss
+    assert torch.allclose(packed, full, atol=1e-5)

@@ -102,6 +102,7 @@ def register(app: typer.Typer) -> None:
         max_length: Optional[int] = typer.Option(None, "--max-length", help="Most tokens per example."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
         packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack examples into rows (no padding)."),
+        sparse_logits: Optional[bool] = typer.Option(None, "--sparse-logits/--no-sparse-logits", help="Logits only where the loss is (default on)."),
         group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length", help="Length-grouped batches."),
         gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory, spend compute."),
         qlora: Optional[bool] = typer.Option(None, "--qlora/--no-qlora", help="4-bit base (CUDA only)."),
@@ -124,7 +125,7 @@ def register(app: typer.Typer) -> None:
                          max_length=max_length, rank=rank, alpha=alpha, dropout=dropout,
                          target_modules=target_modules.split(",") if target_modules else None, eval_ratio=eval_ratio,
                          eval_steps=eval_steps, early_stopping=early_stopping, save_steps=save_steps, seed=seed,
-                         last_turn_only=last_turn_only, packing=packing, group_by_length=group_by_length,
+                         last_turn_only=last_turn_only, packing=packing, sparse_logits=sparse_logits, group_by_length=group_by_length,
                          gradient_checkpointing=gradient_checkpointing, qlora=qlora, precision=precision,
                          strict=strict, report_to=report_to, logging_steps=logging_steps)
         cfg, llm_cfg = _configs(overrides, base)
