@@ -41,14 +41,20 @@ def test_config_layers_and_precise_errors(monkeypatch):
         config.build(RAGConfig, "rag", {"rag": {"chunksize": 1}})
 
 
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> KnowledgeBase:
+    kb = KnowledgeBase("samples", RAGConfig(), embeddings=DeterministicFakeEmbedding(size=16),
+                       root=tmp_path_factory.mktemp("kb"))
+    report = kb.index([ROOT / "knowledge"])
+    assert report.summary()["failed"] == 0 and report.summary()["indexed"] >= 5
+    return kb
+
+
 @pytest.mark.parametrize("question, expected", [
     ("采茶体验多少钱", "云雾山茶园-参观须知.txt"),
     ("毛尖用多少度的水冲泡", "云雾山茶园-冲泡指南.md"),
     ("索引到一半中断了怎么办", "rolechat-知识库常见问题.md"),
     ("怎么查看知识库里有哪些文档", "rolechat-快速上手.md"),
 ])
-def test_sample_knowledge_answers_its_own_questions(tmp_path, question, expected):
-    kb = KnowledgeBase("samples", RAGConfig(), embeddings=DeterministicFakeEmbedding(size=16))
-    report = kb.index([ROOT / "knowledge"])
-    assert report.summary()["failed"] == 0 and report.summary()["indexed"] >= 5
-    assert Path(kb.search(question, k=1, mode="bm25")[0].metadata["source"]).name == expected
+def test_sample_knowledge_answers_its_own_questions(samples, question, expected):
+    assert Path(samples.search(question, k=1, mode="bm25")[0].metadata["source"]).name == expected
