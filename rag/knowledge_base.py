@@ -277,7 +277,7 @@ class KnowledgeBase:
                 report.files.append(FileOutcome(key, "removed", known[key].chunks))
 
         changed = report.chunks_added or report.chunks_removed or report.repaired or report.rebuilt
-        self._sync_bm25(force=bool(changed))
+        self._sync_bm25(force=bool(changed), load=False)
         if changed:
             manifest.prune_vectors()
         report.chunks_total = len(chroma_ids)
@@ -369,18 +369,21 @@ class KnowledgeBase:
     @property
     def bm25(self) -> BM25Index:
         if self._bm25 is None:
-            self._bm25 = BM25Index(self.path / "bm25")
             self._sync_bm25(force=False)
         return self._bm25
 
-    def _sync_bm25(self, force: bool) -> None:
+    def _sync_bm25(self, force: bool, load: bool = True) -> None:
+        """Make the BM25 index match the manifest (rebuilding it after an interrupted run)."""
+        digest = ids_digest(list(self.manifest.chunk_ids()))
         if self._bm25 is None:
             self._bm25 = BM25Index(self.path / "bm25")
+            if not force and not load and self._bm25.saved_digest() == digest:
+                self._bm25 = None  # in step on disk; load lazily when a search needs it
+                return
             if not force and not self._bm25.load():
                 force = True
-        rows = self.manifest.bm25_rows()
-        if force or self._bm25.digest != ids_digest([r[0] for r in rows]):
-            self._bm25.build(rows)
+        if force or self._bm25.digest != digest:
+            self._bm25.build(self.manifest.bm25_rows())
 
     # ----------------------------------------------------------------- reading
     def documents(self) -> list[DocumentInfo]:

@@ -100,6 +100,13 @@ class BM25Index:
         os.replace(tmp, self.folder)
         shutil.rmtree(old, ignore_errors=True)
 
+    def saved_digest(self) -> str:
+        """The digest of the saved index, read without loading it ('' when absent)."""
+        try:
+            return json.loads((self.folder / "state.json").read_text(encoding="utf-8")).get("digest", "")
+        except (OSError, ValueError):
+            return ""
+
     def load(self) -> bool:
         """Load the saved index; False when there is none or it is unreadable."""
         import bm25s

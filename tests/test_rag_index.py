@@ -86,6 +86,17 @@ def test_unchanged_folder_embeds_nothing_and_never_duplicates(tmp_path, emb):
     assert assert_consistent(kb) == before
 
 
+def test_saved_bm25_index_is_loaded_not_rebuilt(tmp_path, emb, monkeypatch):
+    corpus = write_corpus(tmp_path / "docs")
+    KnowledgeBase("manual", small_cfg(), embeddings=emb).index([corpus])
+    from rag.lexical import BM25Index
+
+    monkeypatch.setattr(BM25Index, "build", lambda *a, **k: pytest.fail("BM25 rebuilt although in step"))
+    fresh = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    assert fresh.search("退货的第3条说明", k=1, mode="bm25")[0].page_content.startswith("退货的第")
+    assert fresh.index([corpus]).summary()["unchanged"] == 3
+
+
 def test_edit_reembeds_only_changed_chunks(tmp_path, emb):
     corpus = write_corpus(tmp_path / "docs")
     kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
