@@ -103,3 +103,5 @@ def test_ask_streams_an_answer_then_lists_sources(home, docs, tiny_qwen2):
     assert "sources" in out.stdout and "退货政策.md (line 2)" in out.stdout
     nothing = run("ask", "火星的卫星叫什么", "--kb", "kb1", "--model", str(tiny_qwen2), "--mode", "bm25")
     assert "知识库中没有找到" in nothing.stdout and "sources" not in nothing.stdout
+    ghost = run("ask", "多久可以退货？", "--kb", "kb1", "--model", str(tiny_qwen2), "--persona", "ghost")
+    assert ghost.exit_code == 1 and "persona 'ghost' is not available" in flat(ghost.output)

@@ -249,6 +249,7 @@ def ask(
     if rt.info.is_demo:
         err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
     try:
+        rt.manifest(persona)  # an unknown or broken persona fails here, before anything is printed
         chat_model = rt.chat_model(persona=persona)
     except (KeyError, ValueError) as exc:
         fail(str(exc))
