@@ -92,12 +92,15 @@ class FlowResult:
     answers: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     exceptions: int = 0
+    stopped: str = ""  # the stats line of the reply interrupted by the stop button
 
 
 def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | None, follow_up: str = "你好",
-             search: str = "", lint: bool = False, timeout_ms: int = 180_000) -> FlowResult:
-    """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); visit the
-    KB page (searching for `search`) and the training page (running the data check if `lint`)."""
+             search: str = "", lint: bool = False, stop_check: bool = False,
+             timeout_ms: int = 180_000) -> FlowResult:
+    """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); stop a long
+    reply and ask again (if `stop_check`); visit the KB page (searching for `search`) and the training page
+    (running the data check if `lint`)."""
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +144,9 @@ def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | Non
                 page.mouse.move(0, 0)
                 result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
 
+            if stop_check:
+                _stop_long_reply(page, result)
+
             sidebar.get_by_role("link", name="知识库").click()
             page.get_by_role("tab", name="已有知识库").wait_for()
             if search:
@@ -160,6 +166,37 @@ def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | Non
         finally:
             browser.close()
     return result
+
+
+def _stop_long_reply(page, result: FlowResult) -> None:
+    """A long reply is cut by the stop button, kept as stopped, and the model answers the next message."""
+    sidebar = page.get_by_test_id("stSidebar")
+    limit = sidebar.get_by_label("最大生成词元数")
+    before = limit.input_value()
+    limit.fill("4000")
+    limit.press("Enter")
+    page.wait_for_timeout(800)
+    box = page.get_by_placeholder("输入消息，回车发送")
+    messages = page.get_by_test_id("stChatMessage")
+    count = messages.count()
+    box.fill("讲一个很长很长的故事")
+    box.press("Enter")
+    stop = page.get_by_role("button", name="停止生成")
+    stop.wait_for()
+    page.wait_for_timeout(1000)
+    stop.click()
+    stopped = messages.filter(has_text="（已停止）")
+    stopped.first.wait_for()
+    result.stopped = stopped.first.inner_text()
+    limit.fill(before)
+    limit.press("Enter")
+    page.wait_for_timeout(800)
+    box.fill("再见")
+    box.press("Enter")
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+        ".filter(m => m.innerText.includes('词元/秒')).length >= n", arg=count // 2 + 2)
+    result.answers.append(messages.nth(count + 3).inner_text())
 
 
 def _shot(page, path: Path, result: FlowResult) -> Path:

@@ -90,12 +90,15 @@ def test_persona_switch_applies_to_the_next_message_and_broken_personas_are_list
     assert "贝塔" in at.chat_message[3].caption[-1].value
 
 
-def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeypatch, tiny_qwen2, tmp_path):
+def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeypatch, tiny_qwen2, tmp_path,
+                                                                        adapters):
     from rag import KnowledgeBase
-    from rag.prompts import NOT_FOUND
+    from rag.chain import history_text
+    from rag.prompts import CONDENSE_PROMPT, NOT_FOUND
 
     import ui.kb
 
+    install(adapters["alpha"])  # its greedy replies are not blank, so the rewrite below is visible
     at = app_test(monkeypatch, tiny_qwen2)
     kb = KnowledgeBase("城市", ui.kb.rag_config(), embeddings=ui.kb.embeddings())
     kb.index([write_docs(tmp_path / "docs")])
@@ -105,6 +108,7 @@ def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeyp
     assert not at.exception
     assert at.sidebar.selectbox(key="kb_name").value == "城市"
     assert at.sidebar.toggle(key="kb_on").value is True
+    at.sidebar.selectbox(key="persona").select("alpha").run()
     at.sidebar.selectbox(key="mode").select("bm25").run()
     at.sidebar.checkbox(key="condense").uncheck().run()
 
@@ -123,12 +127,23 @@ def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeyp
     assert reply["sources"] == [] and reply["content"] == NOT_FOUND
     assert "没有找到相关内容" in at.chat_message[3].info[0].value
 
+    at.sidebar.checkbox(key="condense").check().run()  # follow-ups are rewritten with the history first
+    at.chat_input[0].set_value("那里有什么名胜？").run()
+    assert not at.exception
+    history = at.session_state["history"]
+    rewrite = CONDENSE_PROMPT.format(chat_history=history_text(history[:4]), question="那里有什么名胜？")
+    rt = loaded_runtime()
+    expected_standalone = " ".join(rt.chat([{"role": "user", "content": rewrite}], persona="alpha",
+                                           params={"temperature": 0, "max_new_tokens": 96}).split())
+    assert expected_standalone and history[-1]["standalone"] == expected_standalone
+    assert f"检索用的问题：{expected_standalone}" in [c.value for c in at.chat_message[5].caption]
+
     at.sidebar.toggle(key="kb_on").set_value(False).run()
     at.chat_input[0].set_value("北京").run()
     assert not at.exception
     reply = at.session_state["history"][-1]
     assert reply["kb"] is None and reply["sources"] is None
-    assert not at.chat_message[5].expander  # a plain answer has no sources block
+    assert not at.chat_message[7].expander  # a plain answer has no sources block
 
 
 def test_clear_conversation_and_language_switch(monkeypatch, tiny_qwen2):
@@ -179,3 +194,19 @@ def test_first_run_indexes_the_sample_folder_once(monkeypatch, tiny_qwen2, tmp_p
     assert not at.exception
     assert "kb_name" not in [s.key for s in at.sidebar.selectbox]  # no knowledge base at all: no picker
     assert any("还没有知识库" in c.value for c in at.sidebar.caption)
+
+
+def test_rag_reply_stats_are_the_models_own_token_counts(monkeypatch, tiny_qwen2, tmp_path):
+    from rag import KnowledgeBase
+
+    import ui.kb
+
+    at = app_test(monkeypatch, tiny_qwen2)
+    kb = KnowledgeBase("城市", ui.kb.rag_config(), embeddings=ui.kb.embeddings())
+    kb.index([write_docs(tmp_path / "docs")])
+    kb.close()
+    at.run()
+    at.sidebar.selectbox(key="mode").select("bm25").run()
+    at.chat_input[0].set_value("北京").run()
+    assert not at.exception
+    assert at.session_state["history"][-1]["stats"]["tokens"] == 12  # greedy, no end token: max_new_tokens

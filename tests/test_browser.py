@@ -43,7 +43,7 @@ def test_chat_with_sources_and_persona_switch_in_chromium(prepared_home, tiny_qw
     server = start_server(env, tmp_path / "streamlit.log")
     try:
         result = run_flow(server.url, tmp_path / "shots", question="北京是哪个国家的首都？", persona_label="阿尔法 (alpha)",
-                          search="外滩")
+                          search="外滩", stop_check=True)
     except Exception:
         print(server.log_tail())
         raise
@@ -54,6 +54,8 @@ def test_chat_with_sources_and_persona_switch_in_chromium(prepared_home, tiny_qw
     assert "城市" in result.answers[0]  # the stats line names the knowledge base used
     assert "阿尔法" in result.answers[1]  # the second answer came from the switched persona
     assert "shanghai.md" in result.sources[1]  # the KB page's search shows ranked chunks
+    assert "（已停止）" in result.stopped  # the stop button cut the long reply and kept it
+    assert "词元/秒" in result.answers[2] and "已停止" not in result.answers[2]  # and the model was free again
     for name, path in result.shots.items():
         assert path.stat().st_size > 10_000, name
     keep = os.environ.get("ROLECHAT_KEEP_SCREENSHOTS")

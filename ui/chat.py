@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import streamlit as st
 
@@ -22,7 +22,7 @@ from ui import kb as kb_page
 from ui import state
 from ui.i18n import t
 
-__all__ = ["ChatSettings", "render", "sidebar", "history", "recover_pending"]
+__all__ = ["ChatSettings", "Reply", "render", "sidebar", "history", "recover_pending"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,16 @@ class ChatSettings:
     mode: str = "hybrid"
     condense: bool = False  # rewrite a follow-up into a standalone question before retrieving
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    """A reply about to stream: its text pieces, its sources (None: no KB used), stats once it is done."""
+
+    pieces: Iterator[str]
+    sources: list[dict[str, Any]] | None
+    stats: Callable[[], dict[str, Any]]
+    standalone: str = ""  # the rewritten question the KB was searched with, if any
 
 
 def history() -> list[dict[str, Any]]:
@@ -150,16 +160,24 @@ def show_meta(msg: dict[str, Any]) -> None:
     st.caption(line)
 
 
+def show_retrieval(msg: dict[str, Any]) -> None:
+    """The KB part of a reply: the rewritten question, then the numbered sources or "nothing found"."""
+    if not msg.get("kb") or msg.get("sources") is None:
+        return
+    if msg.get("standalone"):
+        st.caption(t("chat.standalone", q=msg["standalone"]))
+    if msg["sources"]:
+        show_sources(msg["sources"])
+    else:
+        st.info(t("chat.no_sources", kb=msg["kb"]), icon="ℹ️")
+
+
 def show_message(msg: dict[str, Any]) -> None:
     with st.chat_message(msg["role"]):
         st.markdown(msg["content"] or ("…" if msg["role"] == "assistant" else ""))
         if msg["role"] != "assistant":
             return
-        if msg.get("kb") is not None and msg.get("sources") is not None:
-            if msg["sources"]:
-                show_sources(msg["sources"])
-            else:
-                st.info(t("chat.no_sources", kb=msg["kb"]), icon="ℹ️")
+        show_retrieval(msg)
         if msg.get("error"):
             st.error(t("chat.error", error=msg["error"]))
         show_meta(msg)
@@ -187,7 +205,7 @@ def _plain_reply(rt, settings: ChatSettings, messages: list[dict[str, str]]):
         return {"tokens": s.completion_tokens, "tokens_per_second": s.tokens_per_second,
                 "first_token": s.time_to_first_token, "finish_reason": s.finish_reason}
 
-    return iter(stream), None, stats
+    return Reply(iter(stream), None, stats)
 
 
 def respond(rt, settings: ChatSettings, prompt: str) -> None:
@@ -206,21 +224,15 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
         stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")
         st.session_state["pending"] = pending
         try:
-            if settings.kb:
-                pieces, sources, stats = kb_page.rag_reply(rt, settings, messages)
-            else:
-                pieces, sources, stats = _plain_reply(rt, settings, messages)
-            pending["sources"] = sources
-            if sources:
-                show_sources(sources)
-            elif sources is not None:
-                st.info(t("chat.no_sources", kb=settings.kb), icon="ℹ️")
-            tracked = _tracked(pieces, pending)
+            reply = kb_page.rag_reply(rt, settings, messages) if settings.kb else _plain_reply(rt, settings, messages)
+            pending["sources"], pending["standalone"] = reply.sources, reply.standalone
+            show_retrieval(pending)
+            tracked = _tracked(reply.pieces, pending)
             try:
                 st.write_stream(tracked)
             finally:
                 tracked.close()
-            pending["stats"] = {"seconds": time.perf_counter() - started, **stats()}
+            pending["stats"] = {"seconds": time.perf_counter() - started, **reply.stats()}
         except Exception as exc:  # shown in the conversation, never swallowed
             log.exception("generation failed")
             pending["error"] = str(exc)

@@ -66,6 +66,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "side.condense_help": ("先让模型把追问改写成独立的问题再检索（多一次生成）。",
                            "The model first rewrites a follow-up into a standalone question (one extra generation)."),
     "chat.retrieving": ("正在检索知识库…", "Searching the knowledge base…"),
+    "chat.condensing": ("正在结合上文改写问题：{q}", "Rewriting the follow-up with the conversation: {q}"),
+    "chat.standalone": ("检索用的问题：{q}", "Searched for: {q}"),
     # knowledge-base page
     "kb.title": ("知识库", "Knowledge bases"),
     "kb.list_header": ("已有知识库", "Knowledge bases"),

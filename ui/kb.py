@@ -22,7 +22,7 @@ from rolechat import config as rc_config
 from ui import state
 from ui.i18n import t
 
-__all__ = ["MODES", "rag_config", "rag_defaults", "embeddings", "open_kb", "kb_names", "rag_reply", "ensure_sample_kb",
+__all__ = ["MODES", "rag_config", "rag_defaults", "embeddings", "open_kb", "kb_names", "rag_reply", "condense", "ensure_sample_kb",
            "sources_of", "render"]
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MODES = ("hybrid", "bm25", "dense")  # the retriever modes of rag, best first
 SNIPPET_CHARS = 240
 HISTORY_MESSAGES = 6  # earlier messages handed to the question-rewriting step
+CONDENSE_TOKENS = 96  # a rewritten question is short
 
 
 def rag_config():
@@ -146,21 +147,67 @@ def sources_of(docs) -> list[dict[str, Any]]:
     return out
 
 
-def rag_reply(rt, settings, messages: list[dict[str, str]]):
-    """(answer pieces, sources, stats()) for the last user message, answered from `settings.kb`.
+def _usage_counter():
+    """A callback that adds up the model's own count of answer tokens (the chain hands back plain text)."""
+    from langchain_core.callbacks import BaseCallbackHandler
 
-    Retrieval (and the optional question rewrite) happens here, before the answer streams, so the
-    sources can be shown first.
+    class UsageCounter(BaseCallbackHandler):
+        output_tokens = 0
+
+        def on_llm_end(self, response, **kwargs: Any) -> None:
+            for generations in response.generations:
+                for gen in generations:
+                    meta = getattr(getattr(gen, "message", None), "usage_metadata", None) or {}
+                    self.output_tokens += int(meta.get("output_tokens", 0))
+
+    return UsageCounter()
+
+
+def condense(rt, settings, history: list[dict[str, str]], question: str) -> str:
+    """Rewrite a follow-up into a standalone question (rag's condense prompt), streamed into the page; "" if the
+    model gave nothing.
+
+    Done here rather than inside rag's chain so it is short (CONDENSE_TOKENS, greedy) and can be
+    interrupted: every piece is drawn, so the stop button takes effect between tokens.
+    """
+    from rag import prompts
+    from rag.chain import history_text
+
+    template = rag_config().condense_prompt or prompts.CONDENSE_PROMPT
+    prompt = template.format(chat_history=history_text(history), question=question)
+    params = {**settings.params, "temperature": 0.0, "max_new_tokens": CONDENSE_TOKENS}
+    stream = iter(rt.stream([{"role": "user", "content": prompt}], persona=settings.persona, params=params))
+    slot = st.empty()
+    rewritten = ""
+    try:
+        for piece in stream:
+            rewritten += piece
+            slot.caption(t("chat.condensing", q=rewritten))
+    finally:
+        stream.close()
+    slot.empty()
+    return " ".join(rewritten.split())  # "" when the model produced nothing usable
+
+
+def rag_reply(rt, settings, messages: list[dict[str, str]]):
+    """A `Reply` to the last user message from `settings.kb`: sources first, then the streamed answer.
+
+    The follow-up rewrite (when `settings.condense` and there is history) and the retrieval happen
+    here, before the answer streams, so the sources can be shown first.
     """
     from rag.chain import answer_stream
 
+    from ui.chat import Reply
+
+    question = messages[-1]["content"]
+    history = messages[:-1][-HISTORY_MESSAGES:] if settings.condense else []
+    standalone = condense(rt, settings, history, question) if history else ""
     cfg = rag_config()
     kb = open_kb(settings.kb)
-    chat_model = rt.chat_model(settings.persona, **settings.params)
-    history = messages[:-1][-HISTORY_MESSAGES:] if settings.condense else []
-    stream = answer_stream(kb.retriever(settings.mode, settings.k), chat_model, messages[-1]["content"],
-                           chat_history=history, prompt=cfg.prompt or None,
-                           condense_prompt=cfg.condense_prompt or None)
+    usage = _usage_counter()
+    chat_model = rt.chat_model(settings.persona, **settings.params).with_config(callbacks=[usage])
+    stream = answer_stream(kb.retriever(settings.mode, settings.k), chat_model, standalone or question,
+                           prompt=cfg.prompt or None)
     with st.spinner(t("chat.retrieving")):
         docs = None
         for item in stream:
@@ -184,11 +231,11 @@ def rag_reply(rt, settings, messages: list[dict[str, str]]):
             kb.close()
 
     def stats() -> dict[str, Any]:
-        tokens = len(rt.tokenizer(timing["text"], add_special_tokens=False)["input_ids"]) if timing["text"] else 0
+        tokens = usage.output_tokens
         span = (timing["end"] or 0) - (timing["first"] or 0)
         return {"tokens": tokens, "tokens_per_second": (tokens - 1) / span if tokens > 1 and span > 0 else 0.0}
 
-    return pieces(), sources_of(docs or []), stats
+    return Reply(pieces(), sources_of(docs or []), stats, standalone)
 
 
 # -- the page -------------------------------------------------------------------------------------------
