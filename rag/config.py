@@ -40,7 +40,7 @@ class RAGConfig:
     dense_weight: float = field(default=1.0, metadata=_help(
         "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
         "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"))
-    min_coverage: float = field(default=0.5, metadata=_help(
+    min_coverage: float = field(default=0.8, metadata=_help(
         "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
         "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)"))
     bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
