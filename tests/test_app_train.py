@@ -76,6 +76,7 @@ def test_lint_then_background_training_then_the_persona_is_in_the_chat(monkeypat
     assert job.persona == "xiaomao" and ["--max-steps", "2"] == job.cmd[job.cmd.index("--max-steps"):][:2]
     assert os.getsid(job.pid) == job.pid  # its own session: closing the page does not stop it
     assert at.button(key="train_start").disabled  # one run at a time
+    assert at.button(key="train_stop_xiaomao")  # the live view of the run, with its stop button
 
     wait_for_exit(job.pid)
     at.run()
@@ -134,3 +135,21 @@ def test_an_existing_persona_needs_the_overwrite_box(monkeypatch, tiny_qwen2, tm
     from ui.train import jobs
 
     assert jobs() == []
+
+
+def test_a_running_training_can_be_stopped_from_the_page(monkeypatch, tiny_qwen2, tmp_path):
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, write_dataset(tmp_path / "d.json"))
+    at.text_input(key="train_name").input("longrun").run()
+    at.number_input(key="hp_steps").set_value(100000).run()
+    at.button(key="train_start").click().run()
+    from ui.train import jobs
+
+    job = jobs()[0]
+    at.button(key="train_stop_longrun").click().run()
+    wait_for_exit(job.pid)
+    at.run()
+    assert not at.exception
+    assert "训练进程已结束但没有完成" in at.warning[0].value or "训练失败" in at.error[0].value
+    assert not at.button(key="train_start").disabled  # free to start another
+    assert not (config.personas_dir() / "longrun").exists()

@@ -74,7 +74,8 @@ def _persona_picker(rt) -> str:
     names = rt.persona_names()
     if st.session_state.get("persona") not in names:
         st.session_state["persona"] = "base"
-    persona = st.selectbox(t("side.persona"), names, key="persona", format_func=lambda n: persona_label(rt, n))
+    labels = {n: persona_label(rt, n) for n in names}  # resolved now, in this run's language
+    persona = st.selectbox(t("side.persona"), names, key="persona", format_func=labels.__getitem__)
     manifest = rt.manifest(persona)
     with st.expander(t("side.system_prompt"), expanded=False):
         if manifest and manifest.system_prompt:
@@ -109,7 +110,8 @@ def _kb_picker(rt) -> tuple[str | None, int, str, bool]:
     on = st.toggle(t("side.kb_on"), key="kb_on")
     name = st.selectbox(t("side.kb_pick"), names, key="kb_name", disabled=not on)
     k = st.slider(t("side.k"), 1, 10, key="k", disabled=not on)
-    mode = st.selectbox(t("side.mode"), kb_page.MODES, key="mode", format_func=lambda m: t(f"mode.{m}"), disabled=not on)
+    mode = st.selectbox(t("side.mode"), kb_page.MODES, key="mode", format_func=kb_page.mode_labels().__getitem__,
+                        disabled=not on)
     condense = st.checkbox(t("side.condense"), key="condense", disabled=not on, help=t("side.condense_help"))
     return (name if on else None), int(k), mode, bool(condense)
 

@@ -22,7 +22,7 @@ from rolechat import config as rc_config
 from ui import state
 from ui.i18n import t
 
-__all__ = ["MODES", "rag_config", "rag_defaults", "embeddings", "open_kb", "kb_names", "rag_reply", "condense", "ensure_sample_kb",
+__all__ = ["MODES", "mode_labels", "rag_config", "rag_defaults", "embeddings", "open_kb", "kb_names", "rag_reply", "condense", "ensure_sample_kb",
            "sources_of", "render"]
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ MODES = ("hybrid", "bm25", "dense")  # the retriever modes of rag, best first
 SNIPPET_CHARS = 240
 HISTORY_MESSAGES = 6  # earlier messages handed to the question-rewriting step
 CONDENSE_TOKENS = 96  # a rewritten question is short
+
+
+def mode_labels() -> dict[str, str]:
+    """Retriever names in the session's language (format_func must not look the language up later)."""
+    return {m: t(f"mode.{m}") for m in MODES}
 
 
 def rag_config():
@@ -322,7 +327,7 @@ def _search_section(names: list[str]) -> None:
     name = cols[0].selectbox(t("kb.search_kb"), names, key="kb_search_kb")
     k = cols[1].number_input(t("side.k"), 1, 50, min(cfg.k, 50), key="kb_search_k")
     mode = cols[2].selectbox(t("side.mode"), MODES, index=MODES.index(cfg.mode), key="kb_search_mode",
-                             format_func=lambda m: t(f"mode.{m}"))
+                             format_func=mode_labels().__getitem__)
     query = st.text_input(t("kb.query"), key="kb_query", placeholder=t("kb.query_placeholder"))
     if not query.strip():
         return

@@ -244,7 +244,7 @@ def _last_error_line(tail: str) -> str:
 
 def _pick_dataset() -> Path | None:
     source = st.radio(t("train.source"), ["sample", "upload", "path"], key="train_source", horizontal=True,
-                      format_func=lambda s: t(f"train.source.{s}"))
+                      format_func={s: t(f"train.source.{s}") for s in ("sample", "upload", "path")}.__getitem__)
     if source == "sample":
         options = samples()
         if not options:
