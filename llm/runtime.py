@@ -221,8 +221,9 @@ class Runtime:
         msgs = self.prepare_messages(messages, persona)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
-        budget = self.info.context_length - (max_new_tokens or self.cfg.max_new_tokens)
-        budget = max(budget, 16)
+        # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
+        reply = min(max_new_tokens or self.cfg.max_new_tokens, self.info.context_length // 2)
+        budget = self.info.context_length - reply
         thinking = self._thinking(persona)
 
         def ids_of(ms: list[dict[str, str]]) -> list[int]:
@@ -260,6 +261,9 @@ class Runtime:
         if manifest and manifest.stop:
             p = replace(p, stop=[*p.stop, *manifest.stop])
         ids = self.encode(messages, persona, p.max_new_tokens)
+        room = self.info.context_length - len(ids)
+        if p.max_new_tokens > room:
+            p = replace(p, max_new_tokens=max(room, 1))
         return GenerationStream(self.model, self.tokenizer, ids, p, stop_ids=self._stop_ids,
                                 stop_strings=self.format.stop_strings, lock=self._lock,
                                 context=lambda: self._persona_context(persona))

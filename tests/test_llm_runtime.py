@@ -271,3 +271,12 @@ def test_missing_model_folder_and_uncached_hub_id_give_clear_errors():
         Runtime.load(LLMConfig(model="/nonexistent/model"))
     with pytest.raises(LoadError, match="not in the local Hugging Face cache"):
         Runtime.load(LLMConfig(model="nobody/not-a-cached-model"))
+
+
+def test_a_long_reply_limit_never_starves_the_prompt(tiny_qwen2):
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=128, max_new_tokens=512))
+    ids = rt.encode([{"role": "user", "content": "请回答这个问题"}])
+    assert "请回答这个问题" in rt.tokenizer.decode(ids)
+    stream = rt.stream([{"role": "user", "content": "请回答这个问题"}], params={"temperature": 0})
+    stream.join()
+    assert len(ids) + stream.params.max_new_tokens <= 128
