@@ -24,7 +24,7 @@ from llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, res
 from llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
 from llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
 
-__all__ = ["Runtime", "RuntimeInfo", "load_runtime"]
+__all__ = ["Runtime", "RuntimeInfo", "describe", "load_runtime", "persona_roots"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Runtime:
     # -- personas -----------------------------------------------------------------------------------
 
     def persona_roots(self) -> list[Path]:
-        return [rc_config.personas_dir(), *(Path(p).expanduser() for p in self.cfg.persona_dirs)]
+        return persona_roots(self.cfg, self.info.is_demo)
 
     def personas(self) -> list[PersonaEntry]:
         """Every persona folder found, usable or not (`entry.error` says why not)."""
@@ -288,6 +288,17 @@ class Runtime:
         from llm.chat_model import RolechatChatModel
 
         return RolechatChatModel(runtime=self, persona=persona, **params)
+
+
+def persona_roots(cfg: LLMConfig, is_demo: bool) -> list[Path]:
+    """Where personas are looked for: $ROLECHAT_HOME/personas, llm.persona_dirs, and with the demo model
+    the sample personas shipped for it (your own personas win on a name clash)."""
+    roots = [rc_config.personas_dir(), *(Path(p).expanduser() for p in cfg.persona_dirs)]
+    if is_demo:
+        from llm.demo import SAMPLE_PERSONAS_DIR
+
+        roots.append(SAMPLE_PERSONAS_DIR)
+    return roots
 
 
 def load_runtime(file_data: Mapping[str, Any] | None = None, **overrides: Any) -> Runtime:

@@ -125,11 +125,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     ) -> None:
         """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
-        from llm import LLMConfig, describe, discover
+        from llm import LLMConfig, LoadError, describe, discover, resolve_model
+        from llm.runtime import persona_roots
         from rolechat import config
 
         cfg = config.build(LLMConfig, "llm", file_data())
-        rows = describe(discover([config.personas_dir(), *cfg.persona_dirs]))
+        try:
+            is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
+        except LoadError:
+            is_demo = False
+        rows = describe(discover(persona_roots(cfg, is_demo)))
         if as_json:
             console.print_json(json.dumps(rows, ensure_ascii=False))
             return
