@@ -49,6 +49,11 @@ def cli() -> list[str]:
     return [sys.executable, "-m", "rolechat"]
 
 
+def _child_env() -> dict[str, str]:
+    # unbuffered, so the log file follows the run; wide, so rich doesn't wrap messages mid-path
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
 def samples() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.glob("*.json*") if p.is_file()) if SAMPLES_DIR.is_dir() else []
 
@@ -72,7 +77,7 @@ def lint(data: Path, system: str | None = None) -> dict[str, Any]:
     if system:
         cmd += ["--system", system]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, cwd=state.REPO_ROOT,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          env=_child_env())
     if proc.returncode != 0:
         raise LintError((proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}")[-2000:])
     try:
@@ -132,8 +137,7 @@ def start(data: Path, persona: str, *, system: str = "", display_name: str = "",
     log_path = _jobs_dir() / f"{persona}.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=state.REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
+                                cwd=state.REPO_ROOT, env=_child_env(), start_new_session=True)
     _PROCS[proc.pid] = proc
     job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
     _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
@@ -233,10 +237,12 @@ def view(job: Job) -> RunView:
 
 
 def _last_error_line(tail: str) -> str:
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.lower().startswith(("error", "config error")) or "Error" in line.split(":")[0]:
-            return line
+    """The CLI's own error (from its "error:" line to the end: rich may wrap it), else the last line."""
+    lines = [line.rstrip() for line in tail.splitlines() if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        head = lines[i].lstrip().lower()
+        if head.startswith(("error:", "config error:")) or head.split(":")[0].endswith("error"):
+            return " ".join(line.strip() for line in lines[i:])[:1000]
     return lines[-1] if lines else ""
 
 
