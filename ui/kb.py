@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -116,11 +117,24 @@ def _marker() -> Path:
     return state.app_dir() / "sample-kb.json"
 
 
+_SAMPLE_LOCK = threading.Lock()  # two tabs opened on first run must not index the sample twice at once
+
+
 def ensure_sample_kb() -> None:
     """First run: with no knowledge base at all, index the sample folder once (with a progress bar)."""
     cfg = state.app_config()
-    if not cfg.sample_kb or _marker().exists() or kb_names():
+    if not cfg.sample_kb or _marker().exists():
         return
+    with _SAMPLE_LOCK:
+        if _marker().exists():
+            return
+        if kb_names():  # the user already has knowledge bases: never add the sample later
+            _marker().write_text(json.dumps({"skipped": "knowledge bases existed"}), encoding="utf-8")
+            return
+        _index_sample(cfg)
+
+
+def _index_sample(cfg) -> None:
     folder = cfg.sample_folder
     if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
         return
