@@ -38,6 +38,10 @@ __all__ = ["KnowledgeBase", "IndexReport", "FileOutcome", "DocumentInfo", "Progr
 
 log = logging.getLogger(__name__)
 
+# Files are committed in groups of about this many chunks: big enough to batch the embedder well, small
+# enough that progress is saved every few seconds and a killed run loses little.
+_FLUSH_CHUNKS = 64
+
 _BAD_NAME = re.compile(r"[/\\:*?\"<>|\x00-\x1f]")
 
 
@@ -266,7 +270,7 @@ class KnowledgeBase:
             row.chunks = len(chunks)
             pending.append((row, chunks, "updated" if old is not None else "indexed"))
             pending_chunks += len(chunks)
-            if pending_chunks >= 256:
+            if pending_chunks >= _FLUSH_CHUNKS:
                 self._flush(pending, chroma_ids, report, notify)
                 pending, pending_chunks = [], 0
         self._flush(pending, chroma_ids, report, notify)
