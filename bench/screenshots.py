@@ -35,31 +35,33 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     ap.add_argument("--steps", type=int, default=60, help="training steps for the sample persona (0: no persona)")
     ap.add_argument("--question", default="云雾山茶园几点开门？门票多少钱？")
+    ap.add_argument("--temperature", default="0", help="sampling temperature of the replies (default greedy)")
+    ap.add_argument("--home", type=Path, help="reuse this ROLECHAT_HOME (kept; its persona is not retrained)")
     ap.add_argument("--keep-home", action="store_true", help="keep the temporary ROLECHAT_HOME")
     args = ap.parse_args()
     reason = missing_browser()
     if reason:
         sys.exit(f"cannot take screenshots: {reason}")
 
-    home = Path(tempfile.mkdtemp(prefix="rolechat-shots-"))
-    env = {"ROLECHAT_HOME": str(home)}
+    home = args.home or Path(tempfile.mkdtemp(prefix="rolechat-shots-"))
+    env = {"ROLECHAT_HOME": str(home), "ROLECHAT_LLM_TEMPERATURE": args.temperature}
     if args.model:
         env["ROLECHAT_LLM_MODEL"] = args.model
-    persona = None
-    if args.steps:
+    persona = "喵喵 (miaomiao)" if args.steps else None
+    if args.steps and not (home / "personas" / "miaomiao" / "persona.json").is_file():
         started = time.perf_counter()
         cmd = [sys.executable, "-m", "rolechat", "train", "--data", str(ROOT / "examples/personas/cat.json"),
                "--persona", "miaomiao", "--display-name", "喵喵", "--system", CAT_SYSTEM,
                "--max-steps", str(args.steps)]
         subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
         print(f"trained the sample persona in {time.perf_counter() - started:.0f} s", flush=True)
-        persona = "喵喵 (miaomiao)"
 
     server = start_server(env, home / "streamlit.log", timeout=120)
     started = time.perf_counter()
     try:
         result = run_flow(server.url, home / "shots", question=args.question, persona_label=persona,
-                          follow_up="你好呀，你是谁？", search="采茶体验", lint=True, timeout_ms=600_000)
+                          follow_up="你好呀，你是谁？", search="采茶体验", lint=True, timeout_ms=600_000,
+                          viewport={"width": 1280, "height": 1400})
     except Exception:
         print(server.log_tail(), file=sys.stderr)
         raise
@@ -74,7 +76,7 @@ def main() -> None:
         print(args.out / path.name)
     for answer in result.answers:
         print("---\n" + answer)
-    if not args.keep_home:
+    if not (args.keep_home or args.home):
         shutil.rmtree(home, ignore_errors=True)
     else:
         print(f"home kept: {home}")

@@ -97,7 +97,7 @@ class FlowResult:
 
 def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | None, follow_up: str = "你好",
              search: str = "", lint: bool = False, stop_check: bool = False,
-             timeout_ms: int = 180_000) -> FlowResult:
+             timeout_ms: int = 180_000, viewport: dict[str, int] = VIEWPORT) -> FlowResult:
     """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); stop a long
     reply and ask again (if `stop_check`); visit the KB page (searching for `search`) and the training page
     (running the data check if `lint`)."""
@@ -108,7 +108,7 @@ def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | Non
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+            page = browser.new_page(viewport=viewport, locale="zh-CN")
             page.set_default_timeout(timeout_ms)
             page.goto(url)
             page.get_by_role("heading", name="聊天").wait_for()
