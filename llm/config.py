@@ -64,7 +64,8 @@ class LLMConfig:
         "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."))
     context_length: int = field(default=0, metadata=_help(
         "Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."))
-    max_new_tokens: int = field(default=512, metadata=_help("Default reply length limit."))
+    max_new_tokens: int = field(default=0, metadata=_help(
+        "Default reply length limit; 0 = the model's own generation_config value (at most 2048), else 512."))
     temperature: float = field(default=0.7, metadata=_help("Default sampling temperature (0 = greedy)."))
     top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
     top_k: int = field(default=50, metadata=_help("Default top-k."))
@@ -83,7 +84,9 @@ class LLMConfig:
             raise ValueError(f"llm.context_length must be >= 0, got {self.context_length}")
         if isinstance(self.persona_dirs, str):
             self.persona_dirs = [p for p in self.persona_dirs.split(",") if p]
-        GenerationParams(**self.generation_defaults())  # validates the defaults
+        if self.max_new_tokens < 0:
+            raise ValueError(f"llm.max_new_tokens must be >= 0 (0 = the model's default), got {self.max_new_tokens}")
+        GenerationParams(**{**self.generation_defaults(), "max_new_tokens": self.max_new_tokens or 1})
 
     def generation_defaults(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,

@@ -71,6 +71,8 @@ class Runtime:
             fingerprint=fingerprint(model.config), template=self.format.name,
             context_length=cfg.context_length or min(int(max_pos), 32768),
             hint=DEMO_HINT if resolved.is_demo else "")
+        gen_cfg = getattr(model, "generation_config", None)
+        self._model_max_new = min(int(getattr(gen_cfg, "max_new_tokens", None) or 512), 2048)
         self._lock = threading.RLock()
         self._entries: dict[str, PersonaEntry] = {}
         self._loaded: dict[str, tuple[Path, float]] = {}
@@ -198,6 +200,7 @@ class Runtime:
         if isinstance(overrides, GenerationParams):
             return overrides
         values = self.cfg.generation_defaults()
+        values["max_new_tokens"] = values["max_new_tokens"] or self._model_max_new
         values.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
         return GenerationParams(**values)
 
@@ -222,7 +225,7 @@ class Runtime:
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
-        reply = min(max_new_tokens or self.cfg.max_new_tokens, self.info.context_length // 2)
+        reply = min(max_new_tokens or self.params().max_new_tokens, self.info.context_length // 2)
         budget = self.info.context_length - reply
         thinking = self._thinking(persona)
 

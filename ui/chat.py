@@ -120,7 +120,7 @@ def _generation_settings(rt) -> dict[str, Any]:
     st.subheader(t("side.gen_header"))
     st.session_state.setdefault("temperature", min(float(rt.cfg.temperature), 1.5))
     st.session_state.setdefault("top_p", max(float(rt.cfg.top_p), 0.05))
-    st.session_state.setdefault("max_new_tokens", min(max(int(rt.cfg.max_new_tokens), 1), 8192))
+    st.session_state.setdefault("max_new_tokens", min(rt.params().max_new_tokens, 8192))
     temperature = st.slider(t("side.temperature"), 0.0, 1.5, step=0.05, key="temperature")
     top_p = st.slider(t("side.top_p"), 0.05, 1.0, step=0.05, key="top_p")
     max_new = st.number_input(t("side.max_new_tokens"), 1, 8192, step=16, key="max_new_tokens")
