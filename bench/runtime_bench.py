@@ -1,8 +1,10 @@
 """Runtime benchmark: persona switch latency vs loading a fresh model with the adapter; TTFT and tokens/s.
 
-    .venv/bin/python bench/runtime_bench.py [--model PATH] [--adapters 3] [--repeats 20]
+    .venv/bin/python bench/runtime_bench.py [--model PATH] [--adapters 3] [--repeats 20] [--shape 0.5b]
 
-Without --model it uses the built-in demo model. Adapters are random LoRA adapters (rank 8, all-linear)
+Without --model it uses the built-in demo model. `--shape 0.5b` instead builds a randomly initialised model
+with the layer shapes of Qwen2.5-0.5B (24 layers, hidden 896, MLP 4864; the demo tokenizer's small vocabulary)
+and saves it to a temporary folder, so switching and loading are timed at a realistic depth and size. Adapters are random LoRA adapters (rank 8, all-linear)
 made for the benchmark in a temporary ROLECHAT_HOME. "Switch" is the time from a request naming another
 persona to the model being ready for it: entering the runtime's persona context (peft `set_adapter`, or
 `disable_adapter` for the base model) and leaving it, median of --repeats over a rotation of personas.
@@ -36,11 +38,30 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def build_shaped(out: Path) -> str:
+    """A random model with Qwen2.5-0.5B's layer shapes and the demo tokenizer (saved in fp32)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from llm.demo import demo_model_path
+
+    tok = AutoTokenizer.from_pretrained(demo_model_path())
+    cfg = AutoConfig.for_model("qwen2", vocab_size=len(tok), hidden_size=896, intermediate_size=4864,
+                               num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                               max_position_embeddings=4096, tie_word_embeddings=True,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="")
     ap.add_argument("--adapters", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--shape", choices=["", "0.5b"], default="")
     args = ap.parse_args()
     os.environ["ROLECHAT_HOME"] = tempfile.mkdtemp(prefix="rolechat-bench-")
 
@@ -52,6 +73,8 @@ def main() -> None:
     from rolechat import config
 
     torch.set_num_threads(os.cpu_count() or 2)
+    if args.shape:
+        args.model = build_shaped(Path(os.environ["ROLECHAT_HOME"]) / "shaped-model")
     resolved = resolve_model(args.model or None, "")
     names = [f"p{i}" for i in range(args.adapters)]
     for i, name in enumerate(names):

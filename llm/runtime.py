@@ -76,6 +76,8 @@ class Runtime:
         self._lock = threading.RLock()
         self._entries: dict[str, PersonaEntry] = {}
         self._loaded: dict[str, tuple[Path, float]] = {}
+        self._layers: list[Any] | None = None
+        self._active: str | None = None  # the adapter the cached layers point at
         self.reload_personas()
 
     @classmethod
@@ -136,11 +138,13 @@ class Runtime:
         else:
             self.model.load_adapter(str(entry.path), adapter_name=entry.name)
         self.model.eval()
+        self._layers = None
 
     def _unload_adapter(self, name: str) -> None:
         self._loaded.pop(name, None)
         if self.model is not self.base_model and name in self.model.peft_config:
             self.model.delete_adapter(name)
+            self._layers = None
 
     def reload_personas(self) -> list[PersonaEntry]:
         """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
@@ -177,21 +181,52 @@ class Runtime:
                 self._loaded[entry.name] = stamp
             return list(self._entries.values())
 
+    def _adapter_layers(self) -> list[Any] | None:
+        """The LoRA layers of the loaded adapters, cached; None when an adapter also replaces whole modules
+        (`modules_to_save`), which only peft's own set_adapter knows how to swap."""
+        if self._layers is None:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            self._active = None
+            configs = self.model.peft_config.values()
+            self._layers = ([] if any(getattr(c, "modules_to_save", None) for c in configs)
+                            else [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)])
+        return self._layers or None
+
     @contextlib.contextmanager
     def _persona_context(self, persona: str | None):
-        """Select the persona's adapter (or none) for the duration of one forward/generate."""
+        """Select the persona's adapter (or none) for the duration of one forward/generate.
+
+        peft's set_adapter/disable_adapter walk every module and toggle requires_grad on each adapter weight
+        (milliseconds on a deep model); at inference only each LoRA layer's active-adapter and disabled flags
+        matter, so with plain LoRA adapters the runtime flips just those on the cached layers.
+        """
         if self.model is self.base_model:
             yield
-        elif persona in (None, "", BASE_PERSONA):
-            # LoraModel's own switch; PeftModel.disable_adapter() also surveys every layer's status first (3x slower).
-            self.model.base_model.disable_adapter_layers()
+            return
+        layers = self._adapter_layers()
+        base = persona in (None, "", BASE_PERSONA)
+        if layers is None:  # modules_to_save present: the slow, general path
+            if base:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                self.model.set_adapter(persona)
+                yield
+            return
+        if base:
+            for layer in layers:
+                layer._disable_adapters = True
             try:
                 yield
             finally:
-                self.model.base_model.enable_adapter_layers()
+                for layer in layers:
+                    layer._disable_adapters = False
         else:
-            if self.model.active_adapter != persona:
-                self.model.set_adapter(persona)
+            if self._active != persona:
+                for layer in layers:  # a layer the adapter doesn't target must not keep the previous one active
+                    layer._active_adapter = [persona]
+                self._active = persona
             yield
 
     # -- prompts --------------------------------------------------------------------------------------

@@ -17,14 +17,14 @@ HELLO = [{"role": "user", "content": "你好"}]
 
 
 def make_adapter(base: Path, out: Path, seed: int, *, system: str = "", base_model: str | None = None,
-                 base_fp: str | None = None) -> Path:
+                 base_fp: str | None = None, targets: str | list[str] = "all-linear") -> Path:
     """A LoRA adapter with random (non-zero) weights, saved with its persona manifest."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules="all-linear",
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=targets,
                                                   init_lora_weights=False))
     peft_model.save_pretrained(out)
     PersonaManifest(name=out.name, display_name=out.name.upper(), system_prompt=system,
@@ -280,3 +280,13 @@ def test_a_long_reply_limit_never_starves_the_prompt(tiny_qwen2):
     stream = rt.stream([{"role": "user", "content": "请回答这个问题"}], params={"temperature": 0})
     stream.join()
     assert len(ids) + stream.params.max_new_tokens <= 128
+
+
+def test_switching_to_an_adapter_with_fewer_target_modules_leaves_no_trace_of_the_previous(
+        tiny_qwen2, adapters, tmp_path):
+    narrow = make_adapter(tiny_qwen2, tmp_path / "narrow", 6, targets=["q_proj", "v_proj"])
+    install(adapters["alpha"], narrow)
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    expected = reference_logits(tiny_qwen2, narrow, rt, HELLO)
+    rt.logits(HELLO, persona="alpha")
+    torch.testing.assert_close(rt.logits(HELLO, persona="narrow"), expected, atol=1e-4, rtol=1e-4)
