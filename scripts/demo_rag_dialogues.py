@@ -1,0 +1,226 @@
+"""Writes llm/demo/corpus/rag_dialogues.jsonl: answer-from-context dialogues in exactly the app's RAG format.
+
+    .venv/bin/python scripts/demo_rag_dialogues.py [--out FILE] [--seed 0]
+
+Each dialogue is ONE user message, rendered by the same `ChatPromptTemplate` over `rag.prompts.ANSWER_PROMPT`
+that `rag.chain.build_chain` uses, with the context from `rag.chain.format_context`, and a short assistant
+answer that cites the relevant chunk as [n] (or says the context does not mention it). Chunks come from
+the sample `knowledge/` folder indexed by a real `KnowledgeBase` (the app's splitter, default embedder, in a
+throw-away ROLECHAT_HOME) plus the demo corpus's made-up facts (`llm.demo.dialogues.FACT_MAKERS`). Contexts
+are either what the real retriever returns for the question (k=5, as the app sends) or 1-5 chunks with
+distractors in random order. Deterministic for a seed. Lives in scripts/ because it needs both rag and
+llm.demo (llm never imports rag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
+
+from llm.demo.dialogues import CORPUS_DIR, FACT_MAKERS  # noqa: E402
+from rag import prompts  # noqa: E402
+from rag.chain import format_context  # noqa: E402
+
+OUT_FILE = CORPUS_DIR / "rag_dialogues.jsonl"
+KNOWLEDGE_DIR = ROOT / "knowledge"
+
+# (key text that only the relevant chunk holds, [question paraphrases], answer sentence without citation)
+QA: list[tuple[str, list[str], str]] = [
+    # rolechat-快速上手.md
+    ("本地模型上运行", ["rolechat 是什么？", "rolechat 是做什么的？", "介绍一下 rolechat"],
+     "rolechat 是一个在本地模型上运行的中文角色扮演和知识库问答工具"),
+    ("ROLECHAT_HOME", ["rolechat 的数据保存在哪里？", "数据存在哪个目录？", "ROLECHAT_HOME 是什么？"],
+     "所有数据都保存在 ROLECHAT_HOME 目录，默认是 ~/.rolechat"),
+    ("rolechat index 文件夹", ["怎么建立知识库？", "如何把一个文件夹建成知识库？", "怎样创建知识库？"],
+     "用 rolechat index 文件夹 --kb 名称 就能把一个文件夹建成知识库"),
+    ("支持 Markdown", ["知识库支持哪些文件格式？", "能索引哪些类型的文件？", "支持 PDF 吗？"],
+     "支持 Markdown、纯文本、PDF、Word（docx）、网页（html）、JSON/JSONL、CSV/TSV 和字幕文件（srt/vtt）"),
+    ("只有新增或修改过", ["再次运行索引命令会怎样？", "文件改了要全部重新索引吗？", "重新索引会很慢吗？"],
+     "再次运行同一条命令时，只有新增或修改过的文件会被重新处理，没有变化的文件不会重新计算向量"),
+    ("删除的文件会自动", ["删掉的文件会留在知识库里吗？", "文件删除以后怎么办？"],
+     "删除的文件会自动从知识库中移除"),
+    ("rolechat search", ["怎么查看检索到的片段？", "怎么只检索不回答？", "rolechat search 有什么用？"],
+     "用 rolechat search \"问题\" --kb 名称 可以显示检索到的片段、来源文件、位置和分数"),
+    ("rolechat ask", ["怎么让模型根据知识库回答？", "怎么向知识库提问？", "rolechat ask 怎么用？"],
+     "用 rolechat ask \"问题\" --kb 名称，模型会根据知识库回答，并用 [1]、[2] 标注出处"),
+    ("--persona 角色名", ["能让角色来回答知识库的问题吗？", "怎么用某个角色的语气回答？"],
+     "可以，加上 --persona 角色名 就能让某个角色用自己的语气回答"),
+    ("rolechat kb list", ["怎么列出所有知识库？", "怎么查看有哪些知识库？"],
+     "用 rolechat kb list 列出所有知识库，用 rolechat kb show 名称 查看文档和设置"),
+    ("rolechat kb delete", ["怎么删除知识库？", "删除知识库会删掉我的文档吗？"],
+     "用 rolechat kb delete 名称 删除知识库，不会删除你的原始文档"),
+    # rolechat-知识库常见问题.md
+    ("chardet", ["文件编码乱码怎么办？", "GBK 编码的文件能读吗？", "中文文件乱码需要手动转换吗？"],
+     "不用手动转换，rolechat 会依次尝试 UTF-8、UTF-16、GB18030/GBK 和 Big5，最后才交给 chardet 猜测"),
+    ("索引报告会列出", ["为什么有的文件没有被索引？", "有些文件被跳过了是什么原因？"],
+     "索引报告会列出每个被跳过或失败的文件以及原因，例如空文件、二进制文件或损坏的 PDF"),
+    ("已经算好的向量", ["索引到一半中断了怎么办？", "索引被打断了要从头再来吗？"],
+     "直接重新运行同一条 rolechat index 命令即可，已经算好的向量会被复用，不会出现重复的片段"),
+    ("bge-small-zh", ["怎么提升检索效果？", "怎么换成中文嵌入模型？", "默认的嵌入模型效果不好怎么办？"],
+     "在配置文件的 [rag] 部分把 embedder 设为中文模型所在的文件夹，例如 BAAI/bge-small-zh-v1.5"),
+    ("几乎不认识中文", ["默认的嵌入模型是什么？", "为什么检索主要靠 BM25？"],
+     "默认的 all-MiniLM-L6-v2 几乎不认识中文，所以默认的混合检索主要依靠 BM25 关键词检索"),
+    ("chroma_url", ["团队怎么共享知识库？", "多人能用同一个知识库吗？", "怎么连接 Chroma 服务器？"],
+     "启动一个 Chroma 服务器，然后在配置文件里设置 chroma_url 指向它"),
+    # 云雾山茶园-冲泡指南.md
+    ("玻璃杯", ["云雾毛尖怎么泡？", "毛尖用多少度的水？", "冲泡云雾毛尖要放多少茶叶？"],
+     "云雾毛尖用玻璃杯冲泡，水温八十到八十五摄氏度，三克茶叶配一百五十毫升水"),
+    ("盖碗", ["岚山红怎么泡？", "岚山红用多少度的水？", "岚山红能泡几次？"],
+     "岚山红用盖碗冲泡，水温九十到九十五摄氏度，茶水比例一比五十，可以冲泡五到六次"),
+    ("煮饮", ["老枞白茶怎么泡？", "老白茶怎么喝？", "白茶可以煮吗？"],
+     "新茶可以用九十摄氏度的水冲泡，存放三年以上的老白茶适合煮饮，五克茶叶加五百毫升水，小火煮三分钟"),
+    # 云雾山茶园-参观须知.txt
+    ("开放时间", ["茶园什么时候开放？", "茶园几点开门？", "茶园周一开吗？"],
+     "茶园每年三月一日至十一月三十日开放，每天上午八点半到下午五点，周一闭园"),
+    ("成人三十元", ["茶园门票多少钱？", "学生买票有优惠吗？", "小孩要买票吗？"],
+     "成人门票三十元，学生和六十岁以上老人凭证件半价，一点二米以下儿童免费"),
+    ("采茶体验：", ["可以采茶吗？", "采茶体验多少钱？", "什么时候能体验采茶？"],
+     "采茶体验在每年三月中旬到四月底开放，每人八十元，包含一小时采茶和炒茶师傅的现场讲解"),
+    ("十二路", ["怎么去茶园？", "坐公交怎么到茶园？", "茶园的交通怎么样？"],
+     "从青岚县汽车站乘坐十二路公交车到“茶园南门”站下车，车程约四十分钟"),
+    ("南门停车场", ["开车去茶园停在哪里？", "茶园停车收费吗？"],
+     "自驾游客可以把车停在南门停车场，停车免费"),
+    ("禁止吸烟", ["茶园里可以抽烟吗？", "参观茶园要注意什么？", "下雨天去茶园要注意什么？"],
+     "雨天山路湿滑，请穿防滑鞋；茶园内禁止吸烟和使用明火"),
+    # 云雾山茶园-简介.md
+    ("南坡", ["云雾山茶园在哪里？", "茶园的海拔有多高？", "介绍一下云雾山茶园"],
+     "云雾山茶园位于青岚县云雾山南坡，海拔八百米到一千二百米之间"),
+    ("一九五八", ["茶园是什么时候建的？", "茶园是谁开垦的？"],
+     "茶园始建于一九五八年，由当地的三个村子共同开垦"),
+    ("一芽一叶", ["茶园有哪些茶？", "云雾毛尖是什么茶？", "茶园最有名的茶是什么？"],
+     "茶园的主要茶品是云雾毛尖、岚山红和老枞白茶，其中云雾毛尖是最有名的绿茶"),
+    ("蜜香", ["岚山红是什么茶？", "岚山红有什么特点？"],
+     "岚山红是夏季采摘后经过萎凋、揉捻和发酵制成的红茶，带有明显的蜜香"),
+    ("只晒不炒", ["老枞白茶是怎么做的？", "老枞白茶有什么特点？"],
+     "老枞白茶用树龄五十年以上的老茶树鲜叶制作，只晒不炒，可以存放多年"),
+    ("化学农药", ["茶园用农药吗？", "茶园怎么种茶？", "茶园怎么除虫？"],
+     "茶园从二零一二年起不使用化学农药，改用黄色粘虫板和人工除草"),
+]
+
+# Questions the sample knowledge base does not answer (topic named in the reply).
+UNANSWERED: list[tuple[str, str]] = [
+    ("茶园有住宿吗？", "茶园的住宿"), ("茶园附近有什么餐厅？", "餐厅"), ("茶叶可以网上买吗？", "网上购买茶叶"),
+    ("茶园有几个员工？", "员工人数"), ("云雾毛尖多少钱一斤？", "茶叶的价格"), ("茶园有导游吗？", "导游服务"),
+    ("rolechat 支持语音输入吗？", "语音输入"), ("rolechat 可以在手机上用吗？", "手机版"),
+    ("知识库最多能放多少文件？", "文件数量的上限"), ("rolechat 是谁开发的？", "开发者"),
+    ("明天天气怎么样？", "天气"), ("今天是星期几？", "日期"),
+]
+
+CITE_FORMS = ["{a}[{k}]。", "根据[{k}]，{a}。", "{a}。[{k}]"]
+NO_ANSWER_FORMS = ["资料中没有提到{t}，我不知道。", "资料中没有提到{t}的相关内容，无法回答。",
+                   "上下文里没有关于{t}的信息，我不知道答案。"]
+
+
+def knowledge_chunks(home: Path):
+    """Index knowledge/ with the app's KnowledgeBase; return (kb, [Document]) in index order."""
+    os.environ["ROLECHAT_HOME"] = str(home)
+    from rolechat.config import set_offline_env
+
+    set_offline_env()
+    from rag import KnowledgeBase
+
+    kb = KnowledgeBase("sample")
+    kb.index([str(KNOWLEDGE_DIR)])
+    docs = [Document(c.text, metadata=c.metadata()) for c in sorted(kb.manifest.chunks(), key=lambda c: (c.path, c.ord))]
+    return kb, docs
+
+
+def fact_chunk(rng: random.Random):
+    """A made-up fact as a chunk (named like a document) with its (question, answer) pairs."""
+    passage, qa, topic = rng.choice(FACT_MAKERS)(rng)
+    doc = Document(passage, metadata={"source": f"/资料/{topic}.txt", "location": f"第 {rng.randint(1, 40)} 行"})
+    return doc, qa, topic
+
+
+def render(template: ChatPromptTemplate, docs: list[Document], question: str, answer: str) -> dict:
+    user = template.invoke({"context": format_context(docs), "question": question}).to_messages()[0].content
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+def cite(rng: random.Random, sentence: str, k: int) -> str:
+    return rng.choice(CITE_FORMS).format(a=sentence, k=k)
+
+
+def generate(kb, chunks: list[Document], seed: int = 0, random_contexts: int = 3, n_facts: int = 900,
+             n_unanswered: int = 150) -> list[dict]:
+    rng = random.Random(seed)
+    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])  # as build_chain does
+    retriever = kb.retriever()
+    out = []
+    for key, questions, sentence in QA:
+        holders = [c for c in chunks if key in c.page_content]
+        if not holders:
+            raise ValueError(f"no knowledge/ chunk contains {key!r}: update QA to the documents")
+        for q in questions:
+            # 1. exactly what the app sends: the real retriever's top k for this question
+            docs = retriever.invoke(q)
+            hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
+            answer = cite(rng, sentence, hit) if hit else rng.choice(NO_ANSWER_FORMS).format(t=q.rstrip("？?"))
+            out.append(render(template, docs, q, answer))
+            # 2. the relevant chunk among 0-4 random distractors (knowledge/ and made-up facts), random order
+            for _ in range(random_contexts):
+                others = [c for c in chunks if key not in c.page_content]
+                docs = rng.sample(others, rng.randint(0, 3)) + [fact_chunk(rng)[0] for _ in range(rng.randint(0, 1))]
+                docs = docs[:4] + [rng.choice(holders)]
+                rng.shuffle(docs)
+                k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
+                out.append(render(template, docs, q, cite(rng, sentence, k)))
+            # 3. the same question with the relevant chunk left out
+            docs = rng.sample([c for c in chunks if key not in c.page_content], rng.randint(1, 5))
+            out.append(render(template, docs, q, rng.choice(NO_ANSWER_FORMS).format(t=q.rstrip("？?"))))
+    for _ in range(n_facts):  # made-up facts: nothing to memorise, the answer must be copied from [k]
+        facts = [fact_chunk(rng) for _ in range(rng.randint(1, 5))]
+        if rng.random() < 0.3:
+            facts = facts[:4]
+            docs = [f[0] for f in facts] + rng.sample(chunks, rng.randint(1, 2))
+            rng.shuffle(docs)
+        else:
+            docs = [f[0] for f in facts]
+        j = rng.randrange(len(facts))
+        question, sentence = rng.choice(facts[j][1])
+        k = docs.index(facts[j][0]) + 1
+        out.append(render(template, docs, question, cite(rng, sentence.rstrip("。"), k)))
+    for _ in range(n_unanswered):
+        if rng.random() < 0.5:
+            q, topic = rng.choice(UNANSWERED)
+            docs = retriever.invoke(q) or rng.sample(chunks, 3)
+        else:
+            _, qa, topic = fact_chunk(rng)
+            q = qa[0][0]
+            docs = [fact_chunk(rng)[0] for _ in range(rng.randint(1, 4))]
+        out.append(render(template, docs, q, rng.choice(NO_ANSWER_FORMS).format(t=topic)))
+    rng.shuffle(out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT_FILE)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rolechat-demo-rag-") as home:
+        kb, chunks = knowledge_chunks(Path(home))
+        try:
+            dialogues = generate(kb, chunks, args.seed)
+        finally:
+            kb.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as f:
+        for d in dialogues:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    print(f"wrote {len(dialogues)} dialogues ({len(chunks)} knowledge/ chunks) to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
