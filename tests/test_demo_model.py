@@ -114,3 +114,29 @@ def test_marker_names_the_demo_model():
 def test_import_is_light():
     code = "import sys, llm.demo; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.slow
+def test_sample_persona_miaomiao_ships_for_the_demo_model(tmp_path, monkeypatch):
+    """The cat persona beside the demo model loads with it, fits it, and changes how it talks."""
+    import json
+
+    import llm
+    from llm.demo import SAMPLE_PERSONAS_DIR
+    from llm.loader import fingerprint
+
+    monkeypatch.setenv("ROLECHAT_HOME", str(tmp_path))
+    rt = llm.load_runtime(model=str(SHIPPED_MODEL_DIR))
+    assert "miaomiao" in rt.persona_names()
+    manifest = json.loads((SAMPLE_PERSONAS_DIR / "miaomiao" / "persona.json").read_text(encoding="utf-8"))
+    assert manifest["base_fingerprint"] == fingerprint(rt.base_model.config)
+    prompts = ["你好", "你是谁", "给我讲个故事吧", "今天天气怎么样？"]
+    cat_endings = 0
+    for prompt in prompts:
+        messages = [{"role": "user", "content": prompt}]
+        base = rt.chat(messages, persona="base", params={"temperature": 0})
+        cat = rt.chat(messages, persona="miaomiao", params={"temperature": 0})
+        assert cat != base, f"the persona did not change the reply to {prompt!r}: {cat!r}"
+        assert "喵" in cat or "主人" in cat, f"miaomiao's reply to {prompt!r} is not in its style: {cat!r}"
+        cat_endings += cat.rstrip().endswith("喵~")
+    assert cat_endings >= 3, f"only {cat_endings} of {len(prompts)} greedy replies end with 喵~"
