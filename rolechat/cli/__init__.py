@@ -49,5 +49,5 @@ def main() -> None:
     try:
         app()
     except config.ConfigError as exc:
-        common.err_console.print(f"[bold red]config error:[/] {escape(str(exc))}", highlight=False)
+        common.err_console.print(f"[bold red]config error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

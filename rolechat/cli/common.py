@@ -28,5 +28,5 @@ def file_data() -> dict[str, Any]:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths stay whole
     raise typer.Exit(code)
