@@ -73,6 +73,10 @@ class Runtime:
             hint=DEMO_HINT if resolved.is_demo else "")
         gen_cfg = getattr(model, "generation_config", None)
         self._model_max_new = min(int(getattr(gen_cfg, "max_new_tokens", None) or 512), 2048)
+        # The model lock covers generation and adapter (un)loading. It is a plain Lock because a stream may be
+        # closed (and so release it) on another thread than the one that started it, e.g. Streamlit's stop.
+        # Persona bookkeeping has its own lock, so listing personas never waits for a reply to finish.
+        self._model_lock = threading.Lock()
         self._lock = threading.RLock()
         self._entries: dict[str, PersonaEntry] = {}
         self._loaded: dict[str, tuple[Path, float]] = {}
@@ -148,7 +152,7 @@ class Runtime:
 
     def reload_personas(self) -> list[PersonaEntry]:
         """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
-        with self._lock:
+        with self._model_lock, self._lock:
             entries = discover(self.persona_roots())
             found = {e.name for e in entries}
             for name in list(self._loaded):
@@ -303,7 +307,7 @@ class Runtime:
         if p.max_new_tokens > room:
             p = replace(p, max_new_tokens=max(room, 1))
         return GenerationStream(self.model, self.tokenizer, ids, p, stop_ids=self._stop_ids,
-                                stop_strings=self.format.stop_strings, lock=self._lock,
+                                stop_strings=self.format.stop_strings, lock=self._model_lock,
                                 context=lambda: self._persona_context(persona))
 
     def chat(self, messages: Sequence[Message], persona: str | None = None,
@@ -316,7 +320,7 @@ class Runtime:
         import torch
 
         ids = self.encode(messages, persona)
-        with self._lock, self._persona_context(persona), torch.inference_mode():
+        with self._model_lock, self._persona_context(persona), torch.inference_mode():
             device = next(self.model.parameters()).device
             out = self.model(input_ids=torch.tensor([ids], device=device))
             return out.logits[0, -1].float().cpu()

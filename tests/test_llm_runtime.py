@@ -290,3 +290,23 @@ def test_switching_to_an_adapter_with_fewer_target_modules_leaves_no_trace_of_th
     expected = reference_logits(tiny_qwen2, narrow, rt, HELLO)
     rt.logits(HELLO, persona="alpha")
     torch.testing.assert_close(rt.logits(HELLO, persona="narrow"), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_stream_closed_on_another_thread_frees_the_runtime(runtime):
+    """Streamlit's stop closes the reply generator from a different thread than the one that started it."""
+    stream = runtime.stream(HELLO, params={"temperature": 0, "max_new_tokens": 200})
+    it = iter(stream)
+    next(it)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            it.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(timeout=60)
+    assert errors == [] and stream.stats.finish_reason == "cancelled"
+    assert runtime.chat(HELLO, params=GREEDY)  # the lock was released
