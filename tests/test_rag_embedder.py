@@ -87,9 +87,9 @@ def _snapshot(home: Path, kb: str) -> dict:
 def test_killed_rolechat_index_then_rerun_equals_clean_run(home, tmp_path):
     corpus = tmp_path / "docs"
     corpus.mkdir()
-    for i in range(12):  # ~12 chunks each: files are committed in groups of ~64 chunks
+    for i in range(30):  # ~13 chunks each: files are committed in groups of ~256 chunks, so two groups
         (corpus / f"章节{i:02d}.md").write_text(
-            f"# 第{i}章\n" + "".join(f"第{i}章第{j}节讲述模型部署的第{j}个步骤和常见错误。" for j in range(120)),
+            f"# 第{i}章\n" + "".join(f"第{i}章第{j}节讲述模型部署的第{j}个步骤和常见错误。" for j in range(100)),
             encoding="utf-8")
     env = {**os.environ, "ROLECHAT_HOME": str(home)}
     cmd = [sys.executable, "-m", "rolechat", "index", str(corpus), "--kb"]
@@ -100,7 +100,7 @@ def test_killed_rolechat_index_then_rerun_equals_clean_run(home, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     interrupted = _files(home, "crash")
-    assert 0 < interrupted < 12, f"not killed mid-run ({interrupted} files done)"
+    assert 0 < interrupted < 30, f"not killed mid-run ({interrupted} files done)"
 
     for kb in ("crash", "clean"):
         done = subprocess.run([*cmd, kb, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
