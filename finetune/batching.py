@@ -109,16 +109,21 @@ def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -
 
 
 class LengthGroupedSampler:
-    """Random order, but each run of `group` consecutive indices is sorted by length.
+    """Random batches of similar length: little padding, no length curriculum.
 
     Shuffle, cut into mega-batches of `group` examples (at least 64 batches' worth, so small datasets
-    also group well), sort each by length; consecutive batches then need almost no padding. The order is
-    a function of (seed, epoch), so a resumed run skips exactly the batches it already trained on.
+    also group well), sort each by length and cut it into batches; then shuffle the batches, so the run
+    does not go from long examples to short ones (on a small dataset one mega-batch is the whole epoch,
+    and a sorted epoch trains measurably worse). The batch holding the longest example goes first, so a
+    run that will not fit in memory fails at step 1. A short last batch stays last, keeping the batch
+    boundaries that the Trainer cuts every `batch_size` indices. The order is a function of (seed, epoch),
+    so a resumed run skips exactly the batches it already trained on.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group_batches: int = 64) -> None:
         self.lengths = list(lengths)
-        self.group = max(batch_size * group_batches, batch_size)
+        self.batch_size = max(batch_size, 1)
+        self.group = self.batch_size * max(group_batches, 1)
         self.seed = seed
         self.epoch = 0
 
@@ -128,10 +133,24 @@ class LengthGroupedSampler:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __iter__(self):
+    def batches(self) -> list[list[int]]:
         import torch
 
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.lengths), generator=g).tolist()
+        full: list[list[int]] = []
+        short: list[list[int]] = []
         for start in range(0, len(order), self.group):
-            yield from sorted(order[start:start + self.group], key=lambda i: -self.lengths[i])
+            group = sorted(order[start:start + self.group], key=lambda i: -self.lengths[i])
+            for b in range(0, len(group), self.batch_size):
+                batch = group[b:b + self.batch_size]
+                (full if len(batch) == self.batch_size else short).append(batch)
+        full = [full[i] for i in torch.randperm(len(full), generator=g).tolist()]
+        if full:
+            longest = max(range(len(full)), key=lambda i: max(self.lengths[j] for j in full[i]))
+            full.insert(0, full.pop(longest))
+        return full + short
+
+    def __iter__(self):
+        for batch in self.batches():
+            yield from batch
