@@ -79,7 +79,8 @@ class Embedder(Embeddings):
         self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
         self.name = model or DEFAULT_EMBEDDER
         self._tokenizer = None
-        self._session = None
+        self._session = None      # intra-op threads = cores: one call at a time (queries)
+        self._session_1 = None    # one thread: several calls at once (indexing)
         self._st_model = None
         self._lock = threading.Lock()
 
@@ -154,7 +155,7 @@ class Embedder(Embeddings):
                 _quantize(fp32, int8)
         return wanted
 
-    def _load(self):
+    def _load(self, single_thread: bool = False):
         with self._lock:
             if self.backend == "torch":
                 if self._st_model is None:
@@ -162,22 +163,33 @@ class Embedder(Embeddings):
 
                     self._st_model = SentenceTransformer(str(self.path), device="cpu")
                 return self._st_model
-            if self._session is None:
+            attr = "_session_1" if single_thread else "_session"
+            if getattr(self, attr, None) is None:
                 import onnxruntime as ort
 
                 options = ort.SessionOptions()
                 options.log_severity_level = 3
-                self._session = ort.InferenceSession(str(self._onnx_file()), options,
-                                                     providers=["CPUExecutionProvider"])
-                self._inputs = [i.name for i in self._session.get_inputs()]
-            return self._session
+                if single_thread:
+                    options.intra_op_num_threads = options.inter_op_num_threads = 1
+                session = ort.InferenceSession(str(self._onnx_file()), options, providers=["CPUExecutionProvider"])
+                self._inputs = [i.name for i in session.get_inputs()]
+                setattr(self, attr, session)
+            return getattr(self, attr)
 
-    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+    @property
+    def parallel_calls(self) -> int:
+        """How many `embed_array(..., single_thread=True)` calls may usefully run at once: one per core for
+        ONNX Runtime (its sessions are thread-safe and release the GIL), 1 for PyTorch."""
+        return 1 if self.backend == "torch" else max(1, min(os.cpu_count() or 1, 8))
+
+    def embed_array(self, texts: Sequence[str], single_thread: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text. `single_thread`: run on one core (for callers that
+        run several calls at once, as indexing does: cores then never wait on each other, and the
+        caller's own work fits in between)."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        runtime = self._load()
+        runtime = self._load(single_thread and self.backend != "torch")
         if self.backend == "torch":
             return np.asarray(runtime.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                              show_progress_bar=False), dtype=np.float32)
@@ -186,12 +198,12 @@ class Embedder(Embeddings):
         rows: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
             batch = [encodings[i] for i in order[start:start + self.batch_size]]
-            vectors = self._run(batch)
+            vectors = self._run(batch, runtime)
             for i, vec in zip(order[start:start + self.batch_size], vectors):
                 rows[i] = vec
         return np.stack([rows[i] for i in range(len(texts))]).astype(np.float32)
 
-    def _run(self, batch) -> np.ndarray:
+    def _run(self, batch, session) -> np.ndarray:
         limit = self.max_seq_length
         ids_list = [self._truncate(e.ids, limit) for e in batch]
         width = max(len(ids) for ids in ids_list)
@@ -204,7 +216,7 @@ class Embedder(Embeddings):
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        hidden = session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:

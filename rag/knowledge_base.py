@@ -112,10 +112,56 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data if isinstance(data, bytes) else data.encode("utf-8")).hexdigest()
 
 
-def _embed(embeddings, texts: list[str]) -> np.ndarray:
-    if hasattr(embeddings, "embed_array"):
-        return embeddings.embed_array(texts)
-    return np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+class _EmbedQueue:
+    """Embedding in worker threads while the indexer goes on reading, splitting, tokenizing and storing.
+
+    The ONNX embedder runs one single-threaded call per core at once (cores never wait on each other, and
+    the indexer's own Python work fits in between instead of leaving a core idle); any other embeddings
+    object gets one worker, in order. A text already queued is not queued again.
+    """
+
+    def __init__(self, embeddings, batch_size: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.embeddings = embeddings
+        self.workers = int(getattr(embeddings, "parallel_calls", 1) or 1)
+        self.step = batch_size if self.workers > 1 else max(32, batch_size * 4)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rolechat-embed")
+        self.queued: dict[str, tuple] = {}  # vec_key -> (future of a batch's vectors, row in that batch)
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        if hasattr(self.embeddings, "embed_array"):
+            if self.workers > 1:
+                return self.embeddings.embed_array(texts, single_thread=True)
+            return self.embeddings.embed_array(texts)
+        return np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+
+    def submit(self, texts: dict[str, str]) -> list[tuple[list[str], object]]:
+        """Queue the texts (vec_key -> text) not queued before, similar lengths together; the batches."""
+        keys = sorted((k for k in texts if k not in self.queued), key=lambda k: len(texts[k]))
+        jobs = []
+        for start in range(0, len(keys), self.step):
+            part = keys[start:start + self.step]
+            future = self.pool.submit(self._run, [texts[k] for k in part])
+            for row, key in enumerate(part):
+                self.queued[key] = (future, row)
+            jobs.append((part, future))
+        return jobs
+
+    def vector(self, key: str) -> np.ndarray:
+        future, row = self.queued[key]
+        return future.result()[row]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Group:
+    """Files whose chunks are embedded together and then committed together."""
+    pending: list
+    cached: dict
+    jobs: list
 
 
 def _walk(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
@@ -231,50 +277,60 @@ class KnowledgeBase:
         pending: list[tuple[FileRow, list[ChunkRow], str]] = []
         pending_chunks = 0
         max_bytes = int(self.cfg.max_file_mb * 1e6)
-        for number, path in enumerate(files, 1):
-            key = str(path)
-            notify(Progress("scan", number, len(files), key))
-            kind = SUPPORTED.get(path.suffix.lower())
-            if kind is None:
-                report.files.append(FileOutcome(key, "skipped", reason=f"unsupported type {path.suffix or '(none)'}"))
-                continue
-            seen.add(key)
-            try:
-                size = path.stat().st_size
-                if size > max_bytes:
-                    raise LoadError(f"too large ({size / 1e6:.1f} MB > {self.cfg.max_file_mb:g} MB)")
-                data = path.read_bytes()
-            except OSError as exc:
-                report.files.append(FileOutcome(key, "failed", reason=f"cannot read: {exc.strerror or exc}"))
-                continue
-            except LoadError as exc:
-                report.files.append(FileOutcome(key, "skipped", reason=str(exc)))
-                continue
-            digest = _sha(data)
-            old = known.get(key)
-            if old is not None and old.sha256 == digest and key not in dirty_paths:
-                report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
-                continue
-            try:
-                if not data.strip():
-                    raise LoadError("empty file")
-                loaded = parse(kind, path, data)
-                pieces = split_file(loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap,
-                                    self._max_tokens())
-            except LoadError as exc:
-                report.files.append(FileOutcome(key, "failed", reason=str(exc)))
-                if old is not None:  # it was good before: its old chunks no longer describe the file
-                    self._remove_file(key, chroma_ids, report)
-                continue
-            row = FileRow(key, digest, len(data), loaded.kind, loaded.encoding, len(pieces))
-            chunks = self._chunk_rows(key, pieces)
-            row.chunks = len(chunks)
-            pending.append((row, chunks, "updated" if old is not None else "indexed"))
-            pending_chunks += len(chunks)
-            if pending_chunks >= _FLUSH_CHUNKS:
-                self._flush(pending, chroma_ids, report, notify)
-                pending, pending_chunks = [], 0
-        self._flush(pending, chroma_ids, report, notify)
+        previous: _Group | None = None
+        queue = _EmbedQueue(self.embeddings, self.cfg.batch_size)
+        try:
+            for number, path in enumerate(files, 1):
+                key = str(path)
+                notify(Progress("scan", number, len(files), key))
+                kind = SUPPORTED.get(path.suffix.lower())
+                if kind is None:
+                    reason = f"unsupported type {path.suffix or '(none)'}"
+                    report.files.append(FileOutcome(key, "skipped", reason=reason))
+                    continue
+                seen.add(key)
+                try:
+                    size = path.stat().st_size
+                    if size > max_bytes:
+                        raise LoadError(f"too large ({size / 1e6:.1f} MB > {self.cfg.max_file_mb:g} MB)")
+                    data = path.read_bytes()
+                except OSError as exc:
+                    report.files.append(FileOutcome(key, "failed", reason=f"cannot read: {exc.strerror or exc}"))
+                    continue
+                except LoadError as exc:
+                    report.files.append(FileOutcome(key, "skipped", reason=str(exc)))
+                    continue
+                digest = _sha(data)
+                old = known.get(key)
+                if old is not None and old.sha256 == digest and key not in dirty_paths:
+                    report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
+                    continue
+                try:
+                    if not data.strip():
+                        raise LoadError("empty file")
+                    loaded = parse(kind, path, data)
+                    pieces = split_file(loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap,
+                                        self._max_tokens())
+                except LoadError as exc:
+                    report.files.append(FileOutcome(key, "failed", reason=str(exc)))
+                    if old is not None:  # it was good before: its old chunks no longer describe the file
+                        self._remove_file(key, chroma_ids, report)
+                    continue
+                row = FileRow(key, digest, len(data), loaded.kind, loaded.encoding, len(pieces))
+                chunks = self._chunk_rows(key, pieces)
+                row.chunks = len(chunks)
+                pending.append((row, chunks, "updated" if old is not None else "indexed"))
+                pending_chunks += len(chunks)
+                if pending_chunks >= _FLUSH_CHUNKS:
+                    # This group embeds in the background while the next one is read; the one before is stored.
+                    group = self._submit(pending, queue)
+                    if previous is not None:
+                        self._store(previous, queue, chroma_ids, report, notify)
+                    previous, pending, pending_chunks = group, [], 0
+            for group in (previous, self._submit(pending, queue)):
+                self._store(group, queue, chroma_ids, report, notify)
+        finally:
+            queue.close()
 
         for key in sorted(set(known) - seen):
             if _under(key, roots):
@@ -317,21 +373,33 @@ class KnowledgeBase:
                                  " ".join(tokenize(piece.text)), _sha(piece.text)[:32]))
         return rows
 
-    def _flush(self, pending, chroma_ids: set[str], report: IndexReport, notify: ProgressCallback) -> None:
+    def _submit(self, pending, queue: _EmbedQueue) -> _Group | None:
+        """Queue the embedding of a group's chunks whose vectors are not stored yet."""
         if not pending:
+            return None
+        texts = {c.vec_key: c.text for _, chunks, _ in pending for c in chunks}
+        cached = self.manifest.vectors(texts)
+        return _Group(pending, cached, queue.submit({k: t for k, t in texts.items() if k not in cached}))
+
+    def _store(self, group: _Group | None, queue: _EmbedQueue, chroma_ids: set[str], report: IndexReport,
+               notify: ProgressCallback) -> None:
+        """Wait for a group's vectors, then commit it: vectors, Chroma records, manifest rows."""
+        if group is None:
             return
         manifest = self.manifest
-        texts = {c.vec_key: c.text for _, chunks, _ in pending for c in chunks}
-        cached = manifest.vectors(texts)
-        todo = [k for k in texts if k not in cached]
-        batch = max(32, self.cfg.batch_size * 4)
-        for start in range(0, len(todo), batch):
-            keys = todo[start:start + batch]
-            notify(Progress("embed", start, len(todo), pending[0][0].path))
-            fresh = dict(zip(keys, _embed(self.embeddings, [texts[k] for k in keys])))
-            manifest.put_vectors(fresh)  # committed now: a re-run after a kill does not pay twice
-            cached.update(fresh)
+        pending, cached = group.pending, group.cached
+        total = sum(len(keys) for keys, _ in group.jobs)
+        done = 0
+        for keys, future in group.jobs:
+            notify(Progress("embed", done, total, pending[0][0].path))
+            vectors = future.result()
+            manifest.put_vectors(dict(zip(keys, vectors)))  # committed now: a re-run after a kill does not pay twice
+            done += len(keys)
             report.chunks_embedded += len(keys)
+        for _, chunks, _ in pending:
+            for c in chunks:
+                if c.vec_key not in cached:
+                    cached[c.vec_key] = queue.vector(c.vec_key)
         # One upsert for the whole group: Chroma pays per call (a transaction and its full-text index), so
         # per-file upserts of ~20 chunks cost 3x more. A kill between this and the manifest update leaves
         # records the manifest does not know; the next run deletes them as strays (vectors stay cached).
