@@ -4,15 +4,19 @@ Same model (a ~5M-parameter Qwen2 built from a config, with a BPE tokenizer trai
 (the first --examples records of huanhuan.json, same held-out split), same LoRA settings, learning rate,
 schedule and optimizer steps per epoch (effective batch 8), one epoch each:
 
-- rolechat: `rolechat train` (length-grouped dynamic padding, batch 8), run as a subprocess;
+- rolechat: `rolechat train` with its defaults (random batches of 8 packed into rows of <= 512 tokens), run as
+  a subprocess (`--train-args '--no-packing'` for length-grouped padded batches);
 - recipe:   the classic tutorial setup: every example padded to 512 tokens, batch 1, gradient accumulation 8;
 - llamafactory: `llamafactory-cli train` in its own venv (--lf-venv), batch 8, its fastest CPU settings
   (no gradient checkpointing, length-grouped sampling).
 
 Reported: real (non-padding) tokens per second of training, padding fraction, and the held-out loss of
-every resulting adapter measured by one function (finetune.model.evaluate_loss) on the same rows.
+every resulting adapter measured by one function (finetune.model.evaluate_loss) on the same rows. With
+several --seeds, rolechat and the recipe are compared seed by seed (each seed its own split, order and
+LoRA init); --base trains on an existing model (e.g. the pretrained demo model) instead.
 
     python bench/bench_train.py --examples 1200 --lf-venv /tmp/lf-venv --json bench-train.json
+    python bench/bench_train.py --examples 500 --seeds 1,2,3 --base llm/demo/model
 """
 
 from __future__ import annotations
@@ -67,34 +71,36 @@ def build_model(out: Path, records: list[dict]) -> Path:
     return out
 
 
-def prepared_split(data: Path, model: Path):
+def prepared_split(data: Path, model: Path, seed: int):
+    """The held-out split `rolechat train --seed SEED` makes, rendered the same way."""
     from finetune import TrainConfig
     from finetune.trainer import prepare
     from llm.config import LLMConfig
 
-    return prepare(data, TrainConfig(eval_ratio=0.05, seed=42, max_length=PAD_TO), LLMConfig(model=str(model)),
+    return prepare(data, TrainConfig(eval_ratio=0.05, seed=seed, max_length=PAD_TO), LLMConfig(model=str(model)),
                    system=SYSTEM)
 
 
-def run_rolechat(data: Path, model: Path, home: Path) -> dict:
+def run_rolechat(data: Path, model: Path, home: Path, seed: int, extra: list[str] = ()) -> dict:
     env = {**os.environ, "ROLECHAT_HOME": str(home)}
     cmd = [sys.executable, "-m", "rolechat", "train", "--data", str(data), "--persona", "bench", "--base", str(model),
            "--system", SYSTEM, "--epochs", "1", "--batch-size", str(BATCH), "--grad-accum", "1", "--lr", str(LR),
            "--rank", str(LORA["rank"]), "--alpha", str(LORA["alpha"]), "--dropout", str(LORA["dropout"]),
-           "--schedule", "linear", "--warmup-ratio", "0", "--eval-ratio", "0.05", "--seed", "42",
-           "--max-length", str(PAD_TO), "--save-steps", "100000", "--logging-steps", "20", "--overwrite", "--json"]
+           "--schedule", "linear", "--warmup-ratio", "0", "--eval-ratio", "0.05", "--seed", str(seed),
+           "--max-length", str(PAD_TO), "--save-steps", "100000", "--logging-steps", "20", "--overwrite", "--json",
+           *extra]
     print("$ " + " ".join(cmd), file=sys.stderr)
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"rolechat train failed:\n{out.stderr[-3000:]}")
     m = json.loads(out.stdout)["metrics"]
-    return {"name": "rolechat train (grouped dynamic padding, batch 8)", "steps": m["steps"],
+    return {"name": f"rolechat train ({' '.join(extra) or 'defaults: packed rows'}, batch 8)", "steps": m["steps"],
             "train_s": m["train_runtime_s"], "real_tokens": m["real_tokens"], "tokens_per_s": m["tokens_per_s"],
             "padding": m["padding_fraction"], "eval_loss": m["eval_loss_after"],
             "eval_loss_before": m["eval_loss_before"], "adapter": str(home / "personas" / "bench")}
 
 
-def run_recipe(prepared, model_dir: Path, out: Path) -> dict:
+def run_recipe(prepared, model_dir: Path, out: Path, seed: int) -> dict:
     """The classic tutorial loop: pad every example to 512, batch 1, gradient accumulation 8, random order."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -107,12 +113,12 @@ def run_recipe(prepared, model_dir: Path, out: Path) -> dict:
     collate = lambda batch: {k: torch.tensor([r[k] for r in batch]) for k in batch[0]}  # noqa: E731
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.config.use_cache = False
-    torch.manual_seed(42)
+    torch.manual_seed(seed)
     model = get_peft_model(model, LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                              target_modules="all-linear", task_type="CAUSAL_LM"))
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=1, gradient_accumulation_steps=8,
                              num_train_epochs=1, learning_rate=LR, lr_scheduler_type="linear", logging_steps=50,
-                             save_strategy="no", report_to=[], use_cpu=True, seed=42, disable_tqdm=True,
+                             save_strategy="no", report_to=[], use_cpu=True, seed=seed, disable_tqdm=True,
                              remove_unused_columns=False, dataloader_pin_memory=False)
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
     start = time.perf_counter()
@@ -120,9 +126,11 @@ def run_recipe(prepared, model_dir: Path, out: Path) -> dict:
     seconds = time.perf_counter() - start
     real = sum(len(e.input_ids) for e in prepared.train)
     model.save_pretrained(out / "adapter")
-    return {"name": "classic recipe (pad to 512, batch 1 x grad-accum 8)", "steps": result.global_step,
-            "train_s": round(seconds, 2), "real_tokens": real, "tokens_per_s": round(real / seconds, 1),
-            "padding": round(1 - real / (PAD_TO * len(rows)), 4), "adapter": str(out / "adapter")}
+    row = {"name": "classic recipe (pad to 512, batch 1 x grad-accum 8)", "steps": result.global_step,
+           "train_s": round(seconds, 2), "real_tokens": real, "tokens_per_s": round(real / seconds, 1),
+           "padding": round(1 - real / (PAD_TO * len(rows)), 4), "adapter": str(out / "adapter")}
+    (out / "result.json").write_text(json.dumps(row))
+    return row
 
 
 def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path) -> dict:
@@ -185,8 +193,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=1200, help="first N records of huanhuan.json (0 = all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/rolechat-bench-train"))
+    ap.add_argument("--base", type=Path, default=None,
+                    help="an existing model folder (e.g. llm/demo/model) instead of the random-init 5M model")
+    ap.add_argument("--seeds", default="42",
+                    help="comma-separated seeds: each gives its own held-out split, data order and LoRA init, "
+                         "for rolechat and the recipe alike; LLaMA-Factory runs with the first only")
     ap.add_argument("--lf-venv", type=Path, default=None, help="venv with llamafactory installed (skip if absent)")
+    ap.add_argument("--train-args", default="", help="extra `rolechat train` flags, e.g. '--packing'")
     ap.add_argument("--skip-recipe", action="store_true")
+    ap.add_argument("--reuse-recipe", action="store_true",
+                    help="reuse the recipe adapters (and timings) a previous run left in --work for the same seeds")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch/OpenMP threads for every run (1 avoids OpenMP spin-wait collapse on a busy machine)")
@@ -205,32 +221,57 @@ def main() -> None:
     subset = records[: a.examples] if a.examples else records
     data = a.work / "data.json"
     data.write_text(json.dumps(subset, ensure_ascii=False), encoding="utf-8")
-    model = build_model(a.work / "model-5m", records)
-    prepared = prepared_split(data, model)
-    rows = [run_rolechat(data, model, a.work / "home")]
-    if not a.skip_recipe:
-        rows.append(run_recipe(prepared, model, a.work / "recipe"))
-    if a.lf_venv and (a.lf_venv / "bin" / "llamafactory-cli").exists():
-        try:
-            rows.append(run_llamafactory(prepared, model, a.work / "lf", a.lf_venv))
-        except RuntimeError as exc:
-            print(exc, file=sys.stderr)
-    eval_adapters(prepared, model, rows)
+    model = a.base.resolve() if a.base else build_model(a.work / "model-5m", records)
+    seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
+    runs = []
+    for n, seed in enumerate(seeds):
+        prepared = prepared_split(data, model, seed)
+        rows = [run_rolechat(data, model, a.work / f"home-{seed}", seed, a.train_args.split())]
+        if not a.skip_recipe:
+            saved = a.work / f"recipe-{seed}" / "result.json"
+            if a.reuse_recipe and saved.is_file():
+                rows.append(json.loads(saved.read_text()))
+            else:
+                rows.append(run_recipe(prepared, model, a.work / f"recipe-{seed}", seed))
+        if n == 0 and a.lf_venv and (a.lf_venv / "bin" / "llamafactory-cli").exists():
+            try:
+                rows.append(run_llamafactory(prepared, model, a.work / "lf", a.lf_venv))
+            except RuntimeError as exc:
+                print(exc, file=sys.stderr)
+        eval_adapters(prepared, model, rows)
+        runs.append({"seed": seed, "train": len(prepared.train), "held_out": len(prepared.eval), "rows": rows})
+        print(f"seed {seed}: " + ", ".join(f"{r['name'].split(' (')[0]} {r['eval_loss']}" for r in rows),
+              file=sys.stderr)
 
-    head = (f"data: {len(prepared.train)} train / {len(prepared.eval)} held-out examples of {data.name} "
+    first = runs[0]
+    head = (f"data: {first['train']} train / {first['held_out']} held-out examples of {data.name} "
             f"({a.examples or 'all'} records), model {model.name}, torch threads {torch.get_num_threads()}, "
             f"load average {os.getloadavg()[0]:.1f}")
     print(head)
+    print(f"seed {first['seed']}:")
     print("| run | steps | train s | real tokens/s | padding | held-out loss |")
     print("|---|---|---|---|---|---|")
+    rows = first["rows"]
     ours = rows[0]["tokens_per_s"]
     for r in rows:
         pad = "-" if r["padding"] is None else f"{r['padding']:.1%}"
         speed = f"{r['tokens_per_s']:,.0f}" + ("" if r is rows[0] else f" (ours {ours / r['tokens_per_s']:.1f}x)")
         print(f"| {r['name']} | {r['steps']} | {r['train_s']} | {speed} | {pad} | {r['eval_loss']} |")
     print(f"held-out loss before training: {rows[0]['eval_loss_before']:.4f}")
+    if len(runs) > 1 and not a.skip_recipe:
+        print("\n| seed | held-out loss before | rolechat | recipe | rolechat - recipe | speed-up |")
+        print("|---|---|---|---|---|---|")
+        diffs = []
+        for run in runs:
+            ours_row, recipe_row = run["rows"][0], run["rows"][1]
+            diffs.append(ours_row["eval_loss"] - recipe_row["eval_loss"])
+            print(f"| {run['seed']} | {ours_row['eval_loss_before']:.4f} | {ours_row['eval_loss']:.4f} | "
+                  f"{recipe_row['eval_loss']:.4f} | {diffs[-1]:+.4f} | "
+                  f"{ours_row['tokens_per_s'] / recipe_row['tokens_per_s']:.1f}x |")
+        print(f"mean difference {sum(diffs) / len(diffs):+.4f} over {len(diffs)} seeds "
+              f"(negative: rolechat's adapter has the lower held-out loss)")
     if a.json:
-        a.json.write_text(json.dumps({"header": head, "rows": rows}, ensure_ascii=False, indent=2))
+        a.json.write_text(json.dumps({"header": head, "runs": runs}, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

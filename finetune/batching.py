@@ -1,11 +1,12 @@
-"""Batches without wasted compute: dynamic padding (to the longest row of a length-grouped batch) or packing.
+"""Batches without wasted compute: packing (the default) or dynamic padding of length-grouped batches.
 
 With `sparse_logits`, a batch also says which positions carry loss (`logits_to_keep`, a 1-D tensor of
 positions whose next token is supervised in some row) and gives the matching next-token labels as
 `shift_labels`: the model then computes the vocabulary projection and softmax only there, not on the
 prompt. Same loss, less compute and far less memory for large vocabularies (Qwen: 151k).
 
-Packing concatenates a batch's examples into one row and restarts `position_ids` at each example; the
+Packing concatenates a batch's examples into rows (of at most `max_row` tokens, balanced so that padding
+the rows to the longest wastes little) and restarts `position_ids` at each example; the
 model's attention mask builder (transformers `find_packed_sequence_indices`) turns that into a
 block-diagonal causal mask, so no example attends to another (the model must run with use_cache=False,
 which training does). The first token of every packed example is unsupervised, so nothing is learnt
@@ -17,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["PadCollator", "PackCollator", "ExampleDataset", "LengthGroupedSampler", "padding_fraction"]
+__all__ = ["PadCollator", "PackCollator", "ExampleDataset", "LengthGroupedSampler", "padding_fraction",
+           "pack_rows"]
 
 
 class ExampleDataset:
@@ -75,24 +77,64 @@ class PadCollator:
         return _sparsify(batch) if self.sparse_logits else batch
 
 
+def pack_rows(lengths: Sequence[int], max_row: int) -> list[list[int]]:
+    """Group example indices into as few rows of at most `max_row` tokens as the total needs, balanced
+    (longest first, each to the emptiest row it fits), so rows come out about equally long and padding
+    them to the longest wastes little. `max_row` 0: one row."""
+    if not lengths:
+        return []
+    if max_row <= 0:
+        return [list(range(len(lengths)))]
+    bins: list[list[int]] = [[] for _ in range(max(1, -(-sum(lengths) // max_row)))]
+    used = [0] * len(bins)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fits = [b for b in range(len(bins)) if used[b] + lengths[i] <= max_row]
+        if not fits:
+            bins.append([])
+            used.append(0)
+            fits = [len(bins) - 1]
+        b = min(fits, key=lambda b: used[b])
+        bins[b].append(i)
+        used[b] += lengths[i]
+    return [b for b in bins if b]
+
+
 @dataclass
 class PackCollator:
-    """Concatenate a batch into one row with per-example position ids (no padding, no cross-attention)."""
+    """Pack a batch into rows of at most `max_row` tokens, position ids restarting at each example (no
+    cross-attention). Rows are bounded because attention over a packed row costs its length squared: one
+    row of 8 examples costs several times a padded batch of them. A short row is filled with pad tokens
+    that form a segment of their own and carry no loss. `num_real_tokens` (popped by the trainer before
+    the forward pass) says how many tokens are not padding."""
 
     sparse_logits: bool = False
+    max_row: int = 0
+    pad_id: int = 0
 
     def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
         import torch
 
-        ids: list[int] = []
-        labels: list[int] = []
-        positions: list[int] = []
-        for r in rows:
-            ids += r["input_ids"]
-            labels += [-100] + list(r["labels"][1:])
-            positions += range(len(r["input_ids"]))
-        as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
-        batch = {"input_ids": as_row(ids), "labels": as_row(labels), "position_ids": as_row(positions)}
+        packed = []
+        for group in pack_rows([len(r["input_ids"]) for r in rows], self.max_row):
+            ids: list[int] = []
+            labels: list[int] = []
+            positions: list[int] = []
+            for i in group:
+                r = rows[i]
+                ids += r["input_ids"]
+                labels += [-100] + list(r["labels"][1:])
+                positions += range(len(r["input_ids"]))
+            packed.append((ids, labels, positions))
+        width = max(len(ids) for ids, _, _ in packed)
+        real = sum(len(ids) for ids, _, _ in packed)
+        for ids, labels, positions in packed:
+            fill = width - len(ids)
+            ids += [self.pad_id] * fill
+            labels += [-100] * fill
+            positions += range(fill)
+        as_rows = lambda k: torch.tensor([row[k] for row in packed], dtype=torch.long)  # noqa: E731
+        batch = {"input_ids": as_rows(0), "labels": as_rows(1), "position_ids": as_rows(2),
+                 "num_real_tokens": real}
         return _sparsify(batch) if self.sparse_logits else batch
 
 

@@ -46,8 +46,9 @@ class TrainConfig:
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
     seed: int = field(default=42, metadata=_help("Seed for the split, shuffling and LoRA init."))
     last_turn_only: bool = field(default=False, metadata=_help("Supervise only the last assistant turn."))
-    packing: bool = field(default=False, metadata=_help(
-        "Pack several examples per row without cross-example attention (no padding at all)."))
+    packing: bool = field(default=True, metadata=_help(
+        "Pack random batches into rows of <= max_length tokens without cross-example attention (off: length-grouped "
+        "padding; always off for trust_remote_code models)."))
     sparse_logits: bool = field(default=True, metadata=_help(
         "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."))
     group_by_length: bool = field(default=True, metadata=_help("Batch examples of similar length (less padding)."))

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +28,8 @@ from llm.personas import PersonaManifest, check_name
 from llm.templates import ChatFormat
 from rolechat import config as rc
 
-from finetune.batching import ExampleDataset, LengthGroupedSampler, PackCollator, PadCollator, padding_fraction
+from finetune.batching import (ExampleDataset, LengthGroupedSampler, PackCollator, PadCollator, pack_rows,
+                                padding_fraction)
 from finetune.config import TrainConfig
 from finetune.data import Dataset, load_dataset
 from finetune.encode import EncodeStats, Example, encode_conversations
@@ -112,17 +114,21 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
 
 
 def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -> float:
-    """Padding fraction the training sampler will produce (0 with packing)."""
-    if cfg.packing:
-        return 0.0
+    """Padding fraction the training batches will have (packing: the fill of its bounded rows)."""
     import torch
 
     bs = cfg.batch_size
-    if cfg.group_by_length:
+    if cfg.group_by_length and not cfg.packing:
         order = list(LengthGroupedSampler(lengths, bs * world, seed=cfg.seed))
     else:
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    return padding_fraction(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])
+    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    if not cfg.packing:
+        return padding_fraction(lengths, batches)
+    rows = [[sum(lengths[batch[i]] for i in row) for row in pack_rows([lengths[i] for i in batch], cfg.max_length)]
+            for batch in batches]
+    real = sum(map(sum, rows))
+    return 1 - real / sum(max(r) * len(r) for r in rows) if real else 0.0
 
 
 def _data_hash(path: str | Path) -> str:
@@ -137,6 +143,22 @@ def _trainer_class():
 
         real_tokens = 0
         seen_tokens = 0
+        tokens_per_step = 0.0  # set for length-grouped batches: see get_batch_samples
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """With length-grouped batches, divide each step's summed token loss by the epoch's average
+            supervised tokens per step, not by the step's own count. Otherwise a batch of eight short replies
+            weighs as much as a batch of eight long ones, and short replies' tokens count several times more
+            than in random batches: the held-out (token-weighted) loss comes out worse. With a constant
+            divisor every token counts the same in every batch, as in random batches."""
+            samples, counted = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if counted is None or not self.tokens_per_step:
+                return samples, counted
+            import torch
+
+            if torch.is_tensor(counted):
+                return samples, torch.full_like(counted, self.tokens_per_step, dtype=torch.float32)
+            return samples, self.tokens_per_step
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -146,11 +168,16 @@ def _trainer_class():
                                         seed=self.args.seed)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
+            real = inputs.pop("num_real_tokens", None)  # packed rows say it; padded batches have a mask
             ids = inputs["input_ids"]
             mask = inputs.get("attention_mask")
             self.seen_tokens += ids.numel()
-            self.real_tokens += int(mask.sum()) if mask is not None else ids.numel()
+            self.real_tokens += int(real if real is not None else mask.sum() if mask is not None else ids.numel())
             return super().training_step(model, inputs, num_items_in_batch)
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs.pop("num_real_tokens", None)
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     return CountingTrainer
 
@@ -204,10 +231,29 @@ def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
     return ProgressCallback()
 
 
+def effective(cfg: TrainConfig, llm_cfg: Any) -> TrainConfig:
+    """The settings a run really uses: packing needs transformers' own model code (it builds the
+    block-diagonal mask from position ids); remote-code models (ChatGLM3) train with padded batches."""
+    if cfg.packing and getattr(llm_cfg, "trust_remote_code", False):
+        log.warning("packing is off for trust_remote_code models (their attention would cross examples): "
+                    "length-grouped padded batches instead")
+        return dataclasses.replace(cfg, packing=False)
+    return cfg
+
+
+def _steps_per_epoch(cfg: TrainConfig, n_train: int, world: int) -> int:
+    return math.ceil(math.ceil(n_train / (cfg.batch_size * world)) / cfg.grad_accum)
+
+
+def supervised_tokens(rows: Sequence[dict[str, list[int]]]) -> int:
+    """Tokens that carry loss (a supervised next token), as the Trainer counts them: labels[1:] != -100."""
+    return sum(sum(1 for label in r["labels"][1:] if label != -100) for r in rows)
+
+
 def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train: int, has_eval: bool, world: int):
     from transformers import TrainingArguments
 
-    steps_per_epoch = math.ceil(math.ceil(n_train / (cfg.batch_size * world)) / cfg.grad_accum)
+    steps_per_epoch = _steps_per_epoch(cfg, n_train, world)
     total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     evaluating = bool(cfg.eval_steps and has_eval)
     save_steps = cfg.eval_steps if cfg.early_stopping else cfg.save_steps
@@ -293,6 +339,7 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
             for old in folder.glob("checkpoint-*"):
                 shutil.rmtree(old, ignore_errors=True)
         _check_reporter(cfg.report_to)
+        cfg = effective(cfg, llm_cfg)
         device = check_device(cfg, llm_cfg.device)
         from accelerate import PartialState
 
@@ -357,7 +404,8 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
 
     train_rows, eval_rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
     sparse = cfg.sparse_logits and "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
-    collator = PackCollator(sparse) if cfg.packing else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse)
+    collator = (PackCollator(sparse, max_row=cfg.max_length, pad_id=tokenizer.pad_token_id or 0) if cfg.packing
+                else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse))
     eval_collator = PadCollator(tokenizer.pad_token_id)
     if run is None:
         before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
@@ -386,6 +434,8 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_rows,
                                eval_dataset=eval_rows if eval_rows.rows else None, data_collator=collator,
                                callbacks=extra)
+    if args.train_sampling_strategy == "group_by_length":
+        trainer.tokens_per_step = supervised_tokens(train_rows.rows) / _steps_per_epoch(cfg, len(train_rows), world)
     bar.trainer = trainer
     trainer.remove_callback(PrinterCallback)  # our bar and progress file replace the raw log dicts
     started = time.perf_counter()

@@ -135,13 +135,16 @@ def test_packing_gives_the_same_loss_as_padding(tiny_qwen2):
             {"input_ids": [14, 15, 16, 17], "labels": [-100, -100, 16, 17]}]
 
     def summed(batch):
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[:, :-1]
+        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "num_real_tokens")}, use_cache=False).logits[:, :-1]
         return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
                                                  ignore_index=-100, reduction="sum")
 
     packed = PackCollator()(rows)
     assert packed["input_ids"].shape == (1, 13)
     assert torch.allclose(summed(packed), summed(PadCollator(0)(rows)), atol=1e-4)
+    bounded = PackCollator(max_row=8)(rows)  # rows of <= 8 tokens: [6 + 1 pad], [4 + 3]
+    assert bounded["input_ids"].shape == (2, 7) and bounded.pop("num_real_tokens") == 13
+    assert torch.allclose(summed(bounded), summed(PadCollator(0)(rows)), atol=1e-4)
 
 
 def test_packed_training_runs(tiny_qwen2, tmp_path):
@@ -246,3 +249,41 @@ def test_sparse_logits_give_the_same_loss_with_padding_and_packing(tiny_models, 
     assert out.logits.shape[1] == 4 and torch.allclose(out.loss, full, atol=1e-5)
     packed = model(**PackCollator(sparse_logits=True)(rows), num_items_in_batch=n).loss
     assert torch.allclose(packed, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_grouped_batches_divide_by_the_epoch_average_token_count(tiny_qwen2, tmp_path, monkeypatch, grouped):
+    from transformers import Trainer
+
+    from finetune.batching import ExampleDataset
+    from finetune.trainer import prepare, supervised_tokens
+
+    records = [{"instruction": f"问题{i}", "input": "", "output": "好的。" * (1 + (i * 7) % 23)} for i in range(48)]
+    data = tmp_path / "mixed.json"
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    divisors, counts = [], []
+    compute_loss = Trainer.compute_loss
+
+    def spy(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        divisors.append(float(num_items_in_batch))
+        labels = inputs.get("shift_labels", inputs["labels"][:, 1:])
+        counts.append(int((labels != -100).sum()))
+        return compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    monkeypatch.setattr(Trainer, "compute_loss", spy)
+    cfg = fast(max_steps=0, epochs=1, eval_ratio=0.0, group_by_length=grouped, packing=False)
+    train(data, "norm", cfg, llm_cfg(tiny_qwen2), system=SYSTEM, show_progress=False)
+    assert len(counts) == 6 and len(set(counts)) > 1  # batches really differ in supervised tokens
+    if grouped:
+        rows = ExampleDataset(prepare(data, cfg, llm_cfg(tiny_qwen2), system=SYSTEM).train).rows
+        assert divisors == pytest.approx([supervised_tokens(rows) / 6] * 6)
+    else:
+        assert divisors == counts  # random batches: transformers' own per-step count
+
+
+def test_packing_is_the_default_except_for_remote_code_models():
+    from finetune.trainer import effective
+    from llm.config import LLMConfig
+
+    assert TrainConfig().packing and effective(TrainConfig(), LLMConfig()).packing
+    assert not effective(TrainConfig(), LLMConfig(trust_remote_code=True)).packing

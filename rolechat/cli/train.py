@@ -54,7 +54,7 @@ def _print_lint(prepared, cfg, data) -> None:
     console.print(f"truncated {s['truncated']} (oldest turns dropped {s['turns_dropped']}) · skipped as too long "
                   f"{s['skipped_too_long']} · lost end-of-turn {s['eot_lost']} · unrenderable "
                   f"{s['template_errors']}", highlight=False)
-    pad = expected_padding([len(e.input_ids) for e in prepared.train], cfg)
+    pad = expected_padding([len(e.input_ids) for e in prepared.train], cfg)  # cfg: effective() settings
     console.print(f"expected padding {pad:.1%} (batch {cfg.batch_size}, "
                   f"{'packing' if cfg.packing else 'length-grouped' if cfg.group_by_length else 'random'} batches)",
                   highlight=False)
@@ -133,9 +133,10 @@ def register(app: typer.Typer) -> None:
             fail("--data is required (except with --resume)")
         if dry_run:
             from finetune.model import TrainError
-            from finetune.trainer import prepare
+            from finetune.trainer import effective, prepare
             from llm.loader import LoadError
 
+            cfg = effective(cfg, llm_cfg)
             try:
                 prepared = prepare(data, cfg, llm_cfg, system=system)
             except (DataError, TrainError, LoadError) as exc:
