@@ -117,7 +117,9 @@ class _EmbedQueue:
 
     The ONNX embedder runs one single-threaded call per core at once (cores never wait on each other, and
     the indexer's own Python work fits in between instead of leaving a core idle); any other embeddings
-    object gets one worker, in order. A text already queued is not queued again.
+    object gets one worker, in order. A text already queued is not queued again: the group that queued it is
+    stored first, so a later group finds its vector in the manifest. Only keys are kept here; the vectors
+    live in each group's futures until the group is stored.
     """
 
     def __init__(self, embeddings, batch_size: int):
@@ -127,7 +129,7 @@ class _EmbedQueue:
         self.workers = int(getattr(embeddings, "parallel_calls", 1) or 1)
         self.step = batch_size if self.workers > 1 else max(32, batch_size * 4)
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rolechat-embed")
-        self.queued: dict[str, tuple] = {}  # vec_key -> (future of a batch's vectors, row in that batch)
+        self.queued: set[str] = set()  # vec_keys ever queued in this run
 
     def _run(self, texts: list[str]) -> np.ndarray:
         if hasattr(self.embeddings, "embed_array"):
@@ -142,15 +144,9 @@ class _EmbedQueue:
         jobs = []
         for start in range(0, len(keys), self.step):
             part = keys[start:start + self.step]
-            future = self.pool.submit(self._run, [texts[k] for k in part])
-            for row, key in enumerate(part):
-                self.queued[key] = (future, row)
-            jobs.append((part, future))
+            jobs.append((part, self.pool.submit(self._run, [texts[k] for k in part])))
+            self.queued.update(part)
         return jobs
-
-    def vector(self, key: str) -> np.ndarray:
-        future, row = self.queued[key]
-        return future.result()[row]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -325,10 +321,10 @@ class KnowledgeBase:
                     # This group embeds in the background while the next one is read; the one before is stored.
                     group = self._submit(pending, queue)
                     if previous is not None:
-                        self._store(previous, queue, chroma_ids, report, notify)
+                        self._store(previous, chroma_ids, report, notify)
                     previous, pending, pending_chunks = group, [], 0
             for group in (previous, self._submit(pending, queue)):
-                self._store(group, queue, chroma_ids, report, notify)
+                self._store(group, chroma_ids, report, notify)
         finally:
             queue.close()
 
@@ -381,7 +377,7 @@ class KnowledgeBase:
         cached = self.manifest.vectors(texts)
         return _Group(pending, cached, queue.submit({k: t for k, t in texts.items() if k not in cached}))
 
-    def _store(self, group: _Group | None, queue: _EmbedQueue, chroma_ids: set[str], report: IndexReport,
+    def _store(self, group: _Group | None, chroma_ids: set[str], report: IndexReport,
                notify: ProgressCallback) -> None:
         """Wait for a group's vectors, then commit it: vectors, Chroma records, manifest rows."""
         if group is None:
@@ -392,14 +388,13 @@ class KnowledgeBase:
         done = 0
         for keys, future in group.jobs:
             notify(Progress("embed", done, total, pending[0][0].path))
-            vectors = future.result()
-            manifest.put_vectors(dict(zip(keys, vectors)))  # committed now: a re-run after a kill does not pay twice
+            fresh = dict(zip(keys, future.result()))
+            manifest.put_vectors(fresh)  # committed now: a re-run after a kill does not pay twice
+            cached.update(fresh)
             done += len(keys)
             report.chunks_embedded += len(keys)
-        for _, chunks, _ in pending:
-            for c in chunks:
-                if c.vec_key not in cached:
-                    cached[c.vec_key] = queue.vector(c.vec_key)
+        # Texts another group queued first: that group is stored by now, its vectors are in the manifest.
+        cached.update(manifest.vectors({c.vec_key for _, chunks, _ in pending for c in chunks} - cached.keys()))
         # One upsert for the whole group: Chroma pays per call (a transaction and its full-text index), so
         # per-file upserts of ~20 chunks cost 3x more. A kill between this and the manifest update leaves
         # records the manifest does not know; the next run deletes them as strays (vectors stay cached).
