@@ -19,8 +19,7 @@ import os
 import random
 import shutil
 import time
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -125,10 +124,13 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
     batches = [order[i:i + bs] for i in range(0, len(order), bs)]
     if not cfg.packing:
         return padding_fraction(lengths, batches)
-    rows = [[sum(lengths[batch[i]] for i in row) for row in pack_rows([lengths[i] for i in batch], cfg.max_length)]
-            for batch in batches]
-    real = sum(map(sum, rows))
-    return 1 - real / sum(max(r) * len(r) for r in rows) if real else 0.0
+    rows: list[int] = []  # packing: each batch's rows (their lengths), padded to its longest row
+    row_batches: list[list[int]] = []
+    for batch in batches:
+        packed = pack_rows([lengths[i] for i in batch], cfg.max_length)
+        row_batches.append(list(range(len(rows), len(rows) + len(packed))))
+        rows += [sum(lengths[batch[i]] for i in row) for row in packed]
+    return padding_fraction(rows, row_batches)
 
 
 def _data_hash(path: str | Path) -> str:
@@ -237,7 +239,7 @@ def effective(cfg: TrainConfig, llm_cfg: Any) -> TrainConfig:
     if cfg.packing and getattr(llm_cfg, "trust_remote_code", False):
         log.warning("packing is off for trust_remote_code models (their attention would cross examples): "
                     "length-grouped padded batches instead")
-        return dataclasses.replace(cfg, packing=False)
+        return replace(cfg, packing=False)
     return cfg
 
 
