@@ -64,7 +64,7 @@ def _read_json(path: Path) -> dict:
 class Embedder(Embeddings):
     """LangChain `Embeddings` over a sentence-transformers model, with its tokenizer exposed."""
 
-    def __init__(self, model: str = "", backend: str = "onnx-int8", batch_size: int = 32):
+    def __init__(self, model: str = "", backend: str = "onnx-int8", batch_size: int = 4):
         self.model = model
         self.backend = backend
         self.batch_size = batch_size

@@ -86,6 +86,32 @@ def test_unchanged_folder_embeds_nothing_and_never_duplicates(tmp_path, emb):
     assert assert_consistent(kb) == before
 
 
+def test_embedding_calls_group_texts_of_similar_token_counts(tmp_path):
+    """Batches are padded to their longest text: texts are grouped by the embedder's token counts, which
+    need not follow their lengths in characters (code has several characters per token, Chinese ~1)."""
+    from rag.knowledge_base import _EmbedQueue
+
+    class TokenCounting(CountingEmbedding):
+        def count_tokens(self, texts):
+            return [len(t.split()) for t in texts]  # "tokens" = words here
+
+    # text i: i + 1 words of 80 - i characters, so its length in characters does not follow its "tokens"
+    texts = {f"k{i}": " ".join(["w" * (80 - i)] * (i + 1)) for i in range(64)}
+    by_chars = sorted(range(64), key=lambda i: len(texts[f"k{i}"]))
+    assert sorted(by_chars[:32]) != list(range(32))
+    emb = TokenCounting(size=8)
+    emb.calls = []
+    queue = _EmbedQueue(emb, batch_size=4)
+    try:
+        jobs = queue.submit(texts)
+        for _, future in jobs:
+            future.result()
+    finally:
+        queue.close()
+    calls = [sorted(int(k[1:]) for k in keys) for keys, _ in jobs]
+    assert calls == [list(range(0, 32)), list(range(32, 64))]
+
+
 def test_saved_bm25_index_is_loaded_not_rebuilt(tmp_path, emb, monkeypatch):
     corpus = write_corpus(tmp_path / "docs")
     KnowledgeBase("manual", small_cfg(), embeddings=emb).index([corpus])
