@@ -60,6 +60,13 @@ def tokenize(text: str) -> list[str]:
     return words
 
 
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
+    return bm25s
+
+
 def ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
@@ -76,7 +83,7 @@ class BM25Index:
 
     def build(self, rows: list[tuple[str, str]]) -> None:
         """Build from (chunk_id, space-joined tokens) and save atomically."""
-        import bm25s
+        bm25s = _bm25s()
 
         self._ids = [r[0] for r in rows]
         self.digest = ids_digest(self._ids)
@@ -109,7 +116,7 @@ class BM25Index:
 
     def load(self) -> bool:
         """Load the saved index; False when there is none or it is unreadable."""
-        import bm25s
+        bm25s = _bm25s()
 
         try:
             state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
