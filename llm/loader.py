@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ __all__ = ["LoadError", "ResolvedModel", "resolve_model", "pick_device", "load_m
            "same_base"]
 
 log = logging.getLogger(__name__)
+# peft reads transformers 5's deprecated `is_gradient_checkpointing` whenever it wraps a model (runtime and
+# training alike); the warning is harmless and nothing a user can act on, so `rolechat ask` etc. don't print it.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 class LoadError(RuntimeError):
