@@ -12,6 +12,7 @@ of a query the model can actually read (`known_share`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -161,7 +162,8 @@ class Embedder(Embeddings):
                 if self._st_model is None:
                     from sentence_transformers import SentenceTransformer
 
-                    self._st_model = SentenceTransformer(str(self.path), device="cpu")
+                    with _quiet_weights_bar():
+                        self._st_model = SentenceTransformer(str(self.path), device="cpu")
                 return self._st_model
             attr = "_session_1" if single_thread else "_session"
             if getattr(self, attr, None) is None:
@@ -235,6 +237,21 @@ class Embedder(Embeddings):
         return self.embed_array([text])[0].tolist()
 
 
+@contextlib.contextmanager
+def _quiet_weights_bar():
+    """Without transformers' "Loading weights" bar: a small embedder loads in a blink, and the bar would
+    land in the middle of `rolechat index`'s own progress output."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _export_onnx(model_path: Path, target: Path) -> None:
     """torch -> ONNX with dynamic batch and sequence axes; written atomically."""
     import inspect
@@ -242,7 +259,8 @@ def _export_onnx(model_path: Path, target: Path) -> None:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(model_path), dtype=torch.float32, attn_implementation="eager").eval()
+    with _quiet_weights_bar():
+        model = AutoModel.from_pretrained(str(model_path), dtype=torch.float32, attn_implementation="eager").eval()
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in inspect.signature(model.forward).parameters:
         names.append("token_type_ids")
