@@ -2,7 +2,7 @@
 
 QA files: SQuAD-style JSON ({"data": [{"paragraphs": [{"context", "qas": [{"question", "answers"}]}]}]})
 or JSONL with `question` plus `answer` (a string or list of strings) and/or `source` (a file name or
-path suffix). A hit is a retrieved chunk that contains an answer text or comes from the named source.
+path suffix). Index a SQuAD-style file itself to evaluate on it: its paragraphs are the documents. A hit is a retrieved chunk that contains an answer text or comes from the named source.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["QAItem", "load_qa", "squad_paragraphs", "evaluate", "ModeResult"]
+__all__ = ["QAItem", "QASet", "load_qa", "squad_paragraphs", "evaluate", "ModeResult"]
 
 
 @dataclass
@@ -23,18 +23,51 @@ class QAItem:
     source: str = ""
 
 
-def load_qa(path: Path) -> list[QAItem]:
+class QASet(list):
+    """The questions of a QA file (a list of `QAItem`), and how many were left out: unanswerable ones (no
+    answer text, SQuAD 2.0) and blank ones (cmrc2018's trial set has a question that is an empty string)."""
+
+    unanswerable: int = 0
+    blank: int = 0
+
+
+def _answer_texts(value) -> list[str]:
+    """"a", ["a", "b"], {"text": "a"} or [{"text": "a"}, ...] (SQuAD's form) -> unique non-empty texts."""
+    values = value if isinstance(value, list) else [value]
+    texts = [v.get("text", "") if isinstance(v, dict) else v for v in values if v is not None]
+    return list(dict.fromkeys(str(t).strip() for t in texts if str(t).strip()))
+
+
+def load_qa(path: Path) -> QASet:
+    """Questions from a SQuAD-style JSON file (SQuAD 1/2, CMRC 2018, DRCD, ...) or a JSONL file. SQuAD 2.0's
+    unanswerable questions (no answer text) cannot be scored by hits, and blank questions cannot be asked: both
+    are left out, and counted."""
     text = Path(path).read_text(encoding="utf-8-sig")
     stripped = text.lstrip()
+    items = QASet()
     if stripped.startswith("{") and '"data"' in stripped[:2000]:
-        items = []
-        for article in json.loads(text)["data"]:
-            for para in article.get("paragraphs", []):
-                for qa in para.get("qas", []):
-                    answers = list(dict.fromkeys(a["text"].strip() for a in qa.get("answers", []) if a["text"].strip()))
-                    items.append(QAItem(qa["question"], answers))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        articles = data.get("data")
+        if not isinstance(articles, list):
+            raise ValueError(f"{path}: 'data' must be a list of articles")
+        for a, article in enumerate(articles):
+            for p, para in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
+                for q, qa in enumerate(para.get("qas", []) if isinstance(para, dict) else []):
+                    where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}]"
+                    if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+                        raise ValueError(f"{where}: needs a 'question'")
+                    answers = _answer_texts(qa.get("answers", []))
+                    if not qa["question"].strip():
+                        items.blank += 1
+                        continue
+                    if not answers:
+                        items.unanswerable += 1
+                        continue
+                    items.append(QAItem(qa["question"].strip(), answers))
         return items
-    items = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -44,11 +77,10 @@ def load_qa(path: Path) -> list[QAItem]:
             raise ValueError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
         if not isinstance(row, dict) or not row.get("question"):
             raise ValueError(f"{path}: line {number}: needs a 'question' field")
-        answer = row.get("answer", row.get("answers", []))
-        answers = [answer] if isinstance(answer, str) else list(answer or [])
+        answers = _answer_texts(row.get("answer", row.get("answers", [])))
         if not answers and not row.get("source"):
             raise ValueError(f"{path}: line {number}: needs 'answer' and/or 'source'")
-        items.append(QAItem(row["question"], [a for a in answers if a], row.get("source", "")))
+        items.append(QAItem(row["question"], answers, row.get("source", "")))
     return items
 
 

@@ -28,7 +28,7 @@ from rolechat.config import ConfigError, kb_dir
 
 from rag.config import RAGConfig
 from rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
-from rag.loaders import SUPPORTED, LoadError, parse
+from rag.loaders import LOADER_VERSION, SUPPORTED, LoadError, parse
 from rag.manifest import ChunkRow, FileRow, Manifest
 from rag.splitting import SPLITTER_VERSION, split_file
 from rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
@@ -81,6 +81,7 @@ class IndexReport:
     chunks_total: int = 0
     seconds: float = 0.0
     rebuilt: str = ""       # why the whole knowledge base was rebuilt, if it was
+    reread: str = ""        # why every file was read again (unchanged chunks keep their vectors), if they were
     repaired: int = 0       # stray Chroma records of an interrupted run that were removed
 
     def count(self, status: str) -> int:
@@ -265,6 +266,11 @@ class KnowledgeBase:
 
         collection = self.collection
         known = manifest.files()
+        stored_loaders = manifest.get("loader_version")
+        if known and stored_loaders != LOADER_VERSION:
+            report.reread = (f"rolechat's file readers changed (version {stored_loaders or 1} -> {LOADER_VERSION}): "
+                             "every file is read again; chunks whose text is unchanged keep their vectors")
+            log.warning("%s: %s", self.name, report.reread)
         manifest_ids = manifest.chunk_ids()
         chroma_ids = all_ids(collection)
         stray = chroma_ids - manifest_ids
@@ -305,7 +311,7 @@ class KnowledgeBase:
                     continue
                 digest = _sha(data)
                 old = known.get(key)
-                if old is not None and old.sha256 == digest and key not in dirty_paths:
+                if old is not None and old.sha256 == digest and key not in dirty_paths and not report.reread:
                     report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
                     continue
                 try:
@@ -340,6 +346,10 @@ class KnowledgeBase:
                 self._remove_file(key, chroma_ids, report)
                 report.files.append(FileOutcome(key, "removed", known[key].chunks))
 
+        if all(key in seen or _under(key, roots) for key in known):
+            # only now, and only once every file was read: a killed run, or one over some of the folders,
+            # leaves files read by the old readers, and the next run reads them again
+            manifest.set(loader_version=LOADER_VERSION)
         changed = report.chunks_added or report.chunks_removed or report.repaired or report.rebuilt
         self._sync_bm25(force=bool(changed), load=False)
         if changed:

@@ -48,7 +48,7 @@ def _sections(loaded: LoadedFile) -> list[tuple[str, list[_Unit]]]:
     sections: list[tuple[str, list[_Unit]]] = []
     for block in loaded.blocks:
         if not loaded.markdown:
-            sections.append(("", [_Unit(block.text, block.location)]))
+            sections.append((block.heading, [_Unit(block.text, block.location)]))
             continue
         stack: list[str] = []
         current: list[_Unit] = []

@@ -105,3 +105,20 @@ def test_ask_streams_an_answer_then_lists_sources(home, docs, tiny_qwen2):
     assert "知识库中没有找到" in nothing.stdout and "sources" not in nothing.stdout
     ghost = run("ask", "多久可以退货？", "--kb", "kb1", "--model", str(tiny_qwen2), "--persona", "ghost")
     assert ghost.exit_code == 1 and "persona 'ghost' is not available" in flat(ghost.output)
+
+
+def test_a_squad_file_indexed_as_is_evaluates_on_its_paragraphs(home, tmp_path):
+    qa = tmp_path / "问答集.json"
+    paragraphs = [("故宫", "它位于北京中轴线的中心，始建于明朝永乐四年，是明清两代的皇家宫殿。", "故宫始建于什么时候？", "明朝永乐四年"),
+                  ("长城", "它东起山海关，西至嘉峪关，全长六千多公里。", "长城西至哪里？", "嘉峪关"),
+                  ("西湖", "它位于杭州市西部，以苏堤春晓等十景闻名。", "杭州的哪个湖以十景闻名？", "苏堤春晓")]
+    qa.write_text(json.dumps({"data": [{"title": t, "paragraphs": [{"context": c, "qas": [
+        {"question": q, "answers": [{"text": a}]}]}]} for t, c, q, a in paragraphs]}, ensure_ascii=False),
+        encoding="utf-8")
+    assert run("index", str(qa), "--kb", "qa").exit_code == 0
+    hits = json.loads(run("search", "长城的终点", "--kb", "qa", "--mode", "bm25", "-k", "3", "--json").stdout)
+    assert all("?" not in h["text"] and "？" not in h["text"] for h in hits)  # the questions are not indexed
+    assert hits[0]["text"].startswith("长城\n") and hits[0]["location"] == "长城 ¶1"
+    data = json.loads(run("eval-retrieval", "--kb", "qa", "--qa", str(qa), "--json").stdout)
+    by_mode = {r["mode"]: r for r in data["results"]}
+    assert data["questions"] == 3 and by_mode["bm25"]["hit_at_1"] == by_mode["hybrid"]["hit_at_1"] == 1.0

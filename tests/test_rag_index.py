@@ -184,6 +184,28 @@ def test_changed_splitter_settings_rebuild_with_a_message(tmp_path, emb):
     assert_consistent(kb)
 
 
+def test_changed_file_readers_reread_every_file_once_keeping_unchanged_vectors(tmp_path, emb, monkeypatch):
+    import rag.knowledge_base as kb_module
+
+    a, b = write_corpus(tmp_path / "a"), tmp_path / "b"
+    b.mkdir()
+    (b / "新闻.txt").write_text(sentences("新闻", 5), encoding="utf-8")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    kb.index([a, b])
+    before = assert_consistent(kb)
+    emb.calls.clear()
+
+    monkeypatch.setattr(kb_module, "LOADER_VERSION", "99")  # same bytes may now give other text
+    partial = kb.index([b])  # one folder: a's files are still as the old readers read them
+    assert "version 2 -> 99" in partial.reread and partial.summary()["updated"] == 1
+    assert emb.calls == [] and assert_consistent(kb) == before  # same text: nothing re-embedded
+    full = kb.index([a, b])
+    assert full.reread and full.summary()["updated"] == 4 and emb.calls == []
+    again = kb.index([a, b])
+    assert not again.reread and again.summary()["unchanged"] == 4
+    assert assert_consistent(kb) == before
+
+
 def test_stray_and_missing_chroma_records_are_repaired(tmp_path, emb):
     corpus = write_corpus(tmp_path / "docs")
     kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)

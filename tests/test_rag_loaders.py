@@ -91,6 +91,24 @@ def test_html_drops_scripts_and_keeps_headings(tmp_path):
     assert "不要" not in text and "color" not in text
 
 
+def test_squad_style_json_indexes_its_paragraphs_under_their_titles_and_not_its_questions(tmp_path):
+    squad = {"version": "v1.0", "data": [
+        {"title": "故宫", "id": "A1", "paragraphs": [
+            {"id": "P1", "context": "它位于北京中轴线的中心，始建于明朝永乐四年。",
+             "qas": [{"question": "故宫始建于哪一年？", "id": "Q1", "answers": [{"text": "明朝永乐四年", "answer_start": 12}]}]},
+            {"id": "P2", "context": "现为故宫博物院。", "qas": []}]},
+        {"paragraphs": [{"context": "没有标题的段落。", "qas": [{"question": "无关问题", "answers": []}]}]}]}
+    (tmp_path / "qa.json").write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    loaded, _ = load_file(tmp_path / "qa.json")
+    assert [(b.text, b.location, b.heading) for b in loaded.blocks] == [
+        ("它位于北京中轴线的中心，始建于明朝永乐四年。", "故宫 ¶1", "故宫"), ("现为故宫博物院。", "故宫 ¶2", "故宫"),
+        ("没有标题的段落。", "article 2 ¶1", "")]
+    squad["data"][0]["paragraphs"][1] = {"qas": []}
+    (tmp_path / "qa.json").write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(LoadError, match=r"data\[0\]\.paragraphs\[1\] has no 'context'"):
+        load_file(tmp_path / "qa.json")
+
+
 def test_json_jsonl_csv_tsv_subtitles_keep_locations(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{"问题": "怎么退货", "答案": "七天内"}, {"问题": "运费", "答案": "包邮"}],
                                                 ensure_ascii=False), encoding="utf-8")

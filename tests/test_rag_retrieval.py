@@ -146,9 +146,26 @@ def test_qa_files_squad_and_jsonl(tmp_path):
     jsonl.write_text('{"question": "q1", "answer": ["a", "b"]}\n{"question": "q2", "source": "x.md"}\n'
                      '{"question": "q3", "answers": "c"}\n', encoding="utf-8")
     assert [(i.answers, i.source) for i in load_qa(jsonl)] == [(["a", "b"], ""), ([], "x.md"), (["c"], "")]
+    jsonl.write_text('{"question": "q1", "answers": [{"text": "a"}, {"text": " "}]}\n', encoding="utf-8")
+    assert [i.answers for i in load_qa(jsonl)] == [["a"]]
     jsonl.write_text('{"question": "q1", "answer": "a"}\nnot json\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 2: invalid JSON"):
         load_qa(jsonl)
+
+
+def test_squad_unanswerable_and_blank_questions_are_left_out_and_counted(tmp_path):
+    squad = tmp_path / "squad2.json"
+    qas = [{"question": "能回答", "answers": [{"text": "北京"}]},
+           {"question": "不能回答", "answers": [], "is_impossible": True, "plausible_answers": [{"text": "上海"}]},
+           {"question": " ", "answers": [{"text": "北京"}]}]
+    squad.write_text(json.dumps({"version": "v2.0", "data": [{"paragraphs": [{"context": "北京。", "qas": qas}]}]},
+                                ensure_ascii=False), encoding="utf-8")
+    items = load_qa(squad)
+    assert [i.question for i in items] == ["能回答"] and (items.unanswerable, items.blank) == (1, 1)
+    qas[0] = {"answers": [{"text": "北京"}]}
+    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "北京。", "qas": qas}]}]}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"squad2.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: needs a 'question'"):
+        load_qa(squad)
 
 
 def test_metrics_count_ranks_correctly(tmp_path):

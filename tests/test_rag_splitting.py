@@ -40,6 +40,14 @@ def test_sentences_are_packed_whole_with_overlap(emb):
         assert b.text.startswith(last)                                     # the last sentence is repeated
 
 
+def test_a_block_heading_prefixes_every_chunk_of_the_block(emb):
+    loaded = LoadedFile("json", "utf-8", [Block("它位于北京。" * 80, "故宫 ¶1", heading="故宫"), Block("无题。", "¶2")])
+    chunks = split_file(loaded, emb.count_tokens, 64, 8, emb.max_tokens)
+    assert len(chunks) > 2
+    assert all(c.text.startswith("故宫\n它位于") and c.headings == "故宫" for c in chunks[:-1])
+    assert chunks[-1].text == "无题。" and chunks[-1].headings == ""
+
+
 def test_headings_give_context_and_close_sections(emb):
     text = ("# 安装\n安装前先检查 Python 版本。\n## 环境配置\n设置 HF_HUB_OFFLINE=1。\n"
             "```bash\n# 这是注释不是标题\nexport A=1\n```\n# 使用\n运行 rolechat index。\n")

@@ -107,6 +107,8 @@ def show_report(report: dict[str, Any]) -> None:
                  total=report["chunks_total"], seconds=report["seconds"]))
     if report.get("rebuilt"):
         st.warning(report["rebuilt"])
+    if report.get("reread"):
+        st.info(report["reread"])
     problems = [f for f in report["files"] if f["status"] in ("skipped", "failed")]
     if problems:
         st.dataframe([{t("kb.col.file"): f["path"], t("kb.col.status"): t(f"kb.status.{f['status']}"),

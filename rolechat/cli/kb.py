@@ -56,6 +56,8 @@ def _print_report(report) -> None:
     s = report.summary()
     if report.rebuilt:
         err_console.print(f"[yellow]{report.rebuilt}[/]", highlight=False)
+    if report.reread:
+        err_console.print(f"[yellow]{report.reread}[/]", highlight=False)
     if report.repaired:
         err_console.print(f"[yellow]repaired: removed {report.repaired} records left by an interrupted run[/]")
     console.print(
@@ -216,11 +218,16 @@ def eval_retrieval(
     except KeyError as exc:
         fail(f"{qa}: not a SQuAD-style file (missing {exc})")
     if not items:
-        fail(f"{qa} has no questions")
+        fail(f"{qa} has no answerable questions" if items.unanswerable or items.blank else f"{qa} has no questions")
     results = evaluate(base, items, k=k)
     if as_json:
-        _print_json({"kb": kb, "qa": str(qa), "questions": len(items), "results": [r.to_dict() for r in results]})
+        _print_json({"kb": kb, "qa": str(qa), "questions": len(items),
+                     "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
+                     "results": [r.to_dict() for r in results]})
         return
+    if items.unanswerable or items.blank:
+        err_console.print(f"left out: {items.unanswerable} unanswerable questions (no answer text), "
+                          f"{items.blank} blank questions", highlight=False)
     from rich.table import Table
 
     table = Table("mode", "hit@1", "hit@5", "hit@10", f"hit@{k}", "MRR@10", "p50 ms", "p95 ms",
