@@ -1,7 +1,9 @@
 """Retrieval quality and latency on a SQuAD-style QA file (default: ../shared/data/cmrc2018_trial.json).
 
-Indexes every paragraph as one document (a .txt file in a temporary folder) into a fresh knowledge base,
-then runs `rag.evaluation.evaluate` for dense, BM25 and hybrid. Extra settings are RAGConfig fields:
+Indexes the QA file itself into a fresh knowledge base, as `rolechat index FILE --kb NAME` does (its
+paragraphs are the documents, under their article's title), then runs `rag.evaluation.evaluate` for dense,
+BM25 and hybrid, as `rolechat eval-retrieval` does. `--paragraph-files` indexes every paragraph as a .txt
+file of its own instead (no titles). Extra settings are RAGConfig fields:
 
     .venv/bin/python bench/bench_retrieval.py                      # defaults
     .venv/bin/python bench/bench_retrieval.py chunk_size=128 --variants 'coverage_power=1;fusion=rrf'
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--variants", default="",
                         help="extra hybrid variants to compare, e.g. 'coverage_power=1;fusion=rrf'")
     parser.add_argument("--embedder-backend", default=None)
+    parser.add_argument("--paragraph-files", action="store_true",
+                        help="index each paragraph as a .txt file of its own (no article titles)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.qa.is_file():
@@ -55,13 +59,16 @@ def main() -> None:
         overrides["embedder_backend"] = args.embedder_backend
     cfg = RAGConfig(**overrides)
 
-    docs = Path(home) / "paragraphs"
-    docs.mkdir()
-    for i, para in enumerate(squad_paragraphs(args.qa)):
-        (docs / f"p{i:04d}.txt").write_text(para, encoding="utf-8")
+    paragraphs = squad_paragraphs(args.qa)
+    source = args.qa
+    if args.paragraph_files:
+        source = Path(home) / "paragraphs"
+        source.mkdir()
+        for i, para in enumerate(paragraphs):
+            (source / f"p{i:04d}.txt").write_text(para, encoding="utf-8")
     kb = KnowledgeBase("bench", cfg)
     start = time.perf_counter()
-    report = kb.index([docs])
+    report = kb.index([source])
     index_s = time.perf_counter() - start
     items = load_qa(args.qa)
     depth = max(10, cfg.k)
@@ -73,12 +80,15 @@ def main() -> None:
             updates[key] = float(value) if key != "fusion" else value
         extra[f"hybrid({variant})"] = kb.retriever("hybrid", depth).model_copy(update=updates)
     results = [r.to_dict() for r in evaluate(kb, items, k=cfg.k, extra=extra)]
-    out = {"qa": str(args.qa), "settings": overrides, "documents": len(list(docs.iterdir())),
+    out = {"qa": str(args.qa), "settings": overrides, "indexed": "paragraph files" if args.paragraph_files else "QA file",
+           "documents": len(paragraphs), "questions": len(items),
+           "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
            "chunks": report.chunks_total, "index_s": round(index_s, 1), "results": results}
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return
-    print(f"{out['documents']} paragraphs -> {out['chunks']} chunks, indexed in {out['index_s']} s; settings "
+    print(f"{out['documents']} paragraphs ({out['indexed']}) -> {out['chunks']} chunks, indexed in {out['index_s']} s; "
+          f"{out['questions']} questions; settings "
           f"{overrides or 'defaults'}")
     print(f"{'mode':24} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR@10':>6} {'p50 ms':>7} {'p95 ms':>7}")
     for r in results:
