@@ -80,7 +80,8 @@ def main() -> None:
             updates[key] = float(value) if key != "fusion" else value
         extra[f"hybrid({variant})"] = kb.retriever("hybrid", depth).model_copy(update=updates)
     results = [r.to_dict() for r in evaluate(kb, items, k=cfg.k, extra=extra)]
-    out = {"qa": str(args.qa), "settings": overrides, "indexed": "paragraph files" if args.paragraph_files else "QA file",
+    out = {"qa": str(args.qa), "settings": overrides,
+           "indexed": "paragraph files" if args.paragraph_files else "QA file",
            "documents": len(paragraphs), "questions": len(items),
            "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
            "chunks": report.chunks_total, "index_s": round(index_s, 1), "results": results}

@@ -2,7 +2,8 @@
 
 QA files: SQuAD-style JSON ({"data": [{"paragraphs": [{"context", "qas": [{"question", "answers"}]}]}]})
 or JSONL with `question` plus `answer` (a string or list of strings) and/or `source` (a file name or
-path suffix). Index a SQuAD-style file itself to evaluate on it: its paragraphs are the documents. A hit is a retrieved chunk that contains an answer text or comes from the named source.
+path suffix). Index a SQuAD-style file itself to evaluate on it: its paragraphs are the documents. A hit
+is a retrieved chunk that contains an answer text or comes from the named source.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from rag.loaders import squad_paragraphs as parse_paragraphs
 
 __all__ = ["QAItem", "QASet", "load_qa", "squad_paragraphs", "evaluate", "ModeResult"]
 
@@ -85,9 +88,11 @@ def load_qa(path: Path) -> QASet:
 
 
 def squad_paragraphs(path: Path) -> list[str]:
-    """The paragraphs of a SQuAD-style file (to index them as documents)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    return [p["context"] for a in data["data"] for p in a.get("paragraphs", [])]
+    """The paragraphs of a SQuAD-style file (to index them as documents), as `rolechat index` reads them."""
+    found = parse_paragraphs(json.loads(Path(path).read_text(encoding="utf-8-sig")))
+    if found is None:
+        raise ValueError(f"{path}: not a SQuAD-style file")
+    return [text for text, _, _ in found]
 
 
 @dataclass

@@ -215,8 +215,6 @@ def eval_retrieval(
         items = load_qa(qa)
     except ValueError as exc:
         fail(str(exc))
-    except KeyError as exc:
-        fail(f"{qa}: not a SQuAD-style file (missing {exc})")
     if not items:
         fail(f"{qa} has no answerable questions" if items.unanswerable or items.blank else f"{qa} has no questions")
     results = evaluate(base, items, k=k)
