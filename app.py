@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rolechat.config import set_offline_env
+from rolechat.settings import set_offline_env
 
 set_offline_env()
 

@@ -30,8 +30,8 @@ GROUP, CALL = 256, 32
 
 
 def corpus_chunks(corpus: Path, count_tokens, chunk_size: int, overlap: int, limit: int) -> list[str]:
-    from rag.loaders import SUPPORTED, LoadError, parse
-    from rag.splitting import split_file
+    from rolechat.rag.loaders import SUPPORTED, LoadError, parse
+    from rolechat.rag.splitting import split_file
 
     texts: dict[str, None] = {}
     for path in sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED):
@@ -48,7 +48,7 @@ def calls_for(texts: list[str], lengths: list[int]) -> list[list[str]]:
     calls = []
     for start in range(0, len(texts), GROUP):
         order = sorted(range(start, min(start + GROUP, len(texts))), key=lambda i: lengths[i])
-        calls += [[texts[i] for i in order[s:s + CALL]] for s in range(0, len(order), CALL)]
+        calls += [[texts[i] for i in order[s : s + CALL]] for s in range(0, len(order), CALL)]
     return calls
 
 
@@ -58,7 +58,7 @@ def padding(calls: list[list[str]], tokens: dict[str, int], batch: int) -> float
     for call in calls:
         counts = sorted(tokens[t] for t in call)
         for s in range(0, len(counts), batch):
-            part = counts[s:s + batch]
+            part = counts[s : s + batch]
             real += sum(part)
             padded += max(part) * len(part)
     return 1 - real / padded
@@ -75,17 +75,17 @@ def main() -> None:
     if not args.corpus.is_dir():
         sys.exit(f"corpus not found: {args.corpus} (the shared data folder is absent)")
     os.environ.setdefault("ROLECHAT_HOME", tempfile.mkdtemp(prefix="rolechat-bench-embed-"))
-    from rolechat.config import set_offline_env
+    from rolechat.settings import set_offline_env
 
     set_offline_env()
-    from rag import RAGConfig
-    from rag.embedder import Embedder
+    from rolechat.rag import RAGConfig
+    from rolechat.rag.embedder import Embedder
 
     cfg = RAGConfig()
     probe = Embedder(cfg.embedder, cfg.embedder_backend)
     every = corpus_chunks(args.corpus, probe.count_tokens, cfg.chunk_size, cfg.chunk_overlap, probe.max_tokens)
     middle = max(0, len(every) // 2 - args.texts // 2)
-    texts = every[middle:middle + args.texts]
+    texts = every[middle : middle + args.texts]
     counts = [n + probe.special_tokens for n in probe.count_tokens(texts)]
     tokens = dict(zip(texts, counts))
     grouped = {"tokens": calls_for(texts, counts), "chars": calls_for(texts, [len(t) for t in texts])}
@@ -112,19 +112,27 @@ def main() -> None:
     for order, batch in configs:
         walls = [w for w, _ in runs[f"{order}/{batch}"]]
         cpus = [c for _, c in runs[f"{order}/{batch}"]]
-        result["configs"].append({
-            "sorted_by": order, "batch": batch, "padding": round(padding(grouped[order], tokens, batch), 3),
-            "wall_best_s": round(min(walls), 1), "wall_median_s": round(statistics.median(walls), 1),
-            "cpu_median_s": round(statistics.median(cpus), 1),
-            "tokens_per_s": round(sum(counts) / statistics.median(walls))})
+        result["configs"].append(
+            {
+                "sorted_by": order,
+                "batch": batch,
+                "padding": round(padding(grouped[order], tokens, batch), 3),
+                "wall_best_s": round(min(walls), 1),
+                "wall_median_s": round(statistics.median(walls), 1),
+                "cpu_median_s": round(statistics.median(cpus), 1),
+                "tokens_per_s": round(sum(counts) / statistics.median(walls)),
+            }
+        )
     if args.json:
         print(json.dumps(result))
         return
     print(f"{result['texts']} chunks, {result['tokens']} tokens, {result['workers']} single-threaded calls at once")
     print("sorted by  batch  padding  wall best  wall median  cpu median  tokens/s")
     for c in result["configs"]:
-        print(f"{c['sorted_by']:>9}  {c['batch']:>5}  {c['padding']:>7.1%}  {c['wall_best_s']:>9}  "
-              f"{c['wall_median_s']:>11}  {c['cpu_median_s']:>10}  {c['tokens_per_s']:>8}")
+        print(
+            f"{c['sorted_by']:>9}  {c['batch']:>5}  {c['padding']:>7.1%}  {c['wall_best_s']:>9}  "
+            f"{c['wall_median_s']:>11}  {c['cpu_median_s']:>10}  {c['tokens_per_s']:>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,15 +38,21 @@ def classic(corpus: Path, persist: Path) -> dict:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     # the model is loaded before timing, as ours is (both runtimes' load and import times are left out)
-    emb = HuggingFaceEmbeddings(model_name=str(get_model_path()), model_kwargs={"device": "cpu"},
-                                encode_kwargs={"normalize_embeddings": True, "batch_size": 32})
+    emb = HuggingFaceEmbeddings(
+        model_name=str(get_model_path()),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
+    )
     emb.embed_query("warm up")
     start = time.perf_counter()
     docs = []
     for path in sorted(corpus.rglob("*")):
         if path.is_file() and path.suffix in (".md", ".txt"):
-            docs.append(Document(page_content=path.read_text(encoding="utf-8", errors="replace"),
-                                 metadata={"source": str(path)}))
+            docs.append(
+                Document(
+                    page_content=path.read_text(encoding="utf-8", errors="replace"), metadata={"source": str(path)}
+                )
+            )
     chunks = RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=150).split_documents(docs)
     load_s = time.perf_counter() - start
     Chroma.from_documents(chunks, emb, persist_directory=str(persist), collection_name="classic")
@@ -54,19 +60,28 @@ def classic(corpus: Path, persist: Path) -> dict:
     rerun_start = time.perf_counter()
     store = Chroma.from_documents(chunks, emb, persist_directory=str(persist), collection_name="classic")
     rerun = time.perf_counter() - rerun_start
-    return {"chunks": len(chunks), "seconds": round(total, 1), "setup_s": round(load_s, 1),
-            "chunks_per_s": round(len(chunks) / total, 1), "rerun_s": round(rerun, 1),
-            "count_after_rerun": store._collection.count()}
+    return {
+        "chunks": len(chunks),
+        "seconds": round(total, 1),
+        "setup_s": round(load_s, 1),
+        "chunks_per_s": round(len(chunks) / total, 1),
+        "rerun_s": round(rerun, 1),
+        "count_after_rerun": store._collection.count(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--skip-classic", action="store_true")
-    parser.add_argument("--files", type=int, default=0,
-                        help="only the first N .md/.txt files (sorted by path): a quicker side-by-side")
-    parser.add_argument("--classic-first", action="store_true",
-                        help="run the classic pipeline before ours (the machine's speed drifts: measure both orders)")
+    parser.add_argument(
+        "--files", type=int, default=0, help="only the first N .md/.txt files (sorted by path): a quicker side-by-side"
+    )
+    parser.add_argument(
+        "--classic-first",
+        action="store_true",
+        help="run the classic pipeline before ours (the machine's speed drifts: measure both orders)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.corpus.is_dir():
@@ -74,7 +89,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="rolechat-bench-index-"))
     os.environ["ROLECHAT_HOME"] = str(work / "home")
-    from rolechat.config import set_offline_env
+    from rolechat.settings import set_offline_env
 
     set_offline_env()
     copy = work / args.corpus.name
@@ -86,8 +101,8 @@ def main() -> None:
             shutil.copy2(path, target)
     else:
         shutil.copytree(args.corpus, copy)
-    from rag import KnowledgeBase, RAGConfig
-    from rag.embedder import Embedder
+    from rolechat.rag import KnowledgeBase, RAGConfig
+    from rolechat.rag.embedder import Embedder
 
     out: dict = {"corpus": str(args.corpus), "files": args.files or "all"}
     if args.classic_first and not args.skip_classic:
@@ -102,23 +117,39 @@ def main() -> None:
     out["export_s"] = round(export_s, 1)
     kb = KnowledgeBase("bench", cfg, embeddings=embedder)
     first = kb.index([copy])
-    out["ours"] = {"files": first.summary(), "chunks": first.chunks_total, "embedded": first.chunks_embedded,
-                   "seconds": first.seconds, "chunks_per_s": round(first.chunks_total / first.seconds, 1)}
+    out["ours"] = {
+        "files": first.summary(),
+        "chunks": first.chunks_total,
+        "embedded": first.chunks_embedded,
+        "seconds": first.seconds,
+        "chunks_per_s": round(first.chunks_total / first.seconds, 1),
+    }
     again = kb.index([copy])
-    out["unchanged"] = {"seconds": again.seconds, "embedded": again.chunks_embedded,
-                        "share_of_first": round(again.seconds / first.seconds, 4)}
+    out["unchanged"] = {
+        "seconds": again.seconds,
+        "embedded": again.chunks_embedded,
+        "share_of_first": round(again.seconds / first.seconds, 4),
+    }
 
     by_size = sorted(copy.rglob("*.md"), key=lambda p: (p.stat().st_size, str(p)))
     target = next((p for p in by_size if p.stat().st_size > 20000), by_size[-1])  # a file of several chunks
     text = target.read_text(encoding="utf-8")
     middle = text.index("\n", len(text) // 2)
-    target.write_text(text[:middle] + "\n\n补充说明：这一段是基准测试插入的新内容，用来验证只重新嵌入改动的分块。\n"
-                      + text[middle:], encoding="utf-8")
+    target.write_text(
+        text[:middle] + "\n\n补充说明：这一段是基准测试插入的新内容，用来验证只重新嵌入改动的分块。\n" + text[middle:],
+        encoding="utf-8",
+    )
     file_chunks = next(d.chunks for d in kb.documents() if d.path == str(target))
     edited = kb.index([copy])
-    out["edited"] = {"file": str(target.relative_to(copy)), "file_chunks": file_chunks,
-                     "embedded": edited.chunks_embedded, "added": edited.chunks_added,
-                     "removed": edited.chunks_removed, "seconds": edited.seconds, "files": edited.summary()}
+    out["edited"] = {
+        "file": str(target.relative_to(copy)),
+        "file_chunks": file_chunks,
+        "embedded": edited.chunks_embedded,
+        "added": edited.chunks_added,
+        "removed": edited.chunks_removed,
+        "seconds": edited.seconds,
+        "files": edited.summary(),
+    }
     kb.close()
 
     if not args.skip_classic:

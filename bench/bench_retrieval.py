@@ -32,11 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("settings", nargs="*", help="RAGConfig overrides, key=value")
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
-    parser.add_argument("--variants", default="",
-                        help="extra hybrid variants to compare, e.g. 'coverage_power=1;fusion=rrf'")
+    parser.add_argument(
+        "--variants", default="", help="extra hybrid variants to compare, e.g. 'coverage_power=1;fusion=rrf'"
+    )
     parser.add_argument("--embedder-backend", default=None)
-    parser.add_argument("--paragraph-files", action="store_true",
-                        help="index each paragraph as a .txt file of its own (no article titles)")
+    parser.add_argument(
+        "--paragraph-files",
+        action="store_true",
+        help="index each paragraph as a .txt file of its own (no article titles)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.qa.is_file():
@@ -44,11 +48,11 @@ def main() -> None:
 
     home = tempfile.mkdtemp(prefix="rolechat-bench-")
     os.environ["ROLECHAT_HOME"] = home
-    from rolechat.config import set_offline_env
+    from rolechat.settings import set_offline_env
 
     set_offline_env()
-    from rag import KnowledgeBase, RAGConfig
-    from rag.evaluation import evaluate, load_qa, squad_paragraphs
+    from rolechat.rag import KnowledgeBase, RAGConfig
+    from rolechat.rag.evaluation import evaluate, load_qa, squad_paragraphs
 
     overrides = {}
     for item in args.settings:
@@ -80,21 +84,31 @@ def main() -> None:
             updates[key] = float(value) if key != "fusion" else value
         extra[f"hybrid({variant})"] = kb.retriever("hybrid", depth).model_copy(update=updates)
     results = [r.to_dict() for r in evaluate(kb, items, k=cfg.k, extra=extra)]
-    out = {"qa": str(args.qa), "settings": overrides,
-           "indexed": "paragraph files" if args.paragraph_files else "QA file",
-           "documents": len(paragraphs), "questions": len(items),
-           "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
-           "chunks": report.chunks_total, "index_s": round(index_s, 1), "results": results}
+    out = {
+        "qa": str(args.qa),
+        "settings": overrides,
+        "indexed": "paragraph files" if args.paragraph_files else "QA file",
+        "documents": len(paragraphs),
+        "questions": len(items),
+        "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
+        "chunks": report.chunks_total,
+        "index_s": round(index_s, 1),
+        "results": results,
+    }
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return
-    print(f"{out['documents']} paragraphs ({out['indexed']}) -> {out['chunks']} chunks, indexed in {out['index_s']} s; "
-          f"{out['questions']} questions; settings "
-          f"{overrides or 'defaults'}")
+    print(
+        f"{out['documents']} paragraphs ({out['indexed']}) -> {out['chunks']} chunks, indexed in {out['index_s']} s; "
+        f"{out['questions']} questions; settings "
+        f"{overrides or 'defaults'}"
+    )
     print(f"{'mode':24} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR@10':>6} {'p50 ms':>7} {'p95 ms':>7}")
     for r in results:
-        print(f"{r['mode']:24} {r['hit_at_1']:6.3f} {r['hit_at_5']:6.3f} {r['hit_at_10']:6.3f} {r['mrr_at_10']:6.3f} "
-              f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
+        print(
+            f"{r['mode']:24} {r['hit_at_1']:6.3f} {r['hit_at_5']:6.3f} {r['hit_at_10']:6.3f} {r['mrr_at_10']:6.3f} "
+            f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "huanhuan.json"
 SYSTEM = "现在你要扮演皇帝身边的女人--甄嬛"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHATML = ("{%- for m in messages -%}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-          "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}")
-LORA = dict(rank=8, alpha=32, dropout=0.1)
+CHATML = (
+    "{%- for m in messages -%}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+)
+LORA = {"rank": 8, "alpha": 32, "dropout": 0.1}
 LR, BATCH, PAD_TO = 5e-4, 8, 512
 
 
@@ -52,19 +54,39 @@ def build_model(out: Path, records: list[dict]) -> Path:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=8000, special_tokens=SPECIALS,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  additional_special_tokens=["<|im_start|>"])
+    bpe.train_from_iterator(
+        lines,
+        trainers.BpeTrainer(
+            vocab_size=8000, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
     tok.chat_template = CHATML
     torch.manual_seed(0)
-    cfg = AutoConfig.for_model("qwen2", vocab_size=len(tok), hidden_size=256, intermediate_size=688,
-                               num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                               max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
+    cfg = AutoConfig.for_model(
+        "qwen2",
+        vocab_size=len(tok),
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     model = AutoModelForCausalLM.from_config(cfg)
-    model.generation_config = GenerationConfig(max_new_tokens=64, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        max_new_tokens=64, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     model.save_pretrained(out)
     tok.save_pretrained(out)
     print(f"built {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-param model in {out}", file=sys.stderr)
@@ -73,31 +95,78 @@ def build_model(out: Path, records: list[dict]) -> Path:
 
 def prepared_split(data: Path, model: Path, seed: int):
     """The held-out split `rolechat train --seed SEED` makes, rendered the same way."""
-    from finetune import TrainConfig
-    from finetune.trainer import prepare
-    from llm.config import LLMConfig
+    from rolechat.finetune import TrainConfig
+    from rolechat.finetune.trainer import prepare
+    from rolechat.llm.config import LLMConfig
 
-    return prepare(data, TrainConfig(eval_ratio=0.05, seed=seed, max_length=PAD_TO), LLMConfig(model=str(model)),
-                   system=SYSTEM)
+    return prepare(
+        data, TrainConfig(eval_ratio=0.05, seed=seed, max_length=PAD_TO), LLMConfig(model=str(model)), system=SYSTEM
+    )
 
 
 def run_rolechat(data: Path, model: Path, home: Path, seed: int, extra: list[str] = ()) -> dict:
     env = {**os.environ, "ROLECHAT_HOME": str(home)}
-    cmd = [sys.executable, "-m", "rolechat", "train", "--data", str(data), "--persona", "bench", "--base", str(model),
-           "--system", SYSTEM, "--epochs", "1", "--batch-size", str(BATCH), "--grad-accum", "1", "--lr", str(LR),
-           "--rank", str(LORA["rank"]), "--alpha", str(LORA["alpha"]), "--dropout", str(LORA["dropout"]),
-           "--schedule", "linear", "--warmup-ratio", "0", "--eval-ratio", "0.05", "--seed", str(seed),
-           "--max-length", str(PAD_TO), "--save-steps", "100000", "--logging-steps", "20", "--overwrite", "--json",
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rolechat",
+        "train",
+        "--data",
+        str(data),
+        "--persona",
+        "bench",
+        "--base",
+        str(model),
+        "--system",
+        SYSTEM,
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(BATCH),
+        "--grad-accum",
+        "1",
+        "--lr",
+        str(LR),
+        "--rank",
+        str(LORA["rank"]),
+        "--alpha",
+        str(LORA["alpha"]),
+        "--dropout",
+        str(LORA["dropout"]),
+        "--schedule",
+        "linear",
+        "--warmup-ratio",
+        "0",
+        "--eval-ratio",
+        "0.05",
+        "--seed",
+        str(seed),
+        "--max-length",
+        str(PAD_TO),
+        "--save-steps",
+        "100000",
+        "--logging-steps",
+        "20",
+        "--overwrite",
+        "--json",
+        *extra,
+    ]
     print("$ " + " ".join(cmd), file=sys.stderr)
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"rolechat train failed:\n{out.stderr[-3000:]}")
     m = json.loads(out.stdout)["metrics"]
-    return {"name": f"rolechat train ({' '.join(extra) or 'defaults: packed rows'}, batch 8)", "steps": m["steps"],
-            "train_s": m["train_runtime_s"], "real_tokens": m["real_tokens"], "tokens_per_s": m["tokens_per_s"],
-            "padding": m["padding_fraction"], "eval_loss": m["eval_loss_after"],
-            "eval_loss_before": m["eval_loss_before"], "adapter": str(home / "personas" / "bench")}
+    return {
+        "name": f"rolechat train ({' '.join(extra) or 'defaults: packed rows'}, batch 8)",
+        "steps": m["steps"],
+        "train_s": m["train_runtime_s"],
+        "real_tokens": m["real_tokens"],
+        "tokens_per_s": m["tokens_per_s"],
+        "padding": m["padding_fraction"],
+        "eval_loss": m["eval_loss_after"],
+        "eval_loss_before": m["eval_loss_before"],
+        "adapter": str(home / "personas" / "bench"),
+    }
 
 
 def run_recipe(prepared, model_dir: Path, out: Path, seed: int) -> dict:
@@ -107,28 +176,59 @@ def run_recipe(prepared, model_dir: Path, out: Path, seed: int) -> dict:
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
     pad = prepared.tokenizer.pad_token_id
-    rows = [{"input_ids": e.input_ids + [pad] * (PAD_TO - len(e.input_ids)),
-             "attention_mask": [1] * len(e.input_ids) + [0] * (PAD_TO - len(e.input_ids)),
-             "labels": e.labels + [-100] * (PAD_TO - len(e.labels))} for e in prepared.train]
-    collate = lambda batch: {k: torch.tensor([r[k] for r in batch]) for k in batch[0]}  # noqa: E731
+    rows = [
+        {
+            "input_ids": e.input_ids + [pad] * (PAD_TO - len(e.input_ids)),
+            "attention_mask": [1] * len(e.input_ids) + [0] * (PAD_TO - len(e.input_ids)),
+            "labels": e.labels + [-100] * (PAD_TO - len(e.labels)),
+        }
+        for e in prepared.train
+    ]
+    collate = lambda batch: {k: torch.tensor([r[k] for r in batch]) for k in batch[0]}
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.config.use_cache = False
     torch.manual_seed(seed)
-    model = get_peft_model(model, LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=1, gradient_accumulation_steps=8,
-                             num_train_epochs=1, learning_rate=LR, lr_scheduler_type="linear", logging_steps=50,
-                             save_strategy="no", report_to=[], use_cpu=True, seed=seed, disable_tqdm=True,
-                             remove_unused_columns=False, dataloader_pin_memory=False)
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=LORA["rank"],
+            lora_alpha=LORA["alpha"],
+            lora_dropout=LORA["dropout"],
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
+    )
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=8,
+        num_train_epochs=1,
+        learning_rate=LR,
+        lr_scheduler_type="linear",
+        logging_steps=50,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
     real = sum(len(e.input_ids) for e in prepared.train)
     model.save_pretrained(out / "adapter")
-    row = {"name": "classic recipe (pad to 512, batch 1 x grad-accum 8)", "steps": result.global_step,
-           "train_s": round(seconds, 2), "real_tokens": real, "tokens_per_s": round(real / seconds, 1),
-           "padding": round(1 - real / (PAD_TO * len(rows)), 4), "adapter": str(out / "adapter")}
+    row = {
+        "name": "classic recipe (pad to 512, batch 1 x grad-accum 8)",
+        "steps": result.global_step,
+        "train_s": round(seconds, 2),
+        "real_tokens": real,
+        "tokens_per_s": round(real / seconds, 1),
+        "padding": round(1 - real / (PAD_TO * len(rows)), 4),
+        "adapter": str(out / "adapter"),
+    }
     (out / "result.json").write_text(json.dumps(row))
     return row
 
@@ -138,27 +238,73 @@ def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     convs = {c.record: c for c in prepared.data.conversations}
     train_records = sorted({e.record for e in prepared.train})
-    rows = [{"instruction": convs[r].messages[-2]["content"], "input": "", "output": convs[r].messages[-1]["content"],
-             "system": SYSTEM} for r in train_records]
+    rows = [
+        {
+            "instruction": convs[r].messages[-2]["content"],
+            "input": "",
+            "output": convs[r].messages[-1]["content"],
+            "system": SYSTEM,
+        }
+        for r in train_records
+    ]
     (work / "huanhuan_train.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    (work / "dataset_info.json").write_text(json.dumps({"huanhuan": {
-        "file_name": "huanhuan_train.json", "columns": {"prompt": "instruction", "query": "input",
-                                                        "response": "output", "system": "system"}}}))
+    (work / "dataset_info.json").write_text(
+        json.dumps(
+            {
+                "huanhuan": {
+                    "file_name": "huanhuan_train.json",
+                    "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
+                }
+            }
+        )
+    )
     out = work / "out"
-    yaml = {"model_name_or_path": str(model_dir), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-            "lora_rank": LORA["rank"], "lora_alpha": LORA["alpha"], "lora_dropout": LORA["dropout"],
-            "lora_target": "all", "dataset": "huanhuan", "dataset_dir": str(work), "template": "qwen",
-            "cutoff_len": PAD_TO, "overwrite_cache": True, "preprocessing_num_workers": 1,
-            "output_dir": str(out), "overwrite_output_dir": True, "logging_steps": 50, "save_strategy": "no",
-            "plot_loss": False, "report_to": "none", "per_device_train_batch_size": BATCH,
-            "gradient_accumulation_steps": 1, "learning_rate": LR, "num_train_epochs": 1.0,
-            "lr_scheduler_type": "linear", "warmup_ratio": 0.0, "bf16": False, "fp16": False,
-            "disable_gradient_checkpointing": True, "train_sampling_strategy": "group_by_length",
-            "dataloader_num_workers": 0, "dataloader_pin_memory": False, "seed": 42, "use_cpu": True}
+    yaml = {
+        "model_name_or_path": str(model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": LORA["rank"],
+        "lora_alpha": LORA["alpha"],
+        "lora_dropout": LORA["dropout"],
+        "lora_target": "all",
+        "dataset": "huanhuan",
+        "dataset_dir": str(work),
+        "template": "qwen",
+        "cutoff_len": PAD_TO,
+        "overwrite_cache": True,
+        "preprocessing_num_workers": 1,
+        "output_dir": str(out),
+        "overwrite_output_dir": True,
+        "logging_steps": 50,
+        "save_strategy": "no",
+        "plot_loss": False,
+        "report_to": "none",
+        "per_device_train_batch_size": BATCH,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": LR,
+        "num_train_epochs": 1.0,
+        "lr_scheduler_type": "linear",
+        "warmup_ratio": 0.0,
+        "bf16": False,
+        "fp16": False,
+        "disable_gradient_checkpointing": True,
+        "train_sampling_strategy": "group_by_length",
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False,
+        "seed": 42,
+        "use_cpu": True,
+    }
     cfg = work / "train.yaml"  # JSON is valid YAML; llamafactory-cli mis-reads .json configs (0.9.5)
     cfg.write_text(json.dumps(yaml, ensure_ascii=False, indent=1))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1", "CUDA_VISIBLE_DEVICES": "",
-           "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "DISABLE_VERSION_CHECK": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "WANDB_DISABLED": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     cmd = [str(venv / "bin" / "llamafactory-cli"), "train", str(cfg)]
     print("$ " + " ".join(cmd), file=sys.stderr)
     proc = subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True)
@@ -166,10 +312,15 @@ def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path) -> dict:
         raise RuntimeError(f"llamafactory-cli failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     results = json.loads((out / "all_results.json").read_text())
     real = sum(len(e.input_ids) for e in prepared.train)
-    return {"name": "LLaMA-Factory 0.9.5 (batch 8, grouped, no grad. checkpointing)",
-            "steps": json.loads((out / "trainer_state.json").read_text())["global_step"],
-            "train_s": round(results["train_runtime"], 2), "real_tokens": real,
-            "tokens_per_s": round(real / results["train_runtime"], 1), "padding": None, "adapter": str(out)}
+    return {
+        "name": "LLaMA-Factory 0.9.5 (batch 8, grouped, no grad. checkpointing)",
+        "steps": json.loads((out / "trainer_state.json").read_text())["global_step"],
+        "train_s": round(results["train_runtime"], 2),
+        "real_tokens": real,
+        "tokens_per_s": round(real / results["train_runtime"], 1),
+        "padding": None,
+        "adapter": str(out),
+    }
 
 
 def eval_adapters(prepared, model_dir: Path, rows: list[dict]) -> None:
@@ -178,8 +329,8 @@ def eval_adapters(prepared, model_dir: Path, rows: list[dict]) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from finetune.batching import ExampleDataset, PadCollator
-    from finetune.model import evaluate_loss
+    from rolechat.finetune.batching import ExampleDataset, PadCollator
+    from rolechat.finetune.model import evaluate_loss
 
     held = ExampleDataset(prepared.eval).rows
     collator = PadCollator(prepared.tokenizer.pad_token_id)
@@ -193,24 +344,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=1200, help="first N records of huanhuan.json (0 = all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/rolechat-bench-train"))
-    ap.add_argument("--base", type=Path, default=None,
-                    help="an existing model folder (e.g. llm/demo/model) instead of the random-init 5M model")
-    ap.add_argument("--seeds", default="42",
-                    help="comma-separated seeds: each gives its own held-out split, data order and LoRA init, "
-                         "for rolechat and the recipe alike; LLaMA-Factory runs with the first only")
+    ap.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="an existing model folder (e.g. llm/demo/model) instead of the random-init 5M model",
+    )
+    ap.add_argument(
+        "--seeds",
+        default="42",
+        help="comma-separated seeds: each gives its own held-out split, data order and LoRA init, "
+        "for rolechat and the recipe alike; LLaMA-Factory runs with the first only",
+    )
     ap.add_argument("--lf-venv", type=Path, default=None, help="venv with llamafactory installed (skip if absent)")
     ap.add_argument("--train-args", default="", help="extra `rolechat train` flags, e.g. '--packing'")
     ap.add_argument("--skip-recipe", action="store_true")
-    ap.add_argument("--reuse-recipe", action="store_true",
-                    help="reuse the recipe adapters (and timings) a previous run left in --work for the same seeds")
+    ap.add_argument(
+        "--reuse-recipe",
+        action="store_true",
+        help="reuse the recipe adapters (and timings) a previous run left in --work for the same seeds",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch/OpenMP threads for every run (1 avoids OpenMP spin-wait collapse on a busy machine)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/OpenMP threads for every run (1 avoids OpenMP spin-wait collapse on a busy machine)",
+    )
     a = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(a.threads)
     if not DATA.is_file():
         raise SystemExit(f"{DATA} not found (the shared data folder is needed for this benchmark)")
-    from rolechat.config import set_offline_env
+    from rolechat.settings import set_offline_env
 
     set_offline_env()
     import torch
@@ -240,13 +405,16 @@ def main() -> None:
                 print(exc, file=sys.stderr)
         eval_adapters(prepared, model, rows)
         runs.append({"seed": seed, "train": len(prepared.train), "held_out": len(prepared.eval), "rows": rows})
-        print(f"seed {seed}: " + ", ".join(f"{r['name'].split(' (')[0]} {r['eval_loss']}" for r in rows),
-              file=sys.stderr)
+        print(
+            f"seed {seed}: " + ", ".join(f"{r['name'].split(' (')[0]} {r['eval_loss']}" for r in rows), file=sys.stderr
+        )
 
     first = runs[0]
-    head = (f"data: {first['train']} train / {first['held_out']} held-out examples of {data.name} "
-            f"({a.examples or 'all'} records), model {model.name}, torch threads {torch.get_num_threads()}, "
-            f"load average {os.getloadavg()[0]:.1f}")
+    head = (
+        f"data: {first['train']} train / {first['held_out']} held-out examples of {data.name} "
+        f"({a.examples or 'all'} records), model {model.name}, torch threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(head)
     print(f"seed {first['seed']}:")
     print("| run | steps | train s | real tokens/s | padding | held-out loss |")
@@ -265,11 +433,15 @@ def main() -> None:
         for run in runs:
             ours_row, recipe_row = run["rows"][0], run["rows"][1]
             diffs.append(ours_row["eval_loss"] - recipe_row["eval_loss"])
-            print(f"| {run['seed']} | {ours_row['eval_loss_before']:.4f} | {ours_row['eval_loss']:.4f} | "
-                  f"{recipe_row['eval_loss']:.4f} | {diffs[-1]:+.4f} | "
-                  f"{ours_row['tokens_per_s'] / recipe_row['tokens_per_s']:.1f}x |")
-        print(f"mean difference {sum(diffs) / len(diffs):+.4f} over {len(diffs)} seeds "
-              f"(negative: rolechat's adapter has the lower held-out loss)")
+            print(
+                f"| {run['seed']} | {ours_row['eval_loss_before']:.4f} | {ours_row['eval_loss']:.4f} | "
+                f"{recipe_row['eval_loss']:.4f} | {diffs[-1]:+.4f} | "
+                f"{ours_row['tokens_per_s'] / recipe_row['tokens_per_s']:.1f}x |"
+            )
+        print(
+            f"mean difference {sum(diffs) / len(diffs):+.4f} over {len(diffs)} seeds "
+            f"(negative: rolechat's adapter has the lower held-out loss)"
+        )
     if a.json:
         a.json.write_text(json.dumps({"header": head, "runs": runs}, ensure_ascii=False, indent=2))
 

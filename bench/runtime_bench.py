@@ -4,7 +4,8 @@
 
 Without --model it uses the built-in demo model. `--shape 0.5b` instead builds a randomly initialised model
 with the layer shapes of Qwen2.5-0.5B (24 layers, hidden 896, MLP 4864; the demo tokenizer's small vocabulary)
-and saves it to a temporary folder, so switching and loading are timed at a realistic depth and size. Adapters are random LoRA adapters (rank 8, all-linear)
+and saves it to a temporary folder, so switching and loading are timed at a realistic depth and size.
+Adapters are random LoRA adapters (rank 8, all-linear)
 made for the benchmark in a temporary ROLECHAT_HOME. "Switch" is the time from a request naming another
 persona to the model being ready for it: entering the runtime's persona context (peft `set_adapter`, or
 `disable_adapter` for the base model) and leaving it, median of --repeats over a rotation of personas.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rolechat.config import set_offline_env  # noqa: E402
+from rolechat.settings import set_offline_env
 
 set_offline_env()
 
@@ -43,13 +44,22 @@ def build_shaped(out: Path) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from llm.demo import demo_model_path
+    from rolechat.llm.demo import demo_model_path
 
     tok = AutoTokenizer.from_pretrained(demo_model_path())
-    cfg = AutoConfig.for_model("qwen2", vocab_size=len(tok), hidden_size=896, intermediate_size=4864,
-                               num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                               max_position_embeddings=4096, tie_word_embeddings=True,
-                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = AutoConfig.for_model(
+        "qwen2",
+        vocab_size=len(tok),
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -69,8 +79,8 @@ def main() -> None:
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llm import LLMConfig, PersonaManifest, Runtime, fingerprint, resolve_model
-    from rolechat import config
+    from rolechat import settings
+    from rolechat.llm import LLMConfig, PersonaManifest, Runtime, fingerprint, resolve_model
 
     torch.set_num_threads(os.cpu_count() or 2)
     if args.shape:
@@ -81,7 +91,7 @@ def main() -> None:
         torch.manual_seed(i)
         base = AutoModelForCausalLM.from_pretrained(resolved.source, dtype=torch.float32)
         pm = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
-        out = config.personas_dir() / name
+        out = settings.personas_dir() / name
         pm.save_pretrained(out)
         PersonaManifest(name=name, base_model=resolved.model_id, base_fingerprint=fingerprint(base.config)).save(out)
 
@@ -95,7 +105,7 @@ def main() -> None:
     order = iter([names[(i + 1) % len(names)] for i in range(10 * args.repeats)] * 2)
     switched = median_time(lambda: rt.logits(msgs, next(order)), args.repeats)
     to_base = median_time(lambda: rt.logits(msgs, "base"), args.repeats)
-    rotation = iter(([*names, "base"] * (4 * args.repeats)))
+    rotation = iter([*names, "base"] * (4 * args.repeats))
 
     def switch() -> None:
         with rt._persona_context(next(rotation)):
@@ -105,7 +115,7 @@ def main() -> None:
 
     def fresh() -> None:
         base = AutoModelForCausalLM.from_pretrained(resolved.source, dtype=torch.float32)
-        PeftModel.from_pretrained(base, str(config.personas_dir() / "p1")).eval()
+        PeftModel.from_pretrained(base, str(settings.personas_dir() / "p1")).eval()
 
     fresh_load = median_time(fresh, max(3, args.repeats // 4))
 
@@ -118,8 +128,10 @@ def main() -> None:
     tps = statistics.median(s.tokens_per_second for s in streams)
     n_params = sum(p.numel() for p in rt.base_model.parameters())
 
-    print(f"model: {rt.info.model_id} ({n_params / 1e6:.1f}M params, {rt.info.device}, {rt.info.dtype}); "
-          f"{args.adapters} adapters; runtime start-up {startup:.2f} s")
+    print(
+        f"model: {rt.info.model_id} ({n_params / 1e6:.1f}M params, {rt.info.device}, {rt.info.dtype}); "
+        f"{args.adapters} adapters; runtime start-up {startup:.2f} s"
+    )
     print(f"forward pass, same persona (median):        {same * 1e3:8.2f} ms")
     print(f"forward pass, switched persona (median):    {switched * 1e3:8.2f} ms")
     print(f"forward pass, switched to base (median):    {to_base * 1e3:8.2f} ms")

@@ -50,18 +50,39 @@ def main() -> None:
     persona = "喵喵 (miaomiao)" if args.steps else None
     if args.steps and not (home / "personas" / "miaomiao" / "persona.json").is_file():
         started = time.perf_counter()
-        cmd = [sys.executable, "-m", "rolechat", "train", "--data", str(ROOT / "examples/personas/cat.json"),
-               "--persona", "miaomiao", "--display-name", "喵喵", "--system", CAT_SYSTEM,
-               "--max-steps", str(args.steps)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rolechat",
+            "train",
+            "--data",
+            str(ROOT / "examples/personas/cat.json"),
+            "--persona",
+            "miaomiao",
+            "--display-name",
+            "喵喵",
+            "--system",
+            CAT_SYSTEM,
+            "--max-steps",
+            str(args.steps),
+        ]
         subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
         print(f"trained the sample persona in {time.perf_counter() - started:.0f} s", flush=True)
 
     server = start_server(env, home / "streamlit.log", timeout=120)
     started = time.perf_counter()
     try:
-        result = run_flow(server.url, home / "shots", question=args.question, persona_label=persona,
-                          follow_up="你好呀，你是谁？", search="采茶体验", lint=True, timeout_ms=600_000,
-                          viewport={"width": 1280, "height": 1400})
+        result = run_flow(
+            server.url,
+            home / "shots",
+            question=args.question,
+            persona_label=persona,
+            follow_up="你好呀，你是谁？",
+            search="采茶体验",
+            lint=True,
+            timeout_ms=600_000,
+            viewport={"width": 1280, "height": 1400},
+        )
     except Exception:
         print(server.log_tail(), file=sys.stderr)
         raise

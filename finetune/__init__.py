@@ -4,13 +4,13 @@ Renders conversations with the runtime's own chat template (llm.templates), so a
 exactly the prompt it is served with. Heavy libraries load only when training starts.
 """
 
-from finetune.config import TrainConfig
-from finetune.data import Conversation, DataError, Dataset, Issue, load_dataset
-from finetune.encode import EncodeStats, Example, encode_conversations, show_example
-from finetune.merge import MergeError, merge_persona
-from finetune.model import TrainError
-from finetune.progress import ProgressLog, plot_loss, read_progress
-from finetune.trainer import Prepared, TrainResult, prepare, progress_path, run_dir, train
+from rolechat.finetune.config import TrainConfig
+from rolechat.finetune.data import Conversation, DataError, Dataset, Issue, load_dataset
+from rolechat.finetune.encode import EncodeStats, Example, encode_conversations, show_example
+from rolechat.finetune.merge import MergeError, merge_persona
+from rolechat.finetune.model import TrainError
+from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.finetune.trainer import Prepared, TrainResult, prepare, progress_path, run_dir, train
 
 __all__ = [
     "Conversation",

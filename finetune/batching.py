@@ -15,11 +15,11 @@ across the seam.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["PadCollator", "PackCollator", "ExampleDataset", "LengthGroupedSampler", "padding_fraction",
-           "pack_rows"]
+__all__ = ["PadCollator", "PackCollator", "ExampleDataset", "LengthGroupedSampler", "padding_fraction", "pack_rows"]
 
 
 class ExampleDataset:
@@ -132,9 +132,8 @@ class PackCollator:
             ids += [self.pad_id] * fill
             labels += [-100] * fill
             positions += range(fill)
-        as_rows = lambda k: torch.tensor([row[k] for row in packed], dtype=torch.long)  # noqa: E731
-        batch = {"input_ids": as_rows(0), "labels": as_rows(1), "position_ids": as_rows(2),
-                 "num_real_tokens": real}
+        as_rows = lambda k: torch.tensor([row[k] for row in packed], dtype=torch.long)
+        batch = {"input_ids": as_rows(0), "labels": as_rows(1), "position_ids": as_rows(2), "num_real_tokens": real}
         return _sparsify(batch) if self.sparse_logits else batch
 
 
@@ -183,9 +182,9 @@ class LengthGroupedSampler:
         full: list[list[int]] = []
         short: list[list[int]] = []
         for start in range(0, len(order), self.group):
-            group = sorted(order[start:start + self.group], key=lambda i: -self.lengths[i])
+            group = sorted(order[start : start + self.group], key=lambda i: -self.lengths[i])
             for b in range(0, len(group), self.batch_size):
-                batch = group[b:b + self.batch_size]
+                batch = group[b : b + self.batch_size]
                 (full if len(batch) == self.batch_size else short).append(batch)
         full = [full[i] for i in torch.randperm(len(full), generator=g).tolist()]
         if full:

@@ -29,28 +29,46 @@ class TrainConfig:
     schedule: str = field(default="cosine", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
     warmup_ratio: float = field(default=0.03, metadata=_help("Fraction of the steps spent warming up."))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
-    batch_size: int = field(default=16, metadata=_help("Examples per device per step (dynamic padding keeps it cheap)."))
+    batch_size: int = field(
+        default=16, metadata=_help("Examples per device per step (dynamic padding keeps it cheap).")
+    )
     grad_accum: int = field(default=1, metadata=_help("Gradient accumulation steps."))
-    max_length: int = field(default=1024, metadata=_help(
-        "Most tokens per example; longer ones lose their oldest turns, then the head of the prompt, never the reply."))
+    max_length: int = field(
+        default=1024,
+        metadata=_help(
+            "Most tokens per example; longer ones lose their oldest turns, then the head of the prompt, "
+            "never the reply."
+        ),
+    )
     rank: int = field(default=8, metadata=_help("LoRA rank r."))
     alpha: int = field(default=16, metadata=_help("LoRA alpha (scale = alpha / rank)."))
     dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
-    target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata=_help(
-        "Modules that get LoRA: all-linear, or names such as q_proj,v_proj (ChatGLM: query_key_value)."))
+    target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata=_help("Modules that get LoRA: all-linear, or names such as q_proj,v_proj (ChatGLM: query_key_value)."),
+    )
     eval_ratio: float = field(default=0.05, metadata=_help("Held-out fraction for eval loss / perplexity; 0 = none."))
     eval_steps: int = field(default=0, metadata=_help("Evaluate every N steps during training; 0 = only before/after."))
-    early_stopping: int = field(default=0, metadata=_help(
-        "Stop when eval loss has not improved for N evaluations (needs eval_steps); 0 = off."))
+    early_stopping: int = field(
+        default=0, metadata=_help("Stop when eval loss has not improved for N evaluations (needs eval_steps); 0 = off.")
+    )
     save_steps: int = field(default=200, metadata=_help("Write a resumable checkpoint every N steps."))
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
     seed: int = field(default=42, metadata=_help("Seed for the split, shuffling and LoRA init."))
     last_turn_only: bool = field(default=False, metadata=_help("Supervise only the last assistant turn."))
-    packing: bool = field(default=True, metadata=_help(
-        "Pack random batches into rows of <= max_length tokens without cross-example attention (off: length-grouped "
-        "padding; always off for trust_remote_code models)."))
-    sparse_logits: bool = field(default=True, metadata=_help(
-        "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."))
+    packing: bool = field(
+        default=True,
+        metadata=_help(
+            "Pack random batches into rows of <= max_length tokens without cross-example attention "
+            "(off: length-grouped padding; always off for trust_remote_code models)."
+        ),
+    )
+    sparse_logits: bool = field(
+        default=True,
+        metadata=_help(
+            "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."
+        ),
+    )
     group_by_length: bool = field(default=True, metadata=_help("Batch examples of similar length (less padding)."))
     gradient_checkpointing: bool = field(default=False, metadata=_help("Trade compute for memory (large models)."))
     qlora: bool = field(default=False, metadata=_help("4-bit NF4 base + LoRA (CUDA only)."))
@@ -80,13 +98,19 @@ class TrainConfig:
         need(self.rank >= 1, "rank", "must be >= 1")
         need(self.alpha >= 1, "alpha", "must be >= 1")
         need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        need(bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-             "target_modules", "must name at least one module (or all-linear)")
+        need(
+            bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+            "target_modules",
+            "must name at least one module (or all-linear)",
+        )
         need(0 <= self.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
         need(self.eval_steps >= 0, "eval_steps", "must be >= 0")
         need(self.early_stopping >= 0, "early_stopping", "must be >= 0")
-        need(not self.early_stopping or (self.eval_steps and self.eval_ratio), "early_stopping",
-             "needs eval_steps > 0 and eval_ratio > 0")
+        need(
+            not self.early_stopping or (self.eval_steps and self.eval_ratio),
+            "early_stopping",
+            "needs eval_steps > 0 and eval_ratio > 0",
+        )
         need(self.save_steps >= 1, "save_steps", "must be >= 1")
         need(self.save_total_limit >= 1, "save_total_limit", "must be >= 1")
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")

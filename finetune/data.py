@@ -16,16 +16,24 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["DataError", "Issue", "Conversation", "Dataset", "load_dataset"]
 
 log = logging.getLogger(__name__)
 
-_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "bot": "assistant",
-          "model": "assistant", "system": "system"}
+_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 
 
 class DataError(ValueError):
@@ -75,10 +83,15 @@ class Dataset:
         return counts.most_common(1)[0][0] if counts else ""
 
     def summary(self) -> dict[str, Any]:
-        return {"file": self.path, "records": self.records, "conversations": len(self.conversations),
-                "skipped": len(self.issues), "duplicates_removed": self.duplicates,
-                "formats": dict(self.formats),
-                "assistant_turns": sum(sum(m["role"] == "assistant" for m in c.messages) for c in self.conversations)}
+        return {
+            "file": self.path,
+            "records": self.records,
+            "conversations": len(self.conversations),
+            "skipped": len(self.issues),
+            "duplicates_removed": self.duplicates,
+            "formats": dict(self.formats),
+            "assistant_turns": sum(sum(m["role"] == "assistant" for m in c.messages) for c in self.conversations),
+        }
 
 
 class _Bad(Exception):
@@ -176,8 +189,7 @@ def _alpaca(rec: dict) -> tuple[list[dict[str, str]], str]:
     if not isinstance(history, list):
         raise _Bad("history", f"must be a list of [user, assistant] pairs, got {type(history).__name__}")
     for i, pair in enumerate(history):
-        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                or not all(isinstance(x, str) for x in pair)):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
             raise _Bad(f"history[{i}]", "must be a [user, assistant] pair of strings")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
@@ -276,7 +288,9 @@ def load_dataset(path: str | Path, *, strict: bool = False, dedupe: bool = True)
         raise DataError(f"{name}: no records")
     if not out.conversations:
         first = out.issues[0] if out.issues else None
-        raise DataError(f"{name}: no usable records ({len(out.issues)} rejected" + (f"; first: {first})" if first else ")"))
+        raise DataError(
+            f"{name}: no usable records ({len(out.issues)} rejected" + (f"; first: {first})" if first else ")")
+        )
     if out.issues:
         log.warning("%s: skipped %d bad record(s); first: %s", name, len(out.issues), out.issues[0])
     return out

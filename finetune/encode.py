@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from llm.templates import ChatFormat, SupervisedText, TemplateError, render_supervised, tokenize_supervised
-
-from finetune.data import Conversation
+from rolechat.finetune.data import Conversation
+from rolechat.llm.templates import ChatFormat, SupervisedText, TemplateError, render_supervised, tokenize_supervised
 
 __all__ = ["Example", "EncodeStats", "encode_conversations", "show_example", "with_system"]
 
@@ -54,14 +54,24 @@ class EncodeStats:
             return lengths[min(len(lengths) - 1, int(p * len(lengths)))] if lengths else 0
 
         return {
-            "conversations": self.conversations, "examples": self.examples, "truncated": self.truncated,
-            "turns_dropped": self.turns_dropped, "skipped_too_long": self.skipped_too_long,
-            "template_errors": self.template_errors, "eot_lost": self.eot_lost, "tokens": self.tokens,
+            "conversations": self.conversations,
+            "examples": self.examples,
+            "truncated": self.truncated,
+            "turns_dropped": self.turns_dropped,
+            "skipped_too_long": self.skipped_too_long,
+            "template_errors": self.template_errors,
+            "eot_lost": self.eot_lost,
+            "tokens": self.tokens,
             "supervised_tokens": self.supervised_tokens,
             "supervised_ratio": round(self.supervised_tokens / self.tokens, 4) if self.tokens else 0.0,
-            "length": {"min": lengths[0] if lengths else 0, "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
-                       "max": lengths[-1] if lengths else 0,
-                       "mean": round(statistics.fmean(lengths), 1) if lengths else 0.0},
+            "length": {
+                "min": lengths[0] if lengths else 0,
+                "p50": pct(0.5),
+                "p90": pct(0.9),
+                "p99": pct(0.99),
+                "max": lengths[-1] if lengths else 0,
+                "mean": round(statistics.fmean(lengths), 1) if lengths else 0.0,
+            },
         }
 
 
@@ -76,14 +86,20 @@ def _encode(tokenizer: Any, items: Sequence[SupervisedText]) -> list[tuple[list[
 
 def _ends_with_eot(labels: list[int], eot_ids: list[int]) -> bool:
     sup = [t for t in labels if t != -100]
-    return bool(eot_ids) and sup[-len(eot_ids):] == eot_ids
+    return bool(eot_ids) and sup[-len(eot_ids) :] == eot_ids
 
 
-def _fit(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_length: int, last_turn_only: bool,
-         stats: EncodeStats) -> list[tuple[list[int], list[int]]] | None:
+def _fit(
+    tokenizer: Any,
+    fmt: ChatFormat,
+    messages: list[dict[str, str]],
+    max_length: int,
+    last_turn_only: bool,
+    stats: EncodeStats,
+) -> list[tuple[list[int], list[int]]] | None:
     """Encode, shortening from the prompt side until every text fits; None when even the last reply can't."""
     system = messages[:1] if messages[0]["role"] == "system" else []
-    turns = messages[len(system):]
+    turns = messages[len(system) :]
     encoded = _encode(tokenizer, render_supervised(tokenizer, fmt, system + turns, last_turn_only=last_turn_only))
     if all(len(ids) <= max_length for ids, _ in encoded):
         return encoded
@@ -106,17 +122,26 @@ def _fit(tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], max_le
     if longest("") > max_length:
         return None
     content = user["content"]
-    over = max(len(ids) for ids, _ in _encode(tokenizer, render_supervised(
-        tokenizer, fmt, system + [user, reply]))) - max_length
+    over = (
+        max(len(ids) for ids, _ in _encode(tokenizer, render_supervised(tokenizer, fmt, system + [user, reply])))
+        - max_length
+    )
     per_char = max(len(tokenizer(content, add_special_tokens=False)["input_ids"]) / max(len(content), 1), 0.1)
     while over > 0 and content:
-        content = content[min(len(content), int(over / per_char) + 1):]
+        content = content[min(len(content), int(over / per_char) + 1) :]
         over = longest(content) - max_length
     return encoded if over <= 0 else None
 
 
-def encode_conversations(tokenizer: Any, fmt: ChatFormat, conversations: Sequence[Conversation], system: str, *,
-                         max_length: int, last_turn_only: bool = False) -> tuple[list[Example], EncodeStats]:
+def encode_conversations(
+    tokenizer: Any,
+    fmt: ChatFormat,
+    conversations: Sequence[Conversation],
+    system: str,
+    *,
+    max_length: int,
+    last_turn_only: bool = False,
+) -> tuple[list[Example], EncodeStats]:
     """Tokenized, label-masked, length-capped examples for `conversations` under the persona's `system`."""
     stats = EncodeStats()
     eot_ids = tokenizer(fmt.eot, add_special_tokens=False)["input_ids"]

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from llm.personas import PersonaManifest, discover
-from rolechat import config as rc
+from rolechat import settings as rc
+from rolechat.llm.personas import PersonaManifest, discover
 
 __all__ = ["MergeError", "persona_template", "merge_persona"]
 
@@ -31,9 +31,11 @@ def persona_template(template: str, system: str) -> str:
     if not system:
         return template
     literal = json.dumps(system, ensure_ascii=False)
-    return ("{%- if not messages or messages[0]['role'] != 'system' -%}"
-            "{%- set messages = [{'role': 'system', 'content': " + literal + "}] + messages -%}"
-            "{%- endif -%}" + template)
+    return (
+        "{%- if not messages or messages[0]['role'] != 'system' -%}"
+        "{%- set messages = [{'role': 'system', 'content': " + literal + "}] + messages -%}"
+        "{%- endif -%}" + template
+    )
 
 
 def _find(persona: str, roots: list[Path]) -> Path:
@@ -46,8 +48,8 @@ def _find(persona: str, roots: list[Path]) -> Path:
 
 
 def _base_source(manifest: PersonaManifest, llm_cfg: Any) -> str:
-    from llm.demo import DEMO_MODEL_ID, demo_model_path
-    from llm.loader import resolve_model
+    from rolechat.llm.demo import DEMO_MODEL_ID, demo_model_path
+    from rolechat.llm.loader import resolve_model
 
     if llm_cfg.model:
         return resolve_model(llm_cfg.model).source
@@ -58,13 +60,15 @@ def _base_source(manifest: PersonaManifest, llm_cfg: Any) -> str:
 
 def merge_persona(persona: str, out: str | Path, llm_cfg: Any = None, *, overwrite: bool = False) -> Path:
     """Write base + `persona`'s adapter as one full-precision model folder at `out`."""
-    from llm.config import LLMConfig
+    from rolechat.llm.config import LLMConfig
 
     llm_cfg = llm_cfg or LLMConfig()
     if llm_cfg.quantization != "none":
-        raise MergeError(f"llm.quantization = {llm_cfg.quantization!r}: merging needs the full-precision base "
-                         "weights; run merge with llm.quantization = \"none\" (a 4/8-bit base can't be merged "
-                         "into full-precision weights)")
+        raise MergeError(
+            f"llm.quantization = {llm_cfg.quantization!r}: merging needs the full-precision base "
+            'weights; run merge with llm.quantization = "none" (a 4/8-bit base can\'t be merged '
+            "into full-precision weights)"
+        )
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise MergeError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
@@ -76,16 +80,20 @@ def merge_persona(persona: str, out: str | Path, llm_cfg: Any = None, *, overwri
     from peft import PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from llm.loader import fingerprint
-    from llm.templates import resolve_format, stop_token_ids
+    from rolechat.llm.loader import fingerprint
+    from rolechat.llm.templates import resolve_format, stop_token_ids
 
     base_cfg = AutoConfig.from_pretrained(source, trust_remote_code=llm_cfg.trust_remote_code)
     if getattr(base_cfg, "quantization_config", None):
-        raise MergeError(f"{source} is a quantized checkpoint ({base_cfg.quantization_config.get('quant_method', '?')}"
-                         "); merging needs the full-precision base model")
+        raise MergeError(
+            f"{source} is a quantized checkpoint ({base_cfg.quantization_config.get('quant_method', '?')}"
+            "); merging needs the full-precision base model"
+        )
     if manifest.base_fingerprint and fingerprint(base_cfg) != manifest.base_fingerprint:
-        raise MergeError(f"persona {persona!r} was trained on {manifest.base_model!r}; {source} has a different "
-                         "architecture (set llm.model to the persona's base)")
+        raise MergeError(
+            f"persona {persona!r} was trained on {manifest.base_model!r}; {source} has a different "
+            "architecture (set llm.model to the persona's base)"
+        )
     dtype = getattr(base_cfg, "dtype", None) or getattr(base_cfg, "torch_dtype", None) or torch.float32
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -105,7 +113,8 @@ def merge_persona(persona: str, out: str | Path, llm_cfg: Any = None, *, overwri
     merged.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     (staging / "rolechat_persona.json").write_text(
-        (folder / "persona.json").read_text(encoding="utf-8"), encoding="utf-8")
+        (folder / "persona.json").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from llm.loader import load_model_and_tokenizer, pick_device
-
-from finetune.config import TrainConfig
+from rolechat.finetune.config import TrainConfig
+from rolechat.llm.loader import load_model_and_tokenizer, pick_device
 
 __all__ = ["TrainError", "precision", "check_device", "load_trainable", "evaluate_loss", "perplexity"]
 
@@ -43,13 +43,16 @@ def check_device(cfg: TrainConfig, device: str) -> str:
 
     resolved = pick_device(device)
     if cfg.qlora and not (resolved.startswith("cuda") and torch.cuda.is_available()):
-        raise TrainError("--qlora needs a CUDA GPU (bitsandbytes 4-bit training); this machine trains on "
-                         f"{resolved}. Train plain LoRA instead (drop --qlora): on a CPU it is just as fast.")
+        raise TrainError(
+            "--qlora needs a CUDA GPU (bitsandbytes 4-bit training); this machine trains on "
+            f"{resolved}. Train plain LoRA instead (drop --qlora): on a CPU it is just as fast."
+        )
     return resolved
 
 
-def load_trainable(source: str, cfg: TrainConfig, *, device: str, trust_remote_code: bool = False,
-                   local_rank: int = 0) -> tuple[Any, Any]:
+def load_trainable(
+    source: str, cfg: TrainConfig, *, device: str, trust_remote_code: bool = False, local_rank: int = 0
+) -> tuple[Any, Any]:
     """(peft model ready to train, tokenizer). Only LoRA weights require grad."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -57,22 +60,31 @@ def load_trainable(source: str, cfg: TrainConfig, *, device: str, trust_remote_c
     dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision(cfg, device)]
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    model, tokenizer = load_model_and_tokenizer(source, device=device, dtype=dtype,
-                                                quantization="4bit" if cfg.qlora else "none",
-                                                trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(
+        source,
+        device=device,
+        dtype=dtype,
+        quantization="4bit" if cfg.qlora else "none",
+        trust_remote_code=trust_remote_code,
+    )
     model.config.use_cache = False  # also required for packed rows (block-diagonal masks)
     if cfg.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target,
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target, task_type="CAUSAL_LM"
+    )
     torch.manual_seed(cfg.seed)
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
-        linear = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                         if isinstance(mod, torch.nn.Linear)} - {"lm_head"})
-        raise TrainError(f"--target-modules {','.join(cfg.target_modules)}: {exc}. "
-                         f"Linear modules of this model: {', '.join(linear)} (or all-linear)") from None
+        linear = sorted(
+            {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+            - {"lm_head"}
+        )
+        raise TrainError(
+            f"--target-modules {','.join(cfg.target_modules)}: {exc}. "
+            f"Linear modules of this model: {', '.join(linear)} (or all-linear)"
+        ) from None
     if cfg.gradient_checkpointing and not cfg.qlora:
         model.enable_input_require_grads()
     return model, tokenizer
@@ -92,13 +104,14 @@ def evaluate_loss(model: Any, rows: Sequence[dict[str, list[int]]], collator: An
     model.eval()
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            batch = collator([rows[i] for i in order[start:start + batch_size]])
+            batch = collator([rows[i] for i in order[start : start + batch_size]])
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
             logits = model(**batch, use_cache=False).logits[:, :-1].float()
             target = labels[:, 1:]
-            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                     ignore_index=-100, reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum"
+            ).item()
             count += int((target != -100).sum())
     model.train(was_training)
     return total / count if count else None

@@ -78,8 +78,11 @@ def read_progress(path: str | Path) -> list[dict[str, Any]]:
 def plot_loss(records: list[dict[str, Any]], out: str | Path, title: str = "") -> Path | None:
     """Draw train loss (and eval loss, if any) against step into a PNG; None when there is nothing to draw."""
     steps = [(r["step"], r["loss"]) for r in records if r.get("event") == "step" and r.get("loss") is not None]
-    evals = [(r["step"], r["eval_loss"]) for r in records
-             if r.get("event") == "eval" and r.get("eval_loss") is not None and r.get("step") is not None]
+    evals = [
+        (r["step"], r["eval_loss"])
+        for r in records
+        if r.get("event") == "eval" and r.get("eval_loss") is not None and r.get("step") is not None
+    ]
     if not steps and not evals:
         return None
     import matplotlib

@@ -19,21 +19,27 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from llm.personas import PersonaManifest, check_name
-from llm.templates import ChatFormat
-from rolechat import config as rc
-
-from finetune.batching import (ExampleDataset, LengthGroupedSampler, PackCollator, PadCollator, pack_rows,
-                                padding_fraction)
-from finetune.config import TrainConfig
-from finetune.data import Dataset, load_dataset
-from finetune.encode import EncodeStats, Example, encode_conversations
-from finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
-from finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat import settings as rc
+from rolechat.finetune.batching import (
+    ExampleDataset,
+    LengthGroupedSampler,
+    PackCollator,
+    PadCollator,
+    pack_rows,
+    padding_fraction,
+)
+from rolechat.finetune.config import TrainConfig
+from rolechat.finetune.data import Dataset, load_dataset
+from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
+from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
+from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.llm.personas import PersonaManifest, check_name
+from rolechat.llm.templates import ChatFormat
 
 __all__ = ["Prepared", "TrainResult", "prepare", "train", "run_dir", "progress_path"]
 
@@ -67,8 +73,12 @@ class Prepared:
     stats: EncodeStats
 
     def summary(self) -> dict[str, Any]:
-        return {**self.data.summary(), **self.stats.summary(), "train_examples": len(self.train),
-                "eval_examples": len(self.eval)}
+        return {
+            **self.data.summary(),
+            **self.stats.summary(),
+            "train_examples": len(self.train),
+            "eval_examples": len(self.eval),
+        }
 
 
 @dataclass
@@ -84,9 +94,10 @@ class TrainResult:
 def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
     """Validate the data (before any heavy import), then render and tokenize it with the base model's template."""
     dataset = data if isinstance(data, Dataset) else load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
-    from llm.loader import resolve_model
-    from llm.templates import resolve_format
     from transformers import AutoTokenizer
+
+    from rolechat.llm.loader import resolve_model
+    from rolechat.llm.templates import resolve_format
 
     resolved = resolve_model(llm_cfg.model, llm_cfg.default_hub_model)
     tokenizer = AutoTokenizer.from_pretrained(resolved.source, trust_remote_code=llm_cfg.trust_remote_code)
@@ -100,15 +111,22 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
     n_eval = round(len(convs) * cfg.eval_ratio) if cfg.eval_ratio and len(convs) >= 10 else 0
     n_eval = max(n_eval, 1) if cfg.eval_ratio and len(convs) >= 10 else 0
     held = set(order[:n_eval])
-    examples, stats = encode_conversations(tokenizer, fmt, [convs[i] for i in sorted(set(order) - held)]
-                                           + [convs[i] for i in sorted(held)], system,
-                                           max_length=cfg.max_length, last_turn_only=cfg.last_turn_only)
+    examples, stats = encode_conversations(
+        tokenizer,
+        fmt,
+        [convs[i] for i in sorted(set(order) - held)] + [convs[i] for i in sorted(held)],
+        system,
+        max_length=cfg.max_length,
+        last_turn_only=cfg.last_turn_only,
+    )
     held_records = {convs[i].record for i in held}
     train = [e for e in examples if e.record not in held_records]
     evals = [e for e in examples if e.record in held_records]
     if not train:
-        raise TrainError(f"{data}: no example left to train on ({stats.skipped_too_long} longer than "
-                         f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)")
+        raise TrainError(
+            f"{data}: no example left to train on ({stats.skipped_too_long} longer than "
+            f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)"
+        )
     return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats)
 
 
@@ -121,7 +139,7 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
         order = list(LengthGroupedSampler(lengths, bs * world, seed=cfg.seed))
     else:
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
     if not cfg.packing:
         return padding_fraction(lengths, batches)
     rows: list[int] = []  # packing: each batch's rows (their lengths), padded to its longest row
@@ -166,8 +184,9 @@ def _trainer_class():
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
             dataset = train_dataset if train_dataset is not None else self.train_dataset
-            return LengthGroupedSampler(dataset.lengths, self.args.train_batch_size * self.args.world_size,
-                                        seed=self.args.seed)
+            return LengthGroupedSampler(
+                dataset.lengths, self.args.train_batch_size * self.args.world_size, seed=self.args.seed
+            )
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             real = inputs.pop("num_real_tokens", None)  # packed rows say it; padded batches have a mask
@@ -201,8 +220,9 @@ def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
             if show_bar and state.is_world_process_zero:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
-                                dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=state.max_steps, initial=state.global_step, desc="training", unit="step", dynamic_ncols=True
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             progress.step = state.global_step
@@ -217,14 +237,26 @@ def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
                 self.last = (now, tokens)
                 seen = self.trainer.seen_tokens
                 pad = 1 - self.trainer.real_tokens / seen if seen else 0.0
-                progress.write("step", step=state.global_step, max_steps=state.max_steps, epoch=logs.get("epoch"),
-                               loss=logs["loss"], learning_rate=logs.get("learning_rate"), tokens_per_s=rate,
-                               padding_fraction=pad)
+                progress.write(
+                    "step",
+                    step=state.global_step,
+                    max_steps=state.max_steps,
+                    epoch=logs.get("epoch"),
+                    loss=logs["loss"],
+                    learning_rate=logs.get("learning_rate"),
+                    tokens_per_s=rate,
+                    padding_fraction=pad,
+                )
                 if self.bar is not None:
                     self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
             if "eval_loss" in logs:
-                progress.write("eval", phase="during", step=state.global_step, eval_loss=logs["eval_loss"],
-                               perplexity=perplexity(logs["eval_loss"]))
+                progress.write(
+                    "eval",
+                    phase="during",
+                    step=state.global_step,
+                    eval_loss=logs["eval_loss"],
+                    perplexity=perplexity(logs["eval_loss"]),
+                )
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -237,8 +269,10 @@ def effective(cfg: TrainConfig, llm_cfg: Any) -> TrainConfig:
     """The settings a run really uses: packing needs transformers' own model code (it builds the
     block-diagonal mask from position ids); remote-code models (ChatGLM3) train with padded batches."""
     if cfg.packing and getattr(llm_cfg, "trust_remote_code", False):
-        log.warning("packing is off for trust_remote_code models (their attention would cross examples): "
-                    "length-grouped padded batches instead")
+        log.warning(
+            "packing is off for trust_remote_code models (their attention would cross examples): "
+            "length-grouped padded batches instead"
+        )
         return replace(cfg, packing=False)
     return cfg
 
@@ -260,22 +294,45 @@ def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train:
     evaluating = bool(cfg.eval_steps and has_eval)
     save_steps = cfg.eval_steps if cfg.early_stopping else cfg.save_steps
     return TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.schedule,
-        warmup_steps=math.ceil(total * cfg.warmup_ratio), weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=save_steps,
-        save_total_limit=cfg.save_total_limit, eval_strategy="steps" if evaluating else "no",
-        eval_steps=cfg.eval_steps if evaluating else None, load_best_model_at_end=bool(cfg.early_stopping),
-        metric_for_best_model="eval_loss" if cfg.early_stopping else None, greater_is_better=False,
-        seed=cfg.seed, data_seed=cfg.seed, bf16=prec == "bf16", fp16=prec == "fp16", use_cpu=device == "cpu",
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to], disable_tqdm=True,
-        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=cfg.num_workers,
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.schedule,
+        warmup_steps=math.ceil(total * cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=cfg.eval_steps if evaluating else None,
+        load_best_model_at_end=bool(cfg.early_stopping),
+        metric_for_best_model="eval_loss" if cfg.early_stopping else None,
+        greater_is_better=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        use_cpu=device == "cpu",
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=cfg.num_workers,
         dataloader_pin_memory=device != "cpu",
         train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
         ddp_find_unused_parameters=False,
-        **({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}}
-           if cfg.gradient_checkpointing else {}))
+        **(
+            {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}}
+            if cfg.gradient_checkpointing
+            else {}
+        ),
+    )
 
 
 def _check_reporter(name: str) -> None:
@@ -300,10 +357,21 @@ def _place(staging: Path, final: Path, overwrite: bool) -> None:
         shutil.move(str(staging), str(final))
 
 
-def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None, llm_cfg: Any = None, *,
-          system: str | None = None, display_name: str = "", description: str = "", out: str | Path | None = None,
-          resume: bool = False, overwrite: bool = False, callbacks: Sequence[Any] = (),
-          show_progress: bool = True) -> TrainResult:
+def train(
+    data: str | Path | None,
+    persona: str,
+    cfg: TrainConfig | None = None,
+    llm_cfg: Any = None,
+    *,
+    system: str | None = None,
+    display_name: str = "",
+    description: str = "",
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
+    show_progress: bool = True,
+) -> TrainResult:
     """Train persona `persona` on `data` and write its adapter folder (personas_dir()/<persona> or `out`).
 
     With `resume=True` the run continues from its last checkpoint with the data and settings it was
@@ -336,8 +404,10 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
             raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
         if not resume and main and any(folder.glob("checkpoint-*")):
             if not overwrite:
-                raise TrainError(f"an unfinished run of {persona!r} has checkpoints in {folder}; pass --resume to "
-                                 "continue it or --overwrite to start over")
+                raise TrainError(
+                    f"an unfinished run of {persona!r} has checkpoints in {folder}; pass --resume to "
+                    "continue it or --overwrite to start over"
+                )
             for old in folder.glob("checkpoint-*"):
                 shutil.rmtree(old, ignore_errors=True)
         _check_reporter(cfg.report_to)
@@ -347,9 +417,24 @@ def train(data: str | Path | None, persona: str, cfg: TrainConfig | None = None,
 
         state = PartialState(cpu=device == "cpu")  # on CPU, DDP (gloo) only starts when asked for
         prepared = prepare(data, cfg, llm_cfg, system=system)
-        result = _run(prepared, persona, cfg, llm_cfg, device=device, state=state, progress=progress, last=last,
-                      run=run, final=final, data=data, display_name=display_name, description=description,
-                      overwrite=overwrite or resume, callbacks=callbacks, show_progress=show_progress)
+        result = _run(
+            prepared,
+            persona,
+            cfg,
+            llm_cfg,
+            device=device,
+            state=state,
+            progress=progress,
+            last=last,
+            run=run,
+            final=final,
+            data=data,
+            display_name=display_name,
+            description=description,
+            overwrite=overwrite or resume,
+            callbacks=callbacks,
+            show_progress=show_progress,
+        )
         return result
     except BaseException as exc:
         message = str(exc) or type(exc).__name__
@@ -369,7 +454,7 @@ def _sum_over_ranks(state: Any, values: list[int]) -> list[int]:
 
 
 def _llm_config(llm_cfg: Any, saved: dict[str, Any]) -> Any:
-    from llm.config import LLMConfig
+    from rolechat.llm.config import LLMConfig
 
     if llm_cfg is None:
         llm_cfg = LLMConfig()
@@ -385,38 +470,73 @@ def _resume_point(folder: Path, record_path: Path) -> tuple[str, dict[str, Any]]
         raise TrainError(f"nothing to resume: {record_path} not found (start the run without --resume)")
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
     if last is None:
-        raise TrainError(f"nothing to resume: no checkpoint in {folder} yet (they are written every "
-                         "--save-steps steps)")
+        raise TrainError(
+            f"nothing to resume: no checkpoint in {folder} yet (they are written every --save-steps steps)"
+        )
     return last, json.loads(record_path.read_text(encoding="utf-8"))
 
 
-def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, device: str, state: Any,
-         progress: ProgressLog, last: str | None, run: dict[str, Any] | None, final: Path, data: str | Path,
-         display_name: str, description: str, overwrite: bool, callbacks: Sequence[Any],
-         show_progress: bool) -> TrainResult:
+def _run(
+    prepared: Prepared,
+    persona: str,
+    cfg: TrainConfig,
+    llm_cfg: Any,
+    *,
+    device: str,
+    state: Any,
+    progress: ProgressLog,
+    last: str | None,
+    run: dict[str, Any] | None,
+    final: Path,
+    data: str | Path,
+    display_name: str,
+    description: str,
+    overwrite: bool,
+    callbacks: Sequence[Any],
+    show_progress: bool,
+) -> TrainResult:
     from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
 
     main, world = state.is_main_process, state.num_processes
     folder = run_dir(persona)
-    model, tokenizer = load_trainable(prepared.source, cfg, device=device,
-                                      trust_remote_code=llm_cfg.trust_remote_code,
-                                      local_rank=state.local_process_index)
-    from llm.loader import fingerprint
+    model, tokenizer = load_trainable(
+        prepared.source,
+        cfg,
+        device=device,
+        trust_remote_code=llm_cfg.trust_remote_code,
+        local_rank=state.local_process_index,
+    )
+    from rolechat.llm.loader import fingerprint
 
     train_rows, eval_rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
     sparse = cfg.sparse_logits and "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
-    collator = (PackCollator(sparse, max_row=cfg.max_length, pad_id=tokenizer.pad_token_id or 0) if cfg.packing
-                else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse))
+    collator = (
+        PackCollator(sparse, max_row=cfg.max_length, pad_id=tokenizer.pad_token_id or 0)
+        if cfg.packing
+        else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse)
+    )
     eval_collator = PadCollator(tokenizer.pad_token_id)
     if run is None:
         before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
         path = prepared.data.path
-        run = {"persona": persona, "data": str(Path(path).resolve()), "data_hash": _data_hash(path),
-               "system": prepared.system, "display_name": display_name, "description": description,
-               "out": str(final), "config": cfg.to_dict(), "eval_loss_before": before,
-               "llm": {"model": prepared.source, "template": llm_cfg.template, "device": llm_cfg.device,
-                       "trust_remote_code": llm_cfg.trust_remote_code}}
+        run = {
+            "persona": persona,
+            "data": str(Path(path).resolve()),
+            "data_hash": _data_hash(path),
+            "system": prepared.system,
+            "display_name": display_name,
+            "description": description,
+            "out": str(final),
+            "config": cfg.to_dict(),
+            "eval_loss_before": before,
+            "llm": {
+                "model": prepared.source,
+                "template": llm_cfg.template,
+                "device": llm_cfg.device,
+                "trust_remote_code": llm_cfg.trust_remote_code,
+            },
+        }
         if main:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / RUN_FILE).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -424,18 +544,31 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     prec = precision(cfg, device)
     args = _training_args(cfg, folder, device, prec, len(train_rows), bool(eval_rows.rows), world)
     pad_expected = expected_padding(train_rows.lengths, cfg, world)
-    progress.write("start", persona=persona, max_steps=None, resumed_from=last, device=device, precision=prec,
-                   examples={"train": len(train_rows), "eval": len(eval_rows)}, padding_expected=pad_expected,
-                   data=prepared.summary())
+    progress.write(
+        "start",
+        persona=persona,
+        max_steps=None,
+        resumed_from=last,
+        device=device,
+        precision=prec,
+        examples={"train": len(train_rows), "eval": len(eval_rows)},
+        padding_expected=pad_expected,
+        data=prepared.summary(),
+    )
     if before is not None:
         progress.write("eval", phase="before", step=0, eval_loss=before, perplexity=perplexity(before))
     bar = _progress_callback(progress, show_progress and main, world)
     extra = [bar, *callbacks]
     if cfg.early_stopping:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
-    trainer = _trainer_class()(model=model, args=args, train_dataset=train_rows,
-                               eval_dataset=eval_rows if eval_rows.rows else None, data_collator=collator,
-                               callbacks=extra)
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows if eval_rows.rows else None,
+        data_collator=collator,
+        callbacks=extra,
+    )
     if args.train_sampling_strategy == "group_by_length":
         trainer.tokens_per_step = supervised_tokens(train_rows.rows) / _steps_per_epoch(cfg, len(train_rows), world)
     bar.trainer = trainer
@@ -444,26 +577,40 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     output = trainer.train(resume_from_checkpoint=last)
     runtime = time.perf_counter() - started
     # Under FSDP / DeepSpeed ZeRO-3 the parameters are sharded: evaluate through the wrapper on every rank.
-    after = evaluate_loss(trainer.model_wrapped if world > 1 else model, eval_rows.rows, eval_collator,
-                          cfg.batch_size)
+    after = evaluate_loss(trainer.model_wrapped if world > 1 else model, eval_rows.rows, eval_collator, cfg.batch_size)
     real, seen = _sum_over_ranks(state, [trainer.real_tokens, trainer.seen_tokens])
     metrics = {
-        "train_loss": output.training_loss, "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4), "train_runtime_s": round(runtime, 2),
-        "real_tokens": real, "tokens_per_s": round(real / runtime, 1) if runtime else None,
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        "train_runtime_s": round(runtime, 2),
+        "real_tokens": real,
+        "tokens_per_s": round(real / runtime, 1) if runtime else None,
         "padding_fraction": round(1 - real / seen, 4) if seen else 0.0,
-        "eval_loss_before": before, "eval_loss_after": after,
-        "perplexity_before": perplexity(before), "perplexity_after": perplexity(after),
+        "eval_loss_before": before,
+        "eval_loss_after": after,
+        "perplexity_before": perplexity(before),
+        "perplexity_after": perplexity(after),
         "resumed_from": Path(last).name if last else None,
     }
     if after is not None:
-        progress.write("eval", phase="after", step=trainer.state.global_step, eval_loss=after,
-                       perplexity=perplexity(after))
+        progress.write(
+            "eval", phase="after", step=trainer.state.global_step, eval_loss=after, perplexity=perplexity(after)
+        )
     manifest = PersonaManifest(
-        name=persona, display_name=display_name or persona, system_prompt=prepared.system,
-        base_model=prepared.model_id, base_fingerprint=fingerprint(model.config), template=llm_cfg.template,
-        stop=list(prepared.fmt.stop_strings), enable_thinking=False, description=description,
-        data=prepared.summary(), hyperparameters=cfg.to_dict(), metrics=metrics)
+        name=persona,
+        display_name=display_name or persona,
+        system_prompt=prepared.system,
+        base_model=prepared.model_id,
+        base_fingerprint=fingerprint(model.config),
+        template=llm_cfg.template,
+        stop=list(prepared.fmt.stop_strings),
+        enable_thinking=False,
+        description=description,
+        data=prepared.summary(),
+        hyperparameters=cfg.to_dict(),
+        metrics=metrics,
+    )
     staging = folder / "staging"
     if main:
         shutil.rmtree(staging, ignore_errors=True)
@@ -472,8 +619,7 @@ def _run(prepared: Prepared, persona: str, cfg: TrainConfig, llm_cfg: Any, *, de
     if main:
         (staging / "training_args.bin").unlink(missing_ok=True)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        plot_loss(read_progress(progress.path), staging / "loss.png",
-                  title=persona if persona.isascii() else "")
+        plot_loss(read_progress(progress.path), staging / "loss.png", title=persona if persona.isascii() else "")
         manifest.save(staging)  # last: discover() only lists folders with a manifest
         _place(staging, final, overwrite)
         for ckpt in folder.glob("checkpoint-*"):

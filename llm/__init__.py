@@ -4,12 +4,12 @@ Knows nothing of `rag` or `finetune`. torch/transformers/peft load only when a m
 LangChain adapter (`llm.chat_model.RolechatChatModel`) only when it is asked for.
 """
 
-from llm.config import GenerationParams, LLMConfig
-from llm.generation import GenerationStats, GenerationStream
-from llm.loader import LoadError, fingerprint, load_model_and_tokenizer, resolve_model
-from llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
-from llm.runtime import Runtime, RuntimeInfo, describe, load_runtime
-from llm.templates import ChatFormat, TemplateError, render_prompt, render_supervised, resolve_format
+from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.generation import GenerationStats, GenerationStream
+from rolechat.llm.loader import LoadError, fingerprint, load_model_and_tokenizer, resolve_model
+from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
+from rolechat.llm.runtime import Runtime, RuntimeInfo, describe, load_runtime
+from rolechat.llm.templates import ChatFormat, TemplateError, render_prompt, render_supervised, resolve_format
 
 __all__ = [
     "BASE_PERSONA",

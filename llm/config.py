@@ -46,26 +46,49 @@ class GenerationParams:
 class LLMConfig:
     """Which base model to load, how, and where personas come from."""
 
-    model: str = field(default="", metadata=_help(
-        "Base model: a local folder or a hub id (must already be in the local HF cache). Empty: the default hub "
-        "model if cached, else the built-in demo model."))
-    default_hub_model: str = field(default=DEFAULT_HUB_MODEL, metadata=_help(
-        "Hub id used when `model` is empty and it is already cached."))
+    model: str = field(
+        default="",
+        metadata=_help(
+            "Base model: a local folder or a hub id (must already be in the local HF cache). Empty: the default hub "
+            "model if cached, else the built-in demo model."
+        ),
+    )
+    default_hub_model: str = field(
+        default=DEFAULT_HUB_MODEL, metadata=_help("Hub id used when `model` is empty and it is already cached.")
+    )
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N or mps."))
-    dtype: str = field(default="auto", metadata=_help("auto (CUDA: bf16 or fp16; CPU: fp32), float32, bfloat16, float16."))
+    dtype: str = field(
+        default="auto", metadata=_help("auto (CUDA: bf16 or fp16; CPU: fp32), float32, bfloat16, float16.")
+    )
     quantization: str = field(default="none", metadata=_help("none, 4bit or 8bit (bitsandbytes; CUDA only)."))
-    trust_remote_code: bool = field(default=False, metadata=_help(
-        "Run model code shipped with the checkpoint (legacy ChatGLM2/3; needs transformers 4.x)."))
-    template: str = field(default="auto", metadata=_help("Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4."))
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_help("Run model code shipped with the checkpoint (legacy ChatGLM2/3; needs transformers 4.x)."),
+    )
+    template: str = field(
+        default="auto", metadata=_help("Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4.")
+    )
     enable_thinking: bool = field(default=False, metadata=_help("Let Qwen3-style models think before answering."))
-    persona_dirs: list[str] = field(default_factory=list, metadata=_help(
-        "Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."))
-    on_base_mismatch: str = field(default="refuse", metadata=_help(
-        "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."))
-    context_length: int = field(default=0, metadata=_help(
-        "Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."))
-    max_new_tokens: int = field(default=0, metadata=_help(
-        "Default reply length limit; 0 = the model's own generation_config value (at most 2048), else 512."))
+    persona_dirs: list[str] = field(
+        default_factory=list,
+        metadata=_help("Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."),
+    )
+    on_base_mismatch: str = field(
+        default="refuse",
+        metadata=_help(
+            "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."
+        ),
+    )
+    context_length: int = field(
+        default=0,
+        metadata=_help("Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."),
+    )
+    max_new_tokens: int = field(
+        default=0,
+        metadata=_help(
+            "Default reply length limit; 0 = the model's own generation_config value (at most 2048), else 512."
+        ),
+    )
     temperature: float = field(default=0.7, metadata=_help("Default sampling temperature (0 = greedy)."))
     top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
     top_k: int = field(default=50, metadata=_help("Default top-k."))
@@ -89,5 +112,10 @@ class LLMConfig:
         GenerationParams(**{**self.generation_defaults(), "max_new_tokens": self.max_new_tokens or 1})
 
     def generation_defaults(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "top_k": self.top_k, "repetition_penalty": self.repetition_penalty}
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+        }

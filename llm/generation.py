@@ -12,11 +12,12 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
-from llm.config import GenerationParams
+from rolechat.llm.config import GenerationParams
 
 __all__ = ["GenerationStats", "GenerationStream"]
 
@@ -65,10 +66,18 @@ class GenerationStream:
     `context()` is entered inside the worker thread around `generate` (e.g. to select a persona adapter).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, input_ids: Sequence[int], params: GenerationParams, *,
-                 stop_ids: Sequence[int] = (), stop_strings: Sequence[str] = (),
-                 lock: threading.Lock | None = None,
-                 context: Callable[[], AbstractContextManager] = nullcontext) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        input_ids: Sequence[int],
+        params: GenerationParams,
+        *,
+        stop_ids: Sequence[int] = (),
+        stop_strings: Sequence[str] = (),
+        lock: threading.Lock | None = None,
+        context: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> None:
         self.model, self.tokenizer, self.params = model, tokenizer, params
         self.input_ids = list(input_ids)
         self.stop_ids = list(stop_ids)
@@ -101,17 +110,22 @@ class GenerationStream:
         cancel = self._cancel
 
         class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+            def __call__(self, input_ids, scores, **kwargs):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         device = next(self.model.parameters()).device
         ids = torch.tensor([self.input_ids], device=device)
         p = self.params
-        kwargs: dict[str, Any] = dict(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=p.max_new_tokens,
-            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-            eos_token_id=self.stop_ids or None, pad_token_id=self.tokenizer.pad_token_id,
-            repetition_penalty=p.repetition_penalty)
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": p.max_new_tokens,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
+            "eos_token_id": self.stop_ids or None,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "repetition_penalty": p.repetition_penalty,
+        }
         if p.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -172,7 +186,7 @@ class GenerationStream:
                     if stopped:
                         self._cancel.set()
                     if len(visible) > len(self.text) and visible.startswith(self.text):
-                        piece, self.text = visible[len(self.text):], visible
+                        piece, self.text = visible[len(self.text) :], visible
                         yield piece
             finally:
                 if not done and not stopped:  # the caller walked away: stop the worker
@@ -185,7 +199,7 @@ class GenerationStream:
             if not stopped:  # flush what was held back for a stop string that never came
                 final = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
                 if len(final) > len(self.text) and final.startswith(self.text):
-                    piece, self.text = final[len(self.text):], final
+                    piece, self.text = final[len(self.text) :], final
                     yield piece
             if stopped or (ids and ids[-1] in self.stop_ids):
                 self.stats.finish_reason = "stop"

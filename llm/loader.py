@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LoadError", "ResolvedModel", "resolve_model", "pick_device", "load_model_and_tokenizer", "fingerprint",
-           "same_base"]
+__all__ = [
+    "LoadError",
+    "ResolvedModel",
+    "resolve_model",
+    "pick_device",
+    "load_model_and_tokenizer",
+    "fingerprint",
+    "same_base",
+]
 
 log = logging.getLogger(__name__)
 # peft reads transformers 5's deprecated `is_gradient_checkpointing` whenever it wraps a model (runtime and
@@ -53,7 +60,7 @@ def _looks_like_path(name: str) -> bool:
 
 def resolve_model(model: str | None, default_hub_model: str = "") -> ResolvedModel:
     """Decide which base model to load (see module docstring), with a clear error when it can't be had."""
-    from llm.demo import DEMO_MODEL_ID, demo_model_path, is_demo_path
+    from rolechat.llm.demo import DEMO_MODEL_ID, demo_model_path, is_demo_path
 
     if model:
         path = Path(model).expanduser()
@@ -69,7 +76,8 @@ def resolve_model(model: str | None, default_hub_model: str = "") -> ResolvedMod
             raise LoadError(
                 f"model {model!r} is not in the local Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1). "
                 f"Download it first (`hf download {model}`), point llm.model at a local folder, "
-                "or set HF_HUB_OFFLINE=0 to allow downloading.")
+                "or set HF_HUB_OFFLINE=0 to allow downloading."
+            )
         return ResolvedModel(model, model)
     if default_hub_model and _hub_cached(default_hub_model):
         return ResolvedModel(default_hub_model, default_hub_model)
@@ -102,8 +110,14 @@ def _pick_dtype(dtype: str, device: str) -> Any:
     return torch.float32
 
 
-def load_model_and_tokenizer(source: str, *, device: str = "auto", dtype: str = "auto", quantization: str = "none",
-                             trust_remote_code: bool = False) -> tuple[Any, Any]:
+def load_model_and_tokenizer(
+    source: str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantization: str = "none",
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer: CUDA -> bf16/fp16, CPU -> fp32; 4/8-bit only on CUDA."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,21 +129,33 @@ def load_model_and_tokenizer(source: str, *, device: str = "auto", dtype: str = 
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if quantization != "none":
         if not device.startswith("cuda"):
-            raise LoadError(f"llm.quantization = {quantization!r} needs a CUDA GPU (bitsandbytes); this machine runs "
-                            f"on {device}: set llm.quantization = \"none\"")
+            raise LoadError(
+                f"llm.quantization = {quantization!r} needs a CUDA GPU (bitsandbytes); this machine runs "
+                f'on {device}: set llm.quantization = "none"'
+            )
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch_dtype)
-            if quantization == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch_dtype,
+            )
+            if quantization == "4bit"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
         kwargs["device_map"] = {"": torch.device(device).index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        hint = (" This checkpoint needs trust_remote_code (llm.trust_remote_code = true) and, for ChatGLM2/3, "
-                "transformers 4.x." if "trust_remote_code" in str(exc) else "")
+        hint = (
+            " This checkpoint needs trust_remote_code (llm.trust_remote_code = true) and, for ChatGLM2/3, "
+            "transformers 4.x."
+            if "trust_remote_code" in str(exc)
+            else ""
+        )
         raise LoadError(f"could not load model {source!r}: {exc}{hint}") from exc
     if quantization == "none":
         model.to(device)
@@ -139,8 +165,15 @@ def load_model_and_tokenizer(source: str, *, device: str = "auto", dtype: str = 
     return model, tokenizer
 
 
-_SHAPE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-               "num_attention_heads", "num_key_value_heads")
+_SHAPE_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
 
 
 def fingerprint(model_config: Any) -> str:
@@ -154,5 +187,5 @@ def same_base(a: str, b: str) -> bool:
     """Whether two model ids name the same base: equal, or the same last path component (hub id vs local copy)."""
     if not a or not b:
         return True
-    norm = lambda s: s.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1].lower()  # noqa: E731
+    norm = lambda s: s.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1].lower()
     return a == b or norm(a) == norm(b)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["MANIFEST", "BASE_PERSONA", "PersonaError", "PersonaManifest", "PersonaEntry", "discover", "check_name"]
 
@@ -55,7 +56,7 @@ class PersonaManifest:
     data: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = 1
 
     def __post_init__(self) -> None:
@@ -76,7 +77,7 @@ class PersonaManifest:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "PersonaManifest":
+    def load(cls, folder: str | Path) -> PersonaManifest:
         path = Path(folder) / MANIFEST
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))

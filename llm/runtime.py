@@ -12,17 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from rolechat import config as rc_config
-
-from llm.config import GenerationParams, LLMConfig
-from llm.generation import GenerationStream
-from llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
-from llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
-from llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
+from rolechat import settings
+from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.generation import GenerationStream
+from rolechat.llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
+from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
+from rolechat.llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
 
 __all__ = ["Runtime", "RuntimeInfo", "describe", "load_runtime", "persona_roots"]
 
@@ -56,7 +56,7 @@ class Runtime:
     """
 
     def __init__(self, cfg: LLMConfig, model: Any, tokenizer: Any, resolved: ResolvedModel) -> None:
-        from llm.demo import DEMO_HINT
+        from rolechat.llm.demo import DEMO_HINT
 
         self.cfg = cfg
         self.base_model = model
@@ -66,11 +66,16 @@ class Runtime:
         self._stop_ids = stop_token_ids(tokenizer, self.format, getattr(model, "generation_config", None))
         max_pos = getattr(model.config, "max_position_embeddings", None) or 4096
         self.info = RuntimeInfo(
-            model_id=resolved.model_id, source=resolved.source, device=str(next(model.parameters()).device),
-            dtype=str(next(model.parameters()).dtype).replace("torch.", ""), is_demo=resolved.is_demo,
-            fingerprint=fingerprint(model.config), template=self.format.name,
+            model_id=resolved.model_id,
+            source=resolved.source,
+            device=str(next(model.parameters()).device),
+            dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+            is_demo=resolved.is_demo,
+            fingerprint=fingerprint(model.config),
+            template=self.format.name,
             context_length=cfg.context_length or min(int(max_pos), 32768),
-            hint=DEMO_HINT if resolved.is_demo else "")
+            hint=DEMO_HINT if resolved.is_demo else "",
+        )
         gen_cfg = getattr(model, "generation_config", None)
         self._model_max_new = min(int(getattr(gen_cfg, "max_new_tokens", None) or 512), 2048)
         # The model lock covers generation and adapter (un)loading. It is a plain Lock because a stream may be
@@ -85,13 +90,17 @@ class Runtime:
         self.reload_personas()
 
     @classmethod
-    def load(cls, cfg: LLMConfig | None = None) -> "Runtime":
+    def load(cls, cfg: LLMConfig | None = None) -> Runtime:
         cfg = cfg or LLMConfig()
         resolved = resolve_model(cfg.model, cfg.default_hub_model)
         log.info("loading base model %s from %s", resolved.model_id, resolved.source)
         model, tokenizer = load_model_and_tokenizer(
-            resolved.source, device=cfg.device, dtype=cfg.dtype, quantization=cfg.quantization,
-            trust_remote_code=cfg.trust_remote_code)
+            resolved.source,
+            device=cfg.device,
+            dtype=cfg.dtype,
+            quantization=cfg.quantization,
+            trust_remote_code=cfg.trust_remote_code,
+        )
         return cls(cfg, model, tokenizer, resolved)
 
     # -- personas -----------------------------------------------------------------------------------
@@ -124,13 +133,15 @@ class Runtime:
         m = entry.manifest
         assert m is not None
         if m.base_fingerprint and m.base_fingerprint != self.info.fingerprint:
-            return (f"persona {m.name!r} was trained on {m.base_model or 'another model'!r} (architecture "
-                    f"{m.base_fingerprint}); the loaded base model {self.info.model_id!r} is {self.info.fingerprint}. "
-                    "Load its base model (llm.model) to use it.")
+            return (
+                f"persona {m.name!r} was trained on {m.base_model or 'another model'!r} (architecture "
+                f"{m.base_fingerprint}); the loaded base model {self.info.model_id!r} is {self.info.fingerprint}. "
+                "Load its base model (llm.model) to use it."
+            )
         if not same_base(m.base_model, self.info.model_id):
-            message = (f"persona {m.name!r} was trained on {m.base_model!r}, but {self.info.model_id!r} is loaded")
+            message = f"persona {m.name!r} was trained on {m.base_model!r}, but {self.info.model_id!r} is loaded"
             if self.cfg.on_base_mismatch == "refuse":
-                return message + " (set llm.on_base_mismatch = \"warn\" to load it anyway)"
+                return message + ' (set llm.on_base_mismatch = "warn" to load it anyway)'
             log.warning("%s; loading it anyway (llm.on_base_mismatch = warn)", message)
         return None
 
@@ -170,8 +181,11 @@ class Runtime:
                     self._unload_adapter(entry.name)
                     log.warning(error)
                     continue
-                weights = next(f for f in (entry.path / "adapter_model.safetensors", entry.path / "adapter_model.bin")
-                               if f.is_file())
+                weights = next(
+                    f
+                    for f in (entry.path / "adapter_model.safetensors", entry.path / "adapter_model.bin")
+                    if f.is_file()
+                )
                 stamp = (entry.path, weights.stat().st_mtime)
                 if self._loaded.get(entry.name) == stamp:
                     continue
@@ -193,8 +207,11 @@ class Runtime:
 
             self._active = None
             configs = self.model.peft_config.values()
-            self._layers = ([] if any(getattr(c, "modules_to_save", None) for c in configs)
-                            else [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)])
+            self._layers = (
+                []
+                if any(getattr(c, "modules_to_save", None) for c in configs)
+                else [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+            )
         return self._layers or None
 
     @contextlib.contextmanager
@@ -257,8 +274,9 @@ class Runtime:
         manifest = self.manifest(persona)
         return manifest.enable_thinking if manifest else self.cfg.enable_thinking
 
-    def encode(self, messages: Sequence[Message], persona: str | None = None,
-               max_new_tokens: int | None = None) -> list[int]:
+    def encode(
+        self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
+    ) -> list[int]:
         """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt)."""
         msgs = self.prepare_messages(messages, persona)
         if not msgs or msgs[-1]["role"] != "user":
@@ -273,7 +291,7 @@ class Runtime:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
         system = msgs[:1] if msgs[0]["role"] == "system" else []
-        turns = msgs[len(system):]
+        turns = msgs[len(system) :]
         ids = ids_of(system + turns)
         while len(ids) > budget and len(turns) > 1:
             turns = turns[1:]
@@ -286,17 +304,21 @@ class Runtime:
             lo, hi = 0, len(content)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if len(ids_of(system + [{**last, "content": content[len(content) - mid:]}])) <= budget:
+                if len(ids_of(system + [{**last, "content": content[len(content) - mid :]}])) <= budget:
                     lo = mid
                 else:
                     hi = mid - 1
-            ids = ids_of(system + [{**last, "content": content[len(content) - lo:]}])
+            ids = ids_of(system + [{**last, "content": content[len(content) - lo :]}])
         return ids
 
     # -- generation -----------------------------------------------------------------------------------
 
-    def stream(self, messages: Sequence[Message], persona: str | None = None,
-               params: GenerationParams | Mapping[str, Any] | None = None) -> GenerationStream:
+    def stream(
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        params: GenerationParams | Mapping[str, Any] | None = None,
+    ) -> GenerationStream:
         """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model."""
         p = self.params(params)
         manifest = self.manifest(persona)
@@ -306,12 +328,23 @@ class Runtime:
         room = self.info.context_length - len(ids)
         if p.max_new_tokens > room:
             p = replace(p, max_new_tokens=max(room, 1))
-        return GenerationStream(self.model, self.tokenizer, ids, p, stop_ids=self._stop_ids,
-                                stop_strings=self.format.stop_strings, lock=self._model_lock,
-                                context=lambda: self._persona_context(persona))
+        return GenerationStream(
+            self.model,
+            self.tokenizer,
+            ids,
+            p,
+            stop_ids=self._stop_ids,
+            stop_strings=self.format.stop_strings,
+            lock=self._model_lock,
+            context=lambda: self._persona_context(persona),
+        )
 
-    def chat(self, messages: Sequence[Message], persona: str | None = None,
-             params: GenerationParams | Mapping[str, Any] | None = None) -> str:
+    def chat(
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        params: GenerationParams | Mapping[str, Any] | None = None,
+    ) -> str:
         """The blocking reply: the joined stream."""
         return self.stream(messages, persona, params).join()
 
@@ -327,7 +360,7 @@ class Runtime:
 
     def chat_model(self, persona: str | None = None, **params: Any) -> Any:
         """A LangChain chat model bound to this runtime and persona."""
-        from llm.chat_model import RolechatChatModel
+        from rolechat.llm.chat_model import RolechatChatModel
 
         return RolechatChatModel(runtime=self, persona=persona, **params)
 
@@ -335,17 +368,21 @@ class Runtime:
 def persona_roots(cfg: LLMConfig, is_demo: bool) -> list[Path]:
     """Where personas are looked for: $ROLECHAT_HOME/personas, llm.persona_dirs, and with the demo model
     the sample personas shipped for it (your own personas win on a name clash)."""
-    roots = [rc_config.personas_dir(), *(Path(p).expanduser() for p in cfg.persona_dirs)]
+    roots = [settings.personas_dir(), *(Path(p).expanduser() for p in cfg.persona_dirs)]
     if is_demo:
-        from llm.demo import SAMPLE_PERSONAS_DIR
+        from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
 
         roots.append(SAMPLE_PERSONAS_DIR)
     return roots
 
 
-def load_runtime(file_data: Mapping[str, Any] | None = None, **overrides: Any) -> Runtime:
-    """Build LLMConfig from defaults < config file < environment < overrides, then load."""
-    cfg = rc_config.build(LLMConfig, "llm", file_data, overrides)
+def load_runtime(cfg: LLMConfig | None = None, **overrides: Any) -> Runtime:
+    """Load the runtime for `cfg` (defaults when None), with keyword overrides of its fields.
+
+    The runtime never reads the config file or the environment itself: entry points build the LLMConfig
+    with `rolechat.settings.build(LLMConfig, "llm", file_data, flags)` (file < environment < flags).
+    """
+    cfg = replace(cfg or LLMConfig(), **overrides) if overrides else (cfg or LLMConfig())
     return Runtime.load(cfg)
 
 
@@ -354,7 +391,15 @@ def describe(entries: Iterable[PersonaEntry]) -> list[dict[str, Any]]:
     rows = []
     for e in entries:
         m = e.manifest
-        rows.append({"name": e.name, "display_name": m.display_name if m else e.name,
-                     "system_prompt": m.system_prompt if m else "", "base_model": m.base_model if m else "",
-                     "path": str(e.path), "ok": e.ok, "error": e.error})
+        rows.append(
+            {
+                "name": e.name,
+                "display_name": m.display_name if m else e.name,
+                "system_prompt": m.system_prompt if m else "",
+                "base_model": m.base_model if m else "",
+                "path": str(e.path),
+                "ok": e.ok,
+                "error": e.error,
+            }
+        )
     return rows

@@ -11,8 +11,9 @@ inference are byte-identical up to the reply. The reply is followed by the templ
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "TEMPLATES",
@@ -99,8 +100,11 @@ _PROBE = "\u2063PROBE\u2063"
 
 def _derive_eot(tokenizer: Any, template: str | None) -> str:
     """The special token the template writes right after a reply (`<|im_end|>`, GLM's `<|user|>`), else eos."""
-    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE},
-            {"role": "user", "content": "again"}]
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": _PROBE},
+        {"role": "user", "content": "again"},
+    ]
     try:
         text = tokenizer.apply_chat_template(msgs, tokenize=False, chat_template=template)
     except Exception as exc:  # a template may insist on other shapes; eos is a safe end of turn then
@@ -156,16 +160,32 @@ def _check(messages: Sequence[Message]) -> list[dict[str, str]]:
     return out
 
 
-def render_prompt(tokenizer: Any, fmt: ChatFormat, messages: Sequence[Message], *,
-                  add_generation_prompt: bool = True, enable_thinking: bool = False) -> str:
+def render_prompt(
+    tokenizer: Any,
+    fmt: ChatFormat,
+    messages: Sequence[Message],
+    *,
+    add_generation_prompt: bool = True,
+    enable_thinking: bool = False,
+) -> str:
     """The exact text the model sees before it answers (generation prompt included)."""
     return tokenizer.apply_chat_template(
-        _check(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
-        chat_template=fmt.chat_template, enable_thinking=enable_thinking)
+        _check(messages),
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        chat_template=fmt.chat_template,
+        enable_thinking=enable_thinking,
+    )
 
 
-def render_supervised(tokenizer: Any, fmt: ChatFormat, messages: Sequence[Message], *,
-                      enable_thinking: bool = False, last_turn_only: bool = False) -> list[SupervisedText]:
+def render_supervised(
+    tokenizer: Any,
+    fmt: ChatFormat,
+    messages: Sequence[Message],
+    *,
+    enable_thinking: bool = False,
+    last_turn_only: bool = False,
+) -> list[SupervisedText]:
     """Training texts for one conversation, each assistant reply written after its inference prompt.
 
     The prompt before reply k is `render_prompt(messages[:k])`, so it is byte-identical to what the runtime

@@ -9,10 +9,17 @@ by an incremental manifest, dense/BM25/hybrid retrievers, and a cited LCEL answe
 Never imports llm/: the chain takes any LangChain chat model.
 """
 
-from rag.chain import answer_stream, build_chain, format_context, format_sources
-from rag.config import RAGConfig
-from rag.knowledge_base import (DocumentInfo, FileOutcome, IndexReport, KnowledgeBase, Progress, delete_kb,
-                                list_kbs)
+from rolechat.rag.chain import answer_stream, build_chain, format_context, format_sources
+from rolechat.rag.config import RAGConfig
+from rolechat.rag.knowledge_base import (
+    DocumentInfo,
+    FileOutcome,
+    IndexReport,
+    KnowledgeBase,
+    Progress,
+    delete_kb,
+    list_kbs,
+)
 
 __all__ = [
     "RAGConfig",

@@ -12,8 +12,9 @@ answer is `prompts.NOT_FOUND`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
@@ -21,7 +22,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
 
-from rag import prompts
+from rolechat.rag import prompts
 
 __all__ = ["build_chain", "answer_stream", "format_context", "format_sources", "history_text"]
 
@@ -33,8 +34,11 @@ def _source_name(doc: Document) -> str:
 def format_context(docs: Sequence[Document]) -> str:
     """Numbered context blocks; [n] in the answer refers to docs[n-1]."""
     return "\n\n".join(
-        prompts.SOURCE_HEADER.format(n=i, source=_source_name(d), location=d.metadata.get("location", "")) + "\n"
-        + d.page_content for i, d in enumerate(docs, 1))
+        prompts.SOURCE_HEADER.format(n=i, source=_source_name(d), location=d.metadata.get("location", ""))
+        + "\n"
+        + d.page_content
+        for i, d in enumerate(docs, 1)
+    )
 
 
 def format_sources(docs: Sequence[Document]) -> list[str]:
@@ -57,8 +61,9 @@ def history_text(history: Sequence[Any] | None) -> str:
     return "\n".join(lines)
 
 
-def build_chain(retriever: Runnable, chat_model: Runnable, prompt: str | None = None,
-                condense_prompt: str | None = None) -> Runnable:
+def build_chain(
+    retriever: Runnable, chat_model: Runnable, prompt: str | None = None, condense_prompt: str | None = None
+) -> Runnable:
     """Input {"question", "chat_history"?}; output {"question", "standalone_question", "sources", "answer"}."""
     answer_prompt = ChatPromptTemplate.from_messages([("human", prompt or prompts.ANSWER_PROMPT)])
     condense = ChatPromptTemplate.from_messages([("human", condense_prompt or prompts.CONDENSE_PROMPT)])
@@ -79,7 +84,9 @@ def build_chain(retriever: Runnable, chat_model: Runnable, prompt: str | None = 
 
     generate = (
         RunnableLambda(lambda x: {"context": format_context(x["sources"]), "question": x["standalone_question"]})
-        | answer_prompt | chat_model | StrOutputParser()
+        | answer_prompt
+        | chat_model
+        | StrOutputParser()
     )
     answer = RunnableBranch((lambda x: not x["sources"], RunnableLambda(lambda x: prompts.NOT_FOUND)), generate)
     return (
@@ -89,9 +96,14 @@ def build_chain(retriever: Runnable, chat_model: Runnable, prompt: str | None = 
     )
 
 
-def answer_stream(retriever: Runnable, chat_model: Runnable, question: str,
-                  chat_history: Sequence[Any] | None = None, prompt: str | None = None,
-                  condense_prompt: str | None = None) -> Iterator[dict]:
+def answer_stream(
+    retriever: Runnable,
+    chat_model: Runnable,
+    question: str,
+    chat_history: Sequence[Any] | None = None,
+    prompt: str | None = None,
+    condense_prompt: str | None = None,
+) -> Iterator[dict]:
     """Yield {"sources": [Document, ...]} once, then {"answer": text piece} as the model streams."""
     chain = build_chain(retriever, chat_model, prompt, condense_prompt)
     for piece in chain.stream({"question": question, "chat_history": list(chat_history or [])}):

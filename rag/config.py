@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rolechat.config import ConfigError
+from rolechat.settings import ConfigError
 
 __all__ = ["RAGConfig", "MODES", "BACKENDS"]
 
@@ -25,48 +25,93 @@ class RAGConfig:
     """Everything that shapes indexing and retrieval. Embedder and splitter fields are recorded in each
     knowledge base's manifest; changing them makes the next `index` rebuild that knowledge base."""
 
-    embedder: str = field(default="", metadata=_help(
-        "sentence-transformers folder or hub id of the embedder; empty = the bundled offline all-MiniLM-L6-v2 "
-        "(blind to Chinese; a Chinese model such as BAAI/bge-small-zh-v1.5 is recommended)"))
-    embedder_backend: str = field(default="onnx-int8", metadata=_help(
-        "embedding runtime: onnx-int8 (exported once into the cache, fastest), onnx (fp32) or torch"))
-    batch_size: int = field(default=4, metadata=_help(
-        "texts per embedding batch (small batches stay in a CPU's caches: on 2 cores 4 embeds 8-20% faster per "
-        "token than 32, bench/bench_embed.py)"))
-    chunk_size: int = field(default=256, metadata=_help(
-        "maximum chunk length in embedder tokens (capped at the embedder's max_seq_length minus its special tokens)"))
-    chunk_overlap: int = field(default=64, metadata=_help("tokens of trailing sentences repeated at the start of "
-                                                          "the next chunk of the same section"))
+    embedder: str = field(
+        default="",
+        metadata=_help(
+            "sentence-transformers folder or hub id of the embedder; empty = the bundled offline all-MiniLM-L6-v2 "
+            "(blind to Chinese; a Chinese model such as BAAI/bge-small-zh-v1.5 is recommended)"
+        ),
+    )
+    embedder_backend: str = field(
+        default="onnx-int8",
+        metadata=_help("embedding runtime: onnx-int8 (exported once into the cache, fastest), onnx (fp32) or torch"),
+    )
+    batch_size: int = field(
+        default=4,
+        metadata=_help(
+            "texts per embedding batch (small batches stay in a CPU's caches: on 2 cores 4 embeds 8-20% faster per "
+            "token than 32, bench/bench_embed.py)"
+        ),
+    )
+    chunk_size: int = field(
+        default=256,
+        metadata=_help(
+            "maximum chunk length in embedder tokens (capped at the embedder's max_seq_length minus its special tokens)"
+        ),
+    )
+    chunk_overlap: int = field(
+        default=64,
+        metadata=_help("tokens of trailing sentences repeated at the start of the next chunk of the same section"),
+    )
     k: int = field(default=5, metadata=_help("number of chunks retrieved per question"))
     mode: str = field(default="hybrid", metadata=_help("retriever: dense (Chroma), bm25 (jieba + bm25s) or hybrid"))
-    dense_weight: float = field(default=1.0, metadata=_help(
-        "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
-        "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"))
-    min_coverage: float = field(default=0.8, metadata=_help(
-        "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
-        "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)"))
+    dense_weight: float = field(
+        default=1.0,
+        metadata=_help(
+            "weight of the dense leg in hybrid fusion, further scaled by the share of the query the embedder's "
+            "vocabulary knows (so a Chinese-blind embedder cannot drag results down)"
+        ),
+    )
+    min_coverage: float = field(
+        default=0.8,
+        metadata=_help(
+            "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
+            "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)"
+        ),
+    )
     bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
-    fusion: str = field(default="score", metadata=_help(
-        "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"))
+    fusion: str = field(
+        default="score",
+        metadata=_help(
+            "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"
+        ),
+    )
     fetch_k: int = field(default=30, metadata=_help("candidates each leg hands to fusion / the reranker"))
-    min_bm25_score: float = field(default=0.0, metadata=_help(
-        "BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"))
-    min_dense_score: float = field(default=0.3, metadata=_help(
-        "cosine similarity below which dense-only hits count as 'nothing relevant found'"))
-    reranker: str = field(default="", metadata=_help(
-        "optional cross-encoder folder or hub id that reorders the fused candidates; empty = none"))
-    chroma_url: str = field(default="", metadata=_help(
-        "Chroma server URL (e.g. http://127.0.0.1:8000) for shared knowledge bases; empty = local folder per KB"))
-    prompt: str = field(default="", metadata=_help(
-        "answer prompt template overriding rag/prompts.py; must contain {context} and {question}"))
-    condense_prompt: str = field(default="", metadata=_help(
-        "prompt that turns chat history + follow-up into a standalone question; must contain {chat_history} "
-        "and {question}"))
+    min_bm25_score: float = field(
+        default=0.0,
+        metadata=_help("BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"),
+    )
+    min_dense_score: float = field(
+        default=0.3, metadata=_help("cosine similarity below which dense-only hits count as 'nothing relevant found'")
+    )
+    reranker: str = field(
+        default="",
+        metadata=_help("optional cross-encoder folder or hub id that reorders the fused candidates; empty = none"),
+    )
+    chroma_url: str = field(
+        default="",
+        metadata=_help(
+            "Chroma server URL (e.g. http://127.0.0.1:8000) for shared knowledge bases; empty = local folder per KB"
+        ),
+    )
+    prompt: str = field(
+        default="",
+        metadata=_help("answer prompt template overriding rag/prompts.py; must contain {context} and {question}"),
+    )
+    condense_prompt: str = field(
+        default="",
+        metadata=_help(
+            "prompt that turns chat history + follow-up into a standalone question; must contain {chat_history} "
+            "and {question}"
+        ),
+    )
     max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
 
     def __post_init__(self) -> None:
         if self.embedder_backend not in BACKENDS:
-            raise ConfigError(f"rag.embedder_backend must be one of {', '.join(BACKENDS)}, got {self.embedder_backend!r}")
+            raise ConfigError(
+                f"rag.embedder_backend must be one of {', '.join(BACKENDS)}, got {self.embedder_backend!r}"
+            )
         if self.fusion not in FUSIONS:
             raise ConfigError(f"rag.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if self.mode not in MODES:
@@ -77,8 +122,10 @@ class RAGConfig:
         if self.chunk_size < 16:
             raise ConfigError(f"rag.chunk_size must be >= 16 tokens, got {self.chunk_size}")
         if not 0 <= self.chunk_overlap < self.chunk_size // 2:
-            raise ConfigError(f"rag.chunk_overlap must be between 0 and chunk_size/2 ({self.chunk_size // 2}), "
-                             f"got {self.chunk_overlap}")
+            raise ConfigError(
+                f"rag.chunk_overlap must be between 0 and chunk_size/2 ({self.chunk_size // 2}), "
+                f"got {self.chunk_overlap}"
+            )
         if not 0 <= self.min_coverage <= 1:
             raise ConfigError(f"rag.min_coverage must be between 0 and 1, got {self.min_coverage!r}")
         for name in ("dense_weight", "bm25_weight", "max_file_mb"):

@@ -19,13 +19,13 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rolechat.config import ConfigError, cache_dir
+from rolechat.settings import ConfigError, cache_dir
 
 __all__ = ["Embedder", "resolve_model_path", "DEFAULT_EMBEDDER"]
 
@@ -49,10 +49,11 @@ def resolve_model_path(model: str) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+    except Exception:
         raise ConfigError(
             f"rag.embedder: {model!r} is neither a folder nor a model in the local Hugging Face cache; "
-            "download it where a model hub is reachable and set rag.embedder to its folder") from None
+            "download it where a model hub is reachable and set rag.embedder to its folder"
+        ) from None
 
 
 def _read_json(path: Path) -> dict:
@@ -74,14 +75,15 @@ class Embedder(Embeddings):
         hf_config = _read_json(self.path / "config.json")
         if not hf_config:
             raise ConfigError(f"rag.embedder: {self.path} has no config.json; not a transformers model folder")
-        self.max_seq_length = int(st_config.get("max_seq_length") or min(512, hf_config.get("max_position_embeddings",
-                                                                                            512)))
+        self.max_seq_length = int(
+            st_config.get("max_seq_length") or min(512, hf_config.get("max_position_embeddings", 512))
+        )
         pooling = _read_json(self.path / "1_Pooling" / "config.json")
         self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
         self.name = model or DEFAULT_EMBEDDER
         self._tokenizer = None
-        self._session = None      # intra-op threads = cores: one call at a time (queries)
-        self._session_1 = None    # one thread: several calls at once (indexing)
+        self._session = None  # intra-op threads = cores: one call at a time (queries)
+        self._session_1 = None  # one thread: several calls at once (indexing)
         self._st_model = None
         self._lock = threading.Lock()
 
@@ -193,15 +195,17 @@ class Embedder(Embeddings):
             return np.zeros((0, 0), dtype=np.float32)
         runtime = self._load(single_thread and self.backend != "torch")
         if self.backend == "torch":
-            return np.asarray(runtime.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                             show_progress_bar=False), dtype=np.float32)
+            return np.asarray(
+                runtime.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False),
+                dtype=np.float32,
+            )
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         rows: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
-            batch = [encodings[i] for i in order[start:start + self.batch_size]]
+            batch = [encodings[i] for i in order[start : start + self.batch_size]]
             vectors = self._run(batch, runtime)
-            for i, vec in zip(order[start:start + self.batch_size], vectors):
+            for i, vec in zip(order[start : start + self.batch_size], vectors):
                 rows[i] = vec
         return np.stack([rows[i] for i in range(len(texts))]).astype(np.float32)
 
@@ -213,8 +217,8 @@ class Embedder(Embeddings):
         ids = np.full((len(batch), width), pad, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(ids_list):
-            ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -228,7 +232,7 @@ class Embedder(Embeddings):
 
     @staticmethod
     def _truncate(ids: list[int], limit: int) -> list[int]:
-        return ids if len(ids) <= limit else ids[:limit - 1] + ids[-1:]  # keep the closing [SEP]
+        return ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:]  # keep the closing [SEP]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embed_array(texts).tolist()
@@ -280,8 +284,16 @@ def _export_onnx(model_path: Path, target: Path) -> None:
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Hidden(model), tuple(sample for _ in names), str(tmp), input_names=names,
-                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            _Hidden(model),
+            tuple(sample for _ in names),
+            str(tmp),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
     os.replace(tmp, target)
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.loaders import squad_paragraphs as parse_paragraphs
+from rolechat.rag.loaders import squad_paragraphs as parse_paragraphs
 
 __all__ = ["QAItem", "QASet", "load_qa", "squad_paragraphs", "evaluate", "ModeResult"]
 
@@ -35,7 +35,7 @@ class QASet(list):
 
 
 def _answer_texts(value) -> list[str]:
-    """"a", ["a", "b"], {"text": "a"} or [{"text": "a"}, ...] (SQuAD's form) -> unique non-empty texts."""
+    """ "a", ["a", "b"], {"text": "a"} or [{"text": "a"}, ...] (SQuAD's form) -> unique non-empty texts."""
     values = value if isinstance(value, list) else [value]
     texts = [v.get("text", "") if isinstance(v, dict) else v for v in values if v is not None]
     return list(dict.fromkeys(str(t).strip() for t in texts if str(t).strip()))
@@ -117,12 +117,14 @@ def _is_hit(doc, item: QAItem) -> bool:
     if item.answers and any(a in text for a in item.answers):
         return True
     source = doc.metadata.get("source", "")
-    return bool(item.source) and (source == item.source or source.endswith("/" + item.source.lstrip("/"))
-                                  or Path(source).name == item.source)
+    return bool(item.source) and (
+        source == item.source or source.endswith("/" + item.source.lstrip("/")) or Path(source).name == item.source
+    )
 
 
-def evaluate(kb, items: list[QAItem], modes=("dense", "bm25", "hybrid"), k: int = 5,
-             extra: dict | None = None) -> list[ModeResult]:
+def evaluate(
+    kb, items: list[QAItem], modes=("dense", "bm25", "hybrid"), k: int = 5, extra: dict | None = None
+) -> list[ModeResult]:
     """Score each mode (and each extra {label: retriever}, which should return at least 10 documents)."""
     depth = max(10, k)
     results = []
@@ -137,12 +139,22 @@ def evaluate(kb, items: list[QAItem], modes=("dense", "bm25", "hybrid"), k: int 
             ranks.append(next((i for i, d in enumerate(docs[:depth], 1) if _is_hit(d, item)), None))
         n = max(len(items), 1)
 
-        def hit(at: int) -> float:
+        def hit(at: int, ranks: list[int | None] = ranks, n: int = n) -> float:
             return round(sum(1 for r in ranks if r is not None and r <= at) / n, 4)
 
         lat = sorted(latencies) or [0.0]
-        results.append(ModeResult(
-            mode, len(items), hit(1), hit(5), hit(10),
-            round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 4),
-            round(statistics.median(lat), 2), round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2), hit(k), k))
+        results.append(
+            ModeResult(
+                mode,
+                len(items),
+                hit(1),
+                hit(5),
+                hit(10),
+                round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 4),
+                round(statistics.median(lat), 2),
+                round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2),
+                hit(k),
+                k,
+            )
+        )
     return results

@@ -18,23 +18,30 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rolechat.config import ConfigError, kb_dir
+from rolechat.rag.config import RAGConfig
+from rolechat.rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
+from rolechat.rag.loaders import LOADER_VERSION, SUPPORTED, LoadError, parse
+from rolechat.rag.manifest import ChunkRow, FileRow, Manifest
+from rolechat.rag.splitting import SPLITTER_VERSION, split_file
+from rolechat.rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
+from rolechat.settings import ConfigError, kb_dir
 
-from rag.config import RAGConfig
-from rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
-from rag.loaders import LOADER_VERSION, SUPPORTED, LoadError, parse
-from rag.manifest import ChunkRow, FileRow, Manifest
-from rag.splitting import SPLITTER_VERSION, split_file
-from rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
-
-__all__ = ["KnowledgeBase", "IndexReport", "FileOutcome", "DocumentInfo", "Progress", "list_kbs", "delete_kb",
-           "validate_name"]
+__all__ = [
+    "KnowledgeBase",
+    "IndexReport",
+    "FileOutcome",
+    "DocumentInfo",
+    "Progress",
+    "list_kbs",
+    "delete_kb",
+    "validate_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +56,15 @@ _BAD_NAME = re.compile(r"[/\\:*?\"<>|\x00-\x1f]")
 def validate_name(name: str) -> str:
     name = name.strip()
     if not name or name in (".", "..") or _BAD_NAME.search(name) or len(name) > 100:
-        raise ConfigError(f"invalid knowledge base name {name!r}: 1-100 characters, none of / \\ : * ? \" < > |")
+        raise ConfigError(f'invalid knowledge base name {name!r}: 1-100 characters, none of / \\ : * ? " < > |')
     return name
 
 
 @dataclass
 class Progress:
     """What a progress callback receives: a phase, how far along it is, and the current file."""
-    phase: str              # "scan", "embed", "store", "done"
+
+    phase: str  # "scan", "embed", "store", "done"
     done: int
     total: int
     detail: str = ""
@@ -65,7 +73,7 @@ class Progress:
 @dataclass
 class FileOutcome:
     path: str
-    status: str             # indexed | updated | unchanged | removed | skipped | failed
+    status: str  # indexed | updated | unchanged | removed | skipped | failed
     chunks: int = 0
     encoding: str = ""
     reason: str = ""
@@ -80,9 +88,9 @@ class IndexReport:
     chunks_embedded: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
-    rebuilt: str = ""       # why the whole knowledge base was rebuilt, if it was
-    reread: str = ""        # why every file was read again (unchanged chunks keep their vectors), if they were
-    repaired: int = 0       # stray Chroma records of an interrupted run that were removed
+    rebuilt: str = ""  # why the whole knowledge base was rebuilt, if it was
+    reread: str = ""  # why every file was read again (unchanged chunks keep their vectors), if they were
+    repaired: int = 0  # stray Chroma records of an interrupted run that were removed
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -151,7 +159,7 @@ class _EmbedQueue:
         keys = [k for _, k in sorted(zip(lengths, keys))]
         jobs = []
         for start in range(0, len(keys), self.step):
-            part = keys[start:start + self.step]
+            part = keys[start : start + self.step]
             jobs.append((part, self.pool.submit(self._run, [texts[k] for k in part])))
             self.queued.update(part)
         return jobs
@@ -163,6 +171,7 @@ class _EmbedQueue:
 @dataclass
 class _Group:
     """Files whose chunks are embedded together and then committed together."""
+
     pending: list
     cached: dict
     jobs: list
@@ -208,7 +217,7 @@ class KnowledgeBase:
     @property
     def embeddings(self):
         if self._embeddings is None:
-            from rag.embedder import Embedder
+            from rolechat.rag.embedder import Embedder
 
             self._embeddings = Embedder(self.cfg.embedder, self.cfg.embedder_backend, self.cfg.batch_size)
         return self._embeddings
@@ -249,9 +258,13 @@ class KnowledgeBase:
         else:  # any LangChain Embeddings: its class and the usual identity fields
             ident = [f"{a}={getattr(emb, a)}" for a in ("model", "model_name", "size") if hasattr(emb, a)]
             fingerprint = f"{type(emb).__name__}({', '.join(ident)})"
-        return {"embedder": fingerprint, "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
-                "chunk_overlap": str(self.cfg.chunk_overlap), "splitter": SPLITTER_VERSION,
-                "bm25_tokenizer": TOKENIZER_VERSION}
+        return {
+            "embedder": fingerprint,
+            "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
+            "chunk_overlap": str(self.cfg.chunk_overlap),
+            "splitter": SPLITTER_VERSION,
+            "bm25_tokenizer": TOKENIZER_VERSION,
+        }
 
     # ----------------------------------------------------------------- indexing
     def index(self, paths: Sequence[str | os.PathLike], progress: ProgressCallback | None = None) -> IndexReport:
@@ -268,8 +281,10 @@ class KnowledgeBase:
         known = manifest.files()
         stored_loaders = manifest.get("loader_version")
         if known and stored_loaders != LOADER_VERSION:
-            report.reread = (f"rolechat's file readers changed (version {stored_loaders or 1} -> {LOADER_VERSION}): "
-                             "every file is read again; chunks whose text is unchanged keep their vectors")
+            report.reread = (
+                f"rolechat's file readers changed (version {stored_loaders or 1} -> {LOADER_VERSION}): "
+                "every file is read again; chunks whose text is unchanged keep their vectors"
+            )
             log.warning("%s: %s", self.name, report.reread)
         manifest_ids = manifest.chunk_ids()
         chroma_ids = all_ids(collection)
@@ -318,8 +333,9 @@ class KnowledgeBase:
                     if not data.strip():
                         raise LoadError("empty file")
                     loaded = parse(kind, path, data)
-                    pieces = split_file(loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap,
-                                        self._max_tokens())
+                    pieces = split_file(
+                        loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap, self._max_tokens()
+                    )
                 except LoadError as exc:
                     report.files.append(FileOutcome(key, "failed", reason=str(exc)))
                     if old is not None:  # it was good before: its old chunks no longer describe the file
@@ -382,8 +398,18 @@ class KnowledgeBase:
             if chunk_id in seen:  # the same text at the same place twice: keep one
                 continue
             seen.add(chunk_id)
-            rows.append(ChunkRow(chunk_id, key, ord_, piece.text, piece.location, piece.headings,
-                                 " ".join(tokenize(piece.text)), _sha(piece.text)[:32]))
+            rows.append(
+                ChunkRow(
+                    chunk_id,
+                    key,
+                    ord_,
+                    piece.text,
+                    piece.location,
+                    piece.headings,
+                    " ".join(tokenize(piece.text)),
+                    _sha(piece.text)[:32],
+                )
+            )
         return rows
 
     def _submit(self, pending, queue: _EmbedQueue) -> _Group | None:
@@ -394,8 +420,7 @@ class KnowledgeBase:
         cached = self.manifest.vectors(texts)
         return _Group(pending, cached, queue.submit({k: t for k, t in texts.items() if k not in cached}))
 
-    def _store(self, group: _Group | None, chroma_ids: set[str], report: IndexReport,
-               notify: ProgressCallback) -> None:
+    def _store(self, group: _Group | None, chroma_ids: set[str], report: IndexReport, notify: ProgressCallback) -> None:
         """Wait for a group's vectors, then commit it: vectors, Chroma records, manifest rows."""
         if group is None:
             return
@@ -417,11 +442,13 @@ class KnowledgeBase:
         # records the manifest does not know; the next run deletes them as strays (vectors stay cached).
         new = [(row, c) for row, chunks, _ in pending for c in chunks if c.id not in chroma_ids]
         for start in range(0, len(new), MAX_BATCH):
-            part = new[start:start + MAX_BATCH]
-            self.collection.upsert(ids=[c.id for _, c in part],
-                                   embeddings=[cached[c.vec_key].tolist() for _, c in part],
-                                   documents=[c.text for _, c in part],
-                                   metadatas=[c.metadata(row) for row, c in part])
+            part = new[start : start + MAX_BATCH]
+            self.collection.upsert(
+                ids=[c.id for _, c in part],
+                embeddings=[cached[c.vec_key].tolist() for _, c in part],
+                documents=[c.text for _, c in part],
+                metadatas=[c.metadata(row) for row, c in part],
+            )
         for row, chunks, status in pending:
             old_ids = manifest.chunk_ids(row.path)
             added = [c.id for c in chunks if c.id not in chroma_ids]
@@ -437,7 +464,7 @@ class KnowledgeBase:
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), MAX_BATCH):
-            self.collection.delete(ids=ids[start:start + MAX_BATCH])
+            self.collection.delete(ids=ids[start : start + MAX_BATCH])
 
     def _remove_file(self, key: str, chroma_ids: set[str], report: IndexReport) -> None:
         ids = self.manifest.chunk_ids(key)
@@ -450,7 +477,7 @@ class KnowledgeBase:
         client = open_client(self.cfg.chroma_url, self.path / "chroma")
         try:
             client.delete_collection(collection_name(self.name))
-        except Exception:  # noqa: BLE001 - absent collection: nothing to drop
+        except Exception:
             pass
         self._collection = None
 
@@ -476,8 +503,10 @@ class KnowledgeBase:
 
     # ----------------------------------------------------------------- reading
     def documents(self) -> list[DocumentInfo]:
-        return [DocumentInfo(f.path, f.kind, f.encoding, f.chunks, f.size, f.indexed_at)
-                for f in sorted(self.manifest.files().values(), key=lambda f: f.path)]
+        return [
+            DocumentInfo(f.path, f.kind, f.encoding, f.chunks, f.size, f.indexed_at)
+            for f in sorted(self.manifest.files().values(), key=lambda f: f.path)
+        ]
 
     def chunk_count(self) -> int:
         return len(self.manifest.chunk_ids())
@@ -501,7 +530,7 @@ class KnowledgeBase:
 
     def retriever(self, mode: str | None = None, k: int | None = None):
         """A LangChain retriever over this knowledge base (dense, bm25 or hybrid)."""
-        from rag.retrievers import make_retriever
+        from rolechat.rag.retrievers import make_retriever
 
         return make_retriever(self, mode or self.cfg.mode, k or self.cfg.k)
 

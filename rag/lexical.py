@@ -25,9 +25,11 @@ _JIEBA_LOCK = threading.Lock()
 _jieba = None
 
 # Function words and question words: frequent in questions, useless for matching.
-_STOP = set("的 了 和 是 在 也 就 都 而 及 与 或 着 把 被 让 给 对 从 吗 呢 吧 啊 呀 么 之 其 这 那 此 个 为 以 于 上 下 中 有 "
-            "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 多少 几 为什么 是否 谁 请问 一个 可以 能 会 要 吗 "
-            "a an the of to in on for is are was were be and or how what which who why when where do does".split())
+_STOP = set(
+    "的 了 和 是 在 也 就 都 而 及 与 或 着 把 被 让 给 对 从 吗 呢 吧 啊 呀 么 之 其 这 那 此 个 为 以 于 上 下 中 有 "
+    "什么 怎么 怎样 如何 哪些 哪个 哪里 哪 多少 几 为什么 是否 谁 请问 一个 可以 能 会 要 吗 "
+    "a an the of to in on for is are was were be and or how what which who why when where do does".split()
+)
 _PUNCT = re.compile(r"^[\W_]+$", re.UNICODE)
 
 
@@ -52,8 +54,11 @@ def tokenize(text: str) -> list[str]:
     a question and a document (the idea of Lucene's CJK analyzer); on cmrc2018 they raise BM25 hit@1 by
     about 3 points over words alone (docs/rag.md)."""
     text = text.lower()
-    words = [w for w in (w.strip() for w in _get_jieba().lcut_for_search(text))
-             if w and w not in _STOP and not _PUNCT.match(w)]
+    words = [
+        w
+        for w in (w.strip() for w in _get_jieba().lcut_for_search(text))
+        if w and w not in _STOP and not _PUNCT.match(w)
+    ]
     for run in _CJK_RUN.findall(text):
         words.extend(run)
         words.extend(a + b for a, b in zip(run, run[1:]))

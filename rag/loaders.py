@@ -15,19 +15,39 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.decoding import DecodeError, decode
+from rolechat.rag.decoding import DecodeError, decode
 
-__all__ = ["Block", "LoadedFile", "LoadError", "load_file", "is_supported", "SUPPORTED", "normalize", "LOADER_VERSION",
-           "squad_paragraphs"]
+__all__ = [
+    "Block",
+    "LoadedFile",
+    "LoadError",
+    "load_file",
+    "is_supported",
+    "SUPPORTED",
+    "normalize",
+    "LOADER_VERSION",
+    "squad_paragraphs",
+]
 
 # Bump when what a loader extracts from the same bytes changes: knowledge bases then re-read every file once
 # (chunks whose text is unchanged keep their vectors). 2: SQuAD-style JSON indexes its paragraphs only.
 LOADER_VERSION = "2"
 
 SUPPORTED = {
-    ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-    ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html",
-    ".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".srt": "subtitles", ".vtt": "subtitles",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".srt": "subtitles",
+    ".vtt": "subtitles",
 }
 
 
@@ -38,9 +58,9 @@ class LoadError(ValueError):
 @dataclass
 class Block:
     text: str
-    location: str          # "line 12", "p. 3", "row 5", "00:01:02"
-    first_line: int = 1    # line number of the block's first line, when lines mean something
-    heading: str = ""      # context for every chunk of the block (a title), as Markdown headings are
+    location: str  # "line 12", "p. 3", "row 5", "00:01:02"
+    first_line: int = 1  # line number of the block's first line, when lines mean something
+    heading: str = ""  # context for every chunk of the block (a title), as Markdown headings are
 
 
 @dataclass
@@ -48,7 +68,7 @@ class LoadedFile:
     kind: str
     encoding: str
     blocks: list[Block] = field(default_factory=list)
-    markdown: bool = False   # '#' headings are structure
+    markdown: bool = False  # '#' headings are structure
 
 
 def is_supported(path: Path) -> bool:
@@ -215,8 +235,9 @@ def _json(data: bytes, lines: bool) -> LoadedFile:
             raise LoadError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
         paragraphs = squad_paragraphs(obj)
         if paragraphs is not None:
-            blocks = [Block(normalize(text), location, heading=normalize(title))
-                      for text, location, title in paragraphs]
+            blocks = [
+                Block(normalize(text), location, heading=normalize(title)) for text, location, title in paragraphs
+            ]
         else:
             items = obj if isinstance(obj, list) else [obj]
             blocks = [Block(normalize(_record_text(item)), f"item {i}") for i, item in enumerate(items, 1)]
@@ -225,14 +246,17 @@ def _json(data: bytes, lines: bool) -> LoadedFile:
 
 def squad_paragraphs(obj) -> list[tuple[str, str, str]] | None:
     """(context, location, article title) per paragraph of a parsed SQuAD-style QA file (SQuAD, CMRC 2018,
-    DRCD, ...), None for any other JSON. Such a file is a corpus of paragraphs plus questions about them: the paragraphs are the
-    documents, and the questions, answers and ids must not be indexed with them (an index that contains the
-    questions answers `eval-retrieval` from the questions themselves). The article's title is kept as the
+    DRCD, ...), None for any other JSON. Such a file is a corpus of paragraphs plus questions about them: the
+    paragraphs are the documents, and the questions, answers and ids must not be indexed with them (an index that
+    contains the questions answers `eval-retrieval` from the questions themselves). The article's title is kept as the
     paragraphs' heading: often the paragraph never names its subject (on cmrc2018 this lifts hit@1 from 0.854
     to 0.886)."""
     articles = obj.get("data") if isinstance(obj, dict) else None
-    if not (isinstance(articles, list) and articles and all(
-            isinstance(a, dict) and isinstance(a.get("paragraphs"), list) for a in articles)):
+    if not (
+        isinstance(articles, list)
+        and articles
+        and all(isinstance(a, dict) and isinstance(a.get("paragraphs"), list) for a in articles)
+    ):
         return None
     found = []
     for number, article in enumerate(articles, 1):
@@ -273,7 +297,7 @@ def _subtitles(data: bytes) -> LoadedFile:
         if not times:
             continue
         start = times[0].split("-->")[0].strip().replace(",", ".").split(".")[0]
-        body = [ln for ln in lines[lines.index(times[0]) + 1:]]
+        body = list(lines[lines.index(times[0]) + 1 :])
         body = [re.sub(r"<[^>]+>", "", ln) for ln in body]
         if body:
             blocks.append(Block(" ".join(body), start))

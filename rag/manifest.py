@@ -14,9 +14,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -54,12 +54,17 @@ class ChunkRow:
     text: str
     location: str
     headings: str
-    tokens: str      # space-joined BM25 tokens
-    vec_key: str     # hash of the embedded text
+    tokens: str  # space-joined BM25 tokens
+    vec_key: str  # hash of the embedded text
 
     def metadata(self, file: FileRow | None = None) -> dict:
-        meta = {"chunk_id": self.id, "source": self.path, "location": self.location, "headings": self.headings,
-                "ord": self.ord}
+        meta = {
+            "chunk_id": self.id,
+            "source": self.path,
+            "location": self.location,
+            "headings": self.headings,
+            "ord": self.ord,
+        }
         if file is not None:
             meta.update(kind=file.kind, encoding=file.encoding)
         return meta
@@ -109,7 +114,7 @@ class Manifest:
         ids = list(ids)
         found: dict[str, ChunkRow] = {}
         for start in range(0, len(ids), 900):
-            part = ids[start:start + 900]
+            part = ids[start : start + 900]
             marks = ",".join("?" * len(part))
             for r in self._rows(f"SELECT {cols} FROM chunks WHERE id IN ({marks})", part):
                 found[r[0]] = ChunkRow(*r)
@@ -122,11 +127,14 @@ class Manifest:
         row.indexed_at = time.time()
         with self._tx():
             self.db.execute("DELETE FROM chunks WHERE path=?", (row.path,))
-            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [(c.id, c.path, c.ord, c.text, c.location, c.headings, c.tokens, c.vec_key)
-                                 for c in chunks])
-            self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (row.path, row.sha256, row.size, row.kind, row.encoding, row.chunks, row.indexed_at))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(c.id, c.path, c.ord, c.text, c.location, c.headings, c.tokens, c.vec_key) for c in chunks],
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.path, row.sha256, row.size, row.kind, row.encoding, row.chunks, row.indexed_at),
+            )
 
     def remove_file(self, path: str) -> None:
         with self._tx():
@@ -143,7 +151,7 @@ class Manifest:
         keys = list(keys)
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), 900):
-            part = keys[start:start + 900]
+            part = keys[start : start + 900]
             marks = ",".join("?" * len(part))
             for key, blob in self._rows(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", part):
                 out[key] = np.frombuffer(blob, dtype=np.float32)
@@ -151,8 +159,10 @@ class Manifest:
 
     def put_vectors(self, items: dict[str, np.ndarray]) -> None:
         with self._tx():
-            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
 
     def prune_vectors(self) -> int:
         """Drop vectors no chunk uses any more (after edits and deletions)."""

@@ -22,8 +22,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-__all__ = ["DenseRetriever", "BM25Retriever", "HybridRetriever", "make_retriever", "fuse", "RRF_K",
-           "COVERAGE_POWER"]
+__all__ = ["DenseRetriever", "BM25Retriever", "HybridRetriever", "make_retriever", "fuse", "RRF_K", "COVERAGE_POWER"]
 
 RRF_K = 60
 COVERAGE_POWER = 3.0
@@ -60,8 +59,9 @@ class DenseRetriever(_KBRetriever):
         if not total:
             return []
         vector = self.kb.embeddings.embed_query(query)
-        res = collection.query(query_embeddings=[list(map(float, vector))], n_results=min(k, total),
-                               include=["distances"])
+        res = collection.query(
+            query_embeddings=[list(map(float, vector))], n_results=min(k, total), include=["distances"]
+        )
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
@@ -91,8 +91,13 @@ def _normalised(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return [(cid, (s - low) / span if span > 0 else 1.0) for cid, s in hits]
 
 
-def fuse(legs: dict[str, list[tuple[str, float]]], weights: dict[str, float], k: int,
-         method: str = "score", rrf_k: int = RRF_K) -> list[tuple[str, float, str]]:
+def fuse(
+    legs: dict[str, list[tuple[str, float]]],
+    weights: dict[str, float],
+    k: int,
+    method: str = "score",
+    rrf_k: int = RRF_K,
+) -> list[tuple[str, float, str]]:
     """Fuse ranked legs into [(chunk_id, fused score, found_by)], best first.
 
     `score`: weighted sum of each leg's min-max normalised scores, so a leg with weight w can only
@@ -103,8 +108,9 @@ def fuse(legs: dict[str, list[tuple[str, float]]], weights: dict[str, float], k:
     found: dict[str, list[str]] = {}
     for leg, hits in legs.items():
         weight = weights.get(leg, 1.0)
-        scaled = _normalised(hits) if method == "score" else [(c, 1.0 / (rrf_k + r)) for r, (c, _) in
-                                                               enumerate(hits, 1)]
+        scaled = (
+            _normalised(hits) if method == "score" else [(c, 1.0 / (rrf_k + r)) for r, (c, _) in enumerate(hits, 1)]
+        )
         for cid, value in scaled:
             scores[cid] = scores.get(cid, 0.0) + weight * value
             found.setdefault(cid, []).append(leg)
@@ -131,7 +137,7 @@ class HybridRetriever(_KBRetriever):
         coverage = share(query) if share else 1.0
         if coverage < self.min_coverage:
             return 0.0
-        return self.dense_weight * coverage ** self.coverage_power
+        return self.dense_weight * coverage**self.coverage_power
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
         fetch = max(self.fetch_k, self.k)
@@ -141,8 +147,12 @@ class HybridRetriever(_KBRetriever):
         trusted_dense = bool(dense) and dense[0][1] >= self.min_dense_score and dense_w >= 0.5 * self.dense_weight
         if not bm25 and not trusted_dense:
             return []  # nothing relevant: let the caller say so instead of inventing context
-        fused = fuse({"bm25": bm25, "dense": dense}, {"bm25": self.bm25_weight, "dense": dense_w},
-                     fetch if self.reranker is not None else self.k, method=self.fusion)
+        fused = fuse(
+            {"bm25": bm25, "dense": dense},
+            {"bm25": self.bm25_weight, "dense": dense_w},
+            fetch if self.reranker is not None else self.k,
+            method=self.fusion,
+        )
         docs = []
         by_leg = {cid: label for cid, _, label in fused}
         for doc in _documents(self.kb, [(cid, score) for cid, score, _ in fused], "hybrid"):
@@ -163,7 +173,7 @@ def _reranker(name: str):
     if name not in _RERANKERS:
         from sentence_transformers import CrossEncoder
 
-        from rag.embedder import resolve_model_path
+        from rolechat.rag.embedder import resolve_model_path
 
         _RERANKERS[name] = CrossEncoder(str(resolve_model_path(name)), device="cpu")
     return _RERANKERS[name]
@@ -176,8 +186,16 @@ def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
     if mode == "bm25":
         return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score)
     if mode == "hybrid":
-        return HybridRetriever(kb=kb, k=k, fetch_k=cfg.fetch_k, fusion=cfg.fusion, dense_weight=cfg.dense_weight,
-                               bm25_weight=cfg.bm25_weight, min_dense_score=cfg.min_dense_score,
-                               min_bm25_score=cfg.min_bm25_score, min_coverage=cfg.min_coverage,
-                               reranker=_reranker(cfg.reranker) if cfg.reranker else None)
+        return HybridRetriever(
+            kb=kb,
+            k=k,
+            fetch_k=cfg.fetch_k,
+            fusion=cfg.fusion,
+            dense_weight=cfg.dense_weight,
+            bm25_weight=cfg.bm25_weight,
+            min_dense_score=cfg.min_dense_score,
+            min_bm25_score=cfg.min_bm25_score,
+            min_coverage=cfg.min_coverage,
+            reranker=_reranker(cfg.reranker) if cfg.reranker else None,
+        )
     raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")

@@ -12,10 +12,10 @@ chunk is checked against the embedder's limit after packing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
-from rag.loaders import LoadedFile
+from rolechat.rag.loaders import LoadedFile
 
 __all__ = ["Chunk", "split_file", "TokenCounter", "SPLITTER_VERSION"]
 
@@ -31,9 +31,9 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 @dataclass
 class Chunk:
-    text: str            # what is embedded and searched: heading path + body
+    text: str  # what is embedded and searched: heading path + body
     location: str
-    headings: str        # "H1 > H2", "" outside any heading
+    headings: str  # "H1 > H2", "" outside any heading
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _sections(loaded: LoadedFile) -> list[tuple[str, list[_Unit]]]:
                 current = []
                 level = len(heading.group(1))
                 title = re.sub(r"[*_`]+", "", heading.group(2)).strip()
-                stack = stack[:level - 1] + [""] * max(0, level - 1 - len(stack)) + [title]
+                stack = stack[: level - 1] + [""] * max(0, level - 1 - len(stack)) + [title]
                 stack = [h for h in stack if h] if level == 1 else stack
                 continue
             current.append(_Unit(line + "\n", location))
@@ -108,7 +108,7 @@ def _cut(unit: _Unit, budget: int, count: TokenCounter) -> list[_Unit]:
     if unit.tokens <= budget or len(unit.text) < 2:
         return [unit]
     step = max(1, min(len(unit.text) // 2, int(len(unit.text) * budget / max(unit.tokens, 1) * 0.9)))
-    pieces = _counted([_Unit(unit.text[i:i + step], unit.location) for i in range(0, len(unit.text), step)], count)
+    pieces = _counted([_Unit(unit.text[i : i + step], unit.location) for i in range(0, len(unit.text), step)], count)
     return [x for piece in pieces for x in _cut(piece, budget, count)]
 
 
@@ -134,8 +134,9 @@ def _pack(units: list[_Unit], budget: int, overlap: int) -> list[list[_Unit]]:
     return chunks
 
 
-def split_file(loaded: LoadedFile, count: TokenCounter, chunk_size: int, chunk_overlap: int,
-               max_tokens: int | None = None) -> list[Chunk]:
+def split_file(
+    loaded: LoadedFile, count: TokenCounter, chunk_size: int, chunk_overlap: int, max_tokens: int | None = None
+) -> list[Chunk]:
     """Split a loaded file into chunks of at most `chunk_size` tokens (and never above `max_tokens`)."""
     limit = min(chunk_size, max_tokens or chunk_size)
     sections = [(headings, _sentences(lines)) for headings, lines in _sections(loaded)]
@@ -143,15 +144,15 @@ def split_file(loaded: LoadedFile, count: TokenCounter, chunk_size: int, chunk_o
     prefixes = sorted({h for h, _ in sections if h})
     flat = [u for _, units in sections for u in units]
     counts = count([f"{h}\n" for h in prefixes] + [u.text for u in flat])
-    prefix_tokens = dict(zip(prefixes, counts[:len(prefixes)]))
-    for unit, n in zip(flat, counts[len(prefixes):]):
+    prefix_tokens = dict(zip(prefixes, counts[: len(prefixes)]))
+    for unit, n in zip(flat, counts[len(prefixes) :]):
         unit.tokens = n
     result: list[tuple[Chunk, bool]] = []
     for headings, units in sections:
         prefix = f"{headings}\n" if headings else ""
         used = prefix_tokens.get(headings, 0)
         if used > limit // 3:  # absurdly long headings: keep the end of the last one only
-            prefix = headings.split(" > ")[-1][-(limit // 3):] + "\n"
+            prefix = headings.split(" > ")[-1][-(limit // 3) :] + "\n"
             used = count([prefix])[0]
         budget = max(8, limit - used)
         fitted = [x for u in units for x in (_hard_split(u, budget, count) if u.tokens > budget else [u])]
@@ -163,7 +164,9 @@ def split_file(loaded: LoadedFile, count: TokenCounter, chunk_size: int, chunk_o
                 result.append((Chunk(prefix + body, group[0].location, headings), near))
     near = [i for i, (_, is_near) in enumerate(result) if is_near]
     over = {i for i, n in zip(near, count([result[i][0].text for i in near])) if n > limit}
-    return [x for i, (chunk, _) in enumerate(result) for x in (_enforce([chunk], count, limit) if i in over else [chunk])]
+    return [
+        x for i, (chunk, _) in enumerate(result) for x in (_enforce([chunk], count, limit) if i in over else [chunk])
+    ]
 
 
 def _enforce(chunks: list[Chunk], count: TokenCounter, limit: int) -> list[Chunk]:
@@ -174,7 +177,9 @@ def _enforce(chunks: list[Chunk], count: TokenCounter, limit: int) -> list[Chunk
             out.append(chunk)
             continue
         half = len(chunk.text) // 2
-        halves = [Chunk(chunk.text[:half], chunk.location, chunk.headings),
-                  Chunk(chunk.text[half:], chunk.location, chunk.headings)]
+        halves = [
+            Chunk(chunk.text[:half], chunk.location, chunk.headings),
+            Chunk(chunk.text[half:], chunk.location, chunk.headings),
+        ]
         out.extend(_enforce(halves, count, limit))
     return out

@@ -33,8 +33,9 @@ def open_client(chroma_url: str, local_path: Path):
     if chroma_url:
         url = urlparse(chroma_url)
         port = url.port or (443 if url.scheme == "https" else 8000)
-        return chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=port, ssl=url.scheme == "https",
-                                   settings=settings)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1", port=port, ssl=url.scheme == "https", settings=settings
+        )
     local_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(local_path), settings=settings)
 
@@ -42,8 +43,7 @@ def open_client(chroma_url: str, local_path: Path):
 def open_collection(client, name: str, create: bool = True):
     """The collection, cosine space, with no embedding function attached."""
     if create:
-        return client.get_or_create_collection(name, embedding_function=None,
-                                               metadata={"hnsw:space": "cosine"})
+        return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
     return client.get_collection(name, embedding_function=None)
 
 

@@ -1,6 +1,6 @@
 """Print (or --write into README.md) the one table of every config key, from the config dataclasses.
 
-    .venv/bin/python scripts/config_table.py --write
+.venv/bin/python scripts/config_table.py --write
 """
 
 from __future__ import annotations
@@ -16,14 +16,19 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 
 def sections():
-    from finetune.config import TrainConfig
-    from llm.config import LLMConfig
-    from rag.config import RAGConfig
     from rolechat.api import ServerConfig
+    from rolechat.finetune.config import TrainConfig
+    from rolechat.llm.config import LLMConfig
+    from rolechat.rag.config import RAGConfig
     from ui.config import AppConfig
 
-    return [("llm", LLMConfig), ("rag", RAGConfig), ("train", TrainConfig), ("server", ServerConfig),
-            ("app", AppConfig)]
+    return [
+        ("llm", LLMConfig),
+        ("rag", RAGConfig),
+        ("train", TrainConfig),
+        ("server", ServerConfig),
+        ("app", AppConfig),
+    ]
 
 
 def _default(f: dataclasses.Field) -> str:
@@ -44,8 +49,9 @@ def table() -> str:
             if f.name.startswith("_"):
                 continue
             meaning = str(f.metadata.get("help", "")).replace("|", "\\|").replace("\n", " ")
-            rows.append(f"| `{section}.{f.name}` | `ROLECHAT_{section.upper()}_{f.name.upper()}` | {_default(f)} | "
-                        f"{meaning} |")
+            rows.append(
+                f"| `{section}.{f.name}` | `ROLECHAT_{section.upper()}_{f.name.upper()}` | {_default(f)} | {meaning} |"
+            )
     return "\n".join(rows)
 
 

@@ -61,15 +61,21 @@ def make_adapter(base: Path, out: Path, seed: int, *, display_name: str = "", sy
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llm import PersonaManifest, fingerprint
+    from rolechat.llm import PersonaManifest, fingerprint
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules="all-linear",
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+    )
     peft_model.save_pretrained(out)
-    PersonaManifest(name=out.name, display_name=display_name or out.name, system_prompt=system,
-                    base_model=str(Path(base).resolve()), base_fingerprint=fingerprint(model.config)).save(out)
+    PersonaManifest(
+        name=out.name,
+        display_name=display_name or out.name,
+        system_prompt=system,
+        base_model=str(Path(base).resolve()),
+        base_fingerprint=fingerprint(model.config),
+    ).save(out)
     return out
 
 

@@ -19,8 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -66,9 +73,23 @@ class Server:
 def start_server(env: dict[str, str], log: Path, timeout: float = 90.0) -> Server:
     """`streamlit run app.py` on a free loopback port; returns once /_stcore/health answers ok."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
@@ -95,9 +116,19 @@ class FlowResult:
     stopped: str = ""  # the stats line of the reply interrupted by the stop button
 
 
-def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | None, follow_up: str = "你好",
-             search: str = "", lint: bool = False, stop_check: bool = False,
-             timeout_ms: int = 180_000, viewport: dict[str, int] = VIEWPORT) -> FlowResult:
+def run_flow(
+    url: str,
+    out_dir: Path,
+    *,
+    question: str,
+    persona_label: str | None,
+    follow_up: str = "你好",
+    search: str = "",
+    lint: bool = False,
+    stop_check: bool = False,
+    timeout_ms: int = 180_000,
+    viewport: dict[str, int] = VIEWPORT,
+) -> FlowResult:
     """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); stop a long
     reply and ask again (if `stop_check`); visit the KB page (searching for `search`) and the training page
     (running the data check if `lint`)."""
@@ -139,7 +170,8 @@ def run_flow(url: str, out_dir: Path, *, question: str, persona_label: str | Non
                 box.press("Enter")
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
-                    ".filter(m => m.innerText.includes('词元/秒')).length >= 2")
+                    ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
+                )
                 result.answers.append(messages.nth(3).inner_text())
                 page.mouse.move(0, 0)
                 result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
@@ -195,7 +227,9 @@ def _stop_long_reply(page, result: FlowResult) -> None:
     box.press("Enter")
     page.wait_for_function(
         "n => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
-        ".filter(m => m.innerText.includes('词元/秒')).length >= n", arg=count // 2 + 2)
+        ".filter(m => m.innerText.includes('词元/秒')).length >= n",
+        arg=count // 2 + 2,
+    )
     result.answers.append(messages.nth(count + 3).inner_text())
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from rolechat.config import set_offline_env  # noqa: E402
+from rolechat.settings import set_offline_env  # noqa: E402
 
 set_offline_env()
 os.environ.setdefault("ROLECHAT_HOME", str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / "rolechat-test-home"))

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from rolechat import config
+from rolechat import settings
 from tests.app_support import app_test, assistant_texts, loaded_runtime, make_adapter, write_docs
 
 GREEDY = {"temperature": 0.0, "max_new_tokens": 12}
@@ -27,7 +27,7 @@ def adapters(tiny_qwen2, tmp_path_factory):
 
 def install(*folders) -> None:
     for folder in folders:
-        shutil.copytree(folder, config.personas_dir() / folder.name)
+        shutil.copytree(folder, settings.personas_dir() / folder.name)
 
 
 def expected(history: list[dict], persona: str) -> str:
@@ -54,17 +54,17 @@ def test_plain_chat_streams_the_runtimes_reply_and_shows_model_and_stats(monkeyp
     assert "基础模型" in meta and "词元/秒" in meta
 
 
-def test_persona_switch_applies_to_the_next_message_and_broken_personas_are_listed(monkeypatch, tiny_qwen2,
-                                                                                   adapters):
+def test_persona_switch_applies_to_the_next_message_and_broken_personas_are_listed(monkeypatch, tiny_qwen2, adapters):
     install(adapters["alpha"], adapters["beta"])
-    broken = config.personas_dir() / "broken"
+    broken = settings.personas_dir() / "broken"
     broken.mkdir()
     (broken / "persona.json").write_text("{not json", encoding="utf-8")
-    corrupt = config.personas_dir() / "corrupt"
+    corrupt = settings.personas_dir() / "corrupt"
     shutil.copytree(adapters["beta"], corrupt)
     (corrupt / "adapter_model.safetensors").write_bytes(b"garbage")
-    (corrupt / "persona.json").write_text((adapters["beta"] / "persona.json").read_text(encoding="utf-8")
-                                          .replace('"beta"', '"corrupt"'), encoding="utf-8")
+    (corrupt / "persona.json").write_text(
+        (adapters["beta"] / "persona.json").read_text(encoding="utf-8").replace('"beta"', '"corrupt"'), encoding="utf-8"
+    )
 
     at = app_test(monkeypatch, tiny_qwen2).run()
     assert not at.exception
@@ -90,13 +90,11 @@ def test_persona_switch_applies_to_the_next_message_and_broken_personas_are_list
     assert "贝塔" in at.chat_message[3].caption[-1].value
 
 
-def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeypatch, tiny_qwen2, tmp_path,
-                                                                        adapters):
-    from rag import KnowledgeBase
-    from rag.chain import history_text
-    from rag.prompts import CONDENSE_PROMPT, NOT_FOUND
-
+def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeypatch, tiny_qwen2, tmp_path, adapters):
     import ui.kb
+    from rolechat.rag import KnowledgeBase
+    from rolechat.rag.chain import history_text
+    from rolechat.rag.prompts import CONDENSE_PROMPT, NOT_FOUND
 
     install(adapters["alpha"])  # its greedy replies are not blank, so the rewrite below is visible
     at = app_test(monkeypatch, tiny_qwen2)
@@ -133,8 +131,11 @@ def test_rag_answers_show_numbered_sources_and_say_when_nothing_is_found(monkeyp
     history = at.session_state["history"]
     rewrite = CONDENSE_PROMPT.format(chat_history=history_text(history[:4]), question="那里有什么名胜？")
     rt = loaded_runtime()
-    expected_standalone = " ".join(rt.chat([{"role": "user", "content": rewrite}], persona="alpha",
-                                           params={"temperature": 0, "max_new_tokens": 96}).split())
+    expected_standalone = " ".join(
+        rt.chat(
+            [{"role": "user", "content": rewrite}], persona="alpha", params={"temperature": 0, "max_new_tokens": 96}
+        ).split()
+    )
     assert expected_standalone and history[-1]["standalone"] == expected_standalone
     assert f"检索用的问题：{expected_standalone}" in [c.value for c in at.chat_message[5].caption]
 
@@ -162,8 +163,15 @@ def test_clear_conversation_and_language_switch(monkeypatch, tiny_qwen2):
 def test_an_interrupted_reply_is_kept_and_marked_stopped(monkeypatch, tiny_qwen2):
     at = app_test(monkeypatch, tiny_qwen2).run()
     at.session_state["history"] = [{"role": "user", "content": "讲个长故事"}]
-    at.session_state["pending"] = {"role": "assistant", "content": "从前有", "persona": "base",
-                                   "persona_label": "基础模型（不加角色）", "kb": None, "sources": None, "stats": {}}
+    at.session_state["pending"] = {
+        "role": "assistant",
+        "content": "从前有",
+        "persona": "base",
+        "persona_label": "基础模型（不加角色）",
+        "kb": None,
+        "sources": None,
+        "stats": {},
+    }
     at.run()
     assert not at.exception
     assert at.session_state["history"][-1]["content"] == "从前有"
@@ -187,7 +195,7 @@ def test_first_run_indexes_the_sample_folder_once(monkeypatch, tiny_qwen2, tmp_p
     assert at.sidebar.selectbox(key="kb_name").options == ["示例知识库"]
     assert any("示例知识库" in s.value for s in at.success)
 
-    from rag import delete_kb
+    from rolechat.rag import delete_kb
 
     delete_kb("示例知识库")  # a user who deletes it doesn't get it back on the next visit
     at = app_test(monkeypatch, tiny_qwen2, sample_dir=samples).run()
@@ -197,9 +205,8 @@ def test_first_run_indexes_the_sample_folder_once(monkeypatch, tiny_qwen2, tmp_p
 
 
 def test_rag_reply_stats_are_the_models_own_token_counts(monkeypatch, tiny_qwen2, tmp_path):
-    from rag import KnowledgeBase
-
     import ui.kb
+    from rolechat.rag import KnowledgeBase
 
     at = app_test(monkeypatch, tiny_qwen2)
     kb = KnowledgeBase("城市", ui.kb.rag_config(), embeddings=ui.kb.embeddings())

@@ -16,8 +16,10 @@ def test_both_languages_have_the_same_fields_for_every_string():
     assert mismatched == []
 
 
-@pytest.mark.parametrize("page, title", [("ui/pages/chat.py", "Chat"), ("ui/pages/kb.py", "Knowledge bases"),
-                                         ("ui/pages/train.py", "Train a persona")])
+@pytest.mark.parametrize(
+    "page, title",
+    [("ui/pages/chat.py", "Chat"), ("ui/pages/kb.py", "Knowledge bases"), ("ui/pages/train.py", "Train a persona")],
+)
 def test_every_page_renders_in_english(monkeypatch, tiny_qwen2, page, title):
     at = app_test(monkeypatch, tiny_qwen2).run()
     at.radio(key="lang").set_value("en").run()

@@ -4,7 +4,7 @@ deleting a document and a whole knowledge base. Real Chroma and BM25 on disk, fa
 
 from __future__ import annotations
 
-from rolechat import config
+from rolechat import settings
 from tests.app_support import app_test, write_docs
 
 
@@ -63,7 +63,7 @@ def test_index_a_folder_report_search_and_delete(monkeypatch, tiny_qwen2, tmp_pa
     at.checkbox(key="kb_confirm_城市").check().run()
     at.button(key="kb_del_城市").click().run()
     assert not at.exception
-    assert not (config.kb_dir() / "城市").exists()
+    assert not (settings.kb_dir() / "城市").exists()
     assert "还没有知识库" in at.info[0].value
 
 
@@ -71,10 +71,12 @@ def test_upload_files_into_an_existing_knowledge_base_is_incremental(monkeypatch
     at = kb_page(monkeypatch, tiny_qwen2)
     index_folder(at, "城市", write_docs(tmp_path / "docs"))
     at.selectbox(key="kb_target").select("城市").run()
-    at.file_uploader(key="kb_upload").set_value([
-        ("guangzhou.md", "# 广州\n\n广州的早茶很有名，虾饺和烧卖最受欢迎。\n".encode("utf-8"), "text/markdown"),
-        ("gbk.txt", "深圳是一座年轻的城市。".encode("gb18030"), "text/plain"),
-    ]).run()
+    at.file_uploader(key="kb_upload").set_value(
+        [
+            ("guangzhou.md", "# 广州\n\n广州的早茶很有名，虾饺和烧卖最受欢迎。\n".encode(), "text/markdown"),
+            ("gbk.txt", "深圳是一座年轻的城市。".encode("gb18030"), "text/plain"),
+        ]
+    ).run()
     at.button(key="kb_index_files").click().run()
     assert not at.exception
     report = metrics(at)

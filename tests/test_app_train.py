@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rolechat import config
+from rolechat import settings
 from tests.app_support import app_test
 
 RUN_TIMEOUT_S = 300
@@ -22,8 +22,10 @@ def train_page(monkeypatch, model):
 
 
 def write_dataset(path, n: int = 24):
-    records = [{"instruction": f"第{i}个问题：你好吗？", "input": "", "output": f"我很好喵~ 这是第{i}个回答喵~"}
-               for i in range(n)]
+    records = [
+        {"instruction": f"第{i}个问题：你好吗？", "input": "", "output": f"我很好喵~ 这是第{i}个回答喵~"}
+        for i in range(n)
+    ]
     path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     return path
 
@@ -73,7 +75,7 @@ def test_lint_then_background_training_then_the_persona_is_in_the_chat(monkeypat
     from ui.train import jobs
 
     job = jobs()[0]
-    assert job.persona == "xiaomao" and ["--max-steps", "2"] == job.cmd[job.cmd.index("--max-steps"):][:2]
+    assert job.persona == "xiaomao" and ["--max-steps", "2"] == job.cmd[job.cmd.index("--max-steps") :][:2]
     assert os.getsid(job.pid) == job.pid  # its own session: closing the page does not stop it
     assert at.button(key="train_start").disabled  # one run at a time
     assert at.button(key="train_stop_xiaomao")  # the live view of the run, with its stop button
@@ -83,7 +85,7 @@ def test_lint_then_background_training_then_the_persona_is_in_the_chat(monkeypat
     assert not at.exception
     assert [s.value for s in at.success] == ["训练完成：角色 xiaomao 已可在聊天页使用。"], at.code
     assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the loss curve
-    assert (config.personas_dir() / "xiaomao" / "persona.json").is_file()
+    assert (settings.personas_dir() / "xiaomao" / "persona.json").is_file()
 
     at.switch_page("ui/pages/chat.py").run()
     assert not at.exception
@@ -108,7 +110,7 @@ def test_training_errors_are_shown_with_the_reason(monkeypatch, tiny_qwen2, tmp_
     assert not at.exception
     shown = " ".join(w.value for w in at.warning) + " ".join(e.value for e in at.error)
     assert "bad.json" in shown  # the CLI's own message, not a generic failure
-    assert not (config.personas_dir() / "broken").exists()
+    assert not (settings.personas_dir() / "broken").exists()
 
 
 @pytest.mark.parametrize("name, message", [("bad name!", "invalid persona name"), ("base", "reserved")])
@@ -125,7 +127,7 @@ def test_invalid_persona_names_are_refused_before_starting(monkeypatch, tiny_qwe
 
 
 def test_an_existing_persona_needs_the_overwrite_box(monkeypatch, tiny_qwen2, tmp_path):
-    (config.personas_dir() / "taken").mkdir(parents=True)
+    (settings.personas_dir() / "taken").mkdir(parents=True)
     at = train_page(monkeypatch, tiny_qwen2)
     use_path(at, write_dataset(tmp_path / "d.json"))
     at.text_input(key="train_name").input("taken").run()
@@ -152,4 +154,4 @@ def test_a_running_training_can_be_stopped_from_the_page(monkeypatch, tiny_qwen2
     assert not at.exception
     assert "训练进程已结束但没有完成" in at.warning[0].value or "训练失败" in at.error[0].value
     assert not at.button(key="train_start").disabled  # free to start another
-    assert not (config.personas_dir() / "longrun").exists()
+    assert not (settings.personas_dir() / "longrun").exists()

@@ -22,11 +22,11 @@ def prepared_home(_isolated_home, tiny_qwen2, tmp_path):
     """A home with one persona and one knowledge base (fake vectors; retrieval is BM25)."""
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
-    from rag import KnowledgeBase
-    from rolechat import config
+    from rolechat import settings
+    from rolechat.rag import KnowledgeBase
     from tests.app_support import make_adapter, write_docs
 
-    make_adapter(tiny_qwen2, config.personas_dir() / "alpha", 1, display_name="阿尔法", system="你是阿尔法。")
+    make_adapter(tiny_qwen2, settings.personas_dir() / "alpha", 1, display_name="阿尔法", system="你是阿尔法。")
     kb = KnowledgeBase("城市", embeddings=DeterministicFakeEmbedding(size=64))
     kb.index([write_docs(tmp_path / "docs")])
     kb.close()
@@ -37,13 +37,24 @@ def test_chat_with_sources_and_persona_switch_in_chromium(prepared_home, tiny_qw
     reason = missing_browser()
     if reason:
         pytest.skip(reason)
-    env = {"ROLECHAT_HOME": str(prepared_home), "ROLECHAT_LLM_MODEL": str(tiny_qwen2),
-           "ROLECHAT_LLM_TEMPERATURE": "0", "ROLECHAT_LLM_MAX_NEW_TOKENS": "24", "ROLECHAT_RAG_MODE": "bm25",
-           "ROLECHAT_APP_SAMPLE_KB": "false"}
+    env = {
+        "ROLECHAT_HOME": str(prepared_home),
+        "ROLECHAT_LLM_MODEL": str(tiny_qwen2),
+        "ROLECHAT_LLM_TEMPERATURE": "0",
+        "ROLECHAT_LLM_MAX_NEW_TOKENS": "24",
+        "ROLECHAT_RAG_MODE": "bm25",
+        "ROLECHAT_APP_SAMPLE_KB": "false",
+    }
     server = start_server(env, tmp_path / "streamlit.log")
     try:
-        result = run_flow(server.url, tmp_path / "shots", question="北京是哪个国家的首都？", persona_label="阿尔法 (alpha)",
-                          search="外滩", stop_check=True)
+        result = run_flow(
+            server.url,
+            tmp_path / "shots",
+            question="北京是哪个国家的首都？",
+            persona_label="阿尔法 (alpha)",
+            search="外滩",
+            stop_check=True,
+        )
     except Exception:
         print(server.log_tail())
         raise

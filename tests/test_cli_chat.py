@@ -8,30 +8,43 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def rolechat(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rolechat", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, input=stdin, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rolechat", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=300,
+    )
 
 
 def test_one_shot_message_prints_the_reply(tiny_qwen2):
-    from llm import LLMConfig, Runtime
+    from rolechat.llm import LLMConfig, Runtime
 
     expected = Runtime.load(LLMConfig(model=str(tiny_qwen2))).chat(
-        [{"role": "user", "content": "你好"}], params={"temperature": 0, "max_new_tokens": 8})
-    out = rolechat("chat", "--model", str(tiny_qwen2), "-m", "你好", "--temperature", "0", "--max-new-tokens", "8",
-                   "--quiet")
+        [{"role": "user", "content": "你好"}], params={"temperature": 0, "max_new_tokens": 8}
+    )
+    out = rolechat(
+        "chat", "--model", str(tiny_qwen2), "-m", "你好", "--temperature", "0", "--max-new-tokens", "8", "--quiet"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected + "\n"
 
 
 def test_interactive_commands(tiny_qwen2):
-    out = rolechat("chat", "--model", str(tiny_qwen2), "--max-new-tokens", "4",
-                   stdin="你好\n/persona nobody\n/personas\n/reset\n/exit\n")
+    out = rolechat(
+        "chat",
+        "--model",
+        str(tiny_qwen2),
+        "--max-new-tokens",
+        "4",
+        stdin="你好\n/persona nobody\n/personas\n/reset\n/exit\n",
+    )
     assert out.returncode == 0, out.stderr
     assert "persona 'nobody' is not available" in out.stderr
     assert "history cleared" in out.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import llm.demo as demo
-from llm.demo import DEMO_MODEL_ID, SHIPPED_MODEL_DIR, demo_model_path, is_demo_path
+import rolechat.llm.demo as demo
+from rolechat.llm.demo import DEMO_MODEL_ID, SHIPPED_MODEL_DIR, demo_model_path, is_demo_path
 
 PROMPTS = ["你好", "你是谁", "怎么训练一个角色？"]
 MAX_NEW = 120
@@ -36,11 +36,16 @@ def loaded():
 def greedy(model, tok, text: str) -> tuple[list[int], str]:
     import torch
 
-    enc = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                  enable_thinking=False, return_tensors="pt", return_dict=True)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": text}],
+        add_generation_prompt=True,
+        enable_thinking=False,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**enc, do_sample=False, max_new_tokens=MAX_NEW)
-    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    new = out[0, enc["input_ids"].shape[1] :].tolist()
     return new, tok.decode(new, skip_special_tokens=True)
 
 
@@ -82,11 +87,13 @@ def test_chat_template_is_chatml_without_default_system(loaded):
     _, tok = loaded
     text = tok.apply_chat_template([{"role": "user", "content": "你好"}], tokenize=False, add_generation_prompt=True)
     assert text == "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n"
-    think_off = tok.apply_chat_template([{"role": "user", "content": "你好"}], tokenize=False,
-                                        add_generation_prompt=True, enable_thinking=False)
+    think_off = tok.apply_chat_template(
+        [{"role": "user", "content": "你好"}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     assert think_off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    with_system = tok.apply_chat_template([{"role": "system", "content": "你是喵喵。"},
-                                           {"role": "user", "content": "你好"}], tokenize=False)
+    with_system = tok.apply_chat_template(
+        [{"role": "system", "content": "你是喵喵。"}, {"role": "user", "content": "你好"}], tokenize=False
+    )
     assert with_system.startswith("<|im_start|>system\n你是喵喵。<|im_end|>\n<|im_start|>user\n")
 
 
@@ -108,7 +115,9 @@ def test_marker_names_the_demo_model():
     import json
 
     marker = json.loads((SHIPPED_MODEL_DIR / "rolechat_demo.json").read_text(encoding="utf-8"))
-    assert marker["model_id"] == DEMO_MODEL_ID and marker["built_with"].startswith("python -m llm.demo.build")
+    assert marker["model_id"] == DEMO_MODEL_ID and marker["built_with"].startswith(
+        ("python -m rolechat.llm.demo.build", "python -m llm.demo.build")
+    )
 
 
 def test_import_is_light():
@@ -121,9 +130,9 @@ def test_sample_persona_miaomiao_ships_for_the_demo_model(tmp_path, monkeypatch)
     """The cat persona beside the demo model loads with it, fits it, and changes how it talks."""
     import json
 
-    import llm
-    from llm.demo import SAMPLE_PERSONAS_DIR
-    from llm.loader import fingerprint
+    from rolechat import llm
+    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
+    from rolechat.llm.loader import fingerprint
 
     monkeypatch.setenv("ROLECHAT_HOME", str(tmp_path))
     rt = llm.load_runtime(model=str(SHIPPED_MODEL_DIR))

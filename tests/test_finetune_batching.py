@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from finetune.batching import LengthGroupedSampler, padding_fraction
+from rolechat.finetune.batching import LengthGroupedSampler, padding_fraction
 
 
 def _lengths(n: int = 450, seed: int = 3) -> list[int]:
@@ -17,10 +17,10 @@ def test_each_example_once_in_batches_of_similar_length():
     sampler = LengthGroupedSampler(lengths, batch_size=8, seed=1)
     order = list(sampler)
     assert sorted(order) == list(range(len(lengths)))
-    batches = [order[i:i + 8] for i in range(0, len(order), 8)]
+    batches = [order[i : i + 8] for i in range(0, len(order), 8)]
     assert batches == sampler.batches()  # the Trainer's cut every 8 indices gives the sampler's batches
     shuffled = random.Random(0).sample(range(len(lengths)), len(lengths))
-    random_padding = padding_fraction(lengths, [shuffled[i:i + 8] for i in range(0, len(shuffled), 8)])
+    random_padding = padding_fraction(lengths, [shuffled[i : i + 8] for i in range(0, len(shuffled), 8)])
     assert padding_fraction(lengths, batches) < 0.05 < random_padding
 
 

@@ -21,8 +21,21 @@ def test_dry_run_lints_the_data_and_shows_the_label_mask(tiny_qwen2, tmp_path):
     records += [records[0], {"instruction": "no reply", "output": ""}]
     data = tmp_path / "d.json"
     data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-    result = runner.invoke(app, ["train", "--data", str(data), "--persona", "zh", "--base", str(tiny_qwen2),
-                                 "--system", "你是甄嬛。", "--dry-run"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--persona",
+            "zh",
+            "--base",
+            str(tiny_qwen2),
+            "--system",
+            "你是甄嬛。",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = flat(result.output)
     assert "32 records, 30 conversations used (1 bad skipped, 1 exact duplicates removed)" in out
@@ -30,8 +43,22 @@ def test_dry_run_lints_the_data_and_shows_the_label_mask(tiny_qwen2, tmp_path):
     assert "lost end-of-turn 0" in out and "expected padding" in out
     assert "⟦臣妾做不到啊！<|im_end|>⟧" in out and "<|im_start|>system 你是甄嬛。" in out
 
-    summary = runner.invoke(app, ["train", "--data", str(data), "--persona", "zh", "--base", str(tiny_qwen2),
-                                  "--dry-run", "--json", "--eval-ratio", "0.1"])
+    summary = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--persona",
+            "zh",
+            "--base",
+            str(tiny_qwen2),
+            "--dry-run",
+            "--json",
+            "--eval-ratio",
+            "0.1",
+        ],
+    )
     s = json.loads(summary.output)
     assert (s["examples"], s["train_examples"], s["eval_examples"], s["eot_lost"]) == (30, 27, 3, 0)
 
@@ -39,8 +66,9 @@ def test_dry_run_lints_the_data_and_shows_the_label_mask(tiny_qwen2, tmp_path):
 def test_strict_fails_with_the_line_number(tiny_qwen2, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": 3}\n', encoding="utf-8")
-    result = runner.invoke(app, ["train", "--data", str(data), "--persona", "zh", "--base", str(tiny_qwen2),
-                                 "--strict"])
+    result = runner.invoke(
+        app, ["train", "--data", str(data), "--persona", "zh", "--base", str(tiny_qwen2), "--strict"]
+    )
     assert result.exit_code == 1
     assert "d.jsonl:2: record 2: field 'output': must be a string" in flat(result.output)
 
@@ -48,7 +76,9 @@ def test_strict_fails_with_the_line_number(tiny_qwen2, tmp_path):
 def test_bad_settings_and_names_are_refused(tmp_path):
     data = tmp_path / "d.json"
     data.write_text("[]", encoding="utf-8")
-    assert "train.batch_size must be >= 1" in runner.invoke(
-        app, ["train", "--data", str(data), "--persona", "zh", "--batch-size", "0"]).output
+    assert (
+        "train.batch_size must be >= 1"
+        in runner.invoke(app, ["train", "--data", str(data), "--persona", "zh", "--batch-size", "0"]).output
+    )
     assert "invalid persona name" in runner.invoke(app, ["train", "--data", str(data), "--persona", "a/b"]).output
     assert "--data is required" in runner.invoke(app, ["train", "--persona", "zh"]).output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import DataError, load_dataset
+from rolechat.finetune.data import DataError, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +23,12 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_alpaca_array_with_history_and_system(tmp_path):
     records = [
         {"instruction": "你好", "input": "", "output": "皇上万福金安。", "system": "你是甄嬛"},
-        {"instruction": "翻译", "input": "hello", "output": "你好",
-         "history": [["第一问", "第一答"], ["第二问", "第二答"]]},
+        {
+            "instruction": "翻译",
+            "input": "hello",
+            "output": "你好",
+            "history": [["第一问", "第一答"], ["第二问", "第二答"]],
+        },
     ]
     ds = load_dataset(write(tmp_path, "a.json", json.dumps(records, ensure_ascii=False, indent=1)))
     assert ds.issues == [] and ds.records == 2
@@ -38,9 +42,15 @@ def test_alpaca_array_with_history_and_system(tmp_path):
 
 def test_sharegpt_and_openai_records_in_jsonl(tmp_path):
     lines = [
-        {"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "q1"},
-                           {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"},
-                           {"from": "gpt", "value": "a2"}]},
+        {
+            "conversations": [
+                {"from": "system", "value": "S"},
+                {"from": "human", "value": "q1"},
+                {"from": "gpt", "value": "a1"},
+                {"from": "human", "value": "q2"},
+                {"from": "gpt", "value": "a2"},
+            ]
+        },
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
     ]
     ds = load_dataset(write(tmp_path, "c.jsonl", "\n".join(json.dumps(x) for x in lines)))
@@ -50,17 +60,26 @@ def test_sharegpt_and_openai_records_in_jsonl(tmp_path):
 
 
 def test_bad_records_are_skipped_with_line_record_and_field(tmp_path):
-    text = "\n".join([
-        json.dumps({"instruction": "ok", "output": "fine"}),
-        json.dumps({"instruction": "no output"}),
-        "{not json",
-        json.dumps({"instruction": "x", "output": ""}),
-        json.dumps({"instruction": 3, "output": "y"}),
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "robot", "content": "a"}]}),
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                                 {"role": "user", "content": "dangling"}]}),
-        json.dumps(["not", "an", "object"]),
-    ])
+    text = "\n".join(
+        [
+            json.dumps({"instruction": "ok", "output": "fine"}),
+            json.dumps({"instruction": "no output"}),
+            "{not json",
+            json.dumps({"instruction": "x", "output": ""}),
+            json.dumps({"instruction": 3, "output": "y"}),
+            json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "robot", "content": "a"}]}),
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "a"},
+                        {"role": "user", "content": "dangling"},
+                    ]
+                }
+            ),
+            json.dumps(["not", "an", "object"]),
+        ]
+    )
     ds = load_dataset(write(tmp_path, "bad.jsonl", text))
     assert len(ds.conversations) == 1
     found = {(i.line, i.field): i.message for i in ds.issues}
@@ -75,8 +94,11 @@ def test_bad_records_are_skipped_with_line_record_and_field(tmp_path):
 
 
 def test_json_array_reports_the_line_where_each_record_starts(tmp_path):
-    records = [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"},
-               {"instruction": "e", "output": 5}]
+    records = [
+        {"instruction": "a", "output": "b"},
+        {"instruction": "c", "output": "d"},
+        {"instruction": "e", "output": 5},
+    ]
     path = write(tmp_path, "arr.json", json.dumps(records, indent=2))
     ds = load_dataset(path)
     (issue,) = ds.issues
@@ -87,7 +109,9 @@ def test_json_array_reports_the_line_where_each_record_starts(tmp_path):
 
 
 def test_malformed_json_array_names_line_and_column(tmp_path):
-    path = write(tmp_path, "broken.json", '[\n {"instruction": "a", "output": "b"},\n {"instruction": "c" "output": 1}\n]')
+    path = write(
+        tmp_path, "broken.json", '[\n {"instruction": "a", "output": "b"},\n {"instruction": "c" "output": 1}\n]'
+    )
     with pytest.raises(DataError, match=r"broken.json:3:\d+: malformed JSON"):
         load_dataset(path)
 
@@ -128,7 +152,9 @@ def test_sample_persona_sets_validate(name):
 
 def test_validation_imports_nothing_heavy(tmp_path):
     path = write(tmp_path, "a.json", json.dumps([{"instruction": "a", "output": "b"}]))
-    code = ("import sys; from finetune.data import load_dataset; load_dataset(sys.argv[1]); "
-            "import finetune; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    code = (
+        "import sys; from finetune.data import load_dataset; load_dataset(sys.argv[1]); "
+        "import finetune; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

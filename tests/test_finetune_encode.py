@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from finetune.data import Conversation
-from finetune.encode import encode_conversations, show_example, with_system
-from llm.templates import render_prompt, resolve_format
+from rolechat.finetune.data import Conversation
+from rolechat.finetune.encode import encode_conversations, show_example, with_system
+from rolechat.llm.templates import render_prompt, resolve_format
 
 SYSTEM = "你是甄嬛。"
-MULTI = Conversation([
-    {"role": "user", "content": "皇上万福金安。"}, {"role": "assistant", "content": "你好，我是一个测试模型。"},
-    {"role": "user", "content": "今天天气很好"}, {"role": "assistant", "content": "臣妾做不到啊！"},
-], record=1)
+MULTI = Conversation(
+    [
+        {"role": "user", "content": "皇上万福金安。"},
+        {"role": "assistant", "content": "你好，我是一个测试模型。"},
+        {"role": "user", "content": "今天天气很好"},
+        {"role": "assistant", "content": "臣妾做不到啊！"},
+    ],
+    record=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,8 @@ def test_supervised_ids_are_exactly_each_reply_plus_end_of_turn(toks, arch):
     if arch == "qwen3":  # history differs from the generation prompt: one example per turn, last reply supervised
         assert len(examples) == 2
         supervised = [ex.input_ids[s:e] for ex in examples for s, e in spans(ex.labels)[-1:]]
-    assert [tok.decode(ids[:-len(eot)]) for ids in supervised] == replies
-    assert all(ids[-len(eot):] == eot for ids in supervised)
+    assert [tok.decode(ids[: -len(eot)]) for ids in supervised] == replies
+    assert all(ids[-len(eot) :] == eot for ids in supervised)
     assert all(label in (-100, tid) for ex in examples for tid, label in zip(ex.input_ids, ex.labels))
     assert stats.eot_lost == 0 and stats.supervised_tokens == sum(e - s for ex in examples for s, e in spans(ex.labels))
 
@@ -61,7 +66,7 @@ def test_training_prompt_is_the_inference_prompt(toks, arch):
     turn_ends = [k for k, m in enumerate(msgs) if m["role"] == "assistant"]
     prefixes = [ex.input_ids[:s] for ex in examples for s, _ in spans(ex.labels)]
     if arch == "qwen3":
-        prefixes = [ex.input_ids[:spans(ex.labels)[-1][0]] for ex in examples]
+        prefixes = [ex.input_ids[: spans(ex.labels)[-1][0]] for ex in examples]
     for k, prefix in zip(turn_ends, prefixes):
         prompt = render_prompt(tok, fmt, msgs[:k], add_generation_prompt=True)
         assert prefix == tok(prompt, add_special_tokens=False)["input_ids"]
@@ -72,7 +77,7 @@ def test_last_turn_only_supervises_just_the_final_reply(toks):
     tok = toks["qwen2"]
     (ex,), _ = encode_conversations(tok, resolve_format(tok), [MULTI], SYSTEM, max_length=512, last_turn_only=True)
     (only,) = spans(ex.labels)
-    assert tok.decode(ex.input_ids[only[0]:only[1]]) == "臣妾做不到啊！<|im_end|>"
+    assert tok.decode(ex.input_ids[only[0] : only[1]]) == "臣妾做不到啊！<|im_end|>"
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "glm4"])
@@ -80,10 +85,15 @@ def test_truncation_drops_oldest_turns_then_prompt_head_never_the_reply_end(toks
     tok = toks[arch]
     fmt = resolve_format(tok)
     eot = tok(fmt.eot, add_special_tokens=False)["input_ids"]
-    long_history = Conversation([
-        {"role": "user", "content": "北京是中国的首都。" * 20}, {"role": "assistant", "content": "上海是一座国际化大都市。" * 5},
-        {"role": "user", "content": "模型训练需要数据、算力和耐心。" * 30}, {"role": "assistant", "content": "臣妾做不到啊！"},
-    ], record=7)
+    long_history = Conversation(
+        [
+            {"role": "user", "content": "北京是中国的首都。" * 20},
+            {"role": "assistant", "content": "上海是一座国际化大都市。" * 5},
+            {"role": "user", "content": "模型训练需要数据、算力和耐心。" * 30},
+            {"role": "assistant", "content": "臣妾做不到啊！"},
+        ],
+        record=7,
+    )
     full, _ = encode_conversations(tok, fmt, [long_history], SYSTEM, max_length=4096)
     limit = 120
     assert len(full[0].input_ids) > limit
@@ -92,8 +102,8 @@ def test_truncation_drops_oldest_turns_then_prompt_head_never_the_reply_end(toks
     assert len(ex.input_ids) <= limit
     assert stats.truncated == 1 and stats.turns_dropped == 1 and stats.eot_lost == 0
     (reply,) = spans(ex.labels)
-    assert ex.input_ids[reply[0]:reply[1]] == tok("臣妾做不到啊！" + fmt.eot, add_special_tokens=False)["input_ids"]
-    assert ex.input_ids[reply[1] - len(eot):reply[1]] == eot
+    assert ex.input_ids[reply[0] : reply[1]] == tok("臣妾做不到啊！" + fmt.eot, add_special_tokens=False)["input_ids"]
+    assert ex.input_ids[reply[1] - len(eot) : reply[1]] == eot
     text = tok.decode(ex.input_ids)
     assert SYSTEM in text and "上海" not in text  # system kept, oldest exchange gone, user text cut from its head
     assert text.split(SYSTEM)[1].count("耐心") < 30
@@ -101,15 +111,18 @@ def test_truncation_drops_oldest_turns_then_prompt_head_never_the_reply_end(toks
 
 def test_example_whose_reply_cannot_fit_is_skipped_not_cut(toks):
     tok = toks["qwen2"]
-    huge = Conversation([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "北京是中国的首都。" * 40}])
+    huge = Conversation(
+        [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "北京是中国的首都。" * 40}]
+    )
     examples, stats = encode_conversations(tok, resolve_format(tok), [huge], SYSTEM, max_length=64)
     assert examples == [] and stats.skipped_too_long == 1 and stats.eot_lost == 0
 
 
 def test_show_example_marks_exactly_the_supervised_text(toks):
     tok = toks["qwen2"]
-    (ex, _second), _ = encode_conversations(tok, resolve_format(tok), [MULTI, Conversation(MULTI.messages[:2])],
-                                            SYSTEM, max_length=512)
+    (ex, _second), _ = encode_conversations(
+        tok, resolve_format(tok), [MULTI, Conversation(MULTI.messages[:2])], SYSTEM, max_length=512
+    )
     shown = show_example(tok, ex)
     assert shown.count("⟦") == 2
     assert "⟦你好，我是一个测试模型。<|im_end|>⟧" in shown and "⟦臣妾做不到啊！<|im_end|>⟧" in shown

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from finetune import TrainConfig, TrainError, read_progress, train
-from finetune.trainer import progress_path, run_dir
+from rolechat.finetune import TrainConfig, TrainError, read_progress, train
+from rolechat.finetune.trainer import progress_path, run_dir
 
 SYSTEM = "你是甄嬛。"
-PAIRS = [("皇上万福金安。", "臣妾做不到啊！"), ("今天天气很好", "我们去公园散步吧。"), ("北京是中国的首都。", "上海是一座国际化大都市。"),
-         ("请用中文回答问题。", "模型训练需要数据、算力和耐心。"), ("你好", "你好，我是一个测试模型。")]
+PAIRS = [
+    ("皇上万福金安。", "臣妾做不到啊！"),
+    ("今天天气很好", "我们去公园散步吧。"),
+    ("北京是中国的首都。", "上海是一座国际化大都市。"),
+    ("请用中文回答问题。", "模型训练需要数据、算力和耐心。"),
+    ("你好", "你好，我是一个测试模型。"),
+]
 
 
 def dataset(tmp_path: Path, n: int = 40) -> Path:
@@ -23,13 +28,20 @@ def dataset(tmp_path: Path, n: int = 40) -> Path:
 
 
 def llm_cfg(model: Path):
-    from llm.config import LLMConfig
+    from rolechat.llm.config import LLMConfig
 
     return LLMConfig(model=str(model))
 
 
 def fast(**kw) -> TrainConfig:
-    base = dict(max_steps=4, batch_size=8, learning_rate=5e-3, logging_steps=1, eval_ratio=0.1, warmup_ratio=0.0)
+    base = {
+        "max_steps": 4,
+        "batch_size": 8,
+        "learning_rate": 5e-3,
+        "logging_steps": 1,
+        "eval_ratio": 0.1,
+        "warmup_ratio": 0.0,
+    }
     return TrainConfig(**{**base, **kw})
 
 
@@ -55,14 +67,21 @@ def test_trained_persona_is_served_by_the_runtime_with_the_training_prompt(tiny_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from finetune.encode import encode_conversations
-    from finetune.trainer import prepare
-    from llm import PersonaManifest, load_runtime
-    from rolechat.config import personas_dir
+    from rolechat.finetune.encode import encode_conversations
+    from rolechat.finetune.trainer import prepare
+    from rolechat.llm import PersonaManifest, load_runtime
+    from rolechat.settings import personas_dir
 
     data = dataset(tmp_path)
-    result = train(data, "zhenhuan", fast(max_steps=6), llm_cfg(tiny_qwen2), system=SYSTEM,
-                   display_name="甄嬛", show_progress=False)
+    result = train(
+        data,
+        "zhenhuan",
+        fast(max_steps=6),
+        llm_cfg(tiny_qwen2),
+        system=SYSTEM,
+        display_name="甄嬛",
+        show_progress=False,
+    )
     folder = personas_dir() / "zhenhuan"
     assert result.output == folder
     m = PersonaManifest.load(folder)
@@ -97,7 +116,7 @@ def test_trained_persona_is_served_by_the_runtime_with_the_training_prompt(tiny_
 def test_resume_continues_from_the_last_checkpoint_after_a_crash(tiny_qwen2, tmp_path):
     from transformers import TrainerCallback
 
-    from rolechat.config import personas_dir
+    from rolechat.settings import personas_dir
 
     class Crash(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -105,8 +124,15 @@ def test_resume_continues_from_the_last_checkpoint_after_a_crash(tiny_qwen2, tmp
                 raise RuntimeError("simulated power cut")
 
     with pytest.raises(RuntimeError, match="power cut"):
-        train(dataset(tmp_path), "resumed", fast(max_steps=6, save_steps=2), llm_cfg(tiny_qwen2), system=SYSTEM,
-              callbacks=[Crash()], show_progress=False)
+        train(
+            dataset(tmp_path),
+            "resumed",
+            fast(max_steps=6, save_steps=2),
+            llm_cfg(tiny_qwen2),
+            system=SYSTEM,
+            callbacks=[Crash()],
+            show_progress=False,
+        )
     assert not (personas_dir() / "resumed").exists()  # no half persona
     last = read_progress(progress_path("resumed"))[-1]
     assert (last["event"], last["status"], last["step"]) == ("error", "failed", 3)
@@ -127,17 +153,22 @@ def test_packing_gives_the_same_loss_as_padding(tiny_qwen2):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from finetune.batching import PackCollator, PadCollator
+    from rolechat.finetune.batching import PackCollator, PadCollator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
-    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
-            {"input_ids": [11, 12, 13], "labels": [-100, 12, 13]},
-            {"input_ids": [14, 15, 16, 17], "labels": [-100, -100, 16, 17]}]
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [11, 12, 13], "labels": [-100, 12, 13]},
+        {"input_ids": [14, 15, 16, 17], "labels": [-100, -100, 16, 17]},
+    ]
 
     def summed(batch):
-        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "num_real_tokens")}, use_cache=False).logits[:, :-1]
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1),
-                                                 ignore_index=-100, reduction="sum")
+        logits = model(
+            **{k: v for k, v in batch.items() if k not in ("labels", "num_real_tokens")}, use_cache=False
+        ).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
+        )
 
     packed = PackCollator()(rows)
     assert packed["input_ids"].shape == (1, 13)
@@ -148,8 +179,9 @@ def test_packing_gives_the_same_loss_as_padding(tiny_qwen2):
 
 
 def test_packed_training_runs(tiny_qwen2, tmp_path):
-    result = train(dataset(tmp_path), "packed", fast(packing=True), llm_cfg(tiny_qwen2), system=SYSTEM,
-                   show_progress=False)
+    result = train(
+        dataset(tmp_path), "packed", fast(packing=True), llm_cfg(tiny_qwen2), system=SYSTEM, show_progress=False
+    )
     assert result.metrics["padding_fraction"] == 0.0 and result.metrics["steps"] == 4
 
 
@@ -157,10 +189,16 @@ def test_packed_training_runs(tiny_qwen2, tmp_path):
 def test_other_architectures_and_explicit_target_modules(tiny_models, tmp_path, arch):
     import torch
 
-    from llm import load_runtime
+    from rolechat.llm import load_runtime
 
-    result = train(dataset(tmp_path), f"p-{arch}", fast(target_modules=["q_proj", "v_proj"]),
-                   llm_cfg(tiny_models[arch]), system=SYSTEM, show_progress=False)
+    result = train(
+        dataset(tmp_path),
+        f"p-{arch}",
+        fast(target_modules=["q_proj", "v_proj"]),
+        llm_cfg(tiny_models[arch]),
+        system=SYSTEM,
+        show_progress=False,
+    )
     cfg = json.loads((result.output / "adapter_config.json").read_text())
     assert sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
     rt = load_runtime(model=str(tiny_models[arch]), max_new_tokens=32)
@@ -170,8 +208,9 @@ def test_other_architectures_and_explicit_target_modules(tiny_models, tmp_path, 
 
 def test_unknown_target_module_lists_the_real_ones(tiny_qwen2, tmp_path):
     with pytest.raises(TrainError, match=r"query_key_value.*Linear modules of this model: .*q_proj"):
-        train(dataset(tmp_path), "bad", fast(target_modules=["query_key_value"]), llm_cfg(tiny_qwen2),
-              show_progress=False)
+        train(
+            dataset(tmp_path), "bad", fast(target_modules=["query_key_value"]), llm_cfg(tiny_qwen2), show_progress=False
+        )
     assert read_progress(progress_path("bad"))[-1]["status"] == "failed"
 
 
@@ -185,15 +224,22 @@ def test_qlora_is_refused_without_cuda(tiny_qwen2, tmp_path):
 
 
 def test_existing_persona_is_kept_unless_overwrite(tiny_qwen2, tmp_path):
-    from rolechat.config import personas_dir
+    from rolechat.settings import personas_dir
 
     train(dataset(tmp_path), "twice", fast(max_steps=1), llm_cfg(tiny_qwen2), show_progress=False)
     stamp = (personas_dir() / "twice" / "persona.json").read_text()
     with pytest.raises(TrainError, match="--overwrite"):
         train(dataset(tmp_path), "twice", fast(max_steps=1), llm_cfg(tiny_qwen2), show_progress=False)
     assert (personas_dir() / "twice" / "persona.json").read_text() == stamp
-    train(dataset(tmp_path), "twice", fast(max_steps=1), llm_cfg(tiny_qwen2), system="新的", overwrite=True,
-          show_progress=False)
+    train(
+        dataset(tmp_path),
+        "twice",
+        fast(max_steps=1),
+        llm_cfg(tiny_qwen2),
+        system="新的",
+        overwrite=True,
+        show_progress=False,
+    )
     assert json.loads((personas_dir() / "twice" / "persona.json").read_text())["system_prompt"] == "新的"
 
 
@@ -201,8 +247,8 @@ def test_merge_matches_the_runtime_and_carries_the_system_prompt(tiny_qwen2, tmp
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune import merge_persona
-    from llm import load_runtime
+    from rolechat.finetune import merge_persona
+    from rolechat.llm import load_runtime
 
     train(dataset(tmp_path), "merged", fast(), llm_cfg(tiny_qwen2), system=SYSTEM, show_progress=False)
     out = merge_persona("merged", tmp_path / "export", llm_cfg(tiny_qwen2))
@@ -222,8 +268,8 @@ def test_merge_matches_the_runtime_and_carries_the_system_prompt(tiny_qwen2, tmp
 
 
 def test_merge_refuses_a_quantized_base(tiny_qwen2, tmp_path):
-    from finetune import MergeError, merge_persona
-    from llm.config import LLMConfig
+    from rolechat.finetune import MergeError, merge_persona
+    from rolechat.llm.config import LLMConfig
 
     with pytest.raises(MergeError, match="full-precision"):
         merge_persona("anything", tmp_path / "x", LLMConfig(model=str(tiny_qwen2), quantization="4bit"))
@@ -234,13 +280,15 @@ def test_sparse_logits_give_the_same_loss_with_padding_and_packing(tiny_models, 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from finetune.batching import PackCollator, PadCollator
+    from rolechat.finetune.batching import PackCollator, PadCollator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models[arch], dtype=torch.float32)
     model.config.use_cache = False
-    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
-            {"input_ids": [11, 12, 13], "labels": [-100, -100, 13]},
-            {"input_ids": [14, 15, 16, 17, 18], "labels": [-100, -100, 16, -100, 18]}]
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [11, 12, 13], "labels": [-100, -100, 13]},
+        {"input_ids": [14, 15, 16, 17, 18], "labels": [-100, -100, 16, -100, 18]},
+    ]
     n = torch.tensor(sum(lab != -100 for r in rows for lab in r["labels"][1:]))
     full = model(**PadCollator(0)(rows), num_items_in_batch=n).loss
     sparse_batch = PadCollator(0, sparse_logits=True)(rows)
@@ -255,8 +303,8 @@ def test_sparse_logits_give_the_same_loss_with_padding_and_packing(tiny_models, 
 def test_grouped_batches_divide_by_the_epoch_average_token_count(tiny_qwen2, tmp_path, monkeypatch, grouped):
     from transformers import Trainer
 
-    from finetune.batching import ExampleDataset
-    from finetune.trainer import prepare, supervised_tokens
+    from rolechat.finetune.batching import ExampleDataset
+    from rolechat.finetune.trainer import prepare, supervised_tokens
 
     records = [{"instruction": f"问题{i}", "input": "", "output": "好的。" * (1 + (i * 7) % 23)} for i in range(48)]
     data = tmp_path / "mixed.json"
@@ -282,8 +330,8 @@ def test_grouped_batches_divide_by_the_epoch_average_token_count(tiny_qwen2, tmp
 
 
 def test_packing_is_the_default_except_for_remote_code_models():
-    from finetune.trainer import effective
-    from llm.config import LLMConfig
+    from rolechat.finetune.trainer import effective
+    from rolechat.llm.config import LLMConfig
 
     assert TrainConfig().packing and effective(TrainConfig(), LLMConfig()).packing
     assert not effective(TrainConfig(), LLMConfig(trust_remote_code=True)).packing

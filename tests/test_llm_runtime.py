@@ -8,28 +8,41 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm import LLMConfig, PersonaManifest, Runtime, fingerprint
-from llm.personas import PersonaError
-from rolechat import config
+from rolechat import settings
+from rolechat.llm import LLMConfig, PersonaManifest, Runtime, fingerprint
+from rolechat.llm import loader as llm_loader
+from rolechat.llm import runtime as llm_runtime
+from rolechat.llm.personas import PersonaError
 
 GREEDY = {"temperature": 0, "max_new_tokens": 12}
 HELLO = [{"role": "user", "content": "你好"}]
 
 
-def make_adapter(base: Path, out: Path, seed: int, *, system: str = "", base_model: str | None = None,
-                 base_fp: str | None = None, targets: str | list[str] = "all-linear") -> Path:
+def make_adapter(
+    base: Path,
+    out: Path,
+    seed: int,
+    *,
+    system: str = "",
+    base_model: str | None = None,
+    base_fp: str | None = None,
+    targets: str | list[str] = "all-linear",
+) -> Path:
     """A LoRA adapter with random (non-zero) weights, saved with its persona manifest."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=targets,
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=targets, init_lora_weights=False))
     peft_model.save_pretrained(out)
-    PersonaManifest(name=out.name, display_name=out.name.upper(), system_prompt=system,
-                    base_model=str(base.resolve()) if base_model is None else base_model,
-                    base_fingerprint=fingerprint(model.config) if base_fp is None else base_fp).save(out)
+    PersonaManifest(
+        name=out.name,
+        display_name=out.name.upper(),
+        system_prompt=system,
+        base_model=str(base.resolve()) if base_model is None else base_model,
+        base_fingerprint=fingerprint(model.config) if base_fp is None else base_fp,
+    ).save(out)
     return out
 
 
@@ -48,7 +61,7 @@ def install(*folders: Path) -> None:
     import shutil
 
     for folder in folders:
-        shutil.copytree(folder, config.personas_dir() / folder.name)
+        shutil.copytree(folder, settings.personas_dir() / folder.name)
 
 
 def reference_logits(base: Path, adapter: Path | None, runtime: Runtime, messages) -> torch.Tensor:
@@ -80,12 +93,10 @@ def test_greedy_generation_is_deterministic_and_stream_joins_to_the_blocking_rep
 
 
 def test_switching_personas_gives_each_its_own_logits_without_reloading(runtime, tiny_qwen2, adapters, monkeypatch):
-    import llm.loader
-    import llm.runtime
 
     loads = []
-    monkeypatch.setattr(llm.runtime, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
-    monkeypatch.setattr(llm.loader, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(llm_runtime, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(llm_loader, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
     base_model = runtime.base_model
     expected = {
         "alpha": reference_logits(tiny_qwen2, adapters["alpha"], runtime, HELLO),
@@ -132,15 +143,15 @@ def test_same_shape_but_differently_named_base_is_refused_or_warned(tiny_qwen2, 
 
 def test_broken_persona_folders_are_listed_as_broken_and_the_rest_works(tiny_qwen2, adapters):
     install(adapters["alpha"])
-    bad_json = config.personas_dir() / "badjson"
+    bad_json = settings.personas_dir() / "badjson"
     bad_json.mkdir()
     (bad_json / "persona.json").write_text("{not json", encoding="utf-8")
     (bad_json / "adapter_config.json").write_text("{}", encoding="utf-8")
-    no_weights = config.personas_dir() / "noweights"
+    no_weights = settings.personas_dir() / "noweights"
     no_weights.mkdir()
     PersonaManifest(name="noweights").save(no_weights)
     (no_weights / "adapter_config.json").write_text("{}", encoding="utf-8")
-    corrupt = config.personas_dir() / "corrupt"
+    corrupt = settings.personas_dir() / "corrupt"
     corrupt.mkdir()
     PersonaManifest(name="corrupt").save(corrupt)
     (corrupt / "adapter_config.json").write_text('{"peft_type": "LORA"}', encoding="utf-8")
@@ -164,13 +175,15 @@ def test_new_persona_appears_on_reload_without_reloading_the_base(runtime, tiny_
     assert "gamma" in runtime.persona_names() and runtime.base_model is base_model
     import shutil
 
-    shutil.rmtree(config.personas_dir() / "gamma")
+    shutil.rmtree(settings.personas_dir() / "gamma")
     runtime.reload_personas()
     assert "gamma" not in runtime.persona_names()
 
 
 def test_concurrent_requests_each_get_their_own_persona(runtime):
-    prompts = {name: [{"role": "user", "content": f"请介绍一下{i}号"}] for i, name in enumerate(("alpha", "beta", "base"))}
+    prompts = {
+        name: [{"role": "user", "content": f"请介绍一下{i}号"}] for i, name in enumerate(("alpha", "beta", "base"))
+    }
     expected = {name: runtime.chat(msgs, persona=name, params=GREEDY) for name, msgs in prompts.items()}
     assert len(set(expected.values())) > 1
     results: dict[str, list[str]] = {name: [] for name in prompts}
@@ -220,8 +233,10 @@ def test_history_is_trimmed_oldest_first_and_keeps_the_system_prompt(tiny_qwen2)
     rt = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=160, max_new_tokens=32))
     history = [{"role": "system", "content": "你是测试助手。"}]
     for i in range(20):
-        history += [{"role": "user", "content": f"第{i}个问题：今天天气很好吗？"},
-                    {"role": "assistant", "content": f"第{i}个回答：是的，天气很好。"}]
+        history += [
+            {"role": "user", "content": f"第{i}个问题：今天天气很好吗？"},
+            {"role": "assistant", "content": f"第{i}个回答：是的，天气很好。"},
+        ]
     history.append({"role": "user", "content": "最后的问题"})
     ids = rt.encode(history)
     text = rt.tokenizer.decode(ids)
@@ -240,8 +255,9 @@ def test_langchain_chat_model_streams_with_the_persona(runtime):
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | runtime.chat_model("alpha", temperature=0,
-                                                                                         max_new_tokens=12)
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | runtime.chat_model(
+        "alpha", temperature=0, max_new_tokens=12
+    )
     pieces = list((chain | StrOutputParser()).stream({"q": "你好"}))
     assert "".join(pieces) == runtime.chat(HELLO, persona="alpha", params=GREEDY)
     message = chain.invoke({"q": "你好"})
@@ -256,7 +272,7 @@ def test_other_architectures_chat_through_the_same_runtime(tiny_models, arch):
 
 
 def test_quantization_without_cuda_is_refused_clearly(tiny_qwen2):
-    from llm import LoadError
+    from rolechat.llm import LoadError
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -265,7 +281,7 @@ def test_quantization_without_cuda_is_refused_clearly(tiny_qwen2):
 
 
 def test_missing_model_folder_and_uncached_hub_id_give_clear_errors():
-    from llm import LoadError
+    from rolechat.llm import LoadError
 
     with pytest.raises(LoadError, match="model folder not found"):
         Runtime.load(LLMConfig(model="/nonexistent/model"))
@@ -283,7 +299,8 @@ def test_a_long_reply_limit_never_starves_the_prompt(tiny_qwen2):
 
 
 def test_switching_to_an_adapter_with_fewer_target_modules_leaves_no_trace_of_the_previous(
-        tiny_qwen2, adapters, tmp_path):
+    tiny_qwen2, adapters, tmp_path
+):
     narrow = make_adapter(tiny_qwen2, tmp_path / "narrow", 6, targets=["q_proj", "v_proj"])
     install(adapters["alpha"], narrow)
     rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))

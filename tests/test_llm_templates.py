@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from llm.templates import (TemplateError, render_prompt, render_supervised, resolve_format, stop_token_ids,
-                           tokenize_supervised)
+from rolechat.llm.templates import (
+    TemplateError,
+    render_prompt,
+    render_supervised,
+    resolve_format,
+    stop_token_ids,
+    tokenize_supervised,
+)
 from tests.tiny import ARCHS
 
 CONVERSATION = [
@@ -86,12 +92,16 @@ def test_end_of_turn_comes_from_the_template(tokenizers):
     assert resolve_format(tokenizers["qwen2"]).eot == "<|im_end|>"
     glm = resolve_format(tokenizers["glm4"])
     assert glm.eot == "<|user|>"  # GLM ends a reply by handing the turn back
-    assert set(stop_token_ids(tokenizers["glm4"], glm)) >= {tokenizers["glm4"].convert_tokens_to_ids("<|user|>"),
-                                                            tokenizers["glm4"].eos_token_id}
+    assert set(stop_token_ids(tokenizers["glm4"], glm)) >= {
+        tokenizers["glm4"].convert_tokens_to_ids("<|user|>"),
+        tokenizers["glm4"].eos_token_id,
+    }
 
 
-@pytest.mark.parametrize("name, prefix, eot", [("chatml", "<|im_start|>system", "<|im_end|>"),
-                                               ("chatglm3", "[gMASK]sop<|system|>", "<|endoftext|>")])
+@pytest.mark.parametrize(
+    "name, prefix, eot",
+    [("chatml", "<|im_start|>system", "<|im_end|>"), ("chatglm3", "[gMASK]sop<|system|>", "<|endoftext|>")],
+)
 def test_registry_templates_for_tokenizers_without_one(tiny_models, name, prefix, eot):
     from transformers import AutoTokenizer
 
@@ -114,14 +124,23 @@ def test_guess_uses_chatml_when_the_tokenizer_has_its_tokens(tiny_models):
     assert resolve_format(tok).name == "chatml"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([{"role": "robot", "content": "x"}], "role"),
-    ([{"role": "user", "content": 3}], "content must be a string"),
-    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}], "empty assistant reply"),
-    ([{"role": "user", "content": "hi"}], "no assistant reply"),
-    ([{"role": "user", "content": "hi"}, {"role": "system", "content": "x"}, {"role": "assistant", "content": "y"}],
-     "system message may only come first"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([{"role": "robot", "content": "x"}], "role"),
+        ([{"role": "user", "content": 3}], "content must be a string"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}], "empty assistant reply"),
+        ([{"role": "user", "content": "hi"}], "no assistant reply"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "x"},
+                {"role": "assistant", "content": "y"},
+            ],
+            "system message may only come first",
+        ),
+    ],
+)
 def test_bad_conversations_are_rejected_with_the_message_index(tokenizers, bad, message):
     tok = tokenizers["qwen2"]
     with pytest.raises(TemplateError, match=message):

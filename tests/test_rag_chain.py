@@ -7,9 +7,9 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 
-from rag import KnowledgeBase, RAGConfig
-from rag.chain import answer_stream, build_chain, format_context, format_sources
-from rag.prompts import ANSWER_PROMPT, NOT_FOUND
+from rolechat.rag import KnowledgeBase, RAGConfig
+from rolechat.rag.chain import answer_stream, build_chain, format_context, format_sources
+from rolechat.rag.prompts import ANSWER_PROMPT, NOT_FOUND
 
 
 class RecordingChat(GenericFakeChatModel):
@@ -36,7 +36,9 @@ def chat(*replies: str) -> RecordingChat:
 def kb(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "退货政策.md").write_text("# 退货政策\n购买后七天内可以无理由退货。退货时需要保留发票。\n", encoding="utf-8")
+    (docs / "退货政策.md").write_text(
+        "# 退货政策\n购买后七天内可以无理由退货。退货时需要保留发票。\n", encoding="utf-8"
+    )
     (docs / "配送.txt").write_text("订单满九十九元包邮，偏远地区除外。一般三天内送达。", encoding="utf-8")
     base = KnowledgeBase("shop", RAGConfig(), embeddings=DeterministicFakeEmbedding(size=16))
     base.index([docs])
@@ -60,8 +62,10 @@ def test_stream_yields_sources_first_then_answer_pieces(kb):
     assert "sources" in pieces[0] and all("answer" in p for p in pieces[1:])
     assert len(pieces) > 2  # really streamed, token by token
     assert "".join(p["answer"] for p in pieces[1:]) == "满九十九元 包邮 [1]"
-    assert format_sources(pieces[0]["sources"])[0].startswith("[1] ") and "配送.txt" in format_sources(
-        pieces[0]["sources"])[0]
+    assert (
+        format_sources(pieces[0]["sources"])[0].startswith("[1] ")
+        and "配送.txt" in format_sources(pieces[0]["sources"])[0]
+    )
 
 
 def test_nothing_found_says_so_without_calling_the_model(kb):

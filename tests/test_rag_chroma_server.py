@@ -11,8 +11,8 @@ import httpx
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from rag import KnowledgeBase, RAGConfig, delete_kb
-from rag.store import all_ids, collection_name
+from rolechat.rag import KnowledgeBase, RAGConfig, delete_kb
+from rolechat.rag.store import all_ids, collection_name
 
 pytestmark = pytest.mark.slow
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
@@ -30,8 +30,11 @@ def chroma_url(tmp_path):
         pytest.skip("the chroma CLI (shipped with the chromadb wheel) is not installed")
     port = free_port()
     log = open(tmp_path / "chroma.log", "wb")
-    proc = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [CHROMA, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -60,7 +63,7 @@ def test_index_search_and_delete_through_a_chroma_server(tmp_path, chroma_url):
     kb = KnowledgeBase("团队知识库", cfg, embeddings=DeterministicFakeEmbedding(size=16))
     first = kb.index([docs])
     assert first.summary()["indexed"] == 2
-    assert not (kb.path / "chroma").exists()                    # vectors live on the server, not locally
+    assert not (kb.path / "chroma").exists()  # vectors live on the server, not locally
 
     import chromadb
 

@@ -38,8 +38,10 @@ def flat(text: str) -> str:
 def docs(tmp_path) -> Path:
     folder = tmp_path / "我的 文档"
     folder.mkdir()
-    (folder / "退货政策.md").write_text("# 退货政策\n购买后七天内可以无理由退货。退货时需要保留发票。\n\n"
-                                     "# 换货\n质量问题可以在三十天内换货。\n", encoding="utf-8")
+    (folder / "退货政策.md").write_text(
+        "# 退货政策\n购买后七天内可以无理由退货。退货时需要保留发票。\n\n# 换货\n质量问题可以在三十天内换货。\n",
+        encoding="utf-8",
+    )
     (folder / "配送.txt").write_bytes("订单满九十九元包邮，偏远地区除外。一般三天内送达。".encode("gbk"))
     (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     return folder
@@ -81,8 +83,10 @@ def test_index_search_show_delete_round_trip(home, docs):
 def test_eval_retrieval_reports_each_mode(home, docs, tmp_path):
     run("index", str(docs), "--kb", "kb1")
     qa = tmp_path / "qa.jsonl"
-    qa.write_text('{"question": "多久可以退货", "answer": "七天内"}\n'
-                  '{"question": "满多少钱包邮", "source": "配送.txt"}\n', encoding="utf-8")
+    qa.write_text(
+        '{"question": "多久可以退货", "answer": "七天内"}\n{"question": "满多少钱包邮", "source": "配送.txt"}\n',
+        encoding="utf-8",
+    )
     out = run("eval-retrieval", "--kb", "kb1", "--qa", str(qa), "--json")
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
@@ -109,12 +113,28 @@ def test_ask_streams_an_answer_then_lists_sources(home, docs, tiny_qwen2):
 
 def test_a_squad_file_indexed_as_is_evaluates_on_its_paragraphs(home, tmp_path):
     qa = tmp_path / "问答集.json"
-    paragraphs = [("故宫", "它位于北京中轴线的中心，始建于明朝永乐四年，是明清两代的皇家宫殿。", "故宫始建于什么时候？", "明朝永乐四年"),
-                  ("长城", "它东起山海关，西至嘉峪关，全长六千多公里。", "长城西至哪里？", "嘉峪关"),
-                  ("西湖", "它位于杭州市西部，以苏堤春晓等十景闻名。", "杭州的哪个湖以十景闻名？", "苏堤春晓")]
-    qa.write_text(json.dumps({"data": [{"title": t, "paragraphs": [{"context": c, "qas": [
-        {"question": q, "answers": [{"text": a}]}]}]} for t, c, q, a in paragraphs]}, ensure_ascii=False),
-        encoding="utf-8")
+    paragraphs = [
+        (
+            "故宫",
+            "它位于北京中轴线的中心，始建于明朝永乐四年，是明清两代的皇家宫殿。",
+            "故宫始建于什么时候？",
+            "明朝永乐四年",
+        ),
+        ("长城", "它东起山海关，西至嘉峪关，全长六千多公里。", "长城西至哪里？", "嘉峪关"),
+        ("西湖", "它位于杭州市西部，以苏堤春晓等十景闻名。", "杭州的哪个湖以十景闻名？", "苏堤春晓"),
+    ]
+    qa.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {"title": t, "paragraphs": [{"context": c, "qas": [{"question": q, "answers": [{"text": a}]}]}]}
+                    for t, c, q, a in paragraphs
+                ]
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     assert run("index", str(qa), "--kb", "qa").exit_code == 0
     hits = json.loads(run("search", "长城的终点", "--kb", "qa", "--mode", "bm25", "-k", "3", "--json").stdout)
     assert all("?" not in h["text"] and "？" not in h["text"] for h in hits)  # the questions are not indexed

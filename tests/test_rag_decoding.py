@@ -4,21 +4,24 @@ import codecs
 
 import pytest
 
-from rag.decoding import DecodeError, decode
+from rolechat.rag.decoding import DecodeError, decode
 
 SIMPLIFIED = "知识库支持中文文档。我们今天讨论如何部署模型，以及这个系统的配置方法。"
 TRADITIONAL = "這個知識庫支援中文文件。我們今天討論如何部署模型，以及這個系統的設定方法。"
 
 
-@pytest.mark.parametrize("data, text, encoding", [
-    (SIMPLIFIED.encode("utf-8"), SIMPLIFIED, "utf-8"),
-    (codecs.BOM_UTF8 + SIMPLIFIED.encode("utf-8"), SIMPLIFIED, "utf-8-sig"),
-    (SIMPLIFIED.encode("utf-16"), SIMPLIFIED, "utf-16"),                      # with BOM (LE here)
-    (codecs.BOM_UTF16_BE + SIMPLIFIED.encode("utf-16-be"), SIMPLIFIED, "utf-16"),
-    (SIMPLIFIED.encode("gbk"), SIMPLIFIED, "gbk"),
-    ((SIMPLIFIED + "𠀀").encode("gb18030"), SIMPLIFIED + "𠀀", "gb18030"),   # outside GBK: only GB18030 has it
-    (TRADITIONAL.encode("big5"), TRADITIONAL, "big5"),
-])
+@pytest.mark.parametrize(
+    "data, text, encoding",
+    [
+        (SIMPLIFIED.encode("utf-8"), SIMPLIFIED, "utf-8"),
+        (codecs.BOM_UTF8 + SIMPLIFIED.encode("utf-8"), SIMPLIFIED, "utf-8-sig"),
+        (SIMPLIFIED.encode("utf-16"), SIMPLIFIED, "utf-16"),  # with BOM (LE here)
+        (codecs.BOM_UTF16_BE + SIMPLIFIED.encode("utf-16-be"), SIMPLIFIED, "utf-16"),
+        (SIMPLIFIED.encode("gbk"), SIMPLIFIED, "gbk"),
+        ((SIMPLIFIED + "𠀀").encode("gb18030"), SIMPLIFIED + "𠀀", "gb18030"),  # outside GBK: only GB18030 has it
+        (TRADITIONAL.encode("big5"), TRADITIONAL, "big5"),
+    ],
+)
 def test_round_trip_and_name(data, text, encoding):
     decoded, name = decode(data)
     assert decoded == text

@@ -12,13 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedder import Embedder
-from rolechat.config import ConfigError
+from rolechat.rag.embedder import Embedder
+from rolechat.settings import ConfigError
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-TEXTS = ["如何使用 vLLM 部署 Qwen2 模型？", "How do I reset my password?", "退货需要在七天内申请。",
-         "LoRA fine-tuning trains a small number of parameters.", "今天天气很好" * 40, "x"]
+TEXTS = [
+    "如何使用 vLLM 部署 Qwen2 模型？",
+    "How do I reset my password?",
+    "退货需要在七天内申请。",
+    "LoRA fine-tuning trains a small number of parameters.",
+    "今天天气很好" * 40,
+    "x",
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,10 @@ def _files(home: Path, kb: str) -> int:
 
 def _snapshot(home: Path, kb: str) -> dict:
     with sqlite3.connect(home / "kb" / kb / "manifest.sqlite") as conn:
-        return {"files": sorted(conn.execute("SELECT path, sha256, chunks FROM files").fetchall()),
-                "chunks": sorted(conn.execute("SELECT id, text FROM chunks").fetchall())}
+        return {
+            "files": sorted(conn.execute("SELECT path, sha256, chunks FROM files").fetchall()),
+            "chunks": sorted(conn.execute("SELECT id, text FROM chunks").fetchall()),
+        }
 
 
 def test_killed_rolechat_index_then_rerun_equals_clean_run(home, tmp_path):
@@ -90,7 +98,8 @@ def test_killed_rolechat_index_then_rerun_equals_clean_run(home, tmp_path):
     for i in range(30):  # ~13 chunks each: files are committed in groups of ~256 chunks, so two groups
         (corpus / f"章节{i:02d}.md").write_text(
             f"# 第{i}章\n" + "".join(f"第{i}章第{j}节讲述模型部署的第{j}个步骤和常见错误。" for j in range(100)),
-            encoding="utf-8")
+            encoding="utf-8",
+        )
     env = {**os.environ, "ROLECHAT_HOME": str(home)}
     cmd = [sys.executable, "-m", "rolechat", "index", str(corpus), "--kb"]
     proc = subprocess.Popen([*cmd, "crash"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

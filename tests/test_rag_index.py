@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from rag import KnowledgeBase, RAGConfig, delete_kb, list_kbs
-from rag.lexical import ids_digest
-from rag.store import all_ids, collection_name
+from rolechat.rag import KnowledgeBase, RAGConfig, delete_kb, list_kbs
+from rolechat.rag.lexical import ids_digest
+from rolechat.rag.store import all_ids, collection_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +35,9 @@ def sentences(topic: str, n: int) -> str:
 
 def write_corpus(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "部署.md").write_text("# 部署\n" + sentences("部署", 30) + "\n## 升级\n" + sentences("升级", 30),
-                                    encoding="utf-8")
+    (folder / "部署.md").write_text(
+        "# 部署\n" + sentences("部署", 30) + "\n## 升级\n" + sentences("升级", 30), encoding="utf-8"
+    )
     (folder / "退货.txt").write_text(sentences("退货", 12), encoding="utf-8")
     (folder / "sub").mkdir(exist_ok=True)
     (folder / "sub" / "账号 安全.md").write_text("# 账号\n" + sentences("密码", 20), encoding="utf-8")
@@ -47,8 +48,12 @@ def state(kb: KnowledgeBase) -> dict:
     """Everything that must agree: manifest chunk ids, Chroma ids, BM25 ids."""
     manifest_ids = kb.manifest.chunk_ids()
     kb.bm25  # noqa: B018 - loads (and repairs) the BM25 index
-    return {"manifest": manifest_ids, "chroma": all_ids(kb.collection), "bm25": kb.bm25.digest,
-            "files": {p: f.sha256 for p, f in kb.manifest.files().items()}}
+    return {
+        "manifest": manifest_ids,
+        "chroma": all_ids(kb.collection),
+        "bm25": kb.bm25.digest,
+        "files": {p: f.sha256 for p, f in kb.manifest.files().items()},
+    }
 
 
 def assert_consistent(kb: KnowledgeBase) -> dict:
@@ -89,7 +94,7 @@ def test_unchanged_folder_embeds_nothing_and_never_duplicates(tmp_path, emb):
 def test_embedding_calls_group_texts_of_similar_token_counts(tmp_path):
     """Batches are padded to their longest text: texts are grouped by the embedder's token counts, which
     need not follow their lengths in characters (code has several characters per token, Chinese ~1)."""
-    from rag.knowledge_base import _EmbedQueue
+    from rolechat.rag.knowledge_base import _EmbedQueue
 
     class TokenCounting(CountingEmbedding):
         def count_tokens(self, texts):
@@ -109,13 +114,13 @@ def test_embedding_calls_group_texts_of_similar_token_counts(tmp_path):
     finally:
         queue.close()
     calls = [sorted(int(k[1:]) for k in keys) for keys, _ in jobs]
-    assert calls == [list(range(0, 32)), list(range(32, 64))]
+    assert calls == [list(range(32)), list(range(32, 64))]
 
 
 def test_saved_bm25_index_is_loaded_not_rebuilt(tmp_path, emb, monkeypatch):
     corpus = write_corpus(tmp_path / "docs")
     KnowledgeBase("manual", small_cfg(), embeddings=emb).index([corpus])
-    from rag.lexical import BM25Index
+    from rolechat.rag.lexical import BM25Index
 
     monkeypatch.setattr(BM25Index, "build", lambda *a, **k: pytest.fail("BM25 rebuilt although in step"))
     fresh = KnowledgeBase("manual", small_cfg(), embeddings=emb)
@@ -154,8 +159,10 @@ def test_deleted_file_and_failed_file_lose_their_chunks(tmp_path, emb):
     statuses = {Path(f.path).name: f.status for f in report.files}
     assert statuses["退货.txt"] == "removed" and statuses["账号 安全.md"] == "failed"
     assert {Path(p).name for p in kb.manifest.files()} == {"部署.md"}
-    assert not any("退货" in d.page_content or "退货" in d.metadata["source"]
-                   for d in kb.search("退货的第3条说明", k=10, mode="bm25"))
+    assert not any(
+        "退货" in d.page_content or "退货" in d.metadata["source"]
+        for d in kb.search("退货的第3条说明", k=10, mode="bm25")
+    )
     assert_consistent(kb)
 
 
@@ -185,7 +192,7 @@ def test_changed_splitter_settings_rebuild_with_a_message(tmp_path, emb):
 
 
 def test_changed_file_readers_reread_every_file_once_keeping_unchanged_vectors(tmp_path, emb, monkeypatch):
-    import rag.knowledge_base as kb_module
+    import rolechat.rag.knowledge_base as kb_module
 
     a, b = write_corpus(tmp_path / "a"), tmp_path / "b"
     b.mkdir()
@@ -212,12 +219,12 @@ def test_stray_and_missing_chroma_records_are_repaired(tmp_path, emb):
     kb.index([corpus])
     before = state(kb)
     lost = sorted(before["chroma"])[0]
-    kb.collection.delete(ids=[lost])                       # as if Chroma lost a write
+    kb.collection.delete(ids=[lost])  # as if Chroma lost a write
     kb.collection.upsert(ids=["stray"], embeddings=[[0.1] * 32], documents=["x"], metadatas=[{"source": "x"}])
     emb.calls.clear()
     report = kb.index([corpus])
     assert report.repaired == 1
-    assert emb.calls == []                                  # the lost chunk's vector came from the cache
+    assert emb.calls == []  # the lost chunk's vector came from the cache
     assert assert_consistent(kb) == before
 
 
@@ -226,7 +233,7 @@ def test_chinese_names_map_to_valid_distinct_collections(tmp_path, emb):
     mapped = [collection_name(n) for n in names]
     assert all(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]", m) for m in mapped)
     assert len(set(mapped)) == len(mapped)
-    assert collection_name("产品手册") == mapped[0]         # deterministic
+    assert collection_name("产品手册") == mapped[0]  # deterministic
     corpus = write_corpus(tmp_path / "docs")
     KnowledgeBase("产品手册", small_cfg(), embeddings=emb).index([corpus])
     assert list_kbs() == ["产品手册"]
@@ -239,7 +246,7 @@ KILLED_RUN = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from langchain_core.embeddings import DeterministicFakeEmbedding
-    from rag import KnowledgeBase, RAGConfig
+    from rolechat.rag import KnowledgeBase, RAGConfig
 
     class Slow(DeterministicFakeEmbedding):
         def embed_documents(self, texts):
@@ -269,15 +276,17 @@ def test_killed_run_then_rerun_equals_uninterrupted_run(tmp_path):
     proc.wait()
     assert stored >= 6, "the indexing subprocess never got going"
 
-    kb = KnowledgeBase("crash", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8),
-                       embeddings=DeterministicFakeEmbedding(size=32))
+    kb = KnowledgeBase(
+        "crash", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8), embeddings=DeterministicFakeEmbedding(size=32)
+    )
     partial = kb.manifest.files()
-    assert 0 < len(partial) < 24                          # really interrupted mid-run
+    assert 0 < len(partial) < 24  # really interrupted mid-run
     kb.index([corpus])
     resumed = assert_consistent(kb)
 
-    clean = KnowledgeBase("clean", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8),
-                          embeddings=DeterministicFakeEmbedding(size=32))
+    clean = KnowledgeBase(
+        "clean", RAGConfig(chunk_size=64, chunk_overlap=8, batch_size=8), embeddings=DeterministicFakeEmbedding(size=32)
+    )
     clean.index([corpus])
     expected = assert_consistent(clean)
     assert resumed == expected

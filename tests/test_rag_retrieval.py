@@ -10,9 +10,9 @@ import pytest
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 
-from rag import KnowledgeBase, RAGConfig
-from rag.evaluation import evaluate, load_qa
-from rag.retrievers import fuse
+from rolechat.rag import KnowledgeBase, RAGConfig
+from rolechat.rag.evaluation import evaluate, load_qa
+from rolechat.rag.retrievers import fuse
 
 DOCS = {
     "wifi.md": "访客可以使用无线网络 Guest，密码贴在前台。",
@@ -34,8 +34,16 @@ QUESTIONS = [  # (question, source); the first one shares no word with its docum
     ("工牌丢了怎么办", "badge.md"),
     ("入职培训多久", "train.md"),
 ]
-CONCEPTS = [("wifi", "无线网络", "网络"), ("年假", "请假"), ("报销", "发票"), ("电脑", "信息技术"), ("停车",),
-            ("食堂", "午餐"), ("工牌",), ("培训", "入职")]
+CONCEPTS = [
+    ("wifi", "无线网络", "网络"),
+    ("年假", "请假"),
+    ("报销", "发票"),
+    ("电脑", "信息技术"),
+    ("停车",),
+    ("食堂", "午餐"),
+    ("工牌",),
+    ("培训", "入职"),
+]
 
 
 class BlindEmbedding(Embeddings):
@@ -75,8 +83,9 @@ def build(tmp_path, embeddings, name="office"):
     kb = KnowledgeBase(name, RAGConfig(), embeddings=embeddings)
     kb.index([folder])
     qa = tmp_path / "qa.jsonl"
-    qa.write_text("\n".join(json.dumps({"question": q, "source": s}, ensure_ascii=False) for q, s in QUESTIONS),
-                  encoding="utf-8")
+    qa.write_text(
+        "\n".join(json.dumps({"question": q, "source": s}, ensure_ascii=False) for q, s in QUESTIONS), encoding="utf-8"
+    )
     return kb, load_qa(qa)
 
 
@@ -102,10 +111,10 @@ def test_blind_embedder_cannot_drag_hybrid_below_bm25(tmp_path):
     result = scores(kb, items)
     assert result["hybrid"].hit_at_1 >= result["bm25"].hit_at_1
     assert result["hybrid"].mrr_at_10 >= result["bm25"].mrr_at_10
-    assert result["dense"].hit_at_1 < result["bm25"].hit_at_1      # the dense leg really is bad here
+    assert result["dense"].hit_at_1 < result["bm25"].hit_at_1  # the dense leg really is bad here
     hybrid = kb.retriever("hybrid", 3)
     assert isinstance(hybrid, BaseRetriever)
-    assert hybrid.dense_weight_for("年假怎么申请") == 0.0       # reads < half of it: not consulted
+    assert hybrid.dense_weight_for("年假怎么申请") == 0.0  # reads < half of it: not consulted
     assert hybrid.dense_weight_for("how to apply for leave") == 1.0
     for question, _ in QUESTIONS[1:]:
         assert [d.id for d in hybrid.invoke(question)] == [d.id for d in kb.search(question, k=3, mode="bm25")]
@@ -115,7 +124,7 @@ def test_good_embedder_makes_hybrid_beat_both_legs(tmp_path):
     kb, items = build(tmp_path, ConceptEmbedding())
     result = scores(kb, items)
     assert result["hybrid"].hit_at_1 == 1.0
-    assert result["hybrid"].mrr_at_10 > result["bm25"].mrr_at_10   # BM25 cannot match 'wifi' to 无线网络
+    assert result["hybrid"].mrr_at_10 > result["bm25"].mrr_at_10  # BM25 cannot match 'wifi' to 无线网络
     assert result["hybrid"].mrr_at_10 >= result["dense"].mrr_at_10
     top = kb.search("wifi连不上", k=1, mode="hybrid")[0]
     assert top.metadata["source"].endswith("wifi.md") and "dense" in top.metadata["found_by"]
@@ -129,22 +138,47 @@ def test_search_results_carry_source_location_score_and_retriever(tmp_path):
         assert all(h.metadata["found_by"] == label and h.metadata["location"] == "line 1" for h in hits)
         assert hits == sorted(hits, key=lambda h: -h.metadata["score"])
     assert kb.search("年假怎么申请", k=1, mode="bm25")[0].metadata["source"].endswith("leave.md")
-    assert kb.search("量子引力的弦论解释", k=3, mode="hybrid") == []    # nothing relevant: nothing returned
+    assert kb.search("量子引力的弦论解释", k=3, mode="hybrid") == []  # nothing relevant: nothing returned
     with pytest.raises(ValueError, match="unknown retrieval mode"):
         kb.search("x", mode="fuzzy")
 
 
 def test_qa_files_squad_and_jsonl(tmp_path):
     squad = tmp_path / "squad.json"
-    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "北京是中国的首都。", "qas": [
-        {"question": "中国的首都是哪里", "answers": [{"text": "北京", "answer_start": 0},
-                                                   {"text": "北京", "answer_start": 0}]}]}]}]},
-                                ensure_ascii=False), encoding="utf-8")
+    squad.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "paragraphs": [
+                            {
+                                "context": "北京是中国的首都。",
+                                "qas": [
+                                    {
+                                        "question": "中国的首都是哪里",
+                                        "answers": [
+                                            {"text": "北京", "answer_start": 0},
+                                            {"text": "北京", "answer_start": 0},
+                                        ],
+                                    }
+                                ],
+                            }
+                        ]
+                    }
+                ]
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     (item,) = load_qa(squad)
     assert item.question == "中国的首都是哪里" and item.answers == ["北京"]
     jsonl = tmp_path / "qa.jsonl"
-    jsonl.write_text('{"question": "q1", "answer": ["a", "b"]}\n{"question": "q2", "source": "x.md"}\n'
-                     '{"question": "q3", "answers": "c"}\n', encoding="utf-8")
+    jsonl.write_text(
+        '{"question": "q1", "answer": ["a", "b"]}\n{"question": "q2", "source": "x.md"}\n'
+        '{"question": "q3", "answers": "c"}\n',
+        encoding="utf-8",
+    )
     assert [(i.answers, i.source) for i in load_qa(jsonl)] == [(["a", "b"], ""), ([], "x.md"), (["c"], "")]
     jsonl.write_text('{"question": "q1", "answers": [{"text": "a"}, {"text": " "}]}\n', encoding="utf-8")
     assert [i.answers for i in load_qa(jsonl)] == [["a"]]
@@ -155,11 +189,17 @@ def test_qa_files_squad_and_jsonl(tmp_path):
 
 def test_squad_unanswerable_and_blank_questions_are_left_out_and_counted(tmp_path):
     squad = tmp_path / "squad2.json"
-    qas = [{"question": "能回答", "answers": [{"text": "北京"}]},
-           {"question": "不能回答", "answers": [], "is_impossible": True, "plausible_answers": [{"text": "上海"}]},
-           {"question": " ", "answers": [{"text": "北京"}]}]
-    squad.write_text(json.dumps({"version": "v2.0", "data": [{"paragraphs": [{"context": "北京。", "qas": qas}]}]},
-                                ensure_ascii=False), encoding="utf-8")
+    qas = [
+        {"question": "能回答", "answers": [{"text": "北京"}]},
+        {"question": "不能回答", "answers": [], "is_impossible": True, "plausible_answers": [{"text": "上海"}]},
+        {"question": " ", "answers": [{"text": "北京"}]},
+    ]
+    squad.write_text(
+        json.dumps(
+            {"version": "v2.0", "data": [{"paragraphs": [{"context": "北京。", "qas": qas}]}]}, ensure_ascii=False
+        ),
+        encoding="utf-8",
+    )
     items = load_qa(squad)
     assert [i.question for i in items] == ["能回答"] and (items.unanswerable, items.blank) == (1, 1)
     qas[0] = {"answers": [{"text": "北京"}]}
@@ -171,8 +211,11 @@ def test_squad_unanswerable_and_blank_questions_are_left_out_and_counted(tmp_pat
 def test_metrics_count_ranks_correctly(tmp_path):
     kb, _ = build(tmp_path, BlindEmbedding())
     qa = tmp_path / "ranks.jsonl"
-    qa.write_text('{"question": "年假怎么申请", "answer": "直属主管"}\n'      # found first
-                  '{"question": "年假怎么申请", "answer": "不存在的答案"}\n', encoding="utf-8")
+    qa.write_text(
+        '{"question": "年假怎么申请", "answer": "直属主管"}\n'  # found first
+        '{"question": "年假怎么申请", "answer": "不存在的答案"}\n',
+        encoding="utf-8",
+    )
     (bm25,) = evaluate(kb, load_qa(qa), modes=("bm25",))
     assert (bm25.hit_at_1, bm25.hit_at_10, bm25.mrr_at_10) == (0.5, 0.5, 0.5)
 
@@ -189,8 +232,16 @@ def test_cross_encoder_reranker_orders_the_fused_candidates(tmp_path):
 
     folder = tmp_path / "reranker"
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=1,
+        )
+    )
     model.save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(Path(get_model_path()) / name, folder / name)

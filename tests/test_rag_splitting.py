@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedder import Embedder
-from rag.loaders import SUPPORTED, Block, LoadedFile, parse
-from rag.splitting import split_file
+from rolechat.rag.embedder import Embedder
+from rolechat.rag.loaders import SUPPORTED, Block, LoadedFile, parse
+from rolechat.rag.splitting import split_file
 
 SELF_LLM = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "self-llm"
 
@@ -33,11 +33,11 @@ def test_sentences_are_packed_whole_with_overlap(emb):
     chunks = split_file(md("".join(sentences)), emb.count_tokens, 64, 24, emb.max_tokens)  # ~19 tokens a sentence
     assert len(chunks) > 5
     for chunk in chunks:
-        assert chunk.text.endswith("。")                                   # cut at sentence ends only
+        assert chunk.text.endswith("。")  # cut at sentence ends only
         assert emb.count_tokens([chunk.text])[0] <= 64
     for a, b in zip(chunks, chunks[1:]):
-        last = a.text[a.text.rindex("这是第"):]
-        assert b.text.startswith(last)                                     # the last sentence is repeated
+        last = a.text[a.text.rindex("这是第") :]
+        assert b.text.startswith(last)  # the last sentence is repeated
 
 
 def test_a_block_heading_prefixes_every_chunk_of_the_block(emb):
@@ -49,11 +49,16 @@ def test_a_block_heading_prefixes_every_chunk_of_the_block(emb):
 
 
 def test_headings_give_context_and_close_sections(emb):
-    text = ("# 安装\n安装前先检查 Python 版本。\n## 环境配置\n设置 HF_HUB_OFFLINE=1。\n"
-            "```bash\n# 这是注释不是标题\nexport A=1\n```\n# 使用\n运行 rolechat index。\n")
+    text = (
+        "# 安装\n安装前先检查 Python 版本。\n## 环境配置\n设置 HF_HUB_OFFLINE=1。\n"
+        "```bash\n# 这是注释不是标题\nexport A=1\n```\n# 使用\n运行 rolechat index。\n"
+    )
     chunks = split_file(md(text), emb.count_tokens, 256, 32, emb.max_tokens)
-    assert [(c.headings, c.location) for c in chunks] == [("安装", "line 2"), ("安装 > 环境配置", "line 4"),
-                                                          ("使用", "line 10")]
+    assert [(c.headings, c.location) for c in chunks] == [
+        ("安装", "line 2"),
+        ("安装 > 环境配置", "line 4"),
+        ("使用", "line 10"),
+    ]
     assert chunks[1].text.startswith("安装 > 环境配置\n设置 HF_HUB_OFFLINE=1。")
     assert "# 这是注释不是标题" in chunks[1].text
 
@@ -67,8 +72,11 @@ def test_self_llm_corpus_chunks_fit(emb):
     if not SELF_LLM.is_dir():
         pytest.skip(f"shared corpus not found at {SELF_LLM}")
     files = sorted(p for p in SELF_LLM.rglob("*.md"))[:25]
-    chunks = [c for p in files for c in split_file(parse(SUPPORTED[p.suffix], p, p.read_bytes()), emb.count_tokens,
-                                                   256, 32, emb.max_tokens)]
+    chunks = [
+        c
+        for p in files
+        for c in split_file(parse(SUPPORTED[p.suffix], p, p.read_bytes()), emb.count_tokens, 256, 32, emb.max_tokens)
+    ]
     counts = emb.count_tokens([c.text for c in chunks])
     assert max(counts) <= emb.max_tokens
-    assert sum(counts) / len(counts) > 120    # chunks are well filled, not fragments
+    assert sum(counts) / len(counts) > 120  # chunks are well filled, not fragments

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import streamlit as st
 
@@ -25,6 +26,7 @@ from ui.i18n import t
 __all__ = ["ChatSettings", "Reply", "render", "sidebar", "history", "recover_pending"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ChatSettings:
@@ -61,6 +63,7 @@ def recover_pending() -> None:
 
 
 # -- sidebar --------------------------------------------------------------------------------------------
+
 
 def persona_label(rt, name: str) -> str:
     if name == "base":
@@ -110,8 +113,9 @@ def _kb_picker(rt) -> tuple[str | None, int, str, bool]:
     on = st.toggle(t("side.kb_on"), key="kb_on")
     name = st.selectbox(t("side.kb_pick"), names, key="kb_name", disabled=not on)
     k = st.slider(t("side.k"), 1, 10, key="k", disabled=not on)
-    mode = st.selectbox(t("side.mode"), kb_page.MODES, key="mode", format_func=kb_page.mode_labels().__getitem__,
-                        disabled=not on)
+    mode = st.selectbox(
+        t("side.mode"), kb_page.MODES, key="mode", format_func=kb_page.mode_labels().__getitem__, disabled=not on
+    )
     condense = st.checkbox(t("side.condense"), key="condense", disabled=not on, help=t("side.condense_help"))
     return (name if on else None), int(k), mode, bool(condense)
 
@@ -140,6 +144,7 @@ def sidebar(rt) -> ChatSettings:
 
 # -- messages -------------------------------------------------------------------------------------------
 
+
 def show_sources(sources: list[dict[str, Any]]) -> None:
     with st.expander(t("chat.sources", n=len(sources))):
         for n, src in enumerate(sources, 1):
@@ -155,8 +160,13 @@ def show_meta(msg: dict[str, Any]) -> None:
     who = msg.get("persona_label") or msg.get("persona", "")
     if msg.get("kb"):
         who = f"{who} · {t('chat.meta_kb', kb=msg['kb'])}"
-    line = t("chat.meta", who=who, seconds=stats.get("seconds", 0.0), tokens=stats.get("tokens", 0),
-             tps=stats.get("tokens_per_second", 0.0))
+    line = t(
+        "chat.meta",
+        who=who,
+        seconds=stats.get("seconds", 0.0),
+        tokens=stats.get("tokens", 0),
+        tps=stats.get("tokens_per_second", 0.0),
+    )
     if msg.get("stopped"):
         line += " · " + t("chat.stopped")
     st.caption(line)
@@ -187,6 +197,7 @@ def show_message(msg: dict[str, Any]) -> None:
 
 # -- replying -------------------------------------------------------------------------------------------
 
+
 def _tracked(pieces: Iterator[str], pending: dict[str, Any]) -> Iterator[str]:
     """Pass pieces through, keeping the text so far in `pending` (survives an interrupted run)."""
     try:
@@ -204,8 +215,12 @@ def _plain_reply(rt, settings: ChatSettings, messages: list[dict[str, str]]):
 
     def stats() -> dict[str, Any]:
         s = stream.stats
-        return {"tokens": s.completion_tokens, "tokens_per_second": s.tokens_per_second,
-                "first_token": s.time_to_first_token, "finish_reason": s.finish_reason}
+        return {
+            "tokens": s.completion_tokens,
+            "tokens_per_second": s.tokens_per_second,
+            "first_token": s.time_to_first_token,
+            "finish_reason": s.finish_reason,
+        }
 
     return Reply(iter(stream), None, stats)
 
@@ -218,9 +233,15 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
     show_message(user)
     messages = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
     started = time.perf_counter()
-    pending: dict[str, Any] = {"role": "assistant", "content": "", "persona": settings.persona,
-                               "persona_label": persona_label(rt, settings.persona), "kb": settings.kb,
-                               "sources": None, "stats": {}}
+    pending: dict[str, Any] = {
+        "role": "assistant",
+        "content": "",
+        "persona": settings.persona,
+        "persona_label": persona_label(rt, settings.persona),
+        "kb": settings.kb,
+        "sources": None,
+        "stats": {},
+    }
     with st.chat_message("assistant"):
         stop_slot = st.empty()
         stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")

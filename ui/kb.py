@@ -14,17 +14,30 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import streamlit as st
 
-from rolechat import config as rc_config
+from rolechat import settings as rc_config
 from ui import state
 from ui.i18n import t
 
-__all__ = ["MODES", "mode_labels", "rag_config", "rag_defaults", "embeddings", "open_kb", "kb_names", "rag_reply", "condense", "ensure_sample_kb",
-           "sources_of", "render"]
+__all__ = [
+    "MODES",
+    "mode_labels",
+    "rag_config",
+    "rag_defaults",
+    "embeddings",
+    "open_kb",
+    "kb_names",
+    "rag_reply",
+    "condense",
+    "ensure_sample_kb",
+    "sources_of",
+    "render",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +53,7 @@ def mode_labels() -> dict[str, str]:
 
 
 def rag_config():
-    from rag import RAGConfig
+    from rolechat.rag import RAGConfig
 
     return rc_config.build(RAGConfig, "rag", state.file_data())
 
@@ -50,7 +63,7 @@ rag_defaults = rag_config
 
 @st.cache_resource(max_entries=1, show_spinner=False)
 def _embedder(key: str):
-    from rag.embedder import Embedder
+    from rolechat.rag.embedder import Embedder
 
     cfg = rag_config()
     return Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
@@ -63,13 +76,13 @@ def embeddings():
 
 
 def open_kb(name: str):
-    from rag import KnowledgeBase
+    from rolechat.rag import KnowledgeBase
 
     return KnowledgeBase(name, rag_config(), embeddings=embeddings())
 
 
 def kb_names() -> list[str]:
-    from rag import list_kbs
+    from rolechat.rag import list_kbs
 
     return list_kbs()
 
@@ -80,6 +93,7 @@ def uploads_dir(name: str) -> Path:
 
 
 # -- indexing -------------------------------------------------------------------------------------------
+
 
 def index_with_progress(name: str, paths: list[Path | str]):
     """Index `paths` into `name`, drawing a progress bar; returns the IndexReport."""
@@ -103,16 +117,34 @@ def show_report(report: dict[str, Any]) -> None:
     cols = st.columns(6)
     for col, key in zip(cols, ("indexed", "updated", "unchanged", "removed", "skipped", "failed")):
         col.metric(t(f"kb.status.{key}"), summary.get(key, 0))
-    st.caption(t("kb.report_line", kb=report["kb"], added=report["chunks_added"], removed=report["chunks_removed"],
-                 total=report["chunks_total"], seconds=report["seconds"]))
+    st.caption(
+        t(
+            "kb.report_line",
+            kb=report["kb"],
+            added=report["chunks_added"],
+            removed=report["chunks_removed"],
+            total=report["chunks_total"],
+            seconds=report["seconds"],
+        )
+    )
     if report.get("rebuilt"):
         st.warning(report["rebuilt"])
     if report.get("reread"):
         st.info(report["reread"])
     problems = [f for f in report["files"] if f["status"] in ("skipped", "failed")]
     if problems:
-        st.dataframe([{t("kb.col.file"): f["path"], t("kb.col.status"): t(f"kb.status.{f['status']}"),
-                       t("kb.col.reason"): f["reason"]} for f in problems], hide_index=True, width="stretch")
+        st.dataframe(
+            [
+                {
+                    t("kb.col.file"): f["path"],
+                    t("kb.col.status"): t(f"kb.status.{f['status']}"),
+                    t("kb.col.reason"): f["reason"],
+                }
+                for f in problems
+            ],
+            hide_index=True,
+            width="stretch",
+        )
 
 
 def _marker() -> Path:
@@ -155,16 +187,23 @@ def _index_sample(cfg) -> None:
 
 # -- answering (the chat page's RAG path) ---------------------------------------------------------------
 
+
 def sources_of(docs) -> list[dict[str, Any]]:
     """What the chat shows for each retrieved chunk (numbered in order: [1] is docs[0])."""
     out = []
     for doc in docs:
         meta = doc.metadata
         text = " ".join(doc.page_content.split())
-        out.append({"source": Path(meta.get("source", "?")).name, "path": meta.get("source", ""),
-                    "location": meta.get("location", ""), "score": meta.get("score"),
-                    "found_by": meta.get("found_by", ""),
-                    "snippet": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")})
+        out.append(
+            {
+                "source": Path(meta.get("source", "?")).name,
+                "path": meta.get("source", ""),
+                "location": meta.get("location", ""),
+                "score": meta.get("score"),
+                "found_by": meta.get("found_by", ""),
+                "snippet": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
+            }
+        )
     return out
 
 
@@ -191,8 +230,8 @@ def condense(rt, settings, history: list[dict[str, str]], question: str) -> str:
     Done here rather than inside rag's chain so it is short (CONDENSE_TOKENS, greedy) and can be
     interrupted: every piece is drawn, so the stop button takes effect between tokens.
     """
-    from rag import prompts
-    from rag.chain import history_text
+    from rolechat.rag import prompts
+    from rolechat.rag.chain import history_text
 
     template = rag_config().condense_prompt or prompts.CONDENSE_PROMPT
     prompt = template.format(chat_history=history_text(history), question=question)
@@ -216,8 +255,7 @@ def rag_reply(rt, settings, messages: list[dict[str, str]]):
     The follow-up rewrite (when `settings.condense` and there is history) and the retrieval happen
     here, before the answer streams, so the sources can be shown first.
     """
-    from rag.chain import answer_stream
-
+    from rolechat.rag.chain import answer_stream
     from ui.chat import Reply
 
     question = messages[-1]["content"]
@@ -227,8 +265,9 @@ def rag_reply(rt, settings, messages: list[dict[str, str]]):
     kb = open_kb(settings.kb)
     usage = _usage_counter()
     chat_model = rt.chat_model(settings.persona, **settings.params).with_config(callbacks=[usage])
-    stream = answer_stream(kb.retriever(settings.mode, settings.k), chat_model, standalone or question,
-                           prompt=cfg.prompt or None)
+    stream = answer_stream(
+        kb.retriever(settings.mode, settings.k), chat_model, standalone or question, prompt=cfg.prompt or None
+    )
     with st.spinner(t("chat.retrieving")):
         docs = None
         for item in stream:
@@ -261,6 +300,7 @@ def rag_reply(rt, settings, messages: list[dict[str, str]]):
 
 # -- the page -------------------------------------------------------------------------------------------
 
+
 def _save_uploads(name: str, files) -> list[Path]:
     folder = uploads_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -286,7 +326,7 @@ def _index_section(names: list[str]) -> None:
     if not (go_upload or go_folder):
         return
     try:
-        from rag.knowledge_base import validate_name
+        from rolechat.rag.knowledge_base import validate_name
 
         name = validate_name(name)
         paths = _save_uploads(name, files) if go_upload else [Path(folder.strip()).expanduser()]
@@ -307,12 +347,24 @@ def _kb_details(name: str) -> None:
         chunks = sum(d.chunks for d in docs)
         with st.expander(t("kb.summary", kb=name, docs=len(docs), chunks=chunks), expanded=len(docs) < 12):
             if docs:
-                st.dataframe([{t("kb.col.file"): Path(d.path).name, t("kb.col.chunks"): d.chunks,
-                               t("kb.col.kind"): d.kind, t("kb.col.encoding"): d.encoding,
-                               t("kb.col.size"): f"{d.size / 1024:.1f} KB", t("kb.col.folder"): str(Path(d.path).parent)}
-                              for d in docs], hide_index=True, width="stretch")
-                doc = st.selectbox(t("kb.doc_pick"), [d.path for d in docs], key=f"kb_doc_{name}",
-                                   format_func=lambda p: Path(p).name)
+                st.dataframe(
+                    [
+                        {
+                            t("kb.col.file"): Path(d.path).name,
+                            t("kb.col.chunks"): d.chunks,
+                            t("kb.col.kind"): d.kind,
+                            t("kb.col.encoding"): d.encoding,
+                            t("kb.col.size"): f"{d.size / 1024:.1f} KB",
+                            t("kb.col.folder"): str(Path(d.path).parent),
+                        }
+                        for d in docs
+                    ],
+                    hide_index=True,
+                    width="stretch",
+                )
+                doc = st.selectbox(
+                    t("kb.doc_pick"), [d.path for d in docs], key=f"kb_doc_{name}", format_func=lambda p: Path(p).name
+                )
                 if st.button(t("kb.delete_doc"), key=f"kb_del_doc_{name}"):
                     removed = kb.delete_document(doc)
                     upload = uploads_dir(name) / Path(doc).name
@@ -324,7 +376,7 @@ def _kb_details(name: str) -> None:
                 st.caption(t("kb.empty_kb"))
             confirm = st.checkbox(t("kb.confirm_delete", kb=name), key=f"kb_confirm_{name}")
             if st.button(t("kb.delete_kb"), key=f"kb_del_{name}", disabled=not confirm, type="primary"):
-                from rag import delete_kb
+                from rolechat.rag import delete_kb
 
                 kb.close()
                 delete_kb(name, rag_config())
@@ -342,8 +394,9 @@ def _search_section(names: list[str]) -> None:
     cols = st.columns([2, 1, 1])
     name = cols[0].selectbox(t("kb.search_kb"), names, key="kb_search_kb")
     k = cols[1].number_input(t("side.k"), 1, 50, min(cfg.k, 50), key="kb_search_k")
-    mode = cols[2].selectbox(t("side.mode"), MODES, index=MODES.index(cfg.mode), key="kb_search_mode",
-                             format_func=mode_labels().__getitem__)
+    mode = cols[2].selectbox(
+        t("side.mode"), MODES, index=MODES.index(cfg.mode), key="kb_search_mode", format_func=mode_labels().__getitem__
+    )
     query = st.text_input(t("kb.query"), key="kb_query", placeholder=t("kb.query_placeholder"))
     if not query.strip():
         return

@@ -17,18 +17,27 @@ from typing import Any
 
 import streamlit as st
 
-from rolechat import config as rc_config
+from rolechat import settings as rc_config
 from ui.config import REPO_ROOT, AppConfig
 
-__all__ = ["AppConfig", "app_config", "file_data", "runtime", "sync_personas", "persona_signature",
-           "keep_widget_state", "KEPT_KEYS", "REPO_ROOT", "app_dir"]
+__all__ = [
+    "AppConfig",
+    "app_config",
+    "file_data",
+    "runtime",
+    "sync_personas",
+    "persona_signature",
+    "keep_widget_state",
+    "KEPT_KEYS",
+    "REPO_ROOT",
+    "app_dir",
+]
 
 log = logging.getLogger(__name__)
 
 # Widget keys whose values must survive visiting another page (Streamlit drops the state of widgets
 # that were not drawn in a run unless it is re-assigned).
-KEPT_KEYS = ("lang", "persona", "kb_on", "kb_name", "k", "mode", "condense", "temperature", "top_p",
-             "max_new_tokens")
+KEPT_KEYS = ("lang", "persona", "kb_on", "kb_name", "k", "mode", "condense", "temperature", "top_p", "max_new_tokens")
 
 
 def app_config() -> AppConfig:
@@ -62,13 +71,13 @@ def _runtime_key() -> str:
 
 @st.cache_resource(max_entries=1, show_spinner=False)
 def _load_runtime(key: str):
-    from llm import load_runtime
+    from rolechat.llm import LLMConfig, load_runtime
 
     log.info("loading the model runtime for %s", key)
-    return load_runtime(file_data())
+    return load_runtime(rc_config.build(LLMConfig, "llm", file_data()))
 
 
-_synced: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+_synced: weakref.WeakKeyDictionary[Any, tuple] = weakref.WeakKeyDictionary()
 
 
 def persona_signature(roots: list[Path]) -> tuple:

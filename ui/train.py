@@ -23,12 +23,23 @@ from typing import Any
 
 import streamlit as st
 
-from rolechat import config as rc_config
+from rolechat import settings as rc_config
 from ui import state
 from ui.i18n import t
 
-__all__ = ["Job", "RunView", "SAMPLES_DIR", "samples", "lint", "start", "stop", "jobs", "view", "read_progress",
-           "render"]
+__all__ = [
+    "Job",
+    "RunView",
+    "SAMPLES_DIR",
+    "samples",
+    "lint",
+    "start",
+    "stop",
+    "jobs",
+    "view",
+    "read_progress",
+    "render",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,7 @@ def samples() -> list[Path]:
 
 # -- lint -----------------------------------------------------------------------------------------------
 
+
 class LintError(RuntimeError):
     """The data lint failed; the message is the CLI's own error."""
 
@@ -76,8 +88,9 @@ def lint(data: Path, system: str | None = None) -> dict[str, Any]:
     cmd = [*cli(), "train", "--data", str(data), "--persona", "lint", "--dry-run", "--json"]
     if system:
         cmd += ["--system", system]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, cwd=state.REPO_ROOT,
-                          env=_child_env())
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, cwd=state.REPO_ROOT, env=_child_env()
+    )
     if proc.returncode != 0:
         raise LintError((proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}")[-2000:])
     try:
@@ -87,6 +100,7 @@ def lint(data: Path, system: str | None = None) -> dict[str, Any]:
 
 
 # -- jobs -----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Job:
@@ -121,8 +135,15 @@ def jobs() -> list[Job]:
     return sorted(found, key=lambda j: j.started, reverse=True)
 
 
-def start(data: Path, persona: str, *, system: str = "", display_name: str = "", overwrite: bool = False,
-          hparams: dict[str, Any] | None = None) -> Job:
+def start(
+    data: Path,
+    persona: str,
+    *,
+    system: str = "",
+    display_name: str = "",
+    overwrite: bool = False,
+    hparams: dict[str, Any] | None = None,
+) -> Job:
     """Launch `rolechat train` in the background (its own session: it outlives the page)."""
     cmd = [*cli(), "train", "--data", str(data), "--persona", persona]
     if system:
@@ -136,8 +157,15 @@ def start(data: Path, persona: str, *, system: str = "", display_name: str = "",
         cmd.append("--overwrite")
     log_path = _jobs_dir() / f"{persona}.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=state.REPO_ROOT, env=_child_env(), start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=state.REPO_ROOT,
+            env=_child_env(),
+            start_new_session=True,
+        )
     _PROCS[proc.pid] = proc
     job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
     _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
@@ -222,8 +250,11 @@ def _tail(path: str) -> str:
 
 def view(job: Job) -> RunView:
     """The run's state from its progress file and whether its process still lives."""
-    records = [r for r in read_progress(rc_config.runs_dir() / job.persona / "progress.jsonl")
-               if r.get("time", 0) >= job.started - 1]  # ignore an earlier run's file
+    records = [
+        r
+        for r in read_progress(rc_config.runs_dir() / job.persona / "progress.jsonl")
+        if r.get("time", 0) >= job.started - 1
+    ]  # ignore an earlier run's file
     last = records[-1] if records else {}
     running = alive(job.pid)
     if last.get("status") == "done":
@@ -248,9 +279,15 @@ def _last_error_line(tail: str) -> str:
 
 # -- the page -------------------------------------------------------------------------------------------
 
+
 def _pick_dataset() -> Path | None:
-    source = st.radio(t("train.source"), ["sample", "upload", "path"], key="train_source", horizontal=True,
-                      format_func={s: t(f"train.source.{s}") for s in ("sample", "upload", "path")}.__getitem__)
+    source = st.radio(
+        t("train.source"),
+        ["sample", "upload", "path"],
+        key="train_source",
+        horizontal=True,
+        format_func={s: t(f"train.source.{s}") for s in ("sample", "upload", "path")}.__getitem__,
+    )
     if source == "sample":
         options = samples()
         if not options:
@@ -284,11 +321,21 @@ def _show_lint(report: dict[str, Any]) -> None:
     cols[1].metric(t("train.lint.used"), report.get("conversations", 0))
     cols[2].metric(t("train.lint.skipped"), report.get("skipped", 0) + report.get("duplicates_removed", 0))
     cols[3].metric(t("train.lint.examples"), f"{report.get('train_examples', 0)} / {report.get('eval_examples', 0)}")
-    st.caption(t("train.lint.line", model=report.get("model_id", "?"), template=report.get("template", "?"),
-                 tokens=report.get("tokens", 0), ratio=report.get("supervised_ratio", 0.0),
-                 min=length.get("min", 0), p50=length.get("p50", 0), p90=length.get("p90", 0),
-                 max=length.get("max", 0), truncated=report.get("truncated", 0),
-                 too_long=report.get("skipped_too_long", 0)))
+    st.caption(
+        t(
+            "train.lint.line",
+            model=report.get("model_id", "?"),
+            template=report.get("template", "?"),
+            tokens=report.get("tokens", 0),
+            ratio=report.get("supervised_ratio", 0.0),
+            min=length.get("min", 0),
+            p50=length.get("p50", 0),
+            p90=length.get("p90", 0),
+            max=length.get("max", 0),
+            truncated=report.get("truncated", 0),
+            too_long=report.get("skipped_too_long", 0),
+        )
+    )
     issues = report.get("issues") or []
     if issues:
         with st.expander(t("train.lint.issues", n=report.get("skipped", len(issues))), expanded=False):
@@ -319,7 +366,7 @@ def _lint_section(data: Path, system: str) -> dict[str, Any] | None:
 
 
 def _persona_form(data: Path) -> None:
-    from llm.personas import PersonaError, check_name
+    from rolechat.llm.personas import PersonaError, check_name
 
     hint = SAMPLE_HINTS.get(data.stem, ("", "", ""))
     if st.session_state.get("train_hint_for") != str(data):  # a new dataset: offer its suggested settings
@@ -363,27 +410,42 @@ def _chart(run: RunView) -> None:
     import pandas as pd
 
     steps = [(r["step"], r.get("loss")) for r in run.steps if r.get("loss") is not None]
-    evals = [(r["step"], r.get("eval_loss")) for r in run.records
-             if r.get("event") == "eval" and r.get("eval_loss") is not None and r.get("step") is not None]
+    evals = [
+        (r["step"], r.get("eval_loss"))
+        for r in run.records
+        if r.get("event") == "eval" and r.get("eval_loss") is not None and r.get("step") is not None
+    ]
     if not steps and not evals:
         return
-    frame = pd.DataFrame({t("train.loss"): pd.Series(dict(steps), dtype=float),
-                          t("train.eval_loss"): pd.Series(dict(evals), dtype=float)}).sort_index()
+    frame = pd.DataFrame(
+        {
+            t("train.loss"): pd.Series(dict(steps), dtype=float),
+            t("train.eval_loss"): pd.Series(dict(evals), dtype=float),
+        }
+    ).sort_index()
     frame.index.name = "step"
     st.line_chart(frame, x_label="step", y_label="loss")
 
 
 def _draw(run: RunView) -> None:
     job = run.job
-    st.markdown(t("train.run_title", name=job.persona, data=Path(job.data).name,
-                  started=time.strftime("%H:%M:%S", time.localtime(job.started))))
+    st.markdown(
+        t(
+            "train.run_title",
+            name=job.persona,
+            data=Path(job.data).name,
+            started=time.strftime("%H:%M:%S", time.localtime(job.started)),
+        )
+    )
     steps = run.steps
     step = steps[-1]["step"] if steps else 0
     total = run.max_steps
     if run.state in ("starting", "running"):
         frac = step / total if total else 0.0
-        st.progress(min(frac, 1.0), text=t("train.progress", step=step, total=total or "?")
-                    if run.state == "running" else t("train.starting"))
+        st.progress(
+            min(frac, 1.0),
+            text=t("train.progress", step=step, total=total or "?") if run.state == "running" else t("train.starting"),
+        )
     if steps:
         last = steps[-1]
         cols = st.columns(3)

@@ -18,8 +18,10 @@ __all__ = ["DEMO_MODEL_ID", "DEMO_HINT", "SAMPLE_PERSONAS_DIR", "SHIPPED_MODEL_D
 log = logging.getLogger(__name__)
 
 DEMO_MODEL_ID = "rolechat-demo"
-DEMO_HINT = ("演示模型：设置 ROLECHAT_LLM_MODEL=/path/to/Qwen3-1.7B 或在 rolechat.toml 的 [llm] model 使用真实模型 "
-             "(demo model: point ROLECHAT_LLM_MODEL or [llm] model at a real one)")
+DEMO_HINT = (
+    "演示模型：设置 ROLECHAT_LLM_MODEL=/path/to/Qwen3-1.7B 或在 rolechat.toml 的 [llm] model 使用真实模型 "
+    "(demo model: point ROLECHAT_LLM_MODEL or [llm] model at a real one)"
+)
 MARKER_FILE = "rolechat_demo.json"
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "model"
 # Persona adapters trained on the shipped model (with `rolechat train`), offered whenever the demo model runs.
@@ -57,14 +59,15 @@ def demo_model_path() -> Path:
     """The folder of a usable demo model: the shipped one, else a copy built once into the cache."""
     if _is_complete(SHIPPED_MODEL_DIR):
         return SHIPPED_MODEL_DIR
-    from rolechat.config import cache_dir
+    from rolechat.settings import cache_dir
 
     cached = cache_dir() / "demo-model"
     if _is_complete(cached):
         return cached
-    log.warning("shipped demo model missing or incomplete at %s; building it into %s (a few minutes)",
-                SHIPPED_MODEL_DIR, cached)
-    from llm.demo.build import build
+    log.warning(
+        "shipped demo model missing or incomplete at %s; building it into %s (a few minutes)", SHIPPED_MODEL_DIR, cached
+    )
+    from rolechat.llm.demo.build import build
 
     build(cached)
     return cached

@@ -1,7 +1,7 @@
 """Builds the demo model from the project's own corpus: a byte-level BPE tokenizer, then a tiny Qwen2.
 
-    python -m llm.demo.build [--out DIR] [--steps N] [--seed S] [--threads T]
-    python -m llm.demo.build --base DIR --positions 2048 --block-size 1024 ...   # continue a built model
+    python -m rolechat.llm.demo.build [--out DIR] [--steps N] [--seed S] [--threads T]
+    python -m rolechat.llm.demo.build --base DIR --positions 2048 --block-size 1024 ...   # continue a built model
 
 Training text is rendered by `llm.templates.render_supervised`, the same path persona training and the
 runtime use, so the demo model sees exactly the prompts it will get (including the empty think block the
@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
-from llm.demo.dialogues import CORPUS_DIR
+from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
+from rolechat.llm.demo.dialogues import CORPUS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ CHATML = (
 )
 
 
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[dict], list[str]]:
                 item["messages"][0]["role"]
                 item["rag"] = path.name == RAG_FILE
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: not a {{\"messages\": [...]}} record ({exc})") from exc
+                raise ValueError(f'{path}:{n}: not a {{"messages": [...]}} record ({exc})') from exc
             dialogues.append(item)
     for path in sorted(corpus_dir.glob("*.txt")):
         prose += [p.strip() for p in path.read_text(encoding="utf-8").splitlines() if p.strip()]
@@ -107,22 +109,35 @@ def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024):
 
     bpe = Tokenizer(models.BPE())
     # Qwen2's own split, since AutoTokenizer loads this folder as a Qwen2Tokenizer that imposes it anyway.
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     # max_token_length (in bytes) stops merges into whole memorised sentences: at most ~3 CJK characters a token.
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), max_token_length=9)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=9,
+    )
     bpe.train_from_iterator(texts, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  additional_special_tokens=["<|im_start|>"], model_max_length=positions)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+        model_max_length=positions,
+    )
     tok.chat_template = CHATML
     return tok
 
 
 def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) -> list[tuple[list[int], list[int]]]:
-    from llm.templates import render_supervised, resolve_format, tokenize_supervised
+    from rolechat.llm.templates import render_supervised, resolve_format, tokenize_supervised
 
     fmt = resolve_format(tok)
     rng = random.Random(cfg.seed)
@@ -159,9 +174,13 @@ def _blocks(examples, block: int, rng: random.Random):
     return ids_blocks, label_blocks
 
 
-def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | None = None,
-          corpus_dir: Path = CORPUS_DIR, progress: bool = True,
-          command: str = "python -m llm.demo.build") -> Path:
+def build(
+    out_dir: str | Path = SHIPPED_MODEL_DIR,
+    settings: BuildSettings | None = None,
+    corpus_dir: Path = CORPUS_DIR,
+    progress: bool = True,
+    command: str = "python -m rolechat.llm.demo.build",
+) -> Path:
     """Train tokenizer + model from the corpus and save them (with generation config and marker) to out_dir."""
     import torch
     from tqdm.auto import tqdm
@@ -179,8 +198,9 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     if cfg.base:  # continue a built model: same tokenizer and weights, longer context
         tok = AutoTokenizer.from_pretrained(cfg.base)
         tok.model_max_length = cfg.positions
-        model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32,
-                                                     max_position_embeddings=cfg.positions)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.base, dtype=torch.float32, max_position_embeddings=cfg.positions
+        )
         mcfg = model.config
         mcfg.save_pretrained(out)
         tok.save_pretrained(out)
@@ -188,11 +208,22 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
         texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
         tok = train_tokenizer(texts, cfg.vocab_size, cfg.positions)
         mcfg = AutoConfig.for_model(
-            "qwen2", vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
-            head_dim=cfg.hidden_size // cfg.heads, max_position_embeddings=cfg.positions, rope_theta=10000.0,
-            tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            bos_token_id=None, use_cache=True)
+            "qwen2",
+            vocab_size=len(tok),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            num_key_value_heads=cfg.kv_heads,
+            head_dim=cfg.hidden_size // cfg.heads,
+            max_position_embeddings=cfg.positions,
+            rope_theta=10000.0,
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=None,
+            use_cache=True,
+        )
         # Train on the tokenizer exactly as the runtime will load it (AutoTokenizer on the saved folder).
         mcfg.save_pretrained(out)
         tok.save_pretrained(out)
@@ -200,8 +231,14 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
         model = AutoModelForCausalLM.from_config(mcfg, dtype=torch.float32)
     examples = _examples(tok, dialogues, prose, cfg)
     n_tokens = sum(len(ids) for ids, _ in examples)
-    log.info("%d dialogues, %d prose lines -> %d examples, %d tokens, vocab %d",
-             len(dialogues), len(prose), len(examples), n_tokens, len(tok))
+    log.info(
+        "%d dialogues, %d prose lines -> %d examples, %d tokens, vocab %d",
+        len(dialogues),
+        len(prose),
+        len(examples),
+        n_tokens,
+        len(tok),
+    )
     long = sum(len(ids) > cfg.block_size for ids, _ in examples)
     if long:
         log.warning("%d examples longer than block_size %d are left out", long, cfg.block_size)
@@ -223,8 +260,8 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
             epoch += 1
             ids_blocks, label_blocks = _blocks(examples, cfg.block_size, rng)
             cursor = 0
-        x = torch.tensor(ids_blocks[cursor:cursor + cfg.batch_size])
-        y = torch.tensor(label_blocks[cursor:cursor + cfg.batch_size])
+        x = torch.tensor(ids_blocks[cursor : cursor + cfg.batch_size])
+        y = torch.tensor(label_blocks[cursor : cursor + cfg.batch_size])
         cursor += cfg.batch_size
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -238,8 +275,15 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     model.eval()
 
     model.generation_config = GenerationConfig(
-        do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1, max_new_tokens=200,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        do_sample=True,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=40,
+        repetition_penalty=1.1,
+        max_new_tokens=200,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model.to(torch.float16).save_pretrained(out)
     tok.save_pretrained(out)
     elapsed = time.perf_counter() - t0
@@ -247,7 +291,7 @@ def build(out_dir: str | Path = SHIPPED_MODEL_DIR, settings: BuildSettings | Non
     marker = {
         "model_id": DEMO_MODEL_ID,
         "description": "rolechat's built-in demo model: a tiny Qwen2 trained from scratch on Chinese text the "
-                       "project wrote (llm/demo/corpus). For smoke tests and offline demos, not real use.",
+        "project wrote (llm/demo/corpus). For smoke tests and offline demos, not real use.",
         "built_with": command,
         "params": n_params,
         "train_tokens_per_epoch": n_tokens,
@@ -272,15 +316,33 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=BuildSettings.lr)
     ap.add_argument("--warmup", type=int, default=BuildSettings.warmup)
     ap.add_argument("--base", default="", help="continue training this built demo model instead of from scratch")
-    ap.add_argument("--other-share", type=float, default=BuildSettings.other_share,
-                    help="share of the non-RAG dialogues and prose trained on (e.g. 0.3 when continuing a model)")
+    ap.add_argument(
+        "--other-share",
+        type=float,
+        default=BuildSettings.other_share,
+        help="share of the non-RAG dialogues and prose trained on (e.g. 0.3 when continuing a model)",
+    )
     ap.add_argument("--loss-on", choices=["reply", "all"], default=BuildSettings.loss_on)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = " ".join(["python -m llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
-    build(args.out, command=command, settings=BuildSettings(steps=args.steps, seed=args.seed, loss_on=args.loss_on, threads=args.threads,
-                                  positions=args.positions, block_size=args.block_size, batch_size=args.batch_size,
-                                  lr=args.lr, warmup=args.warmup, base=str(args.base), other_share=args.other_share))
+    command = " ".join(["python -m rolechat.llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
+    build(
+        args.out,
+        command=command,
+        settings=BuildSettings(
+            steps=args.steps,
+            seed=args.seed,
+            loss_on=args.loss_on,
+            threads=args.threads,
+            positions=args.positions,
+            block_size=args.block_size,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup=args.warmup,
+            base=str(args.base),
+            other_share=args.other_share,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ system prompt, and answer-from-context (RAG) dialogues whose system or user mess
 numbered "资料" passages about made-up things and whose answer cites the right passage as [k].
 The RAG facts are random, so the model must copy from the context rather than memorise.
 
-`python -m llm.demo.dialogues` rewrites `corpus/dialogues.jsonl` (deterministic for a seed).
+`python -m rolechat.llm.demo.dialogues` rewrites `corpus/dialogues.jsonl` (deterministic for a seed).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from llm.demo import phrases as P
+from rolechat.llm.demo import phrases as P
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 DIALOGUES_FILE = CORPUS_DIR / "dialogues.jsonl"
@@ -34,9 +34,11 @@ def _place(rng: random.Random) -> Fact:
     name = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_TAILS)
     where, year, known = rng.choice(P.PROVINCES), rng.randint(1200, 2015), rng.choice(P.FAMOUS_FOR)
     passage = f"{name}位于{where}，始建于{year}年，以{known}闻名。"
-    qa = [(f"{name}在哪里？", f"{name}位于{where}。"),
-          (f"{name}是哪一年建成的？", f"{name}始建于{year}年。"),
-          (f"{name}以什么闻名？", f"{name}以{known}闻名。")]
+    qa = [
+        (f"{name}在哪里？", f"{name}位于{where}。"),
+        (f"{name}是哪一年建成的？", f"{name}始建于{year}年。"),
+        (f"{name}以什么闻名？", f"{name}以{known}闻名。"),
+    ]
     return passage, qa, name
 
 
@@ -44,9 +46,11 @@ def _person(rng: random.Random) -> Fact:
     name = rng.choice(P.SURNAMES) + rng.choice(P.GIVEN) + rng.choice(P.GIVEN)
     job, city, hobby = rng.choice(P.JOBS), rng.choice(P.CITIES), rng.choice(P.HOBBIES)
     passage = f"{name}是一名{job}，出生在{city}，平时喜欢{hobby}。"
-    qa = [(f"{name}是做什么工作的？", f"{name}是一名{job}。"),
-          (f"{name}出生在哪里？", f"{name}出生在{city}。"),
-          (f"{name}有什么爱好？", f"{name}平时喜欢{hobby}。")]
+    qa = [
+        (f"{name}是做什么工作的？", f"{name}是一名{job}。"),
+        (f"{name}出生在哪里？", f"{name}出生在{city}。"),
+        (f"{name}有什么爱好？", f"{name}平时喜欢{hobby}。"),
+    ]
     return passage, qa, name
 
 
@@ -55,9 +59,11 @@ def _product(rng: random.Random) -> Fact:
     price, weight = rng.randint(12, 899), rng.randint(50, 2000)
     c1, c2 = rng.sample(P.COLORS, 2)
     passage = f"{item}售价{price}元，重约{weight}克，有{c1}和{c2}两种颜色。"
-    qa = [(f"{item}多少钱？", f"{item}售价{price}元。"),
-          (f"{item}有多重？", f"{item}重约{weight}克。"),
-          (f"{item}有哪些颜色？", f"{item}有{c1}和{c2}两种颜色。")]
+    qa = [
+        (f"{item}多少钱？", f"{item}售价{price}元。"),
+        (f"{item}有多重？", f"{item}重约{weight}克。"),
+        (f"{item}有哪些颜色？", f"{item}有{c1}和{c2}两种颜色。"),
+    ]
     return passage, qa, item
 
 
@@ -65,9 +71,11 @@ def _schedule(rng: random.Random) -> Fact:
     org = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.ORGS)
     start, end, rest = rng.randint(7, 10), rng.randint(17, 21), rng.choice(P.WEEKDAYS)
     passage = f"{org}每天{start}点开门，{end}点关门，{rest}闭馆休息。"
-    qa = [(f"{org}几点开门？", f"{org}每天{start}点开门。"),
-          (f"{org}几点关门？", f"{org}每天{end}点关门。"),
-          (f"{org}哪天休息？", f"{org}{rest}闭馆休息。")]
+    qa = [
+        (f"{org}几点开门？", f"{org}每天{start}点开门。"),
+        (f"{org}几点关门？", f"{org}每天{end}点关门。"),
+        (f"{org}哪天休息？", f"{org}{rest}闭馆休息。"),
+    ]
     return passage, qa, org
 
 
@@ -75,8 +83,10 @@ def _event(rng: random.Random) -> Fact:
     event = rng.choice(P.CITIES) + rng.choice(P.EVENTS)
     month, day, where = rng.randint(1, 12), rng.randint(1, 28), rng.choice(P.CITIES) + rng.choice(P.ORGS)
     passage = f"{event}将于{month}月{day}日在{where}举行，欢迎大家参加。"
-    qa = [(f"{event}什么时候举行？", f"{event}将于{month}月{day}日举行。"),
-          (f"{event}在哪里举行？", f"{event}在{where}举行。")]
+    qa = [
+        (f"{event}什么时候举行？", f"{event}将于{month}月{day}日举行。"),
+        (f"{event}在哪里举行？", f"{event}在{where}举行。"),
+    ]
     return passage, qa, event
 
 
@@ -107,8 +117,10 @@ def rag_dialogue(rng: random.Random) -> dict:
         question, sentence = rng.choice(facts[k][1])
         answer = rng.choice(CITE_FORMS).format(k=k + 1, a=sentence)
     if rng.random() < 0.6:
-        messages = [{"role": "system", "content": rng.choice(RAG_SYSTEMS).format(ctx=ctx)},
-                    {"role": "user", "content": question}]
+        messages = [
+            {"role": "system", "content": rng.choice(RAG_SYSTEMS).format(ctx=ctx)},
+            {"role": "user", "content": question},
+        ]
     else:
         messages = [{"role": "user", "content": rng.choice(RAG_USERS).format(ctx=ctx, q=question)}]
     return {"messages": messages + [{"role": "assistant", "content": answer}]}
@@ -134,8 +146,12 @@ def chat_dialogue(rng: random.Random, topics: list[str], system_rate: float = 0.
 def generate(seed: int = 0, n_chat: int = 3600, n_rag: int = 1400) -> list[dict]:
     """All dialogues: every (phrasing, answer) pair of every topic once, then random chats and RAG."""
     rng = random.Random(seed)
-    out = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-           for questions, answers in P.TOPICS.values() for q in questions for a in answers]
+    out = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for questions, answers in P.TOPICS.values()
+        for q in questions
+        for a in answers
+    ]
     topics = list(P.TOPICS)
     out += [chat_dialogue(rng, topics) for _ in range(n_chat)]
     out += [rag_dialogue(rng) for _ in range(n_rag)]

@@ -7,12 +7,11 @@ command functions, so `rolechat --help` stays instant.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from rolechat import config
+from rolechat import settings
 from rolechat.cli import common
 
 __all__ = ["app", "main"]
@@ -28,8 +27,9 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    config_path: Optional[Path] = typer.Option(
-        None, "--config", help="Config file (default: $ROLECHAT_HOME/rolechat.toml)."),
+    config_path: Path | None = typer.Option(
+        None, "--config", help="Config file (default: $ROLECHAT_HOME/rolechat.toml)."
+    ),
 ) -> None:
     common.set_config_path(config_path)
 
@@ -45,9 +45,9 @@ _register()
 
 
 def main() -> None:
-    config.set_offline_env()
+    settings.set_offline_env()
     try:
         app()
-    except config.ConfigError as exc:
+    except settings.ConfigError as exc:
         common.err_console.print(f"[bold red]config error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -15,11 +15,13 @@ HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear hist
 
 def load_runtime_or_fail(**overrides: Any):
     """Load the runtime with a status line; config and load errors end the command cleanly."""
-    from llm import LoadError, load_runtime
+    from rolechat import settings
+    from rolechat.llm import LLMConfig, LoadError, load_runtime
 
     try:
+        cfg = settings.build(LLMConfig, "llm", file_data(), overrides)
         with err_console.status("loading model…"):
-            return load_runtime(file_data(), **overrides)
+            return load_runtime(cfg)
     except LoadError as exc:
         fail(str(exc))
     except ValueError as exc:
@@ -28,41 +30,48 @@ def load_runtime_or_fail(**overrides: Any):
 
 def banner(rt) -> None:
     info = rt.info
-    err_console.print(f"[bold]model[/] {escape(info.model_id)} · {info.device} · {info.dtype} · personas: "
-                      f"{', '.join(rt.persona_names())}", highlight=False)
+    err_console.print(
+        f"[bold]model[/] {escape(info.model_id)} · {info.device} · {info.dtype} · personas: "
+        f"{', '.join(rt.persona_names())}",
+        highlight=False,
+    )
     if info.is_demo:
         err_console.print(info.hint, style="yellow", markup=False, highlight=False)
     for entry in rt.personas():
         if entry.error:
-            err_console.print(f"persona {entry.name} unavailable: {entry.error}", style="red", markup=False,
-                              highlight=False)
+            err_console.print(
+                f"persona {entry.name} unavailable: {entry.error}", style="red", markup=False, highlight=False
+            )
 
 
-def _stream_reply(rt, history: list[dict[str, str]], persona: Optional[str], params: dict[str, Any]) -> str:
+def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params: dict[str, Any]) -> str:
     stream = rt.stream(history, persona=persona, params=params)
     for piece in stream:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
     s = stream.stats
-    err_console.print(f"[dim]{s.completion_tokens} tokens · {s.tokens_per_second:.1f} tok/s · "
-                      f"first token {s.time_to_first_token or 0:.2f}s[/]", highlight=False)
+    err_console.print(
+        f"[dim]{s.completion_tokens} tokens · {s.tokens_per_second:.1f} tok/s · "
+        f"first token {s.time_to_first_token or 0:.2f}s[/]",
+        highlight=False,
+    )
     return stream.text
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def chat(
-        persona: Optional[str] = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
-        message: Optional[str] = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
-        model: Optional[str] = typer.Option(None, "--model", help="Base model folder or cached hub id."),
-        temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-        top_p: Optional[float] = typer.Option(None, help="Nucleus sampling mass."),
-        max_new_tokens: Optional[int] = typer.Option(None, help="Most tokens per reply."),
-        seed: Optional[int] = typer.Option(None, help="Seed for reproducible sampling."),
+        persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
+        message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
+        model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+        top_p: float | None = typer.Option(None, help="Nucleus sampling mass."),
+        max_new_tokens: int | None = typer.Option(None, help="Most tokens per reply."),
+        seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
     ) -> None:
         """Chat with the base model or a persona in the terminal (streaming)."""
-        from llm import PersonaError
+        from rolechat.llm import PersonaError
 
         rt = load_runtime_or_fail(model=model)
         if not quiet:
@@ -125,11 +134,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     ) -> None:
         """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
-        from llm import LLMConfig, LoadError, describe, discover, resolve_model
-        from llm.runtime import persona_roots
-        from rolechat import config
+        from rolechat import settings
+        from rolechat.llm import LLMConfig, LoadError, describe, discover, resolve_model
+        from rolechat.llm.runtime import persona_roots
 
-        cfg = config.build(LLMConfig, "llm", file_data())
+        cfg = settings.build(LLMConfig, "llm", file_data())
         try:
             is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
         except LoadError:
@@ -139,12 +148,14 @@ def register(app: typer.Typer) -> None:
             console.print_json(json.dumps(rows, ensure_ascii=False))
             return
         if not rows:
-            console.print(f"no personas yet in {config.personas_dir()} — train one with `rolechat train`")
+            console.print(f"no personas yet in {settings.personas_dir()} — train one with `rolechat train`")
             return
         from rich.table import Table
 
         table = Table("name", "display name", "base model", "system prompt", "status")
         for r in rows:
-            table.add_row(*(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
-                          "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}")
+            table.add_row(
+                *(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
+                "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
+            )
         console.print(table)

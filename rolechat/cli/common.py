@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rolechat import config
+from rolechat import settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -23,7 +23,7 @@ def set_config_path(path: Path | None) -> None:
 
 def file_data() -> dict[str, Any]:
     """The parsed config file in force ({} when there is none)."""
-    return config.load_file(config.config_file(_state["config"]))
+    return settings.load_file(settings.config_file(_state["config"]))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

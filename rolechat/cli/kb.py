@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -17,22 +17,21 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def _config(**overrides: Any):
-    from rolechat import config
+    from rolechat import settings
+    from rolechat.rag import RAGConfig
 
-    from rag import RAGConfig
-
-    return config.build(RAGConfig, "rag", file_data(), overrides)
+    return settings.build(RAGConfig, "rag", file_data(), overrides)
 
 
 def _open(name: str, must_exist: bool = True, **overrides: Any):
-    from rag import KnowledgeBase
+    from rolechat.rag import KnowledgeBase
 
     try:
         kb = KnowledgeBase(name, _config(**overrides))
     except ValueError as exc:
         fail(str(exc))
     if must_exist and not kb.exists():
-        from rag import list_kbs
+        from rolechat.rag import list_kbs
 
         known = ", ".join(list_kbs()) or "none yet"
         fail(f"no knowledge base named {name!r} (known: {known}); create it with `rolechat index PATH --kb {name}`")
@@ -46,8 +45,15 @@ def _print_json(data: Any) -> None:
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[detail]}", style="dim"), console=err_console, transient=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}", style="dim"),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _print_report(report) -> None:
@@ -64,7 +70,9 @@ def _print_report(report) -> None:
         f"[bold]{report.kb}[/]: {s['indexed']} indexed, {s['updated']} updated, {s['unchanged']} unchanged, "
         f"{s['removed']} removed, {s['skipped']} skipped, {s['failed']} failed · chunks +{report.chunks_added} "
         f"-{report.chunks_removed} ({report.chunks_embedded} embedded, {report.chunks_total} total) · "
-        f"{report.seconds:.1f} s", highlight=False)
+        f"{report.seconds:.1f} s",
+        highlight=False,
+    )
     problems = [f for f in report.files if f.status in ("skipped", "failed")]
     if problems:
         table = Table("status", "file", "reason", title="not indexed")
@@ -77,15 +85,15 @@ def _print_report(report) -> None:
 
 
 def index(
-    paths: List[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
+    paths: list[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
     kb: str = KB_OPTION,
     as_json: bool = JSON_OPTION,
-    embedder: Optional[str] = typer.Option(None, help="Embedder folder or cached hub id (rag.embedder)."),
-    chunk_size: Optional[int] = typer.Option(None, help="Chunk size in embedder tokens (rag.chunk_size)."),
-    chunk_overlap: Optional[int] = typer.Option(None, help="Overlap in tokens (rag.chunk_overlap)."),
+    embedder: str | None = typer.Option(None, help="Embedder folder or cached hub id (rag.embedder)."),
+    chunk_size: int | None = typer.Option(None, help="Chunk size in embedder tokens (rag.chunk_size)."),
+    chunk_overlap: int | None = typer.Option(None, help="Overlap in tokens (rag.chunk_overlap)."),
 ) -> None:
     """Index files and folders into a knowledge base: incremental, safe to interrupt and re-run."""
-    from rag import Progress
+    from rolechat.rag import Progress
 
     base = _open(kb, must_exist=False, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     missing = [str(p) for p in paths if not p.exists()]
@@ -116,7 +124,7 @@ def index(
 @kb_app.command("list")
 def kb_list(as_json: bool = JSON_OPTION) -> None:
     """List knowledge bases with their document and chunk counts."""
-    from rag import KnowledgeBase, list_kbs
+    from rolechat.rag import KnowledgeBase, list_kbs
 
     rows = []
     for name in list_kbs():
@@ -140,8 +148,13 @@ def kb_show(name: str = typer.Argument(..., help="Knowledge base name."), as_jso
     base = _open(name)
     base._embeddings = False  # reading only: never load the embedder
     docs = base.documents()
-    data = {"name": name, "path": str(base.path), "settings": base.stored_settings(), "chunks": base.chunk_count(),
-            "documents": [d.__dict__ for d in docs]}
+    data = {
+        "name": name,
+        "path": str(base.path),
+        "settings": base.stored_settings(),
+        "chunks": base.chunk_count(),
+        "documents": [d.__dict__ for d in docs],
+    }
     if as_json:
         _print_json(data)
         return
@@ -155,10 +168,12 @@ def kb_show(name: str = typer.Argument(..., help="Knowledge base name."), as_jso
 
 
 @kb_app.command("delete")
-def kb_delete(name: str = typer.Argument(..., help="Knowledge base name."),
-              yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+def kb_delete(
+    name: str = typer.Argument(..., help="Knowledge base name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
     """Delete a knowledge base (its index only; your documents are untouched)."""
-    from rag import delete_kb
+    from rolechat.rag import delete_kb
 
     _open(name)
     if not yes and not typer.confirm(f"delete knowledge base {name!r}?"):
@@ -169,15 +184,22 @@ def kb_delete(name: str = typer.Argument(..., help="Knowledge base name."),
 
 def _hit_dict(doc) -> dict:
     m = doc.metadata
-    return {"rank": m.get("rank"), "score": m.get("score"), "found_by": m.get("found_by"), "source": m.get("source"),
-            "location": m.get("location"), "headings": m.get("headings"), "text": doc.page_content}
+    return {
+        "rank": m.get("rank"),
+        "score": m.get("score"),
+        "found_by": m.get("found_by"),
+        "source": m.get("source"),
+        "location": m.get("location"),
+        "headings": m.get("headings"),
+        "text": doc.page_content,
+    }
 
 
 def search(
     query: str = typer.Argument(..., help="What to look for."),
     kb: str = KB_OPTION,
     k: int = typer.Option(5, "-k", help="Number of chunks."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
+    mode: str | None = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the chunks a question retrieves: source file, location, score and which retriever found them."""
@@ -193,8 +215,10 @@ def search(
         console.print("nothing relevant found")
     for d in docs:
         h = _hit_dict(d)
-        console.print(f"[bold]{h['rank']}.[/] {h['source']} ({h['location']}) · score {h['score']} · {h['found_by']}",
-                      highlight=False)
+        console.print(
+            f"[bold]{h['rank']}.[/] {h['source']} ({h['location']}) · score {h['score']} · {h['found_by']}",
+            highlight=False,
+        )
         text = " ".join(d.page_content.split())
         console.print(f"   {text[:200]}{'…' if len(text) > 200 else ''}", highlight=False, markup=False)
 
@@ -206,7 +230,7 @@ def eval_retrieval(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Score dense, BM25 and hybrid retrieval on a QA file: hit@1/5/10, MRR@10, latency p50/p95."""
-    from rag.evaluation import evaluate, load_qa
+    from rolechat.rag.evaluation import evaluate, load_qa
 
     base = _open(kb)
     if not qa.is_file():
@@ -219,35 +243,59 @@ def eval_retrieval(
         fail(f"{qa} has no answerable questions" if items.unanswerable or items.blank else f"{qa} has no questions")
     results = evaluate(base, items, k=k)
     if as_json:
-        _print_json({"kb": kb, "qa": str(qa), "questions": len(items),
-                     "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
-                     "results": [r.to_dict() for r in results]})
+        _print_json(
+            {
+                "kb": kb,
+                "qa": str(qa),
+                "questions": len(items),
+                "left_out": {"unanswerable": items.unanswerable, "blank": items.blank},
+                "results": [r.to_dict() for r in results],
+            }
+        )
         return
     if items.unanswerable or items.blank:
-        err_console.print(f"left out: {items.unanswerable} unanswerable questions (no answer text), "
-                          f"{items.blank} blank questions", highlight=False)
+        err_console.print(
+            f"left out: {items.unanswerable} unanswerable questions (no answer text), {items.blank} blank questions",
+            highlight=False,
+        )
     from rich.table import Table
 
-    table = Table("mode", "hit@1", "hit@5", "hit@10", f"hit@{k}", "MRR@10", "p50 ms", "p95 ms",
-                  title=f"{kb}: {len(items)} questions from {qa.name}")
+    table = Table(
+        "mode",
+        "hit@1",
+        "hit@5",
+        "hit@10",
+        f"hit@{k}",
+        "MRR@10",
+        "p50 ms",
+        "p95 ms",
+        title=f"{kb}: {len(items)} questions from {qa.name}",
+    )
     for r in results:
-        table.add_row(r.mode, f"{r.hit_at_1:.3f}", f"{r.hit_at_5:.3f}", f"{r.hit_at_10:.3f}", f"{r.hit_at_k:.3f}",
-                      f"{r.mrr_at_10:.3f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}")
+        table.add_row(
+            r.mode,
+            f"{r.hit_at_1:.3f}",
+            f"{r.hit_at_5:.3f}",
+            f"{r.hit_at_10:.3f}",
+            f"{r.hit_at_k:.3f}",
+            f"{r.mrr_at_10:.3f}",
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+        )
     console.print(table)
 
 
 def ask(
     question: str = typer.Argument(..., help="The question."),
     kb: str = KB_OPTION,
-    persona: Optional[str] = typer.Option(None, "--persona", "-p", help="Answer in this persona's voice."),
-    k: Optional[int] = typer.Option(None, "-k", help="Chunks given to the model (default: rag.k)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+    persona: str | None = typer.Option(None, "--persona", "-p", help="Answer in this persona's voice."),
+    k: int | None = typer.Option(None, "-k", help="Chunks given to the model (default: rag.k)."),
+    mode: str | None = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
+    model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
 ) -> None:
     """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
     from rolechat.cli.chat import load_runtime_or_fail
-
-    from rag.chain import answer_stream, format_sources
+    from rolechat.rag.chain import answer_stream, format_sources
 
     base = _open(kb)
     rt = load_runtime_or_fail(model=model)
@@ -260,8 +308,13 @@ def ask(
         fail(str(exc))
     cfg = base.cfg
     sources = []
-    for piece in answer_stream(base.retriever(mode, k), chat_model, question,
-                               prompt=cfg.prompt or None, condense_prompt=cfg.condense_prompt or None):
+    for piece in answer_stream(
+        base.retriever(mode, k),
+        chat_model,
+        question,
+        prompt=cfg.prompt or None,
+        condense_prompt=cfg.condense_prompt or None,
+    ):
         if "sources" in piece:
             sources = piece["sources"]
         else:

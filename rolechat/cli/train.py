@@ -6,17 +6,17 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from rolechat.cli.common import console, err_console, fail, file_data
 
 
-def _configs(train_overrides: dict[str, Any], base: Optional[str]):
-    from finetune.config import TrainConfig
-    from llm.config import LLMConfig
-    from rolechat import config as rc
+def _configs(train_overrides: dict[str, Any], base: str | None):
+    from rolechat import settings as rc
+    from rolechat.finetune.config import TrainConfig
+    from rolechat.llm.config import LLMConfig
 
     data = file_data()
     try:
@@ -31,33 +31,49 @@ def _configs(train_overrides: dict[str, Any], base: Optional[str]):
 
 
 def _print_lint(prepared, cfg, data) -> None:
-    from finetune.encode import show_example
-    from finetune.trainer import expected_padding
+    from rolechat.finetune.encode import show_example
+    from rolechat.finetune.trainer import expected_padding
 
     s = prepared.summary()
     length = s["length"]
-    console.print(f"[bold]{data}[/]: {s['records']} records, {s['conversations']} conversations used "
-                  f"({s['skipped']} bad skipped, {s['duplicates_removed']} exact duplicates removed), "
-                  f"formats {s['formats']}", highlight=False)
+    console.print(
+        f"[bold]{data}[/]: {s['records']} records, {s['conversations']} conversations used "
+        f"({s['skipped']} bad skipped, {s['duplicates_removed']} exact duplicates removed), "
+        f"formats {s['formats']}",
+        highlight=False,
+    )
     for issue in prepared.data.issues[:10]:
         console.print(f"  [yellow]skipped[/] {issue}", highlight=False)
     if len(prepared.data.issues) > 10:
         console.print(f"  … and {len(prepared.data.issues) - 10} more", highlight=False)
-    console.print(f"base model {prepared.model_id} · template {prepared.fmt.name} · end of turn "
-                  f"{prepared.fmt.eot!r}", highlight=False)
+    console.print(
+        f"base model {prepared.model_id} · template {prepared.fmt.name} · end of turn {prepared.fmt.eot!r}",
+        highlight=False,
+    )
     console.print(f"system prompt: {prepared.system or '(none)'}", highlight=False)
-    console.print(f"examples {s['examples']} (train {s['train_examples']}, eval {s['eval_examples']}) · "
-                  f"tokens {s['tokens']:,} · supervised {s['supervised_tokens']:,} "
-                  f"({s['supervised_ratio']:.1%})", highlight=False)
-    console.print(f"length min {length['min']} · p50 {length['p50']} · p90 {length['p90']} · p99 {length['p99']} · "
-                  f"max {length['max']} · mean {length['mean']} (max-length {cfg.max_length})", highlight=False)
-    console.print(f"truncated {s['truncated']} (oldest turns dropped {s['turns_dropped']}) · skipped as too long "
-                  f"{s['skipped_too_long']} · lost end-of-turn {s['eot_lost']} · unrenderable "
-                  f"{s['template_errors']}", highlight=False)
+    console.print(
+        f"examples {s['examples']} (train {s['train_examples']}, eval {s['eval_examples']}) · "
+        f"tokens {s['tokens']:,} · supervised {s['supervised_tokens']:,} "
+        f"({s['supervised_ratio']:.1%})",
+        highlight=False,
+    )
+    console.print(
+        f"length min {length['min']} · p50 {length['p50']} · p90 {length['p90']} · p99 {length['p99']} · "
+        f"max {length['max']} · mean {length['mean']} (max-length {cfg.max_length})",
+        highlight=False,
+    )
+    console.print(
+        f"truncated {s['truncated']} (oldest turns dropped {s['turns_dropped']}) · skipped as too long "
+        f"{s['skipped_too_long']} · lost end-of-turn {s['eot_lost']} · unrenderable "
+        f"{s['template_errors']}",
+        highlight=False,
+    )
     pad = expected_padding([len(e.input_ids) for e in prepared.train], cfg)  # cfg: effective() settings
-    console.print(f"expected padding {pad:.1%} (batch {cfg.batch_size}, "
-                  f"{'packing' if cfg.packing else 'length-grouped' if cfg.group_by_length else 'random'} batches)",
-                  highlight=False)
+    console.print(
+        f"expected padding {pad:.1%} (batch {cfg.batch_size}, "
+        f"{'packing' if cfg.packing else 'length-grouped' if cfg.group_by_length else 'random'} batches)",
+        highlight=False,
+    )
     example = prepared.train[0]
     console.rule("first example (supervised tokens inside ⟦ ⟧, highlighted)")
     text = show_example(prepared.tokenizer, example)
@@ -73,68 +89,107 @@ def _print_lint(prepared, cfg, data) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        data: Optional[Path] = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
+        data: Path | None = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
         persona: str = typer.Option(..., "--persona", "-p", help="Persona (folder) name."),
-        system: Optional[str] = typer.Option(None, "--system", help="System prompt (default: the dataset's)."),
+        system: str | None = typer.Option(None, "--system", help="System prompt (default: the dataset's)."),
         display_name: str = typer.Option("", "--display-name", help="Name shown in the app (default: --persona)."),
         description: str = typer.Option("", "--description", help="One line about the persona."),
-        base: Optional[str] = typer.Option(None, "--base", help="Base model folder or cached hub id (default: llm.model)."),
-        epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the persona's interrupted run from its last checkpoint."),
+        base: str | None = typer.Option(
+            None, "--base", help="Base model folder or cached hub id (default: llm.model)."
+        ),
+        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training."
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue the persona's interrupted run from its last checkpoint."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
-        strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Fail on the first bad record."),
-        last_turn_only: Optional[bool] = typer.Option(None, "--last-turn-only/--all-turns", help="Supervise only the last reply."),
-        eval_ratio: Optional[float] = typer.Option(None, "--eval-ratio", help="Held-out fraction (0 = none)."),
-        eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Evaluate every N steps (0 = before/after only)."),
-        early_stopping: Optional[int] = typer.Option(None, "--early-stopping", help="Patience in evaluations (0 = off)."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-        schedule: Optional[str] = typer.Option(None, "--schedule", help="linear, cosine, constant, ..."),
-        warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", help="Warmup fraction of the steps."),
-        rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank."),
-        alpha: Optional[int] = typer.Option(None, "--alpha", help="LoRA alpha."),
-        dropout: Optional[float] = typer.Option(None, "--dropout", help="LoRA dropout."),
-        target_modules: Optional[str] = typer.Option(None, "--target-modules", help="all-linear or q_proj,v_proj,..."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Examples per device per step."),
-        grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
-        max_length: Optional[int] = typer.Option(None, "--max-length", help="Most tokens per example."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-        packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack examples into rows (no padding)."),
-        sparse_logits: Optional[bool] = typer.Option(None, "--sparse-logits/--no-sparse-logits", help="Logits only where the loss is (default on)."),
-        group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length", help="Length-grouped batches."),
-        gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory, spend compute."),
-        qlora: Optional[bool] = typer.Option(None, "--qlora/--no-qlora", help="4-bit base (CUDA only)."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16."),
-        save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
-        logging_steps: Optional[int] = typer.Option(None, "--logging-steps", help="Log every N steps."),
-        report_to: Optional[str] = typer.Option(None, "--report-to", help="none, tensorboard or swanlab."),
+        out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
+        strict: bool | None = typer.Option(None, "--strict/--no-strict", help="Fail on the first bad record."),
+        last_turn_only: bool | None = typer.Option(
+            None, "--last-turn-only/--all-turns", help="Supervise only the last reply."
+        ),
+        eval_ratio: float | None = typer.Option(None, "--eval-ratio", help="Held-out fraction (0 = none)."),
+        eval_steps: int | None = typer.Option(
+            None, "--eval-steps", help="Evaluate every N steps (0 = before/after only)."
+        ),
+        early_stopping: int | None = typer.Option(None, "--early-stopping", help="Patience in evaluations (0 = off)."),
+        lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
+        schedule: str | None = typer.Option(None, "--schedule", help="linear, cosine, constant, ..."),
+        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Warmup fraction of the steps."),
+        rank: int | None = typer.Option(None, "--rank", help="LoRA rank."),
+        alpha: int | None = typer.Option(None, "--alpha", help="LoRA alpha."),
+        dropout: float | None = typer.Option(None, "--dropout", help="LoRA dropout."),
+        target_modules: str | None = typer.Option(None, "--target-modules", help="all-linear or q_proj,v_proj,..."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per device per step."),
+        grad_accum: int | None = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
+        max_length: int | None = typer.Option(None, "--max-length", help="Most tokens per example."),
+        seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+        packing: bool | None = typer.Option(
+            None, "--packing/--no-packing", help="Pack examples into rows (no padding)."
+        ),
+        sparse_logits: bool | None = typer.Option(
+            None, "--sparse-logits/--no-sparse-logits", help="Logits only where the loss is (default on)."
+        ),
+        group_by_length: bool | None = typer.Option(
+            None, "--group-by-length/--no-group-by-length", help="Length-grouped batches."
+        ),
+        gradient_checkpointing: bool | None = typer.Option(
+            None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory, spend compute."
+        ),
+        qlora: bool | None = typer.Option(None, "--qlora/--no-qlora", help="4-bit base (CUDA only)."),
+        precision: str | None = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16."),
+        save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
+        logging_steps: int | None = typer.Option(None, "--logging-steps", help="Log every N steps."),
+        report_to: str | None = typer.Option(None, "--report-to", help="none, tensorboard or swanlab."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
     ) -> None:
         """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
-        from finetune.data import DataError
-        from llm.personas import PersonaError, check_name
+        from rolechat.finetune.data import DataError
+        from rolechat.llm.personas import PersonaError, check_name
 
         try:
             check_name(persona)
         except PersonaError as exc:
             fail(str(exc))
-        overrides = dict(epochs=epochs, max_steps=max_steps, learning_rate=lr, schedule=schedule,
-                         warmup_ratio=warmup_ratio, batch_size=batch_size, grad_accum=grad_accum,
-                         max_length=max_length, rank=rank, alpha=alpha, dropout=dropout,
-                         target_modules=target_modules.split(",") if target_modules else None, eval_ratio=eval_ratio,
-                         eval_steps=eval_steps, early_stopping=early_stopping, save_steps=save_steps, seed=seed,
-                         last_turn_only=last_turn_only, packing=packing, sparse_logits=sparse_logits, group_by_length=group_by_length,
-                         gradient_checkpointing=gradient_checkpointing, qlora=qlora, precision=precision,
-                         strict=strict, report_to=report_to, logging_steps=logging_steps)
+        overrides = {
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "learning_rate": lr,
+            "schedule": schedule,
+            "warmup_ratio": warmup_ratio,
+            "batch_size": batch_size,
+            "grad_accum": grad_accum,
+            "max_length": max_length,
+            "rank": rank,
+            "alpha": alpha,
+            "dropout": dropout,
+            "target_modules": target_modules.split(",") if target_modules else None,
+            "eval_ratio": eval_ratio,
+            "eval_steps": eval_steps,
+            "early_stopping": early_stopping,
+            "save_steps": save_steps,
+            "seed": seed,
+            "last_turn_only": last_turn_only,
+            "packing": packing,
+            "sparse_logits": sparse_logits,
+            "group_by_length": group_by_length,
+            "gradient_checkpointing": gradient_checkpointing,
+            "qlora": qlora,
+            "precision": precision,
+            "strict": strict,
+            "report_to": report_to,
+            "logging_steps": logging_steps,
+        }
         cfg, llm_cfg = _configs(overrides, base)
         if data is None and not resume:
             fail("--data is required (except with --resume)")
         if dry_run:
-            from finetune.model import TrainError
-            from finetune.trainer import effective, prepare
-            from llm.loader import LoadError
+            from rolechat.finetune.model import TrainError
+            from rolechat.finetune.trainer import effective, prepare
+            from rolechat.llm.loader import LoadError
 
             cfg = effective(cfg, llm_cfg)
             try:
@@ -142,25 +197,40 @@ def register(app: typer.Typer) -> None:
             except (DataError, TrainError, LoadError) as exc:
                 fail(str(exc))
             if json_out:
-                from finetune.encode import show_example
+                from rolechat.finetune.encode import show_example
 
-                lint = {**prepared.summary(), "model_id": prepared.model_id, "template": prepared.fmt.name,
-                        "system": prepared.system or "", "issues": [str(i) for i in prepared.data.issues[:20]],
-                        "example": show_example(prepared.tokenizer, prepared.train[0]) if prepared.train else ""}
+                lint = {
+                    **prepared.summary(),
+                    "model_id": prepared.model_id,
+                    "template": prepared.fmt.name,
+                    "system": prepared.system or "",
+                    "issues": [str(i) for i in prepared.data.issues[:20]],
+                    "example": show_example(prepared.tokenizer, prepared.train[0]) if prepared.train else "",
+                }
                 console.print_json(json.dumps(lint, ensure_ascii=False))
             else:
                 _print_lint(prepared, cfg, data)
             return
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        from finetune.model import TrainError
-        from finetune.trainer import progress_path
-        from finetune.trainer import train as run_training
-        from llm.loader import LoadError
+        from rolechat.finetune.model import TrainError
+        from rolechat.finetune.trainer import progress_path
+        from rolechat.finetune.trainer import train as run_training
+        from rolechat.llm.loader import LoadError
 
         err_console.print(f"progress: {progress_path(persona)}", highlight=False)
         try:
-            result = run_training(data, persona, cfg, llm_cfg, system=system, display_name=display_name,
-                                  description=description, out=out, resume=resume, overwrite=overwrite)
+            result = run_training(
+                data,
+                persona,
+                cfg,
+                llm_cfg,
+                system=system,
+                display_name=display_name,
+                description=description,
+                out=out,
+                resume=resume,
+                overwrite=overwrite,
+            )
         except (DataError, TrainError, LoadError, PersonaError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -171,25 +241,28 @@ def register(app: typer.Typer) -> None:
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
             return
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"
         console.print(f"[bold green]persona {persona}[/] -> {result.output}", highlight=False)
-        console.print(f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
-                      f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
-                      f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
-                      f"{fmt(m['perplexity_after'])})", highlight=False)
+        console.print(
+            f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
+            f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
+            f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
+            f"{fmt(m['perplexity_after'])})",
+            highlight=False,
+        )
         console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
 
     @app.command()
     def merge(
         persona: str = typer.Option(..., "--persona", "-p", help="Persona to merge into its base model."),
         out: Path = typer.Option(..., "--out", help="Folder for the merged model (+ tokenizer, chat template)."),
-        base: Optional[str] = typer.Option(None, "--base", help="Base model (default: llm.model, else the persona's)."),
+        base: str | None = typer.Option(None, "--base", help="Base model (default: llm.model, else the persona's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
     ) -> None:
         """Merge a persona adapter into a full-precision copy of its base model (for vLLM, llama.cpp, ...)."""
-        from finetune.merge import MergeError, merge_persona
-        from llm.loader import LoadError
-        from llm.personas import PersonaError
+        from rolechat.finetune.merge import MergeError, merge_persona
+        from rolechat.llm.loader import LoadError
+        from rolechat.llm.personas import PersonaError
 
         _, llm_cfg = _configs({}, base)
         try:

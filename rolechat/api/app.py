@@ -11,8 +11,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -45,17 +46,17 @@ class ChatRequest(BaseModel):
     model: str = "base"
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
-    temperature: Optional[float] = Field(default=None, ge=0, le=2)
-    top_p: Optional[float] = Field(default=None, gt=0, le=1)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
-    stop: Optional[str | list[str]] = None
-    seed: Optional[int] = None
-    knowledge_base: Optional[str] = None
-    k: Optional[int] = Field(default=None, ge=1, le=50)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    knowledge_base: str | None = None
+    k: int | None = Field(default=None, ge=1, le=50)
 
 
-def _persona(runtime: Any, model: str) -> Optional[str]:
+def _persona(runtime: Any, model: str) -> str | None:
     """Map an OpenAI `model` field to a persona: a persona name, `base`, or the base model's own id."""
     if model in ("base", "", runtime.info.model_id):
         return None
@@ -66,12 +67,15 @@ def _persona(runtime: Any, model: str) -> Optional[str]:
     return model
 
 
-def create_app(runtime: Any, server: ServerConfig | None = None, kb_answerer: Any = None) -> FastAPI:
-    """Build the FastAPI app. `kb_answerer(kb, question, history, chat_model, k)` -> (sources, text stream)."""
+def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = None) -> FastAPI:
+    """Build the FastAPI app over `engine` (a rolechat.conversation.Engine; one over `runtime` by default)."""
+    from rolechat.conversation import Engine
+
     server = server or ServerConfig()
+    engine = engine or Engine(runtime)
     app = FastAPI(title="rolechat", version="0.1.0")
 
-    def auth(authorization: Optional[str] = Header(default=None)) -> None:
+    def auth(authorization: str | None = Header(default=None)) -> None:
         if server.api_key and authorization != f"Bearer {server.api_key}":
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
 
@@ -83,33 +87,43 @@ def create_app(runtime: Any, server: ServerConfig | None = None, kb_answerer: An
     def models() -> dict[str, Any]:
         runtime.reload_personas()
         now = int(time.time())
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": now, "owned_by": "rolechat",
-             "root": runtime.info.model_id} for name in runtime.persona_names()]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": now, "owned_by": "rolechat", "root": runtime.info.model_id}
+                for name in runtime.persona_names()
+            ],
+        }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
     def chat_completions(req: ChatRequest):
         persona = _persona(runtime, req.model)
-        params = {"temperature": req.temperature, "top_p": req.top_p, "seed": req.seed,
-                  "max_new_tokens": req.max_completion_tokens or req.max_tokens,
-                  "stop": [req.stop] if isinstance(req.stop, str) else req.stop}
+        params = {
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "seed": req.seed,
+            "max_new_tokens": req.max_completion_tokens or req.max_tokens,
+            "stop": [req.stop] if isinstance(req.stop, str) else req.stop,
+        }
         messages = [m.model_dump() for m in req.messages]
         if messages[-1]["role"] != "user":
             raise HTTPException(400, "the last message must come from the user")
-        sources: list[dict[str, Any]] = []
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         try:
-            if req.knowledge_base:
-                if kb_answerer is None:
-                    raise HTTPException(400, "knowledge bases are not available on this server")
-                chat_model = runtime.chat_model(persona, **{k: v for k, v in params.items() if k != "stop"})
-                sources, pieces = kb_answerer(req.knowledge_base, messages[-1]["content"], messages[:-1],
-                                              chat_model, req.k)
-                stats = None
-            else:
-                stream = runtime.stream(messages, persona=persona, params=params)
-                pieces, stats = stream, stream.stats
+            turn = engine.prepare(
+                messages[-1]["content"],
+                character=persona,
+                history=messages[:-1],
+                knowledge_base=req.knowledge_base,
+                k=req.k,
+                system=system,
+                params=params,
+            )
+            stream = engine.stream(turn)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+        pieces, stats = stream, stream.stats
+        sources = turn.sources or []
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         extra = {"sources": sources} if req.knowledge_base else {}
@@ -117,24 +131,41 @@ def create_app(runtime: Any, server: ServerConfig | None = None, kb_answerer: An
         def usage() -> dict[str, int] | None:
             if stats is None:
                 return None
-            return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
-                    "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+            return {
+                "prompt_tokens": stats.prompt_tokens,
+                "completion_tokens": stats.completion_tokens,
+                "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+            }
 
         def finish() -> str:
             return "length" if stats is not None and stats.finish_reason == "length" else "stop"
 
         if not req.stream:
             text = "".join(pieces)
-            return JSONResponse({
-                "id": cid, "object": "chat.completion", "created": created, "model": req.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": finish()}],
-                "usage": usage(), **extra})
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish()}
+                    ],
+                    "usage": usage(),
+                    **extra,
+                }
+            )
 
         def events() -> Iterator[str]:
-            def chunk(delta: dict, reason: Optional[str] = None, **more: Any) -> str:
-                body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": reason}], **more}
+            def chunk(delta: dict, reason: str | None = None, **more: Any) -> str:
+                body = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+                    **more,
+                }
                 return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
             yield chunk({"role": "assistant", "content": ""}, **extra)

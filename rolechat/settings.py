@@ -17,8 +17,9 @@ import dataclasses
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "ConfigError",
@@ -135,8 +136,13 @@ def _coerce(raw: str, kind: Any, where: str) -> Any:
     return raw
 
 
-def build(cls: type[T], section: str, file_data: Mapping[str, Any] | None = None,
-          overrides: Mapping[str, Any] | None = None, source: str | None = None) -> T:
+def build(
+    cls: type[T],
+    section: str,
+    file_data: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str | None = None,
+) -> T:
     """Instantiate dataclass `cls` from defaults < file section < environment < overrides.
 
     `overrides` entries whose value is None are ignored (an unset CLI flag).

@@ -1,0 +1,8 @@
+"""The conversation layer: the one place that joins the model runtime (`rolechat.llm`) and the knowledge
+bases (`rolechat.rag`) into the messages the runtime renders. The app, the CLI and the API call it;
+it never imports them. See `rolechat.conversation.engine` for the interface.
+"""
+
+from rolechat.conversation.engine import Engine, FixedReply, PromptPart, Turn, UserPersona, source_rows
+
+__all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "source_rows"]
