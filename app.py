@@ -1,7 +1,7 @@
 """rolechat's Streamlit app: `streamlit run app.py`.
 
 The composition root: sets the offline environment, the page config and the language switch, and
-routes to the three pages (chat, knowledge bases, training) that live in the `ui` package.
+routes to the pages (chat, knowledge bases, training, text classification) that live in the `ui` package.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ pages = [
     st.Page("ui/pages/chat.py", title=t("nav.chat"), icon=":material/chat:", default=True),
     st.Page("ui/pages/kb.py", title=t("nav.kb"), icon=":material/library_books:"),
     st.Page("ui/pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
+    st.Page("ui/pages/classify.py", title=t("nav.classify"), icon=":material/label:"),
 ]
 page = st.navigation(pages)
 with st.sidebar:

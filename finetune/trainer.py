@@ -41,7 +41,7 @@ from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
 from rolechat.llm.personas import PersonaManifest, check_name
 from rolechat.llm.templates import ChatFormat
 
-__all__ = ["Prepared", "TrainResult", "prepare", "train", "run_dir", "progress_path"]
+__all__ = ["Prepared", "TrainResult", "held_out", "prepare", "train", "run_dir", "progress_path"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Prepared:
             **self.stats.summary(),
             "train_examples": len(self.train),
             "eval_examples": len(self.eval),
+            "eval_records": sorted({e.record for e in self.eval}),
         }
 
 
@@ -107,10 +108,7 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
     system = dataset.dataset_system if system is None else system
     convs = dataset.conversations
     order = list(range(len(convs)))
-    random.Random(cfg.seed).shuffle(order)
-    n_eval = round(len(convs) * cfg.eval_ratio) if cfg.eval_ratio and len(convs) >= 10 else 0
-    n_eval = max(n_eval, 1) if cfg.eval_ratio and len(convs) >= 10 else 0
-    held = set(order[:n_eval])
+    held = held_out(len(convs), cfg.eval_ratio, cfg.seed)
     examples, stats = encode_conversations(
         tokenizer,
         fmt,
@@ -128,6 +126,17 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
             f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)"
         )
     return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats)
+
+
+def held_out(n: int, eval_ratio: float, seed: int) -> set[int]:
+    """Indices (into the usable conversations) of the held-out split: a seeded shuffle's first share.
+
+    `rolechat eval-persona` calls it again with the seed and ratio saved in the persona's manifest to
+    find the same prompts the adapter never trained on."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_eval = max(round(n * eval_ratio), 1) if eval_ratio and n >= 10 else 0
+    return set(order[:n_eval])
 
 
 def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -> float:

@@ -17,6 +17,7 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 def sections():
     from rolechat.api import ServerConfig
+    from rolechat.finetune.classify_config import ClassifyConfig
     from rolechat.finetune.config import TrainConfig
     from rolechat.llm.config import LLMConfig
     from rolechat.rag.config import RAGConfig
@@ -26,6 +27,7 @@ def sections():
         ("llm", LLMConfig),
         ("rag", RAGConfig),
         ("train", TrainConfig),
+        ("classify", ClassifyConfig),
         ("server", ServerConfig),
         ("app", AppConfig),
     ]

@@ -18,6 +18,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.chat": ("聊天", "Chat"),
     "nav.kb": ("知识库", "Knowledge bases"),
     "nav.train": ("训练角色", "Train a persona"),
+    "nav.classify": ("文本分类", "Classify text"),
     "lang.label": ("语言 / Language", "语言 / Language"),
     "config.error": ("配置文件有误：{error}", "Configuration error: {error}"),
     # chat: model
@@ -243,6 +244,34 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.stopped": ("训练进程已结束但没有完成：{error}", "The training process ended without finishing: {error}"),
     "train.log": ("训练日志（末尾）", "Training log (tail)"),
     "train.stop": ("停止训练", "Stop training"),
+    # classifier page
+    "clf.title": ("文本分类", "Text classification"),
+    "clf.none": (
+        "还没有分类器。用 `rolechat train-classifier --data 数据.csv --name 名称` 训练一个"
+        "（CSV/TSV/JSONL，含 text 和 label 列）。",
+        "No classifier yet. Train one with `rolechat train-classifier --data data.csv --name NAME` "
+        "(CSV/TSV/JSONL with text and label columns).",
+    ),
+    "clf.pick": ("分类器", "Classifier"),
+    "clf.broken": ("不可用的分类器（{n}）", "Unavailable classifiers ({n})"),
+    "clf.about": (
+        "标签：{labels} · 基础模型 {base} · 验证集准确率 {acc} · macro-F1 {f1}",
+        "Labels: {labels} · base model {base} · held-out accuracy {acc} · macro-F1 {f1}",
+    ),
+    "clf.confusion": ("混淆矩阵（验证集）", "Confusion matrix (held-out rows)"),
+    "clf.texts": ("要分类的文本（每行一条）", "Texts to classify (one per line)"),
+    "clf.upload": (
+        "或上传文件（.txt 每行一条；.csv/.tsv/.jsonl 读取文本列）",
+        "Or upload a file (.txt: one per line; .csv/.tsv/.jsonl: the text column)",
+    ),
+    "clf.run": ("分类", "Classify"),
+    "clf.empty": ("请先输入或上传文本。", "Type or upload some texts first."),
+    "clf.loading": ("正在加载分类器…", "Loading the classifier…"),
+    "clf.failed": ("分类失败：{error}", "Classification failed: {error}"),
+    "clf.text": ("文本", "Text"),
+    "clf.label": ("标签", "Label"),
+    "clf.score": ("概率", "Probability"),
+    "clf.summary": ("{n} 条文本 · {seconds:.2f} 秒", "{n} texts · {seconds:.2f} s"),
 }
 
 

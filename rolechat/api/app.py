@@ -19,6 +19,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from rolechat.api.classify import classify_router
+
 __all__ = ["ServerConfig", "create_app"]
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = N
     def auth(authorization: str | None = Header(default=None)) -> None:
         if server.api_key and authorization != f"Bearer {server.api_key}":
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+    app.include_router(classify_router(runtime.cfg.device), dependencies=[Depends(auth)])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
