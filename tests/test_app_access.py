@@ -226,3 +226,13 @@ def test_training_dataset_paths_obey_the_roots(monkeypatch, tiny_qwen2, tmp_path
     at.text_input(key="train_path").input(str(data)).run()
     assert not at.exception
     assert "不在允许的文件夹里" in at.error[0].value
+
+
+def test_an_invalid_app_config_refuses_typed_paths_on_loopback(monkeypatch, tiny_qwen2, tmp_path):
+    monkeypatch.setenv("ROLECHAT_APP_PATH_ROOTS", "relative/folder")
+    at = app_test(monkeypatch, tiny_qwen2).run()
+    at.switch_page("ui/pages/train.py").run()
+    at.radio(key="train_source").set_value("path").run()
+    at.text_input(key="train_path").input(str(tmp_path / "data.json")).run()
+    assert not at.exception
+    assert any("not an absolute path" in e.value for e in at.error)

@@ -24,6 +24,7 @@ from pathlib import Path
 import streamlit as st
 
 from rolechat import settings as rc_config
+from rolechat.settings import ConfigError
 from ui import state
 from ui.i18n import t
 from ui.password import verify_password
@@ -80,12 +81,16 @@ def is_shared(cfg: state.AppConfig, address: str) -> bool:
 
 class PathRefused(ValueError):
     """A typed path the app will not read. `reason`: "off" (no roots while shared), "outside" (not under a
-    root) or "links" (a folder holding symlinks that lead out of the roots, listed in `links`)."""
+    root), "links" (a folder holding symlinks that lead out of the roots, listed in `links`) or "config"
+    (the `[app]` settings are invalid, so nothing is allowed; `error` says why)."""
 
-    def __init__(self, reason: str, path: Path, roots: Sequence[Path], links: Sequence[Path] = ()):
-        self.reason, self.path, self.roots, self.links = reason, path, list(roots), list(links)
+    def __init__(
+        self, reason: str, path: Path, roots: Sequence[Path], links: Sequence[Path] = (), error: str = ""
+    ) -> None:
+        self.reason, self.path, self.roots, self.links, self.error = reason, path, list(roots), list(links), error
         where = ", ".join(str(r) for r in self.roots) or "(none configured)"
         detail = {
+            "config": f"invalid [app] settings: {error}",
             "off": "reading server paths is off while the app is served to others; set [app] path_roots",
             "outside": f"{path} is not inside the allowed folders: {where}",
             "links": f"{path} holds symlinks leading outside the allowed folders ({where}): "
@@ -95,6 +100,8 @@ class PathRefused(ValueError):
 
     def message(self) -> str:
         """The refusal in the session's language."""
+        if self.reason == "config":
+            return t("config.error", error=self.error)
         roots = ", ".join(str(r) for r in self.roots)
         links = ", ".join(str(p) for p in self.links[:5]) + (" …" if len(self.links) > 5 else "")
         return t(f"access.path_{self.reason}", path=self.path, roots=roots, links=links)
@@ -139,13 +146,19 @@ def allowed_path(raw: str | os.PathLike, roots: Sequence[str | os.PathLike], *, 
 
 def check_path(raw: str | os.PathLike) -> Path:
     """`allowed_path` under the app's settings and where it is served (for the pages)."""
-    cfg = state.app_config()
+    try:
+        cfg = state.app_config()
+    except ConfigError as exc:  # fail closed: the settings that would allow the path can't be read
+        raise PathRefused("config", Path(raw), [], error=str(exc)) from None
     return allowed_path(raw, cfg.path_roots, shared=is_shared(cfg, served_address()))
 
 
 def path_roots_hint() -> str | None:
     """A caption for path inputs: the allowed folders, the 'off' notice, or None when anything goes."""
-    cfg = state.app_config()
+    try:
+        cfg = state.app_config()
+    except ConfigError as exc:
+        return t("config.error", error=exc)
     if cfg.path_roots:
         return t("access.roots", roots=", ".join(cfg.path_roots))
     if is_shared(cfg, served_address()):
