@@ -323,7 +323,8 @@ class Smoke:
         from rolechat import settings
 
         run = settings.runs_dir() / "smoke_trained"
-        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)  # a --keep folder from an earlier run starts over
+        shutil.rmtree(settings.personas_dir() / "smoke_trained", ignore_errors=True)
         args = ["train", "--data", str(DATA), "--persona", "smoke_trained", "--system", SYSTEM]
         args += ["--max-steps", str(self.max_steps), "--save-steps", str(self.save_steps)]
         args += ["--qlora"] if self.device == "cuda" else []
