@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
 
         table = Table("name", "display name", "kind", "base model", "system prompt", "status")
         for r in rows:
-            kind = ("adapter + card" if r["adapter"] else "character (prompt only)") if r["kind"] == "character" else ""
+            kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
             table.add_row(
                 *(escape(v) for v in (r["name"], r["display_name"], kind, r["base_model"], r["system_prompt"][:40])),
                 "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
