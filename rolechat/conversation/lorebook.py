@@ -325,9 +325,8 @@ class LoreEntry:
                 ext[key] = value
         if "selectiveLogic" in ext or self.selective_logic != "AND_ANY":
             ext["selectiveLogic"] = LOGICS.index(self.selective_logic)
-        if ext.get("position") in (0, 1) or "position" not in ext:
-            if "position" in ext or self.position != "before_char":
-                ext["position"] = POSITIONS.index(self.position)
+        if ext.get("position") in (0, 1):  # SillyTavern's numeric copy follows an edited position
+            ext["position"] = POSITIONS.index(self.position)
         out: dict[str, Any] = {
             "keys": list(self.keys),
             "content": self.content,
