@@ -132,7 +132,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
         config: Overrides | None = None,
     ) -> None:
-        """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
+        """List personas (adapters and characters) under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken
+        ones included."""
         from rolechat import settings
         from rolechat.llm import LoadError, describe, discover, resolve_model
         from rolechat.llm.runtime import persona_roots
@@ -151,10 +152,11 @@ def register(app: typer.Typer) -> None:
             return
         from rich.table import Table
 
-        table = Table("name", "display name", "base model", "system prompt", "status")
+        table = Table("name", "display name", "kind", "base model", "system prompt", "status")
         for r in rows:
+            kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
             table.add_row(
-                *(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
+                *(escape(v) for v in (r["name"], r["display_name"], kind, r["base_model"], r["system_prompt"][:40])),
                 "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
             )
         console.print(table)
