@@ -153,3 +153,34 @@ def test_bad_cards_name_the_field(card, message):
     with pytest.raises(CardError) as err:
         Character.from_dict(card)
     assert message in str(err.value)
+
+
+def test_lax_community_cards_still_read():
+    """Shapes seen in the wild: `data` without `spec`, nulls, <START> on the line of the first turn, a numeric
+    SillyTavern position in the card's entry, keys written as one comma-separated string."""
+    char = Character.from_dict(
+        {
+            "data": {
+                "name": "x",
+                "description": None,
+                "tags": None,
+                "extensions": None,
+                "mes_example": "<START>{{user}}: hi\n{{char}}: yo<START>{{user}}: bye",
+                "character_book": {
+                    "entries": [
+                        {"keys": "a, b", "content": "c", "position": 4, "insertion_order": None, "extensions": None}
+                    ],
+                    "scan_depth": None,
+                    "token_budget": 2048.0,
+                },
+            }
+        }
+    )
+    assert char.spec == "chara_card_v2" and char.description == "" and char.tags == [] and char.extensions == {}
+    assert example_dialogues(char, "u") == [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+        [{"role": "user", "content": "bye"}],
+    ]
+    entry = char.character_book.entries[0]
+    assert entry.keys == ["a", "b"] and entry.position == "after_char" and entry.insertion_order == 100
+    assert char.character_book.token_budget == 2048

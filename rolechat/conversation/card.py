@@ -117,6 +117,7 @@ class Character:
             raise CardError("expected a JSON object")
         spec = d.get("spec")
         if spec is not None or isinstance(d.get("data"), Mapping):
+            spec = spec or "chara_card_v2"  # a `data` object without `spec`: written by a lax tool
             if spec not in ("chara_card_v2", "chara_card_v3"):
                 raise CardError(f"spec: expected 'chara_card_v2' or 'chara_card_v3', got {spec!r}")
             if not isinstance(d.get("data"), Mapping):
@@ -216,7 +217,7 @@ def greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
     return [apply_macros(g, character, user).strip() for g in found if g and g.strip()]
 
 
-_START = re.compile(r"^\s*<start>\s*$", re.IGNORECASE | re.MULTILINE)
+_START = re.compile(r"<start>", re.IGNORECASE)
 
 
 def _speaker_pattern(names: Sequence[str], macros: Sequence[str]) -> str:

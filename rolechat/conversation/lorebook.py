@@ -279,8 +279,8 @@ class LoreEntry:
         position = d.get("position")
         if position in (None, ""):
             position = "before_char"
-        elif position in (0, 1):  # a numeric SillyTavern position left in the card field
-            position = POSITIONS[position]
+        elif isinstance(position, (int, float)) and not isinstance(position, bool):
+            position = "before_char" if position == 0 else "after_char"  # SillyTavern's numeric positions
         elif position not in POSITIONS:
             raise CardError(f"{where}.position: expected 'before_char' or 'after_char', got {position!r}")
         scan_depth = _number(pick("scan_depth"), f"{where}.scan_depth")
