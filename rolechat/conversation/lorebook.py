@@ -129,7 +129,7 @@ _JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 
 
 @functools.lru_cache(maxsize=4096)
-def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Callable[[str], bool] | None:
+def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Callable[[_Text], bool] | None:
     """A predicate for one key, or None when the key can never match (blank, or a broken /regex/)."""
     key = key.strip()
     if not key:
@@ -140,21 +140,40 @@ def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool)
         for flag in slashed.group(2):
             flags |= _JS_FLAGS.get(flag, 0)
         try:
-            return re.compile(slashed.group(1), flags).search  # type: ignore[return-value]
+            return _searcher(re.compile(slashed.group(1), flags))
         except re.error:
             return None
     if use_regex:
         try:
-            return re.compile(key, 0 if case_sensitive else re.IGNORECASE).search  # type: ignore[return-value]
+            return _searcher(re.compile(key, 0 if case_sensitive else re.IGNORECASE))
         except re.error:
             pass  # a key that is not a valid pattern matches literally
     if whole_words and re.fullmatch(r"\w+", key):
-        pattern = re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE)
-        return pattern.search  # type: ignore[return-value]
+        return _searcher(re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE))
     if case_sensitive:
-        return lambda text: key in text
+        return lambda text: key in text.raw
     folded = key.lower()
-    return lambda text: folded in text.lower()
+    return lambda text: folded in text.lowered
+
+
+def _searcher(pattern: re.Pattern[str]) -> Callable[[_Text], bool]:
+    return lambda text: pattern.search(text.raw) is not None
+
+
+class _Text:
+    """Scanned text, lower-cased once for all the case-insensitive keys."""
+
+    __slots__ = ("raw", "_lowered")
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self._lowered: str | None = None
+
+    @property
+    def lowered(self) -> str:
+        if self._lowered is None:
+            self._lowered = self.raw.lower()
+        return self._lowered
 
 
 # -- entries --------------------------------------------------------------------------------------------
@@ -233,12 +252,13 @@ class LoreEntry:
 
     # -- matching --
 
-    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Callable[[str], bool]]:
+    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Callable[[_Text], bool]]:
         found = (_matcher(k, case_sensitive, bool(self.match_whole_words), bool(self.use_regex)) for k in keys)
         return [m for m in found if m is not None]
 
-    def matches(self, text: str, case_sensitive: bool = False) -> bool:
+    def matches(self, text: str | _Text, case_sensitive: bool = False) -> bool:
         """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`."""
+        text = text if isinstance(text, _Text) else _Text(text)
         case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
         if not any(m(text) for m in self._predicates(self.keys, case)):
             return False
@@ -411,7 +431,8 @@ class Lorebook:
             recent = list(messages)[-depth:] if depth > 0 else []
             return "".join(_SCAN_SEPARATOR + m for m in recent)
 
-        chats: dict[int, str] = {}
+        chats: dict[int, _Text] = {}
+        combined: dict[int, _Text] = {}  # chat + recursion text, per scan depth, for the current sweep
         accepted: list[tuple[int, Any]] = []  # (index in entries, entry)
         done: set[int] = set()
         used = 0
@@ -423,7 +444,9 @@ class Lorebook:
                 if i in done:
                     continue
                 depth = entry.scan_depth if entry.scan_depth is not None else book_depth
-                text = chats.setdefault(depth, chat(depth))
+                if depth not in chats:
+                    chats[depth] = _Text(chat(depth))
+                text = chats[depth]
                 if step == 1:
                     if entry.constant:
                         found.append(((0, -_rank(entry)), i))
@@ -432,7 +455,11 @@ class Lorebook:
                         continue
                     found.append(((1, -_rank(entry)), i))
                 else:
-                    if entry.exclude_recursion or not entry.matches(text + _SCAN_SEPARATOR + recursion_text):
+                    if entry.exclude_recursion:
+                        continue
+                    if depth not in combined:
+                        combined[depth] = _Text(text.raw + _SCAN_SEPARATOR + recursion_text)
+                    if not entry.matches(combined[depth]):
                         continue
                     found.append(((2, step, -_rank(entry)), i))
             found.sort(key=lambda item: item[0])  # stable: equal ranks keep the book's order
@@ -455,6 +482,7 @@ class Lorebook:
             delayed = step == 1 and any(e.delay_until_recursion for j, e in enumerate(entries) if j not in done)
             if not new and not delayed:
                 break
+            combined.clear()
             step += 1
         accepted.sort(key=lambda item: (item[1].insertion_order, item[0]))
         return [_original(e) for _, e in accepted]
