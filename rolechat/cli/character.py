@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, fail, file_data
+from rolechat.cli.common import build, console, fail
 
 character_app = typer.Typer(
     help="Character cards (SillyTavern V1/V2/V3, JSON or PNG) as personas: import, export, lorebooks.",
@@ -23,10 +23,7 @@ character_app = typer.Typer(
 
 
 def _persona_dirs() -> list[str]:
-    from rolechat import settings
-    from rolechat.llm import LLMConfig
-
-    return list(settings.build(LLMConfig, "llm", file_data()).persona_dirs)
+    return list(build("llm").persona_dirs)
 
 
 @character_app.command("import")
