@@ -28,7 +28,7 @@ def _persona_dirs() -> list[str]:
 
 @character_app.command("import")
 def import_card(
-    file: Path = typer.Argument(..., help="Card file: .png (chara/ccv3 text chunk) or .json (V1, V2 or V3)."),
+    file: Path = typer.Argument(..., help="Card file: .png (chara/ccv3 text chunk), .json (V1, V2 or V3) or .charx."),
     name: str | None = typer.Option(None, "--name", "-n", help="Persona name (default: from the card's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the card of an existing persona."),
 ) -> None:
