@@ -33,6 +33,8 @@ Activation rules, as SillyTavern applies them:
 
 SillyTavern features without a place in rolechat (probability, inclusion groups, timed effects, @depth
 positions, vector matching) are kept in `extensions` so they survive a round trip, but do not change activation.
+V3 decorators (`@@name value` lines opening an entry's content) are kept apart in `decorators`, so `content`
+is prompt text; `@@activate` and `@@dont_activate` are honoured, the others are kept for the round trip.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ class LoreEntry:
     """
 
     keys: list[str] = field(default_factory=list)
-    content: str = ""
+    content: str = ""  # what enters the prompt (V3 `@@decorator` lines kept apart, in `decorators`)
     secondary_keys: list[str] = field(default_factory=list)
     selective: bool = False
     selective_logic: str = "AND_ANY"  # one of LOGICS
@@ -236,6 +238,7 @@ class LoreEntry:
     name: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, written back unchanged
+    decorators: list[str] = field(default_factory=list)  # V3 `@@name value` lines that opened the content
 
     def __post_init__(self) -> None:
         if self.selective_logic not in LOGICS:
@@ -306,12 +309,14 @@ class LoreEntry:
         scan_depth = _number(pick("scan_depth"), f"{where}.scan_depth")
         if scan_depth is not None and (not isinstance(scan_depth, int) or scan_depth < 0):
             raise CardError(f"{where}.scan_depth: expected a whole number >= 0, got {scan_depth!r}")
+        decorators, content = _split_decorators(_str(d.get("content"), f"{where}.content"))
         entry_id = d.get("id")
         if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, (int, str))):
             raise CardError(f"{where}.id: expected a number or a string")
         return cls(
             keys=_str_list(d.get("keys"), f"{where}.keys", split_commas=True),
-            content=_str(d.get("content"), f"{where}.content"),
+            content=content,
+            decorators=decorators,
             secondary_keys=_str_list(d.get("secondary_keys"), f"{where}.secondary_keys", split_commas=True),
             selective=bool(_bool(d.get("selective"), f"{where}.selective")),
             selective_logic=logic,
@@ -349,7 +354,7 @@ class LoreEntry:
             ext["position"] = POSITIONS.index(self.position)
         out: dict[str, Any] = {
             "keys": list(self.keys),
-            "content": self.content,
+            "content": "\n".join([*self.decorators, self.content]) if self.decorators else self.content,
             "extensions": ext,
             "enabled": self.enabled,
             "insertion_order": self.insertion_order,
@@ -447,8 +452,11 @@ class Lorebook:
                 if depth not in chats:
                     chats[depth] = _Text(chat(depth))
                 text = chats[depth]
+                forced = _forced(entry)
+                if forced is False:
+                    continue
                 if step == 1:
-                    if entry.constant:
+                    if entry.constant or forced:
                         found.append(((0, -_rank(entry)), i))
                         continue
                     if entry.delay_until_recursion or not entry.matches(text):
@@ -540,6 +548,25 @@ class Lorebook:
         out["entries"] = [e.to_dict() for e in self.entries]
         out.update(copy.deepcopy(self.extra))
         return out
+
+
+def _split_decorators(content: str) -> tuple[list[str], str]:
+    """V3 decorators: `@@name value` lines (and `@@@` fallbacks) opening the content, apart from the text."""
+    lines = content.split("\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("@@"):
+        n += 1
+    if not n:
+        return [], content
+    return lines[:n], "\n".join(lines[n:]).strip("\n")
+
+
+def _forced(entry: LoreEntry) -> bool | None:
+    """`@@activate` (on in any case) -> True, `@@dont_activate` -> False, else None: the keys decide."""
+    names = {d.split(None, 1)[0] for d in entry.decorators if not d.startswith("@@@")}
+    if "@@activate" in names:
+        return True
+    return False if "@@dont_activate" in names else None
 
 
 def _rank(entry: LoreEntry) -> float:
