@@ -148,3 +148,14 @@ def test_sample_characters_match_their_cards_and_are_offered_with_the_demo_model
     from rolechat.llm.runtime import persona_roots
 
     assert SAMPLE_PERSONAS_DIR in persona_roots(LLMConfig(), is_demo=True)
+
+
+def test_prompt_only_character_follows_the_base_models_thinking_setting(tiny_models):
+    char = Character.from_dict(CARD)
+    save_character(char, "linxi")
+    with_prompt = [{"role": "system", "content": system_prompt(char)}, *HELLO]
+    thinking = Runtime.load(LLMConfig(model=str(tiny_models["qwen3"]), enable_thinking=True))
+    plain = Runtime.load(LLMConfig(model=str(tiny_models["qwen3"]), enable_thinking=False))
+    assert plain.encode(with_prompt) != thinking.encode(with_prompt)  # the template does render the setting
+    assert thinking.encode(HELLO, "linxi") == thinking.encode(with_prompt)
+    assert plain.encode(HELLO, "linxi") == plain.encode(with_prompt)
