@@ -184,3 +184,9 @@ def test_lax_community_cards_still_read():
     entry = char.character_book.entries[0]
     assert entry.keys == ["a", "b"] and entry.position == "after_char" and entry.insertion_order == 100
     assert char.character_book.token_budget == 2048
+
+
+def test_v1_fields_beside_an_empty_data_object_are_used():
+    char = Character.from_dict({"name": "Guide", "first_mes": "ようこそ", "spec": "chara_card_v3", "data": {}})
+    assert (char.name, char.first_mes, char.spec) == ("Guide", "ようこそ", "chara_card_v3")
+    assert "name" not in char.card_extra and char.to_card("v3")["data"]["name"] == "Guide"

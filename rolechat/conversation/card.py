@@ -122,11 +122,14 @@ class Character:
                 raise CardError(f"spec: expected 'chara_card_v2' or 'chara_card_v3', got {spec!r}")
             if not isinstance(d.get("data"), Mapping):
                 raise CardError("data: expected an object")
-            data, where = d["data"], "data"
-            # V2 writers repeat the V1 fields beside `data`; those are copies, not extra information
+            data, where = dict(d["data"]), "data"
+            # V2 writers repeat the V1 fields beside `data`; those are copies, not extra information. A lax
+            # writer that left `data` without them still has them there: take them (same checks apply).
             card_extra = {k: copy.deepcopy(v) for k, v in d.items() if k not in ("spec", "spec_version", "data")}
             for key in _V1_FIELDS:
-                card_extra.pop(key, None)
+                top = card_extra.pop(key, None)
+                if data.get(key) in (None, "") and isinstance(top, str) and top:
+                    data[key] = top
         else:
             data, where, spec, card_extra = d, "", "chara_card_v1", {}
         prefix = f"{where}." if where else ""
