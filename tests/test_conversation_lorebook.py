@@ -272,3 +272,12 @@ def test_v3_decorators_are_kept_apart_from_the_prompt_text_and_activate_ones_app
     assert active(book(entry, off), "长安") == ["常驻的内容"]
     plain = LoreEntry.from_dict({"keys": ["a"], "content": "正文\n@@not a decorator here"})
     assert plain.decorators == [] and plain.content == "正文\n@@not a decorator here"
+
+
+def test_ignore_budget_entries_go_in_even_after_the_budget_is_spent():
+    b = book(
+        LoreEntry(keys=["x"], content="a" * 10, insertion_order=90),
+        LoreEntry(keys=["x"], content="b" * 10, insertion_order=50),
+        LoreEntry(keys=["x"], content="c" * 10, insertion_order=10, extensions={"ignore_budget": True}),
+    )
+    assert active(b, "x", budget=15) == ["c" * 10, "a" * 10]

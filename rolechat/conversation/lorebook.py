@@ -29,7 +29,8 @@ Activation rules, as SillyTavern applies them:
   nothing), `delay_until_recursion` (only recursion can activate it).
 - Budget: entries are admitted constant first, then those the chat activated, then recursion's, each group
   by `priority` (or `insertion_order` when an entry has none), highest first; the first entry that does not
-  fit ends the activation. The result comes back sorted by `insertion_order` (lower = earlier in the prompt).
+  fit ends the activation (an entry with SillyTavern's `ignore_budget` in its extensions goes in regardless).
+  The result comes back sorted by `insertion_order` (lower = earlier in the prompt).
 
 SillyTavern features without a place in rolechat (probability, inclusion groups, timed effects, @depth
 positions, vector matching) are kept in `extensions` so they survive a round trip, but do not change activation.
@@ -476,11 +477,14 @@ class Lorebook:
             for _, i in found:
                 entry = entries[i]
                 done.add(i)
-                tokens = count_tokens(_original(entry).content)
-                if limit is not None and used + tokens > limit:
-                    overflow = True
-                    break
-                used += tokens
+                if not entry.extensions.get("ignore_budget"):  # SillyTavern's "ignore budget" entries always go in
+                    if overflow:
+                        continue
+                    tokens = count_tokens(_original(entry).content)
+                    if limit is not None and used + tokens > limit:
+                        overflow = True
+                        continue
+                    used += tokens
                 accepted.append((i, entry))
                 new += 1
                 if not entry.prevent_recursion:
