@@ -159,3 +159,18 @@ def test_prompt_only_character_follows_the_base_models_thinking_setting(tiny_mod
     assert plain.encode(with_prompt) != thinking.encode(with_prompt)  # the template does render the setting
     assert thinking.encode(HELLO, "linxi") == thinking.encode(with_prompt)
     assert plain.encode(HELLO, "linxi") == plain.encode(with_prompt)
+
+
+def test_prompt_only_character_is_a_model_of_the_api(tiny_qwen2):
+    from fastapi.testclient import TestClient
+
+    from rolechat.api import ServerConfig, create_app
+
+    save_character(Character.from_dict(CARD), "linxi")
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    with TestClient(create_app(rt, ServerConfig())) as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["base", "linxi"]
+        body = {"model": "linxi", "messages": HELLO, "temperature": 0, "max_tokens": 4}
+        reply = client.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"]
