@@ -98,6 +98,8 @@ def _bool(value: Any, where: str, default: bool | None = False) -> bool | None:
         return value
     if value in (0, 1):
         return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a lax writer's "true"
+        return value.strip().lower() == "true"
     raise CardError(f"{where}: expected true or false, got {value!r}")
 
 
