@@ -174,3 +174,28 @@ def test_prompt_only_character_is_a_model_of_the_api(tiny_qwen2):
         reply = client.post("/v1/chat/completions", json=body)
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"]
+
+
+def test_import_from_uploaded_bytes_names_the_upload_in_errors(tmp_path):
+    from rolechat.conversation.characters import import_card, import_lorebook
+    from rolechat.conversation.lorebook import CardError
+
+    raw = json.dumps(CARD, ensure_ascii=False).encode("utf-8")
+    folder, char = import_card(raw, "林夕.json", name="linxi")
+    assert folder.name == "linxi" and char.name == "林 夕" and not (folder / "avatar.png").exists()
+    world = {"entries": {"1": {"key": ["长安"], "content": "都城"}}}
+    _, book = import_lorebook("linxi", json.dumps(world).encode("utf-8"), "长安.json")
+    assert book.name == "长安" and find_character("linxi")[1].character_book == book
+    with pytest.raises(CardError, match="坏卡.png: PNG has no character card"):
+        import_card(png_bytes(), "坏卡.png")
+    assert sorted(p.name for p in settings.personas_dir().iterdir()) == ["linxi"]
+
+
+def png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
+    return buffer.getvalue()

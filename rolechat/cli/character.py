@@ -33,21 +33,18 @@ def import_card(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the card of an existing persona."),
 ) -> None:
     """Import a character card as a persona folder under $ROLECHAT_HOME/personas (prompt-only until trained)."""
-    from rolechat.conversation.cardfile import read_avatar, read_card
-    from rolechat.conversation.characters import persona_name, save_character
+    from rolechat.conversation.characters import import_card
     from rolechat.conversation.lorebook import CardError
 
     try:
-        character = read_card(file)
-        avatar = read_avatar(file)
-        folder = save_character(character, name, avatar=avatar, overwrite=overwrite)
+        folder, character = import_card(file, name=name, overwrite=overwrite)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     book = character.character_book
     lore = f", lorebook of {len(book.entries)} entries" if book else ""
     greetings = 1 + len(character.alternate_greetings) if character.first_mes else len(character.alternate_greetings)
     console.print(
-        f"imported {escape(character.name)} as persona [bold]{escape(name or persona_name(character))}[/] "
+        f"imported {escape(character.name)} as persona [bold]{escape(folder.name)}[/] "
         f"({greetings} greetings{lore}) -> {escape(str(folder))}",
         highlight=False,
         soft_wrap=True,
@@ -80,13 +77,11 @@ def import_lorebook(
     replace: bool = typer.Option(False, "--replace", help="Replace the character's existing lorebook."),
 ) -> None:
     """Attach a standalone lorebook (world info) to an imported character; it exports with the card."""
-    from rolechat.conversation.cardfile import read_lorebook
-    from rolechat.conversation.characters import attach_lorebook
+    from rolechat.conversation.characters import import_lorebook
     from rolechat.conversation.lorebook import CardError
 
     try:
-        book = read_lorebook(file)
-        folder = attach_lorebook(name, book, replace=replace)
+        folder, book = import_lorebook(name, file, replace=replace)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     console.print(
