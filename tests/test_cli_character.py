@@ -155,3 +155,14 @@ def test_train_with_a_character_keeps_card_name_and_avatar(tiny_qwen2, tmp_path)
     assert (folder / "adapter_model.safetensors").is_file() and (folder / "avatar.png").is_file()
     listed = {r["name"]: r for r in json.loads(run("character", "list", "--json").output)}
     assert listed["Rin_Tohsaka"]["adapter"] is True
+
+
+def test_show_prints_what_the_model_gets():
+    out = run("character", "show", "suwan", "--user-name", "小明", "--json")
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.output)
+    assert info["character"] == "苏晚" and "小明" in info["system_prompt"] and "{{user}}" not in info["system_prompt"]
+    assert len(info["greetings"]) == 3 and info["example_dialogues"][0][0]["role"] == "user"
+    assert len(info["lorebook"]) == 12 and info["lorebook"][7]["logic"] == "AND_ANY"
+    text = run("character", "show", "suwan")
+    assert text.exit_code == 0 and "greeting 2" in text.output and "(always)" in text.output

@@ -92,6 +92,72 @@ def import_lorebook(
     )
 
 
+@character_app.command("show")
+def show_character(
+    name: str = typer.Argument(..., help="Persona name of the character."),
+    user: str = typer.Option("用户", "--user-name", help="Name {{user}} stands for."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show what a character sends the model: system prompt, greetings, example dialogues, lorebook entries."""
+    from rolechat.conversation.card import example_dialogues, greetings, system_prompt
+    from rolechat.conversation.characters import character_roots, find_character
+    from rolechat.conversation.lorebook import CardError
+
+    try:
+        entry, char = find_character(name, character_roots(_persona_dirs()))
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    book = char.character_book
+    lore = [
+        {
+            "label": e.label,
+            "keys": e.keys,
+            "secondary_keys": e.secondary_keys if e.selective else [],
+            "logic": e.selective_logic if e.selective and e.secondary_keys else "",
+            "constant": e.constant,
+            "enabled": e.enabled,
+            "order": e.insertion_order,
+            "position": e.position,
+        }
+        for e in (book.entries if book else [])
+    ]
+    info = {
+        "name": entry.name,
+        "character": char.display_name,
+        "adapter": entry.has_adapter,
+        "system_prompt": system_prompt(char, user),
+        "greetings": greetings(char, user),
+        "example_dialogues": example_dialogues(char, user),
+        "post_history_instructions": char.post_history_instructions,
+        "lorebook": lore,
+        "creator_notes": char.creator_notes,
+    }
+    if as_json:
+        console.print_json(json.dumps(info, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    console.rule(f"{escape(char.display_name)} ({escape(entry.name)})")
+    console.print(f"[bold]system prompt[/]\n{escape(info['system_prompt'])}", highlight=False)
+    for n, greeting in enumerate(info["greetings"]):
+        console.print(f"[bold]greeting {n}[/] {escape(greeting)}", highlight=False)
+    for n, block in enumerate(info["example_dialogues"], 1):
+        turns = " / ".join(f"{t['role']}: {t['content']}" for t in block)
+        console.print(f"[bold]example {n}[/] {escape(turns)}", highlight=False)
+    if lore:
+        table = Table("entry", "keys", "secondary", "order", "position", "on")
+        for e in lore:
+            keys = "(always)" if e["constant"] else ", ".join(e["keys"])
+            second = f"{e['logic']}: {', '.join(e['secondary_keys'])}" if e["logic"] else ""
+            table.add_row(
+                *(escape(str(v)) for v in (e["label"], keys, second, e["order"], e["position"])),
+                "yes" if e["enabled"] else "no",
+            )
+        console.print(table)
+    if char.creator_notes.strip():
+        console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
+
+
 @character_app.command("list")
 def list_characters(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the characters (personas with a card), the shipped samples included."""
