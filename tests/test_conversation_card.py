@@ -190,3 +190,20 @@ def test_v1_fields_beside_an_empty_data_object_are_used():
     char = Character.from_dict({"name": "Guide", "first_mes": "ようこそ", "spec": "chara_card_v3", "data": {}})
     assert (char.name, char.first_mes, char.spec) == ("Guide", "ようこそ", "chara_card_v3")
     assert "name" not in char.card_extra and char.to_card("v3")["data"]["name"] == "Guide"
+
+
+def test_comment_macros_vanish_and_newline_breaks():
+    text = "a{{// 作者的话 }}b{{comment: 注释}}c{{hidden_key:钥匙}}d{{noop}}e{{newline}}f{{NEWLINE}}g"
+    assert apply_macros(text, "苏晚", "u") == "abcde\nf\ng"
+    assert apply_macros("{{char}} {{random:a,b}}", "苏晚") == "苏晚 {{random:a,b}}"  # unknown macros stay as written
+
+
+def test_depth_prompt_reads_sillytavern_characters_note():
+    note = Character.from_dict(
+        v2(extensions={"depth_prompt": {"prompt": "记住{{char}}怕黑", "depth": 2, "role": "user"}})
+    )
+    assert note.depth_prompt == ("记住{{char}}怕黑", 2, "user")
+    odd = Character.from_dict(v2(extensions={"depth_prompt": {"prompt": "x", "depth": -1, "role": "narrator"}}))
+    assert odd.depth_prompt == ("x", 4, "system")
+    assert Character.from_dict(v2(extensions={"depth_prompt": {"prompt": " "}})).depth_prompt is None
+    assert Character(name="x").depth_prompt is None

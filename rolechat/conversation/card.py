@@ -107,6 +107,20 @@ class Character:
         """The name {{char}} becomes: the V3 nickname when set, else the name."""
         return self.nickname or self.name
 
+    @property
+    def depth_prompt(self) -> tuple[str, int, str] | None:
+        """SillyTavern's character's note (`extensions.depth_prompt`): (text, depth, role), or None.
+
+        The text goes into the chat `depth` messages from the end (0: after the last one) as a `role`
+        ("system", "user" or "assistant") message. Raw text: apply_macros before sending it."""
+        note = self.extensions.get("depth_prompt")
+        if not isinstance(note, dict) or not isinstance(note.get("prompt"), str) or not note["prompt"].strip():
+            return None
+        depth = note.get("depth", 4)
+        depth = int(depth) if isinstance(depth, (int, float)) and not isinstance(depth, bool) and depth >= 0 else 4
+        role = note.get("role", "system")
+        return note["prompt"], depth, role if role in ("system", "user", "assistant") else "system"
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Character:
         """From a V1 flat card, a V2/V3 card (`spec` + `data`) or a bare `data` object.
@@ -201,17 +215,31 @@ class Character:
 
 # -- macros ---------------------------------------------------------------------------------------------
 
-_CHAR_MACRO = re.compile(r"\{\{\s*char\s*\}\}|<bot>|<char>", re.IGNORECASE)
-_USER_MACRO = re.compile(r"\{\{\s*user\s*\}\}|<user>", re.IGNORECASE)
+_MACRO = re.compile(
+    r"(?P<char>\{\{\s*char\s*\}\}|<bot>|<char>)"
+    r"|(?P<user>\{\{\s*user\s*\}\}|<user>)"
+    r"|(?P<newline>\{\{\s*newline\s*\}\})"
+    r"|(?P<drop>\{\{\s*(?://|comment\s*:|hidden_key\s*:).*?\}\}|\{\{\s*noop\s*\}\})",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def apply_macros(text: str, char: Character | str, user: str = DEFAULT_USER) -> str:
-    """Replace `{{char}}` (and legacy `<BOT>`, `<CHAR>`) and `{{user}}` (`<USER>`), any letter case."""
+    """Replace `{{char}}` (and legacy `<BOT>`, `<CHAR>`) and `{{user}}` (`<USER>`), any letter case, in one pass
+    (a name that looks like a macro stays as written). Also `{{newline}}`, and the V3 comments `{{// ...}}`,
+    `{{comment: ...}}`, `{{hidden_key: ...}}` and `{{noop}}`, which become nothing."""
     if not text:
         return text or ""
     name = char.display_name if isinstance(char, Character) else char
-    text = _CHAR_MACRO.sub(lambda _: name, text)
-    return _USER_MACRO.sub(lambda _: user, text)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("char"):
+            return name
+        if match.group("user"):
+            return user
+        return "\n" if match.group("newline") else ""
+
+    return _MACRO.sub(replace, text)
 
 
 def greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
