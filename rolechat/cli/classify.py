@@ -7,77 +7,35 @@ persona adapter speaks like its character, against the base model under the same
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import json
 import logging
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from rolechat.cli.common import console, err_console, fail, file_data
-
-
-def _config_flags(cls: type) -> Any:
-    """Add one option per field of config dataclass `cls` (`--field-name`, booleans `--x/--no-x`) to a
-    command; the command receives them as `overrides` (None = not given, so file/env/default apply)."""
-    hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-
-    def decorate(fn):
-        sig = inspect.signature(fn, eval_str=True)
-        params = [p for p in sig.parameters.values() if p.name != "overrides"]
-        for f in fields:
-            flag = "--" + f.name.replace("_", "-")
-            kind = hints[f.name]
-            help_text = f.metadata.get("help", "")
-            if kind is bool:
-                option, annotation = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text), bool | None
-            elif typing.get_origin(kind) is list:
-                option, annotation = typer.Option(None, flag, help=help_text + " (comma-separated)"), str | None
-            else:
-                option, annotation = typer.Option(None, flag, help=help_text), kind | None
-            params.append(
-                inspect.Parameter(
-                    f"cfg__{f.name}", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
-                )
-            )
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs):
-            overrides = {}
-            for f in fields:
-                value = kwargs.pop(f"cfg__{f.name}")
-                if value is not None and typing.get_origin(hints[f.name]) is list:
-                    value = [v.strip() for v in value.split(",") if v.strip()]
-                overrides[f.name] = value
-            return fn(**kwargs, overrides=overrides)
-
-        wrapper.__signature__ = sig.replace(parameters=params)
-        return wrapper
-
-    return decorate
+from rolechat.cli.common import build, console, err_console, fail, file_data
+from rolechat.cli.options import Overrides, config_flags
 
 
 def _configs(overrides: dict[str, Any] | None = None):
-    from rolechat import settings as rc
-    from rolechat.finetune.classify_config import ClassifyConfig
-    from rolechat.llm.config import LLMConfig
+    return build("classify", overrides or {}), build("llm", {})
 
-    data = file_data()
-    try:
-        cfg = rc.build(ClassifyConfig, "classify", data, overrides or {})
-    except ValueError as exc:
-        fail(f"invalid classifier setting: {exc}")
-    try:
-        llm_cfg = rc.build(LLMConfig, "llm", data, {})
-    except ValueError as exc:
-        fail(f"invalid [llm] setting: {exc}")
-    return cfg, llm_cfg
+
+def classify_overrides(config: Overrides) -> dict[str, Any]:
+    """`rolechat train --task classify`: the [classify] flags given, plus the [train] flags of the fields both
+    sections have (`--epochs`, `--lr`, `--rank` ...) where no `--classify-...` flag says otherwise."""
+    import dataclasses
+
+    from rolechat.finetune.classify_config import ClassifyConfig
+
+    shared = {f.name for f in dataclasses.fields(ClassifyConfig)}
+    merged = {k: v for k, v in config.get("train", {}).items() if k in shared}
+    merged.update(config.get("classify", {}))
+    if config.get("llm", {}).get("model") and "model" not in merged:
+        merged["model"] = config["llm"]["model"]  # --base
+    return merged
 
 
 def _fmt(value: Any) -> str:
@@ -213,10 +171,8 @@ def _embedder(llm_file: dict[str, Any]):
 
 
 def register(app: typer.Typer) -> None:
-    from rolechat.finetune.classify_config import ClassifyConfig
-
     @app.command("train-classifier")
-    @_config_flags(ClassifyConfig)
+    @config_flags("classify")
     def train_classifier_cmd(
         data: Path | None = typer.Option(None, "--data", "-d", help="CSV / TSV / JSONL with text and label columns."),
         name: str = typer.Option(..., "--name", "-n", help="Classifier (folder) name."),
@@ -227,13 +183,13 @@ def register(app: typer.Typer) -> None:
             False, "--overwrite", help="Replace an existing classifier / stale checkpoints."
         ),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-        overrides: dict | None = None,
+        config: Overrides | None = None,
     ) -> None:
         """Train a text classifier (LoRA + classification head): accuracy and macro-F1 before and after."""
         run_classifier_training(
             data,
             name,
-            overrides or {},
+            (config or {}).get("classify", {}),
             out=out,
             description=description,
             resume=resume,
