@@ -224,12 +224,20 @@ def load_base_classifier(
     return model, tokenizer, "decoder" if decoder else "encoder"
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+def encode_texts(
+    tokenizer: Any, texts: Sequence[str], max_length: int, architecture: str = "encoder"
+) -> list[list[int]]:
     """Token ids of each text (with the model's own [CLS]/[SEP] if it adds them), cut to `max_length`.
 
+    A decoder's head reads the hidden state of the last token, so each text ends with the end-of-sequence
+    token (unless it doubles as padding): the head then always reads the same position, one that has
+    attended to the whole text, instead of whatever character the text happens to end with.
     Texts are plain text: a '<|im_end|>' or '[SEP]' typed by a user is split like any other characters."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, split_special_tokens=True)
-    return enc["input_ids"]
+    eos = tokenizer.eos_token_id
+    append = architecture == "decoder" and eos is not None and eos != tokenizer.pad_token_id
+    limit = max_length - 1 if append else max_length
+    enc = tokenizer(list(texts), truncation=True, max_length=limit, split_special_tokens=True)
+    return [ids + [eos] for ids in enc["input_ids"]] if append else enc["input_ids"]
 
 
 class Classifier:
@@ -278,7 +286,7 @@ class Classifier:
 
         if not texts:
             return torch.zeros((0, len(self.labels)))
-        ids = encode_texts(self.tokenizer, texts, self.manifest.max_length)
+        ids = encode_texts(self.tokenizer, texts, self.manifest.max_length, self.manifest.architecture)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: little padding
         out = torch.empty((len(ids), len(self.labels)))
         device = next(self.model.parameters()).device

@@ -392,7 +392,8 @@ def _run(
 
     def rows_of(rows: list[LabeledRow]) -> _Rows:
         return _Rows(
-            encode_texts(tokenizer, [r.text for r in rows], cfg.max_length), [label_ids[r.label] for r in rows]
+            encode_texts(tokenizer, [r.text for r in rows], cfg.max_length, architecture),
+            [label_ids[r.label] for r in rows],
         )
 
     train_set, eval_set = rows_of(train_rows), rows_of(eval_rows)

@@ -292,6 +292,26 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.stopped": ("训练进程已结束但没有完成：{error}", "The training process ended without finishing: {error}"),
     "train.log": ("训练日志（末尾）", "Training log (tail)"),
     "train.stop": ("停止训练", "Stop training"),
+    "train.task": ("训练什么", "What to train"),
+    "train.task.persona": ("角色（LoRA 角色适配器）", "Persona (LoRA persona adapter)"),
+    "train.task.classify": ("文本分类器", "Text classifier"),
+    "train.clf_name": ("分类器名称", "Classifier name"),
+    "train.clf_hparams_help": (
+        "数据为 CSV/TSV/JSONL，含文本列和标签列（列名可在下方设置）。留空的项使用配置文件 [classify] 中的值。",
+        "Data: CSV/TSV/JSONL with a text and a label column (names settable below). "
+        "Empty fields use the [classify] values of the config file.",
+    ),
+    "train.acc_before": ("训练前准确率", "Accuracy before"),
+    "train.clf_done": (
+        "训练完成：分类器 {name} 验证集准确率 {acc:.3f}。",
+        "Training finished: classifier {name}, held-out accuracy {acc:.3f}.",
+    ),
+    "train.go_classify": ("去分类", "Go to classification"),
+    "train.clf_overwrite": ("覆盖已有的分类器 {name}", "Replace the existing classifier {name}"),
+    "train.clf_exists": (
+        "分类器 {name} 已存在：勾选“覆盖”或换一个名称。",
+        "Classifier {name} already exists: tick “replace” or pick another name.",
+    ),
     # classifier page
     "clf.title": ("文本分类", "Text classification"),
     "clf.none": (

@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from rolechat.api.config import ServerConfig
 from rolechat.api.classify import classify_router
+from rolechat.api.config import ServerConfig
 
 __all__ = ["ServerConfig", "create_app"]
 
