@@ -188,18 +188,14 @@ def load_base_classifier(
 ) -> tuple[Any, Any, str]:
     """(model with a fresh head of len(labels) outputs, tokenizer, "encoder"|"decoder") in fp32 on `device`."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rolechat.llm.loader import LoadError
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise LoadError(f"could not load model {source!r}: {exc}") from exc
-    decoder = not getattr(config, "is_encoder_decoder", False) and any(
-        a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or [])
-    )
     if tokenizer.pad_token is None:  # decoders (Qwen, Llama) pick the last non-pad token: pad must be set
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # Weights the checkpoint lacks (the head; a pooler an MLM checkpoint never had) are initialised at
@@ -221,7 +217,9 @@ def load_base_classifier(
     if tokenizer.padding_side != "right":  # the decoder head finds the last real token from the right
         tokenizer.padding_side = "right"
     model.to(device)
-    return model, tokenizer, "decoder" if decoder else "encoder"
+    # decoders' *ForSequenceClassification heads are `score` and read the last non-pad token (Qwen, Llama,
+    # Mistral, GPT-2); encoders' are `classifier` over the first token / pooler (BERT, RoBERTa)
+    return model, tokenizer, "decoder" if hasattr(model, "score") else "encoder"
 
 
 def encode_texts(

@@ -247,7 +247,7 @@ def _wrap(model: Any, cfg: ClassifyConfig) -> tuple[Any, list[str]]:
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=cfg.target,
-        modules_to_save=saved,
+        modules_to_save=list(saved),  # peft extends the list it is given
     )
     torch.manual_seed(cfg.seed)
     try:

@@ -68,3 +68,17 @@ def test_classify_json_output_from_arguments_file_and_stdin(sample_classifier, t
 def test_classify_unknown_adapter_is_a_clear_error():
     result = runner.invoke(app, ["classify", "--adapter", "nope", "文本"])
     assert result.exit_code == 1 and "classifier 'nope' not found" in result.output
+
+
+def test_train_task_classify_takes_the_shared_flags(tiny_bert, tmp_path):
+    data = write_csv(tmp_path / "d.csv", synthetic_rows(40))
+    args = ["train", "--task", "classify", "--data", str(data), "--name", "viatrain", "--base", str(tiny_bert)]
+    result = runner.invoke(app, [*args, "--max-steps", "3", "--lr", "0.01", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout[result.stdout.index("{") :])
+    assert body["metrics"]["steps"] == 3 and body["labels"] == ["neg", "pos"]
+    from rolechat.finetune.classifier import ClassifierManifest
+
+    manifest = ClassifierManifest.load(body["output"])
+    assert manifest.hyperparameters["learning_rate"] == 0.01 and manifest.base_source == str(tiny_bert.resolve())
+    assert manifest.heads == ["classifier"]

@@ -24,8 +24,8 @@ def _configs(overrides: dict[str, Any] | None = None):
 
 
 def classify_overrides(config: Overrides) -> dict[str, Any]:
-    """`rolechat train --task classify`: the [classify] flags given, plus the [train] flags of the fields both
-    sections have (`--epochs`, `--lr`, `--rank` ...) where no `--classify-...` flag says otherwise."""
+    """`rolechat train --task classify`: the [train] flags of the fields both sections have (`--epochs`, `--lr`,
+    `--rank` ...) and `--base` as classify.model; the rest comes from the config file and environment."""
     import dataclasses
 
     from rolechat.finetune.classify_config import ClassifyConfig
@@ -170,6 +170,113 @@ def _embedder(llm_file: dict[str, Any]):
     return emb.embed_documents, ""
 
 
+def run_persona_eval(
+    persona: str,
+    data: Path | None = None,
+    *,
+    max_new_tokens: int = 96,
+    limit: int = 0,
+    judge: str | None = None,
+    train_judge: bool = False,
+    catchphrase: str | None = None,
+    save: bool = True,
+    json_out: bool = False,
+    llm_overrides: dict[str, Any] | None = None,
+) -> None:
+    """The body of `rolechat eval-persona` (and of `rolechat train --eval-persona`)."""
+    from rolechat.finetune.classifier import Classifier, ClassifierError
+    from rolechat.finetune.data import DataError, load_dataset
+    from rolechat.finetune.model import TrainError
+    from rolechat.finetune.persona_eval import (
+        EvalError,
+        evaluate_persona,
+        held_out_items,
+        items_from,
+        judge_name,
+        summarize,
+    )
+    from rolechat.finetune.persona_eval import train_judge as fit_judge
+    from rolechat.llm.loader import LoadError
+    from rolechat.llm.personas import PersonaError
+    from rolechat.llm.runtime import load_runtime
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg, llm_cfg = build("classify", {}), build("llm", llm_overrides or {})
+    try:
+        with err_console.status("loading the model…"):
+            rt = load_runtime(llm_cfg)
+        manifest = rt.manifest(persona)
+    except (LoadError, PersonaError) as exc:
+        fail(str(exc))
+    if manifest is None:
+        fail("pick a persona to evaluate, not the base model")
+    entry = next(e for e in rt.personas() if e.name == persona)
+    try:
+        items, dataset, held = held_out_items(manifest, entry.path)
+        source = f"held-out split of {dataset.path} ({len(items)} prompts)"
+    except (EvalError, DataError) as exc:
+        if data is None:
+            fail(str(exc))
+        dataset, held = None, set()
+    if data is not None:
+        try:
+            user_data = load_dataset(data)
+        except DataError as exc:
+            fail(str(exc))
+        items, source = items_from(user_data), f"{data} ({len(user_data.conversations)} prompts)"
+    if limit:
+        items = items[:limit]
+    judge_ref = judge or judge_name(persona)
+    clf, judge_skip = None, ""
+    try:
+        if train_judge:
+            if dataset is None:
+                fail("--train-judge needs the persona's training data, which was not found")
+            err_console.print(f"training the character judge {judge_name(persona)}…", highlight=False)
+            fit_judge(persona, dataset, held, cfg, llm_cfg)
+            judge_ref = judge_name(persona)
+        clf = Classifier.load(judge_ref, device=llm_cfg.device)
+    except ClassifierError as exc:
+        if judge or train_judge:
+            fail(str(exc))
+        judge_skip = f"no judge classifier {judge_ref!r} (train one with --train-judge)"
+    except (EvalError, DataError, TrainError, LoadError) as exc:
+        fail(str(exc))
+    embed, embed_skip = _embedder(file_data())
+    with err_console.status("generating…") as status:
+        report = evaluate_persona(
+            rt,
+            persona,
+            items,
+            max_new_tokens=max_new_tokens,
+            judge=clf,
+            judge_skip=judge_skip,
+            embed=embed,
+            embed_skip=embed_skip,
+            catchphrase=catchphrase,
+            source=source,
+            on_reply=lambda done, total: status.update(f"generating… {done}/{total}"),
+        )
+    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
+
+    if save:
+        if entry.path.resolve().parent == SAMPLE_PERSONAS_DIR.resolve():
+            report["saved"] = "not saved: the shipped sample persona is read-only"
+        else:
+            manifest.evaluation = summarize(report)
+            try:
+                manifest.save(entry.path)
+                report["saved"] = str(entry.path / "persona.json")
+            except OSError as exc:
+                report["saved"] = f"not saved: {exc}"
+    if json_out:
+        console.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    _eval_table(report)
+    if report.get("saved"):
+        console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train-classifier")
     @config_flags("classify")
@@ -278,94 +385,14 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Does the persona speak like its character? Persona vs base model on held-out prompts."""
-        from rolechat.finetune.classifier import Classifier, ClassifierError
-        from rolechat.finetune.data import DataError, load_dataset
-        from rolechat.finetune.model import TrainError
-        from rolechat.finetune.persona_eval import (
-            EvalError,
-            evaluate_persona,
-            held_out_items,
-            items_from,
-            judge_name,
-            summarize,
+        run_persona_eval(
+            persona,
+            data,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            judge=judge,
+            train_judge=train_judge,
+            catchphrase=catchphrase,
+            save=save,
+            json_out=json_out,
         )
-        from rolechat.finetune.persona_eval import train_judge as fit_judge
-        from rolechat.llm.loader import LoadError
-        from rolechat.llm.personas import PersonaError
-        from rolechat.llm.runtime import load_runtime
-
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        cfg, llm_cfg = _configs()
-        try:
-            with err_console.status("loading the model…"):
-                rt = load_runtime(llm_cfg)
-            manifest = rt.manifest(persona)
-        except (LoadError, PersonaError) as exc:
-            fail(str(exc))
-        if manifest is None:
-            fail("pick a persona to evaluate, not the base model")
-        entry = next(e for e in rt.personas() if e.name == persona)
-        try:
-            items, dataset, held = held_out_items(manifest, entry.path)
-            source = f"held-out split of {dataset.path} ({len(items)} prompts)"
-        except (EvalError, DataError) as exc:
-            if data is None:
-                fail(str(exc))
-            dataset, held = None, set()
-        if data is not None:
-            try:
-                user_data = load_dataset(data)
-            except DataError as exc:
-                fail(str(exc))
-            items, source = items_from(user_data), f"{data} ({len(user_data.conversations)} prompts)"
-        if limit:
-            items = items[:limit]
-        judge_ref = judge or judge_name(persona)
-        clf, judge_skip = None, ""
-        try:
-            if train_judge:
-                if dataset is None:
-                    fail("--train-judge needs the persona's training data, which was not found")
-                err_console.print(f"training the character judge {judge_name(persona)}…", highlight=False)
-                fit_judge(persona, dataset, held, cfg, llm_cfg)
-                judge_ref = judge_name(persona)
-            clf = Classifier.load(judge_ref, device=llm_cfg.device)
-        except ClassifierError as exc:
-            if judge or train_judge:
-                fail(str(exc))
-            judge_skip = f"no judge classifier {judge_ref!r} (train one with --train-judge)"
-        except (EvalError, DataError, TrainError, LoadError) as exc:
-            fail(str(exc))
-        embed, embed_skip = _embedder(file_data())
-        with err_console.status("generating…") as status:
-            report = evaluate_persona(
-                rt,
-                persona,
-                items,
-                max_new_tokens=max_new_tokens,
-                judge=clf,
-                judge_skip=judge_skip,
-                embed=embed,
-                embed_skip=embed_skip,
-                catchphrase=catchphrase,
-                source=source,
-                on_reply=lambda done, total: status.update(f"generating… {done}/{total}"),
-            )
-        from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
-
-        if save:
-            if entry.path.resolve().parent == SAMPLE_PERSONAS_DIR.resolve():
-                report["saved"] = "not saved: the shipped sample persona is read-only"
-            else:
-                manifest.evaluation = summarize(report)
-                try:
-                    manifest.save(entry.path)
-                    report["saved"] = str(entry.path / "persona.json")
-                except OSError as exc:
-                    report["saved"] = f"not saved: {exc}"
-        if json_out:
-            console.print_json(json.dumps(report, ensure_ascii=False))
-            return
-        _eval_table(report)
-        if report.get("saved"):
-            console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)

@@ -101,9 +101,23 @@ def _character(name_or_file: str, persona, system, display_name, description):
     )
 
 
+def _print_result(persona: str, result) -> None:
+    m = result.metrics
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    console.print(f"[bold green]persona {persona}[/] -> {result.output}", highlight=False)
+    console.print(
+        f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
+        f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
+        f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
+        f"{fmt(m['perplexity_after'])})",
+        highlight=False,
+    )
+    console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    @config_flags("train", "llm", "classify", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
+    @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
     def train(
         data: Path | None = typer.Option(
             None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL (classify: CSV / TSV / JSONL)."
@@ -114,8 +128,9 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option(
             "persona",
             "--task",
-            help="persona (a LoRA persona) or classify (a text classifier, as `rolechat train-classifier`; "
-            "--epochs, --lr ... apply to it unless --classify-... says otherwise).",
+            help="persona (a LoRA persona) or classify (a text classifier, as `rolechat train-classifier`: the "
+            "[train] flags it shares, --epochs, --lr, --batch-size ..., and --base apply; its own settings such as "
+            "classify.text_column come from the config file or ROLECHAT_CLASSIFY_*).",
         ),
         character: str | None = typer.Option(
             None,
@@ -137,6 +152,9 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
         out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
+        eval_persona: bool = typer.Option(
+            False, "--eval-persona", help="Afterwards, compare the persona with the base model (rolechat eval-persona)."
+        ),
         config: Overrides | None = None,
     ) -> None:
         """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
@@ -233,17 +251,12 @@ def register(app: typer.Typer) -> None:
         m = result.metrics
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
-            return
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"
-        console.print(f"[bold green]persona {persona}[/] -> {result.output}", highlight=False)
-        console.print(
-            f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
-            f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
-            f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
-            f"{fmt(m['perplexity_after'])})",
-            highlight=False,
-        )
-        console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
+        else:
+            _print_result(persona, result)
+        if eval_persona:  # a second JSON document with --json
+            from rolechat.cli.classify import run_persona_eval
+
+            run_persona_eval(persona, json_out=json_out, llm_overrides=(config or {}).get("llm"))
 
     @app.command()
     @config_flags("llm", aliases={"llm.model": ["--base"]})
