@@ -134,8 +134,10 @@ def breaks_character(text: str) -> bool:
 
 def detect_catchphrase(replies: Sequence[str], min_share: float = 0.4) -> str:
     """The longest ending (up to 8 characters, not only punctuation) shared by at least `min_share` of
-    the replies: '喵~' for a cat that ends every line with it; '' when there is none."""
+    the replies: '喵~' for a cat that ends every line with it; '' when there is none (or under 3 replies)."""
     ends = [r.rstrip() for r in replies if r.strip()]
+    if len(ends) < 3:  # one or two lines say nothing about a habit
+        return ""
     best = ""
     for size in range(1, 9):
         counts = Counter(e[-size:] for e in ends if len(e) >= size)

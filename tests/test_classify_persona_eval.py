@@ -81,3 +81,21 @@ def test_held_out_prompts_are_found_again_from_the_manifest(tmp_path):
     gone = PersonaManifest(name="cat", data={"file": str(tmp_path / "nope.json")})
     with pytest.raises(EvalError, match="pass --data"):
         held_out_items(gone)
+
+
+def test_train_can_evaluate_the_new_persona_at_the_end(tiny_qwen2, tmp_path):
+    from typer.testing import CliRunner
+
+    from rolechat.cli import app
+    from rolechat.llm.personas import PersonaManifest
+    from rolechat.settings import personas_dir
+
+    records = [{"instruction": f"问题{i}", "output": f"回答{i}喵~"} for i in range(12)]
+    data = tmp_path / "cat.json"
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    args = ["train", "--data", str(data), "--persona", "cat", "--base", str(tiny_qwen2), "--max-steps", "1"]
+    result = CliRunner().invoke(app, [*args, "--eval-persona", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert "cat vs" in result.output and "ROUGE-L" in result.output
+    saved = PersonaManifest.load(personas_dir() / "cat").evaluation
+    assert saved["prompts"] == 1 and saved["catchphrase"] == "喵~" and set(saved["persona"]) >= {"rouge_l", "stopped"}

@@ -242,6 +242,12 @@ def run_persona_eval(
         judge_skip = f"no judge classifier {judge_ref!r} (train one with --train-judge)"
     except (EvalError, DataError, TrainError, LoadError) as exc:
         fail(str(exc))
+    if catchphrase is None and dataset is not None:  # the habit of all its training replies, not just the held-out
+        from rolechat.finetune.persona_eval import detect_catchphrase
+
+        catchphrase = detect_catchphrase(
+            [m["content"] for c in dataset.conversations for m in c.messages if m["role"] == "assistant"]
+        )
     embed, embed_skip = _embedder(file_data())
     with err_console.status("generating…") as status:
         report = evaluate_persona(

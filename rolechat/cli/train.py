@@ -256,7 +256,10 @@ def register(app: typer.Typer) -> None:
         if eval_persona:  # a second JSON document with --json
             from rolechat.cli.classify import run_persona_eval
 
-            run_persona_eval(persona, json_out=json_out, llm_overrides=(config or {}).get("llm"))
+            llm = (config or {}).get("llm") or {}
+            run_persona_eval(
+                persona, json_out=json_out, llm_overrides=llm, max_new_tokens=llm.get("max_new_tokens") or 96
+            )
 
     @app.command()
     @config_flags("llm", aliases={"llm.model": ["--base"]})
