@@ -260,10 +260,17 @@ class Runtime:
         values.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
         return GenerationParams(**values)
 
-    def prepare_messages(self, messages: Sequence[Message], persona: str | None) -> list[dict[str, str]]:
-        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context)."""
+    def prepare_messages(
+        self, messages: Sequence[Message], persona: str | None, persona_system: bool = True
+    ) -> list[dict[str, str]]:
+        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context).
+
+        `persona_system=False`: the messages already hold the whole system text (the conversation engine
+        writes it, card and persona prompt included); they are sent as they are."""
         manifest = self.manifest(persona)
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if not persona_system:
+            return msgs
         system = manifest.system_prompt if manifest else ""
         if msgs and msgs[0]["role"] == "system":
             caller = msgs.pop(0)["content"]
@@ -274,21 +281,32 @@ class Runtime:
         manifest = self.manifest(persona)
         return manifest.enable_thinking if manifest else self.cfg.enable_thinking
 
+    def prompt_ids(
+        self, messages: Sequence[Message], persona: str | None = None, persona_system: bool = True
+    ) -> list[int]:
+        """The prompt's token ids exactly as rendered, nothing dropped (`encode` trims to the context; the
+        conversation engine measures with this and fits the context itself)."""
+        msgs = self.prepare_messages(messages, persona, persona_system)
+        text = render_prompt(self.tokenizer, self.format, msgs, enable_thinking=self._thinking(persona))
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def encode(
-        self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        max_new_tokens: int | None = None,
+        persona_system: bool = True,
     ) -> list[int]:
         """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt)."""
-        msgs = self.prepare_messages(messages, persona)
+        msgs = self.prepare_messages(messages, persona, persona_system)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
         reply = min(max_new_tokens or self.params().max_new_tokens, self.info.context_length // 2)
         budget = self.info.context_length - reply
-        thinking = self._thinking(persona)
 
         def ids_of(ms: list[dict[str, str]]) -> list[int]:
-            text = render_prompt(self.tokenizer, self.format, ms, enable_thinking=thinking)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return self.prompt_ids(ms, persona, persona_system=False)
 
         system = msgs[:1] if msgs[0]["role"] == "system" else []
         turns = msgs[len(system) :]
@@ -318,13 +336,15 @@ class Runtime:
         messages: Sequence[Message],
         persona: str | None = None,
         params: GenerationParams | Mapping[str, Any] | None = None,
+        persona_system: bool = True,
     ) -> GenerationStream:
-        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model."""
+        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
+        `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
         p = self.params(params)
         manifest = self.manifest(persona)
         if manifest and manifest.stop:
             p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens)
+        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
         room = self.info.context_length - len(ids)
         if p.max_new_tokens > room:
             p = replace(p, max_new_tokens=max(room, 1))
