@@ -17,6 +17,7 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 def sections():
     from rolechat.api import ServerConfig
+    from rolechat.conversation import ConversationConfig
     from rolechat.finetune.config import TrainConfig
     from rolechat.llm.config import LLMConfig
     from rolechat.rag.config import RAGConfig
@@ -25,6 +26,7 @@ def sections():
     return [
         ("llm", LLMConfig),
         ("rag", RAGConfig),
+        ("chat", ConversationConfig),
         ("train", TrainConfig),
         ("server", ServerConfig),
         ("app", AppConfig),

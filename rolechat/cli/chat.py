@@ -8,9 +8,17 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.common import console, err_console, fail, file_data, print_parts
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
+
+USER_NAME_OPTION = typer.Option("", "--user-name", help="Your name in the conversation ({{user}} in cards).")
+USER_DESCRIPTION_OPTION = typer.Option(
+    "", "--user-description", help="Who you are, told to the character (goes in the system part)."
+)
+SHOW_PROMPT_OPTION = typer.Option(
+    False, "--show-prompt", help="Print what the model saw (every part with its token count) to stderr."
+)
 
 
 def load_runtime_or_fail(**overrides: Any):
@@ -26,6 +34,27 @@ def load_runtime_or_fail(**overrides: Any):
         fail(str(exc))
     except ValueError as exc:
         fail(f"invalid [llm] setting: {exc}")
+
+
+def engine_or_fail(rt):
+    """The conversation engine over `rt`, with the [rag] and [chat] settings in force."""
+    from rolechat import settings
+    from rolechat.conversation import ConversationConfig, Engine
+    from rolechat.rag import RAGConfig
+
+    try:
+        data = file_data()
+        return Engine(
+            rt, settings.build(RAGConfig, "rag", data), chat_cfg=settings.build(ConversationConfig, "chat", data)
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def user_persona(name: str, description: str):
+    from rolechat.conversation import UserPersona
+
+    return UserPersona(name, description)
 
 
 def banner(rt) -> None:
@@ -44,8 +73,8 @@ def banner(rt) -> None:
             )
 
 
-def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params: dict[str, Any]) -> str:
-    stream = rt.stream(history, persona=persona, params=params)
+def _stream_reply(engine, turn) -> str:
+    stream = engine.stream(turn)
     for piece in stream:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
@@ -56,6 +85,15 @@ def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params
         highlight=False,
     )
     return stream.text
+
+
+def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, str]]:
+    """The chat's opening: the character's greeting number `index` as the first assistant turn (or nothing)."""
+    try:
+        greeting = engine.greeting(persona, user, index)
+    except IndexError as exc:
+        fail(str(exc))
+    return [{"role": "assistant", "content": greeting}] if greeting else []
 
 
 def register(app: typer.Typer) -> None:
@@ -69,26 +107,47 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int | None = typer.Option(None, help="Most tokens per reply."),
         seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
+        user_name: str = USER_NAME_OPTION,
+        user_description: str = USER_DESCRIPTION_OPTION,
+        greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
+        show_prompt: bool = SHOW_PROMPT_OPTION,
     ) -> None:
-        """Chat with the base model or a persona in the terminal (streaming)."""
+        """Chat with the base model, a persona or a character in the terminal (streaming).
+
+        A chat with a character opens with its greeting, as the first turn the model sees."""
         from rolechat.llm import PersonaError
 
         rt = load_runtime_or_fail(model=model)
         if not quiet:
             banner(rt)
+        engine = engine_or_fail(rt)
+        user = user_persona(user_name, user_description)
         params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
         try:
             rt.manifest(persona)
         except PersonaError as exc:
             fail(str(exc))
+        history = _opening(engine, persona, user, greeting)
+
+        def prepare(line: str):
+            turn = engine.prepare(line, character=persona, history=history, user=user, params=params)
+            if show_prompt:
+                print_parts(turn)
+            return turn
+
         if message is not None:
+            try:
+                turn = prepare(message)
+            except ValueError as exc:
+                fail(str(exc))
             if quiet:
-                typer.echo(rt.chat([{"role": "user", "content": message}], persona, params))
+                typer.echo(engine.stream(turn).join())
             else:
-                _stream_reply(rt, [{"role": "user", "content": message}], persona, params)
+                _stream_reply(engine, turn)
             return
         err_console.print(f"[dim]{HELP}[/]")
-        history: list[dict[str, str]] = []
+        for opening in history:
+            console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
         while True:
             try:
                 line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
@@ -102,7 +161,7 @@ def register(app: typer.Typer) -> None:
                 if cmd in ("/exit", "/quit"):
                     return
                 if cmd == "/reset":
-                    history = []
+                    history = _opening(engine, persona, user, greeting)
                     err_console.print("[dim]history cleared[/]")
                 elif cmd == "/personas":
                     rt.reload_personas()
@@ -115,19 +174,24 @@ def register(app: typer.Typer) -> None:
                         err_console.print(str(exc), style="red", markup=False, highlight=False)
                         continue
                     persona = arg.strip() or None
-                    history = []
+                    history = _opening(engine, persona, user, 0)
                     err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
+                    for opening in history:
+                        console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
                 else:
                     err_console.print(f"[dim]{HELP}[/]")
                 continue
-            history.append({"role": "user", "content": line})
             try:
-                reply = _stream_reply(rt, history, persona, params)
+                turn = prepare(line)
+            except ValueError as exc:
+                err_console.print(str(exc), style="red", markup=False, highlight=False)
+                continue
+            try:
+                reply = _stream_reply(engine, turn)
             except KeyboardInterrupt:
                 console.print("\n[dim](stopped)[/]")
-                history.pop()
                 continue
-            history.append({"role": "assistant", "content": reply})
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
 
     @app.command()
     def personas(

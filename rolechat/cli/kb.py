@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.chat import SHOW_PROMPT_OPTION, USER_DESCRIPTION_OPTION, USER_NAME_OPTION
+from rolechat.cli.common import console, err_console, fail, file_data, print_parts
 
 kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
 
@@ -292,38 +293,39 @@ def ask(
     k: int | None = typer.Option(None, "-k", help="Chunks given to the model (default: rag.k)."),
     mode: str | None = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
     model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+    user_name: str = USER_NAME_OPTION,
+    user_description: str = USER_DESCRIPTION_OPTION,
+    show_prompt: bool = SHOW_PROMPT_OPTION,
 ) -> None:
     """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
-    from rolechat.cli.chat import load_runtime_or_fail
-    from rolechat.rag.chain import answer_stream, format_sources
+    from rolechat.cli.chat import engine_or_fail, load_runtime_or_fail, user_persona
 
-    base = _open(kb)
+    _open(kb).close()  # an unknown knowledge base fails here, before the model loads
     rt = load_runtime_or_fail(model=model)
     if rt.info.is_demo:
         err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
+    engine = engine_or_fail(rt)
     try:
-        rt.manifest(persona)  # an unknown or broken persona fails here, before anything is printed
-        chat_model = rt.chat_model(persona=persona)
-    except (KeyError, ValueError) as exc:
+        turn = engine.prepare(
+            question,
+            character=persona,
+            user=user_persona(user_name, user_description),
+            knowledge_base=kb,
+            k=k,
+            mode=mode,
+        )
+    except ValueError as exc:  # an unknown or broken persona, a bad mode, a prompt that cannot fit
         fail(str(exc))
-    cfg = base.cfg
-    sources = []
-    for piece in answer_stream(
-        base.retriever(mode, k),
-        chat_model,
-        question,
-        prompt=cfg.prompt or None,
-        condense_prompt=cfg.condense_prompt or None,
-    ):
-        if "sources" in piece:
-            sources = piece["sources"]
-        else:
-            console.print(piece["answer"], end="", markup=False, highlight=False, soft_wrap=True)
+    if show_prompt:
+        print_parts(turn)
+    for piece in engine.stream(turn):
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
-    if sources:
+    engine.close()
+    if turn.sources:
         console.print("[bold]sources[/]")
-        for line in format_sources(sources):
-            console.print(f"  {line}", highlight=False, markup=False)
+        for row in turn.sources:
+            console.print(f"  [{row['n']}] {row['source']} ({row['location']})", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

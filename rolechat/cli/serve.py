@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
         from rolechat import settings
         from rolechat.api import ServerConfig, create_app
-        from rolechat.cli.chat import banner, load_runtime_or_fail
+        from rolechat.cli.chat import banner, engine_or_fail, load_runtime_or_fail
 
         try:
             server = settings.build(
@@ -31,8 +31,5 @@ def register(app: typer.Typer) -> None:
         rt = load_runtime_or_fail(model=model)
         banner(rt)
         err_console.print(f"serving on http://{server.host}:{server.port}/v1 (models: {', '.join(rt.persona_names())})")
-        from rolechat.conversation import Engine
-        from rolechat.rag import RAGConfig
-
-        engine = Engine(rt, settings.build(RAGConfig, "rag", file_data()))
+        engine = engine_or_fail(rt)  # the [rag] and [chat] settings, as `chat` and `ask` use them
         uvicorn.run(create_app(rt, server, engine=engine), host=server.host, port=server.port, log_level="info")
