@@ -199,12 +199,14 @@ class Engine:
 
     @staticmethod
     def _card_of(manifest: Any) -> Any:
-        card = getattr(manifest, "card", None) if manifest else None
-        if not card:
+        if manifest is None or not getattr(manifest, "card", None):
             return None
-        from rolechat.conversation.card import Character
+        from rolechat.conversation.card import CardError, Character
 
-        return card if isinstance(card, Character) else Character.from_dict(card)
+        try:
+            return Character.from_dict(manifest.card)
+        except CardError as exc:
+            raise CardError(f"persona {manifest.name!r}: persona.json: card.{exc}") from None
 
     def greetings(self, character: Any, user: UserPersona | None = None) -> list[str]:
         """The character's first message then its alternate greetings, macros applied ([] without a card)."""
@@ -213,7 +215,7 @@ class Engine:
             return []
         from rolechat.conversation.card import greetings
 
-        return [g for g in greetings(card, (user or UserPersona()).name) if g.strip()]
+        return greetings(card, (user or UserPersona()).name)
 
     def greeting(self, character: Any, user: UserPersona | None = None, index: int = 0) -> str:
         """Greeting number `index` (0 = first_mes); "" when the character has none. IndexError when out of range."""
@@ -344,62 +346,74 @@ class Engine:
     # -- the pieces ---------------------------------------------------------------------------------------
 
     def _system_pieces(self, manifest: Any, card: Any, user: UserPersona, system: str, scan: list[str]) -> list[Piece]:
-        """System prompt, caller's system text, lore before, card, lore after, user persona, memory."""
+        """System prompt, caller's system text, lore before, card, lore after, user persona, memory.
+
+        With a card, the pieces joined are exactly `card.system_prompt(character, user, before=..., after=...,
+        user_description=...)`, the text training renders (the manifest's `system_prompt` is that text for the
+        default user, so it is not added again); without one, the persona's system prompt as trained."""
         pieces: list[Piece] = []
 
-        def add(kind: str, label: str, text: str, budget_key: str | None = None, rank: int = 0) -> None:
-            if text and text.strip():
-                pieces.append(Piece(self._part(kind, label, text.strip()), "system", budget_key=budget_key, rank=rank))
-
         def macro(text: str | None) -> str:
-            if card is None:
-                return text or ""
+            if card is None:  # no character: only {{user}} has a value (a trained prompt is sent as it is)
+                return (text or "").replace("{{user}}", user.name)
             from rolechat.conversation.card import apply_macros
 
-            return apply_macros(text or "", card.name, user.name)
+            return apply_macros(text or "", card, user.name)
 
-        persona_prompt = manifest.system_prompt if manifest else ""
-        add("system", "system prompt", macro(persona_prompt or (card.system_prompt if card is not None else "")))
+        def add(kind: str, label: str, text: str) -> None:
+            if text and text.strip():
+                pieces.append(Piece(self._part(kind, label, macro(text.strip()).strip()), "system"))
+
+        if card is not None:
+            from rolechat.conversation.card import DEFAULT_SYSTEM_PROMPT
+
+            head = card.system_prompt
+            add(
+                "system",
+                "system prompt",
+                head.replace("{{original}}", DEFAULT_SYSTEM_PROMPT) if head.strip() else DEFAULT_SYSTEM_PROMPT,
+            )
+        else:
+            prompt = manifest.system_prompt if manifest else ""
+            if prompt.strip():
+                pieces.append(Piece(self._part("system", "system prompt", prompt), "system"))  # as trained
         add("system", "caller's system message", system)
-        before, after = self._lore_pieces(card, scan, macro)
+        before, after = self._lore_pieces(card, scan, user, macro)
         pieces += before
         if card is not None:
-            add("card", "description", macro(card.description))
-            if card.personality and card.personality.strip():
-                add("card", "personality", f"{card.name}的性格：{macro(card.personality).strip()}")
-            if card.scenario and card.scenario.strip():
-                add("card", "scenario", f"场景：{macro(card.scenario).strip()}")
+            add("card", "description", card.description)
+            if card.personality.strip():
+                add("card", "personality", f"{{{{char}}}}的性格：{card.personality.strip()}")
+            if card.scenario.strip():
+                add("card", "scenario", f"场景：{card.scenario.strip()}")
         pieces += after
         if user.description:
-            add("user-persona", f"user: {user.name}", f"关于{user.name}：{user.description}")
+            add("user-persona", f"user: {user.name}", f"关于{{{{user}}}}：{user.description}")
         for rank, part in enumerate(self.memory(card, scan, user)):
             pieces.append(Piece(part, "system", budget_key="memory", rank=rank))
         return pieces
 
-    def _lore_pieces(self, card: Any, scan: list[str], macro: Any) -> tuple[list[Piece], list[Piece]]:
+    def _lore_pieces(
+        self, card: Any, scan: list[str], user: UserPersona, macro: Any
+    ) -> tuple[list[Piece], list[Piece]]:
         book = getattr(card, "character_book", None) if card is not None else None
-        if not book:
+        if book is None or not book.entries:
             return [], []
-        from rolechat.conversation.lorebook import Lorebook
-
-        if not isinstance(book, Lorebook):
-            book = Lorebook.from_dict(book)
-        limit = self.chat_cfg.lore_tokens or self.runtime.info.context_length
-        entries = book.activate(scan, self.count_tokens, limit)
-        # always-on entries come first (they win the budget), then triggered ones; insertion order inside each
-        entries = sorted(entries, key=lambda e: (not getattr(e, "constant", False), e.insertion_order))
+        # the book's own token_budget applies here; chat.lore_tokens in apply_budgets, so what it leaves out is
+        # still listed (dropped) in what the model saw
+        entries = book.activate(scan, self.count_tokens, None, substitute=macro)
+        # always-on entries first (they win the budget when the context is full), insertion order inside each
+        ordered = sorted(entries, key=lambda e: not e.constant)
         before: list[Piece] = []
         after: list[Piece] = []
-        for rank, entry in enumerate(entries):
+        for rank, entry in enumerate(ordered):
             text = macro(entry.content).strip()
             if not text:
                 continue
-            constant = bool(getattr(entry, "constant", False))
-            kind = "lore-constant" if constant else "lore-triggered"
-            name = getattr(entry, "comment", "") or "/".join(list(getattr(entry, "keys", []) or [])[:3]) or "entry"
-            label = f"{'always-on' if constant else 'triggered'}: {name}"
+            kind = "lore-constant" if entry.constant else "lore-triggered"
+            label = f"{'always-on' if entry.constant else 'triggered'}: {entry.label}"
             piece = Piece(self._part(kind, label, text), "system", budget_key="lore", rank=rank)
-            (after if getattr(entry, "position", "before_char") == "after_char" else before).append(piece)
+            (after if entry.position == "after_char" else before).append(piece)
         return before, after
 
     def _example_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
@@ -431,7 +445,7 @@ class Engine:
             return []
         from rolechat.conversation.card import apply_macros
 
-        text = apply_macros(text, card.name, user.name)
+        text = apply_macros(text, card, user.name)
         return [Piece(self._part("post-history", "post-history instructions", text), "message")]
 
     def _retrieve(self, message, past, persona, kb_name, k, mode, condense) -> tuple[str, list[Any]]:
