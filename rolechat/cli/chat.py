@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, err_console, fail, file_data, print_parts
+from rolechat.cli.common import build, console, err_console, fail, print_parts
+from rolechat.cli.options import Overrides, config_flags
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
 
@@ -21,34 +22,25 @@ SHOW_PROMPT_OPTION = typer.Option(
 )
 
 
-def load_runtime_or_fail(**overrides: Any):
-    """Load the runtime with a status line; config and load errors end the command cleanly."""
-    from rolechat import settings
-    from rolechat.llm import LLMConfig, LoadError, load_runtime
+def load_runtime_or_fail(llm_overrides: dict[str, Any] | None = None):
+    """Load the runtime (config file < environment < the command's --llm flags) with a status line; config
+    and load errors end the command cleanly."""
+    from rolechat.llm import LoadError, load_runtime
 
+    cfg = build("llm", llm_overrides)
     try:
-        cfg = settings.build(LLMConfig, "llm", file_data(), overrides)
         with err_console.status("loading model…"):
             return load_runtime(cfg)
     except LoadError as exc:
         fail(str(exc))
-    except ValueError as exc:
-        fail(f"invalid [llm] setting: {exc}")
 
 
-def engine_or_fail(rt):
-    """The conversation engine over `rt`, with the [rag] and [chat] settings in force."""
-    from rolechat import settings
-    from rolechat.conversation import ConversationConfig, Engine
-    from rolechat.rag import RAGConfig
+def engine_or_fail(rt, rag_cfg=None, chat_overrides: dict[str, Any] | None = None):
+    """The conversation engine over `rt`: the [rag] settings (or `rag_cfg`, already built with the command's
+    flags) and the [chat] budgets (config file < environment < the command's --chat flags)."""
+    from rolechat.conversation import Engine
 
-    try:
-        data = file_data()
-        return Engine(
-            rt, settings.build(RAGConfig, "rag", data), chat_cfg=settings.build(ConversationConfig, "chat", data)
-        )
-    except ValueError as exc:
-        fail(str(exc))
+    return Engine(rt, rag_cfg or build("rag"), chat_cfg=build("chat", chat_overrides))
 
 
 def user_persona(name: str, description: str):
@@ -98,31 +90,29 @@ def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, st
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @config_flags("llm", "chat")
     def chat(
         persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
         message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
-        model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
-        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-        top_p: float | None = typer.Option(None, help="Nucleus sampling mass."),
-        max_new_tokens: int | None = typer.Option(None, help="Most tokens per reply."),
         seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
         user_name: str = USER_NAME_OPTION,
         user_description: str = USER_DESCRIPTION_OPTION,
         greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
         show_prompt: bool = SHOW_PROMPT_OPTION,
+        config: Overrides | None = None,
     ) -> None:
         """Chat with the base model, a persona or a character in the terminal (streaming).
 
         A chat with a character opens with its greeting, as the first turn the model sees."""
         from rolechat.llm import PersonaError
 
-        rt = load_runtime_or_fail(model=model)
+        rt = load_runtime_or_fail(config["llm"])
         if not quiet:
             banner(rt)
-        engine = engine_or_fail(rt)
+        engine = engine_or_fail(rt, chat_overrides=config["chat"])
         user = user_persona(user_name, user_description)
-        params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+        params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
         try:
             rt.manifest(persona)
         except PersonaError as exc:
@@ -194,15 +184,18 @@ def register(app: typer.Typer) -> None:
             history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
 
     @app.command()
+    @config_flags("llm")
     def personas(
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+        config: Overrides | None = None,
     ) -> None:
-        """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
+        """List personas (adapters and characters) under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken
+        ones included."""
         from rolechat import settings
-        from rolechat.llm import LLMConfig, LoadError, describe, discover, resolve_model
+        from rolechat.llm import LoadError, describe, discover, resolve_model
         from rolechat.llm.runtime import persona_roots
 
-        cfg = settings.build(LLMConfig, "llm", file_data())
+        cfg = build("llm", config["llm"])
         try:
             is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
         except LoadError:
@@ -216,10 +209,11 @@ def register(app: typer.Typer) -> None:
             return
         from rich.table import Table
 
-        table = Table("name", "display name", "base model", "system prompt", "status")
+        table = Table("name", "display name", "kind", "base model", "system prompt", "status")
         for r in rows:
+            kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
             table.add_row(
-                *(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
+                *(escape(v) for v in (r["name"], r["display_name"], kind, r["base_model"], r["system_prompt"][:40])),
                 "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
             )
         console.print(table)
