@@ -27,6 +27,7 @@ __all__ = ["Assembly", "ContextOverflow", "Piece", "PromptPart", "DROP_ORDER"]
 
 # Kinds a full context drops, first dropped first (the reverse of their priority).
 DROP_ORDER = ("example", "history", "knowledge", "memory", "lore-triggered", "lore-constant")
+MESSAGE_OVERHEAD = 5  # tokens a chat template adds per message (ChatML: <|im_start|>role\n ... <|im_end|>\n)
 CONTIGUOUS = ("example", "history")  # kinds kept as an unbroken run (no gaps in a conversation)
 
 
@@ -115,8 +116,18 @@ class Assembly:
         piece: each round drops as many pieces as the overflow needs, estimated from their token counts plus
         their share of the template's overhead, and the pieces dropped last are then put back while the
         prompt still fits (the estimate may overshoot by a piece or two)."""
-        total = measure(self.messages())
         dropped: list[Piece] = []
+        # a long history would be rendered and tokenized whole just to learn that most of it goes: drop on an
+        # estimate first (content tokens plus a few per message for the template's role markers)
+        messages = self.messages()
+        estimate = sum(p.part.tokens for p in self.pieces if p.included) + MESSAGE_OVERHEAD * len(messages)
+        for piece in self._victims():
+            if estimate <= budget:
+                break
+            piece.part.included = False
+            dropped.append(piece)
+            estimate -= piece.part.tokens + (MESSAGE_OVERHEAD * len(piece.messages) if piece.place != "system" else 1)
+        total = measure(self.messages())
         while total > budget:
             victims = self._victims()
             if not victims:

@@ -401,7 +401,8 @@ class Engine:
             return [], []
         # the book's own token_budget applies here; chat.lore_tokens in apply_budgets, so what it leaves out is
         # still listed (dropped) in what the model saw
-        entries = book.activate(scan, self.count_tokens, None, substitute=macro)
+        macro_keys = any("{{" in k or "<" in k for e in book.entries for k in (*e.keys, *e.secondary_keys))
+        entries = book.activate(scan, self.count_tokens, None, substitute=macro if macro_keys else None)
         # always-on entries first (they win the budget when the context is full), insertion order inside each
         ordered = sorted(entries, key=lambda e: not e.constant)
         before: list[Piece] = []
