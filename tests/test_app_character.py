@@ -62,3 +62,28 @@ def test_the_user_description_reaches_the_system_part(monkeypatch, tiny_qwen2):
     at.chat_input[0].set_value("你好").run()
     parts = at.session_state["history"][-1]["prompt"]["parts"]
     assert {"kind": "user-persona", "text": "关于用户：一个爱喝茶的学生"}.items() <= parts[2].items()
+
+
+def test_a_png_card_imported_in_the_sidebar_becomes_the_selected_character(monkeypatch, tiny_qwen2, tmp_path):
+    from rolechat.conversation import write_card
+
+    card = write_card(
+        Character(name="苏晚", description="{{char}}是茶园的主人。", first_mes="欢迎来到茶园，{{user}}。"),
+        tmp_path / "苏晚.png",
+    )
+    at = app_test(monkeypatch, tiny_qwen2).run()
+    at.sidebar.file_uploader(key="card_upload").set_value(("苏晚.png", card.read_bytes(), "image/png")).run()
+    next(b for b in at.sidebar.button if b.key == "card_import").click().run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="persona").value == "苏晚"
+    assert [m["content"] for m in at.session_state["history"]] == ["欢迎来到茶园，用户。"]
+    assert any("已导入角色「苏晚」" in s.value for s in at.sidebar.success)
+
+    at.sidebar.file_uploader(key="card_upload").set_value(
+        ("坏.json", b'{"spec": "chara_card_v2", "data": {}}', "application/json")
+    ).run()
+    next(b for b in at.sidebar.button if b.key == "card_import").click().run()
+    assert not at.exception
+    error = at.sidebar.error[0].value
+    assert "导入失败" in error and "坏.json" in error and "name" in error
+    assert at.sidebar.selectbox(key="persona").value == "苏晚"  # nothing half-imported, nothing changed

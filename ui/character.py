@@ -6,22 +6,58 @@
   not started, the sidebar offers the alternate greetings.
 - Under each reply, an expander lists every part of the prompt with its token count, dropped parts marked:
   exactly what `rolechat.conversation.Engine` assembled for that reply.
+- A character card (PNG or JSON, V1/V2/V3) can be imported from the sidebar: it becomes a persona folder
+  (a prompt-only character) and is selected.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from ui import state
 from ui.i18n import t
 
-__all__ = ["user_inputs", "greeting_picker", "open_with_greeting", "show_prompt", "started"]
+__all__ = ["import_card", "user_inputs", "greeting_picker", "open_with_greeting", "show_prompt", "started"]
 
 log = logging.getLogger(__name__)
 
 GREETING_PREVIEW = 24  # characters of each greeting shown in the picker
+
+
+def import_card(rt) -> None:
+    """Sidebar: upload a character card; it is saved as a persona folder, the personas are rescanned, and the
+    new character is selected on the next run."""
+    flash = st.session_state.pop("import_flash", None)
+    with st.expander(t("side.import_card"), expanded=False):
+        if flash:
+            st.success(flash)
+        upload = st.file_uploader(t("side.import_file"), type=["png", "json"], key="card_upload")
+        overwrite = st.checkbox(t("side.import_overwrite"), key="card_overwrite")
+        if not st.button(t("side.import_go"), key="card_import", disabled=upload is None, width="stretch"):
+            return
+        from rolechat.conversation.cardfile import read_avatar, read_card
+        from rolechat.conversation.characters import save_character
+
+        folder = state.app_dir() / "cards"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / Path(upload.name).name  # errors name the file the user picked
+        path.write_bytes(upload.getvalue())
+        try:
+            character = read_card(path)
+            saved = save_character(character, avatar=read_avatar(path), overwrite=overwrite)
+        except (ValueError, OSError) as exc:  # CardError names the file and field; an existing name says so
+            st.error(t("side.import_failed", error=exc))
+            return
+        finally:
+            path.unlink(missing_ok=True)
+        state.sync_personas(rt, force=True)
+        st.session_state["persona_next"] = saved.name  # the picker is already drawn in this run
+        st.session_state["import_flash"] = t("side.import_done", name=character.display_name)
+        st.rerun()
 
 
 def user_inputs():

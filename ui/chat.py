@@ -86,6 +86,8 @@ def persona_label(rt, name: str) -> str:
 
 def _persona_picker(rt) -> str:
     names = rt.persona_names()
+    if st.session_state.get("persona_next") in names:  # a character imported in the previous run
+        st.session_state["persona"] = st.session_state.pop("persona_next")
     if st.session_state.get("persona") not in names:
         st.session_state["persona"] = "base"
     labels = {n: persona_label(rt, n) for n in names}  # resolved now, in this run's language
@@ -145,6 +147,7 @@ def _generation_settings(rt) -> dict[str, Any]:
 def sidebar(rt) -> ChatSettings:
     with st.sidebar:
         persona = _persona_picker(rt)
+        character.import_card(rt)
         user = character.user_inputs()
         greeting = character.greeting_picker(engine(rt), persona, user, history())
         kb, k, mode, condense = _kb_picker(rt)

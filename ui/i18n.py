@@ -86,6 +86,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.standalone": ("检索用的问题：{q}", "Searched for: {q}"),
     # chat: characters, the user persona, what the model saw
     "side.user_header": ("你的身份", "You"),
+    "side.import_card": ("导入角色卡", "Import a character card"),
+    "side.import_file": ("角色卡文件（PNG 或 JSON）", "Card file (PNG or JSON)"),
+    "side.import_overwrite": ("覆盖同名角色", "Replace a character of the same name"),
+    "side.import_go": ("导入", "Import"),
+    "side.import_done": ("已导入角色「{name}」。", "Imported “{name}”."),
+    "side.import_failed": ("导入失败：{error}", "Import failed: {error}"),
     "side.user_name": ("你的名字", "Your name"),
     "side.user_description": ("关于你（会告诉角色）", "About you (told to the character)"),
     "side.greeting": ("开场白", "Greeting"),
