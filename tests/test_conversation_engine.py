@@ -123,6 +123,27 @@ def test_example_dialogues_are_example_turns_between_the_system_part_and_the_his
     assert turn.messages[1 + len(examples) : -1] == history
 
 
+def test_the_characters_note_goes_depth_messages_from_the_end(runtime):
+    history = chat_history(2)  # 4 messages, then the new one
+    engine = Engine(runtime)
+    for depth, role, where in ((2, "assistant", 4), (0, "user", None), (9, "user", 1)):
+        note = {"prompt": "（{{char}}心情很好）", "depth": depth, "role": role}
+        char = character(
+            character_book=None, mes_example="", post_history_instructions="", extensions={"depth_prompt": note}
+        )
+        turn = engine.prepare("你好", character=char, history=history, params={"max_new_tokens": 8})
+        if where is None:  # depth 0: after the last message
+            assert turn.messages[-1] == {"role": "user", "content": "你好\n\n（林夕心情很好）"}
+        else:
+            assert turn.messages[where] == {"role": role, "content": "（林夕心情很好）"}
+            assert [m for m in turn.messages if m["content"] != "（林夕心情很好）"][1:-1] == history
+        assert [p.kind for p in turn.parts].count("depth-prompt") == 1
+    note = {"prompt": "（{{char}}心情很好）", "depth": 2, "role": "system"}  # system text only comes first
+    char = character(character_book=None, mes_example="", extensions={"depth_prompt": note})
+    turn = engine.prepare("你好", character=char, history=history, params={"max_new_tokens": 8})
+    assert turn.messages[0]["content"].endswith("（林夕心情很好）") and turn.messages[1:-1] == history
+
+
 def test_greetings_open_the_chat_with_macros_applied(runtime):
     engine = Engine(runtime)
     assert engine.greetings(character(), USER) == ["小明，请坐。", "又见面了，小明。"]

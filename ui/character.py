@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -39,21 +38,13 @@ def import_card(rt) -> None:
         overwrite = st.checkbox(t("side.import_overwrite"), key="card_overwrite")
         if not st.button(t("side.import_go"), key="card_import", disabled=upload is None, width="stretch"):
             return
-        from rolechat.conversation.cardfile import read_avatar, read_card
-        from rolechat.conversation.characters import save_character
+        from rolechat.conversation.characters import import_card as import_file
 
-        folder = state.app_dir() / "cards"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / Path(upload.name).name  # errors name the file the user picked
-        path.write_bytes(upload.getvalue())
         try:
-            character = read_card(path)
-            saved = save_character(character, avatar=read_avatar(path), overwrite=overwrite)
+            saved, character = import_file(upload.getvalue(), upload.name, overwrite=overwrite)
         except (ValueError, OSError) as exc:  # CardError names the file and field; an existing name says so
             st.error(t("side.import_failed", error=exc))
             return
-        finally:
-            path.unlink(missing_ok=True)
         state.sync_personas(rt, force=True)
         st.session_state["persona_next"] = saved.name  # the picker is already drawn in this run
         st.session_state["import_flash"] = t("side.import_done", name=character.display_name)

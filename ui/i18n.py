@@ -115,6 +115,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "part.history": ("历史消息", "History"),
     "part.message": ("本条消息", "This message"),
     "part.post-history": ("历史后指令", "Post-history instructions"),
+    "part.depth-prompt": ("角色备注", "Character's note"),
     "part.question": ("检索用的问题（不发送）", "Search question (not sent)"),
     # knowledge-base page
     "kb.title": ("知识库", "Knowledge bases"),

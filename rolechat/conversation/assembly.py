@@ -40,7 +40,8 @@ class PromptPart:
     """One piece of the prompt, for the "what the model saw" view.
 
     kind: system, card, user-persona, lore-constant, lore-triggered, memory, knowledge, example, history,
-    message, post-history (and question: the standalone question a knowledge base was searched with, not sent).
+    message, depth-prompt (the card's character's note), post-history (and question: the standalone question a
+    knowledge base was searched with, not sent).
     """
 
     kind: str

@@ -29,7 +29,8 @@ keys are ignored); a chat with a character starts with its greeting as the first
 The prompt, in order: one system message (the persona's or card's system prompt, the caller's system text,
 lore placed before the character, the card's description, personality and scenario, lore placed after it,
 the user persona's description, character memory), the card's example dialogues as example turns, the
-history, then the new message followed by the card's post-history instructions. Each part is within its
+history (with the card's character's note, `extensions.depth_prompt`, that many messages from the end), then
+the new message followed by the card's post-history instructions. Each part is within its
 budget (`ConversationConfig`, section `[chat]`) and the whole never exceeds the model's context minus the
 reply's max_new_tokens (capped at half the context, as the runtime does); see `assembly` for what a full
 context drops first. Macros ({{char}}, {{user}}, <BOT>, <USER>) are replaced in card and lore text;
@@ -314,6 +315,7 @@ class Engine:
                 Piece(self._part("message", "user", message), "message", [{"role": "user", "content": message}])
             )
             build = self._builder()
+        pieces += self._depth_pieces(card, user)
         pieces += self._post_history_pieces(card, user)
         assembly = Assembly(pieces, build)
         cfg = self.chat_cfg
@@ -440,6 +442,25 @@ class Engine:
             for i, m in enumerate(past)
         ]
 
+    def _depth_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
+        """The card's character's note (SillyTavern's depth prompt): `depth` messages from the end, in its role.
+
+        A system-role note joins the end of the system part instead: chat templates here take system text only
+        as the first message."""
+        note = getattr(card, "depth_prompt", None) if card is not None else None
+        if not note:
+            return []
+        from rolechat.conversation.card import apply_macros
+
+        text, depth, role = note
+        text = apply_macros(text.strip(), card, user.name)
+        label = f"character's note (depth {depth}, {role})"
+        if role == "system":
+            return [Piece(self._part("depth-prompt", label, text), "system")]
+        return [
+            Piece(self._part("depth-prompt", label, text), "depth", [{"role": role, "content": text}], payload=depth)
+        ]
+
     def _post_history_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
         text = (getattr(card, "post_history_instructions", "") or "").strip() if card is not None else ""
         if not text:
@@ -485,13 +506,20 @@ class Engine:
             system = "\n\n".join(p.part.text for p in included if p.place == "system")
             messages = [{"role": "system", "content": system}] if system else []
             for piece in included:
-                if piece.place in ("example", "history"):
+                if piece.place == "example":
                     messages.extend(dict(m) for m in piece.messages)
+            chat = [dict(m) for p in included if p.place == "history" for m in p.messages]
             if answer_prompt is not None:
                 last = answer_prompt([p.payload for p in included if p.part.kind == "knowledge"])
             else:
                 last = next(p.part.text for p in included if p.part.kind == "message")
             after = [p.part.text for p in included if p.part.kind == "post-history"]
+            for note in (p for p in included if p.place == "depth"):
+                if note.payload == 0:  # depth 0: after the last message, i.e. in the final user turn
+                    after.insert(0, note.part.text)
+                else:  # `depth` messages before the end, counting the new message
+                    chat.insert(max(len(chat) + 1 - note.payload, 0), dict(note.messages[0]))
+            messages += chat
             messages.append({"role": "user", "content": "\n\n".join([last, *after])})
             return messages
 
