@@ -42,7 +42,7 @@ def test_a_character_chat_opens_with_its_greeting_and_shows_what_the_model_saw(m
     assert not at.exception
     history = at.session_state["history"]
     assert [m["role"] for m in history] == ["assistant", "user", "assistant"]
-    assert "greeting" not in [s.key for s in at.run().sidebar.selectbox]  # the chat has started: no more picking
+    assert "greeting" not in [s.key for s in at.sidebar.selectbox]  # the chat has started: no more picking
     parts = history[-1]["prompt"]["parts"]
     assert [p["kind"] for p in parts] == ["system", "lore-triggered", "card", "history", "message"]
     assert parts[3]["text"] == "又见面了，小明。" and all(p["tokens"] > 0 for p in parts)

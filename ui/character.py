@@ -75,15 +75,16 @@ def _greetings(engine, persona: str, user) -> list[str]:
         return []
 
 
-def greeting_picker(engine, persona: str, user, history: list[dict[str, Any]]) -> int:
-    """Sidebar: which greeting opens the chat, while the conversation has not started (index into greetings)."""
+def greeting_picker(engine, persona: str, user, history: list[dict[str, Any]], sending: bool = False) -> int:
+    """Sidebar: which greeting opens the chat, while the conversation has not started (index into greetings);
+    `sending`: the first message is on its way in this run, so the choice is already made."""
     options = _greetings(engine, persona, user)
     if st.session_state.get("greeting_for") != persona:  # a new character starts from its first greeting
         st.session_state["greeting_for"] = persona
         st.session_state["greeting"] = 0
     if st.session_state.get("greeting", 0) >= len(options):
         st.session_state["greeting"] = 0
-    if len(options) < 2 or started(history):
+    if len(options) < 2 or started(history) or sending:
         return int(st.session_state.get("greeting", 0))
     labels = {
         i: t("side.greeting_option", n=i + 1, preview=" ".join(g.split())[:GREETING_PREVIEW] + "…")

@@ -144,12 +144,13 @@ def _generation_settings(rt) -> dict[str, Any]:
     return {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new)}
 
 
-def sidebar(rt) -> ChatSettings:
+def sidebar(rt, sending: bool = False) -> ChatSettings:
+    """The sidebar's settings; `sending`: a message is on its way in this run (the greeting is then fixed)."""
     with st.sidebar:
         persona = _persona_picker(rt)
         character.import_card(rt)
         user = character.user_inputs()
-        greeting = character.greeting_picker(engine(rt), persona, user, history())
+        greeting = character.greeting_picker(engine(rt), persona, user, history(), sending)
         kb, k, mode, condense = _kb_picker(rt)
         params = _generation_settings(rt)
         if st.button(t("side.clear"), width="stretch", type="secondary"):
@@ -336,12 +337,12 @@ def render() -> None:
     except Exception as exc:  # an invalid [rag]/[app] setting must not take the chat down
         log.exception("sample knowledge base")
         st.error(t("config.error", error=exc))
-    settings = sidebar(rt)
+    prompt = st.chat_input(t("chat.placeholder"))  # drawn at the bottom wherever it is called
+    settings = sidebar(rt, sending=bool(prompt))
     hist = history()
     character.open_with_greeting(
         engine(rt), settings.persona, persona_label(rt, settings.persona), settings.user, settings.greeting, hist
     )
-    prompt = st.chat_input(t("chat.placeholder"))  # drawn at the bottom wherever it is called
     if not hist and not prompt:
         st.caption(t("chat.empty"))
     for msg in hist:
