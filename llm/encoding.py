@@ -111,11 +111,19 @@ class _Shield:
         self.tokenizer = tokenizer
         self.controls = _controls(tokenizer)
         self.literals: list[str] = []
-        joined = "".join(texts)
-        self.mark = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in joined)
+        self.texts = texts
+        self._mark = ""
+
+    @property
+    def mark(self) -> str:
+        """A private-use character that no message holds, to number the placeholders with."""
+        if not self._mark:
+            joined = "".join(self.texts)
+            self._mark = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in joined)
+        return self._mark
 
     def protect(self, text: str) -> str:
-        if self.controls.pattern is None:
+        if self.controls.pattern is None or not self.controls.pattern.search(text):
             return text
 
         def hide(match: re.Match) -> str:

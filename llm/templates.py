@@ -180,6 +180,7 @@ def _think_close(tokenizer: Any, template: str | None) -> str:
 
 
 def check_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Plain {"role", "content"} copies of `messages`; TemplateError naming the message when one is malformed."""
     out = []
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")

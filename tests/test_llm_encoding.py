@@ -332,3 +332,22 @@ def test_runtime_never_turns_user_text_into_control_tokens(qwen_runtimes):
     im_start = rt.tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert ids.count(im_start) == 3  # system, user, the generation prompt: none from the message
     assert rt.tokenizer.decode(ids).count("<|im_start|>system") == 2  # the second one is plain text
+
+
+@pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "qwen3-thinking"])
+def test_the_engine_inherits_plain_text_for_every_part_of_the_prompt(qwen_runtimes, name):
+    """Caller system text (cards, documents), history and the message, through the conversation engine."""
+    from rolechat.conversation import Engine
+
+    rt = qwen_runtimes[name]
+    engine = Engine(rt)
+
+    def control_ids(text):
+        turn = engine.prepare(
+            text,
+            system=f"设定：{text}",
+            history=[{"role": "user", "content": text}, {"role": "assistant", "content": "好"}],
+        )
+        return Counter(t for t in rt.encode(turn.messages, turn.persona) if t in control_tokens(rt.tokenizer))
+
+    assert control_ids(INJECTION) == control_ids("好的") != Counter()
