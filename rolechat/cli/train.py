@@ -6,28 +6,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.options import Overrides, config_flags
 
 
-def _configs(train_overrides: dict[str, Any], base: str | None):
-    from rolechat import settings as rc
-    from rolechat.finetune.config import TrainConfig
-    from rolechat.llm.config import LLMConfig
-
-    data = file_data()
-    try:
-        cfg = rc.build(TrainConfig, "train", data, train_overrides)
-    except ValueError as exc:
-        fail(f"invalid training setting: {exc}")
-    try:
-        llm_cfg = rc.build(LLMConfig, "llm", data, {"model": base})
-    except ValueError as exc:
-        fail(f"invalid [llm] setting: {exc}")
-    return cfg, llm_cfg
+def _configs(config: Overrides):
+    return build("train", config["train"]), build("llm", config["llm"])
 
 
 def _print_lint(prepared, cfg, data) -> None:
@@ -113,17 +100,13 @@ def _print_lint(prepared, cfg, data) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
     def train(
         data: Path | None = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
         persona: str = typer.Option(..., "--persona", "-p", help="Persona (folder) name."),
         system: str | None = typer.Option(None, "--system", help="System prompt (default: the dataset's)."),
         display_name: str = typer.Option("", "--display-name", help="Name shown in the app (default: --persona)."),
         description: str = typer.Option("", "--description", help="One line about the persona."),
-        base: str | None = typer.Option(
-            None, "--base", help="Base model folder or cached hub id (default: llm.model)."
-        ),
-        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data."),
-        max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training."
         ),
@@ -132,44 +115,8 @@ def register(app: typer.Typer) -> None:
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
         out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
-        strict: bool | None = typer.Option(None, "--strict/--no-strict", help="Fail on the first bad record."),
-        last_turn_only: bool | None = typer.Option(
-            None, "--last-turn-only/--all-turns", help="Supervise only the last reply."
-        ),
-        eval_ratio: float | None = typer.Option(None, "--eval-ratio", help="Held-out fraction (0 = none)."),
-        eval_steps: int | None = typer.Option(
-            None, "--eval-steps", help="Evaluate every N steps (0 = before/after only)."
-        ),
-        early_stopping: int | None = typer.Option(None, "--early-stopping", help="Patience in evaluations (0 = off)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
-        schedule: str | None = typer.Option(None, "--schedule", help="linear, cosine, constant, ..."),
-        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Warmup fraction of the steps."),
-        rank: int | None = typer.Option(None, "--rank", help="LoRA rank."),
-        alpha: int | None = typer.Option(None, "--alpha", help="LoRA alpha."),
-        dropout: float | None = typer.Option(None, "--dropout", help="LoRA dropout."),
-        target_modules: str | None = typer.Option(None, "--target-modules", help="all-linear or q_proj,v_proj,..."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per device per step."),
-        grad_accum: int | None = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
-        max_length: int | None = typer.Option(None, "--max-length", help="Most tokens per example."),
-        seed: int | None = typer.Option(None, "--seed", help="Random seed."),
-        packing: bool | None = typer.Option(
-            None, "--packing/--no-packing", help="Pack examples into rows (no padding)."
-        ),
-        sparse_logits: bool | None = typer.Option(
-            None, "--sparse-logits/--no-sparse-logits", help="Logits only where the loss is (default on)."
-        ),
-        group_by_length: bool | None = typer.Option(
-            None, "--group-by-length/--no-group-by-length", help="Length-grouped batches."
-        ),
-        gradient_checkpointing: bool | None = typer.Option(
-            None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory, spend compute."
-        ),
-        qlora: bool | None = typer.Option(None, "--qlora/--no-qlora", help="4-bit base (CUDA only)."),
-        precision: str | None = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16."),
-        save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
-        logging_steps: int | None = typer.Option(None, "--logging-steps", help="Log every N steps."),
-        report_to: str | None = typer.Option(None, "--report-to", help="none, tensorboard or swanlab."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
+        config: Overrides | None = None,
     ) -> None:
         """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
         from rolechat.finetune.data import DataError
@@ -179,36 +126,7 @@ def register(app: typer.Typer) -> None:
             check_name(persona)
         except PersonaError as exc:
             fail(str(exc))
-        overrides = {
-            "epochs": epochs,
-            "max_steps": max_steps,
-            "learning_rate": lr,
-            "schedule": schedule,
-            "warmup_ratio": warmup_ratio,
-            "batch_size": batch_size,
-            "grad_accum": grad_accum,
-            "max_length": max_length,
-            "rank": rank,
-            "alpha": alpha,
-            "dropout": dropout,
-            "target_modules": target_modules.split(",") if target_modules else None,
-            "eval_ratio": eval_ratio,
-            "eval_steps": eval_steps,
-            "early_stopping": early_stopping,
-            "save_steps": save_steps,
-            "seed": seed,
-            "last_turn_only": last_turn_only,
-            "packing": packing,
-            "sparse_logits": sparse_logits,
-            "group_by_length": group_by_length,
-            "gradient_checkpointing": gradient_checkpointing,
-            "qlora": qlora,
-            "precision": precision,
-            "strict": strict,
-            "report_to": report_to,
-            "logging_steps": logging_steps,
-        }
-        cfg, llm_cfg = _configs(overrides, base)
+        cfg, llm_cfg = _configs(config)
         if data is None and not resume:
             fail("--data is required (except with --resume)")
         if dry_run:
@@ -278,18 +196,19 @@ def register(app: typer.Typer) -> None:
         console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
 
     @app.command()
+    @config_flags("llm", aliases={"llm.model": ["--base"]})
     def merge(
         persona: str = typer.Option(..., "--persona", "-p", help="Persona to merge into its base model."),
         out: Path = typer.Option(..., "--out", help="Folder for the merged model (+ tokenizer, chat template)."),
-        base: str | None = typer.Option(None, "--base", help="Base model (default: llm.model, else the persona's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+        config: Overrides | None = None,
     ) -> None:
         """Merge a persona adapter into a full-precision copy of its base model (for vLLM, llama.cpp, ...)."""
         from rolechat.finetune.merge import MergeError, merge_persona
         from rolechat.llm.loader import LoadError
         from rolechat.llm.personas import PersonaError
 
-        _, llm_cfg = _configs({}, base)
+        llm_cfg = build("llm", config["llm"])
         try:
             with err_console.status("merging…"):
                 path = merge_persona(persona, out, llm_cfg, overwrite=overwrite)
