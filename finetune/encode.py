@@ -11,6 +11,7 @@ example whose last reply alone does not fit is skipped and counted.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import statistics
 from collections.abc import Sequence
@@ -116,14 +117,22 @@ def _fit(
     def longest(rows: list[Row]) -> int:
         return max((len(r.input_ids) for r in rows), default=0)
 
-    rows = build_rows(tokenizer, fmt, system + turns, last_turn_only)
-    if longest(rows) <= max_length:
-        return rows, system + turns
-    stats.truncated += 1
-    while len(turns) > 2 and longest(rows) > max_length:
-        turns = turns[2:]  # drop the oldest user/assistant pair
-        stats.turns_dropped += 1
-        rows = build_rows(tokenizer, fmt, system + turns, last_turn_only)
+    def last_fits(pairs: int) -> bool:  # the row of the last reply holds the whole history: the longest one
+        return longest(build_rows(tokenizer, fmt, system + turns[2 * pairs :], True)) <= max_length
+
+    # The fewest oldest user/assistant pairs to drop: bisected on the last reply's row (a few encodes of one
+    # prompt), then confirmed on every row, so a long conversation is not re-encoded turn by turn per pair.
+    most = max(0, (len(turns) - 2) // 2)
+    dropped = bisect.bisect_left(range(most + 1), True, key=last_fits)
+    rows = build_rows(tokenizer, fmt, system + turns[2 * min(dropped, most) :], last_turn_only)
+    while dropped < most and longest(rows) > max_length:
+        dropped += 1
+        rows = build_rows(tokenizer, fmt, system + turns[2 * dropped :], last_turn_only)
+    dropped = min(dropped, most)
+    turns = turns[2 * dropped :]
+    if dropped or longest(rows) > max_length:
+        stats.truncated += 1
+        stats.turns_dropped += dropped
     if longest(rows) <= max_length:
         return rows, system + turns
     # One exchange left and still too long: keep the end of the user message (where the question is).

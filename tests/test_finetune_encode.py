@@ -176,3 +176,28 @@ def test_lint_counts_train_infer_mismatches_and_finds_none_now(template, monkeyp
     assert summary["parity"] >= 1  # the examples whose reply opens with a newline; MULTI's replies are fine
     assert summary["parity_first"][0].startswith("record 3 (line 5): reply ")
     assert "'ĊĊ'" in summary["parity_first"][0] or "'ĊĊĊ'" in summary["parity_first"][0]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_long_conversations_drop_the_same_pairs_as_one_at_a_time(toks, arch):
+    from rolechat.finetune.encode import build_rows
+
+    tok = toks[arch]
+    fmt = resolve_format(tok)
+    lines = ["北京是中国的首都。", "今天天气很好，我们去公园散步吧。" * 3, "臣妾做不到啊！", "你好"]
+    messages = []
+    for i in range(40):
+        messages += [
+            {"role": "user", "content": f"{i}" + lines[i % 4]},
+            {"role": "assistant", "content": lines[(i * 3) % 4]},
+        ]
+    for max_length in (100, 300, 800):
+        (ex, *_), stats = encode_conversations(tok, fmt, [Conversation(messages)], SYSTEM, max_length=max_length)
+        turns = with_system(Conversation(messages), SYSTEM)[1:]
+        dropped = 0
+        while max(len(r.input_ids) for r in build_rows(tok, fmt, [{"role": "system", "content": SYSTEM}, *turns])) > (
+            max_length
+        ):
+            turns, dropped = turns[2:], dropped + 1
+        assert (stats.truncated, stats.turns_dropped) == (1, dropped)
+        assert len(ex.input_ids) <= max_length and stats.parity == 0
