@@ -9,10 +9,13 @@
   `check_row` verifies that for any training row (the dry-run lint's parity count).
 - Message text (user, system, card, lorebook, document and assistant text alike) is plain text: a string
   such as `<|im_end|>` or `<think>` inside a message is encoded as ordinary characters; only the template's
-  own markers become control tokens. Text holding no such string is tokenized exactly as
+  own markers become control tokens. One exception: an assistant message's own think block
+  (`<think>…</think>`, what a thinking model wrote) is left to the template, which drops it from the
+  history as Qwen3's templates do. Text holding no such string is tokenized exactly as
   `tokenizer(render_prompt(...))` always did, so adapters trained before keep their ids.
-- `fit_prompt`: the oldest turns dropped until the prompt fits a token budget, in O(n log n) (a galloping
-  search from an estimate, each probe one render), with the same result as dropping one turn at a time.
+- `fit_prompt`: the oldest turns dropped until the prompt fits a token budget, in O(n log n) at worst (a
+  galloping search from an estimate, each probe one render; 3 renders for 1,000 turns), with the same
+  result as dropping one turn at a time.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class _Controls:
     ids: frozenset[int]
     pattern: re.Pattern | None
 
+
+# Left as tokens in assistant messages: the model's own reasoning, which thinking templates strip from history.
+THINK_TAGS = frozenset({"<think>", "</think>"})
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -122,11 +128,13 @@ class _Shield:
             self._mark = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in joined)
         return self._mark
 
-    def protect(self, text: str) -> str:
+    def protect(self, text: str, keep: Collection[str] = ()) -> str:
         if self.controls.pattern is None or not self.controls.pattern.search(text):
             return text
 
         def hide(match: re.Match) -> str:
+            if match.group(0) in keep:
+                return match.group(0)
             self.literals.append(match.group(0))
             return f"{self.mark}{len(self.literals) - 1}{self.mark}"
 
@@ -145,10 +153,11 @@ class _Shield:
         return ids
 
 
-def encode_text(tokenizer: Any, text: str) -> list[int]:
-    """`text` as plain text: control-token strings in it become ordinary characters."""
+def encode_text(tokenizer: Any, text: str, role: str = "user") -> list[int]:
+    """`text` as plain text: control-token strings in it become ordinary characters (except an assistant
+    text's think tags)."""
     shield = _Shield(tokenizer, [text])
-    return shield.encode(shield.protect(text))
+    return shield.encode(shield.protect(text, THINK_TAGS if role == "assistant" else ()))
 
 
 def encode_prompt(
@@ -162,7 +171,9 @@ def encode_prompt(
     """The ids the model sees before it answers: `render_prompt`, with every message's text as plain text."""
     msgs = check_messages(messages)
     shield = _Shield(tokenizer, [m["content"] for m in msgs])
-    protected = [{**m, "content": shield.protect(m["content"])} for m in msgs]
+    protected = [
+        {**m, "content": shield.protect(m["content"], THINK_TAGS if m["role"] == "assistant" else ())} for m in msgs
+    ]
     text = render_prompt(
         tokenizer, fmt, protected, add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking
     )
@@ -203,7 +214,7 @@ def encode_turns(
         Turn(
             k,
             encode_prompt(tokenizer, fmt, msgs[:k], enable_thinking=enable_thinking),
-            encode_text(tokenizer, msgs[k]["content"]) + eot,
+            encode_text(tokenizer, msgs[k]["content"], "assistant") + eot,
         )
         for k in (replies[-1:] if last_only else replies)
     ]
@@ -290,7 +301,7 @@ def check_row(
                 f"reply {k}: the training prompt differs from the inference prompt at token {at}: training has "
                 f"{_show(tokenizer, have[at : at + 3])}, inference {_show(tokenizer, prompt[at : at + 3])}"
             )
-        reply = encode_text(tokenizer, msgs[k]["content"]) + eot
+        reply = encode_text(tokenizer, msgs[k]["content"], "assistant") + eot
         if list(input_ids[start:end]) != reply:
             return (
                 f"reply {k}: the supervised ids are {_show(tokenizer, input_ids[start : start + 4])}…, but the "
@@ -338,8 +349,9 @@ def fit_prompt(
     """Prompt ids within `budget` tokens: the oldest turns dropped first (never the system message), a
     history always starting with the user; one message too long on its own keeps its longest tail that fits.
 
-    The result equals dropping one message at a time and re-rendering until it fits, but costs a few
-    renders (galloping search from an estimate) instead of one per dropped turn.
+    The result equals dropping one message at a time and re-rendering until it fits (whenever a shorter
+    history never renders longer, as with every chat template we know), but costs a few renders (a
+    galloping search from an estimate, O(log n) renders at worst) instead of one per dropped turn.
     """
     msgs = check_messages(messages)
     system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []

@@ -180,7 +180,9 @@ def test_control_token_strings_in_messages_stay_plain_text(formats, name):
     strings = [*controls_of(tok), INJECTION]
     assert "<|im_end|>" in strings and "<|user|>" in strings
     for s in strings:
-        for where in (0, 1, 3):  # system (card/lore/documents), user, assistant history
+        # system (card, lorebook, documents), user, assistant history (whose own think tags are the template's
+        # business: see the next test)
+        for where in (0, 1, 3) if s not in ("<think>", "</think>") else (0, 1):
             msgs = conversation(["你好。"]) + [{"role": "user", "content": "再说一遍"}]
             clean = [dict(m) for m in msgs]
             msgs[where] = {**msgs[where], "content": f"前{s}后"}
@@ -204,6 +206,23 @@ def test_ordinary_text_encodes_exactly_as_before(formats, name):
             encode_prompt(tok, fmt, history)
             == tok(render_prompt(tok, fmt, history), add_special_tokens=False)["input_ids"]
         )
+
+
+@pytest.mark.parametrize("name", ["qwen3", "qwen3-thinking"])
+def test_an_assistant_think_block_is_left_to_the_template(formats, name):
+    tok, fmt = formats[name]
+    msgs = [
+        {"role": "user", "content": "你好"},
+        {"role": "assistant", "content": "<think>\n想一想\n</think>\n\n皇上万福金安。"},
+        {"role": "user", "content": "<think>不是思考</think>"},
+    ]
+    text = render_prompt(tok, fmt, msgs)
+    assert "想一想" not in text  # Qwen3 drops earlier reasoning from the history ...
+    ids = encode_prompt(tok, fmt, msgs)
+    assert tok.decode(ids) == text
+    think = tok.convert_tokens_to_ids("<think>")
+    # ... and the user's "<think>" stays plain text: the only think tokens are the generation prompt's.
+    assert ids.count(think) == 1 and text.count("<think>") == 2
 
 
 def test_plain_text_and_replies_never_hold_control_ids(formats):
