@@ -311,7 +311,8 @@ def test_trimming_keeps_the_system_prompt_and_the_newest_turns(formats):
 
 
 @pytest.fixture(scope="module")
-def qwen_runtimes(tmp_path_factory):
+def qwen_runtimes(tmp_path_factory, tiny_models):
+    """Runtimes on Qwen-like tokenizers with each template, and on the tiny models with the registry ones."""
     from rolechat.llm.config import LLMConfig
     from rolechat.llm.runtime import Runtime
     from tests.tiny import build_tiny
@@ -327,6 +328,13 @@ def qwen_runtimes(tmp_path_factory):
             root / name, "qwen3" if "qwen3" in name else "qwen2", tokenizer=build_qwen_tokenizer(template)
         )
         out[name] = Runtime.load(LLMConfig(model=str(path), context_length=4096, max_new_tokens=16))
+    for name, arch, template in (
+        ("tiny-glm4", "glm4", "auto"),
+        ("chatml", "qwen2", "chatml"),
+        ("chatglm3", "qwen2", "chatglm3"),
+        ("glm4", "glm4", "glm4"),
+    ):
+        out[name] = Runtime.load(LLMConfig(model=str(tiny_models[arch]), template=template, context_length=4096))
     return out
 
 
@@ -353,7 +361,7 @@ def test_runtime_never_turns_user_text_into_control_tokens(qwen_runtimes):
     assert rt.tokenizer.decode(ids).count("<|im_start|>system") == 2  # the second one is plain text
 
 
-@pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "qwen3-thinking"])
+@pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "qwen3-thinking", "tiny-glm4", "chatml", "chatglm3", "glm4"])
 def test_the_engine_inherits_plain_text_for_every_part_of_the_prompt(qwen_runtimes, name):
     """Caller system text (cards, documents), history and the message, through the conversation engine."""
     from rolechat.conversation import Engine
