@@ -280,7 +280,9 @@ class Runtime:
 
     def _thinking(self, persona: str | None) -> bool:
         manifest = self.manifest(persona)
-        return manifest.enable_thinking if manifest else self.cfg.enable_thinking
+        if manifest is None or persona in self._prompt_only:  # a prompt-only character is the base model's
+            return self.cfg.enable_thinking
+        return manifest.enable_thinking
 
     def encode(
         self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None

@@ -120,3 +120,49 @@ def test_list_shows_imported_and_sample_characters():
     assert rows["suwan"]["lore_entries"] == 12 and rows["xiaoman"]["greetings"] == 3
     table = run("character", "list")
     assert "prompt only" in table.output and "苏晚" in table.output
+
+
+def _data(tmp_path: Path) -> Path:
+    rows = [{"instruction": f"推荐一本书{i}", "output": "读读《人间草木》吧。"} for i in range(12)]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_train_dry_run_with_a_character_renders_its_system_prompt(tiny_qwen2, tmp_path):
+    from rolechat.conversation.card import system_prompt
+
+    card_file = ROOT / "examples" / "characters" / "xiaoman.json"
+    args = ["train", "--character", str(card_file), "--data", str(_data(tmp_path)), "--base", str(tiny_qwen2)]
+    out = run(*args, "--dry-run", "--json")
+    assert out.exit_code == 0, out.output
+    lint = json.loads(out.output)
+    assert lint["system"] == system_prompt(read_card(card_file))
+    assert "小满是大学图书馆的学生助理" in lint["example"] and "{{char}}" not in lint["example"]
+    missing = run("train", "--character", "nobody", "--data", "x.json", "--dry-run")
+    assert missing.exit_code == 1 and "no character 'nobody'" in missing.output
+
+
+def test_train_with_a_character_keeps_card_name_and_avatar(tiny_qwen2, tmp_path):
+    card = png_card(tmp_path / "rin.png", CARD)
+    args = ["train", "--character", str(card), "--data", str(_data(tmp_path)), "--base", str(tiny_qwen2)]
+    out = run(*args, "--max-steps", "1", "--batch-size", "4", "--eval-ratio", "0")
+    assert out.exit_code == 0, out.output
+    folder = settings.personas_dir() / "Rin_Tohsaka"
+    manifest = PersonaManifest.load(folder)
+    assert manifest.display_name == "Rin Tohsaka" and manifest.card["data"]["future"] == "kept"
+    assert manifest.system_prompt.endswith("Rin Tohsaka is a mage.")
+    assert (folder / "adapter_model.safetensors").is_file() and (folder / "avatar.png").is_file()
+    listed = {r["name"]: r for r in json.loads(run("character", "list", "--json").output)}
+    assert listed["Rin_Tohsaka"]["adapter"] is True
+
+
+def test_show_prints_what_the_model_gets():
+    out = run("character", "show", "suwan", "--user-name", "小明", "--json")
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.output)
+    assert info["character"] == "苏晚" and "小明" in info["system_prompt"] and "{{user}}" not in info["system_prompt"]
+    assert len(info["greetings"]) == 3 and info["example_dialogues"][0][0]["role"] == "user"
+    assert len(info["lorebook"]) == 12 and info["lorebook"][7]["logic"] == "AND_ANY"
+    text = run("character", "show", "suwan")
+    assert text.exit_code == 0 and "greeting 2" in text.output and "(always)" in text.output

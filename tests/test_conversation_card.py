@@ -153,3 +153,57 @@ def test_bad_cards_name_the_field(card, message):
     with pytest.raises(CardError) as err:
         Character.from_dict(card)
     assert message in str(err.value)
+
+
+def test_lax_community_cards_still_read():
+    """Shapes seen in the wild: `data` without `spec`, nulls, <START> on the line of the first turn, a numeric
+    SillyTavern position in the card's entry, keys written as one comma-separated string."""
+    char = Character.from_dict(
+        {
+            "data": {
+                "name": "x",
+                "description": None,
+                "tags": None,
+                "extensions": None,
+                "mes_example": "<START>{{user}}: hi\n{{char}}: yo<START>{{user}}: bye",
+                "character_book": {
+                    "entries": [
+                        {"keys": "a, b", "content": "c", "position": 4, "insertion_order": None, "extensions": None}
+                    ],
+                    "scan_depth": None,
+                    "token_budget": 2048.0,
+                },
+            }
+        }
+    )
+    assert char.spec == "chara_card_v2" and char.description == "" and char.tags == [] and char.extensions == {}
+    assert example_dialogues(char, "u") == [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+        [{"role": "user", "content": "bye"}],
+    ]
+    entry = char.character_book.entries[0]
+    assert entry.keys == ["a", "b"] and entry.position == "after_char" and entry.insertion_order == 100
+    assert char.character_book.token_budget == 2048
+
+
+def test_v1_fields_beside_an_empty_data_object_are_used():
+    char = Character.from_dict({"name": "Guide", "first_mes": "ようこそ", "spec": "chara_card_v3", "data": {}})
+    assert (char.name, char.first_mes, char.spec) == ("Guide", "ようこそ", "chara_card_v3")
+    assert "name" not in char.card_extra and char.to_card("v3")["data"]["name"] == "Guide"
+
+
+def test_comment_macros_vanish_and_newline_breaks():
+    text = "a{{// 作者的话 }}b{{comment: 注释}}c{{hidden_key:钥匙}}d{{noop}}e{{newline}}f{{NEWLINE}}g"
+    assert apply_macros(text, "苏晚", "u") == "abcde\nf\ng"
+    assert apply_macros("{{char}} {{random:a,b}}", "苏晚") == "苏晚 {{random:a,b}}"  # unknown macros stay as written
+
+
+def test_depth_prompt_reads_sillytavern_characters_note():
+    note = Character.from_dict(
+        v2(extensions={"depth_prompt": {"prompt": "记住{{char}}怕黑", "depth": 2, "role": "user"}})
+    )
+    assert note.depth_prompt == ("记住{{char}}怕黑", 2, "user")
+    odd = Character.from_dict(v2(extensions={"depth_prompt": {"prompt": "x", "depth": -1, "role": "narrator"}}))
+    assert odd.depth_prompt == ("x", 4, "system")
+    assert Character.from_dict(v2(extensions={"depth_prompt": {"prompt": " "}})).depth_prompt is None
+    assert Character(name="x").depth_prompt is None

@@ -250,3 +250,33 @@ def test_sample_cards_read_and_the_lorebook_triggers():
     assert xiaoman.character_book is None and len(xiaoman.alternate_greetings) == 2
     labels = [e.comment for e in suwan.character_book.activate(["苏晚，你师父是谁？"], len)]
     assert labels == ["茶楼（常驻，不触发其他条目）", "师父陆铁嘴", "醒木（由师父一条递归触发）", "洛阳"]
+
+
+def test_reads_a_charx_archive_and_its_main_icon(tmp_path):
+    import io
+    import zipfile
+
+    data = card(
+        version="v3",
+        description="charx",
+        assets=[
+            {"type": "icon", "uri": "embeded://assets/icon/images/other.png", "name": "other", "ext": "png"},
+            {"type": "icon", "uri": "embeded://assets/icon/images/main.webp", "name": "main", "ext": "webp"},
+        ],
+    )
+    icon = io.BytesIO()
+    Image.new("RGB", (6, 9), (5, 6, 7)).save(icon, format="WEBP", lossless=True)
+    path = tmp_path / "c.charx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("card.json", json.dumps(data, ensure_ascii=False))
+        archive.writestr("assets/icon/images/main.webp", icon.getvalue())
+        archive.writestr("assets/icon/images/other.png", b"not used")
+    char = read_card(path)
+    assert char.description == "charx" and char.spec == "chara_card_v3" and len(char.assets) == 2
+    with Image.open(io.BytesIO(read_avatar(path))) as image:
+        assert image.format == "PNG" and image.size == (6, 9) and image.getpixel((0, 0)) == (5, 6, 7)
+    empty = tmp_path / "empty.charx"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("readme.txt", "no card")
+    with pytest.raises(CardError, match="empty.charx: CHARX archive has no card.json"):
+        read_card(empty)

@@ -148,3 +148,54 @@ def test_sample_characters_match_their_cards_and_are_offered_with_the_demo_model
     from rolechat.llm.runtime import persona_roots
 
     assert SAMPLE_PERSONAS_DIR in persona_roots(LLMConfig(), is_demo=True)
+
+
+def test_prompt_only_character_follows_the_base_models_thinking_setting(tiny_models):
+    char = Character.from_dict(CARD)
+    save_character(char, "linxi")
+    with_prompt = [{"role": "system", "content": system_prompt(char)}, *HELLO]
+    thinking = Runtime.load(LLMConfig(model=str(tiny_models["qwen3"]), enable_thinking=True))
+    plain = Runtime.load(LLMConfig(model=str(tiny_models["qwen3"]), enable_thinking=False))
+    assert plain.encode(with_prompt) != thinking.encode(with_prompt)  # the template does render the setting
+    assert thinking.encode(HELLO, "linxi") == thinking.encode(with_prompt)
+    assert plain.encode(HELLO, "linxi") == plain.encode(with_prompt)
+
+
+def test_prompt_only_character_is_a_model_of_the_api(tiny_qwen2):
+    from fastapi.testclient import TestClient
+
+    from rolechat.api import ServerConfig, create_app
+
+    save_character(Character.from_dict(CARD), "linxi")
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    with TestClient(create_app(rt, ServerConfig())) as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["base", "linxi"]
+        body = {"model": "linxi", "messages": HELLO, "temperature": 0, "max_tokens": 4}
+        reply = client.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"]
+
+
+def test_import_from_uploaded_bytes_names_the_upload_in_errors(tmp_path):
+    from rolechat.conversation.characters import import_card, import_lorebook
+    from rolechat.conversation.lorebook import CardError
+
+    raw = json.dumps(CARD, ensure_ascii=False).encode("utf-8")
+    folder, char = import_card(raw, "林夕.json", name="linxi")
+    assert folder.name == "linxi" and char.name == "林 夕" and not (folder / "avatar.png").exists()
+    world = {"entries": {"1": {"key": ["长安"], "content": "都城"}}}
+    _, book = import_lorebook("linxi", json.dumps(world).encode("utf-8"), "长安.json")
+    assert book.name == "长安" and find_character("linxi")[1].character_book == book
+    with pytest.raises(CardError, match="坏卡.png: PNG has no character card"):
+        import_card(png_bytes(), "坏卡.png")
+    assert sorted(p.name for p in settings.personas_dir().iterdir()) == ["linxi"]
+
+
+def png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
+    return buffer.getvalue()

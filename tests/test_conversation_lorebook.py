@@ -261,3 +261,23 @@ def test_bad_books_name_the_field(bad, message):
     with pytest.raises(CardError) as err:
         Lorebook.from_dict(bad)
     assert message in str(err.value)
+
+
+def test_v3_decorators_are_kept_apart_from_the_prompt_text_and_activate_ones_apply():
+    d = {"keys": ["never"], "content": "@@activate\n@@depth 4\n@@@instruct_depth 4\n常驻的内容", "insertion_order": 1}
+    entry = LoreEntry.from_dict(d)
+    assert entry.content == "常驻的内容" and entry.decorators == ["@@activate", "@@depth 4", "@@@instruct_depth 4"]
+    assert entry.to_dict()["content"] == d["content"] and LoreEntry.from_dict(entry.to_dict()) == entry
+    off = LoreEntry.from_dict({"keys": ["长安"], "content": "@@dont_activate\n不出现", "constant": True})
+    assert active(book(entry, off), "长安") == ["常驻的内容"]
+    plain = LoreEntry.from_dict({"keys": ["a"], "content": "正文\n@@not a decorator here"})
+    assert plain.decorators == [] and plain.content == "正文\n@@not a decorator here"
+
+
+def test_ignore_budget_entries_go_in_even_after_the_budget_is_spent():
+    b = book(
+        LoreEntry(keys=["x"], content="a" * 10, insertion_order=90),
+        LoreEntry(keys=["x"], content="b" * 10, insertion_order=50),
+        LoreEntry(keys=["x"], content="c" * 10, insertion_order=10, extensions={"ignore_budget": True}),
+    )
+    assert active(b, "x", budget=15) == ["c" * 10, "a" * 10]

@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, fail, file_data
+from rolechat.cli.common import build, console, fail
 
 character_app = typer.Typer(
     help="Character cards (SillyTavern V1/V2/V3, JSON or PNG) as personas: import, export, lorebooks.",
@@ -23,34 +23,28 @@ character_app = typer.Typer(
 
 
 def _persona_dirs() -> list[str]:
-    from rolechat import settings
-    from rolechat.llm import LLMConfig
-
-    return list(settings.build(LLMConfig, "llm", file_data()).persona_dirs)
+    return list(build("llm").persona_dirs)
 
 
 @character_app.command("import")
 def import_card(
-    file: Path = typer.Argument(..., help="Card file: .png (chara/ccv3 text chunk) or .json (V1, V2 or V3)."),
+    file: Path = typer.Argument(..., help="Card file: .png (chara/ccv3 text chunk), .json (V1, V2 or V3) or .charx."),
     name: str | None = typer.Option(None, "--name", "-n", help="Persona name (default: from the card's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the card of an existing persona."),
 ) -> None:
     """Import a character card as a persona folder under $ROLECHAT_HOME/personas (prompt-only until trained)."""
-    from rolechat.conversation.cardfile import read_avatar, read_card
-    from rolechat.conversation.characters import persona_name, save_character
+    from rolechat.conversation.characters import import_card
     from rolechat.conversation.lorebook import CardError
 
     try:
-        character = read_card(file)
-        avatar = read_avatar(file)
-        folder = save_character(character, name, avatar=avatar, overwrite=overwrite)
+        folder, character = import_card(file, name=name, overwrite=overwrite)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     book = character.character_book
     lore = f", lorebook of {len(book.entries)} entries" if book else ""
     greetings = 1 + len(character.alternate_greetings) if character.first_mes else len(character.alternate_greetings)
     console.print(
-        f"imported {escape(character.name)} as persona [bold]{escape(name or persona_name(character))}[/] "
+        f"imported {escape(character.name)} as persona [bold]{escape(folder.name)}[/] "
         f"({greetings} greetings{lore}) -> {escape(str(folder))}",
         highlight=False,
         soft_wrap=True,
@@ -83,13 +77,11 @@ def import_lorebook(
     replace: bool = typer.Option(False, "--replace", help="Replace the character's existing lorebook."),
 ) -> None:
     """Attach a standalone lorebook (world info) to an imported character; it exports with the card."""
-    from rolechat.conversation.cardfile import read_lorebook
-    from rolechat.conversation.characters import attach_lorebook
+    from rolechat.conversation.characters import import_lorebook
     from rolechat.conversation.lorebook import CardError
 
     try:
-        book = read_lorebook(file)
-        folder = attach_lorebook(name, book, replace=replace)
+        folder, book = import_lorebook(name, file, replace=replace)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     console.print(
@@ -98,6 +90,72 @@ def import_lorebook(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@character_app.command("show")
+def show_character(
+    name: str = typer.Argument(..., help="Persona name of the character."),
+    user: str = typer.Option("用户", "--user-name", help="Name {{user}} stands for."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show what a character sends the model: system prompt, greetings, example dialogues, lorebook entries."""
+    from rolechat.conversation.card import example_dialogues, greetings, system_prompt
+    from rolechat.conversation.characters import character_roots, find_character
+    from rolechat.conversation.lorebook import CardError
+
+    try:
+        entry, char = find_character(name, character_roots(_persona_dirs()))
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    book = char.character_book
+    lore = [
+        {
+            "label": e.label,
+            "keys": e.keys,
+            "secondary_keys": e.secondary_keys if e.selective else [],
+            "logic": e.selective_logic if e.selective and e.secondary_keys else "",
+            "constant": e.constant,
+            "enabled": e.enabled,
+            "order": e.insertion_order,
+            "position": e.position,
+        }
+        for e in (book.entries if book else [])
+    ]
+    info = {
+        "name": entry.name,
+        "character": char.display_name,
+        "adapter": entry.has_adapter,
+        "system_prompt": system_prompt(char, user),
+        "greetings": greetings(char, user),
+        "example_dialogues": example_dialogues(char, user),
+        "post_history_instructions": char.post_history_instructions,
+        "lorebook": lore,
+        "creator_notes": char.creator_notes,
+    }
+    if as_json:
+        console.print_json(json.dumps(info, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    console.rule(f"{escape(char.display_name)} ({escape(entry.name)})")
+    console.print(f"[bold]system prompt[/]\n{escape(info['system_prompt'])}", highlight=False)
+    for n, greeting in enumerate(info["greetings"]):
+        console.print(f"[bold]greeting {n}[/] {escape(greeting)}", highlight=False)
+    for n, block in enumerate(info["example_dialogues"], 1):
+        turns = " / ".join(f"{t['role']}: {t['content']}" for t in block)
+        console.print(f"[bold]example {n}[/] {escape(turns)}", highlight=False)
+    if lore:
+        table = Table("entry", "keys", "secondary", "order", "position", "on")
+        for e in lore:
+            keys = "(always)" if e["constant"] else ", ".join(e["keys"])
+            second = f"{e['logic']}: {', '.join(e['secondary_keys'])}" if e["logic"] else ""
+            table.add_row(
+                *(escape(str(v)) for v in (e["label"], keys, second, e["order"], e["position"])),
+                "yes" if e["enabled"] else "no",
+            )
+        console.print(table)
+    if char.creator_notes.strip():
+        console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
 
 
 @character_app.command("list")

@@ -156,7 +156,16 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
             table.add_row(
-                *(escape(v) for v in (r["name"], r["display_name"], kind, r["base_model"], r["system_prompt"][:40])),
+                *(
+                    escape(v)
+                    for v in (
+                        r["name"],
+                        r["display_name"],
+                        kind,
+                        r["base_model"],
+                        r["system_prompt"][:40].replace("\n", " "),
+                    )
+                ),
                 "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
             )
         console.print(table)

@@ -73,13 +73,51 @@ def _print_lint(prepared, cfg, data) -> None:
     console.rule()
 
 
+def _character(name_or_file: str, persona, system, display_name, description):
+    """A --character's card, avatar and the persona fields it fills (explicit flags win)."""
+    from rolechat.conversation.card import system_prompt
+    from rolechat.conversation.cardfile import read_avatar, read_card
+    from rolechat.conversation.characters import character_roots, find_character, persona_name
+    from rolechat.conversation.lorebook import CardError
+
+    path = Path(name_or_file).expanduser()
+    try:
+        if path.is_file():
+            char, avatar = read_card(path), read_avatar(path)
+        else:
+            entry, char = find_character(name_or_file, character_roots(build("llm").persona_dirs))
+            avatar = entry.avatar.read_bytes() if entry.avatar else None
+            persona = persona or entry.name
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    notes = char.creator_notes.strip().splitlines()
+    return (
+        char.to_card("v3" if char.spec == "chara_card_v3" else "v2"),
+        avatar,
+        persona or persona_name(char),
+        system if system is not None else system_prompt(char),
+        display_name or char.display_name,
+        description or (notes[0][:120] if notes else ""),
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
     def train(
         data: Path | None = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
-        persona: str = typer.Option(..., "--persona", "-p", help="Persona (folder) name."),
-        system: str | None = typer.Option(None, "--system", help="System prompt (default: the dataset's)."),
+        persona: str | None = typer.Option(
+            None, "--persona", "-p", help="Persona (folder) name (default: the --character's name)."
+        ),
+        character: str | None = typer.Option(
+            None,
+            "--character",
+            help="Train for a character: a card file (.png/.json) or an imported character's name. Its system "
+            "prompt and name go into the persona, its card is kept with the adapter.",
+        ),
+        system: str | None = typer.Option(
+            None, "--system", help="System prompt (default: the --character's, else the dataset's)."
+        ),
         display_name: str = typer.Option("", "--display-name", help="Name shown in the app (default: --persona)."),
         description: str = typer.Option("", "--description", help="One line about the persona."),
         dry_run: bool = typer.Option(
@@ -97,6 +135,13 @@ def register(app: typer.Typer) -> None:
         from rolechat.finetune.data import DataError
         from rolechat.llm.personas import PersonaError, check_name
 
+        card, avatar = None, None
+        if character is not None:
+            card, avatar, persona, system, display_name, description = _character(
+                character, persona, system, display_name, description
+            )
+        if persona is None:
+            fail("--persona is required (or --character, whose name it then takes)")
         try:
             check_name(persona)
         except PersonaError as exc:
@@ -148,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 out=out,
                 resume=resume,
                 overwrite=overwrite,
+                card=card,
             )
         except (DataError, TrainError, LoadError, PersonaError) as exc:
             fail(str(exc))
@@ -155,6 +201,8 @@ def register(app: typer.Typer) -> None:
             fail(f"interrupted; continue with: rolechat train --persona {persona} --resume", code=130)
         if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
             return
+        if avatar is not None and not (result.output / "avatar.png").exists():
+            (result.output / "avatar.png").write_bytes(avatar)
         m = result.metrics
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))

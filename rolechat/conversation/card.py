@@ -107,6 +107,20 @@ class Character:
         """The name {{char}} becomes: the V3 nickname when set, else the name."""
         return self.nickname or self.name
 
+    @property
+    def depth_prompt(self) -> tuple[str, int, str] | None:
+        """SillyTavern's character's note (`extensions.depth_prompt`): (text, depth, role), or None.
+
+        The text goes into the chat `depth` messages from the end (0: after the last one) as a `role`
+        ("system", "user" or "assistant") message. Raw text: apply_macros before sending it."""
+        note = self.extensions.get("depth_prompt")
+        if not isinstance(note, dict) or not isinstance(note.get("prompt"), str) or not note["prompt"].strip():
+            return None
+        depth = note.get("depth", 4)
+        depth = int(depth) if isinstance(depth, (int, float)) and not isinstance(depth, bool) and depth >= 0 else 4
+        role = note.get("role", "system")
+        return note["prompt"], depth, role if role in ("system", "user", "assistant") else "system"
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Character:
         """From a V1 flat card, a V2/V3 card (`spec` + `data`) or a bare `data` object.
@@ -117,15 +131,19 @@ class Character:
             raise CardError("expected a JSON object")
         spec = d.get("spec")
         if spec is not None or isinstance(d.get("data"), Mapping):
+            spec = spec or "chara_card_v2"  # a `data` object without `spec`: written by a lax tool
             if spec not in ("chara_card_v2", "chara_card_v3"):
                 raise CardError(f"spec: expected 'chara_card_v2' or 'chara_card_v3', got {spec!r}")
             if not isinstance(d.get("data"), Mapping):
                 raise CardError("data: expected an object")
-            data, where = d["data"], "data"
-            # V2 writers repeat the V1 fields beside `data`; those are copies, not extra information
+            data, where = dict(d["data"]), "data"
+            # V2 writers repeat the V1 fields beside `data`; those are copies, not extra information. A lax
+            # writer that left `data` without them still has them there: take them (same checks apply).
             card_extra = {k: copy.deepcopy(v) for k, v in d.items() if k not in ("spec", "spec_version", "data")}
             for key in _V1_FIELDS:
-                card_extra.pop(key, None)
+                top = card_extra.pop(key, None)
+                if data.get(key) in (None, "") and isinstance(top, str) and top:
+                    data[key] = top
         else:
             data, where, spec, card_extra = d, "", "chara_card_v1", {}
         prefix = f"{where}." if where else ""
@@ -197,17 +215,31 @@ class Character:
 
 # -- macros ---------------------------------------------------------------------------------------------
 
-_CHAR_MACRO = re.compile(r"\{\{\s*char\s*\}\}|<bot>|<char>", re.IGNORECASE)
-_USER_MACRO = re.compile(r"\{\{\s*user\s*\}\}|<user>", re.IGNORECASE)
+_MACRO = re.compile(
+    r"(?P<char>\{\{\s*char\s*\}\}|<bot>|<char>)"
+    r"|(?P<user>\{\{\s*user\s*\}\}|<user>)"
+    r"|(?P<newline>\{\{\s*newline\s*\}\})"
+    r"|(?P<drop>\{\{\s*(?://|comment\s*:|hidden_key\s*:).*?\}\}|\{\{\s*noop\s*\}\})",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def apply_macros(text: str, char: Character | str, user: str = DEFAULT_USER) -> str:
-    """Replace `{{char}}` (and legacy `<BOT>`, `<CHAR>`) and `{{user}}` (`<USER>`), any letter case."""
+    """Replace `{{char}}` (and legacy `<BOT>`, `<CHAR>`) and `{{user}}` (`<USER>`), any letter case, in one pass
+    (a name that looks like a macro stays as written). Also `{{newline}}`, and the V3 comments `{{// ...}}`,
+    `{{comment: ...}}`, `{{hidden_key: ...}}` and `{{noop}}`, which become nothing."""
     if not text:
         return text or ""
     name = char.display_name if isinstance(char, Character) else char
-    text = _CHAR_MACRO.sub(lambda _: name, text)
-    return _USER_MACRO.sub(lambda _: user, text)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("char"):
+            return name
+        if match.group("user"):
+            return user
+        return "\n" if match.group("newline") else ""
+
+    return _MACRO.sub(replace, text)
 
 
 def greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
@@ -216,7 +248,7 @@ def greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
     return [apply_macros(g, character, user).strip() for g in found if g and g.strip()]
 
 
-_START = re.compile(r"^\s*<start>\s*$", re.IGNORECASE | re.MULTILINE)
+_START = re.compile(r"<start>", re.IGNORECASE)
 
 
 def _speaker_pattern(names: Sequence[str], macros: Sequence[str]) -> str:

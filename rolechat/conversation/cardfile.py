@@ -1,6 +1,7 @@
 """Card and lorebook files: Character Card V1/V2/V3 JSON and PNG in and out, lorebooks standalone or embedded.
 
-    char = read_card("凛.png")              # V1 flat JSON, V2/V3 JSON, or a PNG with `ccv3` / `chara` text
+    char = read_card("凛.png")              # V1 flat JSON, V2/V3 JSON, a PNG with `ccv3` / `chara` text,
+                                            # or a V3 .charx archive (card.json + assets)
     avatar = read_avatar("凛.png")          # the PNG's picture (bytes) without the card text, or None
     write_card(char, "out.png")             # PNG with both chunks (`chara` = V2, `ccv3` = V3), as SillyTavern
     write_card(char, "out.json", version="v3")
@@ -78,10 +79,42 @@ def _decode_chunk(path: Path, name: str, value: str) -> Any:
         raise CardError(f"{path.name}: PNG text chunk {name!r} is not base64 of a JSON card ({exc})") from None
 
 
-def _card_dict(path: Path) -> Any:
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_MAX_MEMBER = 64 * 1024 * 1024  # a CHARX member larger than this is refused (a zip bomb, not a card)
+
+
+def _charx_member(path: Path, member: str) -> bytes:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member)
+            if info.file_size > _MAX_MEMBER:
+                raise CardError(f"{path.name}: {member} is larger than {_MAX_MEMBER // 2**20} MiB")
+            return archive.read(info)
+    except KeyError:
+        raise CardError(f"{path.name}: CHARX archive has no {member}") from None
+    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:  # RuntimeError: an encrypted member
+        raise CardError(f"{path.name}: unreadable CHARX archive ({exc})") from None
+
+
+def _charx_card(path: Path) -> Any:
+    try:
+        return json.loads(_charx_member(path, "card.json").decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path.name}: card.json: invalid JSON ({exc})") from None
+
+
+def _signature(path: Path) -> bytes:
     with path.open("rb") as f:
-        is_png = f.read(8) == _PNG_SIGNATURE
-    if is_png:
+        return f.read(8)
+
+
+def _card_dict(path: Path) -> Any:
+    signature = _signature(path)
+    if signature.startswith(_ZIP_SIGNATURE):  # CHARX (V3): a zip with card.json and the assets
+        return _charx_card(path)
+    if signature == _PNG_SIGNATURE:
         chunks = _png_text(path)
         for name in ("ccv3", "chara"):
             if name in chunks:
@@ -93,7 +126,7 @@ def _card_dict(path: Path) -> Any:
 
 
 def read_card(path: str | Path) -> Character:
-    """A character from a card file (JSON V1/V2/V3, or PNG). CardError names the file and the field."""
+    """A character from a card file (JSON V1/V2/V3, PNG, or V3 CHARX). CardError names the file and the field."""
     path = Path(path)
     if not path.is_file():
         raise CardError(f"{path}: file not found")
@@ -107,20 +140,43 @@ def read_card(path: str | Path) -> Character:
 
 
 def read_avatar(path: str | Path) -> bytes | None:
-    """The picture of a PNG card as PNG bytes, without its card text; None for a JSON card."""
+    """The picture of a PNG card (or a CHARX card's main icon) as PNG bytes, without card text; None for JSON."""
     from PIL import Image
 
     path = Path(path)
-    with path.open("rb") as f:
-        if f.read(8) != _PNG_SIGNATURE:
+    signature = _signature(path)
+    if signature.startswith(_ZIP_SIGNATURE):
+        member = _charx_icon(path)
+        if member is None:
             return None
+        source: Any = io.BytesIO(_charx_member(path, member))
+    elif signature == _PNG_SIGNATURE:
+        source = path
+    else:
+        return None
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")  # no pnginfo: the card chunks stay behind
             return buffer.getvalue()
     except (OSError, ValueError) as exc:
         raise CardError(f"{path.name}: unreadable PNG ({exc})") from None
+
+
+def _charx_icon(path: Path) -> str | None:
+    """The archive member holding a CHARX card's main icon (`embeded://` asset), if any."""
+    card = _charx_card(path)
+    data = card.get("data") if isinstance(card, dict) else None
+    assets = data.get("assets") if isinstance(data, dict) else None
+    if not isinstance(assets, list):
+        return None
+    icons = [a for a in assets if isinstance(a, dict) and a.get("type") == "icon"]
+    icons.sort(key=lambda a: a.get("name") != "main")
+    for icon in icons:
+        uri = str(icon.get("uri", ""))
+        if uri.startswith("embeded://"):
+            return uri[len("embeded://") :]
+    return None
 
 
 def placeholder_avatar(name: str, size: tuple[int, int] = (400, 600)) -> Any:

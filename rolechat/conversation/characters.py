@@ -1,6 +1,6 @@
 """Characters as persona folders: a card imported into `$ROLECHAT_HOME/personas/NAME`, read back, exported.
 
-    folder = save_character(read_card("凛.png"), avatar=read_avatar("凛.png"))  # personas/凛/persona.json
+    folder, char = import_card("凛.png")    # personas/凛/persona.json (+ avatar.png); or import_card(bytes, "凛.png")
     char = load_character(manifest)          # the Character in a persona manifest, or None (adapter only)
     attach_lorebook("凛", read_lorebook("world.json"))
     export_character("凛", "凛.png")          # a card other tools import (PNG: both chunks; JSON: V2 or V3)
@@ -20,12 +20,14 @@ from pathlib import Path
 
 from rolechat import settings
 from rolechat.conversation.card import Character, system_prompt
-from rolechat.conversation.cardfile import write_card
+from rolechat.conversation.cardfile import read_avatar, read_card, read_lorebook, write_card
 from rolechat.conversation.lorebook import CardError, Lorebook
 from rolechat.llm.personas import AVATAR, BASE_PERSONA, MANIFEST, PersonaEntry, PersonaManifest, check_name, discover
 
 __all__ = [
     "attach_lorebook",
+    "import_card",
+    "import_lorebook",
     "character_roots",
     "export_character",
     "find_character",
@@ -123,6 +125,48 @@ def save_character(
         )
     _write_folder(folder, manifest, avatar)
     return folder
+
+
+def import_card(
+    source: str | Path | bytes,
+    filename: str = "",
+    *,
+    name: str | None = None,
+    root: str | Path | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Character]:
+    """Import a card file (a path, or the bytes of an upload named `filename`) as a persona folder.
+
+    Errors (CardError, FileExistsError, PersonaError) name the file; nothing is written unless all of it reads.
+    """
+    character, avatar = _read_upload(source, filename or "card.png", lambda p: (read_card(p), read_avatar(p)))
+    folder = save_character(character, name, root=root, avatar=avatar, overwrite=overwrite)
+    return folder, character
+
+
+def import_lorebook(
+    name: str,
+    source: str | Path | bytes,
+    filename: str = "",
+    *,
+    replace: bool = False,
+    root: str | Path | None = None,
+) -> tuple[Path, Lorebook]:
+    """Attach the lorebook in a file (a path, or the bytes of an upload named `filename`) to character `name`."""
+    book = _read_upload(source, filename or "lorebook.json", read_lorebook)
+    return attach_lorebook(name, book, replace=replace, root=root), book
+
+
+def _read_upload(source: str | Path | bytes, filename: str, read):
+    """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name."""
+    if not isinstance(source, bytes):
+        return read(Path(source))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(filename).name
+        path.write_bytes(source)
+        return read(path)
 
 
 def character_roots(persona_dirs: Iterable[str | Path] = ()) -> list[Path]:

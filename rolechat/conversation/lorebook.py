@@ -29,10 +29,13 @@ Activation rules, as SillyTavern applies them:
   nothing), `delay_until_recursion` (only recursion can activate it).
 - Budget: entries are admitted constant first, then those the chat activated, then recursion's, each group
   by `priority` (or `insertion_order` when an entry has none), highest first; the first entry that does not
-  fit ends the activation. The result comes back sorted by `insertion_order` (lower = earlier in the prompt).
+  fit ends the activation (an entry with SillyTavern's `ignore_budget` in its extensions goes in regardless).
+  The result comes back sorted by `insertion_order` (lower = earlier in the prompt).
 
 SillyTavern features without a place in rolechat (probability, inclusion groups, timed effects, @depth
 positions, vector matching) are kept in `extensions` so they survive a round trip, but do not change activation.
+V3 decorators (`@@name value` lines opening an entry's content) are kept apart in `decorators`, so `content`
+is prompt text; `@@activate` and `@@dont_activate` are honoured, the others are kept for the round trip.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def _bool(value: Any, where: str, default: bool | None = False) -> bool | None:
         return value
     if value in (0, 1):
         return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a lax writer's "true"
+        return value.strip().lower() == "true"
     raise CardError(f"{where}: expected true or false, got {value!r}")
 
 
@@ -129,7 +134,7 @@ _JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 
 
 @functools.lru_cache(maxsize=4096)
-def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Callable[[str], bool] | None:
+def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Callable[[_Text], bool] | None:
     """A predicate for one key, or None when the key can never match (blank, or a broken /regex/)."""
     key = key.strip()
     if not key:
@@ -140,21 +145,40 @@ def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool)
         for flag in slashed.group(2):
             flags |= _JS_FLAGS.get(flag, 0)
         try:
-            return re.compile(slashed.group(1), flags).search  # type: ignore[return-value]
+            return _searcher(re.compile(slashed.group(1), flags))
         except re.error:
             return None
     if use_regex:
         try:
-            return re.compile(key, 0 if case_sensitive else re.IGNORECASE).search  # type: ignore[return-value]
+            return _searcher(re.compile(key, 0 if case_sensitive else re.IGNORECASE))
         except re.error:
             pass  # a key that is not a valid pattern matches literally
     if whole_words and re.fullmatch(r"\w+", key):
-        pattern = re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE)
-        return pattern.search  # type: ignore[return-value]
+        return _searcher(re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE))
     if case_sensitive:
-        return lambda text: key in text
+        return lambda text: key in text.raw
     folded = key.lower()
-    return lambda text: folded in text.lower()
+    return lambda text: folded in text.lowered
+
+
+def _searcher(pattern: re.Pattern[str]) -> Callable[[_Text], bool]:
+    return lambda text: pattern.search(text.raw) is not None
+
+
+class _Text:
+    """Scanned text, lower-cased once for all the case-insensitive keys."""
+
+    __slots__ = ("raw", "_lowered")
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self._lowered: str | None = None
+
+    @property
+    def lowered(self) -> str:
+        if self._lowered is None:
+            self._lowered = self.raw.lower()
+        return self._lowered
 
 
 # -- entries --------------------------------------------------------------------------------------------
@@ -196,7 +220,7 @@ class LoreEntry:
     """
 
     keys: list[str] = field(default_factory=list)
-    content: str = ""
+    content: str = ""  # what enters the prompt (V3 `@@decorator` lines kept apart, in `decorators`)
     secondary_keys: list[str] = field(default_factory=list)
     selective: bool = False
     selective_logic: str = "AND_ANY"  # one of LOGICS
@@ -217,6 +241,7 @@ class LoreEntry:
     name: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, written back unchanged
+    decorators: list[str] = field(default_factory=list)  # V3 `@@name value` lines that opened the content
 
     def __post_init__(self) -> None:
         if self.selective_logic not in LOGICS:
@@ -233,12 +258,13 @@ class LoreEntry:
 
     # -- matching --
 
-    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Callable[[str], bool]]:
+    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Callable[[_Text], bool]]:
         found = (_matcher(k, case_sensitive, bool(self.match_whole_words), bool(self.use_regex)) for k in keys)
         return [m for m in found if m is not None]
 
-    def matches(self, text: str, case_sensitive: bool = False) -> bool:
+    def matches(self, text: str | _Text, case_sensitive: bool = False) -> bool:
         """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`."""
+        text = text if isinstance(text, _Text) else _Text(text)
         case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
         if not any(m(text) for m in self._predicates(self.keys, case)):
             return False
@@ -279,19 +305,21 @@ class LoreEntry:
         position = d.get("position")
         if position in (None, ""):
             position = "before_char"
-        elif position in (0, 1):  # a numeric SillyTavern position left in the card field
-            position = POSITIONS[position]
+        elif isinstance(position, (int, float)) and not isinstance(position, bool):
+            position = "before_char" if position == 0 else "after_char"  # SillyTavern's numeric positions
         elif position not in POSITIONS:
             raise CardError(f"{where}.position: expected 'before_char' or 'after_char', got {position!r}")
         scan_depth = _number(pick("scan_depth"), f"{where}.scan_depth")
         if scan_depth is not None and (not isinstance(scan_depth, int) or scan_depth < 0):
             raise CardError(f"{where}.scan_depth: expected a whole number >= 0, got {scan_depth!r}")
+        decorators, content = _split_decorators(_str(d.get("content"), f"{where}.content"))
         entry_id = d.get("id")
         if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, (int, str))):
             raise CardError(f"{where}.id: expected a number or a string")
         return cls(
             keys=_str_list(d.get("keys"), f"{where}.keys", split_commas=True),
-            content=_str(d.get("content"), f"{where}.content"),
+            content=content,
+            decorators=decorators,
             secondary_keys=_str_list(d.get("secondary_keys"), f"{where}.secondary_keys", split_commas=True),
             selective=bool(_bool(d.get("selective"), f"{where}.selective")),
             selective_logic=logic,
@@ -329,7 +357,7 @@ class LoreEntry:
             ext["position"] = POSITIONS.index(self.position)
         out: dict[str, Any] = {
             "keys": list(self.keys),
-            "content": self.content,
+            "content": "\n".join([*self.decorators, self.content]) if self.decorators else self.content,
             "extensions": ext,
             "enabled": self.enabled,
             "insertion_order": self.insertion_order,
@@ -411,7 +439,8 @@ class Lorebook:
             recent = list(messages)[-depth:] if depth > 0 else []
             return "".join(_SCAN_SEPARATOR + m for m in recent)
 
-        chats: dict[int, str] = {}
+        chats: dict[int, _Text] = {}
+        combined: dict[int, _Text] = {}  # chat + recursion text, per scan depth, for the current sweep
         accepted: list[tuple[int, Any]] = []  # (index in entries, entry)
         done: set[int] = set()
         used = 0
@@ -423,16 +452,25 @@ class Lorebook:
                 if i in done:
                     continue
                 depth = entry.scan_depth if entry.scan_depth is not None else book_depth
-                text = chats.setdefault(depth, chat(depth))
+                if depth not in chats:
+                    chats[depth] = _Text(chat(depth))
+                text = chats[depth]
+                forced = _forced(entry)
+                if forced is False:
+                    continue
                 if step == 1:
-                    if entry.constant:
+                    if entry.constant or forced:
                         found.append(((0, -_rank(entry)), i))
                         continue
                     if entry.delay_until_recursion or not entry.matches(text):
                         continue
                     found.append(((1, -_rank(entry)), i))
                 else:
-                    if entry.exclude_recursion or not entry.matches(text + _SCAN_SEPARATOR + recursion_text):
+                    if entry.exclude_recursion:
+                        continue
+                    if depth not in combined:
+                        combined[depth] = _Text(text.raw + _SCAN_SEPARATOR + recursion_text)
+                    if not entry.matches(combined[depth]):
                         continue
                     found.append(((2, step, -_rank(entry)), i))
             found.sort(key=lambda item: item[0])  # stable: equal ranks keep the book's order
@@ -441,11 +479,14 @@ class Lorebook:
             for _, i in found:
                 entry = entries[i]
                 done.add(i)
-                tokens = count_tokens(_original(entry).content)
-                if limit is not None and used + tokens > limit:
-                    overflow = True
-                    break
-                used += tokens
+                if not entry.extensions.get("ignore_budget"):  # SillyTavern's "ignore budget" entries always go in
+                    if overflow:
+                        continue
+                    tokens = count_tokens(_original(entry).content)
+                    if limit is not None and used + tokens > limit:
+                        overflow = True
+                        continue
+                    used += tokens
                 accepted.append((i, entry))
                 new += 1
                 if not entry.prevent_recursion:
@@ -455,6 +496,7 @@ class Lorebook:
             delayed = step == 1 and any(e.delay_until_recursion for j, e in enumerate(entries) if j not in done)
             if not new and not delayed:
                 break
+            combined.clear()
             step += 1
         accepted.sort(key=lambda item: (item[1].insertion_order, item[0]))
         return [_original(e) for _, e in accepted]
@@ -512,6 +554,25 @@ class Lorebook:
         out["entries"] = [e.to_dict() for e in self.entries]
         out.update(copy.deepcopy(self.extra))
         return out
+
+
+def _split_decorators(content: str) -> tuple[list[str], str]:
+    """V3 decorators: `@@name value` lines (and `@@@` fallbacks) opening the content, apart from the text."""
+    lines = content.split("\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("@@"):
+        n += 1
+    if not n:
+        return [], content
+    return lines[:n], "\n".join(lines[n:]).strip("\n")
+
+
+def _forced(entry: LoreEntry) -> bool | None:
+    """`@@activate` (on in any case) -> True, `@@dont_activate` -> False, else None: the keys decide."""
+    names = {d.split(None, 1)[0] for d in entry.decorators if not d.startswith("@@@")}
+    if "@@activate" in names:
+        return True
+    return False if "@@dont_activate" in names else None
 
 
 def _rank(entry: LoreEntry) -> float:
