@@ -373,6 +373,10 @@ def load_runtime(cfg: LLMConfig | None = None, **overrides: Any) -> Runtime:
     with `rolechat.settings.build(LLMConfig, "llm", file_data, flags)` (file < environment < flags).
     """
     cfg = replace(cfg or LLMConfig(), **overrides) if overrides else (cfg or LLMConfig())
+    if cfg.backend == "openai":
+        from rolechat.llm.remote import RemoteRuntime
+
+        return RemoteRuntime.load(cfg)
     return Runtime.load(cfg)
 
 
