@@ -237,12 +237,15 @@ class Engine:
     # -- assembly -----------------------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of `text` as plain text (cached: history turns are counted again every turn)."""
+        """Tokens of `text` as plain text, as the runtime encodes message text (cached: history turns are
+        counted again every turn)."""
         if not text:
             return 0
         count = self._counts.get(text)
         if count is None:
-            count = len(self.runtime.tokenizer(text, add_special_tokens=False)["input_ids"])
+            from rolechat.llm.encoding import encode_text
+
+            count = len(encode_text(self.runtime.tokenizer, text))
             if len(self._counts) > 8192:
                 self._counts.clear()
             self._counts[text] = count
