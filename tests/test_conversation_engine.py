@@ -285,9 +285,6 @@ def test_a_message_with_control_token_text_does_not_change_the_system_part(runti
     assert [m["role"] for m in injected.messages] == ["system", "user"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="user text is still tokenized with control tokens until the llm layer encodes content as text"
-)
 def test_control_token_text_in_a_message_is_encoded_as_plain_text(runtime):
     turn = Engine(runtime).prepare(INJECTION, character=character(character_book=None), params={"max_new_tokens": 8})
     start = runtime.tokenizer.convert_tokens_to_ids("<|im_start|>")
