@@ -53,6 +53,7 @@ from typing import Any
 
 from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
+from rolechat.conversation.pieces import PieceMaker
 from rolechat.llm import GenerationParams, GenerationStats
 
 __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow", "source_rows"]
@@ -251,13 +252,16 @@ class Engine:
             self._counts[text] = count
         return count
 
+    def pieces(self) -> PieceMaker:
+        """The maker of a turn's pieces, counting with this engine's (cached) token counter."""
+        from rolechat.rag import prompts
+
+        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT)
+
     def budget(self, gen: GenerationParams) -> int:
         """Prompt tokens the context allows: its length minus the reply's room (at most half the context)."""
         context = self.runtime.info.context_length
         return context - min(gen.max_new_tokens, context // 2)
-
-    def _part(self, kind: str, label: str, text: str) -> PromptPart:
-        return PromptPart(kind, label, self.count_tokens(text), text)
 
     def prepare(
         self,
@@ -286,7 +290,9 @@ class Engine:
         user = user or UserPersona()
         gen = self.runtime.params(params)
         past = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
-        pieces = self._system_pieces(manifest, card, user, system, [*[m["content"] for m in past], message])
+        make = self.pieces()
+        scan = [*[m["content"] for m in past], message]
+        pieces = make.system(manifest, card, user, system, scan, self.memory(card, scan, user))
         parts_before: list[PromptPart] = []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
@@ -308,18 +314,18 @@ class Engine:
                     fixed_reply=prompts.NOT_FOUND,
                     budget=self.budget(gen),
                 )
-            pieces += self._knowledge_pieces(docs, sources, question)
-            build = self._builder(answer_prompt=self._answer_prompt(question))
+            pieces += make.knowledge(docs, sources, question)
+            build = make.builder(answer_prompt=make.answer_prompt(question))
         else:
             question, sources = "", None
-            pieces += self._example_pieces(card, user)
-            pieces += self._history_pieces(past)
+            pieces += make.examples(card, user)
+            pieces += make.history(past)
             pieces.append(
-                Piece(self._part("message", "user", message), "message", [{"role": "user", "content": message}])
+                Piece(make.part("message", "user", message), "message", [{"role": "user", "content": message}])
             )
-            build = self._builder()
-        pieces += self._depth_pieces(card, user)
-        pieces += self._post_history_pieces(card, user)
+            build = make.builder()
+        pieces += make.depth_note(card, user)
+        pieces += make.post_history(card, user)
         assembly = Assembly(pieces, build)
         cfg = self.chat_cfg
         assembly.apply_budgets(
@@ -350,129 +356,6 @@ class Engine:
 
     # -- the pieces ---------------------------------------------------------------------------------------
 
-    def _system_pieces(self, manifest: Any, card: Any, user: UserPersona, system: str, scan: list[str]) -> list[Piece]:
-        """System prompt, caller's system text, lore before, card, lore after, user persona, memory.
-
-        With a card, the pieces joined are exactly `card.system_prompt(character, user, before=..., after=...,
-        user_description=...)`, the text training renders (the manifest's `system_prompt` is that text for the
-        default user, so it is not added again); without one, the persona's system prompt as trained."""
-        pieces: list[Piece] = []
-
-        def macro(text: str | None) -> str:
-            if card is None:  # no character: only {{user}} has a value (a trained prompt is sent as it is)
-                return (text or "").replace("{{user}}", user.name)
-            from rolechat.conversation.card import apply_macros
-
-            return apply_macros(text or "", card, user.name)
-
-        def add(kind: str, label: str, text: str) -> None:
-            if text and text.strip():
-                pieces.append(Piece(self._part(kind, label, macro(text.strip()).strip()), "system"))
-
-        if card is not None:
-            from rolechat.conversation.card import DEFAULT_SYSTEM_PROMPT
-
-            head = card.system_prompt
-            add(
-                "system",
-                "system prompt",
-                head.replace("{{original}}", DEFAULT_SYSTEM_PROMPT) if head.strip() else DEFAULT_SYSTEM_PROMPT,
-            )
-        else:
-            prompt = manifest.system_prompt if manifest else ""
-            if prompt.strip():
-                pieces.append(Piece(self._part("system", "system prompt", prompt), "system"))  # as trained
-        add("system", "caller's system message", system)
-        before, after = self._lore_pieces(card, scan, user, macro)
-        pieces += before
-        if card is not None:
-            add("card", "description", card.description)
-            if card.personality.strip():
-                add("card", "personality", f"{{{{char}}}}的性格：{card.personality.strip()}")
-            if card.scenario.strip():
-                add("card", "scenario", f"场景：{card.scenario.strip()}")
-        pieces += after
-        if user.description:
-            add("user-persona", f"user: {user.name}", f"关于{{{{user}}}}：{user.description}")
-        for rank, part in enumerate(self.memory(card, scan, user)):
-            pieces.append(Piece(part, "system", budget_key="memory", rank=rank))
-        return pieces
-
-    def _lore_pieces(
-        self, card: Any, scan: list[str], user: UserPersona, macro: Any
-    ) -> tuple[list[Piece], list[Piece]]:
-        book = getattr(card, "character_book", None) if card is not None else None
-        if book is None or not book.entries:
-            return [], []
-        # the book's own token_budget applies here; chat.lore_tokens in apply_budgets, so what it leaves out is
-        # still listed (dropped) in what the model saw
-        macro_keys = any("{{" in k or "<" in k for e in book.entries for k in (*e.keys, *e.secondary_keys))
-        entries = book.activate(scan, self.count_tokens, None, substitute=macro if macro_keys else None)
-        # always-on entries first (they win the budget when the context is full), insertion order inside each
-        ordered = sorted(entries, key=lambda e: not e.constant)
-        before: list[Piece] = []
-        after: list[Piece] = []
-        for rank, entry in enumerate(ordered):
-            text = macro(entry.content).strip()
-            if not text:
-                continue
-            kind = "lore-constant" if entry.constant else "lore-triggered"
-            label = f"{'always-on' if entry.constant else 'triggered'}: {entry.label}"
-            piece = Piece(self._part(kind, label, text), "system", budget_key="lore", rank=rank)
-            (after if entry.position == "after_char" else before).append(piece)
-        return before, after
-
-    def _example_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
-        if card is None or not (card.mes_example or "").strip():
-            return []
-        from rolechat.conversation.card import example_dialogues
-
-        pieces = []
-        for rank, block in enumerate(example_dialogues(card, user.name)):
-            msgs = [{"role": m["role"], "content": m["content"]} for m in block if m.get("content")]
-            if not msgs:
-                continue
-            text = "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
-            tokens = sum(self.count_tokens(m["content"]) for m in msgs)
-            part = PromptPart("example", f"example dialogue {rank + 1}", tokens, text)
-            pieces.append(Piece(part, "example", msgs, budget_key="example", rank=rank))
-        return pieces
-
-    def _history_pieces(self, past: list[dict[str, str]]) -> list[Piece]:
-        n = len(past)
-        return [
-            Piece(self._part("history", m["role"], m["content"]), "history", [m], budget_key="history", rank=n - i)
-            for i, m in enumerate(past)
-        ]
-
-    def _depth_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
-        """The card's character's note (SillyTavern's depth prompt): `depth` messages from the end, in its role.
-
-        A system-role note joins the end of the system part instead: chat templates here take system text only
-        as the first message."""
-        note = getattr(card, "depth_prompt", None) if card is not None else None
-        if not note:
-            return []
-        from rolechat.conversation.card import apply_macros
-
-        text, depth, role = note
-        text = apply_macros(text.strip(), card, user.name)
-        label = f"character's note (depth {depth}, {role})"
-        if role == "system":
-            return [Piece(self._part("depth-prompt", label, text), "system")]
-        return [
-            Piece(self._part("depth-prompt", label, text), "depth", [{"role": role, "content": text}], payload=depth)
-        ]
-
-    def _post_history_pieces(self, card: Any, user: UserPersona) -> list[Piece]:
-        text = (getattr(card, "post_history_instructions", "") or "").strip() if card is not None else ""
-        if not text:
-            return []
-        from rolechat.conversation.card import apply_macros
-
-        text = apply_macros(text, card, user.name)
-        return [Piece(self._part("post-history", "post-history instructions", text), "message")]
-
     def _retrieve(self, message, past, persona, kb_name, k, mode, condense) -> tuple[str, list[Any]]:
         kb = self.knowledge_base(kb_name)
         question = self.standalone_question(message, past, persona) if condense else message
@@ -480,53 +363,6 @@ class Engine:
         for n, doc in enumerate(docs, 1):
             doc.metadata["citation"] = n
         return question, docs
-
-    def _knowledge_pieces(self, docs: list[Any], sources: list[dict[str, Any]], question: str) -> list[Piece]:
-        pieces = []
-        for rank, (row, doc) in enumerate(zip(sources, docs)):
-            label = f"[{row['n']}] {row['file']} {row['location']}".strip()
-            part = PromptPart("knowledge", label, self.count_tokens(doc.page_content), doc.page_content)
-            pieces.append(Piece(part, "message", budget_key="knowledge", rank=rank, payload=doc))
-        frame = self._answer_prompt(question)([]).replace("\n\n\n", "\n\n")
-        pieces.append(Piece(self._part("message", "answer prompt (the passages go in it)", frame), "message"))
-        return pieces
-
-    def _answer_prompt(self, question: str):
-        from rolechat.rag import prompts
-        from rolechat.rag.chain import format_context
-
-        template = self.rag_cfg.prompt or prompts.ANSWER_PROMPT
-
-        def render(docs: list[Any]) -> str:
-            return template.format(context=format_context(docs), question=question)
-
-        return render
-
-    def _builder(self, answer_prompt: Any = None):
-        """How included pieces become messages: system, example turns, history, the last user turn."""
-
-        def build(included: Sequence[Piece]) -> list[dict[str, str]]:
-            system = "\n\n".join(p.part.text for p in included if p.place == "system")
-            messages = [{"role": "system", "content": system}] if system else []
-            for piece in included:
-                if piece.place == "example":
-                    messages.extend(dict(m) for m in piece.messages)
-            chat = [dict(m) for p in included if p.place == "history" for m in p.messages]
-            if answer_prompt is not None:
-                last = answer_prompt([p.payload for p in included if p.part.kind == "knowledge"])
-            else:
-                last = next(p.part.text for p in included if p.part.kind == "message")
-            after = [p.part.text for p in included if p.part.kind == "post-history"]
-            for note in (p for p in included if p.place == "depth"):
-                if note.payload == 0:  # depth 0: after the last message, i.e. in the final user turn
-                    after.insert(0, note.part.text)
-                else:  # `depth` messages before the end, counting the new message
-                    chat.insert(max(len(chat) + 1 - note.payload, 0), dict(note.messages[0]))
-            messages += chat
-            messages.append({"role": "user", "content": "\n\n".join([last, *after])})
-            return messages
-
-        return build
 
     # -- generation ---------------------------------------------------------------------------------------
 
