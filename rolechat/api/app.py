@@ -12,29 +12,17 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from rolechat.api.config import ServerConfig
+
 __all__ = ["ServerConfig", "create_app"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServerConfig:
-    """`rolechat serve` settings (config section `[server]`)."""
-
-    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for all)."})
-    port: int = field(default=8000, metadata={"help": "TCP port."})
-    api_key: str = field(default="", metadata={"help": "If set, requests need `Authorization: Bearer <key>`."})
-
-    def __post_init__(self) -> None:
-        if not 0 < int(self.port) < 65536:
-            raise ValueError(f"server.port must be 1-65535, got {self.port}")
 
 
 class ChatMessage(BaseModel):

@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from rolechat.cli.common import err_console, fail, file_data
+from rolechat.cli.common import build, err_console
+from rolechat.cli.options import Overrides, config_flags
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def serve(
-        host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
-        port: int | None = typer.Option(None, help="TCP port (default 8000)."),
-        model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
-        api_key: str | None = typer.Option(None, help="Require `Authorization: Bearer KEY`."),
-    ) -> None:
+    @config_flags("server", "llm", "rag")
+    def serve(config: Overrides | None = None) -> None:
         """Serve /v1/models and /v1/chat/completions (OpenAI-compatible, streaming) for every persona."""
         import uvicorn
 
-        from rolechat import settings
-        from rolechat.api import ServerConfig, create_app
+        from rolechat.api import create_app
         from rolechat.cli.chat import banner, load_runtime_or_fail
+        from rolechat.conversation import Engine
 
-        try:
-            server = settings.build(
-                ServerConfig, "server", file_data(), {"host": host, "port": port, "api_key": api_key}
-            )
-        except ValueError as exc:
-            fail(str(exc))
-        rt = load_runtime_or_fail(model=model)
+        server = build("server", config["server"])
+        rag_cfg = build("rag", config["rag"])
+        rt = load_runtime_or_fail(config["llm"])
         banner(rt)
         err_console.print(f"serving on http://{server.host}:{server.port}/v1 (models: {', '.join(rt.persona_names())})")
-        from rolechat.conversation import Engine
-        from rolechat.rag import RAGConfig
-
-        engine = Engine(rt, settings.build(RAGConfig, "rag", file_data()))
+        engine = Engine(rt, rag_cfg)
         uvicorn.run(create_app(rt, server, engine=engine), host=server.host, port=server.port, log_level="info")
