@@ -75,7 +75,7 @@ def main() -> None:
         overrides["embedder_backend"] = args.embedder_backend
     cfg = RAGConfig(**overrides)
 
-    paragraphs = squad_paragraphs(args.qa)
+    paragraphs = [] if args.kb else squad_paragraphs(args.qa)  # --kb: any QA file (SQuAD-style or JSONL)
     source = args.qa
     if args.paragraph_files and not args.kb:
         source = Path(home) / "paragraphs"
@@ -128,7 +128,8 @@ def main() -> None:
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return
     print(
-        f"{out['documents']} paragraphs ({out['indexed']}) -> {out['chunks']} chunks, indexed in {out['index_s']} s; "
+        f"{out['documents'] or '-'} paragraphs ({out['indexed']}) -> {out['chunks']} chunks, "
+        f"indexed in {out['index_s']} s; "
         f"{out['questions']} questions ({out['half']}); settings "
         f"{overrides or 'defaults'}"
     )

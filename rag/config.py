@@ -96,7 +96,7 @@ class RAGConfig:
     lead_weight: float = field(
         default=0.15,
         metadata=_help(
-            "BM25 ranking: bonus for a chunk that opens its section (heading section, SQuAD paragraph, PDF page, "
+            "BM25 ranking: bonus for a chunk that opens its section (heading section, document, SQuAD paragraph, "
             "row): definitions and summaries come first; a tie-breaker. All three 0 = plain BM25 order"
         ),
     )

@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS chunks (
     id TEXT PRIMARY KEY, path TEXT NOT NULL, ord INTEGER NOT NULL, text TEXT NOT NULL, location TEXT NOT NULL,
     headings TEXT NOT NULL, tokens TEXT NOT NULL, vec_key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE INDEX IF NOT EXISTS chunks_path_ord ON chunks(path, ord);
 CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL);
 """
 
@@ -121,20 +120,9 @@ class Manifest:
                 found[r[0]] = ChunkRow(*r)
         return [found[i] for i in ids if i in found]
 
-    def predecessors(self, ids: Sequence[str]) -> dict[str, tuple[str, str] | None]:
-        """(headings, location) of the chunk before each given chunk in its file; None for a file's first."""
-        out: dict[str, tuple[str, str] | None] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            sql = (
-                "SELECT c.id, (SELECT p.headings || char(0) || p.location FROM chunks p WHERE p.path = c.path "
-                f"AND p.ord < c.ord ORDER BY p.ord DESC LIMIT 1) FROM chunks c WHERE c.id IN ({marks})"
-            )
-            for cid, before in self._rows(sql, part):
-                out[cid] = tuple(before.split("\x00", 1)) if before is not None else None
-        return out
+    def outline(self) -> list[tuple[str, str, str, str]]:
+        """(id, path, headings, location) of every chunk, in file and chunk order."""
+        return self._rows("SELECT id, path, headings, location FROM chunks ORDER BY path, ord")
 
     def bm25_rows(self) -> list[tuple[str, str]]:
         return self._rows("SELECT id, tokens FROM chunks ORDER BY id")

@@ -15,8 +15,8 @@ candidate's score becomes
 - sentence coverage: the same share for the chunk's best single sentence together with its heading path.
   A question paraphrases the sentence that answers it, often naming the subject only through the heading
   ("它位于…" under "南宁市第二中学"), so the chunk holding that sentence is the one to read first.
-- opens: the chunk opens its section (a Markdown heading's section, a SQuAD paragraph, a PDF page, a table
-  row, a JSONL record): definitions and summaries come first. A small tie-breaker among near-equals.
+- opens: the chunk opens its section (a Markdown heading's section, a SQuAD paragraph, a document without
+  headings, a table row, a JSONL record): definitions and summaries come first. A small tie-breaker.
 
 Sections are read off the manifest's existing columns (path, ord, headings, location and the file's kind), so
 knowledge bases indexed before this ranking existed use it without being re-indexed.
@@ -24,16 +24,17 @@ knowledge bases indexed before this ranking existed use it without being re-inde
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rolechat.rag.manifest import ChunkRow
-from rolechat.rag.splitting import sentences
 
 __all__ = ["RankWeights", "rank", "opens_section", "LINE_KINDS"]
 
-# Kinds read as one block whose chunks carry line (or paragraph) locations: their sections are their heading
-# paths. Every other kind is read as separate blocks (pages, rows, records, paragraphs, cues): a block is a section.
-LINE_KINDS = frozenset({"markdown", "text", "html", "docx"})
+# Kinds whose sections are their heading paths (a file without headings is one section): Markdown, text, HTML
+# and docx are read as one block with line locations, and a PDF page break is not a new topic. Every other kind
+# is read as separate blocks (SQuAD paragraphs, rows, records, cues, JSON items): each block is a section.
+LINE_KINDS = frozenset({"markdown", "text", "html", "docx", "pdf"})
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,19 @@ class RankWeights:
         return bool(self.coverage or self.sentence or self.lead)
 
 
-def opens_section(row: ChunkRow, before: tuple[str, str] | None, kind: str) -> bool:
-    """Whether `row` is the first chunk of its section, given the (headings, location) of the chunk before it."""
+def opens_section(headings: str, location: str, before: tuple[str, str] | None, kind: str) -> bool:
+    """Whether a chunk (its heading path and location) opens its section, given the (headings, location) of the
+    chunk before it in its file (None for the file's first chunk)."""
     if before is None:
         return True
-    headings, location = before
-    if headings != row.headings:
+    if before[0] != headings:
         return True
-    return kind not in LINE_KINDS and location != row.location
+    return kind not in LINE_KINDS and before[1] != location
+
+
+# Sentence ends for ranking: cheaper than the splitter's rule (no look-arounds), and a sentence cut one
+# character early or late matches the same terms.
+_SENTENCE_END = re.compile(r"[。！？!?；;…\n]+|\. ")
 
 
 def _body(row: ChunkRow) -> str:
@@ -61,18 +67,33 @@ def _body(row: ChunkRow) -> str:
     return row.text[len(prefix) :] if prefix and row.text.startswith(prefix) else row.text
 
 
+def _best_sentence(body: str, terms: list[tuple[str, float]]) -> float:
+    """The highest summed idf of `terms` found together in one sentence of `body`."""
+    best = 0.0
+    reachable = sum(w for _, w in terms)
+    for sentence in _SENTENCE_END.split(body):
+        if len(sentence) < 2:
+            continue
+        value = 0.0
+        for term, weight in terms:
+            if term in sentence:
+                value += weight
+        if value > best:
+            best = value
+            if best >= reachable:
+                break
+    return best
+
+
 def rank(kb, terms: list[str], hits: list[tuple[str, float]], weights: RankWeights) -> list[tuple[str, float]]:
     """BM25 hits [(chunk_id, score)] for a question's BM25 `terms`, re-scored as the module docstring says, best
-    first."""
+    first. `kb` provides `bm25` (idf), `manifest` (chunk rows) and `section_starts()`."""
     if not hits or not weights.active():
         return hits
-    distinct = set(terms)
-    idf = kb.bm25.idf(distinct)
+    idf = kb.bm25.idf(set(terms))
     total = sum(idf.values()) or 1.0
-    manifest = kb.manifest
-    rows = {row.id: row for row in manifest.chunks([cid for cid, _ in hits])}
-    before = manifest.predecessors(list(rows)) if weights.lead else {}
-    kinds = {path: f.kind for path, f in manifest.files().items()} if weights.lead else {}
+    rows = {row.id: row for row in kb.manifest.chunks([cid for cid, _ in hits])}
+    starts = kb.section_starts() if weights.lead else frozenset()
     top = max(score for _, score in hits) or 1.0
     scored = []
     for cid, score in hits:
@@ -86,12 +107,10 @@ def rank(kb, terms: list[str], hits: list[tuple[str, float]], weights: RankWeigh
             if weights.sentence:
                 heading = row.headings.lower()
                 in_heading = sum(idf[t] for t in present if t in heading)
-                rest = [t for t in present if t not in heading]
-                best = 0.0
-                for sentence in sentences(_body(row).lower()) if rest else ():
-                    best = max(best, sum(idf[t] for t in rest if t in sentence))
+                rest = [(t, idf[t]) for t in present if t not in heading]
+                best = _best_sentence(_body(row).lower(), rest) if rest else 0.0
                 value += weights.sentence * (in_heading + best) / total
-            if weights.lead and opens_section(row, before.get(cid), kinds.get(row.path, "")):
+            if cid in starts:
                 value += weights.lead
         scored.append((cid, value))
     scored.sort(key=lambda pair: pair[1], reverse=True)

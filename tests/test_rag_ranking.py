@@ -1,13 +1,11 @@
 """Ranking BM25's candidates with the chunk's structure: coverage, sentence coverage, section openings."""
 
 import math
-import sqlite3
 
 import pytest
 
 from rolechat.rag import KnowledgeBase, RAGConfig
 from rolechat.rag.lexical import query_terms, tokenize
-from rolechat.rag.manifest import ChunkRow
 from rolechat.rag.ranking import RankWeights, opens_section, rank
 from rolechat.settings import ConfigError
 from tests.test_rag_retrieval import BlindEmbedding
@@ -85,17 +83,16 @@ def test_coverage_prefers_more_of_the_question_over_repeating_part_of_it(tmp_pat
 
 
 def test_section_openings_per_kind_of_file():
-    def row(ord_, headings, location):
-        return ChunkRow(f"c{ord_}", "f", ord_, "text", location, headings, "", "")
-
     # Markdown (and text, HTML, docx): a section is a heading path; locations are just line numbers
-    assert opens_section(row(0, "A", "line 2"), None, "markdown")
-    assert not opens_section(row(1, "A", "line 9"), ("A", "line 2"), "markdown")
-    assert opens_section(row(2, "A > B", "line 12"), ("A", "line 9"), "markdown")
-    # Blocks (SQuAD paragraphs, PDF pages, rows, records): a new location opens a new section
-    assert opens_section(row(3, "标题", "标题 ¶2"), ("标题", "标题 ¶1"), "json")
-    assert not opens_section(row(4, "标题", "标题 ¶2"), ("标题", "标题 ¶2"), "json")
-    assert opens_section(row(5, "", "p. 4"), ("", "p. 3"), "pdf")
+    assert opens_section("A", "line 2", None, "markdown")
+    assert not opens_section("A", "line 9", ("A", "line 2"), "markdown")
+    assert opens_section("A > B", "line 12", ("A", "line 9"), "markdown")
+    # ...and a PDF's page break is not a new section
+    assert not opens_section("", "p. 4", ("", "p. 3"), "pdf")
+    # Blocks (SQuAD paragraphs, rows, records, cues): a new location opens a new section
+    assert opens_section("标题", "标题 ¶2", ("标题", "标题 ¶1"), "json")
+    assert not opens_section("标题", "标题 ¶2", ("标题", "标题 ¶2"), "json")
+    assert opens_section("", "row 3", ("", "row 2"), "csv")
 
 
 def test_idf_is_lucenes_and_question_words_are_cut_out(tmp_path):
@@ -111,16 +108,28 @@ def test_idf_is_lucenes_and_question_words_are_cut_out(tmp_path):
     assert set(query_terms("放线菌酮")) == set(tokenize("放线菌酮"))
 
 
-def test_knowledge_base_from_before_the_ranking_is_ranked_without_reindexing(tmp_path):
-    kb = build(tmp_path, DRUGS)
-    path = kb.path / "manifest.sqlite"
-    kb.close()
-    with sqlite3.connect(path) as db:  # as a manifest written before the (path, ord) index existed
-        db.execute("DROP INDEX chunks_path_ord")
-    again = KnowledgeBase("kb", RAGConfig(chunk_size=60, chunk_overlap=0), embeddings=BlindEmbedding())
-    assert again.search("什么是放线菌酮？", k=1)[0].page_content.startswith("放线菌酮\n放线菌酮是一种")
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT name FROM sqlite_master WHERE name='chunks_path_ord'").fetchone()
+def test_section_openers_follow_the_knowledge_base_as_it_changes(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text(
+        "# 甲\n第一段的内容写在这里，句子很长很长很长。\n第二段的内容写在这里，句子也很长很长。\n", "utf-8"
+    )
+    cfg = RAGConfig(chunk_size=40, chunk_overlap=0)
+    kb = KnowledgeBase("kb", cfg, embeddings=BlindEmbedding())
+    kb.index([folder])
+
+    def openers():
+        return sorted(r.text.split("\n")[1][:3] for r in kb.manifest.chunks() if r.id in kb.section_starts())
+
+    assert len(kb.manifest.chunks()) == 2 and openers() == ["第一段"]
+    (folder / "a.md").write_text(
+        "# 甲\n第一段的内容写在这里，句子很长很长很长。\n## 乙\n第二段的内容写在这里，句子也很长很长。\n", "utf-8"
+    )
+    kb.index([folder])  # the second paragraph now opens a section of its own
+    assert openers() == ["第一段", "第二段"]
+    # a knowledge base opened afresh (as one indexed before this ranking existed) reads the same openers
+    again = KnowledgeBase("kb", cfg, embeddings=BlindEmbedding())
+    assert again.section_starts() == kb.section_starts()
 
 
 @pytest.mark.parametrize("name", ["coverage_weight", "sentence_weight", "lead_weight"])
