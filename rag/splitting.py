@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rolechat.rag.loaders import LoadedFile
 
-__all__ = ["Chunk", "split_file", "sentences", "TokenCounter", "SPLITTER_VERSION"]
+__all__ = ["Chunk", "split_file", "TokenCounter", "SPLITTER_VERSION"]
 
 SPLITTER_VERSION = "zh-sent-1"
 
@@ -41,11 +41,6 @@ class _Unit:
     text: str
     location: str
     tokens: int = 0
-
-
-def sentences(text: str) -> list[str]:
-    """The non-blank sentences of a text, cut as the splitter cuts them."""
-    return [piece for piece in _SENTENCE.split(text) if piece.strip()]
 
 
 def _sections(loaded: LoadedFile) -> list[tuple[str, list[_Unit]]]:
