@@ -21,10 +21,11 @@ from typing import Any
 
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.encoding import encode_prompt, fit_prompt
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
-from rolechat.llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
+from rolechat.llm.templates import ChatFormat, resolve_format, stop_token_ids
 
 __all__ = ["Runtime", "RuntimeInfo", "describe", "load_runtime", "persona_roots"]
 
@@ -268,10 +269,17 @@ class Runtime:
         values.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
         return GenerationParams(**values)
 
-    def prepare_messages(self, messages: Sequence[Message], persona: str | None) -> list[dict[str, str]]:
-        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context)."""
+    def prepare_messages(
+        self, messages: Sequence[Message], persona: str | None, persona_system: bool = True
+    ) -> list[dict[str, str]]:
+        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context).
+
+        `persona_system=False`: the messages already hold the whole system text (the conversation engine
+        writes it, card and persona prompt included); they are sent as they are."""
         manifest = self.manifest(persona)
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if not persona_system:
+            return msgs
         system = manifest.system_prompt if manifest else ""
         if msgs and msgs[0]["role"] == "system":
             caller = msgs.pop(0)["content"]
@@ -284,42 +292,33 @@ class Runtime:
             return self.cfg.enable_thinking
         return manifest.enable_thinking
 
-    def encode(
-        self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
+    def prompt_ids(
+        self, messages: Sequence[Message], persona: str | None = None, persona_system: bool = True
     ) -> list[int]:
-        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt)."""
-        msgs = self.prepare_messages(messages, persona)
+        """The prompt's token ids exactly as rendered, nothing dropped (`encode` trims to the context; the
+        conversation engine measures with this and fits the context itself)."""
+        msgs = self.prepare_messages(messages, persona, persona_system)
+        return encode_prompt(self.tokenizer, self.format, msgs, enable_thinking=self._thinking(persona))
+
+    def encode(
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        max_new_tokens: int | None = None,
+        persona_system: bool = True,
+    ) -> list[int]:
+        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt).
+
+        Message text is always plain text to the tokenizer (`llm.encoding`): a `<|im_end|>` typed by a user
+        never becomes the template's control token.
+        """
+        msgs = self.prepare_messages(messages, persona, persona_system)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
         reply = min(max_new_tokens or self.params().max_new_tokens, self.info.context_length // 2)
         budget = self.info.context_length - reply
-        thinking = self._thinking(persona)
-
-        def ids_of(ms: list[dict[str, str]]) -> list[int]:
-            text = render_prompt(self.tokenizer, self.format, ms, enable_thinking=thinking)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        system = msgs[:1] if msgs[0]["role"] == "system" else []
-        turns = msgs[len(system) :]
-        ids = ids_of(system + turns)
-        while len(ids) > budget and len(turns) > 1:
-            turns = turns[1:]
-            while turns and turns[0]["role"] != "user":  # a history must start with the user
-                turns = turns[1:]
-            ids = ids_of(system + turns)
-        if len(ids) > budget:  # one huge message: keep the longest tail that fits (the question is usually last)
-            last = dict(turns[-1])
-            content = last["content"]
-            lo, hi = 0, len(content)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if len(ids_of(system + [{**last, "content": content[len(content) - mid :]}])) <= budget:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            ids = ids_of(system + [{**last, "content": content[len(content) - lo :]}])
-        return ids
+        return fit_prompt(self.tokenizer, self.format, msgs, budget, enable_thinking=self._thinking(persona))
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -328,13 +327,15 @@ class Runtime:
         messages: Sequence[Message],
         persona: str | None = None,
         params: GenerationParams | Mapping[str, Any] | None = None,
+        persona_system: bool = True,
     ) -> GenerationStream:
-        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model."""
+        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
+        `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
         p = self.params(params)
         manifest = self.manifest(persona)
         if manifest and manifest.stop:
             p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens)
+        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
         room = self.info.context_length - len(ids)
         if p.max_new_tokens > room:
             p = replace(p, max_new_tokens=max(room, 1))
@@ -393,6 +394,10 @@ def load_runtime(cfg: LLMConfig | None = None, **overrides: Any) -> Runtime:
     with `rolechat.settings.build(LLMConfig, "llm", file_data, flags)` (file < environment < flags).
     """
     cfg = replace(cfg or LLMConfig(), **overrides) if overrides else (cfg or LLMConfig())
+    if cfg.backend == "openai":
+        from rolechat.llm.remote import RemoteRuntime
+
+        return RemoteRuntime.load(cfg)
     return Runtime.load(cfg)
 
 

@@ -2,7 +2,10 @@
 
 Each persona is a "model" (`base` is the plain base model). Requests are served by the same runtime as the
 app and the CLI, so switching persona per request costs nothing and requests never mix personas.
-A request may add `"knowledge_base": "NAME"` (and `"k"`) to answer from a knowledge base with sources.
+A request may add `"knowledge_base": "NAME"` (and `"k"`) to answer from a knowledge base with sources, and
+`"rolechat": {"user_name": ..., "user_description": ..., "show_prompt": true}`: who the user is in the
+conversation ({{user}} in cards), and "what the model saw" (`prompt_parts`: every part of the prompt with
+its token count, dropped ones marked) in the response (the first chunk when streaming).
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ class ChatMessage(BaseModel):
     content: str
 
 
+class RolechatOptions(BaseModel):
+    """rolechat's own request extension (field `rolechat`)."""
+
+    user_name: str = Field(default="", max_length=100)
+    user_description: str = Field(default="", max_length=4000)
+    show_prompt: bool = False
+
+
 class ChatRequest(BaseModel):
     model: str = "base"
     messages: list[ChatMessage] = Field(min_length=1)
@@ -43,6 +54,7 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     knowledge_base: str | None = None
     k: int | None = Field(default=None, ge=1, le=50)
+    rolechat: RolechatOptions | None = None
 
 
 def _persona(runtime: Any, model: str) -> str | None:
@@ -58,7 +70,7 @@ def _persona(runtime: Any, model: str) -> str | None:
 
 def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = None) -> FastAPI:
     """Build the FastAPI app over `engine` (a rolechat.conversation.Engine; one over `runtime` by default)."""
-    from rolechat.conversation import Engine
+    from rolechat.conversation import Engine, UserPersona
 
     server = server or ServerConfig()
     engine = engine or Engine(runtime)
@@ -100,11 +112,13 @@ def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = N
         if messages[-1]["role"] != "user":
             raise HTTPException(400, "the last message must come from the user")
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        options = req.rolechat or RolechatOptions()
         try:
             turn = engine.prepare(
                 messages[-1]["content"],
                 character=persona,
                 history=messages[:-1],
+                user=UserPersona(options.user_name, options.user_description),
                 knowledge_base=req.knowledge_base,
                 k=req.k,
                 system=system,
@@ -118,6 +132,8 @@ def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = N
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         extra = {"sources": sources} if req.knowledge_base else {}
+        if options.show_prompt:
+            extra["prompt_parts"] = turn.what_the_model_saw()
 
         def usage() -> dict[str, int] | None:
             if stats is None:

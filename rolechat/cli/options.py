@@ -33,6 +33,7 @@ Overrides = dict[str, dict[str, Any]]
 SECTIONS: dict[str, str] = {
     "llm": "rolechat.llm.config:LLMConfig",
     "rag": "rolechat.rag.config:RAGConfig",
+    "chat": "rolechat.conversation.config:ConversationConfig",
     "train": "rolechat.finetune.config:TrainConfig",
     "classify": "rolechat.finetune.classify_config:ClassifyConfig",
     "server": "rolechat.api.config:ServerConfig",

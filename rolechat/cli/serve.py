@@ -10,19 +10,18 @@ from rolechat.cli.options import Overrides, config_flags
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @config_flags("server", "llm", "rag")
+    @config_flags("server", "llm", "rag", "chat")
     def serve(config: Overrides | None = None) -> None:
         """Serve /v1/models and /v1/chat/completions (OpenAI-compatible, streaming) for every persona."""
         import uvicorn
 
         from rolechat.api import create_app
-        from rolechat.cli.chat import banner, load_runtime_or_fail
-        from rolechat.conversation import Engine
+        from rolechat.cli.chat import banner, engine_or_fail, load_runtime_or_fail
 
         server = build("server", config["server"])
         rag_cfg = build("rag", config["rag"])
         rt = load_runtime_or_fail(config["llm"])
         banner(rt)
         err_console.print(f"serving on http://{server.host}:{server.port}/v1 (models: {', '.join(rt.persona_names())})")
-        engine = Engine(rt, rag_cfg)
+        engine = engine_or_fail(rt, rag_cfg, config["chat"])  # the [rag] and [chat] settings, as chat and ask
         uvicorn.run(create_app(rt, server, engine=engine), host=server.host, port=server.port, log_level="info")
