@@ -580,7 +580,8 @@ def _draw(run: RunView) -> None:
     if run.log_tail and run.state in ("failed", "stopped"):
         with st.expander(t("train.log")):
             st.code(run.log_tail, language=None)
-    if run.state in ("starting", "running") and st.button(t("train.stop"), key=f"train_stop_{job.task}_{job.persona}"):
+    stop_key = f"train_stop_{job.persona}" if job.task == "persona" else f"train_stop_{job.task}.{job.persona}"
+    if run.state in ("starting", "running") and st.button(t("train.stop"), key=stop_key):
         stop(job)
 
 
