@@ -90,6 +90,7 @@ def lora(train, test, args) -> dict:
         w.writerow(["text", "label"])
         w.writerows(train)
     cfg = ClassifyConfig(
+        model=args.model,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -109,7 +110,8 @@ def lora(train, test, args) -> dict:
     seconds = time.perf_counter() - started
     m = result.metrics
     return {
-        "model": f"rolechat-demo + LoRA r{args.rank}" + (" + embeddings" if args.train_embeddings else ""),
+        "model": f"{result.manifest.base_model} + LoRA r{args.rank}"
+        + (" + embeddings" if args.train_embeddings else ""),
         **score([y for _, y in test], [p.label for p in preds]),
         "train_s": m["train_runtime_s"],
         "steps": m["steps"],
@@ -121,6 +123,7 @@ def lora(train, test, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="", help="base model folder (default: the built-in demo model)")
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
