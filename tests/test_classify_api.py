@@ -37,6 +37,7 @@ def test_classify_route_returns_labels_and_probabilities(client):
 
 def test_bad_requests_get_4xx(client):
     assert client.post("/v1/classify", json={"model": "nope", "input": "好"}).status_code == 404
+    assert client.post("/v1/classify", json={"model": "/etc", "input": "好"}).status_code == 404  # names only
     assert client.post("/v1/classify", json={"model": "sentiment", "input": []}).status_code == 400
     assert client.post("/v1/classify", json={"model": "sentiment", "input": ["好", " "]}).status_code == 400
     assert client.post("/v1/classify", json={"model": "sentiment"}).status_code in (400, 422)

@@ -36,9 +36,9 @@ class _Cache:
         self.loaded: dict[str, tuple[float, Any]] = {}
 
     def get(self, name: str) -> Any:
-        from rolechat.finetune.classifier import MANIFEST, Classifier, classifier_path
+        from rolechat.finetune.classifier import MANIFEST, Classifier, check_name, classifier_path
 
-        path = classifier_path(name)
+        path = classifier_path(check_name(name))  # a name, never a server path
         stamp = (path / MANIFEST).stat().st_mtime if (path / MANIFEST).is_file() else 0.0
         with self.lock:
             hit = self.loaded.get(name)
@@ -70,8 +70,8 @@ def classify_router(device: str = "auto") -> APIRouter:
         except ClassifierError as exc:
             known = [e.name for e in discover_classifiers() if e.ok]
             raise HTTPException(404, f"{exc} (available classifiers: {', '.join(known) or 'none'})") from None
-        except LoadError as exc:
-            raise HTTPException(409, str(exc)) from None
+        except (LoadError, OSError, RuntimeError, ValueError) as exc:  # the base model or adapter is unusable here
+            raise HTTPException(409, f"classifier {req.model!r} could not be loaded: {exc}") from None
         preds = clf.predict(texts, batch_size=req.batch_size)
         return {
             "object": "list",
