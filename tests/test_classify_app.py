@@ -51,3 +51,16 @@ def test_training_page_starts_a_classifier_run_and_follows_it(tiny_bert, tmp_pat
     from rolechat.settings import classifiers_dir
 
     assert (classifiers_dir() / "bg" / "confusion.png").is_file()
+
+
+def test_tone_check_labels_each_new_reply(monkeypatch, sample_classifier):
+    from rolechat.llm.demo import demo_model_path
+
+    install(sample_classifier)
+    at = app_test(monkeypatch, demo_model_path()).run()  # its replies are words, not the tiny model's blanks
+    assert at.selectbox(key="tone_clf").value is None  # off until picked
+    at.selectbox(key="tone_clf").set_value("sentiment").run()
+    at.chat_input[0].set_value("你好").run()
+    assert not at.exception
+    meta = [c.value for c in at.caption if "语气：" in c.value]
+    assert len(meta) == 1 and ("语气：pos" in meta[0] or "语气：neg" in meta[0])

@@ -153,12 +153,49 @@ def sidebar(rt, sending: bool = False) -> ChatSettings:
         greeting = character.greeting_picker(engine(rt), persona, user, history(), sending)
         kb, k, mode, condense = _kb_picker(rt)
         params = _generation_settings(rt)
+        _tone_picker()
         if st.button(t("side.clear"), width="stretch", type="secondary"):
             st.session_state["history"] = []
             st.session_state.pop("pending", None)
     return ChatSettings(
         persona=persona, kb=kb, k=k, mode=mode, condense=condense, params=params, user=user, greeting=greeting
     )
+
+
+def _tone_picker() -> None:
+    """Optional tone check: a classifier (`rolechat train-classifier`) that labels every new reply."""
+    from rolechat.finetune.classifier import discover_classifiers
+
+    names = [e.name for e in discover_classifiers() if e.ok]
+    if names:
+        st.selectbox(
+            t("side.tone"), [None, *names], key="tone_clf", help=t("side.tone_help"), format_func=lambda n: n or "—"
+        )
+
+
+def _tone(text: str) -> dict[str, Any] | None:
+    """The tone classifier's label for a reply (None when no classifier is picked or it cannot run)."""
+    name = st.session_state.get("tone_clf")
+    if not name or not text.strip():
+        return None
+    from rolechat.finetune.classifier import MANIFEST, classifier_path
+    from ui.classify import load_classifier
+
+    try:
+        path = classifier_path(name)
+        clf = load_classifier(str(path), (path / MANIFEST).stat().st_mtime, _device())
+        pred = clf.predict([text])[0]
+    except Exception as exc:  # a broken classifier must not break the chat
+        log.warning("tone check with %s failed: %s", name, exc)
+        return None
+    return {"classifier": name, "label": pred.label, "score": pred.score}
+
+
+def _device() -> str:
+    from rolechat import settings as rc
+    from rolechat.llm.config import LLMConfig
+
+    return rc.build(LLMConfig, "llm", state.file_data()).device
 
 
 # -- messages -------------------------------------------------------------------------------------------
@@ -193,6 +230,8 @@ def show_meta(msg: dict[str, Any]) -> None:
     )
     if msg.get("stopped"):
         line += " · " + t("chat.stopped")
+    if msg.get("tone"):
+        line += " · " + t("chat.tone", label=msg["tone"]["label"], score=msg["tone"]["score"])
     st.caption(line)
 
 
@@ -305,6 +344,7 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
             finally:
                 tracked.close()  # closes the stream's iterator: stops the generation thread
             pending["stats"] = {"seconds": time.perf_counter() - started, **_stats(stream)}
+            pending["tone"] = _tone(pending["content"])
         except Exception as exc:  # shown in the conversation, never swallowed
             log.exception("generation failed")
             pending["error"] = str(exc)

@@ -17,13 +17,14 @@ from rolechat import settings as rc
 from ui import state
 from ui.i18n import t
 
-__all__ = ["render", "read_upload"]
+__all__ = ["render", "read_upload", "load_classifier"]
 
 log = logging.getLogger(__name__)
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _load(path: str, stamp: float, device: str):
+def load_classifier(path: str, stamp: float, device: str):
+    """A classifier, loaded once per folder and manifest time (shared by this page and the chat's tone check)."""
     from rolechat.finetune.classifier import Classifier
 
     return Classifier.load(path, device=device)
@@ -89,7 +90,7 @@ def render() -> None:
 
         device = rc.build(LLMConfig, "llm", state.file_data()).device
         with st.spinner(t("clf.loading")):
-            clf = _load(str(entry.path), (entry.path / MANIFEST).stat().st_mtime, device)
+            clf = load_classifier(str(entry.path), (entry.path / MANIFEST).stat().st_mtime, device)
         started = time.perf_counter()
         preds = clf.predict(texts)
         seconds = time.perf_counter() - started

@@ -83,6 +83,12 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Start chatting: pick a persona and a knowledge base on the left, then ask below.",
     ),
     "chat.stop": ("停止生成", "Stop generating"),
+    "chat.tone": ("语气：{label} {score:.2f}", "tone: {label} {score:.2f}"),
+    "side.tone": ("语气检查", "Tone check"),
+    "side.tone_help": (
+        "选一个文本分类器，为每条新回复标注标签（显示在回复下方）。",
+        "Pick a text classifier to label every new reply (shown under the reply).",
+    ),
     "chat.stopped": ("（已停止）", "(stopped)"),
     "chat.error": ("生成失败：{error}", "Generation failed: {error}"),
     "chat.meta": (

@@ -44,6 +44,7 @@ KEPT_KEYS = (
     "user_name",
     "user_description",
     "greeting",
+    "tone_clf",
     "kb_on",
     "kb_name",
     "k",
