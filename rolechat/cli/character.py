@@ -3,6 +3,7 @@
 rolechat character import 凛.png [--name rin] [--overwrite]
 rolechat character export rin --out rin.png            (or .json, --version v2|v3)
 rolechat character import-lorebook world.json --name rin [--replace]
+rolechat character import-memory lines.txt --name rin [--replace]   (角色：「台词」 script, or JSONL of query/reply)
 rolechat character list [--json]
 """
 
@@ -87,6 +88,44 @@ def import_lorebook(
     console.print(
         f"attached lorebook {escape(book.name or file.stem)} ({len(book.entries)} entries) to {escape(name)} "
         f"-> {escape(str(folder))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@character_app.command("import-memory")
+def import_memory(
+    file: Path = typer.Argument(
+        ...,
+        help='Lines to remember: a script of `角色：「台词」` lines (also `角色:"台词"`, `角色：台词`; other '
+        "speakers' lines become what was said to the character) or JSONL of {query, reply}.",
+    ),
+    name: str = typer.Option(..., "--name", "-n", help="The character (persona name) whose memory it is."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the character's memory instead of adding to it."),
+) -> None:
+    """Give a character a memory of its lines (memory.jsonl): each turn the most relevant ones join the prompt."""
+    from rolechat import settings
+    from rolechat.conversation.characters import load_character
+    from rolechat.conversation.memory import import_memory
+    from rolechat.llm.personas import discover
+
+    roots = [settings.personas_dir(), *(Path(p).expanduser() for p in _persona_dirs())]
+    entry = next((e for e in discover(roots) if e.name == name), None)
+    if entry is None or entry.manifest is None:
+        why = f" ({entry.error})" if entry is not None else ""
+        fail(f"no persona {name!r} under {', '.join(str(r) for r in roots)}{why}")
+    manifest = entry.manifest
+    try:
+        card = load_character(manifest)
+    except ValueError as exc:
+        fail(str(exc))
+    speaker = card.name if card is not None else manifest.display_name or name
+    try:
+        path, added = import_memory(entry.path, file, speaker, [manifest.display_name, name], replace=replace)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(
+        f"{'replaced' if replace else 'added'} {added} memory entries of {escape(name)} -> {escape(str(path))}",
         highlight=False,
         soft_wrap=True,
     )
