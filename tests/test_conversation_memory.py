@@ -46,6 +46,25 @@ def test_recall_keeps_exactly_the_two_best_when_the_budget_fits_two():
     assert memory.recall(["完全无关的英文 hello"], len, budget, "甄嬛") == []
 
 
+def test_the_index_is_cached_on_disk_and_rebuilt_when_the_entries_change(tmp_path, monkeypatch):
+    import rolechat.rag.lexical as lexical
+
+    first = CharacterMemory(ENTRIES, cache=tmp_path / "index")
+    assert (tmp_path / "index" / "state.json").is_file()
+
+    def no_tokenizing(text):
+        raise AssertionError("tokenized again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lexical, "tokenize", no_tokenizing)
+        again = CharacterMemory(ENTRIES, cache=tmp_path / "index")  # same entries: loaded, not tokenized
+        with pytest.raises(AssertionError, match="tokenized again"):
+            CharacterMemory([*ENTRIES, MemoryEntry("新的一行")], cache=tmp_path / "index")
+    query = ["皇上驾到，你可知罪"]
+    assert [(e, round(s, 4)) for e, s in again.search(query)] == [(e, round(s, 4)) for e, s in first.search(query)]
+    assert again.search(query)[0][0].source == "s:1"
+
+
 def test_dense_retrieval_joins_bm25_when_an_embedder_is_given():
     class Embeddings:  # "similar" = same first character of the reply
         def embed_documents(self, texts):

@@ -253,6 +253,9 @@ class Engine:
 
     def _memory_of(self, folder: Path) -> Any:
         """The cached index of `folder`'s memory.jsonl (None without one), rebuilt when the file changes."""
+        import hashlib
+
+        from rolechat import settings
         from rolechat.conversation.memory import CharacterMemory
         from rolechat.llm.memoryfile import MEMORY_FILE
 
@@ -266,7 +269,8 @@ class Engine:
         with self._memory_lock:
             cached = self._memories.get(path)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, CharacterMemory.load(path, self._memory_embeddings()))
+                cache = settings.cache_dir() / "memory" / hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+                cached = (stamp, CharacterMemory.load(path, self._memory_embeddings(), cache))
                 self._memories[path] = cached
             return cached[1]
 

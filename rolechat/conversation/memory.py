@@ -12,7 +12,9 @@ message close to something once said to the character brings back how it answere
 Retrieval is the rag package's Chinese BM25 (jieba words plus CJK characters and bigrams, `rag.lexical`)
 over the query and reply of each entry; with an embedder (any LangChain `Embeddings`, e.g. a Chinese
 `rag.embedder` model) dense similarity joins it by reciprocal-rank fusion. The index lives in memory: a few
-thousand lines index in about a second and a search takes a millisecond or two.
+thousand lines are tokenized in a few seconds, so the engine caches the BM25 index on disk (under
+`settings.cache_dir()`, keyed by the file's path, checked against a digest of its entries); a search with
+its packing takes a few milliseconds.
 
 Memories are added by `rolechat train` (from the training conversations) and by `import_memory` (`rolechat
 character import-memory`): a script of `角色：「台词」` lines or a JSONL of {query, reply}.
@@ -20,9 +22,13 @@ character import-memory`): a script of `角色：「台词」` lines or a JSONL 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,32 +71,68 @@ def entry_text(entry: MemoryEntry, speaker: str) -> str:
 class CharacterMemory:
     """An index over a character's memory entries. Thread-safe for searching once built."""
 
-    def __init__(self, entries: Sequence[MemoryEntry], embeddings: Any = None, source: str = "") -> None:
-        import bm25s
-
-        from rolechat.rag.lexical import tokenize
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
-
+    def __init__(
+        self, entries: Sequence[MemoryEntry], embeddings: Any = None, source: str = "", cache: Path | None = None
+    ) -> None:
+        """Index `entries`. With `cache` (a folder), the BM25 index is saved there with a digest of the entries
+        and loaded back instead of rebuilt while they are the same (tokenizing 3,000 lines takes seconds)."""
         self.entries = list(entries)
         self.source = source
         self._retriever = None
         self._vocab: dict[str, int] = {}
-        corpus = [tokenize(f"{e.query}\n{e.reply}") for e in self.entries]
-        if any(corpus):
-            self._retriever = bm25s.BM25(k1=1.2, b=0.75)  # as rag.lexical
-            self._retriever.index(corpus, show_progress=False)
-            self._vocab = dict(self._retriever.vocab_dict)
+        if self.entries:
+            self._retriever = self._bm25(cache)
+            self._vocab = dict(self._retriever.vocab_dict) if self._retriever is not None else {}
         self._embeddings = embeddings
         self._vectors = None
         if embeddings is not None and self.entries:
             vectors = np.asarray(embeddings.embed_documents([f"{e.query}\n{e.reply}" for e in self.entries]))
             self._vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
+    def _bm25(self, cache: Path | None) -> Any:
+        import bm25s
+
+        from rolechat.rag.lexical import TOKENIZER_VERSION, tokenize
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
+        digest = hashlib.sha256(
+            json.dumps([TOKENIZER_VERSION, [[e.query, e.reply] for e in self.entries]], ensure_ascii=False).encode()
+        ).hexdigest()
+        if cache is not None:
+            try:
+                if json.loads((cache / "state.json").read_text(encoding="utf-8"))["digest"] == digest:
+                    return bm25s.BM25.load(str(cache))
+            except (OSError, ValueError, KeyError) as exc:
+                log.debug("memory index cache %s not usable (%s); rebuilding", cache, exc)
+        corpus = [tokenize(f"{e.query}\n{e.reply}") for e in self.entries]
+        if not any(corpus):
+            return None
+        retriever = bm25s.BM25(k1=1.2, b=0.75)  # as rag.lexical
+        retriever.index(corpus, show_progress=False)
+        if cache is not None:
+            self._save(retriever, cache, digest)
+        return retriever
+
+    @staticmethod
+    def _save(retriever: Any, cache: Path, digest: str) -> None:
+        """Save the index into `cache` whole or not at all (built beside it, then renamed); a failure only logs."""
+        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}-{threading.get_ident()}")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            retriever.save(str(tmp), show_progress=False)
+            (tmp / "state.json").write_text(json.dumps({"digest": digest}), encoding="utf-8")
+            shutil.rmtree(cache, ignore_errors=True)
+            os.replace(tmp, cache)
+        except OSError as exc:
+            log.warning("could not cache the memory index in %s: %s", cache, exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     @classmethod
-    def load(cls, path: str | Path, embeddings: Any = None) -> CharacterMemory:
+    def load(cls, path: str | Path, embeddings: Any = None, cache: Path | None = None) -> CharacterMemory:
         """The memory in `path` (a memory.jsonl); MemoryFileError naming the file and line for a bad one."""
-        return cls(read_memory(path), embeddings, str(path))
+        return cls(read_memory(path), embeddings, str(path), cache)
 
     def __len__(self) -> int:
         return len(self.entries)
