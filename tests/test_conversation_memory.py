@@ -44,6 +44,8 @@ def test_recall_keeps_exactly_the_two_best_when_the_budget_fits_two():
     assert texts[0] == "对方：「皇上驾到，你可知罪？」\n甄嬛：「臣妾不知何罪之有。」"
     assert [e.source for e, _, _ in memory.recall(["皇上驾到，你可知罪"], len, budget - 1, "甄嬛")] == ["s:1"]
     assert memory.recall(["完全无关的英文 hello"], len, budget, "甄嬛") == []
+    twice = CharacterMemory([ENTRIES[0], *ENTRIES])  # a line said twice is remembered once
+    assert [e.source for e, _, _ in twice.recall(["皇上驾到，你可知罪"], len, budget, "甄嬛")] == ["s:1", "s:2"]
 
 
 def test_the_index_is_cached_on_disk_and_rebuilt_when_the_entries_change(tmp_path, monkeypatch):

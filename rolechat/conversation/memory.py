@@ -181,11 +181,15 @@ class CharacterMemory:
     ) -> list[tuple[MemoryEntry, str, int]]:
         """The best entries for `texts` packed greedily into `budget` tokens (0 = no budget: the `k` best), as
         (entry, prompt text, tokens), most relevant first. An entry that does not fit is skipped and a smaller
-        one after it may still go in, as the assembly packs every budgeted kind."""
+        one after it may still go in, as the assembly packs every budgeted kind; a repeated exchange goes in once."""
         kept = []
         used = 0
+        seen = set()
         for entry, _ in self.search(texts, k):
             text = entry_text(entry, speaker)
+            if text in seen:  # the same exchange twice in the file (a line said more than once)
+                continue
+            seen.add(text)
             tokens = count_tokens(text)
             if budget and used + tokens > budget:
                 continue
