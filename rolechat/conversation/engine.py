@@ -28,7 +28,8 @@ keys are ignored); a chat with a character starts with its greeting as the first
 
 The prompt, in order: one system message (the persona's or card's system prompt, the caller's system text,
 lore placed before the character, the card's description, personality and scenario, lore placed after it,
-the user persona's description, character memory), the card's example dialogues as example turns, the
+the user persona's description, character memory: the exchanges of the persona folder's memory.jsonl most
+like the new message and the one before it, see `memory`), the card's example dialogues as example turns, the
 history (with the card's character's note, `extensions.depth_prompt`, that many messages from the end), then
 the new message followed by the card's post-history instructions. Each part is within its
 budget (`ConversationConfig`, section `[chat]`) and the whole never exceeds the model's context minus the
