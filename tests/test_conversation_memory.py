@@ -48,6 +48,12 @@ def test_recall_keeps_exactly_the_two_best_when_the_budget_fits_two():
     assert [e.source for e, _, _ in twice.recall(["皇上驾到，你可知罪"], len, budget, "甄嬛")] == ["s:1", "s:2"]
 
 
+def test_without_a_budget_the_eight_most_relevant_are_recalled():
+    many = CharacterMemory([MemoryEntry(f"皇上第{i}次来了。", f"皇上驾到{i}") for i in range(12)])
+    assert len(many.search(["皇上驾到"])) == 12
+    assert len(many.recall(["皇上驾到"], len, 0, "甄嬛")) == 8
+
+
 def test_the_index_is_cached_on_disk_and_rebuilt_when_the_entries_change(tmp_path, monkeypatch):
     import rolechat.rag.lexical as lexical
 
@@ -232,6 +238,8 @@ def test_import_memory_appends_replaces_and_refuses_a_bad_line_without_writing(t
     jsonl.write_text(json.dumps({"query": "你好", "reply": "嗯。"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert run("character", "import-memory", str(jsonl), "--name", "zhen", "--replace").exit_code == 0
     assert read_memory(folder / MEMORY_FILE) == [MemoryEntry("嗯。", "你好", "import:lines.jsonl")]
+    shown = run("character", "show", "zhen", "--json")
+    assert json.loads(shown.output)["memory_entries"] == 1
 
     stamp = (folder / MEMORY_FILE).read_bytes()
     bad = tmp_path / "bad.txt"

@@ -131,6 +131,19 @@ def import_memory(
     )
 
 
+def _memory_size(folder: Path) -> int:
+    """Entries in the folder's memory.jsonl (0 without one); a bad file is an error naming its line."""
+    from rolechat.llm.memoryfile import MEMORY_FILE, read_memory
+
+    path = folder / MEMORY_FILE
+    if not path.is_file():
+        return 0
+    try:
+        return len(read_memory(path))
+    except ValueError as exc:
+        fail(str(exc))
+
+
 @character_app.command("show")
 def show_character(
     name: str = typer.Argument(..., help="Persona name of the character."),
@@ -169,6 +182,7 @@ def show_character(
         "example_dialogues": example_dialogues(char, user),
         "post_history_instructions": char.post_history_instructions,
         "lorebook": lore,
+        "memory_entries": _memory_size(entry.path),
         "creator_notes": char.creator_notes,
     }
     if as_json:
@@ -193,6 +207,8 @@ def show_character(
                 "yes" if e["enabled"] else "no",
             )
         console.print(table)
+    if info["memory_entries"]:
+        console.print(f"[bold]memory[/] {info['memory_entries']} remembered exchanges (memory.jsonl)", highlight=False)
     if char.creator_notes.strip():
         console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
 

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.), as rag's hybrid retriever
 CANDIDATES = 32  # entries each leg hands to fusion and packing
+UNBUDGETED = 8  # entries recalled when chat.memory_tokens is 0 (no budget of its own)
 SCRIPT_CONTEXT = 2  # other speakers' lines kept as the query of the character's next line
 _SPEAKER = re.compile(r"^\s*(?P<name>[^\s：:「」\"“”]{1,24})\s*[：:]\s*(?P<line>.*?)\s*$")
 # Particles and function characters: rag's tokenizer indexes every CJK character, so without this 了 in a
@@ -179,7 +180,7 @@ class CharacterMemory:
         speaker: str,
         k: int = CANDIDATES,
     ) -> list[tuple[MemoryEntry, str, int]]:
-        """The best entries for `texts` packed greedily into `budget` tokens (0 = no budget: the `k` best), as
+        """The best entries for `texts` packed greedily into `budget` tokens (0 = no budget: the UNBUDGETED best), as
         (entry, prompt text, tokens), most relevant first. An entry that does not fit is skipped and a smaller
         one after it may still go in, as the assembly packs every budgeted kind; a repeated exchange goes in once."""
         kept = []
@@ -195,6 +196,8 @@ class CharacterMemory:
                 continue
             kept.append((entry, text, tokens))
             used += tokens
+            if not budget and len(kept) == UNBUDGETED:
+                break
         return kept
 
 
