@@ -73,17 +73,25 @@ def test_the_index_is_cached_on_disk_and_rebuilt_when_the_entries_change(tmp_pat
     assert again.search(query)[0][0].source == "s:1"
 
 
+class Embeddings:
+    """A stand-in embedder: texts starting with 臣, with 皇, or with 记 or 忆 (remembering) are alike."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed_documents(self, texts):
+        self.calls += 1
+        return [self.embed_query(t.split("\n")[1]) for t in texts]
+
+    def embed_query(self, text):
+        return [1.0 if text.strip()[:1] in group else 0.0 for group in ("臣", "皇", "记忆")] + [0.01]
+
+
 def test_dense_retrieval_joins_bm25_when_an_embedder_is_given():
-    class Embeddings:  # "similar" = same first character of the reply
-        def embed_documents(self, texts):
-            return [self.embed_query(t.split("\n")[1]) for t in texts]
-
-        def embed_query(self, text):
-            return [1.0 if text.strip().startswith(c) else 0.0 for c in "臣皇记"] + [0.01]
-
     memory = CharacterMemory(ENTRIES, Embeddings())
-    # no word in common with any entry, but the dense leg finds the reply starting with 记
-    assert [e.source for e, _ in memory.search(["记住"])][0] == "s:4"
+    # no character in common with any entry, but the dense leg finds the reply starting with 记
+    assert not CharacterMemory(ENTRIES).search(["忆起往事"])
+    assert [e.source for e, _ in memory.search(["忆起往事"])][0] == "s:4"
 
 
 # -- the engine -----------------------------------------------------------------------------------------------
@@ -116,6 +124,21 @@ def test_the_prompt_holds_memory_parts_only_for_a_character_with_memory(runtime)
     assert system.index("后宫的妃嫔") < system.index(memory[0].text)  # after the card
     plain = engine.prepare("皇上驾到，你可知罪", character="plain", params={"max_new_tokens": 8})
     assert not [p for p in plain.parts if p.kind == "memory"]
+
+
+def test_the_engine_uses_dense_memory_retrieval_only_with_a_configured_embedder(runtime):
+    from rolechat.rag import RAGConfig
+
+    prompt_only("zhen", ENTRIES)
+    runtime.reload_personas()
+    default = Embeddings()
+    turn = Engine(runtime, embeddings=default).prepare("忆起往事", character="zhen", params={"max_new_tokens": 8})
+    assert default.calls == 0 and not [p for p in turn.parts if p.kind == "memory"]  # BM25 alone: no word shared
+    chinese = Embeddings()
+    engine = Engine(runtime, RAGConfig(embedder="/models/bge-small-zh"), embeddings=chinese)
+    turn = engine.prepare("忆起往事", character="zhen", params={"max_new_tokens": 8})
+    assert chinese.calls == 1
+    assert [p.label for p in turn.parts if p.kind == "memory"][0] == "memory: s:4"
 
 
 def test_memory_stays_within_chat_memory_tokens(runtime):
