@@ -42,6 +42,7 @@ __all__ = [
     "MemoryFileError",
     "entry_text",
     "import_memory",
+    "read_memory_source",
     "read_script",
 ]
 
