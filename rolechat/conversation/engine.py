@@ -382,3 +382,64 @@ class Engine:
         start = time.perf_counter()
         turn, stream = self.reply(message, **kwargs)
         return turn, stream.join(), time.perf_counter() - start
+
+    # -- scenes (several characters, one adapter each; see `scene`) ----------------------------------------
+
+    def display_name(self, persona: str) -> str:
+        """The name a character goes by in a scene: its card's name, else its display name, else `persona`."""
+        card = self.character(persona)
+        if card is not None and card.name.strip():
+            return card.name.strip()
+        manifest = self.runtime.manifest(persona)
+        return (manifest.display_name if manifest else "") or persona
+
+    def scene_names(self, characters: Sequence[str]) -> dict[str, str]:
+        """persona -> the name it goes by, for every character of a scene (PersonaError for an unknown one)."""
+        return {p: self.display_name(p) for p in characters}
+
+    def next_speaker(self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural"):
+        """Who speaks next in the scene (`scene.ORDERS`: natural or round-robin)."""
+        from rolechat.conversation.scene import next_speaker
+
+        return next_speaker(characters, history, order, self.scene_names(characters))
+
+    def prepare_scene(
+        self,
+        message: str,
+        *,
+        characters: Sequence[str],
+        speaker: str,
+        history: Sequence[Mapping[str, Any]] = (),
+        user: UserPersona | None = None,
+        system: str = "",
+        params: GenerationParams | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Turn:
+        """The turn of `speaker` in a scene with `characters` (persona names): its own card and adapter, the
+        others' lines as named user-side turns, stop strings at every other name (see `scene`).
+
+        `history` holds the scene so far, each assistant line with the persona that said it in "name";
+        `message` is the user's new line ("" when the characters go on among themselves). ValueError for a
+        scene of fewer than two characters or a speaker outside it."""
+        from dataclasses import replace
+
+        from rolechat.conversation.scene import check_scene, scene_note, scene_transcript, stop_strings
+
+        characters = list(characters)
+        check_scene(characters, speaker)
+        user = user or UserPersona()
+        names = self.scene_names(characters)
+        past, last = scene_transcript(history, message, speaker, names, user.name)
+        gen = self.runtime.params(params)
+        stops = [s for s in stop_strings(speaker, names, user.name) if s not in gen.stop]
+        gen = replace(gen, stop=[*gen.stop, *stops])
+        note = scene_note(speaker, names, user.name)
+        return self.prepare(
+            last,
+            character=speaker,
+            history=past,
+            user=user,
+            system=f"{note}\n\n{system}" if system else note,
+            params=gen,
+            **kwargs,
+        )
