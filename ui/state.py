@@ -44,6 +44,8 @@ KEPT_KEYS = (
     "user_name",
     "user_description",
     "greeting",
+    "scene",
+    "next_speaker",
     "kb_on",
     "kb_name",
     "k",

@@ -11,7 +11,8 @@ the one base model); the engine assembles the speaker's prompt as for a solo cha
   others' lines; a leading `自己的名字：` the model may write is removed (`clean_reply`).
 
 Scene history messages are the solo shape plus `name`: the persona name of the character who said an
-assistant line ({"role": "assistant", "content": ..., "name": "alpha"}); user lines need no name.
+assistant line ({"role": "assistant", "content": ..., "name": "alpha"}; "persona", the app's key for a solo
+reply, is read when there is no "name"); user lines need no name.
 
 Speaker order (`ORDERS`): "natural" (characters named in the last message speak first, in the order they are
 named, then the others round-robin), "round-robin" (in the scene's order, starting after the last speaker),
@@ -41,7 +42,7 @@ SEPARATORS = ("：", ":")
 
 def _name_of(msg: Mapping[str, Any], names: Mapping[str, str], user_name: str) -> str:
     if msg.get("role") == "assistant":
-        speaker = msg.get("name") or ""
+        speaker = msg.get("name") or msg.get("persona") or ""
         return names.get(speaker, speaker) or "?"
     return user_name
 
@@ -145,7 +146,7 @@ def scene_transcript(
     turns: list[dict[str, str]] = []
     block: list[str] = []
     for msg in lines:
-        if msg["role"] == "assistant" and msg.get("name") == speaker:
+        if msg["role"] == "assistant" and (msg.get("name") or msg.get("persona")) == speaker:
             if block:
                 turns.append({"role": "user", "content": "\n".join(block)})
                 block = []
