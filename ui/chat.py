@@ -344,7 +344,7 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, pr
     started = time.perf_counter()
     with st.chat_message(speaker_of(pending)):
         stop_slot = st.empty()
-        stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")
+        stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key=f"stop_{len(history())}", type="tertiary")
         st.session_state["pending"] = pending
         try:
             chat, turn = _prepare(rt, settings, make_turn)
@@ -508,3 +508,6 @@ def render() -> None:
         respond(rt, settings, prompt)
     elif settings.scene and character.started(hist) and st.button(t("chat.scene_continue"), key="scene_continue"):
         scene_round(rt, settings)
+    else:
+        return
+    st.rerun()  # draw the new reply with its actions (regenerate, swipes, edit)
