@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -185,3 +186,32 @@ def test_a_killed_app_keeps_the_saved_messages(monkeypatch, tiny_qwen2, tmp_path
     at = app_test(monkeypatch, tiny_qwen2).run()  # the app again, after the crash
     at.sidebar.button(key=f"chat_open_{saved[0].stem}").click().run()
     assert [m["content"] for m in at.session_state["history"]] == [m["content"] for m in data["messages"]]
+
+
+def test_a_long_chat_summarises_the_turns_that_no_longer_fit(monkeypatch, tiny_qwen2, adapters):
+    install(adapters["alpha"])  # the tiny base model's greedy replies are blank; alpha's are not
+    monkeypatch.setenv("ROLECHAT_LLM_CONTEXT_LENGTH", "512")
+    at = app_test(monkeypatch, tiny_qwen2).run()
+    at.sidebar.selectbox(key="persona").select("alpha").run()
+    long = "我们约好明天早上八点在长安城东门的茶馆见面，记得带上那本旧书和两包龙井茶叶。"
+    for n in range(12):
+        at.chat_input[0].set_value(f"第{n}件事：{long}").run()
+        assert not at.exception
+        if any(not p["included"] for p in at.session_state["history"][-1]["prompt"]["parts"]):
+            break
+    else:
+        pytest.fail("the history never outgrew the context")
+    chat_id = at.session_state["chat_id"]
+    deadline = time.time() + 120
+    while time.time() < deadline and load_chat(chat_id).summary is None:
+        time.sleep(0.2)
+    summary = load_chat(chat_id).summary
+    assert summary and summary["text"] and summary["covers"] >= 1
+    at.chat_input[0].set_value("我们约在哪里见面？").run()
+    assert not at.exception
+    parts = at.session_state["history"][-1]["prompt"]["parts"]
+    shown = [p for p in parts if p["kind"] == "summary"]
+    assert len(shown) == 1 and shown[0]["included"] and summary["text"] in shown[0]["text"]
+    assert load_chat(chat_id).summary["covers"] >= summary["covers"]  # kept by the saves that followed
+    history_sent = [p["text"] for p in parts if p["kind"] == "history"]
+    assert "第0件事" not in " ".join(history_sent)  # the summarised turns are no longer sent

@@ -154,3 +154,13 @@ def test_transcript_joins_the_others_lines_into_one_user_turn():
         {"role": "assistant", "content": "我是贝塔。"},
     ]
     assert last == "小明：继续"
+
+
+def test_a_summary_of_older_turns_goes_in_the_system_part_and_shows_as_a_part(runtime):
+    turn = Engine(runtime).prepare(
+        "还记得吗？", character="beta", history=SCENE[:2], summary="小明和贝塔约好八点见面。"
+    )
+    assert "此前对话的概要：小明和贝塔约好八点见面。" in turn.messages[0]["content"]
+    part = next(p for p in turn.parts if p.kind == "summary")
+    assert part.included and part.tokens > 0
+    assert not any(p.kind == "summary" for p in Engine(runtime).prepare("hi", character="beta").parts)

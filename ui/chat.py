@@ -306,12 +306,13 @@ def _prepare(rt, settings: ChatSettings, make_turn):
     return chat, turn
 
 
-def _solo_turn(settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]]):
+def _solo_turn(settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]], summary: str = ""):
     def make(chat):
         return chat.prepare(
             prompt,
             character=settings.persona,
             history=earlier,
+            summary=summary,
             user=settings.user,
             knowledge_base=settings.kb,
             k=settings.k,
@@ -422,7 +423,7 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
     """Append the user's message (saved at once), stream the reply (or a scene's round) into the page, then
     record it in the history."""
     hist = history()
-    earlier = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
+    said = [m for m in hist if m.get("content")]
     user = {"role": "user", "content": prompt}
     hist.append(user)
     conversations.persist()
@@ -430,11 +431,19 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
     if settings.scene:
         scene_round(rt, settings)
         return
+    summary, covers = conversations.summary_of(said)
+    earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
     reply = _generate(
-        rt, settings, _reply_to(rt, settings, settings.persona), _solo_turn(settings, prompt, earlier), prompt
+        rt, settings, _reply_to(rt, settings, settings.persona), _solo_turn(settings, prompt, earlier, summary), prompt
     )
     hist.append(reply)
     conversations.persist()
+    from rolechat.conversation.summary import dropped_history
+
+    dropped = dropped_history((reply.get("prompt") or {}).get("parts") or [])
+    if dropped and not settings.kb:
+        persona = None if settings.persona == "base" else settings.persona
+        conversations.summarise_later(rt, said, covers, dropped, summary, settings.user.name, persona)
 
 
 def regenerate(rt, settings: ChatSettings) -> None:
@@ -457,10 +466,12 @@ def regenerate(rt, settings: ChatSettings) -> None:
             hist.append(old)
             return
         prompt = hist[-1]["content"]
-        earlier = [{"role": m["role"], "content": m["content"]} for m in hist[:-1] if m.get("content")]
+        said = [m for m in hist[:-1] if m.get("content")]
+        summary, covers = conversations.summary_of(said)
+        earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
         persona = old.get("persona") or settings.persona
         settings = ChatSettings(**{**settings.__dict__, "persona": persona, "kb": old.get("kb")})
-        make = _solo_turn(settings, prompt, earlier)
+        make = _solo_turn(settings, prompt, earlier, summary)
     hist.append(_generate(rt, settings, pending, make, prompt))
     conversations.persist()
 

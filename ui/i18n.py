@@ -178,6 +178,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "part.post-history": ("历史后指令", "Post-history instructions"),
     "part.depth-prompt": ("角色备注", "Character's note"),
     "part.question": ("检索用的问题（不发送）", "Search question (not sent)"),
+    "part.summary": ("早先对话的概要", "Summary of earlier turns"),
     # knowledge-base page
     "kb.title": ("知识库", "Knowledge bases"),
     "kb.list_header": ("已有知识库", "Knowledge bases"),

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "save_chat",
     "to_markdown",
     "to_json",
+    "update_summary",
     "add_swipe",
     "select_swipe",
 ]
@@ -111,8 +113,30 @@ def _clean(messages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+_LOCK = threading.RLock()  # a summary written by a background thread and a save never interleave
+
+
 def save_chat(log: ChatLog) -> Path:
-    """Write the chat atomically (the old file stays whole until the new one is complete)."""
+    """Write the chat atomically (the old file stays whole until the new one is complete). A chat saved without
+    a summary keeps the one its file already has (written by `update_summary` in the meantime)."""
+    with _LOCK:
+        if log.summary is None:
+            try:
+                log.summary = load_chat(log.id).summary
+            except (OSError, ValueError):
+                pass
+        return _write(log)
+
+
+def update_summary(chat_id: str, summary: dict[str, Any]) -> None:
+    """Store `summary` ({"text", "covers": how many leading messages it stands for}) in the saved chat."""
+    with _LOCK:
+        log = load_chat(chat_id)
+        log.summary = dict(summary)
+        _write(log)
+
+
+def _write(log: ChatLog) -> Path:
     log.updated = time.time()
     path = _path(log.id)
     data = {**log.as_dict(), "messages": _clean(log.messages)}

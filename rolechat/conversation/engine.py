@@ -276,8 +276,10 @@ class Engine:
         condense: bool = True,
         system: str = "",
         params: GenerationParams | Mapping[str, Any] | None = None,
+        summary: str = "",
     ) -> Turn:
-        """Build the turn for `message` (see the module docstring).
+        """Build the turn for `message` (see the module docstring). `summary`: the summary of older turns that
+        are no longer in `history` (`summary.summarise`), at the end of the system part.
 
         Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
         parts that are never dropped do not fit the context."""
@@ -293,6 +295,9 @@ class Engine:
         make = self.pieces()
         scan = [*[m["content"] for m in past], message]
         pieces = make.system(manifest, card, user, system, scan, self.memory(card, scan, user))
+        if summary.strip() and not knowledge_base:
+            text = f"此前对话的概要：{summary.strip()}"
+            pieces.append(Piece(make.part("summary", "summary of earlier turns", text), "system"))
         parts_before: list[PromptPart] = []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
