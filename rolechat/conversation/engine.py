@@ -40,6 +40,12 @@ Knowledge-base turns keep the answer prompt of `rag.prompts` (or `rag.prompt`) a
 as the demo model learned it, after an optional standalone-question rewrite (`rag.condense_prompt`) of a
 follow-up; they carry the system message but no history or example turns. When retrieval finds nothing
 the reply is `rag.prompts.NOT_FOUND` and the model is not called.
+
+Scenes (several characters, see `scene`): `engine.prepare_scene(message, characters=["a", "b"], speaker="b",
+history=[... assistant lines with "name": the persona that said them], user=...)` is the turn of `speaker`
+with its own card and adapter, the others' lines as named user-side turns and stop strings at their names;
+`engine.next_speaker(characters, history, order="natural" | "round-robin")` says who speaks next. A long chat
+passes `summary=` (the summary of the turns no longer in `history`, `summary.summarise`) to `prepare`.
 """
 
 from __future__ import annotations
