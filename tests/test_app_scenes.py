@@ -72,6 +72,18 @@ def test_a_two_character_scene_each_speaks_with_its_own_adapter(monkeypatch, tin
     saved = load_chat(at.session_state["chat_id"])
     assert saved.characters == ["alpha", "beta"] and len(saved.messages) == 5
 
+    at.button(key="msg_regenerate").click().run()  # the last speaker answers again; the old text is a swipe
+    assert not at.exception
+    last = at.session_state["history"][-1]
+    assert len(at.session_state["history"]) == 5 and last["name"] == "alpha" and len(last["swipes"]) == 2
+    assert last["content"] == scene_reply(history[:4], "alpha")
+
+    at.sidebar.selectbox(key="next_speaker").select("round-robin").run()
+    at.button(key="scene_continue").click().run()  # another round without a message: beta, then alpha
+    history = at.session_state["history"]
+    assert [m.get("name") for m in history[5:]] == ["beta", "alpha"]
+    assert history[5]["content"] == scene_reply(history[:5], "beta")
+
 
 def test_a_saved_chat_resumes_after_a_restart_and_exports(monkeypatch, tiny_qwen2, adapters):
     install(adapters["alpha"])
