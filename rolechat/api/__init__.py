@@ -1,5 +1,7 @@
-"""The OpenAI-compatible HTTP API (`rolechat serve`): routes on top of the conversation engine."""
+"""The HTTP API (`rolechat serve`): OpenAI-compatible chat, the ChatGLM tutorial endpoint and
+knowledge-base routes, on top of the conversation engine. See rolechat.api.app."""
 
-from rolechat.api.app import ServerConfig, create_app
+from rolechat.api.app import create_app
+from rolechat.api.config import ServerConfig
 
 __all__ = ["ServerConfig", "create_app"]

@@ -152,6 +152,11 @@ class Engine:
         with self._lock:
             self._kbs.pop(name, None)
 
+    @property
+    def embeddings(self) -> Any:
+        """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
+        return self._embeddings
+
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
         """Rewrite a follow-up into a question that stands alone (greedy, by the same model)."""
         from rolechat.rag import prompts

@@ -1,0 +1,73 @@
+"""Helpers for the API tests: a real uvicorn server on loopback, a slowed-down model, an engine that
+keeps the streams it hands out (to read their stats after the response)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rolechat.conversation import Engine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve `app` on a free loopback port; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+class RecordingEngine(Engine):
+    """The real engine, keeping every stream it returns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.streams: list[Any] = []
+
+    def stream(self, turn: Any) -> Any:
+        stream = super().stream(turn)
+        self.streams.append(stream)
+        return stream
+
+
+@contextmanager
+def slowed(runtime: Any, seconds: float) -> Iterator[None]:
+    """Every forward pass of the runtime's model takes at least `seconds` (a stand-in for a big model)."""
+    handle = runtime.model.register_forward_pre_hook(lambda module, args: time.sleep(seconds))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[Any]:
+    """Decoded `data:` payloads of a server-sent event stream ("[DONE]" as the string)."""
+    import json
+
+    for line in lines:
+        if line.startswith("data: "):
+            payload = line[6:]
+            yield payload if payload == "[DONE]" else json.loads(payload)
