@@ -40,7 +40,7 @@ class Admission:
         the moment it was granted, to hand back to release()."""
         if self._slots is None:
             self._slots = anyio.Semaphore(self.max_concurrent)
-        if self._slots.value == 0 and self.waiting >= self.max_queue:
+        if self.active + self.waiting >= self.max_concurrent + self.max_queue:
             raise self._refuse(
                 "queue_full",
                 f"The server is busy: {self.active} generation(s) running and {self.waiting} waiting "

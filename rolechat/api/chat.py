@@ -114,8 +114,9 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
     )
     length_cut = turn.fixed_reply is not None and _clip_fixed(svc, turn, req.stop_list(), req.max_new_tokens())
     stream = svc.engine.stream(turn)
-    if length_cut:
+    if length_cut:  # re-tokenizing the cut text may count differently; the reply never exceeds max_tokens
         stream.stats.finish_reason = "length"
+        stream.stats.completion_tokens = min(stream.stats.completion_tokens, req.max_new_tokens())
     return turn, stream
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 
 __all__ = [
     "ChatMessage",
@@ -33,7 +33,10 @@ def _encodable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_encodable)]
-Float = Annotated[float, Field(allow_inf_nan=False)]
+# strict: "yes" is not a boolean, "0.7" not a number, 1.5 not an integer (as in OpenAI's API)
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
 
 
@@ -58,8 +61,8 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    include_usage: bool = False
-    include_obfuscation: bool | None = None  # accepted: rolechat never pads chunks
+    include_usage: Bool = False
+    include_obfuscation: Bool | None = None  # accepted: rolechat never pads chunks
 
 
 # OpenAI parameters rolechat does not implement, with the values that mean "not used".
@@ -92,20 +95,20 @@ class ChatRequest(BaseModel):
 
     model: Text = Field(default="base", max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: Bool = False
     stream_options: StreamOptions | None = None
     temperature: Float | None = Field(default=None, ge=0, le=2)
     top_p: Float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_tokens: Int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: Int | None = Field(default=None, ge=1, le=1_000_000)
     stop: Text | list[Text] | None = None
-    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    seed: Int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     knowledge_base: Text | None = Field(default=None, max_length=100)
-    k: int | None = Field(default=None, ge=1, le=50)
+    k: Int | None = Field(default=None, ge=1, le=50)
     # accepted and ignored, as they change nothing about the reply
     user: Text | None = Field(default=None, max_length=256)
     metadata: dict[str, Text] | None = None
-    store: bool | None = None
+    store: Bool | None = None
     service_tier: Text | None = None
     prompt_cache_key: Text | None = None
     safety_identifier: Text | None = None
@@ -172,7 +175,7 @@ class TutorialRequest(BaseModel):
 
     prompt: Text = Field(min_length=1)
     history: History | None = None
-    max_length: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_length: Int | None = Field(default=None, ge=1, le=1_000_000)
     top_p: Float | None = Field(default=None, gt=0, le=1)
     temperature: Float | None = Field(default=None, ge=0, le=2)
     model: Text | None = Field(default=None, max_length=256)
@@ -183,5 +186,5 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Text = Field(min_length=1, max_length=4000)
-    k: int | None = Field(default=None, ge=1, le=50)
+    k: Int | None = Field(default=None, ge=1, le=50)
     mode: Literal["dense", "bm25", "hybrid"] | None = None
