@@ -71,3 +71,24 @@ def sse_events(lines: Iterator[str]) -> Iterator[Any]:
         if line.startswith("data: "):
             payload = line[6:]
             yield payload if payload == "[DONE]" else json.loads(payload)
+
+
+def knowledge_app(model_dir: Any, docs_dir: Any, **server: Any) -> tuple[Any, RecordingEngine, Any]:
+    """(runtime, engine, app) with a knowledge base `demo-kb` of two small documents, on fake embeddings."""
+    from pathlib import Path
+
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rolechat.api import ServerConfig, create_app
+    from rolechat.llm import LLMConfig, Runtime
+    from rolechat.rag import KnowledgeBase, RAGConfig
+
+    docs = Path(docs_dir)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "熊猫.md").write_text("# 熊猫\n\n大熊猫主要吃竹子，生活在四川的山林里。", encoding="utf-8")
+    (docs / "天气.txt").write_text("北京的冬天寒冷干燥，夏天炎热多雨。", encoding="utf-8")
+    fake = DeterministicFakeEmbedding(size=32)
+    KnowledgeBase("demo-kb", RAGConfig(), embeddings=fake).index([docs])
+    runtime = Runtime.load(LLMConfig(model=str(model_dir)))
+    engine = RecordingEngine(runtime, RAGConfig(), embeddings=fake)
+    return runtime, engine, create_app(runtime, ServerConfig(**server), engine=engine)
