@@ -38,7 +38,7 @@ from rolechat.finetune.data import Dataset, load_dataset
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
 from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
-from rolechat.llm.personas import PersonaManifest, check_name
+from rolechat.llm.personas import AVATAR, MANIFEST, PersonaError, PersonaManifest, check_name
 from rolechat.llm.templates import ChatFormat
 
 __all__ = ["Prepared", "TrainResult", "prepare", "train", "run_dir", "progress_path"]
@@ -371,12 +371,15 @@ def train(
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
     show_progress: bool = True,
+    card: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train persona `persona` on `data` and write its adapter folder (personas_dir()/<persona> or `out`).
 
     With `resume=True` the run continues from its last checkpoint with the data and settings it was
     started with (`data`, `cfg`, `system` may then be None). Failures are written to the progress file
-    before they propagate.
+    before they propagate. `card` (a character card dict) goes into the manifest; training into a folder
+    that already holds a character keeps its card, avatar, system prompt and names unless given new ones,
+    and a prompt-only character (a card without an adapter) needs no --overwrite to gain an adapter.
     """
     check_name(persona)
     main = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch set RANK; one process otherwise
@@ -388,6 +391,7 @@ def train(
             last, run = _resume_point(folder, record_path)
             cfg, data, system = TrainConfig(**run["config"]), run["data"], run["system"]
             display_name, description = run.get("display_name", ""), run.get("description", "")
+            card = run.get("card") or None
             out = run.get("out") or out
             llm_cfg = _llm_config(llm_cfg, run["llm"])
             if _data_hash(data) != run["data_hash"]:
@@ -400,7 +404,14 @@ def train(
             llm_cfg = _llm_config(llm_cfg, {})
             data = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)  # fail on bad data before torch loads
         final = Path(out).expanduser() if out else rc.personas_dir() / persona
-        if not resume and final.exists() and not overwrite:
+        previous = _character_manifest(final)
+        if previous is not None and not resume:
+            card = card if card is not None else previous.card
+            system = system if system is not None else previous.system_prompt
+            display_name = display_name or previous.display_name
+            description = description or previous.description
+        prompt_only = previous is not None and not (final / "adapter_config.json").exists()
+        if not resume and final.exists() and not overwrite and not prompt_only:
             raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
         if not resume and main and any(folder.glob("checkpoint-*")):
             if not overwrite:
@@ -431,9 +442,10 @@ def train(
             data=data,
             display_name=display_name,
             description=description,
-            overwrite=overwrite or resume,
+            overwrite=overwrite or resume or prompt_only,
             callbacks=callbacks,
             show_progress=show_progress,
+            card=card,
         )
         return result
     except BaseException as exc:
@@ -442,6 +454,17 @@ def train(
             message = "interrupted (resume with --resume)"
         progress.write("error", status="failed", step=progress.step, error=message)
         raise
+
+
+def _character_manifest(final: Path) -> PersonaManifest | None:
+    """The manifest of a character (a persona with a card) already in `final`, else None."""
+    if not (final / MANIFEST).is_file():
+        return None
+    try:
+        manifest = PersonaManifest.load(final)
+    except PersonaError:
+        return None
+    return manifest if manifest.card else None
 
 
 def _sum_over_ranks(state: Any, values: list[int]) -> list[int]:
@@ -494,6 +517,7 @@ def _run(
     overwrite: bool,
     callbacks: Sequence[Any],
     show_progress: bool,
+    card: dict[str, Any] | None = None,
 ) -> TrainResult:
     from transformers import EarlyStoppingCallback
     from transformers.trainer_callback import PrinterCallback
@@ -527,6 +551,7 @@ def _run(
             "system": prepared.system,
             "display_name": display_name,
             "description": description,
+            "card": card or {},
             "out": str(final),
             "config": cfg.to_dict(),
             "eval_loss_before": before,
@@ -610,6 +635,7 @@ def _run(
         data=prepared.summary(),
         hyperparameters=cfg.to_dict(),
         metrics=metrics,
+        card=dict(card or {}),
     )
     staging = folder / "staging"
     if main:
@@ -620,6 +646,8 @@ def _run(
         (staging / "training_args.bin").unlink(missing_ok=True)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         plot_loss(read_progress(progress.path), staging / "loss.png", title=persona if persona.isascii() else "")
+        if (final / AVATAR).is_file():  # a character's picture stays with it
+            shutil.copy2(final / AVATAR, staging / AVATAR)
         manifest.save(staging)  # last: discover() only lists folders with a manifest
         _place(staging, final, overwrite)
         for ckpt in folder.glob("checkpoint-*"):

@@ -1,8 +1,15 @@
-"""Personas: a peft adapter folder plus the manifest (`persona.json`) written beside it.
+"""Personas: a folder with a manifest (`persona.json`), a peft adapter beside it, or a character card, or both.
 
 The manifest is the only place a persona's system prompt lives. Training writes it; the runtime reads it
 and applies the prompt automatically. `discover` lists every persona folder under the configured roots,
 marking broken ones (missing or invalid manifest, missing adapter files) instead of failing.
+
+A character is a persona: the manifest's `card` holds its whole character card (the Character Card V2/V3
+JSON object, `{"spec", "spec_version", "data"}`), `system_prompt` the card rendered as a system prompt, and
+`avatar.png` beside it the card's picture. This package stores the card as a dict and never interprets it
+(`rolechat.conversation.card.Character.from_dict(manifest.card)` does). A folder with a card and no adapter
+is a prompt-only character: it runs on the base model with adapters disabled. Training an adapter into the
+folder later keeps the card.
 """
 
 from __future__ import annotations
@@ -15,9 +22,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "BASE_PERSONA", "PersonaError", "PersonaManifest", "PersonaEntry", "discover", "check_name"]
+__all__ = [
+    "AVATAR",
+    "MANIFEST",
+    "BASE_PERSONA",
+    "PersonaError",
+    "PersonaManifest",
+    "PersonaEntry",
+    "discover",
+    "check_name",
+]
 
 MANIFEST = "persona.json"
+AVATAR = "avatar.png"  # a character's picture, beside the manifest
 BASE_PERSONA = "base"  # the plain base model, adapters disabled
 _NAME = re.compile(r"^[\w][\w-]{0,63}$")
 
@@ -56,6 +73,7 @@ class PersonaManifest:
     data: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)  # the character card ({} for an adapter-only persona)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = 1
 
@@ -66,6 +84,8 @@ class PersonaManifest:
                 raise PersonaError(f"{MANIFEST}: field {key!r} must be a string")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
             raise PersonaError(f"{MANIFEST}: field 'stop' must be a list of strings")
+        if not isinstance(self.card, dict):
+            raise PersonaError(f"{MANIFEST}: field 'card' must be an object (a character card)")
         self.display_name = self.display_name or self.name
 
     def save(self, folder: str | Path) -> Path:
@@ -110,6 +130,16 @@ class PersonaEntry:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def has_adapter(self) -> bool:
+        """False for a prompt-only character (a card without adapter weights)."""
+        return (self.path / "adapter_config.json").is_file()
+
+    @property
+    def avatar(self) -> Path | None:
+        path = self.path / AVATAR
+        return path if path.is_file() else None
+
 
 def _inspect(folder: Path) -> PersonaEntry:
     try:
@@ -117,7 +147,11 @@ def _inspect(folder: Path) -> PersonaEntry:
     except PersonaError as exc:
         return PersonaEntry(folder.name, folder, error=str(exc))
     if not (folder / "adapter_config.json").is_file():
-        return PersonaEntry(manifest.name, folder, manifest, f"{folder}: adapter_config.json missing")
+        if manifest.card:  # a prompt-only character
+            return PersonaEntry(manifest.name, folder, manifest)
+        return PersonaEntry(
+            manifest.name, folder, manifest, f"{folder}: adapter_config.json missing (and no character card)"
+        )
     if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         return PersonaEntry(manifest.name, folder, manifest, f"{folder}: adapter weights missing")
     return PersonaEntry(manifest.name, folder, manifest)

@@ -5,6 +5,8 @@ Adapters under `$ROLECHAT_HOME/personas` (and any `llm.persona_dirs`) are loaded
 (`set_adapter`), or disables adapters for the plain base model. Nothing is reloaded on a switch.
 Generation is serialized by a lock, held from the first token to the last, so concurrent requests can
 never see each other's persona. A persona's system prompt (from its manifest) is applied automatically.
+A prompt-only character (a persona folder with a character card and no adapter) is selectable like any
+persona; it generates with the base model (adapters disabled) and its own system prompt.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._entries: dict[str, PersonaEntry] = {}
         self._loaded: dict[str, tuple[Path, float]] = {}
+        self._prompt_only: set[str] = set()  # character personas without an adapter: the base model
         self._layers: list[Any] | None = None
         self._active: str | None = None  # the adapter the cached layers point at
         self.reload_personas()
@@ -114,16 +117,16 @@ class Runtime:
             return list(self._entries.values())
 
     def persona_names(self) -> list[str]:
-        """Selectable personas: "base" first, then each loaded adapter."""
+        """Selectable personas: "base" first, then each loaded adapter and each prompt-only character."""
         with self._lock:
-            return [BASE_PERSONA, *sorted(self._loaded)]
+            return [BASE_PERSONA, *sorted({*self._loaded, *self._prompt_only})]
 
     def manifest(self, persona: str | None) -> PersonaManifest | None:
         if persona in (None, "", BASE_PERSONA):
             return None
         with self._lock:
             entry = self._entries.get(persona)
-            if entry is None or persona not in self._loaded:
+            if entry is None or (persona not in self._loaded and persona not in self._prompt_only):
                 known = ", ".join(self.persona_names())
                 why = f": {entry.error}" if entry is not None and entry.error else ""
                 raise PersonaError(f"persona {persona!r} is not available{why}. Available: {known}")
@@ -170,10 +173,15 @@ class Runtime:
                 if name not in found:
                     self._unload_adapter(name)
             self._entries = {}
+            self._prompt_only = set()
             for entry in entries:
                 self._entries[entry.name] = entry
                 if not entry.ok:
                     self._unload_adapter(entry.name)
+                    continue
+                if not entry.has_adapter:  # a prompt-only character runs on any base model
+                    self._unload_adapter(entry.name)
+                    self._prompt_only.add(entry.name)
                     continue
                 error = self._check_base(entry)
                 if error:
@@ -226,7 +234,7 @@ class Runtime:
             yield
             return
         layers = self._adapter_layers()
-        base = persona in (None, "", BASE_PERSONA)
+        base = persona in (None, "", BASE_PERSONA) or persona in self._prompt_only
         if layers is None:  # modules_to_save present: the slow, general path
             if base:
                 with self.model.disable_adapter():
@@ -272,7 +280,9 @@ class Runtime:
 
     def _thinking(self, persona: str | None) -> bool:
         manifest = self.manifest(persona)
-        return manifest.enable_thinking if manifest else self.cfg.enable_thinking
+        if manifest is None or persona in self._prompt_only:  # a prompt-only character is the base model's
+            return self.cfg.enable_thinking
+        return manifest.enable_thinking
 
     def encode(
         self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
@@ -397,6 +407,8 @@ def describe(entries: Iterable[PersonaEntry]) -> list[dict[str, Any]]:
                 "display_name": m.display_name if m else e.name,
                 "system_prompt": m.system_prompt if m else "",
                 "base_model": m.base_model if m else "",
+                "kind": "character" if m and m.card else "adapter",
+                "adapter": e.has_adapter,
                 "path": str(e.path),
                 "ok": e.ok,
                 "error": e.error,

@@ -9,17 +9,25 @@ by an incremental manifest, dense/BM25/hybrid retrievers, and a cited LCEL answe
 Never imports llm/: the chain takes any LangChain chat model.
 """
 
-from rolechat.rag.chain import answer_stream, build_chain, format_context, format_sources
-from rolechat.rag.config import RAGConfig
-from rolechat.rag.knowledge_base import (
-    DocumentInfo,
-    FileOutcome,
-    IndexReport,
-    KnowledgeBase,
-    Progress,
-    delete_kb,
-    list_kbs,
-)
+from importlib import import_module
+from typing import Any
+
+# name -> submodule; imported on first use, so `from rolechat.rag.config import RAGConfig` (the CLI's start-up
+# path) does not pull in LangChain and Chroma.
+_EXPORTS = {
+    "RAGConfig": "config",
+    "KnowledgeBase": "knowledge_base",
+    "IndexReport": "knowledge_base",
+    "FileOutcome": "knowledge_base",
+    "DocumentInfo": "knowledge_base",
+    "Progress": "knowledge_base",
+    "list_kbs": "knowledge_base",
+    "delete_kb": "knowledge_base",
+    "build_chain": "chain",
+    "answer_stream": "chain",
+    "format_sources": "chain",
+    "format_context": "chain",
+}
 
 __all__ = [
     "RAGConfig",
@@ -35,3 +43,15 @@ __all__ = [
     "format_sources",
     "format_context",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f"rolechat.rag.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,9 @@ __all__ = [
     "runs_dir",
     "cache_dir",
     "set_offline_env",
+    "Flag",
+    "flags",
+    "to_args",
 ]
 
 T = TypeVar("T")
@@ -115,7 +119,7 @@ def _coerce(raw: str, kind: Any, where: str) -> Any:
     """Turn an environment string into the field's type."""
     origin = typing.get_origin(kind)
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if origin in (typing.Union, types.UnionType) and args:
         if raw.strip().lower() in ("", "none", "null"):
             return None
         return _coerce(raw, args[0], where)
@@ -171,3 +175,87 @@ def build(
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source} [{section}] (or ROLECHAT_{section.upper()}_*): {exc}") from exc
+
+
+# -- command-line flags, generated from the config dataclasses -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """The command-line flag of one config field: `--learning-rate` for `train.learning_rate`.
+
+    The CLI (rolechat.cli.options), the app's flags after `--` and the training page's command builder all
+    derive their flags from these, so a field can never lack a flag or have two spellings.
+    """
+
+    section: str
+    field: str
+    kind: type  # bool, int, float, str or list (of str)
+    help: str
+    default: Any
+
+    @property
+    def name(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def parse(self, raw: Any) -> Any:
+        """A flag's value as the field wants it (a comma-separated string becomes a list)."""
+        if raw is None:
+            return None
+        if self.kind is list and isinstance(raw, str):
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return raw
+
+    def args(self, value: Any) -> list[str]:
+        """The command-line arguments that set this field to `value` ([] for None)."""
+        if value is None:
+            return []
+        if self.kind is bool:
+            return [self.name if value else "--no-" + self.name[2:]]
+        if self.kind is list:
+            return [self.name, ",".join(str(v) for v in value)]
+        return [self.name, str(value)]
+
+
+def _kind(hint: Any) -> type:
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and args:
+        return _kind(args[0])
+    if hint in (list, tuple) or origin in (list, tuple):
+        return list
+    if hint in (bool, int, float, str):
+        return hint
+    raise TypeError(f"config field type {hint!r} has no command-line form")
+
+
+def flags(cls: type, section: str) -> list[Flag]:
+    """One Flag per public field of config dataclass `cls`, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name.startswith("_"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        out.append(Flag(section, f.name, _kind(hints[f.name]), str(f.metadata.get("help", "")), default))
+    return out
+
+
+def to_args(cls: type, section: str, values: Mapping[str, Any]) -> list[str]:
+    """Command-line arguments for the given field values of `cls` (None values are left out).
+
+    Unknown field names are an error, so a caller can't build a flag the command would reject.
+    """
+    by_field = {f.field: f for f in flags(cls, section)}
+    unknown = sorted(set(values) - set(by_field))
+    if unknown:
+        raise ConfigError(f"unknown {section} setting(s): {', '.join(unknown)}")
+    out: list[str] = []
+    for name, value in values.items():
+        out += by_field[name].args(value)
+    return out

@@ -16,19 +16,12 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
 
 def sections():
-    from rolechat.api import ServerConfig
-    from rolechat.finetune.config import TrainConfig
-    from rolechat.llm.config import LLMConfig
-    from rolechat.rag.config import RAGConfig
+    """Every config section: the CLI's (rolechat.cli.options.SECTIONS, each field a generated flag) and the
+    app's own `[app]` (flags after `streamlit run app.py --`)."""
+    from rolechat.cli.options import SECTIONS, section_class
     from ui.config import AppConfig
 
-    return [
-        ("llm", LLMConfig),
-        ("rag", RAGConfig),
-        ("train", TrainConfig),
-        ("server", ServerConfig),
-        ("app", AppConfig),
-    ]
+    return [*((name, section_class(name)) for name in SECTIONS), ("app", AppConfig)]
 
 
 def _default(f: dataclasses.Field) -> str:

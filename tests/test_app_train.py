@@ -68,8 +68,8 @@ def test_lint_then_background_training_then_the_persona_is_in_the_chat(monkeypat
     example = at.code[0].value
     assert "你是一只小猫。" in example and "⟦我很好喵~" in example  # system prompt applied, reply supervised
 
-    at.number_input(key="hp_steps").set_value(2).run()
-    at.number_input(key="hp_batch").set_value(4).run()
+    at.number_input(key="hp_max_steps").set_value(2).run()
+    at.number_input(key="hp_batch_size").set_value(4).run()
     at.button(key="train_start").click().run()
     assert not at.exception
     from ui.train import jobs
@@ -143,7 +143,7 @@ def test_a_running_training_can_be_stopped_from_the_page(monkeypatch, tiny_qwen2
     at = train_page(monkeypatch, tiny_qwen2)
     use_path(at, write_dataset(tmp_path / "d.json"))
     at.text_input(key="train_name").input("longrun").run()
-    at.number_input(key="hp_steps").set_value(100000).run()
+    at.number_input(key="hp_max_steps").set_value(100000).run()
     at.button(key="train_start").click().run()
     from ui.train import jobs
 

@@ -190,6 +190,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.rank": ("LoRA 秩 r", "LoRA rank"),
     "train.batch": ("批大小", "Batch size"),
     "train.max_length": ("最大长度（词元）", "Max length (tokens)"),
+    "train.more": (
+        "其他全部训练参数（与 rolechat train 的选项一一对应）",
+        "Every other setting (one per rolechat train flag)",
+    ),
+    "train.default": ("默认", "default"),
     "train.overwrite": ("覆盖已有的角色 {name}", "Replace the existing persona {name}"),
     "train.exists": (
         "角色 {name} 已经存在：勾选覆盖，或换一个名字。",

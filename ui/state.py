@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import streamlit as st
 
 from rolechat import settings as rc_config
-from ui.config import REPO_ROOT, AppConfig
+from ui.config import REPO_ROOT, AppConfig, app_flags
 
 __all__ = [
     "AppConfig",
@@ -41,8 +42,15 @@ KEPT_KEYS = ("lang", "persona", "kb_on", "kb_name", "k", "mode", "condense", "te
 
 
 def app_config() -> AppConfig:
-    """The `[app]` settings in force (config file < ROLECHAT_APP_* variables)."""
-    return rc_config.build(AppConfig, "app", file_data())
+    """The `[app]` settings in force (config file < ROLECHAT_APP_* variables < flags after `--`)."""
+    return rc_config.build(AppConfig, "app", file_data(), app_flags(script_args()))
+
+
+def script_args() -> list[str]:
+    """The flags after `streamlit run app.py --` (Streamlit hands them to the script as sys.argv[1:]);
+    none when the app runs some other way (tests drive it with pytest's own argv)."""
+    launched = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    return sys.argv[1:] if launched == (REPO_ROOT / "app.py").resolve() else []
 
 
 def app_dir() -> Path:

@@ -60,6 +60,24 @@ def cli() -> list[str]:
     return [sys.executable, "-m", "rolechat"]
 
 
+def train_args(hparams: dict[str, Any]) -> list[str]:
+    """`rolechat train` flags for TrainConfig field values (None: left to the config file / environment)."""
+    from rolechat.finetune.config import TrainConfig
+
+    return rc_config.to_args(TrainConfig, "train", {k: v for k, v in hparams.items() if v is not None})
+
+
+# the page's own labels for the most used settings; every other field is labelled by its config key
+HPARAM_LABELS = {
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "learning_rate": "train.lr",
+    "rank": "train.rank",
+    "batch_size": "train.batch",
+    "max_length": "train.max_length",
+}
+
+
 def _child_env() -> dict[str, str]:
     # unbuffered, so the log file follows the run; wide, so rich doesn't wrap messages mid-path
     return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
@@ -144,15 +162,16 @@ def start(
     overwrite: bool = False,
     hparams: dict[str, Any] | None = None,
 ) -> Job:
-    """Launch `rolechat train` in the background (its own session: it outlives the page)."""
+    """Launch `rolechat train` in the background (its own session: it outlives the page).
+
+    `hparams` maps TrainConfig field names to values (None = the config's value); their flags come from
+    the same table as the CLI's own options (`settings.to_args`), so the page can set every field."""
     cmd = [*cli(), "train", "--data", str(data), "--persona", persona]
     if system:
         cmd += ["--system", system]
     if display_name:
         cmd += ["--display-name", display_name]
-    for flag, value in (hparams or {}).items():
-        if value is not None:
-            cmd += [f"--{flag}", str(value)]
+    cmd += train_args(hparams or {})
     if overwrite:
         cmd.append("--overwrite")
     log_path = _jobs_dir() / f"{persona}.log"
@@ -377,15 +396,7 @@ def _persona_form(data: Path) -> None:
     system = st.text_area(t("train.system"), key="train_system", help=t("train.system_help")).strip()
     with st.expander(t("train.hparams"), expanded=False):
         st.caption(t("train.hparams_help"))
-        cols = st.columns(3)
-        hp = {
-            "epochs": cols[0].number_input(t("train.epochs"), 0.1, 100.0, value=None, step=1.0, key="hp_epochs"),
-            "max-steps": cols[1].number_input(t("train.max_steps"), 1, 1_000_000, value=None, key="hp_steps"),
-            "lr": cols[2].number_input(t("train.lr"), 1e-6, 1.0, value=None, format="%g", step=1e-4, key="hp_lr"),
-            "rank": cols[0].number_input(t("train.rank"), 1, 512, value=None, key="hp_rank"),
-            "batch-size": cols[1].number_input(t("train.batch"), 1, 1024, value=None, key="hp_batch"),
-            "max-length": cols[2].number_input(t("train.max_length"), 16, 131072, value=None, key="hp_maxlen"),
-        }
+        hp = _hparam_inputs()
     exists = bool(name) and (rc_config.personas_dir() / name).exists()
     overwrite = st.checkbox(t("train.overwrite", name=name), key="train_overwrite") if exists else False
     _lint_section(data, system)
@@ -404,6 +415,52 @@ def _persona_form(data: Path) -> None:
         job = start(data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp)
         st.session_state["train_watch"] = job.persona
         st.rerun()
+
+
+def _hparam_input(column, spec) -> Any:
+    """One widget for one TrainConfig field; None means "not set here"."""
+    label = t(HPARAM_LABELS[spec.field]) if spec.field in HPARAM_LABELS else f"train.{spec.field}"
+    key = f"hp_{spec.field}"
+    if spec.kind is bool:
+        choice = column.selectbox(
+            label,
+            [None, True, False],
+            key=key,
+            help=spec.help,
+            format_func=lambda v: (
+                f"{t('train.default')} ({'on' if spec.default else 'off'})" if v is None else ("on" if v else "off")
+            ),
+        )
+        return choice
+    if spec.kind in (int, float):
+        fmt = "%g" if spec.kind is float else "%d"
+        step = None if spec.kind is float else 1
+        return column.number_input(
+            label, value=None, placeholder=str(spec.default), format=fmt, step=step, key=key, help=spec.help
+        )
+    raw = column.text_input(
+        label, key=key, placeholder=str(spec.default if spec.kind is str else ",".join(spec.default)), help=spec.help
+    ).strip()
+    return spec.parse(raw) if raw else None
+
+
+def _hparam_inputs() -> dict[str, Any]:
+    """A widget per TrainConfig field, from the table the CLI's flags come from: the page can set them all."""
+    from rolechat.finetune.config import TrainConfig
+
+    specs = rc_config.flags(TrainConfig, "train")
+    first = [s for s in specs if s.field in HPARAM_LABELS]
+    rest = [s for s in specs if s.field not in HPARAM_LABELS]
+    values: dict[str, Any] = {}
+    cols = st.columns(3)
+    for i, spec in enumerate(first):
+        values[spec.field] = _hparam_input(cols[i % 3], spec)
+    with st.container(border=True):
+        st.caption(t("train.more"))
+        cols = st.columns(3)
+        for i, spec in enumerate(rest):
+            values[spec.field] = _hparam_input(cols[i % 3], spec)
+    return values
 
 
 def _chart(run: RunView) -> None:

@@ -1,4 +1,7 @@
-"""`rolechat serve` settings (config section `[server]`, environment `ROLECHAT_SERVER_<FIELD>`)."""
+"""Settings of `rolechat serve` (config section `[server]`, environment `ROLECHAT_SERVER_<FIELD>`).
+
+Kept free of FastAPI imports: the CLI builds its flags from this dataclass at start-up.
+"""
 
 from __future__ import annotations
 

@@ -8,24 +8,23 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.options import Overrides, config_flags
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
 
 
-def load_runtime_or_fail(**overrides: Any):
-    """Load the runtime with a status line; config and load errors end the command cleanly."""
-    from rolechat import settings
-    from rolechat.llm import LLMConfig, LoadError, load_runtime
+def load_runtime_or_fail(llm_overrides: dict[str, Any] | None = None):
+    """Load the runtime (config file < environment < the command's --llm flags) with a status line; config
+    and load errors end the command cleanly."""
+    from rolechat.llm import LoadError, load_runtime
 
+    cfg = build("llm", llm_overrides)
     try:
-        cfg = settings.build(LLMConfig, "llm", file_data(), overrides)
         with err_console.status("loading model…"):
             return load_runtime(cfg)
     except LoadError as exc:
         fail(str(exc))
-    except ValueError as exc:
-        fail(f"invalid [llm] setting: {exc}")
 
 
 def banner(rt) -> None:
@@ -60,23 +59,21 @@ def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @config_flags("llm")
     def chat(
         persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
         message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
-        model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
-        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-        top_p: float | None = typer.Option(None, help="Nucleus sampling mass."),
-        max_new_tokens: int | None = typer.Option(None, help="Most tokens per reply."),
         seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
+        config: Overrides | None = None,
     ) -> None:
         """Chat with the base model or a persona in the terminal (streaming)."""
         from rolechat.llm import PersonaError
 
-        rt = load_runtime_or_fail(model=model)
+        rt = load_runtime_or_fail(config["llm"])
         if not quiet:
             banner(rt)
-        params = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed}
+        params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
         try:
             rt.manifest(persona)
         except PersonaError as exc:
@@ -130,15 +127,18 @@ def register(app: typer.Typer) -> None:
             history.append({"role": "assistant", "content": reply})
 
     @app.command()
+    @config_flags("llm")
     def personas(
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+        config: Overrides | None = None,
     ) -> None:
-        """List persona adapters under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken ones included."""
+        """List personas (adapters and characters) under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken
+        ones included."""
         from rolechat import settings
-        from rolechat.llm import LLMConfig, LoadError, describe, discover, resolve_model
+        from rolechat.llm import LoadError, describe, discover, resolve_model
         from rolechat.llm.runtime import persona_roots
 
-        cfg = settings.build(LLMConfig, "llm", file_data())
+        cfg = build("llm", config["llm"])
         try:
             is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
         except LoadError:
@@ -152,10 +152,20 @@ def register(app: typer.Typer) -> None:
             return
         from rich.table import Table
 
-        table = Table("name", "display name", "base model", "system prompt", "status")
+        table = Table("name", "display name", "kind", "base model", "system prompt", "status")
         for r in rows:
+            kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
             table.add_row(
-                *(escape(v) for v in (r["name"], r["display_name"], r["base_model"], r["system_prompt"][:40])),
+                *(
+                    escape(v)
+                    for v in (
+                        r["name"],
+                        r["display_name"],
+                        kind,
+                        r["base_model"],
+                        r["system_prompt"][:40].replace("\n", " "),
+                    )
+                ),
                 "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
             )
         console.print(table)

@@ -26,6 +26,17 @@ def file_data() -> dict[str, Any]:
     return settings.load_file(settings.config_file(_state["config"]))
 
 
+def build(section: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The `section` config from file < environment < `overrides` (the command's flags); bad values end the
+    command with the error naming the setting."""
+    from rolechat.cli.options import section_class
+
+    try:
+        return settings.build(section_class(section), section, file_data(), overrides)
+    except ValueError as exc:  # ConfigError included: it names the file, variable or flag
+        fail(f"invalid [{section}] setting: {exc}")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths stay whole

@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.options import Overrides, config_flags
 
 kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
 
@@ -16,18 +17,15 @@ KB_OPTION = typer.Option(..., "--kb", help="Knowledge base name (Chinese names a
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
-def _config(**overrides: Any):
-    from rolechat import settings
-    from rolechat.rag import RAGConfig
-
-    return settings.build(RAGConfig, "rag", file_data(), overrides)
+def _config(overrides: dict[str, Any] | None = None):
+    return build("rag", overrides)
 
 
-def _open(name: str, must_exist: bool = True, **overrides: Any):
+def _open(name: str, overrides: dict[str, Any] | None = None, must_exist: bool = True):
     from rolechat.rag import KnowledgeBase
 
     try:
-        kb = KnowledgeBase(name, _config(**overrides))
+        kb = KnowledgeBase(name, _config(overrides))
     except ValueError as exc:
         fail(str(exc))
     if must_exist and not kb.exists():
@@ -84,18 +82,17 @@ def _print_report(report) -> None:
         console.print(f"encodings: {', '.join(encodings)}", highlight=False)
 
 
+@config_flags("rag")
 def index(
     paths: list[Path] = typer.Argument(..., help="Files and folders to index (folders recursively)."),
     kb: str = KB_OPTION,
     as_json: bool = JSON_OPTION,
-    embedder: str | None = typer.Option(None, help="Embedder folder or cached hub id (rag.embedder)."),
-    chunk_size: int | None = typer.Option(None, help="Chunk size in embedder tokens (rag.chunk_size)."),
-    chunk_overlap: int | None = typer.Option(None, help="Overlap in tokens (rag.chunk_overlap)."),
+    config: Overrides | None = None,
 ) -> None:
     """Index files and folders into a knowledge base: incremental, safe to interrupt and re-run."""
     from rolechat.rag import Progress
 
-    base = _open(kb, must_exist=False, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    base = _open(kb, config["rag"], must_exist=False)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}")
@@ -122,13 +119,15 @@ def index(
 
 
 @kb_app.command("list")
-def kb_list(as_json: bool = JSON_OPTION) -> None:
+@config_flags("rag")
+def kb_list(as_json: bool = JSON_OPTION, config: Overrides | None = None) -> None:
     """List knowledge bases with their document and chunk counts."""
     from rolechat.rag import KnowledgeBase, list_kbs
 
+    cfg = _config(config["rag"])
     rows = []
     for name in list_kbs():
-        base = KnowledgeBase(name, _config(), embeddings=False)
+        base = KnowledgeBase(name, cfg, embeddings=False)
         rows.append({"name": name, "documents": len(base.documents()), "chunks": base.chunk_count()})
         base.close()
     if as_json:
@@ -141,11 +140,16 @@ def kb_list(as_json: bool = JSON_OPTION) -> None:
 
 
 @kb_app.command("show")
-def kb_show(name: str = typer.Argument(..., help="Knowledge base name."), as_json: bool = JSON_OPTION) -> None:
+@config_flags("rag")
+def kb_show(
+    name: str = typer.Argument(..., help="Knowledge base name."),
+    as_json: bool = JSON_OPTION,
+    config: Overrides | None = None,
+) -> None:
     """Show a knowledge base's settings and documents (chunk counts, encodings)."""
     from rich.table import Table
 
-    base = _open(name)
+    base = _open(name, config["rag"])
     base._embeddings = False  # reading only: never load the embedder
     docs = base.documents()
     data = {
@@ -168,17 +172,19 @@ def kb_show(name: str = typer.Argument(..., help="Knowledge base name."), as_jso
 
 
 @kb_app.command("delete")
+@config_flags("rag")
 def kb_delete(
     name: str = typer.Argument(..., help="Knowledge base name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    config: Overrides | None = None,
 ) -> None:
     """Delete a knowledge base (its index only; your documents are untouched)."""
     from rolechat.rag import delete_kb
 
-    _open(name)
+    _open(name, config["rag"])
     if not yes and not typer.confirm(f"delete knowledge base {name!r}?"):
         raise typer.Exit(1)
-    delete_kb(name, _config())
+    delete_kb(name, _config(config["rag"]))
     console.print(f"deleted {name}", highlight=False)
 
 
@@ -195,17 +201,17 @@ def _hit_dict(doc) -> dict:
     }
 
 
+@config_flags("rag", aliases={"rag.k": ["-k"]})
 def search(
     query: str = typer.Argument(..., help="What to look for."),
     kb: str = KB_OPTION,
-    k: int = typer.Option(5, "-k", help="Number of chunks."),
-    mode: str | None = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
     as_json: bool = JSON_OPTION,
+    config: Overrides | None = None,
 ) -> None:
     """Show the chunks a question retrieves: source file, location, score and which retriever found them."""
-    base = _open(kb)
+    base = _open(kb, config["rag"])
     try:
-        docs = base.search(query, k=k, mode=mode)
+        docs = base.search(query, k=base.cfg.k, mode=base.cfg.mode)
     except ValueError as exc:
         fail(str(exc))
     if as_json:
@@ -223,16 +229,18 @@ def search(
         console.print(f"   {text[:200]}{'…' if len(text) > 200 else ''}", highlight=False, markup=False)
 
 
+@config_flags("rag")
 def eval_retrieval(
     kb: str = KB_OPTION,
     qa: Path = typer.Option(..., "--qa", help="SQuAD-style JSON or JSONL with question + answer and/or source."),
     k: int = typer.Option(5, "-k", help="Also report hit@k for this k."),
     as_json: bool = JSON_OPTION,
+    config: Overrides | None = None,
 ) -> None:
     """Score dense, BM25 and hybrid retrieval on a QA file: hit@1/5/10, MRR@10, latency p50/p95."""
     from rolechat.rag.evaluation import evaluate, load_qa
 
-    base = _open(kb)
+    base = _open(kb, config["rag"])
     if not qa.is_file():
         fail(f"QA file not found: {qa}")
     try:
@@ -285,20 +293,20 @@ def eval_retrieval(
     console.print(table)
 
 
+@config_flags("llm", "rag", aliases={"rag.k": ["-k"]})
 def ask(
     question: str = typer.Argument(..., help="The question."),
     kb: str = KB_OPTION,
     persona: str | None = typer.Option(None, "--persona", "-p", help="Answer in this persona's voice."),
-    k: int | None = typer.Option(None, "-k", help="Chunks given to the model (default: rag.k)."),
-    mode: str | None = typer.Option(None, "--mode", help="dense | bm25 | hybrid (default: rag.mode)."),
-    model: str | None = typer.Option(None, "--model", help="Base model folder or cached hub id."),
+    config: Overrides | None = None,
 ) -> None:
     """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
     from rolechat.cli.chat import load_runtime_or_fail
     from rolechat.rag.chain import answer_stream, format_sources
 
-    base = _open(kb)
-    rt = load_runtime_or_fail(model=model)
+    base = _open(kb, config["rag"])
+    k, mode = base.cfg.k, base.cfg.mode
+    rt = load_runtime_or_fail(config["llm"])
     if rt.info.is_demo:
         err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
     try:

@@ -6,28 +6,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from rolechat.cli.common import console, err_console, fail, file_data
+from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.options import Overrides, config_flags
 
 
-def _configs(train_overrides: dict[str, Any], base: str | None):
-    from rolechat import settings as rc
-    from rolechat.finetune.config import TrainConfig
-    from rolechat.llm.config import LLMConfig
-
-    data = file_data()
-    try:
-        cfg = rc.build(TrainConfig, "train", data, train_overrides)
-    except ValueError as exc:
-        fail(f"invalid training setting: {exc}")
-    try:
-        llm_cfg = rc.build(LLMConfig, "llm", data, {"model": base})
-    except ValueError as exc:
-        fail(f"invalid [llm] setting: {exc}")
-    return cfg, llm_cfg
+def _configs(config: Overrides):
+    return build("train", config["train"]), build("llm", config["llm"])
 
 
 def _print_lint(prepared, cfg, data) -> None:
@@ -86,19 +73,53 @@ def _print_lint(prepared, cfg, data) -> None:
     console.rule()
 
 
+def _character(name_or_file: str, persona, system, display_name, description):
+    """A --character's card, avatar and the persona fields it fills (explicit flags win)."""
+    from rolechat.conversation.card import system_prompt
+    from rolechat.conversation.cardfile import read_avatar, read_card
+    from rolechat.conversation.characters import character_roots, find_character, persona_name
+    from rolechat.conversation.lorebook import CardError
+
+    path = Path(name_or_file).expanduser()
+    try:
+        if path.is_file():
+            char, avatar = read_card(path), read_avatar(path)
+        else:
+            entry, char = find_character(name_or_file, character_roots(build("llm").persona_dirs))
+            avatar = entry.avatar.read_bytes() if entry.avatar else None
+            persona = persona or entry.name
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    notes = char.creator_notes.strip().splitlines()
+    return (
+        char.to_card("v3" if char.spec == "chara_card_v3" else "v2"),
+        avatar,
+        persona or persona_name(char),
+        system if system is not None else system_prompt(char),
+        display_name or char.display_name,
+        description or (notes[0][:120] if notes else ""),
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
+    @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
     def train(
         data: Path | None = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
-        persona: str = typer.Option(..., "--persona", "-p", help="Persona (folder) name."),
-        system: str | None = typer.Option(None, "--system", help="System prompt (default: the dataset's)."),
+        persona: str | None = typer.Option(
+            None, "--persona", "-p", help="Persona (folder) name (default: the --character's name)."
+        ),
+        character: str | None = typer.Option(
+            None,
+            "--character",
+            help="Train for a character: a card file (.png/.json) or an imported character's name. Its system "
+            "prompt and name go into the persona, its card is kept with the adapter.",
+        ),
+        system: str | None = typer.Option(
+            None, "--system", help="System prompt (default: the --character's, else the dataset's)."
+        ),
         display_name: str = typer.Option("", "--display-name", help="Name shown in the app (default: --persona)."),
         description: str = typer.Option("", "--description", help="One line about the persona."),
-        base: str | None = typer.Option(
-            None, "--base", help="Base model folder or cached hub id (default: llm.model)."
-        ),
-        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data."),
-        max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training."
         ),
@@ -107,83 +128,25 @@ def register(app: typer.Typer) -> None:
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
         out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
-        strict: bool | None = typer.Option(None, "--strict/--no-strict", help="Fail on the first bad record."),
-        last_turn_only: bool | None = typer.Option(
-            None, "--last-turn-only/--all-turns", help="Supervise only the last reply."
-        ),
-        eval_ratio: float | None = typer.Option(None, "--eval-ratio", help="Held-out fraction (0 = none)."),
-        eval_steps: int | None = typer.Option(
-            None, "--eval-steps", help="Evaluate every N steps (0 = before/after only)."
-        ),
-        early_stopping: int | None = typer.Option(None, "--early-stopping", help="Patience in evaluations (0 = off)."),
-        lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
-        schedule: str | None = typer.Option(None, "--schedule", help="linear, cosine, constant, ..."),
-        warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Warmup fraction of the steps."),
-        rank: int | None = typer.Option(None, "--rank", help="LoRA rank."),
-        alpha: int | None = typer.Option(None, "--alpha", help="LoRA alpha."),
-        dropout: float | None = typer.Option(None, "--dropout", help="LoRA dropout."),
-        target_modules: str | None = typer.Option(None, "--target-modules", help="all-linear or q_proj,v_proj,..."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Examples per device per step."),
-        grad_accum: int | None = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
-        max_length: int | None = typer.Option(None, "--max-length", help="Most tokens per example."),
-        seed: int | None = typer.Option(None, "--seed", help="Random seed."),
-        packing: bool | None = typer.Option(
-            None, "--packing/--no-packing", help="Pack examples into rows (no padding)."
-        ),
-        sparse_logits: bool | None = typer.Option(
-            None, "--sparse-logits/--no-sparse-logits", help="Logits only where the loss is (default on)."
-        ),
-        group_by_length: bool | None = typer.Option(
-            None, "--group-by-length/--no-group-by-length", help="Length-grouped batches."
-        ),
-        gradient_checkpointing: bool | None = typer.Option(
-            None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory, spend compute."
-        ),
-        qlora: bool | None = typer.Option(None, "--qlora/--no-qlora", help="4-bit base (CUDA only)."),
-        precision: str | None = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16."),
-        save_steps: int | None = typer.Option(None, "--save-steps", help="Checkpoint every N steps."),
-        logging_steps: int | None = typer.Option(None, "--logging-steps", help="Log every N steps."),
-        report_to: str | None = typer.Option(None, "--report-to", help="none, tensorboard or swanlab."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
+        config: Overrides | None = None,
     ) -> None:
         """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
         from rolechat.finetune.data import DataError
         from rolechat.llm.personas import PersonaError, check_name
 
+        card, avatar = None, None
+        if character is not None:
+            card, avatar, persona, system, display_name, description = _character(
+                character, persona, system, display_name, description
+            )
+        if persona is None:
+            fail("--persona is required (or --character, whose name it then takes)")
         try:
             check_name(persona)
         except PersonaError as exc:
             fail(str(exc))
-        overrides = {
-            "epochs": epochs,
-            "max_steps": max_steps,
-            "learning_rate": lr,
-            "schedule": schedule,
-            "warmup_ratio": warmup_ratio,
-            "batch_size": batch_size,
-            "grad_accum": grad_accum,
-            "max_length": max_length,
-            "rank": rank,
-            "alpha": alpha,
-            "dropout": dropout,
-            "target_modules": target_modules.split(",") if target_modules else None,
-            "eval_ratio": eval_ratio,
-            "eval_steps": eval_steps,
-            "early_stopping": early_stopping,
-            "save_steps": save_steps,
-            "seed": seed,
-            "last_turn_only": last_turn_only,
-            "packing": packing,
-            "sparse_logits": sparse_logits,
-            "group_by_length": group_by_length,
-            "gradient_checkpointing": gradient_checkpointing,
-            "qlora": qlora,
-            "precision": precision,
-            "strict": strict,
-            "report_to": report_to,
-            "logging_steps": logging_steps,
-        }
-        cfg, llm_cfg = _configs(overrides, base)
+        cfg, llm_cfg = _configs(config)
         if data is None and not resume:
             fail("--data is required (except with --resume)")
         if dry_run:
@@ -230,6 +193,7 @@ def register(app: typer.Typer) -> None:
                 out=out,
                 resume=resume,
                 overwrite=overwrite,
+                card=card,
             )
         except (DataError, TrainError, LoadError, PersonaError) as exc:
             fail(str(exc))
@@ -237,6 +201,8 @@ def register(app: typer.Typer) -> None:
             fail(f"interrupted; continue with: rolechat train --persona {persona} --resume", code=130)
         if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
             return
+        if avatar is not None and not (result.output / "avatar.png").exists():
+            (result.output / "avatar.png").write_bytes(avatar)
         m = result.metrics
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
@@ -253,18 +219,19 @@ def register(app: typer.Typer) -> None:
         console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
 
     @app.command()
+    @config_flags("llm", aliases={"llm.model": ["--base"]})
     def merge(
         persona: str = typer.Option(..., "--persona", "-p", help="Persona to merge into its base model."),
         out: Path = typer.Option(..., "--out", help="Folder for the merged model (+ tokenizer, chat template)."),
-        base: str | None = typer.Option(None, "--base", help="Base model (default: llm.model, else the persona's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+        config: Overrides | None = None,
     ) -> None:
         """Merge a persona adapter into a full-precision copy of its base model (for vLLM, llama.cpp, ...)."""
         from rolechat.finetune.merge import MergeError, merge_persona
         from rolechat.llm.loader import LoadError
         from rolechat.llm.personas import PersonaError
 
-        _, llm_cfg = _configs({}, base)
+        llm_cfg = build("llm", config["llm"])
         try:
             with err_console.status("merging…"):
                 path = merge_persona(persona, out, llm_cfg, overwrite=overwrite)

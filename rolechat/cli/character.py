@@ -1,0 +1,217 @@
+"""`rolechat character ...`: import character cards as personas, export them, attach lorebooks, list them.
+
+rolechat character import 凛.png [--name rin] [--overwrite]
+rolechat character export rin --out rin.png            (or .json, --version v2|v3)
+rolechat character import-lorebook world.json --name rin [--replace]
+rolechat character list [--json]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from rolechat.cli.common import build, console, fail
+
+character_app = typer.Typer(
+    help="Character cards (SillyTavern V1/V2/V3, JSON or PNG) as personas: import, export, lorebooks.",
+    no_args_is_help=True,
+)
+
+
+def _persona_dirs() -> list[str]:
+    return list(build("llm").persona_dirs)
+
+
+@character_app.command("import")
+def import_card(
+    file: Path = typer.Argument(..., help="Card file: .png (chara/ccv3 text chunk), .json (V1, V2 or V3) or .charx."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Persona name (default: from the card's name)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the card of an existing persona."),
+) -> None:
+    """Import a character card as a persona folder under $ROLECHAT_HOME/personas (prompt-only until trained)."""
+    from rolechat.conversation.characters import import_card
+    from rolechat.conversation.lorebook import CardError
+
+    try:
+        folder, character = import_card(file, name=name, overwrite=overwrite)
+    except (CardError, FileExistsError, ValueError) as exc:
+        fail(str(exc))
+    book = character.character_book
+    lore = f", lorebook of {len(book.entries)} entries" if book else ""
+    greetings = 1 + len(character.alternate_greetings) if character.first_mes else len(character.alternate_greetings)
+    console.print(
+        f"imported {escape(character.name)} as persona [bold]{escape(folder.name)}[/] "
+        f"({greetings} greetings{lore}) -> {escape(str(folder))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@character_app.command("export")
+def export_card(
+    name: str = typer.Argument(..., help="Persona name of the character."),
+    out: Path = typer.Option(..., "--out", "-o", help="Card file to write: .png (both chunks) or .json."),
+    version: str = typer.Option("v2", "--version", help="JSON card version: v2 or v3 (PNG holds both)."),
+) -> None:
+    """Export a character as a card other tools import (SillyTavern and others)."""
+    from rolechat.conversation.characters import character_roots, export_character
+    from rolechat.conversation.lorebook import CardError
+
+    if version not in ("v2", "v3"):
+        fail(f"--version must be v2 or v3, got {version!r}")
+    try:
+        path = export_character(name, out, version=version, roots=character_roots(_persona_dirs()))
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
+@character_app.command("import-lorebook")
+def import_lorebook(
+    file: Path = typer.Argument(..., help="Lorebook: SillyTavern world info JSON, lorebook_v3, or a card's book."),
+    name: str = typer.Option(..., "--name", "-n", help="The character (persona name) to attach it to."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the character's existing lorebook."),
+) -> None:
+    """Attach a standalone lorebook (world info) to an imported character; it exports with the card."""
+    from rolechat.conversation.characters import import_lorebook
+    from rolechat.conversation.lorebook import CardError
+
+    try:
+        folder, book = import_lorebook(name, file, replace=replace)
+    except (CardError, FileExistsError, ValueError) as exc:
+        fail(str(exc))
+    console.print(
+        f"attached lorebook {escape(book.name or file.stem)} ({len(book.entries)} entries) to {escape(name)} "
+        f"-> {escape(str(folder))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@character_app.command("show")
+def show_character(
+    name: str = typer.Argument(..., help="Persona name of the character."),
+    user: str = typer.Option("用户", "--user-name", help="Name {{user}} stands for."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show what a character sends the model: system prompt, greetings, example dialogues, lorebook entries."""
+    from rolechat.conversation.card import example_dialogues, greetings, system_prompt
+    from rolechat.conversation.characters import character_roots, find_character
+    from rolechat.conversation.lorebook import CardError
+
+    try:
+        entry, char = find_character(name, character_roots(_persona_dirs()))
+    except (CardError, ValueError) as exc:
+        fail(str(exc))
+    book = char.character_book
+    lore = [
+        {
+            "label": e.label,
+            "keys": e.keys,
+            "secondary_keys": e.secondary_keys if e.selective else [],
+            "logic": e.selective_logic if e.selective and e.secondary_keys else "",
+            "constant": e.constant,
+            "enabled": e.enabled,
+            "order": e.insertion_order,
+            "position": e.position,
+        }
+        for e in (book.entries if book else [])
+    ]
+    info = {
+        "name": entry.name,
+        "character": char.display_name,
+        "adapter": entry.has_adapter,
+        "system_prompt": system_prompt(char, user),
+        "greetings": greetings(char, user),
+        "example_dialogues": example_dialogues(char, user),
+        "post_history_instructions": char.post_history_instructions,
+        "lorebook": lore,
+        "creator_notes": char.creator_notes,
+    }
+    if as_json:
+        console.print_json(json.dumps(info, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    console.rule(f"{escape(char.display_name)} ({escape(entry.name)})")
+    console.print(f"[bold]system prompt[/]\n{escape(info['system_prompt'])}", highlight=False)
+    for n, greeting in enumerate(info["greetings"]):
+        console.print(f"[bold]greeting {n}[/] {escape(greeting)}", highlight=False)
+    for n, block in enumerate(info["example_dialogues"], 1):
+        turns = " / ".join(f"{t['role']}: {t['content']}" for t in block)
+        console.print(f"[bold]example {n}[/] {escape(turns)}", highlight=False)
+    if lore:
+        table = Table("entry", "keys", "secondary", "order", "position", "on")
+        for e in lore:
+            keys = "(always)" if e["constant"] else ", ".join(e["keys"])
+            second = f"{e['logic']}: {', '.join(e['secondary_keys'])}" if e["logic"] else ""
+            table.add_row(
+                *(escape(str(v)) for v in (e["label"], keys, second, e["order"], e["position"])),
+                "yes" if e["enabled"] else "no",
+            )
+        console.print(table)
+    if char.creator_notes.strip():
+        console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
+
+
+@character_app.command("list")
+def list_characters(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """List the characters (personas with a card), the shipped samples included."""
+    from rolechat.conversation.characters import character_roots, load_character
+    from rolechat.conversation.lorebook import CardError
+    from rolechat.llm import discover
+
+    rows = []
+    for entry in discover(character_roots(_persona_dirs())):
+        if entry.manifest is None or not entry.manifest.card:
+            continue
+        try:
+            character = load_character(entry.manifest)
+        except CardError as exc:
+            rows.append({"name": entry.name, "error": str(exc), "path": str(entry.path)})
+            continue
+        assert character is not None
+        rows.append(
+            {
+                "name": entry.name,
+                "display_name": character.display_name,
+                "adapter": entry.has_adapter,
+                "greetings": len([g for g in (character.first_mes, *character.alternate_greetings) if g.strip()]),
+                "lore_entries": len(character.character_book.entries) if character.character_book else 0,
+                "tags": character.tags,
+                "creator": character.creator,
+                "path": str(entry.path),
+                "error": entry.error,
+            }
+        )
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        console.print("no characters yet — import a card with `rolechat character import FILE`")
+        return
+    from rich.table import Table
+
+    table = Table("name", "character", "kind", "greetings", "lore", "path")
+    for r in rows:
+        if "display_name" not in r:
+            table.add_row(escape(r["name"]), f"[red]broken[/]: {escape(r['error'])}", "", "", "", escape(r["path"]))
+            continue
+        kind = "adapter + card" if r["adapter"] else "prompt only"
+        table.add_row(
+            escape(r["name"]),
+            escape(r["display_name"]),
+            kind,
+            str(r["greetings"]),
+            str(r["lore_entries"]),
+            escape(r["path"]),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(character_app, name="character")

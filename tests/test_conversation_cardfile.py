@@ -1,0 +1,282 @@
+"""conversation.cardfile: card files (V1/V2/V3 JSON, PNG) and lorebook files (card books, SillyTavern world info)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from rolechat.conversation.card import Character
+from rolechat.conversation.cardfile import (
+    CardError,
+    read_avatar,
+    read_card,
+    read_lorebook,
+    write_card,
+    write_lorebook,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def card(name: str = "苏晚", version: str = "v2", **data) -> dict:
+    spec = {"v2": ("chara_card_v2", "2.0"), "v3": ("chara_card_v3", "3.0")}[version]
+    return {"spec": spec[0], "spec_version": spec[1], "data": {"name": name, **data}}
+
+
+def write_json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def png_with(path: Path, chunks: dict[str, object], color=(10, 200, 30)) -> Path:
+    info = PngInfo()
+    for name, obj in chunks.items():
+        info.add_text(name, base64.b64encode(json.dumps(obj, ensure_ascii=False).encode("utf-8")).decode("ascii"))
+    Image.new("RGB", (8, 12), color).save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def test_reads_v1_v2_and_v3_json(tmp_path):
+    v1 = read_card(write_json(tmp_path / "v1.json", {"name": "阿福", "description": "伙计", "first_mes": "来了"}))
+    v2 = read_card(write_json(tmp_path / "v2.json", card(description="说书人")))
+    v3 = read_card(write_json(tmp_path / "v3.json", card(version="v3", nickname="晚晚", group_only_greetings=["g"])))
+    assert (v1.spec, v1.name, v1.description) == ("chara_card_v1", "阿福", "伙计")
+    assert (v2.spec, v2.description) == ("chara_card_v2", "说书人")
+    assert (v3.spec, v3.nickname, v3.group_only_greetings) == ("chara_card_v3", "晚晚", ["g"])
+
+
+def test_reads_a_png_card_and_its_picture(tmp_path):
+    path = png_with(tmp_path / "c.png", {"chara": card(first_mes="你好")})
+    assert read_card(path).first_mes == "你好"
+    with Image.open(__import__("io").BytesIO(read_avatar(path))) as image:
+        assert image.size == (8, 12) and image.getpixel((0, 0)) == (10, 200, 30)
+        assert "chara" not in image.text  # the picture alone, the card text left behind
+    assert read_avatar(write_json(tmp_path / "c.json", card())) is None
+
+
+def test_png_with_both_chunks_uses_v3(tmp_path):
+    path = png_with(
+        tmp_path / "both.png", {"chara": card(description="旧"), "ccv3": card(version="v3", description="新")}
+    )
+    char = read_card(path)
+    assert char.description == "新" and char.spec == "chara_card_v3"
+
+
+def test_written_png_carries_both_chunks_and_reads_back_the_same(tmp_path):
+    char = Character.from_dict(card(description="d", alternate_greetings=["a"], extensions={"x": {"y": 1}}))
+    path = write_card(char, tmp_path / "out.png")
+    with Image.open(path) as image:
+        text = image.text
+        assert image.size == (400, 600)  # a placeholder picture drawn for a card without one
+    v2 = json.loads(base64.b64decode(text["chara"]))
+    v3 = json.loads(base64.b64decode(text["ccv3"]))
+    assert v2["spec"] == "chara_card_v2" and v3["spec"] == "chara_card_v3"
+    assert v2["data"]["extensions"] == {"x": {"y": 1}} and v3["data"]["description"] == "d"
+    assert read_card(path).to_dict() == char.to_dict()
+
+
+def test_written_png_keeps_the_given_picture(tmp_path):
+    picture = png_with(tmp_path / "pic.png", {}, color=(1, 2, 3))
+    out = write_card(Character(name="x"), tmp_path / "out.png", avatar=picture)
+    with Image.open(out) as image:
+        assert image.size == (8, 12) and image.getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_json_round_trip_keeps_unknown_fields_and_extensions(tmp_path):
+    original = card(
+        description="d",
+        extensions={"talkativeness": "0.5", "vendor": {"deep": [1, {"x": None}]}},
+        mystery_field={"a": 1},
+        character_book={
+            "name": "书",
+            "extensions": {"book_ext": True},
+            "entries": [
+                {
+                    "keys": ["长安"],
+                    "content": "都城",
+                    "extensions": {"probability": 80, "group": "g"},
+                    "enabled": True,
+                    "insertion_order": 3,
+                    "entry_mystery": "kept",
+                }
+            ],
+        },
+    )
+    original["avatar"] = "none"  # SillyTavern's own top-level bookkeeping
+    first = read_card(write_json(tmp_path / "in.json", original))
+    second = read_card(write_card(first, tmp_path / "out.json"))
+    third = read_card(write_card(second, tmp_path / "out.png"))
+    assert first == second and first.to_dict() == third.to_dict()
+    out = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert out["avatar"] == "none" and out["data"]["mystery_field"] == {"a": 1}
+    assert out["data"]["extensions"]["vendor"] == {"deep": [1, {"x": None}]}
+    entry = out["data"]["character_book"]["entries"][0]
+    assert entry["entry_mystery"] == "kept" and entry["extensions"] == {"probability": 80, "group": "g"}
+    assert out["data"]["character_book"]["extensions"] == {"book_ext": True}
+
+
+def test_written_v3_json(tmp_path):
+    path = write_card(Character(name="x"), tmp_path / "v3.json", version="v3")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["spec"] == "chara_card_v3" and data["spec_version"] == "3.0"
+
+
+def test_bad_card_files_name_the_file_and_the_field(tmp_path):
+    cases = {
+        "book.png": ({"chara": card(character_book={"entries": [{}, {}, {}, {"keys": 5}]})}, None),
+        "greet.json": (None, card(alternate_greetings=[1])),
+        "broken.json": (None, "{not json"),
+        "nameless.json": (None, {"description": "no name"}),
+    }
+    expected = {
+        "book.png": "book.png: data.character_book.entries[3].keys: expected a list of strings",
+        "greet.json": "greet.json: data.alternate_greetings: expected a list of strings",
+        "broken.json": "broken.json: invalid JSON at line 1",
+        "nameless.json": "nameless.json: name: a character needs a name",
+    }
+    for name, (chunks, obj) in cases.items():
+        path = tmp_path / name
+        if chunks is not None:
+            png_with(path, chunks)
+        elif isinstance(obj, str):
+            path.write_text(obj, encoding="utf-8")
+        else:
+            write_json(path, obj)
+        with pytest.raises(CardError) as err:
+            read_card(path)
+        assert expected[name] in str(err.value)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (4, 4)).save(plain)
+    with pytest.raises(CardError, match="plain.png: PNG has no character card"):
+        read_card(plain)
+    bad64 = tmp_path / "bad64.png"
+    info = PngInfo()
+    info.add_text("chara", "!!!not base64 json")
+    Image.new("RGB", (4, 4)).save(bad64, pnginfo=info)
+    with pytest.raises(CardError, match="bad64.png: PNG text chunk 'chara'"):
+        read_card(bad64)
+    with pytest.raises(CardError, match="missing.json: file not found"):
+        read_card(tmp_path / "missing.json")
+
+
+WORLD_INFO = {
+    "entries": {
+        "0": {
+            "uid": 0,
+            "key": ["长安", "京城"],
+            "keysecondary": ["夜"],
+            "comment": "长安",
+            "content": "长安有宵禁。",
+            "constant": False,
+            "selective": True,
+            "selectiveLogic": 2,
+            "order": 40,
+            "position": 1,
+            "disable": False,
+            "excludeRecursion": True,
+            "preventRecursion": False,
+            "delayUntilRecursion": False,
+            "probability": 100,
+            "useProbability": True,
+            "depth": 4,
+            "group": "",
+            "scanDepth": 6,
+            "caseSensitive": True,
+            "matchWholeWords": None,
+            "automationId": "",
+            "role": None,
+            "sticky": 0,
+            "displayIndex": 0,
+        },
+        "7": {"uid": 7, "key": ["西市"], "content": "胡商。", "order": 10, "position": 0, "disable": True},
+        "8": {"uid": 8, "key": "曲江, 芙蓉园", "content": "曲江池。", "constant": True, "position": 4},
+    },
+    "name": "长安风物",
+}
+
+
+def test_sillytavern_world_info_maps_its_fields(tmp_path):
+    book = read_lorebook(write_json(tmp_path / "world.json", WORLD_INFO))
+    assert book.name == "长安风物" and [e.id for e in book.entries] == [0, 7, 8]
+    first, disabled, at_depth = book.entries
+    assert first.keys == ["长安", "京城"] and first.secondary_keys == ["夜"] and first.selective
+    assert first.selective_logic == "NOT_ANY" and first.insertion_order == 40 and first.position == "after_char"
+    assert first.exclude_recursion and first.scan_depth == 6 and first.case_sensitive is True
+    assert first.comment == "长安" and first.content == "长安有宵禁。" and first.enabled
+    assert first.extensions["probability"] == 100 and first.extensions["useProbability"] is True
+    assert first.extensions["position"] == 1 and first.extensions["display_index"] == 0
+    assert not disabled.enabled and disabled.position == "before_char"
+    assert at_depth.keys == ["曲江", "芙蓉园"] and at_depth.constant and at_depth.position == "after_char"
+    assert at_depth.extensions["position"] == 4  # SillyTavern's @depth position kept for the round trip
+    # and it behaves: NOT_ANY with "夜", case-sensitive, disabled entry silent, constant always on
+    assert [e.id for e in book.activate(["长安的白天"], len)] == [0, 8]
+    assert [e.id for e in book.activate(["长安的夜"], len)] == [8]
+
+
+def test_world_info_without_name_takes_the_file_name_and_bad_fields_are_named(tmp_path):
+    assert read_lorebook(write_json(tmp_path / "我的世界.json", {"entries": {}})).name == "我的世界"
+    bad = {"entries": {"3": {"key": ["a"], "content": "b"}, "5": {"key": [1], "content": "c"}}}
+    with pytest.raises(CardError, match=r"bad.json: entries\.5\.key: expected a list of strings"):
+        read_lorebook(write_json(tmp_path / "bad.json", bad))
+    bad_order = {"entries": {"2": {"key": ["a"], "order": "first"}}}
+    with pytest.raises(CardError, match=r"order.json: entries\.2\.order: expected a number"):
+        read_lorebook(write_json(tmp_path / "order.json", bad_order))
+
+
+def test_lorebook_from_card_book_v3_file_and_card(tmp_path):
+    entries = [{"keys": ["a"], "content": "b", "extensions": {}, "enabled": True, "insertion_order": 1}]
+    bare = read_lorebook(write_json(tmp_path / "bare.json", {"name": "n", "entries": entries}))
+    assert bare.name == "n" and bare.entries[0].keys == ["a"]
+    v3 = read_lorebook(write_lorebook(bare, tmp_path / "v3.json"))
+    assert json.loads((tmp_path / "v3.json").read_text(encoding="utf-8"))["spec"] == "lorebook_v3"
+    assert v3 == bare
+    from_card = read_lorebook(png_with(tmp_path / "c.png", {"chara": card(character_book={"entries": entries})}))
+    assert from_card.entries[0].content == "b"
+    with pytest.raises(CardError, match="nobook.json: the character card has no lorebook"):
+        read_lorebook(write_json(tmp_path / "nobook.json", card()))
+    with pytest.raises(CardError, match="world.json: this is a lorebook, not a character card"):
+        read_card(write_json(tmp_path / "world.json", WORLD_INFO))
+
+
+def test_sample_cards_read_and_the_lorebook_triggers():
+    suwan = read_card(ROOT / "examples" / "characters" / "suwan.json")
+    xiaoman = read_card(ROOT / "examples" / "characters" / "xiaoman.json")
+    assert suwan.character_book is not None and 8 <= len(suwan.character_book.entries) <= 15
+    assert xiaoman.character_book is None and len(xiaoman.alternate_greetings) == 2
+    labels = [e.comment for e in suwan.character_book.activate(["苏晚，你师父是谁？"], len)]
+    assert labels == ["茶楼（常驻，不触发其他条目）", "师父陆铁嘴", "醒木（由师父一条递归触发）", "洛阳"]
+
+
+def test_reads_a_charx_archive_and_its_main_icon(tmp_path):
+    import io
+    import zipfile
+
+    data = card(
+        version="v3",
+        description="charx",
+        assets=[
+            {"type": "icon", "uri": "embeded://assets/icon/images/other.png", "name": "other", "ext": "png"},
+            {"type": "icon", "uri": "embeded://assets/icon/images/main.webp", "name": "main", "ext": "webp"},
+        ],
+    )
+    icon = io.BytesIO()
+    Image.new("RGB", (6, 9), (5, 6, 7)).save(icon, format="WEBP", lossless=True)
+    path = tmp_path / "c.charx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("card.json", json.dumps(data, ensure_ascii=False))
+        archive.writestr("assets/icon/images/main.webp", icon.getvalue())
+        archive.writestr("assets/icon/images/other.png", b"not used")
+    char = read_card(path)
+    assert char.description == "charx" and char.spec == "chara_card_v3" and len(char.assets) == 2
+    with Image.open(io.BytesIO(read_avatar(path))) as image:
+        assert image.format == "PNG" and image.size == (6, 9) and image.getpixel((0, 0)) == (5, 6, 7)
+    empty = tmp_path / "empty.charx"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("readme.txt", "no card")
+    with pytest.raises(CardError, match="empty.charx: CHARX archive has no card.json"):
+        read_card(empty)
