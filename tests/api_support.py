@@ -92,3 +92,55 @@ def knowledge_app(model_dir: Any, docs_dir: Any, **server: Any) -> tuple[Any, Re
     runtime = Runtime.load(LLMConfig(model=str(model_dir)))
     engine = RecordingEngine(runtime, RAGConfig(), embeddings=fake)
     return runtime, engine, create_app(runtime, ServerConfig(**server), engine=engine)
+
+
+_SERVER_SCRIPT = """
+import json, sys
+import uvicorn
+from rolechat.api import ServerConfig, create_app
+from rolechat.llm import LLMConfig, Runtime
+
+model, port, server = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+runtime = Runtime.load(LLMConfig(model=model))
+app = create_app(runtime, ServerConfig(port=port, **server))
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
+"""
+
+
+@contextmanager
+def server_process(model_dir: Any, **server: Any) -> Iterator[str]:
+    """`rolechat serve` as users run it: its own process (its own interpreter lock), stopped with SIGTERM,
+    which must end it promptly whatever it is doing. Yields the base URL."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER_SCRIPT, str(model_dir), str(port), json.dumps(server)], cwd=root
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, "the server process exited"
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, "the server process did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("SIGTERM did not stop the server within 20 s") from None
+    assert code in (0, -15), f"the server process exited with {code}"

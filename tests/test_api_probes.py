@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 import time
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 
 from rolechat.api import ServerConfig, create_app
 from rolechat.llm import LLMConfig, Runtime
-from tests.api_support import RecordingEngine, running, slowed, sse_events
+from tests.api_support import RecordingEngine, running, server_process, slowed, sse_events
 
 HELLO = [{"role": "user", "content": "你好"}]
 KEY = "probe-key"
@@ -40,9 +41,8 @@ def error_of(resp: httpx.Response) -> dict:
 # -- bursts ------------------------------------------------------------------------------------------------
 
 
-async def _burst(url: str, n: int, max_tokens: int) -> tuple[list[int], list[float], list[str]]:
-    """n concurrent streaming requests; meanwhile /health is probed every 50 ms. Returns the streams'
-    statuses, the health probes' latencies, and each stream's last event."""
+async def _burst(url: str, n: int, max_tokens: int) -> tuple[list[int], list[str]]:
+    """n concurrent streaming requests; returns their statuses and each one's last event."""
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     async with httpx.AsyncClient(base_url=url, timeout=900, limits=limits) as client:
         body = {"messages": HELLO, "stream": True, "max_tokens": max_tokens, "temperature": 0}
@@ -55,43 +55,49 @@ async def _burst(url: str, n: int, max_tokens: int) -> tuple[list[int], list[flo
                         last = line[6:]
                 return resp.status_code, last
 
+        results = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), timeout=900)
+    return [s for s, _ in results], [last for _, last in results]
+
+
+def _check_burst(model_dir, n: int) -> None:
+    """The server in its own process (as deployed); /health probed every 50 ms from another thread while
+    the burst runs; SIGTERM afterwards must stop it (server_process checks)."""
+    with server_process(model_dir, max_queue=n) as url:
         latencies: list[float] = []
-        streams = asyncio.gather(*(one() for _ in range(n)))
+        done = threading.Event()
 
-        async def probe() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as health:
-                while not streams.done():
+        def probe() -> None:
+            with httpx.Client(base_url=url, timeout=10) as health:
+                while not done.is_set():
                     start = time.perf_counter()
-                    assert (await health.get("/health")).status_code == 200
+                    assert health.get("/health").status_code == 200
                     latencies.append(time.perf_counter() - start)
-                    await asyncio.sleep(0.05)
+                    time.sleep(0.05)
 
-        prober = asyncio.create_task(probe())
-        results = await asyncio.wait_for(streams, timeout=900)
-        await prober
-    return [s for s, _ in results], latencies, [last for _, last in results]
-
-
-def _check_burst(runtime, n: int) -> None:
-    engine, server = serve(runtime, max_queue=n)
-    with server as url:
-        statuses, latencies, lasts = asyncio.run(_burst(url, n, max_tokens=3))
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            statuses, lasts = asyncio.run(_burst(url, n, max_tokens=3))
+        finally:
+            done.set()
+            prober.join()
         assert statuses == [200] * n
         assert lasts == ["[DONE]"] * n
-        assert len(latencies) >= 3 and max(latencies) < 1.0, max(latencies)
-        assert len(engine.streams) == n and all(s.stats.finish_reason in ("stop", "length") for s in engine.streams)
+        assert len(latencies) >= 3 and max(latencies) < 1.0, sorted(latencies)[-5:]
         assert httpx.get(url + "/health", timeout=5).json()["in_flight"] == 0
+        metrics = httpx.get(url + "/metrics", timeout=5).text
+        assert f'rolechat_requests_total{{method="POST",route="/v1/chat/completions",status="200"}} {n}.0' in metrics
 
 
 @pytest.mark.parametrize("n", [41, 64])
-def test_bursts_of_streams_all_finish_and_health_stays_fast(runtime, n):
-    _check_burst(runtime, n)
+def test_bursts_of_streams_all_finish_and_health_stays_fast(tiny_qwen2, n):
+    _check_burst(tiny_qwen2, n)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_a_burst_of_200_streams(runtime):
-    _check_burst(runtime, 200)
+def test_a_burst_of_200_streams(tiny_qwen2):
+    _check_burst(tiny_qwen2, 200)
 
 
 def test_beyond_the_queue_is_a_429_with_retry_after(runtime):
@@ -177,6 +183,25 @@ def test_a_non_streaming_client_that_gives_up_cancels_too(runtime):
             time.sleep(0.01)
         assert engine.streams[-1].stats.finish_reason == "cancelled"
         assert engine.streams[-1].stats.completion_tokens < 100
+
+
+def test_a_request_abandoned_in_the_queue_never_runs(runtime):
+    engine, server = serve(runtime, max_concurrent=1)
+    with slowed(runtime, 0.05), server as url:
+
+        async def main() -> int:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                body = {"messages": HELLO, "max_tokens": 30, "temperature": 0}
+                first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+                await asyncio.sleep(0.3)  # the first one holds the only slot
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.3))
+                return (await first).status_code
+
+        assert asyncio.run(main()) == 200
+        assert len(engine.streams) == 1  # the abandoned request was never prepared nor generated
+        assert httpx.get(url + "/health").json()["queued"] == 0
+        assert 'status="499"' in httpx.get(url + "/metrics").text
 
 
 # -- bad values --------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def _check(svc: Services, req: ChatRequest) -> list[str]:
 async def chat_completions(req: ChatRequest, request: Request):
     svc = services(request)
     texts = _check(svc, req)
-    granted, relay = await start_turn(svc, partial(_prepare, svc, req, texts))
+    granted, relay = await start_turn(svc, request, partial(_prepare, svc, req, texts))
     turn, stream = relay.turn, relay.stream
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())

@@ -1,6 +1,6 @@
 """Running one turn under admission control: the part the chat, tutorial (and future) routes share.
 
-    granted, relay = await start_turn(svc, prepare)     # 429 when busy; 4xx when prepare() refuses
+    granted, relay = await start_turn(svc, request, prepare)  # 429 when busy; 4xx when prepare() refuses
     try:
         text = await collect(relay, request)            # or stream relay.pieces() from a RelayResponse
     finally:
@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
 from fastapi import Request
 from starlette.responses import StreamingResponse
 
@@ -95,9 +96,39 @@ def _as_api_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def start_turn(svc: Services, prepare: Callable[[], tuple[Any, Any]]) -> tuple[float, Relay]:
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has hung up (the body has been read: nothing else can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _admit(svc: Services, request: Request) -> float:
+    """A slot, or a 499 if the client hangs up while waiting (so a queue of abandoned requests drains
+    without running any of them)."""
+    granted: float | None = None
+    refused: APIError | None = None  # raised outside the task group, which would wrap it in an ExceptionGroup
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            await _disconnected(request)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            granted = await svc.admission.acquire()
+        except APIError as exc:
+            refused = exc
+        group.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
+    if granted is None:
+        raise APIError(499, "The client closed the request while it waited for a slot.", type="client_closed_request")
+    return granted
+
+
+async def start_turn(svc: Services, request: Request, prepare: Callable[[], tuple[Any, Any]]) -> tuple[float, Relay]:
     """Wait for a slot, then run `prepare` on a relay; a ValueError from it becomes a 400."""
-    granted = await svc.admission.acquire()
+    granted = await _admit(svc, request)
     try:
         relay = Relay(prepare)
     except BaseException:
@@ -126,8 +157,7 @@ async def collect(relay: Relay, request: Request) -> str:
     """The whole reply; a client that hangs up meanwhile cancels the generation."""
 
     async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+        await _disconnected(request)
         relay.close()
 
     watcher = asyncio.create_task(watch())

@@ -66,7 +66,7 @@ async def tutorial_chat(req: TutorialRequest, request: Request) -> dict[str, Any
     svc = services(request)
     history = _messages(req.history or [])
     check_prompt(svc, [m["content"] for m in history] + [req.prompt], param="history")
-    granted, relay = await start_turn(svc, partial(_prepare, svc, req, history))
+    granted, relay = await start_turn(svc, request, partial(_prepare, svc, req, history))
     try:
         response = await collect(relay, request)
     finally:
