@@ -78,6 +78,22 @@ def test_max_tokens_cut_reports_length_and_a_stop_string_cuts_the_reply(server):
     assert cut["choices"][0]["finish_reason"] == "stop"
 
 
+def test_extreme_but_valid_values_are_answered(server):
+    rt, client = server
+    tiny = client.post("/v1/chat/completions", json={"messages": HELLO, "temperature": 1e-300, "max_tokens": 10})
+    assert tiny.status_code == 200  # not a 500 from logits / 1e-300: a temperature that small is greedy
+    assert tiny.json()["choices"][0]["message"]["content"] == reference(rt, HELLO, None)
+    for extra in (
+        {"seed": 2**64 - 1},
+        {"seed": -(2**63)},
+        {"max_tokens": 1_000_000},
+        {"top_p": 1e-300},
+        {"stop": [""]},
+    ):
+        resp = client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3, **extra})
+        assert resp.status_code == 200, (extra, resp.text)
+
+
 def test_streaming_sends_sse_chunks_that_join_to_the_reply(server):
     rt, client = server
     body = {"model": "alpha", "stream": True, "messages": HELLO, **GREEDY}

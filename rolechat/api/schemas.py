@@ -38,6 +38,11 @@ Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Int = Annotated[int, Strict()]
 Bool = Annotated[bool, Strict()]
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
+GREEDY_BELOW = 1e-5  # logits / 1e-300 overflow to inf: a temperature this small means greedy
+
+
+def _temperature(value: float | None) -> float | None:
+    return 0.0 if value is not None and value < GREEDY_BELOW else value
 
 
 class TextPart(BaseModel):
@@ -132,6 +137,8 @@ class ChatRequest(BaseModel):
     web_search_options: Any = None
     verbosity: Any = None
 
+    _greedy = field_validator("temperature")(_temperature)
+
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -180,6 +187,8 @@ class TutorialRequest(BaseModel):
     temperature: Float | None = Field(default=None, ge=0, le=2)
     model: Text | None = Field(default=None, max_length=256)
     persona: Text | None = Field(default=None, max_length=256)
+
+    _greedy = field_validator("temperature")(_temperature)
 
 
 class SearchRequest(BaseModel):
