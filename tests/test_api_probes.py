@@ -244,6 +244,9 @@ BAD_BODIES = {
     "not json": ("{messages", None),
     "not an object": ("[1, 2]", None),
     "empty body": ("", None),
+    "deeply nested": ("[" * 100_000 + "]" * 100_000, None),
+    "a 5000-digit integer": (body('"seed": ' + "9" * 5000), None),
+    "a number beyond float": (body('"temperature": 1e400'), "temperature"),
     "invalid utf-8": (b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
 }
 
