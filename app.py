@@ -1,7 +1,8 @@
 """rolechat's Streamlit app: `streamlit run app.py`.
 
-The composition root: sets the offline environment, the page config and the language switch, and
-routes to the three pages (chat, knowledge bases, training) that live in the `ui` package.
+The composition root: sets the offline environment, the page config and the language switch, lets
+`ui.access.gate` decide whether this session may see any page (loopback or logged in), and routes to the
+three pages (chat, knowledge bases, training) that live in the `ui` package.
 """
 
 from __future__ import annotations
@@ -12,11 +13,22 @@ from rolechat.settings import set_offline_env
 
 set_offline_env()
 
-from ui import state  # noqa: E402
+from ui import access, state  # noqa: E402
 from ui.i18n import LANGUAGES, t  # noqa: E402
 
 st.set_page_config(page_title="rolechat", page_icon="💬", layout="centered")
 state.keep_widget_state()
+
+
+def language_switch() -> None:
+    with st.sidebar:
+        st.session_state.setdefault("lang", "zh")
+        st.radio(t("lang.label"), list(LANGUAGES), key="lang", format_func=LANGUAGES.get, horizontal=True)
+
+
+if not access.gate():  # served beyond loopback without a password, or not logged in yet: no page at all
+    language_switch()
+    st.stop()
 
 pages = [
     st.Page("ui/pages/chat.py", title=t("nav.chat"), icon=":material/chat:", default=True),
@@ -24,7 +36,5 @@ pages = [
     st.Page("ui/pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
 ]
 page = st.navigation(pages)
-with st.sidebar:
-    st.session_state.setdefault("lang", "zh")
-    st.radio(t("lang.label"), list(LANGUAGES), key="lang", format_func=LANGUAGES.get, horizontal=True)
+language_switch()
 page.run()

@@ -82,6 +82,11 @@ class Dataset:
         counts = Counter(c.system for c in self.conversations if c.system)
         return counts.most_common(1)[0][0] if counts else ""
 
+    def other_systems(self, system: str) -> list[Conversation]:
+        """The conversations whose own system prompt is set and differs from `system` (the persona's): they
+        are trained under the persona's, which is what inference will use."""
+        return [c for c in self.conversations if c.system and c.system != system]
+
     def summary(self) -> dict[str, Any]:
         return {
             "file": self.path,

@@ -1,14 +1,17 @@
-"""Conversations -> token ids + labels, through the runtime's own chat template (llm.templates).
+"""Conversations -> token ids + labels, through the runtime's own encoding (llm.encoding).
 
-The persona's system prompt goes first, exactly as the runtime adds it at inference. Labels are -100
-except on the assistant replies and their end-of-turn marker. Over-long examples are shortened from the
-prompt side: oldest turns first, then the head of the last user message (the runtime drops the same
-things when a chat outgrows its context); a reply's end is never cut. An example whose last reply alone
-does not fit is skipped and counted.
+The persona's system prompt goes first, exactly as the runtime adds it at inference. Each reply follows
+exactly the ids the runtime feeds the model for that history (`encode_turns`), and every example is
+checked against them (`check_row`): `stats.parity` counts the ones that would not be, which the dry-run
+lint reports. Labels are -100 except on the assistant replies and their end-of-turn marker. Over-long
+examples are shortened from the prompt side: oldest turns first, then the head of the last user message
+(the runtime drops the same things when a chat outgrows its context); a reply's end is never cut. An
+example whose last reply alone does not fit is skipped and counted.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import statistics
 from collections.abc import Sequence
@@ -16,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rolechat.finetune.data import Conversation
-from rolechat.llm.templates import ChatFormat, SupervisedText, TemplateError, render_supervised, tokenize_supervised
+from rolechat.llm.encoding import Row, check_row, encode_turns, supervised_rows
+from rolechat.llm.templates import ChatFormat, TemplateError
 
-__all__ = ["Example", "EncodeStats", "encode_conversations", "show_example", "with_system"]
+__all__ = ["Example", "EncodeStats", "build_rows", "encode_conversations", "show_example", "with_system"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class EncodeStats:
     skipped_too_long: int = 0
     template_errors: int = 0
     eot_lost: int = 0
+    parity: int = 0
+    parity_first: list[str] = field(default_factory=list)
     tokens: int = 0
     supervised_tokens: int = 0
     lengths: list[int] = field(default_factory=list, repr=False)
@@ -61,6 +67,8 @@ class EncodeStats:
             "skipped_too_long": self.skipped_too_long,
             "template_errors": self.template_errors,
             "eot_lost": self.eot_lost,
+            "parity": self.parity,
+            "parity_first": list(self.parity_first),
             "tokens": self.tokens,
             "supervised_tokens": self.supervised_tokens,
             "supervised_ratio": round(self.supervised_tokens / self.tokens, 4) if self.tokens else 0.0,
@@ -80,8 +88,12 @@ def with_system(conv: Conversation, system: str) -> list[dict[str, str]]:
     return ([{"role": "system", "content": system}] if system else []) + [dict(m) for m in conv.messages]
 
 
-def _encode(tokenizer: Any, items: Sequence[SupervisedText]) -> list[tuple[list[int], list[int]]]:
-    return [tokenize_supervised(tokenizer, item) for item in items]
+def build_rows(
+    tokenizer: Any, fmt: ChatFormat, messages: list[dict[str, str]], last_turn_only: bool = False
+) -> list[Row]:
+    """The training rows of one conversation: each reply after its inference prompt's exact ids."""
+    turns = encode_turns(tokenizer, fmt, messages, last_only=last_turn_only)
+    return supervised_rows(turns)
 
 
 def _ends_with_eot(labels: list[int], eot_ids: list[int]) -> bool:
@@ -96,41 +108,51 @@ def _fit(
     max_length: int,
     last_turn_only: bool,
     stats: EncodeStats,
-) -> list[tuple[list[int], list[int]]] | None:
-    """Encode, shortening from the prompt side until every text fits; None when even the last reply can't."""
+) -> tuple[list[Row], list[dict[str, str]]] | None:
+    """Encode, shortening from the prompt side until every row fits; None when even the last reply can't.
+    Returns the rows and the messages they were built from."""
     system = messages[:1] if messages[0]["role"] == "system" else []
     turns = messages[len(system) :]
-    encoded = _encode(tokenizer, render_supervised(tokenizer, fmt, system + turns, last_turn_only=last_turn_only))
-    if all(len(ids) <= max_length for ids, _ in encoded):
-        return encoded
-    stats.truncated += 1
-    while len(turns) > 2 and any(len(ids) > max_length for ids, _ in encoded):
-        turns = turns[2:]  # drop the oldest user/assistant pair
-        stats.turns_dropped += 1
-        encoded = _encode(tokenizer, render_supervised(tokenizer, fmt, system + turns, last_turn_only=last_turn_only))
-    if all(len(ids) <= max_length for ids, _ in encoded):
-        return encoded
+
+    def longest(rows: list[Row]) -> int:
+        return max((len(r.input_ids) for r in rows), default=0)
+
+    def last_fits(pairs: int) -> bool:  # the row of the last reply holds the whole history: the longest one
+        return longest(build_rows(tokenizer, fmt, system + turns[2 * pairs :], True)) <= max_length
+
+    # The fewest oldest user/assistant pairs to drop: bisected on the last reply's row (a few encodes of one
+    # prompt), then confirmed on every row, so a long conversation is not re-encoded turn by turn per pair.
+    most = max(0, (len(turns) - 2) // 2)
+    dropped = bisect.bisect_left(range(most + 1), True, key=last_fits)
+    rows = build_rows(tokenizer, fmt, system + turns[2 * min(dropped, most) :], last_turn_only)
+    while dropped < most and longest(rows) > max_length:
+        dropped += 1
+        rows = build_rows(tokenizer, fmt, system + turns[2 * dropped :], last_turn_only)
+    dropped = min(dropped, most)
+    turns = turns[2 * dropped :]
+    if dropped or longest(rows) > max_length:
+        stats.truncated += 1
+        stats.turns_dropped += dropped
+    if longest(rows) <= max_length:
+        return rows, system + turns
     # One exchange left and still too long: keep the end of the user message (where the question is).
     user, reply = dict(turns[0]), turns[1]
 
-    def longest(content: str) -> int:
-        items = render_supervised(tokenizer, fmt, system + [{**user, "content": content}, reply])
-        nonlocal encoded
-        encoded = _encode(tokenizer, items)
-        return max(len(ids) for ids, _ in encoded)
+    def attempt(content: str) -> int:
+        nonlocal rows, turns
+        turns = [{**user, "content": content}, reply]
+        rows = build_rows(tokenizer, fmt, system + turns)
+        return longest(rows)
 
-    if longest("") > max_length:
-        return None
     content = user["content"]
-    over = (
-        max(len(ids) for ids, _ in _encode(tokenizer, render_supervised(tokenizer, fmt, system + [user, reply])))
-        - max_length
-    )
+    over = longest(rows) - max_length
+    if attempt("") > max_length:
+        return None
     per_char = max(len(tokenizer(content, add_special_tokens=False)["input_ids"]) / max(len(content), 1), 0.1)
     while over > 0 and content:
         content = content[min(len(content), int(over / per_char) + 1) :]
-        over = longest(content) - max_length
-    return encoded if over <= 0 else None
+        over = attempt(content) - max_length
+    return (rows, system + turns) if over <= 0 else None
 
 
 def encode_conversations(
@@ -149,15 +171,22 @@ def encode_conversations(
     for conv in conversations:
         stats.conversations += 1
         try:
-            encoded = _fit(tokenizer, fmt, with_system(conv, system), max_length, last_turn_only, stats)
+            fitted = _fit(tokenizer, fmt, with_system(conv, system), max_length, last_turn_only, stats)
         except TemplateError as exc:
             stats.template_errors += 1
             log.warning("record %d (line %d) cannot be rendered: %s", conv.record, conv.line, exc)
             continue
-        if encoded is None:
+        if fitted is None:
             stats.skipped_too_long += 1
             continue
-        for ids, labels in encoded:
+        rows, messages = fitted
+        for row in rows:
+            ids, labels = row.input_ids, row.labels
+            problem = check_row(tokenizer, fmt, messages, ids, labels, row.turns)
+            if problem:
+                stats.parity += 1
+                if len(stats.parity_first) < 3:
+                    stats.parity_first.append(f"record {conv.record} (line {conv.line}): {problem}")
             if not _ends_with_eot(labels, eot_ids):
                 stats.eot_lost += 1
             stats.examples += 1

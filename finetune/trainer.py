@@ -34,7 +34,7 @@ from rolechat.finetune.batching import (
     padding_fraction,
 )
 from rolechat.finetune.config import TrainConfig
-from rolechat.finetune.data import Dataset, load_dataset
+from rolechat.finetune.data import Conversation, DataError, Dataset, load_dataset
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
 from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
@@ -71,6 +71,12 @@ class Prepared:
     train: list[Example]
     eval: list[Example]
     stats: EncodeStats
+    other_systems: list[Conversation] = field(default_factory=list)
+
+    @property
+    def thinking(self) -> str:
+        """How replies meet the template's think block: "none", or "closed empty" for thinking-only templates."""
+        return "closed empty" if self.fmt.thinking_only else "none"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -78,7 +84,15 @@ class Prepared:
             **self.stats.summary(),
             "train_examples": len(self.train),
             "eval_examples": len(self.eval),
+            "think_block": self.thinking,
+            "system_mismatch": len(self.other_systems),
+            "system_mismatch_first": [_describe_system(c) for c in self.other_systems[:3]],
         }
+
+
+def _describe_system(conv: Conversation) -> str:
+    own = conv.system if len(conv.system) <= 60 else conv.system[:59] + "…"
+    return f"record {conv.record} (line {conv.line}): system {own!r}"
 
 
 @dataclass
@@ -94,17 +108,28 @@ class TrainResult:
 def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
     """Validate the data (before any heavy import), then render and tokenize it with the base model's template."""
     dataset = data if isinstance(data, Dataset) else load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
+    system = dataset.dataset_system if system is None else system
+    other = dataset.other_systems(system)
+    if other and cfg.strict:
+        first = other[0]
+        raise DataError(
+            f"{dataset.path}:{first.line}: record {first.record}: its system prompt {first.system!r} differs from "
+            f"the persona's {system!r}; it would be trained under the persona's ({len(other)} such record(s); "
+            "--strict refuses them: remove their system field, or train them as a persona of their own)"
+        )
     from transformers import AutoTokenizer
 
     from rolechat.llm.loader import resolve_model
-    from rolechat.llm.templates import resolve_format
+    from rolechat.llm.templates import TemplateError, resolve_format
 
     resolved = resolve_model(llm_cfg.model, llm_cfg.default_hub_model)
     tokenizer = AutoTokenizer.from_pretrained(resolved.source, trust_remote_code=llm_cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    fmt = resolve_format(tokenizer, llm_cfg.template)
-    system = dataset.dataset_system if system is None else system
+    try:
+        fmt = resolve_format(tokenizer, llm_cfg.template)
+    except TemplateError as exc:
+        raise TrainError(f"{resolved.model_id}: {exc}") from None
     convs = dataset.conversations
     order = list(range(len(convs)))
     random.Random(cfg.seed).shuffle(order)
@@ -127,7 +152,7 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
             f"{data}: no example left to train on ({stats.skipped_too_long} longer than "
             f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)"
         )
-    return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats)
+    return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats, other)
 
 
 def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -> float:

@@ -5,11 +5,12 @@ LangChain adapter (`llm.chat_model.RolechatChatModel`) only when it is asked for
 """
 
 from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.encoding import encode_prompt, encode_turns
 from rolechat.llm.generation import GenerationStats, GenerationStream
 from rolechat.llm.loader import LoadError, fingerprint, load_model_and_tokenizer, resolve_model
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
 from rolechat.llm.runtime import Runtime, RuntimeInfo, describe, load_runtime
-from rolechat.llm.templates import ChatFormat, TemplateError, render_prompt, render_supervised, resolve_format
+from rolechat.llm.templates import ChatFormat, TemplateError, render_prompt, resolve_format
 
 __all__ = [
     "BASE_PERSONA",
@@ -27,11 +28,12 @@ __all__ = [
     "TemplateError",
     "describe",
     "discover",
+    "encode_prompt",
+    "encode_turns",
     "fingerprint",
     "load_model_and_tokenizer",
     "load_runtime",
     "render_prompt",
-    "render_supervised",
     "resolve_format",
     "resolve_model",
 ]

@@ -93,8 +93,37 @@ class LLMConfig:
     top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
     top_k: int = field(default=50, metadata=_help("Default top-k."))
     repetition_penalty: float = field(default=1.05, metadata=_help("Default repetition penalty."))
+    backend: str = field(
+        default="local",
+        metadata=_help(
+            "local (the model runs in this process) or openai (an OpenAI-compatible server such as vLLM runs it: "
+            "base_url; `model` must still name the base model's local folder, whose tokenizer renders prompts)."
+        ),
+    )
+    base_url: str = field(
+        default="", metadata=_help("With backend = openai: the server's API root, e.g. http://127.0.0.1:8001/v1.")
+    )
+    api_key: str = field(
+        default="",
+        metadata=_help(
+            "With backend = openai: the server's API key (better from ROLECHAT_LLM_API_KEY than a file or flag)."
+        ),
+    )
+    served_model: str = field(
+        default="",
+        metadata=_help(
+            "With backend = openai: the server's name for the base model; empty = the one model without a parent."
+        ),
+    )
+    timeout: float = field(default=300.0, metadata=_help("With backend = openai: seconds to wait for the server."))
 
     def __post_init__(self) -> None:
+        if self.backend not in ("local", "openai"):
+            raise ValueError(f"llm.backend must be local or openai, got {self.backend!r}")
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"llm.base_url must be an http(s) URL when llm.backend = openai, got {self.base_url!r}")
+        if self.timeout <= 0:
+            raise ValueError(f"llm.timeout must be > 0, got {self.timeout}")
         if self.quantization not in ("none", "4bit", "8bit"):
             raise ValueError(f"llm.quantization must be none, 4bit or 8bit, got {self.quantization!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

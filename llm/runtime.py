@@ -21,10 +21,11 @@ from typing import Any
 
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.encoding import fit_prompt
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
-from rolechat.llm.templates import ChatFormat, render_prompt, resolve_format, stop_token_ids
+from rolechat.llm.templates import ChatFormat, resolve_format, stop_token_ids
 
 __all__ = ["Runtime", "RuntimeInfo", "describe", "load_runtime", "persona_roots"]
 
@@ -287,39 +288,18 @@ class Runtime:
     def encode(
         self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
     ) -> list[int]:
-        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt)."""
+        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt).
+
+        Message text is always plain text to the tokenizer (`llm.encoding`): a `<|im_end|>` typed by a user
+        never becomes the template's control token.
+        """
         msgs = self.prepare_messages(messages, persona)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
         reply = min(max_new_tokens or self.params().max_new_tokens, self.info.context_length // 2)
         budget = self.info.context_length - reply
-        thinking = self._thinking(persona)
-
-        def ids_of(ms: list[dict[str, str]]) -> list[int]:
-            text = render_prompt(self.tokenizer, self.format, ms, enable_thinking=thinking)
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        system = msgs[:1] if msgs[0]["role"] == "system" else []
-        turns = msgs[len(system) :]
-        ids = ids_of(system + turns)
-        while len(ids) > budget and len(turns) > 1:
-            turns = turns[1:]
-            while turns and turns[0]["role"] != "user":  # a history must start with the user
-                turns = turns[1:]
-            ids = ids_of(system + turns)
-        if len(ids) > budget:  # one huge message: keep the longest tail that fits (the question is usually last)
-            last = dict(turns[-1])
-            content = last["content"]
-            lo, hi = 0, len(content)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if len(ids_of(system + [{**last, "content": content[len(content) - mid :]}])) <= budget:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            ids = ids_of(system + [{**last, "content": content[len(content) - lo :]}])
-        return ids
+        return fit_prompt(self.tokenizer, self.format, msgs, budget, enable_thinking=self._thinking(persona))
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -393,6 +373,10 @@ def load_runtime(cfg: LLMConfig | None = None, **overrides: Any) -> Runtime:
     with `rolechat.settings.build(LLMConfig, "llm", file_data, flags)` (file < environment < flags).
     """
     cfg = replace(cfg or LLMConfig(), **overrides) if overrides else (cfg or LLMConfig())
+    if cfg.backend == "openai":
+        from rolechat.llm.remote import RemoteRuntime
+
+        return RemoteRuntime.load(cfg)
     return Runtime.load(cfg)
 
 

@@ -2,28 +2,31 @@
 
 The tokenizer's own chat template is used whenever it has one (Qwen2/Qwen3, GLM-4 "-hf" checkpoints, the
 demo model). A small registry supplies templates for tokenizers that ship none (legacy ChatGLM3, bare
-ChatML tokenizers). `render_prompt` is what the runtime feeds the model; `render_supervised` produces the
-training text for the same conversation, built from the very same prompt strings, so training and
-inference are byte-identical up to the reply. The reply is followed by the template's end-of-turn marker
-(e.g. `<|im_end|>`), which is supervised so the model learns to stop.
+ChatML tokenizers). `resolve_format` says how one tokenizer writes chats and where a reply ends;
+`render_prompt` is the text the model sees before it answers. Turning that text into token ids (message
+text always as plain text, per-turn prompt and reply ids for training) is `llm.encoding`'s job.
+
+Thinking-only templates (Qwen3-Thinking-2507: the generation prompt opens `<think>` and never closes it)
+get the block closed, empty, after the generation prompt when thinking is off, as Qwen3's hybrid templates
+do themselves; a persona reply is then trained and generated after `<think>\n\n</think>\n\n`, never inside
+an open think block.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "EMPTY_THINK",
     "TEMPLATES",
     "ChatFormat",
-    "SupervisedText",
     "TemplateError",
+    "check_messages",
     "resolve_format",
     "render_prompt",
-    "render_supervised",
-    "tokenize_supervised",
     "stop_token_ids",
 ]
 
@@ -78,21 +81,20 @@ class ChatFormat:
     """How one tokenizer's conversations are written down and where a reply ends.
 
     `chat_template` None means "the tokenizer's own"; `eot` is the end-of-turn text appended after each
-    reply in training and expected at inference; `stop_strings` end generation.
+    reply in training and expected at inference; `stop_strings` end generation. `think_close` is not empty
+    for thinking-only templates: the text that closes the think block their generation prompt opens,
+    written after the generation prompt whenever thinking is off.
     """
 
     name: str
     chat_template: str | None
     eot: str
     stop_strings: tuple[str, ...] = ()
+    think_close: str = ""
 
-
-@dataclass
-class SupervisedText:
-    """A rendered training conversation and the character spans (reply + end-of-turn) that carry loss."""
-
-    text: str
-    spans: list[tuple[int, int]] = field(default_factory=list)
+    @property
+    def thinking_only(self) -> bool:
+        return bool(self.think_close)
 
 
 _PROBE = "\u2063PROBE\u2063"
@@ -134,7 +136,7 @@ def resolve_format(tokenizer: Any, template: str = "auto") -> ChatFormat:
     if template == "auto" and getattr(tokenizer, "chat_template", None):
         eot = _derive_eot(tokenizer, None)
         stops = tuple(dict.fromkeys(s for s in (eot, tokenizer.eos_token) if s))
-        return ChatFormat("tokenizer", None, eot, stops)
+        return ChatFormat("tokenizer", None, eot, stops, _think_close(tokenizer, None))
     name = _guess_registry_name(tokenizer) if template == "auto" else template
     if name not in TEMPLATES:
         raise TemplateError(f"unknown chat template {name!r}; known: auto, {', '.join(TEMPLATES)}")
@@ -146,7 +148,39 @@ def resolve_format(tokenizer: Any, template: str = "auto") -> ChatFormat:
     return ChatFormat(name, entry.template, eot, stops)
 
 
-def _check(messages: Sequence[Message]) -> list[dict[str, str]]:
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+def _think_close(tokenizer: Any, template: str | None) -> str:
+    """'' unless the generation prompt (thinking off) leaves a think block open; then the text that closes it
+    empty, so that the prompt ends with Qwen3's own empty block `<think>\n\n</think>\n\n`."""
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": _PROBE}],
+            tokenize=False,
+            add_generation_prompt=True,
+            chat_template=template,
+            enable_thinking=False,
+        )
+    except Exception as exc:  # the same templates fail _derive_eot's probe; nothing to close then
+        log.debug("could not probe the generation prompt: %s", exc)
+        return ""
+    tail = text.split(_PROBE, 1)[-1]
+    opened = tail.rfind("<think>")
+    if opened < 0 or "</think>" in tail[opened:]:
+        return ""
+    tail = tail[opened:]
+    if not EMPTY_THINK.startswith(tail):
+        raise TemplateError(
+            f"the chat template opens a think block for every reply ({tail!r}) and rolechat cannot close it "
+            "empty; persona replies would be trained inside the model's reasoning. Use the model's non-thinking "
+            "(Instruct) variant or set llm.template to a registry template"
+        )
+    return EMPTY_THINK[len(tail) :]
+
+
+def check_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Plain {"role", "content"} copies of `messages`; TemplateError naming the message when one is malformed."""
     out = []
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
@@ -168,82 +202,21 @@ def render_prompt(
     add_generation_prompt: bool = True,
     enable_thinking: bool = False,
 ) -> str:
-    """The exact text the model sees before it answers (generation prompt included)."""
-    return tokenizer.apply_chat_template(
-        _check(messages),
+    """The exact text the model sees before it answers (generation prompt included).
+
+    With a thinking-only template and thinking off, the think block the generation prompt opens is closed
+    empty (`fmt.think_close`), as Qwen3's hybrid templates write it themselves.
+    """
+    text = tokenizer.apply_chat_template(
+        check_messages(messages),
         tokenize=False,
         add_generation_prompt=add_generation_prompt,
         chat_template=fmt.chat_template,
         enable_thinking=enable_thinking,
     )
-
-
-def render_supervised(
-    tokenizer: Any,
-    fmt: ChatFormat,
-    messages: Sequence[Message],
-    *,
-    enable_thinking: bool = False,
-    last_turn_only: bool = False,
-) -> list[SupervisedText]:
-    """Training texts for one conversation, each assistant reply written after its inference prompt.
-
-    The prompt before reply k is `render_prompt(messages[:k])`, so it is byte-identical to what the runtime
-    renders. Usually one text covers all turns; templates whose history rendering differs from their
-    generation prompt (Qwen3 strips earlier thinking blocks) give one text per supervised turn instead.
-    """
-    msgs = _check(messages)
-    turns = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
-    if not turns:
-        raise TemplateError("conversation has no assistant reply to learn from")
-    for i in turns:
-        if not msgs[i]["content"].strip():
-            raise TemplateError(f"message {i}: empty assistant reply")
-        if i == 0 or msgs[i - 1]["role"] == "assistant":
-            raise TemplateError(f"message {i}: an assistant reply must follow a user or system message")
-    supervised = turns[-1:] if last_turn_only else turns
-
-    def prompt(k: int) -> str:
-        return render_prompt(tokenizer, fmt, msgs[:k], enable_thinking=enable_thinking)
-
-    whole = SupervisedText("")
-    for k in turns:
-        p = prompt(k)
-        if not p.startswith(whole.text):
-            return [_single(prompt(k), msgs[k]["content"], fmt.eot) for k in supervised]
-        reply = msgs[k]["content"] + fmt.eot
-        start = len(p)
-        whole.text = p + reply
-        if k in supervised:
-            whole.spans.append((start, start + len(reply)))
-    return [whole]
-
-
-def _single(prompt: str, reply: str, eot: str) -> SupervisedText:
-    text = prompt + reply + eot
-    return SupervisedText(text, [(len(prompt), len(text))])
-
-
-def tokenize_supervised(tokenizer: Any, item: SupervisedText) -> tuple[list[int], list[int]]:
-    """Token ids and labels: labels are the ids inside supervised spans and -100 everywhere else."""
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(item.text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        labels = [
-            tid if any(s <= start < e for s, e in item.spans) else -100
-            for tid, (start, _end) in zip(ids, enc["offset_mapping"])
-        ]
-        return ids, labels
-    # Slow tokenizers have no offsets: tokenize piece by piece at span boundaries.
-    ids, labels, pos = [], [], 0
-    for s, e in sorted(item.spans) + [(len(item.text), len(item.text))]:
-        for text, keep in ((item.text[pos:s], False), (item.text[s:e], True)):
-            if text:
-                piece = tokenizer(text, add_special_tokens=False)["input_ids"]
-                ids += piece
-                labels += piece if keep else [-100] * len(piece)
-        pos = e
-    return ids, labels
+    if add_generation_prompt and not enable_thinking:
+        text += fmt.think_close
+    return text
 
 
 def stop_token_ids(tokenizer: Any, fmt: ChatFormat, generation_config: Any = None) -> list[int]:

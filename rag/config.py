@@ -76,7 +76,30 @@ class RAGConfig:
             "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"
         ),
     )
-    fetch_k: int = field(default=30, metadata=_help("candidates each leg hands to fusion / the reranker"))
+    fetch_k: int = field(
+        default=30, metadata=_help("candidates each leg hands to fusion / the reranker (and BM25 to its ranking)")
+    )
+    coverage_weight: float = field(
+        default=1.0,
+        metadata=_help(
+            "BM25 ranking: weight of the IDF-weighted share of the question's terms a chunk contains, added to its "
+            "BM25 score over the best one's (a chunk matching more of the question beats one repeating part of it)"
+        ),
+    )
+    sentence_weight: float = field(
+        default=2.0,
+        metadata=_help(
+            "BM25 ranking: weight of the same share for the chunk's best sentence together with its heading path "
+            "(the chunk where the question's words occur together, about the section's subject, comes first)"
+        ),
+    )
+    lead_weight: float = field(
+        default=0.15,
+        metadata=_help(
+            "BM25 ranking: bonus for a chunk that opens its section (heading section, document, SQuAD paragraph, "
+            "row): definitions and summaries come first; a tie-breaker. All three 0 = plain BM25 order"
+        ),
+    )
     min_bm25_score: float = field(
         default=0.0,
         metadata=_help("BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"),
@@ -128,7 +151,7 @@ class RAGConfig:
             )
         if not 0 <= self.min_coverage <= 1:
             raise ConfigError(f"rag.min_coverage must be between 0 and 1, got {self.min_coverage!r}")
-        for name in ("dense_weight", "bm25_weight", "max_file_mb"):
+        for name in ("dense_weight", "bm25_weight", "max_file_mb", "coverage_weight", "sentence_weight", "lead_weight"):
             if float(getattr(self, name)) < 0:
                 raise ConfigError(f"rag.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):

@@ -28,6 +28,7 @@ from rolechat.rag.config import RAGConfig
 from rolechat.rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
 from rolechat.rag.loaders import LOADER_VERSION, SUPPORTED, LoadError, parse
 from rolechat.rag.manifest import ChunkRow, FileRow, Manifest
+from rolechat.rag.ranking import opens_section
 from rolechat.rag.splitting import SPLITTER_VERSION, split_file
 from rolechat.rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
 from rolechat.settings import ConfigError, kb_dir
@@ -212,6 +213,7 @@ class KnowledgeBase:
         self._manifest: Manifest | None = None
         self._collection = None
         self._bm25: BM25Index | None = None
+        self._starts: tuple[str, frozenset[str]] = ("", frozenset())  # (BM25 digest, ids of section openers)
 
     # ----------------------------------------------------------------- parts
     @property
@@ -487,6 +489,22 @@ class KnowledgeBase:
         if self._bm25 is None:
             self._sync_bm25(force=False)
         return self._bm25
+
+    def section_starts(self) -> frozenset[str]:
+        """Ids of the chunks that open their section (rag/ranking.py), read off the manifest in one pass and
+        kept until the chunks change (the BM25 index's digest follows every change)."""
+        digest = self.bm25.digest
+        if self._starts[0] != digest:
+            kinds = {path: f.kind for path, f in self.manifest.files().items()}
+            starts, before, path = set(), None, None
+            for cid, row_path, headings, location in self.manifest.outline():
+                if row_path != path:
+                    path, before = row_path, None
+                if opens_section(headings, location, before, kinds.get(row_path, "")):
+                    starts.add(cid)
+                before = (headings, location)
+            self._starts = (digest, frozenset(starts))
+        return self._starts[1]
 
     def _sync_bm25(self, force: bool, load: bool = True) -> None:
         """Make the BM25 index match the manifest (rebuilding it after an interrupted run)."""

@@ -120,6 +120,10 @@ class Manifest:
                 found[r[0]] = ChunkRow(*r)
         return [found[i] for i in ids if i in found]
 
+    def outline(self) -> list[tuple[str, str, str, str]]:
+        """(id, path, headings, location) of every chunk, in file and chunk order."""
+        return self._rows("SELECT id, path, headings, location FROM chunks ORDER BY path, ord")
+
     def bm25_rows(self) -> list[tuple[str, str]]:
         return self._rows("SELECT id, tokens FROM chunks ORDER BY id")
 

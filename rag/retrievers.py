@@ -22,6 +22,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rolechat.rag.ranking import RankWeights, rank
+
 __all__ = ["DenseRetriever", "BM25Retriever", "HybridRetriever", "make_retriever", "fuse", "RRF_K", "COVERAGE_POWER"]
 
 RRF_K = 60
@@ -70,12 +72,26 @@ class DenseRetriever(_KBRetriever):
 
 
 class BM25Retriever(_KBRetriever):
-    """jieba + bm25s lexical retrieval; only chunks sharing a query term are returned."""
+    """jieba + bm25s lexical retrieval; only chunks sharing a query term are returned. The best `fetch_k`
+    are re-ranked by coverage, sentence coverage and section openings (rag/ranking.py); zero weights keep
+    plain BM25 order."""
 
     min_score: float = 0.0
+    fetch_k: int = 30
+    coverage_weight: float = 1.0
+    sentence_weight: float = 2.0
+    lead_weight: float = 0.15
+    drop_question_words: bool = True
+
+    def weights(self) -> RankWeights:
+        return RankWeights(self.coverage_weight, self.sentence_weight, self.lead_weight)
 
     def scored(self, query: str, k: int) -> list[tuple[str, float]]:
-        return [(c, s) for c, s in self.kb.bm25.search(query, k) if s > self.min_score]
+        weights = self.weights()
+        depth = max(k, self.fetch_k) if weights.active() else k
+        terms = self.kb.bm25.terms(query, self.drop_question_words)
+        hits = [(c, s) for c, s in self.kb.bm25.search_terms(terms, depth) if s > self.min_score]
+        return rank(self.kb, terms, hits, weights)[:k]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
         return _documents(self.kb, self.scored(query, self.k), "bm25")
@@ -129,6 +145,10 @@ class HybridRetriever(_KBRetriever):
     min_bm25_score: float = 0.0
     coverage_power: float = COVERAGE_POWER
     min_coverage: float = 0.8
+    coverage_weight: float = 1.0
+    sentence_weight: float = 2.0
+    lead_weight: float = 0.15
+    drop_question_words: bool = True
     reranker: Any = None
 
     def dense_weight_for(self, query: str) -> float:
@@ -141,7 +161,15 @@ class HybridRetriever(_KBRetriever):
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
         fetch = max(self.fetch_k, self.k)
-        bm25 = BM25Retriever(kb=self.kb, min_score=self.min_bm25_score).scored(query, fetch)
+        bm25 = BM25Retriever(
+            kb=self.kb,
+            min_score=self.min_bm25_score,
+            fetch_k=fetch,
+            coverage_weight=self.coverage_weight,
+            sentence_weight=self.sentence_weight,
+            lead_weight=self.lead_weight,
+            drop_question_words=self.drop_question_words,
+        ).scored(query, fetch)
         dense_w = self.dense_weight_for(query)
         dense = DenseRetriever(kb=self.kb).scored(query, fetch) if dense_w > 0 else []
         trusted_dense = bool(dense) and dense[0][1] >= self.min_dense_score and dense_w >= 0.5 * self.dense_weight
@@ -181,10 +209,15 @@ def _reranker(name: str):
 
 def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
     cfg = kb.cfg
+    ranking = {
+        "coverage_weight": cfg.coverage_weight,
+        "sentence_weight": cfg.sentence_weight,
+        "lead_weight": cfg.lead_weight,
+    }
     if mode == "dense":
         return DenseRetriever(kb=kb, k=k)
     if mode == "bm25":
-        return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score)
+        return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score, fetch_k=cfg.fetch_k, **ranking)
     if mode == "hybrid":
         return HybridRetriever(
             kb=kb,
@@ -196,6 +229,7 @@ def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
             min_dense_score=cfg.min_dense_score,
             min_bm25_score=cfg.min_bm25_score,
             min_coverage=cfg.min_coverage,
+            **ranking,
             reranker=_reranker(cfg.reranker) if cfg.reranker else None,
         )
     raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")

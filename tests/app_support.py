@@ -27,8 +27,25 @@ def use_fake_embeddings(monkeypatch) -> None:
     monkeypatch.setattr(ui.kb, "embeddings", lambda: DeterministicFakeEmbedding(size=64))
 
 
-def app_test(monkeypatch, model: Path | str, *, sample_dir: Path | None = None, greedy: bool = True) -> AppTest:
-    """app.py on `model`, in the test's own ROLECHAT_HOME, with short greedy replies by default."""
+def serve_on(monkeypatch, address: str | None) -> None:
+    """Make Streamlit's `server.address` read `address` for this test (as `--server.address` would)."""
+    from streamlit import config
+
+    config.get_option("server.address")  # parse the config files first, so they don't overwrite this later
+    monkeypatch.setattr(config.get_config_options()["server.address"], "_get_val_func", lambda: address)
+
+
+def app_test(
+    monkeypatch,
+    model: Path | str,
+    *,
+    sample_dir: Path | None = None,
+    greedy: bool = True,
+    address: str | None = "127.0.0.1",
+) -> AppTest:
+    """app.py on `model`, in the test's own ROLECHAT_HOME, with short greedy replies by default, served on
+    `address` (loopback, as .streamlit/config.toml sets it, whatever folder pytest runs from)."""
+    serve_on(monkeypatch, address)
     monkeypatch.setenv("ROLECHAT_LLM_MODEL", str(model))
     if greedy:
         monkeypatch.setenv("ROLECHAT_LLM_TEMPERATURE", "0")

@@ -158,3 +158,18 @@ def test_validation_imports_nothing_heavy(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_records_with_their_own_different_system_prompt_are_listed(tmp_path):
+    path = write(
+        tmp_path,
+        "d.jsonl",
+        '{"instruction": "a", "output": "b", "system": "你是甄嬛。"}\n'
+        '{"instruction": "c", "output": "d"}\n'
+        '{"instruction": "e", "output": "f", "system": "你是华妃。"}\n'
+        '{"messages": [{"role": "system", "content": "你是皇后。"}, {"role": "user", "content": "g"},'
+        ' {"role": "assistant", "content": "h"}]}\n',
+    )
+    data = load_dataset(path)
+    assert [(c.line, c.system) for c in data.other_systems("你是甄嬛。")] == [(3, "你是华妃。"), (4, "你是皇后。")]
+    assert len(data.other_systems("")) == 3  # a persona without a system prompt differs from all of them

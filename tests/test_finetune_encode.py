@@ -127,3 +127,77 @@ def test_show_example_marks_exactly_the_supervised_text(toks):
     assert shown.count("⟦") == 2
     assert "⟦你好，我是一个测试模型。<|im_end|>⟧" in shown and "⟦臣妾做不到啊！<|im_end|>⟧" in shown
     assert shown.replace("⟦", "").replace("⟧", "") == tok.decode(ex.input_ids)
+
+
+NEWLINE_REPLIES = Conversation(
+    [
+        {"role": "user", "content": "皇上万福金安。"},
+        {"role": "assistant", "content": "\n你好，我是一个测试模型。"},
+        {"role": "user", "content": "今天天气很好"},
+        {"role": "assistant", "content": " 臣妾做不到啊！"},
+        {"role": "user", "content": "北京"},
+        {"role": "assistant", "content": "\n\n北京是中国的首都。"},
+    ],
+    record=3,
+    line=5,
+)
+
+
+def merged_rows(tokenizer, fmt, messages, last_turn_only=False):
+    """The former encoder, kept here as a deliberately broken one: prompt and reply tokenized as one string."""
+    from rolechat.llm.encoding import Row
+
+    rows = []
+    for k in [i for i, m in enumerate(messages) if m["role"] == "assistant"]:
+        prompt = render_prompt(tokenizer, fmt, messages[:k])
+        enc = tokenizer(
+            prompt + messages[k]["content"] + fmt.eot, add_special_tokens=False, return_offsets_mapping=True
+        )
+        labels = [t if s >= len(prompt) else -100 for t, (s, _) in zip(enc["input_ids"], enc["offset_mapping"])]
+        rows.append(Row(list(enc["input_ids"]), labels, [k]))
+    return rows
+
+
+@pytest.mark.parametrize("template", ["qwen2.5", "qwen3"])
+def test_lint_counts_train_infer_mismatches_and_finds_none_now(template, monkeypatch):
+    from rolechat.finetune import encode
+    from tests.tiny import QWEN3_TEMPLATE, QWEN25_TEMPLATE, build_qwen_tokenizer
+
+    tok = build_qwen_tokenizer(QWEN25_TEMPLATE if template == "qwen2.5" else QWEN3_TEMPLATE)
+    fmt = resolve_format(tok)
+    examples, stats = encode_conversations(tok, fmt, [NEWLINE_REPLIES, MULTI], SYSTEM, max_length=512)
+    assert stats.summary()["parity"] == 0 and stats.parity_first == []
+    for ex in examples:  # and the replies starting with whitespace carry their own loss, newline included
+        assert tok.decode([t for t in ex.labels if t != -100]).startswith(("\n", " ", "你好", "臣妾"))
+
+    monkeypatch.setattr(encode, "build_rows", merged_rows)
+    _, broken = encode_conversations(tok, fmt, [NEWLINE_REPLIES, MULTI], SYSTEM, max_length=512)
+    summary = broken.summary()
+    assert summary["parity"] >= 1  # the examples whose reply opens with a newline; MULTI's replies are fine
+    assert summary["parity_first"][0].startswith("record 3 (line 5): reply ")
+    assert "'ĊĊ'" in summary["parity_first"][0] or "'ĊĊĊ'" in summary["parity_first"][0]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_long_conversations_drop_the_same_pairs_as_one_at_a_time(toks, arch):
+    from rolechat.finetune.encode import build_rows
+
+    tok = toks[arch]
+    fmt = resolve_format(tok)
+    lines = ["北京是中国的首都。", "今天天气很好，我们去公园散步吧。" * 3, "臣妾做不到啊！", "你好"]
+    messages = []
+    for i in range(40):
+        messages += [
+            {"role": "user", "content": f"{i}" + lines[i % 4]},
+            {"role": "assistant", "content": lines[(i * 3) % 4]},
+        ]
+    for max_length in (100, 300, 800):
+        (ex, *_), stats = encode_conversations(tok, fmt, [Conversation(messages)], SYSTEM, max_length=max_length)
+        turns = with_system(Conversation(messages), SYSTEM)[1:]
+        dropped = 0
+        while max(len(r.input_ids) for r in build_rows(tok, fmt, [{"role": "system", "content": SYSTEM}, *turns])) > (
+            max_length
+        ):
+            turns, dropped = turns[2:], dropped + 1
+        assert (stats.truncated, stats.turns_dropped) == (1, dropped)
+        assert len(ex.input_ids) <= max_length and stats.parity == 0

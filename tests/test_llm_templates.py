@@ -1,17 +1,12 @@
-"""llm.templates: the one rendering path, checked against each tokenizer's own apply_chat_template."""
+"""llm.templates (+ llm.encoding's training ids): the one rendering path, checked against each tokenizer's own
+apply_chat_template."""
 
 from __future__ import annotations
 
 import pytest
 
-from rolechat.llm.templates import (
-    TemplateError,
-    render_prompt,
-    render_supervised,
-    resolve_format,
-    stop_token_ids,
-    tokenize_supervised,
-)
+from rolechat.llm.encoding import encode_turns, supervised_rows
+from rolechat.llm.templates import TemplateError, render_prompt, resolve_format, stop_token_ids
 from tests.tiny import ARCHS
 
 CONVERSATION = [
@@ -42,50 +37,64 @@ def test_prompt_equals_apply_chat_template_as_text_and_ids(tokenizers, arch):
     assert ids == list(reference["input_ids"])
 
 
+def supervised_text(tok, ids, labels):
+    """The supervised stretches of a row, decoded."""
+    out, run = [], []
+    for tid, label in zip([*ids, None], [*labels, -100]):
+        if label != -100:
+            run.append(tid)
+        elif run:
+            out.append(tok.decode(run))
+            run = []
+    return out
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_supervised_ids_are_exactly_replies_plus_end_of_turn(tokenizers, arch):
     tok = tokenizers[arch]
     fmt = resolve_format(tok)
-    items = render_supervised(tok, fmt, CONVERSATION)
     supervised = []
-    for item in items:
-        ids, labels = tokenize_supervised(tok, item)
-        assert len(ids) == len(labels)
-        supervised.append([t for t, lab in zip(ids, labels) if lab != -100])
+    for row in supervised_rows(encode_turns(tok, fmt, CONVERSATION)):
+        assert len(row.input_ids) == len(row.labels)
+        supervised += [t for t, lab in zip(row.input_ids, row.labels) if lab != -100]
     eot_id = tok.convert_tokens_to_ids(fmt.eot)
     replies = [m["content"] for m in CONVERSATION if m["role"] == "assistant"]
     expected = [tok(r, add_special_tokens=False)["input_ids"] + [eot_id] for r in replies]
-    assert [t for chunk in supervised for t in chunk] == [t for chunk in expected for t in chunk]
+    assert supervised == [t for chunk in expected for t in chunk]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_training_prompt_is_byte_identical_to_inference_prompt(tokenizers, arch):
+def test_training_prompt_is_token_identical_to_inference_prompt(tokenizers, arch):
     tok = tokenizers[arch]
     fmt = resolve_format(tok)
     turns = [i for i, m in enumerate(CONVERSATION) if m["role"] == "assistant"]
-    items = render_supervised(tok, fmt, CONVERSATION)
-    spans = [(item, span) for item in items for span in item.spans]
-    assert len(spans) == len(turns)
-    for k, (item, (start, end)) in zip(turns, spans):
-        assert item.text[:start].endswith(render_prompt(tok, fmt, CONVERSATION[:k]))
-        assert item.text[start:end] == CONVERSATION[k]["content"] + fmt.eot
+    rows = supervised_rows(encode_turns(tok, fmt, CONVERSATION))
+    assert [k for row in rows for k in row.turns] == turns
+    for row in rows:
+        starts = [i for i, lab in enumerate(row.labels) if lab != -100 and (i == 0 or row.labels[i - 1] == -100)]
+        for start, k in zip(starts, row.turns, strict=True):
+            prompt = render_prompt(tok, fmt, CONVERSATION[:k])
+            assert row.input_ids[:start] == tok(prompt, add_special_tokens=False)["input_ids"]
 
 
 def test_thinking_template_trains_on_what_inference_renders(tokenizers):
     tok = tokenizers["qwen3"]
     fmt = resolve_format(tok)
-    items = render_supervised(tok, fmt, CONVERSATION)
+    rows = supervised_rows(encode_turns(tok, fmt, CONVERSATION))
     # Qwen3-style history drops the empty think block, so each turn becomes its own example.
-    assert len(items) == 2
-    assert all("<think>\n\n</think>\n\n" + CONVERSATION[k]["content"] in item.text for k, item in zip((2, 4), items))
+    assert len(rows) == 2
+    for k, row in zip((2, 4), rows):
+        assert "<think>\n\n</think>\n\n" + CONVERSATION[k]["content"] in tok.decode(row.input_ids)
     thinking = render_prompt(tok, fmt, CONVERSATION[:2], enable_thinking=True)
     assert not thinking.endswith("</think>\n\n")
 
 
 def test_last_turn_only_supervises_one_reply(tokenizers):
     tok = tokenizers["qwen2"]
-    items = render_supervised(tok, resolve_format(tok), CONVERSATION, last_turn_only=True)
-    assert [item.text[s:e] for item in items for s, e in item.spans] == ["臣妾陪皇上去御花园散步。<|im_end|>"]
+    rows = supervised_rows(encode_turns(tok, resolve_format(tok), CONVERSATION, last_only=True))
+    assert [t for row in rows for t in supervised_text(tok, row.input_ids, row.labels)] == [
+        "臣妾陪皇上去御花园散步。<|im_end|>"
+    ]
 
 
 def test_end_of_turn_comes_from_the_template(tokenizers):
@@ -112,8 +121,8 @@ def test_registry_templates_for_tokenizers_without_one(tiny_models, name, prefix
     text = render_prompt(tok, fmt, CONVERSATION[:2])
     assert text.startswith(prefix) and "你好" in text
     assert fmt.eot == eot
-    item = render_supervised(tok, fmt, CONVERSATION[:3])[0]
-    assert item.text.endswith("皇上万福金安。" + eot)
+    (row,) = supervised_rows(encode_turns(tok, fmt, CONVERSATION[:3]))
+    assert tok.decode(row.input_ids).endswith("皇上万福金安。" + eot)
 
 
 def test_guess_uses_chatml_when_the_tokenizer_has_its_tokens(tiny_models):
@@ -144,7 +153,7 @@ def test_guess_uses_chatml_when_the_tokenizer_has_its_tokens(tiny_models):
 def test_bad_conversations_are_rejected_with_the_message_index(tokenizers, bad, message):
     tok = tokenizers["qwen2"]
     with pytest.raises(TemplateError, match=message):
-        render_supervised(tok, resolve_format(tok), bad)
+        encode_turns(tok, resolve_format(tok), bad)
 
 
 def test_unknown_template_name_lists_the_known_ones(tokenizers):

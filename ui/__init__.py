@@ -4,4 +4,4 @@ Nothing below `llm`, `rag` or `finetune` imports this package. Pages import `llm
 runs `rolechat train` as a separate process and only reads its progress file.
 """
 
-__all__ = ["chat", "i18n", "kb", "state", "train"]
+__all__ = ["access", "chat", "i18n", "kb", "password", "state", "train"]

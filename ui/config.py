@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rolechat import settings
 from rolechat.settings import ConfigError
+from ui.password import parse_hash
 
 __all__ = ["AppConfig", "REPO_ROOT", "app_flags"]
 
@@ -18,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class AppConfig:
-    """What the app does on its own: the first-run sample knowledge base."""
+    """What the app does on its own (the first-run sample knowledge base) and who may use it for what."""
 
     sample_kb: bool = field(
         default=True,
@@ -34,9 +35,43 @@ class AppConfig:
         },
     )
 
+    password_hash: str = field(
+        default="",
+        metadata={
+            "help": (
+                "Salted hash of the app's password, printed by `python -m ui.password` (scrypt$... or "
+                "pbkdf2_sha256$...), never the password itself. When set, every page asks for the password; "
+                "required when server.address is not loopback."
+            )
+        },
+    )
+    path_roots: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": (
+                "Folders that paths typed into the app (knowledge-base folders, training datasets) must lie in, "
+                "after resolving symlinks and `..`. Empty: any path while the app is only on loopback without a "
+                "password, none once it is served to others. Uploads are always allowed. Variable: comma-separated."
+            )
+        },
+    )
+
     def __post_init__(self) -> None:
         if not str(self.sample_kb_name).strip():
             raise ConfigError("app.sample_kb_name must not be empty")
+        if self.password_hash:
+            try:
+                parse_hash(self.password_hash)
+            except ValueError as exc:
+                raise ConfigError(f"app.password_hash: {exc}") from None
+        if isinstance(self.path_roots, str) or not isinstance(self.path_roots, (list, tuple)):
+            raise ConfigError(f'app.path_roots must be a list of folders, e.g. ["/data/docs"], got {self.path_roots!r}')
+        for root in self.path_roots:
+            if not isinstance(root, str) or not root.strip():
+                raise ConfigError(f"app.path_roots: every entry must be a folder path, got {root!r}")
+            if not Path(root.strip()).expanduser().is_absolute():
+                raise ConfigError(f"app.path_roots: {root!r} is not an absolute path (start it with / or ~)")
+        self.path_roots = [root.strip() for root in self.path_roots]
 
     @property
     def sample_folder(self) -> Path:

@@ -20,6 +20,49 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.train": ("训练角色", "Train a persona"),
     "lang.label": ("语言 / Language", "语言 / Language"),
     "config.error": ("配置文件有误：{error}", "Configuration error: {error}"),
+    # access: the login gate and the allowed server paths (ui/access.py)
+    "auth.password": ("密码", "Password"),
+    "auth.submit": ("登录", "Log in"),
+    "auth.prompt": ("这个应用设置了密码，请先登录。", "This app has a password; log in first."),
+    "auth.wrong": ("密码不对，请重试。", "Wrong password; try again."),
+    "auth.locked": (
+        "密码错误次数太多，请 {seconds} 秒后再试。",
+        "Too many wrong passwords; try again in {seconds} s.",
+    ),
+    "auth.logout": ("退出登录", "Log out"),
+    "auth.all_interfaces": ("所有网络接口（未设置 server.address）", "every network interface (server.address unset)"),
+    "auth.refused": (
+        "这个应用正在 {address} 上监听，其他机器也能访问，但没有设置密码，所以不提供任何页面。",
+        "This app listens on {address}, so other machines can reach it, and no password is set: it serves no pages.",
+    ),
+    "auth.refused_fix": (
+        "二选一，然后重新启动：\n\n"
+        "1. **只在本机使用**：在 rolechat 目录里运行 `streamlit run app.py`（`.streamlit/config.toml` "
+        '已设置 `server.address = "127.0.0.1"`），或加上 `--server.address 127.0.0.1`。\n'
+        "2. **给别人用**：运行 `python -m ui.password` 生成密码哈希，写进 `{config}` 的 `[app]` 一节："
+        '`password_hash = "scrypt$..."`（或设置环境变量 `ROLECHAT_APP_PASSWORD_HASH`）。'
+        '需要按路径索引文件夹时，再设置 `path_roots = ["/允许的/文件夹"]`。',
+        "Pick one, then restart:\n\n"
+        "1. **Only on this machine**: run `streamlit run app.py` in the rolechat folder (`.streamlit/config.toml` "
+        'sets `server.address = "127.0.0.1"`), or add `--server.address 127.0.0.1`.\n'
+        "2. **Serve it to others**: run `python -m ui.password` to make a password hash and put it in the "
+        '`[app]` section of `{config}`: `password_hash = "scrypt$..."` (or set `ROLECHAT_APP_PASSWORD_HASH`). '
+        'To index folders by path, also set `path_roots = ["/allowed/folder"]`.',
+    ),
+    "access.roots": ("只能使用这些文件夹里的路径：{roots}", "Only paths inside these folders are allowed: {roots}"),
+    "access.path_off": (
+        "应用对其他人开放时，不能按服务器路径读取文件（上传不受影响）。要开放某些文件夹，在 [app] 中设置 path_roots。",
+        "While the app is served to others it reads no server paths (uploads still work). To allow some folders, "
+        "set path_roots in [app].",
+    ),
+    "access.path_outside": (
+        "不允许的路径：{path} 不在允许的文件夹里（{roots}）。",
+        "Path refused: {path} is not inside the allowed folders ({roots}).",
+    ),
+    "access.path_links": (
+        "不允许的路径：{path} 里有指向允许文件夹之外的符号链接：{links}",
+        "Path refused: {path} holds symlinks that lead outside the allowed folders: {links}",
+    ),
     # chat: model
     "chat.title": ("聊天", "Chat"),
     "chat.loading": ("正在加载模型…", "Loading the model…"),

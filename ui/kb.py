@@ -3,6 +3,7 @@
 Lists knowledge bases with their documents, indexes uploaded files or a folder with a progress bar
 and the report, deletes documents or whole knowledge bases, and searches one to show ranked chunks.
 On first run, with no knowledge base at all, the sample `knowledge/` folder is indexed (once per home).
+A typed folder is indexed only when `ui.access.check_path` allows it (`[app] path_roots`).
 
 The embedder is loaded once per process (`st.cache_resource`); `KnowledgeBase` objects are cheap and
 opened per run, so indexing done elsewhere (the CLI) is always seen.
@@ -21,7 +22,7 @@ from typing import Any
 import streamlit as st
 
 from rolechat import settings as rc_config
-from ui import state
+from ui import access, state
 from ui.i18n import t
 
 __all__ = [
@@ -322,6 +323,9 @@ def _index_section(names: list[str]) -> None:
         go_upload = st.button(t("kb.index_files"), disabled=not files or not name, key="kb_index_files")
     with folder_tab:
         folder = st.text_input(t("kb.folder"), key="kb_folder", placeholder="/path/to/docs")
+        hint = access.path_roots_hint()
+        if hint:
+            st.caption(hint)
         go_folder = st.button(t("kb.index_folder"), disabled=not folder.strip() or not name, key="kb_index_folder")
     if not (go_upload or go_folder):
         return
@@ -329,8 +333,12 @@ def _index_section(names: list[str]) -> None:
         from rolechat.rag.knowledge_base import validate_name
 
         name = validate_name(name)
-        paths = _save_uploads(name, files) if go_upload else [Path(folder.strip()).expanduser()]
+        paths = _save_uploads(name, files) if go_upload else [access.check_path(folder.strip())]
         report = index_with_progress(name, paths)
+    except access.PathRefused as exc:  # outside [app] path_roots: say which folders are allowed
+        log.warning("refused to index %s: %s", folder, exc)
+        st.error(exc.message())
+        return
     except Exception as exc:  # a bad name, a missing folder, an embedder problem: say so, keep the page
         log.exception("indexing failed")
         st.error(t("kb.index_failed", error=exc))

@@ -24,7 +24,7 @@ from typing import Any
 import streamlit as st
 
 from rolechat import settings as rc_config
-from ui import state
+from ui import access, state
 from ui.i18n import t
 
 __all__ = [
@@ -324,9 +324,16 @@ def _pick_dataset() -> Path | None:
             path.write_bytes(data)
         return path
     raw = st.text_input(t("train.path"), key="train_path", placeholder="/path/to/data.json").strip()
+    hint = access.path_roots_hint()
+    if hint:
+        st.caption(hint)
     if not raw:
         return None
-    path = Path(raw).expanduser()
+    try:
+        path = access.check_path(raw)  # inside [app] path_roots, or refused
+    except access.PathRefused as exc:
+        st.error(exc.message())
+        return None
     if not path.is_file():
         st.error(t("train.path_missing", path=path))
         return None

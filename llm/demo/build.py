@@ -3,8 +3,8 @@
     python -m rolechat.llm.demo.build [--out DIR] [--steps N] [--seed S] [--threads T]
     python -m rolechat.llm.demo.build --base DIR --positions 2048 --block-size 1024 ...   # continue a built model
 
-Training text is rendered by `llm.templates.render_supervised`, the same path persona training and the
-runtime use, so the demo model sees exactly the prompts it will get (including the empty think block the
+Training ids come from `llm.encoding.encode_turns`, the same path persona training and the runtime use,
+so the demo model sees exactly the prompt ids it will get (including the empty think block the
 runtime writes when thinking is off). Loss is on assistant replies plus `<|im_end|>` (and on the plain
 prose), which is what teaches the model to stop. CPU, fp32, deterministic for a seed and thread count;
 the weights are stored in fp16 to keep the shipped folder small (load with dtype=torch.float32).
@@ -137,7 +137,8 @@ def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024):
 
 
 def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) -> list[tuple[list[int], list[int]]]:
-    from rolechat.llm.templates import render_supervised, resolve_format, tokenize_supervised
+    from rolechat.llm.encoding import encode_turns, supervised_rows
+    from rolechat.llm.templates import resolve_format
 
     fmt = resolve_format(tok)
     rng = random.Random(cfg.seed)
@@ -146,9 +147,9 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
         if not d.get("rag") and rng.random() >= cfg.other_share:
             continue
         thinking = rng.random() >= cfg.thinking_off_rate
-        for item in render_supervised(tok, fmt, d["messages"], enable_thinking=thinking):
-            ids, labels = tokenize_supervised(tok, item)
-            out.append((ids, list(ids) if cfg.loss_on == "all" else labels))
+        for row in supervised_rows(encode_turns(tok, fmt, d["messages"], enable_thinking=thinking)):
+            ids = row.input_ids
+            out.append((ids, list(ids) if cfg.loss_on == "all" else row.labels))
     for p in prose:
         if rng.random() >= cfg.other_share:
             continue

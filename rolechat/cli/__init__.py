@@ -35,9 +35,9 @@ def _root(
 
 
 def _register() -> None:
-    from rolechat.cli import character, chat, kb, serve, train
+    from rolechat.cli import character, chat, export, kb, serve, train
 
-    for module in (chat, kb, train, serve, character):
+    for module in (chat, kb, train, serve, character, export):
         module.register(app)
 
 

@@ -20,6 +20,7 @@ def _configs(config: Overrides):
 def _print_lint(prepared, cfg, data) -> None:
     from rolechat.finetune.encode import show_example
     from rolechat.finetune.trainer import expected_padding
+    from rolechat.llm.templates import EMPTY_THINK
 
     s = prepared.summary()
     length = s["length"]
@@ -38,6 +39,20 @@ def _print_lint(prepared, cfg, data) -> None:
         highlight=False,
     )
     console.print(f"system prompt: {prepared.system or '(none)'}", highlight=False)
+    if s["system_mismatch"]:
+        console.print(
+            f"[yellow]{s['system_mismatch']} record(s) have their own, different system prompt[/] and are trained "
+            "under the persona's (--strict refuses them):",
+            highlight=False,
+        )
+        for line in s["system_mismatch_first"]:
+            console.print(f"  {line}", highlight=False)
+    if prepared.fmt.thinking_only:
+        console.print(
+            "thinking-only template (its generation prompt opens a think block): trained in its own format, "
+            f"each reply after a closed empty think block {EMPTY_THINK!r}, as inference renders it",
+            highlight=False,
+        )
     console.print(
         f"examples {s['examples']} (train {s['train_examples']}, eval {s['eval_examples']}) · "
         f"tokens {s['tokens']:,} · supervised {s['supervised_tokens']:,} "
@@ -55,6 +70,16 @@ def _print_lint(prepared, cfg, data) -> None:
         f"{s['template_errors']}",
         highlight=False,
     )
+    if s["parity"]:
+        console.print(
+            f"[red]train/infer parity: {s['parity']} example(s) would not be trained on the ids inference "
+            "feeds the model[/]",
+            highlight=False,
+        )
+        for line in s["parity_first"]:
+            console.print(f"  {line}", highlight=False)
+    else:
+        console.print("train/infer parity: every example matches the inference prompt", highlight=False)
     pad = expected_padding([len(e.input_ids) for e in prepared.train], cfg)  # cfg: effective() settings
     console.print(
         f"expected padding {pad:.1%} (batch {cfg.batch_size}, "

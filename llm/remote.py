@@ -1,0 +1,278 @@
+"""The remote backend: the same personas served by an OpenAI-compatible engine (vLLM, SGLang) instead of
+in-process.
+
+`llm.backend = "openai"` with `llm.base_url` (e.g. http://127.0.0.1:8001/v1) makes `load_runtime` return a
+`RemoteRuntime`: everything but the forward pass stays here. Personas are the same folders (their manifests
+give the system prompt, card and template arguments); an adapter persona is sent to the server model of the
+same name (a LoRA module: `rolechat export vllm` prints the command that serves them all), the base model
+and prompt-only characters to the base model's served name. The prompt is rendered and trimmed HERE with
+the local tokenizer (the model folder of `llm.model`), exactly as in-process, and sent as token ids to
+`/v1/completions`, so the server sees the very tokens the runtime would have fed its own model: the chat
+template, `enable_thinking` and plain-text encoding of user text cannot drift between the two backends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.generation import GenerationStats
+from rolechat.llm.loader import LoadError, ResolvedModel, fingerprint, resolve_model
+from rolechat.llm.personas import BASE_PERSONA, discover
+from rolechat.llm.runtime import Runtime, RuntimeInfo
+from rolechat.llm.templates import resolve_format, stop_token_ids
+
+__all__ = ["RemoteRuntime", "RemoteStream", "RemoteError"]
+
+log = logging.getLogger(__name__)
+
+
+class RemoteError(LoadError):
+    """The remote server could not be reached or refused a request; the message names the URL."""
+
+
+def _headers(cfg: LLMConfig) -> dict[str, str]:
+    return {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+
+
+class RemoteStream:
+    """A reply streamed from the server's `/v1/completions`, shaped like GenerationStream: iterate for text
+    pieces; `.text` and `.stats` describe the reply; closing (or `cancel`) drops the connection, which makes
+    vLLM abort the request."""
+
+    def __init__(self, client: Any, url: str, body: dict[str, Any], prompt_tokens: int) -> None:
+        self._client, self._url, self._body = client, url, body
+        self.text = ""
+        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
+        self._cancel = threading.Event()
+        self._iter: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def close(self) -> None:
+        if self._iter is not None:
+            self._iter.close()
+
+    def join(self) -> str:
+        for _ in self:
+            pass
+        return self.text
+
+    def _run(self) -> Iterator[str]:
+        import httpx
+
+        start = time.perf_counter()
+        done = False
+        try:
+            with self._client.stream("POST", self._url, json=self._body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise RemoteError(f"{self._url}: HTTP {resp.status_code}: {resp.text[:500]}")
+                for line in resp.iter_lines():
+                    if self._cancel.is_set():
+                        break
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    event = json.loads(data)
+                    if event.get("usage"):
+                        self.stats.completion_tokens = event["usage"].get("completion_tokens", 0)
+                    for choice in event.get("choices") or []:
+                        piece = choice.get("text") or ""
+                        if piece:
+                            if self.stats.time_to_first_token is None:
+                                self.stats.time_to_first_token = time.perf_counter() - start
+                            self.text += piece
+                            yield piece
+                        if choice.get("finish_reason"):
+                            self.stats.finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"{self._url}: {exc}") from exc
+        finally:
+            if not done and not self.stats.finish_reason:
+                self.stats.finish_reason = "cancelled"
+            self.stats.elapsed = time.perf_counter() - start
+
+
+class RemoteRuntime(Runtime):
+    """A Runtime whose forward passes run on an OpenAI-compatible server (see the module docstring).
+
+    >>> rt = load_runtime(LLMConfig(backend="openai", base_url="http://127.0.0.1:8001/v1", model="llm/demo/model"))
+    >>> rt.chat([{"role": "user", "content": "你好"}], persona="miaomiao", params={"temperature": 0})
+    """
+
+    def __init__(self, cfg: LLMConfig, tokenizer: Any, model_config: Any, resolved: ResolvedModel) -> None:
+        import httpx
+
+        from rolechat.llm.demo import DEMO_HINT
+
+        self.cfg = cfg
+        self.base_model = self.model = None  # no weights here
+        self.tokenizer = tokenizer
+        self.format = resolve_format(tokenizer, cfg.template)
+        gen_cfg = _generation_config(resolved.source)
+        self._stop_ids = stop_token_ids(tokenizer, self.format, gen_cfg)
+        max_pos = getattr(model_config, "max_position_embeddings", None) or 4096
+        self._client = httpx.Client(base_url=cfg.base_url.rstrip("/"), headers=_headers(cfg), timeout=cfg.timeout)
+        self._served = self._served_models()
+        self.served_base = cfg.served_model or self._base_name()
+        self.info = RuntimeInfo(
+            model_id=resolved.model_id,
+            source=resolved.source,
+            device=f"remote {cfg.base_url}",
+            dtype="remote",
+            is_demo=resolved.is_demo,
+            fingerprint=fingerprint(model_config),
+            template=self.format.name,
+            context_length=cfg.context_length or min(int(max_pos), 32768),
+            hint=DEMO_HINT if resolved.is_demo else "",
+        )
+        self._model_max_new = min(int(getattr(gen_cfg, "max_new_tokens", None) or 512), 2048)
+        self._model_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._entries = {}
+        self._loaded = {}
+        self._prompt_only = set()
+        self._layers = None
+        self._active = None
+        self.reload_personas()
+
+    @classmethod
+    def load(cls, cfg: LLMConfig | None = None) -> RemoteRuntime:
+        from transformers import AutoConfig, AutoTokenizer
+
+        cfg = cfg or LLMConfig()
+        resolved = resolve_model(cfg.model, cfg.default_hub_model)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolved.source, trust_remote_code=cfg.trust_remote_code)
+            model_config = AutoConfig.from_pretrained(resolved.source, trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise LoadError(
+                f"the remote backend renders prompts with the base model's local tokenizer; could not read "
+                f"{resolved.source!r}: {exc}"
+            ) from exc
+        return cls(cfg, tokenizer, model_config, resolved)
+
+    # -- the server ---------------------------------------------------------------------------------
+
+    def _served_models(self) -> list[dict[str, Any]]:
+        import httpx
+
+        url = f"{self.cfg.base_url.rstrip('/')}/models"
+        try:
+            resp = self._client.get("/models")
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"{url}: {exc} (is the server running? llm.base_url)") from exc
+        if resp.status_code >= 400:
+            raise RemoteError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+        return list(resp.json().get("data") or [])
+
+    def _base_name(self) -> str:
+        bases = [m["id"] for m in self._served if not m.get("parent")]
+        if not bases:
+            raise RemoteError(f"{self.cfg.base_url}: serves no base model (/v1/models is empty)")
+        if len(bases) > 1:
+            raise RemoteError(
+                f"{self.cfg.base_url} serves several base models ({', '.join(bases)}): set llm.served_model"
+            )
+        return bases[0]
+
+    def served_name(self, persona: str | None) -> str:
+        """The server's model name for a persona: its LoRA module, or the base model."""
+        if persona in (None, "", BASE_PERSONA) or persona in self._prompt_only:
+            return self.served_base
+        return persona
+
+    # -- personas -----------------------------------------------------------------------------------
+
+    def reload_personas(self) -> list[Any]:
+        """Persona folders as in-process; an adapter persona is usable when the server serves it by name."""
+        with self._lock:
+            self._served = self._served_models()
+            served = {m["id"] for m in self._served}
+            self._entries, self._loaded, self._prompt_only = {}, {}, set()
+            for entry in discover(self.persona_roots()):
+                self._entries[entry.name] = entry
+                if not entry.ok:
+                    continue
+                if not entry.has_adapter:
+                    self._prompt_only.add(entry.name)
+                    continue
+                error = self._check_base(entry)
+                if error is None and entry.name not in served:
+                    error = (
+                        f"persona {entry.name!r} is not served by {self.cfg.base_url} (serve its adapter as a "
+                        f"LoRA module named {entry.name!r}: `rolechat export vllm` prints the command)"
+                    )
+                if error:
+                    entry.error = error
+                    log.warning(error)
+                    continue
+                self._loaded[entry.name] = (entry.path, 0.0)
+            return list(self._entries.values())
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        persona: str | None = None,
+        params: GenerationParams | Mapping[str, Any] | None = None,
+    ) -> RemoteStream:
+        p = self.params(params)
+        manifest = self.manifest(persona)
+        if manifest and manifest.stop:
+            p = replace(p, stop=[*p.stop, *manifest.stop])
+        ids = self.encode(messages, persona, p.max_new_tokens)
+        room = self.info.context_length - len(ids)
+        max_tokens = max(min(p.max_new_tokens, room), 1)
+        body: dict[str, Any] = {
+            "model": self.served_name(persona),
+            "prompt": ids,
+            "max_tokens": max_tokens,
+            "temperature": p.temperature,
+            "top_p": 1.0 if p.greedy else p.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "stop": [s for s in (*self.format.stop_strings, *p.stop) if s],
+            # vLLM / SGLang sampling extensions, so a greedy reply equals the in-process one
+            "top_k": -1 if p.greedy or not p.top_k else p.top_k,
+            "repetition_penalty": p.repetition_penalty,
+            "stop_token_ids": self._stop_ids,
+            "skip_special_tokens": True,
+        }
+        if p.seed is not None:
+            body["seed"] = p.seed
+        return RemoteStream(self._client, f"{self.cfg.base_url.rstrip('/')}/completions", body, len(ids))
+
+    def logits(self, messages: Sequence[Mapping[str, str]], persona: str | None = None) -> Any:
+        raise RemoteError("next-token logits are not available from a remote server (llm.backend = openai)")
+
+    def chat_model(self, persona: str | None = None, **params: Any) -> Any:
+        from rolechat.llm.chat_model import RolechatChatModel
+
+        return RolechatChatModel(runtime=self, persona=persona, **params)
+
+
+def _generation_config(source: str) -> Any:
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(source)
+    except (OSError, ValueError):
+        return None
