@@ -149,7 +149,7 @@ def _open_and_hang_up(url: str) -> int:
 
 def test_a_client_that_hangs_up_cancels_its_generation_and_frees_the_model(runtime):
     engine, server = serve(runtime)
-    with slowed(runtime, 0.03), server as url:
+    with slowed(runtime, 0.05), server as url:
         for attempt in range(4):  # repeated disconnects leave nothing behind
             _open_and_hang_up(url)
             deadline = time.time() + 5  # the slot is handed back only once the model lock is released
@@ -166,7 +166,8 @@ def test_a_client_that_hangs_up_cancels_its_generation_and_frees_the_model(runti
             )
             assert reply.status_code == 200
             assert time.perf_counter() - started < 10  # served at once, not after the 200-token stream
-        assert httpx.get(url + "/health").json() == {**httpx.get(url + "/health").json(), "in_flight": 0, "queued": 0}
+        health = httpx.get(url + "/health").json()
+        assert health["in_flight"] == 0 and health["queued"] == 0
 
 
 def test_a_non_streaming_client_that_gives_up_cancels_too(runtime):
