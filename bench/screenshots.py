@@ -6,6 +6,10 @@ examples/personas/cat.json with `rolechat train`. It runs in a fresh temporary R
 
     .venv/bin/python bench/screenshots.py                      # -> docs/screenshots/
     .venv/bin/python bench/screenshots.py --model /models/Qwen3-1.7B --steps 200
+    .venv/bin/python bench/screenshots.py --only-character     # just the character flow (character-*.png)
+
+The character flow imports the sample card examples/characters/suwan.json as a PNG from the chat page,
+shows its greeting, and sends a message that triggers a lorebook entry, with "what the model saw" open.
 
 Needs /usr/bin/chromium and a CJK font (apt-get install chromium fonts-wqy-microhei).
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_driver import missing_browser, run_flow, start_server  # noqa: E402
+from tests.browser_driver import missing_browser, run_character_flow, run_flow, start_server  # noqa: E402
 
 CAT_SYSTEM = "你是一只名叫喵喵的小猫，说话可爱，每句话都以“喵~”结尾。"
 
@@ -38,6 +42,7 @@ def main() -> None:
     ap.add_argument("--temperature", default="0", help="sampling temperature of the replies (default greedy)")
     ap.add_argument("--home", type=Path, help="reuse this ROLECHAT_HOME (kept; its persona is not retrained)")
     ap.add_argument("--keep-home", action="store_true", help="keep the temporary ROLECHAT_HOME")
+    ap.add_argument("--only-character", action="store_true", help="only the character flow (character-*.png)")
     args = ap.parse_args()
     reason = missing_browser()
     if reason:
@@ -47,6 +52,9 @@ def main() -> None:
     env = {"ROLECHAT_HOME": str(home), "ROLECHAT_LLM_TEMPERATURE": args.temperature}
     if args.model:
         env["ROLECHAT_LLM_MODEL"] = args.model
+    character_shots(env, home, args.out)
+    if args.only_character:
+        return
     persona = "喵喵 (miaomiao)" if args.steps else None
     if args.steps and not (home / "personas" / "miaomiao" / "persona.json").is_file():
         started = time.perf_counter()
@@ -101,6 +109,36 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
     else:
         print(f"home kept: {home}")
+
+
+def character_shots(env: dict[str, str], home: Path, out: Path) -> None:
+    """Import the sample card as a PNG in the app, see its greeting, trigger a lorebook entry (西市)."""
+    import json
+
+    from rolechat.conversation import Character, write_card
+
+    sample = json.loads((ROOT / "examples" / "characters" / "suwan.json").read_text(encoding="utf-8"))
+    card = write_card(Character.from_dict(sample), home / "苏晚.png")
+    server = start_server({**env, "ROLECHAT_APP_SAMPLE_KB": "false"}, home / "streamlit-character.log", timeout=120)
+    try:
+        result = run_character_flow(
+            server.url,
+            home / "shots",
+            card=card,
+            greeting="这位客官来得巧",
+            message="西市有什么好玩的？",
+            lore="西市是胡商云集之地",
+            timeout_ms=600_000,
+        )
+    finally:
+        server.stop()
+    if result.exceptions:
+        sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in result.shots.values():
+        shutil.copy2(path, out / path.name)
+        print(out / path.name)
+    print("---\n" + result.reply)
 
 
 if __name__ == "__main__":

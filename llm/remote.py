@@ -233,12 +233,13 @@ class RemoteRuntime(Runtime):
         messages: Sequence[Mapping[str, str]],
         persona: str | None = None,
         params: GenerationParams | Mapping[str, Any] | None = None,
+        persona_system: bool = True,
     ) -> RemoteStream:
         p = self.params(params)
         manifest = self.manifest(persona)
         if manifest and manifest.stop:
             p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens)
+        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
         room = self.info.context_length - len(ids)
         max_tokens = max(min(p.max_new_tokens, room), 1)
         body: dict[str, Any] = {

@@ -21,7 +21,7 @@ from typing import Any
 
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
-from rolechat.llm.encoding import fit_prompt
+from rolechat.llm.encoding import encode_prompt, fit_prompt
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
@@ -269,10 +269,17 @@ class Runtime:
         values.update({k: v for k, v in dict(overrides or {}).items() if v is not None})
         return GenerationParams(**values)
 
-    def prepare_messages(self, messages: Sequence[Message], persona: str | None) -> list[dict[str, str]]:
-        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context)."""
+    def prepare_messages(
+        self, messages: Sequence[Message], persona: str | None, persona_system: bool = True
+    ) -> list[dict[str, str]]:
+        """Apply the persona's system prompt (before any system text the caller sent, e.g. RAG context).
+
+        `persona_system=False`: the messages already hold the whole system text (the conversation engine
+        writes it, card and persona prompt included); they are sent as they are."""
         manifest = self.manifest(persona)
         msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if not persona_system:
+            return msgs
         system = manifest.system_prompt if manifest else ""
         if msgs and msgs[0]["role"] == "system":
             caller = msgs.pop(0)["content"]
@@ -285,15 +292,27 @@ class Runtime:
             return self.cfg.enable_thinking
         return manifest.enable_thinking
 
+    def prompt_ids(
+        self, messages: Sequence[Message], persona: str | None = None, persona_system: bool = True
+    ) -> list[int]:
+        """The prompt's token ids exactly as rendered, nothing dropped (`encode` trims to the context; the
+        conversation engine measures with this and fits the context itself)."""
+        msgs = self.prepare_messages(messages, persona, persona_system)
+        return encode_prompt(self.tokenizer, self.format, msgs, enable_thinking=self._thinking(persona))
+
     def encode(
-        self, messages: Sequence[Message], persona: str | None = None, max_new_tokens: int | None = None
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        max_new_tokens: int | None = None,
+        persona_system: bool = True,
     ) -> list[int]:
         """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt).
 
         Message text is always plain text to the tokenizer (`llm.encoding`): a `<|im_end|>` typed by a user
         never becomes the template's control token.
         """
-        msgs = self.prepare_messages(messages, persona)
+        msgs = self.prepare_messages(messages, persona, persona_system)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
@@ -308,13 +327,15 @@ class Runtime:
         messages: Sequence[Message],
         persona: str | None = None,
         params: GenerationParams | Mapping[str, Any] | None = None,
+        persona_system: bool = True,
     ) -> GenerationStream:
-        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model."""
+        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
+        `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
         p = self.params(params)
         manifest = self.manifest(persona)
         if manifest and manifest.stop:
             p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens)
+        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
         room = self.info.context_length - len(ids)
         if p.max_new_tokens > room:
             p = replace(p, max_new_tokens=max(room, 1))

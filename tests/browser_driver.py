@@ -238,3 +238,68 @@ def _shot(page, path: Path, result: FlowResult) -> Path:
     result.exceptions += page.get_by_test_id("stException").count()
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@dataclass
+class CharacterFlowResult:
+    shots: dict[str, Path] = field(default_factory=dict)
+    greeting: str = ""  # the first chat message once the card is imported
+    reply: str = ""
+    seen: str = ""  # the "what the model saw" expander's text under the reply
+    exceptions: int = 0
+
+
+def run_character_flow(
+    url: str,
+    out_dir: Path,
+    *,
+    card: Path,
+    greeting: str,
+    message: str,
+    lore: str,
+    timeout_ms: int = 180_000,
+    viewport: dict[str, int] = VIEWPORT,
+) -> CharacterFlowResult:
+    """Import the character card `card` from the chat page's sidebar, wait for its greeting (text `greeting`)
+    to open the chat, send `message` (which should trigger a lorebook entry), wait for the reply and open "what
+    the model saw" under it until the entry's text `lore` shows; screenshots of both steps."""
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = CharacterFlowResult()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=viewport, locale="zh-CN")
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            box = page.get_by_placeholder("输入消息，回车发送")
+            box.wait_for()
+            sidebar = page.get_by_test_id("stSidebar")
+            importer = sidebar.get_by_test_id("stExpander").filter(has_text="导入角色卡")
+            importer.locator("summary").click()
+            importer.locator("input[type=file]").set_input_files(str(card))
+            page.wait_for_timeout(800)  # the upload reaches the server before the button is enabled
+            importer.get_by_role("button", name="导入", exact=True).click()
+            messages = page.get_by_test_id("stChatMessage")
+            messages.filter(has_text=greeting).first.wait_for()
+            result.greeting = messages.first.inner_text()
+            page.mouse.move(0, 0)
+            result.shots["greeting"] = _shot(page, out_dir / "character-greeting.png", result)
+
+            box.fill(message)
+            box.press("Enter")
+            done = messages.filter(has_text="词元/秒")
+            done.first.wait_for()
+            reply = messages.nth(2)
+            result.reply = reply.inner_text()
+            seen = reply.get_by_test_id("stExpander").filter(has_text="模型看到的内容")
+            seen.first.locator("summary").click()
+            seen.first.get_by_text(lore).first.wait_for()
+            result.seen = seen.first.inner_text()
+            seen.first.scroll_into_view_if_needed()
+            page.mouse.move(0, 0)
+            result.shots["prompt"] = _shot(page, out_dir / "character-prompt.png", result)
+        finally:
+            browser.close()
+    return result

@@ -73,3 +73,85 @@ def test_personas_lists_broken_folders_as_json(_isolated_home):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert rows[0]["name"] == "broken" and not rows[0]["ok"] and "persona.json" in rows[0]["error"]
+
+
+# -- characters, the user persona and --show-prompt (in-process, typer's CliRunner) ---------------------------
+
+
+def _character() -> None:
+    from rolechat.conversation import Character
+    from rolechat.conversation.characters import save_character
+
+    save_character(
+        Character(
+            name="林夕",
+            description="{{char}}是长安城的说书人。",
+            first_mes="{{user}}，请坐。",
+            alternate_greetings=["又见面了，{{user}}。"],
+        ),
+        "linxi",
+    )
+
+
+def invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from rolechat.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_show_prompt_lists_every_part_with_its_tokens_on_stderr(tiny_qwen2):
+    _character()
+    out = invoke(
+        "chat", "--model", str(tiny_qwen2), "-p", "linxi", "-m", "你好", "--max-new-tokens", "4",
+        "--user-name", "小明", "--user-description", "爱喝茶", "--show-prompt", "--quiet",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "what the model saw" in out.stderr and "what the model saw" not in out.stdout
+    rows = [line for line in out.stderr.splitlines() if line.startswith("│")]
+    kinds = [k for k in (row.split("│")[1].strip() for row in rows) if k]  # wrapped cells: empty kinds
+    assert kinds[:3] == ["system", "card", "user-persona"] and "history" in kinds and "message" in kinds
+    assert "小明，请坐。" in out.stderr  # the greeting is the first turn of the history
+    assert "关于小明：爱喝茶" in out.stderr
+    assert "prompt:" in out.stderr and "tokens of" in out.stderr
+
+
+def test_an_interactive_chat_opens_with_the_chosen_greeting(tiny_qwen2):
+    _character()
+    out = invoke("chat", "--model", str(tiny_qwen2), "-p", "linxi", "--user-name", "小明", "--max-new-tokens", "2")
+    assert out.exit_code == 0 and out.stdout.splitlines()[0] == "小明，请坐。"
+    out = invoke(
+        "chat", "--model", str(tiny_qwen2), "-p", "linxi", "--user-name", "小明", "--greeting", "1",
+        "--max-new-tokens", "2",
+    )  # fmt: skip
+    assert out.stdout.splitlines()[0] == "又见面了，小明。"
+    out = invoke("chat", "--model", str(tiny_qwen2), "-p", "linxi", "--greeting", "5", "-m", "hi")
+    assert out.exit_code == 1 and "greeting 5 out of range" in out.stderr
+
+
+def test_a_budget_flag_reaches_the_engine(tiny_qwen2):
+    out = invoke(
+        "chat", "--model", str(tiny_qwen2), "-m", "你好", "--max-new-tokens", "4", "--lore-tokens", "-1", "--quiet",
+    )  # fmt: skip
+    assert out.exit_code == 1 and "chat.lore_tokens must be >= 0" in out.stderr
+
+
+def test_ask_shows_the_answer_prompt_and_its_passages(tiny_qwen2, tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rolechat.rag import KnowledgeBase, RAGConfig
+    from tests.app_support import write_docs
+
+    kb = KnowledgeBase("城市", RAGConfig(), embeddings=DeterministicFakeEmbedding(size=64))
+    kb.index([write_docs(tmp_path / "docs")])
+    kb.close()
+    out = invoke(
+        "ask", "北京是哪个国家的首都？", "--kb", "城市", "--mode", "bm25", "--model", str(tiny_qwen2),
+        "--max-new-tokens", "4", "--show-prompt",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    kinds = [row.split("│")[1].strip() for row in out.stderr.splitlines() if row.startswith("│")]
+    kinds = [k for k in kinds if k]  # a wrapped cell continues on lines with an empty kind
+    assert kinds[0] == "knowledge" and kinds[-1] == "message"
+    assert "beijing.md" in out.stderr and "sources" in out.stdout and "beijing.md" in out.stdout

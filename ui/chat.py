@@ -1,8 +1,10 @@
-"""The chat page: pick a persona and (optionally) a knowledge base, then talk, with streamed replies.
+"""The chat page: pick a persona or character and (optionally) a knowledge base, then talk, with streamed replies.
 
-History lives in `st.session_state["history"]`: one dict per message (`role`, `content`, and for replies
-`persona`, `kb`, `sources`, `stats`, `stopped`). Settings are read from the sidebar on every run, so a
-persona or knowledge-base switch applies to the next message; nothing is reloaded.
+Every prompt is assembled by `rolechat.conversation.Engine`, as in the CLI and the API. History lives in
+`st.session_state["history"]`: one dict per message (`role`, `content`, and for replies `persona`, `kb`,
+`sources`, `stats`, `stopped`, `prompt`: what the model saw). A chat with a character opens with its greeting
+(`greeting`: True). Settings are read from the sidebar on every run, so a persona or knowledge-base switch
+applies to the next message; nothing is reloaded.
 
 A reply that is interrupted (the stop button, or a new message sent while streaming) is kept: the
 streamed text is recorded in `st.session_state["pending"]` as it arrives and moved into the history,
@@ -11,19 +13,20 @@ marked as stopped, on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
+from ui import character, state
 from ui import kb as kb_page
-from ui import state
 from ui.i18n import t
 
-__all__ = ["ChatSettings", "Reply", "render", "sidebar", "history", "recover_pending"]
+__all__ = ["ChatSettings", "render", "sidebar", "history", "recover_pending", "engine"]
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,24 @@ class ChatSettings:
     mode: str = "hybrid"
     condense: bool = False  # rewrite a follow-up into a standalone question before retrieving
     params: dict[str, Any] = field(default_factory=dict)
+    user: Any = None  # the UserPersona ({{user}}, and a description the character is told)
+    greeting: int = 0  # which of the character's greetings opens the chat
 
 
-@dataclass
-class Reply:
-    """A reply about to stream: its text pieces, its sources (None: no KB used), stats once it is done."""
+def engine(rt, with_kb: bool = False):
+    """The conversation engine over the loaded runtime, with the [rag] and [chat] settings in force.
 
-    pieces: Iterator[str]
-    sources: list[dict[str, Any]] | None
-    stats: Callable[[], dict[str, Any]]
-    standalone: str = ""  # the rewritten question the KB was searched with, if any
+    Cheap to build: made per run, so indexing done elsewhere is always seen; `with_kb` hands it the app's
+    embedder (loaded once per process) for answering from a knowledge base."""
+    from rolechat import settings as rc_settings
+    from rolechat.conversation import ConversationConfig, Engine
+
+    return Engine(
+        rt,
+        kb_page.rag_config(),
+        embeddings=kb_page.embeddings() if with_kb else None,
+        chat_cfg=rc_settings.build(ConversationConfig, "chat", state.file_data()),
+    )
 
 
 def history() -> list[dict[str, Any]]:
@@ -75,6 +86,8 @@ def persona_label(rt, name: str) -> str:
 
 def _persona_picker(rt) -> str:
     names = rt.persona_names()
+    if st.session_state.get("persona_next") in names:  # a character imported in the previous run
+        st.session_state["persona"] = st.session_state.pop("persona_next")
     if st.session_state.get("persona") not in names:
         st.session_state["persona"] = "base"
     labels = {n: persona_label(rt, n) for n in names}  # resolved now, in this run's language
@@ -131,15 +144,21 @@ def _generation_settings(rt) -> dict[str, Any]:
     return {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new)}
 
 
-def sidebar(rt) -> ChatSettings:
+def sidebar(rt, sending: bool = False) -> ChatSettings:
+    """The sidebar's settings; `sending`: a message is on its way in this run (the greeting is then fixed)."""
     with st.sidebar:
         persona = _persona_picker(rt)
+        character.import_card(rt)
+        user = character.user_inputs()
+        greeting = character.greeting_picker(engine(rt), persona, user, history(), sending)
         kb, k, mode, condense = _kb_picker(rt)
         params = _generation_settings(rt)
         if st.button(t("side.clear"), width="stretch", type="secondary"):
             st.session_state["history"] = []
             st.session_state.pop("pending", None)
-    return ChatSettings(persona=persona, kb=kb, k=k, mode=mode, condense=condense, params=params)
+    return ChatSettings(
+        persona=persona, kb=kb, k=k, mode=mode, condense=condense, params=params, user=user, greeting=greeting
+    )
 
 
 # -- messages -------------------------------------------------------------------------------------------
@@ -150,7 +169,9 @@ def show_sources(sources: list[dict[str, Any]]) -> None:
         for n, src in enumerate(sources, 1):
             where = f" · {src['location']}" if src.get("location") else ""
             score = f"{src['score']:.3f}" if isinstance(src.get("score"), (int, float)) else "—"
-            st.markdown(t("chat.source_line", n=n, file=src.get("source", "?"), where=where, score=score))
+            st.markdown(
+                t("chat.source_line", n=n, file=src.get("file") or src.get("source", "?"), where=where, score=score)
+            )
             st.caption(src.get("snippet", ""))
 
 
@@ -158,6 +179,9 @@ def show_meta(msg: dict[str, Any]) -> None:
     """Who answered, from which KB, and how fast: one discreet line."""
     stats = msg.get("stats") or {}
     who = msg.get("persona_label") or msg.get("persona", "")
+    if msg.get("greeting"):
+        st.caption(t("chat.greeting_meta", who=who))
+        return
     if msg.get("kb"):
         who = f"{who} · {t('chat.meta_kb', kb=msg['kb'])}"
     line = t(
@@ -190,6 +214,7 @@ def show_message(msg: dict[str, Any]) -> None:
         if msg["role"] != "assistant":
             return
         show_retrieval(msg)
+        character.show_prompt(msg.get("prompt"))
         if msg.get("error"):
             st.error(t("chat.error", error=msg["error"]))
         show_meta(msg)
@@ -210,28 +235,44 @@ def _tracked(pieces: Iterator[str], pending: dict[str, Any]) -> Iterator[str]:
             close()  # stops the generation thread and releases the runtime
 
 
-def _plain_reply(rt, settings: ChatSettings, messages: list[dict[str, str]]):
-    stream = rt.stream(messages, persona=settings.persona, params=settings.params)
+def _stats(stream) -> dict[str, Any]:
+    s = stream.stats
+    return {
+        "tokens": s.completion_tokens,
+        "tokens_per_second": s.tokens_per_second,
+        "first_token": s.time_to_first_token,
+        "finish_reason": s.finish_reason,
+    }
 
-    def stats() -> dict[str, Any]:
-        s = stream.stats
-        return {
-            "tokens": s.completion_tokens,
-            "tokens_per_second": s.tokens_per_second,
-            "first_token": s.time_to_first_token,
-            "finish_reason": s.finish_reason,
-        }
 
-    return Reply(iter(stream), None, stats)
+def _prepare(rt, settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]]):
+    """The engine's turn for `prompt` (retrieval and the follow-up rewrite happen here, before streaming)."""
+    chat = engine(rt, with_kb=bool(settings.kb))
+    try:
+        with st.spinner(t("chat.retrieving")) if settings.kb else contextlib.nullcontext():
+            turn = chat.prepare(
+                prompt,
+                character=settings.persona,
+                history=earlier,
+                user=settings.user,
+                knowledge_base=settings.kb,
+                k=settings.k,
+                mode=settings.mode,
+                condense=settings.condense,
+                params=settings.params,
+            )
+    finally:
+        chat.close()
+    return chat, turn
 
 
 def respond(rt, settings: ChatSettings, prompt: str) -> None:
     """Append the user's message, stream the reply into the page, then record it in the history."""
     hist = history()
+    earlier = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
     user = {"role": "user", "content": prompt}
     hist.append(user)
     show_message(user)
-    messages = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
     started = time.perf_counter()
     pending: dict[str, Any] = {
         "role": "assistant",
@@ -247,21 +288,30 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
         stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")
         st.session_state["pending"] = pending
         try:
-            reply = kb_page.rag_reply(rt, settings, messages) if settings.kb else _plain_reply(rt, settings, messages)
-            pending["sources"], pending["standalone"] = reply.sources, reply.standalone
+            chat, turn = _prepare(rt, settings, prompt, earlier)
+            pending["sources"] = turn.sources
+            pending["standalone"] = turn.question if turn.sources is not None and turn.question != prompt else ""
+            pending["prompt"] = {
+                "parts": turn.what_the_model_saw(),
+                "tokens": turn.prompt_tokens,
+                "budget": turn.budget,
+                "fixed": turn.fixed_reply is not None,
+            }
             show_retrieval(pending)
-            tracked = _tracked(reply.pieces, pending)
+            stream = chat.stream(turn)
+            tracked = _tracked(iter(stream), pending)
             try:
                 st.write_stream(tracked)
             finally:
-                tracked.close()
-            pending["stats"] = {"seconds": time.perf_counter() - started, **reply.stats()}
+                tracked.close()  # closes the stream's iterator: stops the generation thread
+            pending["stats"] = {"seconds": time.perf_counter() - started, **_stats(stream)}
         except Exception as exc:  # shown in the conversation, never swallowed
             log.exception("generation failed")
             pending["error"] = str(exc)
             st.error(t("chat.error", error=exc))
             pending["stats"] = {"seconds": time.perf_counter() - started}
         stop_slot.empty()
+        character.show_prompt(pending.get("prompt"))
         show_meta(pending)
     st.session_state.pop("pending", None)
     hist.append(pending)
@@ -287,9 +337,12 @@ def render() -> None:
     except Exception as exc:  # an invalid [rag]/[app] setting must not take the chat down
         log.exception("sample knowledge base")
         st.error(t("config.error", error=exc))
-    settings = sidebar(rt)
-    hist = history()
     prompt = st.chat_input(t("chat.placeholder"))  # drawn at the bottom wherever it is called
+    settings = sidebar(rt, sending=bool(prompt))
+    hist = history()
+    character.open_with_greeting(
+        engine(rt), settings.persona, persona_label(rt, settings.persona), settings.user, settings.greeting, hist
+    )
     if not hist and not prompt:
         st.caption(t("chat.empty"))
     for msg in hist:

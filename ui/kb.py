@@ -2,6 +2,7 @@
 
 Lists knowledge bases with their documents, indexes uploaded files or a folder with a progress bar
 and the report, deletes documents or whole knowledge bases, and searches one to show ranked chunks.
+Answering from a knowledge base is the conversation engine's job (the chat page calls it).
 On first run, with no knowledge base at all, the sample `knowledge/` folder is indexed (once per home).
 A typed folder is indexed only when `ui.access.check_path` allows it (`[app] path_roots`).
 
@@ -15,7 +16,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +33,13 @@ __all__ = [
     "embeddings",
     "open_kb",
     "kb_names",
-    "rag_reply",
-    "condense",
     "ensure_sample_kb",
-    "sources_of",
     "render",
 ]
 
 log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "bm25", "dense")  # the retriever modes of rag, best first
-SNIPPET_CHARS = 240
-HISTORY_MESSAGES = 6  # earlier messages handed to the question-rewriting step
-CONDENSE_TOKENS = 96  # a rewritten question is short
 
 
 def mode_labels() -> dict[str, str]:
@@ -186,119 +180,6 @@ def _index_sample(cfg) -> None:
     st.success(t("kb.sample_done", kb=cfg.sample_kb_name, chunks=report.chunks_total))
 
 
-# -- answering (the chat page's RAG path) ---------------------------------------------------------------
-
-
-def sources_of(docs) -> list[dict[str, Any]]:
-    """What the chat shows for each retrieved chunk (numbered in order: [1] is docs[0])."""
-    out = []
-    for doc in docs:
-        meta = doc.metadata
-        text = " ".join(doc.page_content.split())
-        out.append(
-            {
-                "source": Path(meta.get("source", "?")).name,
-                "path": meta.get("source", ""),
-                "location": meta.get("location", ""),
-                "score": meta.get("score"),
-                "found_by": meta.get("found_by", ""),
-                "snippet": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
-            }
-        )
-    return out
-
-
-def _usage_counter():
-    """A callback that adds up the model's own count of answer tokens (the chain hands back plain text)."""
-    from langchain_core.callbacks import BaseCallbackHandler
-
-    class UsageCounter(BaseCallbackHandler):
-        output_tokens = 0
-
-        def on_llm_end(self, response, **kwargs: Any) -> None:
-            for generations in response.generations:
-                for gen in generations:
-                    meta = getattr(getattr(gen, "message", None), "usage_metadata", None) or {}
-                    self.output_tokens += int(meta.get("output_tokens", 0))
-
-    return UsageCounter()
-
-
-def condense(rt, settings, history: list[dict[str, str]], question: str) -> str:
-    """Rewrite a follow-up into a standalone question (rag's condense prompt), streamed into the page; "" if the
-    model gave nothing.
-
-    Done here rather than inside rag's chain so it is short (CONDENSE_TOKENS, greedy) and can be
-    interrupted: every piece is drawn, so the stop button takes effect between tokens.
-    """
-    from rolechat.rag import prompts
-    from rolechat.rag.chain import history_text
-
-    template = rag_config().condense_prompt or prompts.CONDENSE_PROMPT
-    prompt = template.format(chat_history=history_text(history), question=question)
-    params = {**settings.params, "temperature": 0.0, "max_new_tokens": CONDENSE_TOKENS}
-    stream = iter(rt.stream([{"role": "user", "content": prompt}], persona=settings.persona, params=params))
-    slot = st.empty()
-    rewritten = ""
-    try:
-        for piece in stream:
-            rewritten += piece
-            slot.caption(t("chat.condensing", q=rewritten))
-    finally:
-        stream.close()
-    slot.empty()
-    return " ".join(rewritten.split())  # "" when the model produced nothing usable
-
-
-def rag_reply(rt, settings, messages: list[dict[str, str]]):
-    """A `Reply` to the last user message from `settings.kb`: sources first, then the streamed answer.
-
-    The follow-up rewrite (when `settings.condense` and there is history) and the retrieval happen
-    here, before the answer streams, so the sources can be shown first.
-    """
-    from rolechat.rag.chain import answer_stream
-    from ui.chat import Reply
-
-    question = messages[-1]["content"]
-    history = messages[:-1][-HISTORY_MESSAGES:] if settings.condense else []
-    standalone = condense(rt, settings, history, question) if history else ""
-    cfg = rag_config()
-    kb = open_kb(settings.kb)
-    usage = _usage_counter()
-    chat_model = rt.chat_model(settings.persona, **settings.params).with_config(callbacks=[usage])
-    stream = answer_stream(
-        kb.retriever(settings.mode, settings.k), chat_model, standalone or question, prompt=cfg.prompt or None
-    )
-    with st.spinner(t("chat.retrieving")):
-        docs = None
-        for item in stream:
-            if "sources" in item:
-                docs = item["sources"]
-                break
-    timing: dict[str, Any] = {"text": "", "first": None, "end": None}
-
-    def pieces() -> Iterator[str]:
-        try:
-            for item in stream:
-                piece = item.get("answer", "")
-                if piece:
-                    if timing["first"] is None:
-                        timing["first"] = time.perf_counter()
-                    timing["text"] += piece
-                    yield piece
-        finally:
-            timing["end"] = time.perf_counter()
-            stream.close()
-            kb.close()
-
-    def stats() -> dict[str, Any]:
-        tokens = usage.output_tokens
-        span = (timing["end"] or 0) - (timing["first"] or 0)
-        return {"tokens": tokens, "tokens_per_second": (tokens - 1) / span if tokens > 1 and span > 0 else 0.0}
-
-    return Reply(pieces(), sources_of(docs or []), stats, standalone)
-
-
 # -- the page -------------------------------------------------------------------------------------------
 
 
@@ -423,10 +304,12 @@ def _search_section(names: list[str]) -> None:
         st.info(t("kb.no_hits"))
         return
     st.caption(t("kb.hits", n=len(docs), ms=ms))
-    for n, src in enumerate(sources_of(docs), 1):
+    from rolechat.conversation import source_rows
+
+    for n, src in enumerate(source_rows(docs), 1):
         with st.container(border=True):
             score = f"{src['score']:.4f}" if isinstance(src.get("score"), (int, float)) else "—"
-            st.markdown(f"**{n}.** `{src['source']}` · {src['location']} · {t('kb.score')} {score} · {src['found_by']}")
+            st.markdown(f"**{n}.** `{src['file']}` · {src['location']} · {t('kb.score')} {score} · {src['found_by']}")
             st.caption(docs[n - 1].page_content)
 
 

@@ -38,7 +38,21 @@ log = logging.getLogger(__name__)
 
 # Widget keys whose values must survive visiting another page (Streamlit drops the state of widgets
 # that were not drawn in a run unless it is re-assigned).
-KEPT_KEYS = ("lang", "persona", "kb_on", "kb_name", "k", "mode", "condense", "temperature", "top_p", "max_new_tokens")
+KEPT_KEYS = (
+    "lang",
+    "persona",
+    "user_name",
+    "user_description",
+    "greeting",
+    "kb_on",
+    "kb_name",
+    "k",
+    "mode",
+    "condense",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+)
 
 
 def app_config() -> AppConfig:

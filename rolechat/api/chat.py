@@ -2,7 +2,9 @@
 
 Each persona is a "model" (`base` is the plain base model). A request may add `"knowledge_base": "NAME"`
 (and `"k"`) to answer from a knowledge base; the reply then carries `sources` (`[n]` in the text is
-`sources[n-1]`). Streaming follows OpenAI's chunk format, `stream_options.include_usage` included.
+`sources[n-1]`). `"rolechat": {"user_name", "user_description", "show_prompt"}` says who the user is in the
+conversation ({{user}} in cards) and asks for "what the model saw" (`prompt_parts`, first chunk when
+streaming). Streaming follows OpenAI's chunk format, `stream_options.include_usage` included.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from rolechat.api.errors import APIError, internal_error
-from rolechat.api.schemas import ChatRequest
+from rolechat.api.schemas import ChatRequest, RolechatOptions
 from rolechat.api.services import Services, services
 from rolechat.api.turns import (
     RelayResponse,
@@ -82,6 +84,7 @@ def _clip_fixed(svc: Services, turn: Any, stop: list[str] | None, max_tokens: in
 
 def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, Any]:
     """Runs on the relay thread: persona, token limit, the engine's turn, and its stream."""
+    from rolechat.conversation import UserPersona
     from rolechat.rag import list_kbs
 
     persona = resolve_persona(svc.runtime, req.model)
@@ -103,10 +106,13 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         "max_new_tokens": req.max_new_tokens(),
         "stop": req.stop_list(),
     }
+    options = req.rolechat or RolechatOptions()
+    user = UserPersona(options.user_name, options.user_description)
     turn = svc.engine.prepare(
         messages[-1]["content"],
         character=persona,
         history=history,
+        user=user,
         knowledge_base=req.knowledge_base,
         k=req.k,
         system=system,
@@ -159,7 +165,9 @@ async def chat_completions(req: ChatRequest, request: Request):
     turn, stream = relay.turn, relay.stream
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    extra = {"sources": turn.sources or []} if req.knowledge_base else {}
+    extra: dict[str, Any] = {"sources": turn.sources or []} if req.knowledge_base else {}
+    if req.rolechat and req.rolechat.show_prompt:
+        extra["prompt_parts"] = turn.what_the_model_saw()
 
     if not req.stream:
         try:

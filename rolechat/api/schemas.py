@@ -17,6 +17,7 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "HistoryMessage",
+    "RolechatOptions",
     "SearchRequest",
     "StreamOptions",
     "TutorialRequest",
@@ -93,6 +94,16 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
+class RolechatOptions(BaseModel):
+    """rolechat's own request extension (field `rolechat`): who the user is in the conversation ({{user}} in
+    cards), and whether the response shows "what the model saw" (`prompt_parts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_name: Text = Field(default="", max_length=100)
+    user_description: Text = Field(default="", max_length=4000)
+    show_prompt: Bool = False
+
+
 class ChatRequest(BaseModel):
     """`POST /v1/chat/completions`: OpenAI's fields, plus `knowledge_base` (and `k`) to answer from one."""
 
@@ -110,6 +121,7 @@ class ChatRequest(BaseModel):
     seed: Int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     knowledge_base: Text | None = Field(default=None, max_length=100)
     k: Int | None = Field(default=None, ge=1, le=50)
+    rolechat: RolechatOptions | None = None
     # accepted and ignored, as they change nothing about the reply
     user: Text | None = Field(default=None, max_length=256)
     metadata: dict[str, Text] | None = None

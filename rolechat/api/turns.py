@@ -91,6 +91,10 @@ def check_prompt_tokens(svc: Services, texts: Sequence[str], param: str = "messa
 
 
 def _as_api_error(exc: BaseException) -> BaseException:
+    from rolechat.conversation import ContextOverflow
+
+    if isinstance(exc, ContextOverflow):
+        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, ValueError) and not isinstance(exc, APIError):
         return APIError(400, str(exc))
     return exc

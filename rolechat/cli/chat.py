@@ -8,10 +8,18 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.common import build, console, err_console, fail, print_parts
 from rolechat.cli.options import Overrides, config_flags
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
+
+USER_NAME_OPTION = typer.Option("", "--user-name", help="Your name in the conversation ({{user}} in cards).")
+USER_DESCRIPTION_OPTION = typer.Option(
+    "", "--user-description", help="Who you are, told to the character (goes in the system part)."
+)
+SHOW_PROMPT_OPTION = typer.Option(
+    False, "--show-prompt", help="Print what the model saw (every part with its token count) to stderr."
+)
 
 
 def load_runtime_or_fail(llm_overrides: dict[str, Any] | None = None):
@@ -25,6 +33,20 @@ def load_runtime_or_fail(llm_overrides: dict[str, Any] | None = None):
             return load_runtime(cfg)
     except LoadError as exc:
         fail(str(exc))
+
+
+def engine_or_fail(rt, rag_cfg=None, chat_overrides: dict[str, Any] | None = None):
+    """The conversation engine over `rt`: the [rag] settings (or `rag_cfg`, already built with the command's
+    flags) and the [chat] budgets (config file < environment < the command's --chat flags)."""
+    from rolechat.conversation import Engine
+
+    return Engine(rt, rag_cfg or build("rag"), chat_cfg=build("chat", chat_overrides))
+
+
+def user_persona(name: str, description: str):
+    from rolechat.conversation import UserPersona
+
+    return UserPersona(name, description)
 
 
 def banner(rt) -> None:
@@ -43,8 +65,8 @@ def banner(rt) -> None:
             )
 
 
-def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params: dict[str, Any]) -> str:
-    stream = rt.stream(history, persona=persona, params=params)
+def _stream_reply(engine, turn) -> str:
+    stream = engine.stream(turn)
     for piece in stream:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
@@ -57,35 +79,65 @@ def _stream_reply(rt, history: list[dict[str, str]], persona: str | None, params
     return stream.text
 
 
+def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, str]]:
+    """The chat's opening: the character's greeting number `index` as the first assistant turn (or nothing)."""
+    try:
+        greeting = engine.greeting(persona, user, index)
+    except IndexError as exc:
+        fail(str(exc))
+    return [{"role": "assistant", "content": greeting}] if greeting else []
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    @config_flags("llm")
+    @config_flags("llm", "chat")
     def chat(
         persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
         message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
         seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
+        user_name: str = USER_NAME_OPTION,
+        user_description: str = USER_DESCRIPTION_OPTION,
+        greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
+        show_prompt: bool = SHOW_PROMPT_OPTION,
         config: Overrides | None = None,
     ) -> None:
-        """Chat with the base model or a persona in the terminal (streaming)."""
+        """Chat with the base model, a persona or a character in the terminal (streaming).
+
+        A chat with a character opens with its greeting, as the first turn the model sees."""
         from rolechat.llm import PersonaError
 
         rt = load_runtime_or_fail(config["llm"])
         if not quiet:
             banner(rt)
+        engine = engine_or_fail(rt, chat_overrides=config["chat"])
+        user = user_persona(user_name, user_description)
         params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
         try:
             rt.manifest(persona)
         except PersonaError as exc:
             fail(str(exc))
+        history = _opening(engine, persona, user, greeting)
+
+        def prepare(line: str):
+            turn = engine.prepare(line, character=persona, history=history, user=user, params=params)
+            if show_prompt:
+                print_parts(turn)
+            return turn
+
         if message is not None:
+            try:
+                turn = prepare(message)
+            except ValueError as exc:
+                fail(str(exc))
             if quiet:
-                typer.echo(rt.chat([{"role": "user", "content": message}], persona, params))
+                typer.echo(engine.stream(turn).join())
             else:
-                _stream_reply(rt, [{"role": "user", "content": message}], persona, params)
+                _stream_reply(engine, turn)
             return
         err_console.print(f"[dim]{HELP}[/]")
-        history: list[dict[str, str]] = []
+        for opening in history:
+            console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
         while True:
             try:
                 line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
@@ -99,7 +151,7 @@ def register(app: typer.Typer) -> None:
                 if cmd in ("/exit", "/quit"):
                     return
                 if cmd == "/reset":
-                    history = []
+                    history = _opening(engine, persona, user, greeting)
                     err_console.print("[dim]history cleared[/]")
                 elif cmd == "/personas":
                     rt.reload_personas()
@@ -112,19 +164,24 @@ def register(app: typer.Typer) -> None:
                         err_console.print(str(exc), style="red", markup=False, highlight=False)
                         continue
                     persona = arg.strip() or None
-                    history = []
+                    history = _opening(engine, persona, user, 0)
                     err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
+                    for opening in history:
+                        console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
                 else:
                     err_console.print(f"[dim]{HELP}[/]")
                 continue
-            history.append({"role": "user", "content": line})
             try:
-                reply = _stream_reply(rt, history, persona, params)
+                turn = prepare(line)
+            except ValueError as exc:
+                err_console.print(str(exc), style="red", markup=False, highlight=False)
+                continue
+            try:
+                reply = _stream_reply(engine, turn)
             except KeyboardInterrupt:
                 console.print("\n[dim](stopped)[/]")
-                history.pop()
                 continue
-            history.append({"role": "assistant", "content": reply})
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
 
     @app.command()
     @config_flags("llm")

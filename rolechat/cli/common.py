@@ -41,3 +41,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths stay whole
     raise typer.Exit(code)
+
+
+def print_parts(turn) -> None:
+    """--show-prompt: every part of the prompt with its token count (dropped ones marked), to stderr."""
+    from rich.table import Table
+
+    table = Table("kind", "part", "tokens", "sent", "text", title="what the model saw", title_justify="left")
+    for part in turn.parts:
+        text = " ".join(part.text.split())
+        table.add_row(
+            part.kind,
+            escape(part.label),
+            str(part.tokens),
+            "yes" if part.included else "[yellow]dropped[/]",
+            escape(text[:60] + ("…" if len(text) > 60 else "")),
+        )
+    err_console.print(table)
+    if turn.fixed_reply is None:
+        err_console.print(
+            f"prompt: {turn.prompt_tokens} tokens of {turn.budget} the context leaves (persona: "
+            f"{turn.persona or 'base'})",
+            highlight=False,
+        )

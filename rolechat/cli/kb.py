@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from rolechat.cli.common import build, console, err_console, fail
+from rolechat.cli.chat import SHOW_PROMPT_OPTION, USER_DESCRIPTION_OPTION, USER_NAME_OPTION
+from rolechat.cli.common import build, console, err_console, fail, print_parts
 from rolechat.cli.options import Overrides, config_flags
 
 kb_app = typer.Typer(help="List, inspect and delete knowledge bases.", no_args_is_help=True)
@@ -293,45 +294,44 @@ def eval_retrieval(
     console.print(table)
 
 
-@config_flags("llm", "rag", aliases={"rag.k": ["-k"]})
+@config_flags("llm", "rag", "chat", aliases={"rag.k": ["-k"]})
 def ask(
     question: str = typer.Argument(..., help="The question."),
     kb: str = KB_OPTION,
     persona: str | None = typer.Option(None, "--persona", "-p", help="Answer in this persona's voice."),
+    user_name: str = USER_NAME_OPTION,
+    user_description: str = USER_DESCRIPTION_OPTION,
+    show_prompt: bool = SHOW_PROMPT_OPTION,
     config: Overrides | None = None,
 ) -> None:
     """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
-    from rolechat.cli.chat import load_runtime_or_fail
-    from rolechat.rag.chain import answer_stream, format_sources
+    from rolechat.cli.chat import engine_or_fail, load_runtime_or_fail, user_persona
 
-    base = _open(kb, config["rag"])
-    k, mode = base.cfg.k, base.cfg.mode
+    base = _open(kb, config["rag"])  # an unknown knowledge base fails here, before the model loads
+    base.close()
     rt = load_runtime_or_fail(config["llm"])
     if rt.info.is_demo:
         err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
+    engine = engine_or_fail(rt, base.cfg, config["chat"])
     try:
-        rt.manifest(persona)  # an unknown or broken persona fails here, before anything is printed
-        chat_model = rt.chat_model(persona=persona)
-    except (KeyError, ValueError) as exc:
+        turn = engine.prepare(
+            question,
+            character=persona,
+            user=user_persona(user_name, user_description),
+            knowledge_base=kb,
+        )
+    except ValueError as exc:  # an unknown or broken persona, a bad mode, a prompt that cannot fit
         fail(str(exc))
-    cfg = base.cfg
-    sources = []
-    for piece in answer_stream(
-        base.retriever(mode, k),
-        chat_model,
-        question,
-        prompt=cfg.prompt or None,
-        condense_prompt=cfg.condense_prompt or None,
-    ):
-        if "sources" in piece:
-            sources = piece["sources"]
-        else:
-            console.print(piece["answer"], end="", markup=False, highlight=False, soft_wrap=True)
+    if show_prompt:
+        print_parts(turn)
+    for piece in engine.stream(turn):
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
-    if sources:
+    engine.close()
+    if turn.sources:
         console.print("[bold]sources[/]")
-        for line in format_sources(sources):
-            console.print(f"  {line}", highlight=False, markup=False)
+        for row in turn.sources:
+            console.print(f"  [{row['n']}] {row['source']} ({row['location']})", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -33,6 +33,7 @@ Overrides = dict[str, dict[str, Any]]
 SECTIONS: dict[str, str] = {
     "llm": "rolechat.llm.config:LLMConfig",
     "rag": "rolechat.rag.config:RAGConfig",
+    "chat": "rolechat.conversation.config:ConversationConfig",
     "train": "rolechat.finetune.config:TrainConfig",
     "server": "rolechat.api.config:ServerConfig",
 }

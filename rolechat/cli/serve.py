@@ -10,7 +10,7 @@ from rolechat.cli.options import Overrides, config_flags
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @config_flags("server", "llm", "rag")
+    @config_flags("server", "llm", "rag", "chat")
     def serve(config: Overrides | None = None) -> None:
         """Serve the OpenAI-compatible API (/v1/chat/completions, streaming), the ChatGLM tutorial endpoint
         (POST /), knowledge-base routes, /health and /metrics for every persona (docs/api.md). Give the API
@@ -18,8 +18,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from rolechat.api import create_app
-        from rolechat.cli.chat import banner, load_runtime_or_fail
-        from rolechat.conversation import Engine
+        from rolechat.cli.chat import banner, engine_or_fail, load_runtime_or_fail
 
         server = build("server", config["server"])
         rag_cfg = build("rag", config["rag"])
@@ -28,7 +27,7 @@ def register(app: typer.Typer) -> None:
         auth = "API key required" if server.key() else "no API key"
         models = ", ".join(rt.persona_names())
         err_console.print(f"serving on http://{server.host}:{server.port}/v1 ({auth}; models: {models})")
-        engine = Engine(rt, rag_cfg)
+        engine = engine_or_fail(rt, rag_cfg, config["chat"])  # the [rag] and [chat] settings, as chat and ask
         uvicorn.run(
             create_app(rt, server, engine=engine),
             host=server.host,

@@ -1,16 +1,42 @@
 """The conversation layer: the one place that joins the model runtime (`rolechat.llm`) and the knowledge
 bases (`rolechat.rag`) into the messages the runtime renders. The app, the CLI and the API call it;
-it never imports them. See `rolechat.conversation.engine` for the interface.
+it never imports them. See `rolechat.conversation.engine` for the interface, `card` and `lorebook` for
+characters and world info.
 """
 
-from rolechat.conversation.card import Character, apply_macros, example_dialogues, greetings, system_prompt
-from rolechat.conversation.cardfile import read_card, read_lorebook, write_card, write_lorebook
-from rolechat.conversation.engine import Engine, FixedReply, PromptPart, Turn, UserPersona, source_rows
-from rolechat.conversation.lorebook import CardError, Lorebook, LoreEntry
+from importlib import import_module
+from typing import Any
+
+# name -> submodule; imported on first use, so `from rolechat.conversation.config import ConversationConfig`
+# (the CLI's start-up path, which builds a flag per config field) does not pull in the model runtime.
+_EXPORTS = {
+    "ContextOverflow": "assembly",
+    "PromptPart": "assembly",
+    "ConversationConfig": "config",
+    "Engine": "engine",
+    "FixedReply": "engine",
+    "Turn": "engine",
+    "UserPersona": "engine",
+    "source_rows": "engine",
+    "Character": "card",
+    "apply_macros": "card",
+    "example_dialogues": "card",
+    "greetings": "card",
+    "system_prompt": "card",
+    "read_card": "cardfile",
+    "read_lorebook": "cardfile",
+    "write_card": "cardfile",
+    "write_lorebook": "cardfile",
+    "CardError": "lorebook",
+    "Lorebook": "lorebook",
+    "LoreEntry": "lorebook",
+}
 
 __all__ = [
     "CardError",
     "Character",
+    "ContextOverflow",
+    "ConversationConfig",
     "Engine",
     "FixedReply",
     "LoreEntry",
@@ -28,3 +54,15 @@ __all__ = [
     "write_card",
     "write_lorebook",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f"rolechat.conversation.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

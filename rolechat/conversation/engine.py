@@ -1,27 +1,45 @@
 """The conversation engine: the ONE place where a turn's inputs become the messages the runtime renders.
 
-Everything that turns (character, user persona, knowledge base, chat history, new message) into a prompt
-lives here; the app, the CLI (`chat`, `ask`) and the API all call it, so the same inputs give the same
-prompt whichever door they came through.
+Everything that turns (character, user persona, lorebook, character memory, knowledge base, chat history,
+new message) into a prompt lives here; the app, the CLI (`chat`, `ask`) and the API all call it, so the
+same inputs give the same prompt whichever door they came through.
 
 Interface (the API, the app and the CLI are written against it):
 
-    engine = Engine(runtime, rag_cfg)                     # one per process; knowledge bases open lazily
+    engine = Engine(runtime, rag_cfg, chat_cfg=ConversationConfig())   # knowledge bases open lazily
+    engine.greetings("miaomiao", user)   # the character's greeting and its alternates, macros applied
+    engine.greeting("miaomiao", user, index=0)        # "" for a character without one
     turn = engine.prepare("茶园几点开门？", character="miaomiao", history=[...],
-                          user=UserPersona("小明"), knowledge_base="示例知识库", k=5,
+                          user=UserPersona("小明", "一个爱喝茶的学生"), knowledge_base="示例知识库", k=5,
                           params={"temperature": 0})
-    turn.messages        # exactly what the runtime renders (list of {"role", "content"})
+    turn.messages        # exactly what the runtime renders (list of {"role", "content"}), system message included
     turn.persona         # the adapter the reply is generated with (None = the base model)
-    turn.parts           # "what the model saw": one PromptPart per piece, with its token count
-    turn.sources         # numbered knowledge-base sources ([n] in the reply = sources[n-1])
+    turn.parts           # "what the model saw": one PromptPart per piece, with its token count, dropped ones
+                         # marked included=False
+    turn.prompt_tokens   # the rendered prompt's length; turn.budget: what the context leaves for it
+    turn.sources         # numbered knowledge-base sources ([n] in the reply = sources[n-1]), source_rows shape
     stream = engine.stream(turn)     # text pieces; .text, .stats (prompt/completion tokens, finish_reason)
     for piece in stream: ...         # closing the stream early cancels the generation
+    engine.close()                   # closes the knowledge bases it opened
 
-`history` holds earlier turns as {"role": "user" | "assistant", "content"} dicts (extra keys are
-ignored). Knowledge-base turns use the answer prompt of `rag.prompts` (or `rag.prompt`) as the user
-message, exactly as the demo model learned it, after an optional standalone-question rewrite
-(`rag.condense_prompt`) of a follow-up; when retrieval finds nothing the reply is `rag.prompts.NOT_FOUND`
-and the model is not called.
+`character` is a persona name (None/"base": the plain base model) or a `Character` (a card used without a
+persona folder). `history` holds earlier turns as {"role": "user" | "assistant", "content"} dicts (extra
+keys are ignored); a chat with a character starts with its greeting as the first assistant turn.
+
+The prompt, in order: one system message (the persona's or card's system prompt, the caller's system text,
+lore placed before the character, the card's description, personality and scenario, lore placed after it,
+the user persona's description, character memory), the card's example dialogues as example turns, the
+history (with the card's character's note, `extensions.depth_prompt`, that many messages from the end), then
+the new message followed by the card's post-history instructions. Each part is within its
+budget (`ConversationConfig`, section `[chat]`) and the whole never exceeds the model's context minus the
+reply's max_new_tokens (capped at half the context, as the runtime does); see `assembly` for what a full
+context drops first. Macros ({{char}}, {{user}}, <BOT>, <USER>) are replaced in card and lore text;
+creator_notes never reach the prompt.
+
+Knowledge-base turns keep the answer prompt of `rag.prompts` (or `rag.prompt`) as the user message, exactly
+as the demo model learned it, after an optional standalone-question rewrite (`rag.condense_prompt`) of a
+follow-up; they carry the system message but no history or example turns. When retrieval finds nothing
+the reply is `rag.prompts.NOT_FOUND` and the model is not called.
 """
 
 from __future__ import annotations
@@ -33,37 +51,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
+from rolechat.conversation.config import ConversationConfig
+from rolechat.conversation.pieces import PieceMaker
 from rolechat.llm import GenerationParams, GenerationStats
 
-__all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "source_rows"]
+__all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow", "source_rows"]
+
+CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
+CONDENSE_TOKENS = 96  # a rewritten question is short
 
 
 @dataclass
 class UserPersona:
-    """Who the user is in the conversation (`{{user}}`)."""
+    """Who the user is in the conversation: `{{user}}` is the name; the description goes in the system part."""
 
     name: str = "用户"
     description: str = ""
 
-
-@dataclass
-class PromptPart:
-    """One piece of the prompt, for the "what the model saw" view."""
-
-    kind: str  # system, knowledge, history, message (more kinds come with cards and lorebooks)
-    label: str
-    tokens: int
-    text: str
-    included: bool = True  # False: over its budget, not sent
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "label": self.label,
-            "tokens": self.tokens,
-            "text": self.text,
-            "included": self.included,
-        }
+    def __post_init__(self) -> None:
+        self.name = (self.name or "").strip() or "用户"
+        self.description = (self.description or "").strip()
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Turn:
     sources: list[dict[str, Any]] | None = None  # None: no knowledge base was asked
     question: str = ""  # what the knowledge base was searched with
     fixed_reply: str | None = None  # set when the reply is known without the model (nothing found)
+    prompt_tokens: int = 0  # the rendered prompt's length in tokens
+    budget: int = 0  # what the context leaves for the prompt
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.parts]
@@ -102,33 +112,40 @@ class FixedReply:
         return None
 
 
-def source_rows(docs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Numbered sources as plain dicts: what the API returns and the app shows."""
-    return [
-        {
-            "n": n,
-            "source": d.metadata.get("source", ""),
-            "file": Path(d.metadata.get("source", "")).name,
-            "location": d.metadata.get("location", ""),
-            "score": d.metadata.get("score"),
-            "found_by": d.metadata.get("found_by"),
-            "snippet": d.page_content[:300],
-        }
-        for n, d in enumerate(docs, 1)
-    ]
+def source_rows(docs: Sequence[Any], snippet_chars: int = 300) -> list[dict[str, Any]]:
+    """Numbered sources as plain dicts, the one shape the API returns, the app shows and the CLI prints."""
+    rows = []
+    for n, d in enumerate(docs, 1):
+        text = " ".join(d.page_content.split())
+        rows.append(
+            {
+                "n": n,
+                "source": d.metadata.get("source", ""),
+                "file": Path(d.metadata.get("source", "")).name,
+                "location": d.metadata.get("location", ""),
+                "score": d.metadata.get("score"),
+                "found_by": d.metadata.get("found_by"),
+                "snippet": text[:snippet_chars] + ("…" if len(text) > snippet_chars else ""),
+            }
+        )
+    return rows
 
 
 class Engine:
     """Assembles every prompt. Thread-safe: knowledge bases are opened once and shared."""
 
-    def __init__(self, runtime: Any, rag_cfg: Any = None, embeddings: Any = None) -> None:
+    def __init__(
+        self, runtime: Any, rag_cfg: Any = None, embeddings: Any = None, chat_cfg: ConversationConfig | None = None
+    ) -> None:
         from rolechat.rag import RAGConfig
 
         self.runtime = runtime
         self.rag_cfg = rag_cfg or RAGConfig()
+        self.chat_cfg = chat_cfg or ConversationConfig()
         self._embeddings = embeddings
         self._kbs: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
 
     # -- knowledge bases ----------------------------------------------------------------------------------
 
@@ -150,7 +167,14 @@ class Engine:
     def forget_knowledge_base(self, name: str) -> None:
         """Drop a cached handle (after the knowledge base was deleted or rebuilt)."""
         with self._lock:
-            self._kbs.pop(name, None)
+            kb = self._kbs.pop(name, None)
+        if kb is not None:
+            kb.close()
+
+    def close(self) -> None:
+        """Close every knowledge base this engine opened (the engine stays usable)."""
+        for name in list(self._kbs):
+            self.forget_knowledge_base(name)
 
     @property
     def embeddings(self) -> Any:
@@ -158,27 +182,97 @@ class Engine:
         return self._embeddings
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
-        """Rewrite a follow-up into a question that stands alone (greedy, by the same model)."""
+        """Rewrite a follow-up into a question that stands alone (greedy, short, by the same model)."""
         from rolechat.rag import prompts
         from rolechat.rag.chain import history_text
 
-        if not history:
+        recent = list(history)[-CONDENSE_MESSAGES:]
+        if not recent:
             return question
         template = self.rag_cfg.condense_prompt or prompts.CONDENSE_PROMPT
-        text = template.format(chat_history=history_text(list(history)), question=question)
-        rewritten = self.runtime.chat([{"role": "user", "content": text}], persona, {"temperature": 0})
-        return rewritten.strip().splitlines()[0].strip() if rewritten.strip() else question
+        text = template.format(chat_history=history_text(recent), question=question)
+        params = {"temperature": 0.0, "max_new_tokens": CONDENSE_TOKENS}
+        rewritten = self.runtime.chat([{"role": "user", "content": text}], persona, params)
+        return " ".join(rewritten.split()) or question
+
+    # -- characters ---------------------------------------------------------------------------------------
+
+    def character(self, character: Any) -> Any:
+        """The `Character` of a persona name (None when the persona has no card), or `character` itself."""
+        if character is None or isinstance(character, str):
+            persona = None if character in (None, "", "base") else character
+            return self._card_of(self.runtime.manifest(persona))  # PersonaError for an unknown persona
+        return character
+
+    @staticmethod
+    def _card_of(manifest: Any) -> Any:
+        if manifest is None or not getattr(manifest, "card", None):
+            return None
+        from rolechat.conversation.card import CardError, Character
+
+        try:
+            return Character.from_dict(manifest.card)
+        except CardError as exc:
+            raise CardError(f"persona {manifest.name!r}: persona.json: card.{exc}") from None
+
+    def greetings(self, character: Any, user: UserPersona | None = None) -> list[str]:
+        """The character's first message then its alternate greetings, macros applied ([] without a card)."""
+        card = self.character(character)
+        if card is None:
+            return []
+        from rolechat.conversation.card import greetings
+
+        return greetings(card, (user or UserPersona()).name)
+
+    def greeting(self, character: Any, user: UserPersona | None = None, index: int = 0) -> str:
+        """Greeting number `index` (0 = first_mes); "" when the character has none. IndexError when out of range."""
+        options = self.greetings(character, user)
+        if not options:
+            return ""
+        if not 0 <= index < len(options):
+            raise IndexError(f"greeting {index} out of range: the character has {len(options)} (0-{len(options) - 1})")
+        return options[index]
+
+    def memory(self, character: Any, texts: Sequence[str], user: UserPersona) -> list[PromptPart]:
+        """The character's remembered lines relevant to `texts`, as memory parts (most relevant first).
+
+        Characters have no memory yet, so this is empty; the assembly already gives memory its place
+        (after the card, in the system message) and its budget (`chat.memory_tokens`)."""
+        return []
 
     # -- assembly -----------------------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        return len(self.runtime.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+        """Tokens of `text` as plain text, as the runtime encodes message text (cached: history turns are
+        counted again every turn)."""
+        if not text:
+            return 0
+        count = self._counts.get(text)
+        if count is None:
+            from rolechat.llm.encoding import encode_text
+
+            count = len(encode_text(self.runtime.tokenizer, text))
+            if len(self._counts) > 8192:
+                self._counts.clear()
+            self._counts[text] = count
+        return count
+
+    def pieces(self) -> PieceMaker:
+        """The maker of a turn's pieces, counting with this engine's (cached) token counter."""
+        from rolechat.rag import prompts
+
+        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT)
+
+    def budget(self, gen: GenerationParams) -> int:
+        """Prompt tokens the context allows: its length minus the reply's room (at most half the context)."""
+        context = self.runtime.info.context_length
+        return context - min(gen.max_new_tokens, context // 2)
 
     def prepare(
         self,
         message: str,
         *,
-        character: str | None = None,
+        character: Any = None,
         history: Sequence[Mapping[str, Any]] = (),
         user: UserPersona | None = None,
         knowledge_base: str | None = None,
@@ -188,72 +282,92 @@ class Engine:
         system: str = "",
         params: GenerationParams | Mapping[str, Any] | None = None,
     ) -> Turn:
-        """Build the turn for `message` (see the module docstring). Raises ValueError for unknown names."""
-        persona = None if character in (None, "", "base") else character
-        manifest = self.runtime.manifest(persona)  # PersonaError (a ValueError) for an unknown persona
+        """Build the turn for `message` (see the module docstring).
+
+        Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
+        parts that are never dropped do not fit the context."""
+        if character is None or isinstance(character, str):
+            persona = None if character in (None, "", "base") else character
+            manifest = self.runtime.manifest(persona)  # PersonaError (a ValueError) for an unknown persona
+            card = self._card_of(manifest)
+        else:  # a Character given as it is, on the base model
+            persona, manifest, card = None, None, character
+        user = user or UserPersona()
         gen = self.runtime.params(params)
         past = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
-        parts: list[PromptPart] = []
-        persona_system = manifest.system_prompt if manifest else ""
-        if persona_system:
-            parts.append(PromptPart("system", "system prompt", self.count_tokens(persona_system), persona_system))
-        if system:  # the caller's own system text (an API client's system message), after the persona's
-            parts.append(PromptPart("system", "caller's system message", self.count_tokens(system), system))
+        make = self.pieces()
+        scan = [*[m["content"] for m in past], message]
+        pieces = make.system(manifest, card, user, system, scan, self.memory(card, scan, user))
+        parts_before: list[PromptPart] = []
         if knowledge_base:
-            return self._knowledge_turn(message, persona, past, parts, knowledge_base, k, mode, condense, gen)
-        # the runtime puts the persona's system prompt first and the caller's system text after it
-        messages = [
-            *([{"role": "system", "content": system}] if system else []),
-            *past,
-            {"role": "user", "content": message},
-        ]
-        for m in past:
-            parts.append(PromptPart("history", m["role"], self.count_tokens(m["content"]), m["content"]))
-        parts.append(PromptPart("message", "user", self.count_tokens(message), message))
-        return Turn(persona=persona, messages=messages, params=gen, parts=parts)
+            question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
+            sources = source_rows(docs)
+            if question != message:
+                parts_before.append(
+                    PromptPart("question", "standalone question", self.count_tokens(question), question)
+                )
+            if not docs:
+                from rolechat.rag import prompts
 
-    def _knowledge_turn(self, message, persona, past, parts, kb_name, k, mode, condense, gen) -> Turn:
-        from rolechat.rag import prompts
-        from rolechat.rag.chain import format_context
+                return Turn(
+                    persona=persona,
+                    messages=[],
+                    params=gen,
+                    parts=[*parts_before, *(p.part for p in pieces)],
+                    sources=sources,
+                    question=question,
+                    fixed_reply=prompts.NOT_FOUND,
+                    budget=self.budget(gen),
+                )
+            pieces += make.knowledge(docs, sources, question)
+            build = make.builder(answer_prompt=make.answer_prompt(question))
+        else:
+            question, sources = "", None
+            pieces += make.examples(card, user)
+            pieces += make.history(past)
+            pieces.append(
+                Piece(make.part("message", "user", message), "message", [{"role": "user", "content": message}])
+            )
+            build = make.builder()
+        pieces += make.depth_note(card, user)
+        pieces += make.post_history(card, user)
+        assembly = Assembly(pieces, build)
+        cfg = self.chat_cfg
+        assembly.apply_budgets(
+            {
+                "lore": cfg.lore_tokens,
+                "memory": cfg.memory_tokens,
+                "knowledge": cfg.knowledge_tokens,
+                "example": cfg.examples_tokens,
+                "history": cfg.history_tokens,
+            }
+        )
+        budget = self.budget(gen)
 
+        def measure(messages: list[dict[str, str]]) -> int:
+            return len(self.runtime.prompt_ids(messages, persona, persona_system=False))
+
+        total = assembly.fit(measure, budget)
+        return Turn(
+            persona=persona,
+            messages=assembly.messages(),
+            params=gen,
+            parts=[*parts_before, *(p.part for p in pieces)],
+            sources=sources,
+            question=question,
+            prompt_tokens=total,
+            budget=budget,
+        )
+
+    # -- the pieces ---------------------------------------------------------------------------------------
+
+    def _retrieve(self, message, past, persona, kb_name, k, mode, condense) -> tuple[str, list[Any]]:
         kb = self.knowledge_base(kb_name)
         question = self.standalone_question(message, past, persona) if condense else message
         docs = kb.retriever(mode, k).invoke(question)
         for n, doc in enumerate(docs, 1):
             doc.metadata["citation"] = n
-        sources = source_rows(docs)
-        if question != message:
-            parts.append(PromptPart("question", "standalone question", self.count_tokens(question), question))
-        if not docs:
-            return Turn(
-                persona=persona,
-                messages=[],
-                params=gen,
-                parts=parts,
-                sources=sources,
-                question=question,
-                fixed_reply=prompts.NOT_FOUND,
-            )
-        context = format_context(docs)
-        for row, doc in zip(sources, docs):
-            parts.append(
-                PromptPart(
-                    "knowledge",
-                    f"[{row['n']}] {row['file']} {row['location']}".strip(),
-                    self.count_tokens(doc.page_content),
-                    doc.page_content,
-                )
-            )
-        text = (self.rag_cfg.prompt or prompts.ANSWER_PROMPT).format(context=context, question=question)
-        parts.append(PromptPart("message", "user (answer prompt)", self.count_tokens(text), text))
-        return Turn(
-            persona=persona,
-            messages=[{"role": "user", "content": text}],
-            params=gen,
-            parts=parts,
-            sources=sources,
-            question=question,
-        )
+        return question, docs
 
     # -- generation ---------------------------------------------------------------------------------------
 
@@ -261,7 +375,7 @@ class Engine:
         """The reply as a stream of text pieces (a GenerationStream, or a FixedReply for known answers)."""
         if turn.fixed_reply is not None:
             return FixedReply(turn.fixed_reply, self.count_tokens(turn.fixed_reply))
-        return self.runtime.stream(turn.messages, persona=turn.persona, params=turn.params)
+        return self.runtime.stream(turn.messages, persona=turn.persona, params=turn.params, persona_system=False)
 
     def reply(self, message: str, **kwargs: Any) -> tuple[Turn, Any]:
         """prepare() then stream()."""
