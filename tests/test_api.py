@@ -121,6 +121,20 @@ def test_stream_options_include_usage_adds_a_usage_chunk(server):
     assert events[-3]["choices"][0]["finish_reason"] == "length"
 
 
+def test_show_prompt_returns_what_the_model_saw(server):
+    _, client = server
+    ask = {"model": "alpha", "messages": HELLO, **GREEDY, "rolechat": {"user_name": "小明", "show_prompt": True}}
+    parts = client.post("/v1/chat/completions", json=ask).json()["prompt_parts"]
+    assert parts[-1]["text"] == "你好" and all(p["tokens"] >= 0 for p in parts)
+    with client.stream("POST", "/v1/chat/completions", json={**ask, "stream": True}) as resp:
+        first = next(sse_events(resp.iter_lines()))
+    assert first["prompt_parts"] == parts
+    plain = client.post("/v1/chat/completions", json={"messages": HELLO, **GREEDY}).json()
+    assert "prompt_parts" not in plain
+    bad = client.post("/v1/chat/completions", json={**ask, "rolechat": {"show_prompt": "yes"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rolechat.show_prompt"
+
+
 def test_errors_come_in_openai_shape(server):
     _, client = server
     resp = client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})

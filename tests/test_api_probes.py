@@ -8,7 +8,8 @@ import asyncio
 import json
 import logging
 import socket
-import threading
+import subprocess
+import sys
 import time
 
 import httpx
@@ -59,28 +60,35 @@ async def _burst(url: str, n: int, max_tokens: int) -> tuple[list[int], list[str
     return [s for s, _ in results], [last for _, last in results]
 
 
+_PROBE_SCRIPT = """
+import json, sys, threading, time
+import httpx
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+latencies = []
+with httpx.Client(base_url=sys.argv[1], timeout=30) as client:
+    while not stop.is_set():
+        start = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.05)
+print(json.dumps(latencies))
+"""
+
+
 def _check_burst(model_dir, n: int) -> None:
-    """The server in its own process (as deployed); /health probed every 50 ms from another thread while
-    the burst runs; SIGTERM afterwards must stop it (server_process checks)."""
+    """The server in its own process (as deployed), /health probed every 50 ms from a third process (so the
+    test's own clients never delay a probe) while the burst runs; SIGTERM afterwards must stop the server
+    (server_process checks)."""
     with server_process(model_dir, max_queue=n) as url:
-        latencies: list[float] = []
-        done = threading.Event()
-
-        def probe() -> None:
-            with httpx.Client(base_url=url, timeout=10) as health:
-                while not done.is_set():
-                    start = time.perf_counter()
-                    assert health.get("/health").status_code == 200
-                    latencies.append(time.perf_counter() - start)
-                    time.sleep(0.05)
-
-        prober = threading.Thread(target=probe)
-        prober.start()
+        prober = subprocess.Popen(
+            [sys.executable, "-c", _PROBE_SCRIPT, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         try:
             statuses, lasts = asyncio.run(_burst(url, n, max_tokens=3))
         finally:
-            done.set()
-            prober.join()
+            out, _ = prober.communicate("", timeout=60)
+        latencies = json.loads(out)
         assert statuses == [200] * n
         assert lasts == ["[DONE]"] * n
         assert len(latencies) >= 3 and max(latencies) < 1.0, sorted(latencies)[-5:]
