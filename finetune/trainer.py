@@ -38,6 +38,14 @@ from rolechat.finetune.data import Conversation, DataError, Dataset, load_datase
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
 from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.llm.memoryfile import (
+    MEMORY_FILE,
+    TRAIN_SOURCE,
+    MemoryEntry,
+    MemoryFileError,
+    read_memory,
+    write_memory,
+)
 from rolechat.llm.personas import AVATAR, MANIFEST, PersonaError, PersonaManifest, check_name
 from rolechat.llm.templates import ChatFormat
 
@@ -481,6 +489,35 @@ def train(
         raise
 
 
+def write_training_memory(staging: Path, final: Path, dataset: Dataset | None) -> int:
+    """The new folder's memory.jsonl (format: `rolechat.llm.memoryfile`): entries of the old folder that
+    training did not write are kept, then, with a `dataset`, each of its user->assistant exchanges. Without a
+    dataset (train.memory = false) the old file is kept as it was. Returns the number of entries written."""
+    old = final / MEMORY_FILE
+    if dataset is None:
+        if old.is_file():
+            shutil.copy2(old, staging / MEMORY_FILE)
+        return 0
+    try:
+        kept = [e for e in read_memory(old) if not e.source.startswith(TRAIN_SOURCE)] if old.is_file() else []
+    except MemoryFileError as exc:
+        log.warning("%s; its entries are not carried over", exc)
+        kept = []
+    name = Path(dataset.path).name
+    learned = [
+        MemoryEntry(
+            reply=reply["content"].strip(), query=said["content"].strip(), source=f"{TRAIN_SOURCE}{name}:{c.line}"
+        )
+        for c in dataset.conversations
+        for said, reply in zip(c.messages, c.messages[1:])
+        if said["role"] == "user" and reply["role"] == "assistant" and reply["content"].strip()
+    ]
+    entries = kept + learned
+    if entries:
+        write_memory(staging / MEMORY_FILE, entries)
+    return len(learned)
+
+
 def _character_manifest(final: Path) -> PersonaManifest | None:
     """The manifest of a character (a persona with a card) already in `final`, else None."""
     if not (final / MANIFEST).is_file():
@@ -673,6 +710,7 @@ def _run(
         plot_loss(read_progress(progress.path), staging / "loss.png", title=persona if persona.isascii() else "")
         if (final / AVATAR).is_file():  # a character's picture stays with it
             shutil.copy2(final / AVATAR, staging / AVATAR)
+        write_training_memory(staging, final, prepared.data if cfg.memory else None)
         manifest.save(staging)  # last: discover() only lists folders with a manifest
         _place(staging, final, overwrite)
         for ckpt in folder.glob("checkpoint-*"):

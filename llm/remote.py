@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from rolechat.llm.config import GenerationParams, LLMConfig
@@ -235,17 +234,11 @@ class RemoteRuntime(Runtime):
         params: GenerationParams | Mapping[str, Any] | None = None,
         persona_system: bool = True,
     ) -> RemoteStream:
-        p = self.params(params)
-        manifest = self.manifest(persona)
-        if manifest and manifest.stop:
-            p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
-        room = self.info.context_length - len(ids)
-        max_tokens = max(min(p.max_new_tokens, room), 1)
+        ids, p = self.request(messages, persona, params, persona_system)
         body: dict[str, Any] = {
             "model": self.served_name(persona),
             "prompt": ids,
-            "max_tokens": max_tokens,
+            "max_tokens": p.max_new_tokens,
             "temperature": p.temperature,
             "top_p": 1.0 if p.greedy else p.top_p,
             "stream": True,

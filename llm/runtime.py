@@ -322,6 +322,25 @@ class Runtime:
 
     # -- generation -----------------------------------------------------------------------------------
 
+    def request(
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        params: GenerationParams | Mapping[str, Any] | None = None,
+        persona_system: bool = True,
+    ) -> tuple[list[int], GenerationParams]:
+        """What one generation needs, whichever backend runs it: the prompt ids (trimmed to the context) and
+        the sampling settings, with the persona's stop strings added and the reply capped to the room left."""
+        p = self.params(params)
+        manifest = self.manifest(persona)
+        if manifest and manifest.stop:
+            p = replace(p, stop=[*p.stop, *manifest.stop])
+        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
+        room = self.info.context_length - len(ids)
+        if p.max_new_tokens > room:
+            p = replace(p, max_new_tokens=max(room, 1))
+        return ids, p
+
     def stream(
         self,
         messages: Sequence[Message],
@@ -331,14 +350,7 @@ class Runtime:
     ) -> GenerationStream:
         """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
         `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
-        p = self.params(params)
-        manifest = self.manifest(persona)
-        if manifest and manifest.stop:
-            p = replace(p, stop=[*p.stop, *manifest.stop])
-        ids = self.encode(messages, persona, p.max_new_tokens, persona_system)
-        room = self.info.context_length - len(ids)
-        if p.max_new_tokens > room:
-            p = replace(p, max_new_tokens=max(room, 1))
+        ids, p = self.request(messages, persona, params, persona_system)
         return GenerationStream(
             self.model,
             self.tokenizer,

@@ -28,7 +28,8 @@ keys are ignored); a chat with a character starts with its greeting as the first
 
 The prompt, in order: one system message (the persona's or card's system prompt, the caller's system text,
 lore placed before the character, the card's description, personality and scenario, lore placed after it,
-the user persona's description, character memory), the card's example dialogues as example turns, the
+the user persona's description, character memory: the exchanges of the persona folder's memory.jsonl most
+like the new message and the one before it, see `memory`), the card's example dialogues as example turns, the
 history (with the card's character's note, `extensions.depth_prompt`, that many messages from the end), then
 the new message followed by the card's post-history instructions. Each part is within its
 budget (`ConversationConfig`, section `[chat]`) and the whole never exceeds the model's context minus the
@@ -146,6 +147,8 @@ class Engine:
         self._kbs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._memories: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # memory.jsonl -> (stamp, index)
+        self._memory_lock = threading.Lock()
 
     # -- knowledge bases ----------------------------------------------------------------------------------
 
@@ -234,11 +237,60 @@ class Engine:
         return options[index]
 
     def memory(self, character: Any, texts: Sequence[str], user: UserPersona) -> list[PromptPart]:
-        """The character's remembered lines relevant to `texts`, as memory parts (most relevant first).
+        """The character's remembered exchanges most like `texts` (the recent conversation, newest last), packed
+        greedily into `chat.memory_tokens`, as memory parts (most relevant first); [] for a character without
+        a memory (`character`: a persona name; a `Character` used without a folder has none).
 
-        Characters have no memory yet, so this is empty; the assembly already gives memory its place
-        (after the card, in the system message) and its budget (`chat.memory_tokens`)."""
-        return []
+        The memory is `memory.jsonl` in the persona folder (`rolechat.llm.memoryfile`); its index is built on
+        first use and rebuilt when the file changes. Dense retrieval joins BM25 when `rag.embedder` is set."""
+        if not isinstance(character, str) or character in ("", "base"):
+            return []
+        folder = next((e.path for e in self.runtime.personas() if e.name == character), None)
+        if folder is None:
+            return []
+        memory = self._memory_of(Path(folder))
+        if memory is None:
+            return []
+        manifest = self.runtime.manifest(character)
+        card = self._card_of(manifest)
+        speaker = card.name if card is not None else (manifest.display_name or manifest.name)
+        kept = memory.recall(texts, self.count_tokens, self.chat_cfg.memory_tokens, speaker)
+        return [PromptPart("memory", f"memory: {entry.source or 'line'}", tokens, text) for entry, text, tokens in kept]
+
+    def _memory_of(self, folder: Path) -> Any:
+        """The cached index of `folder`'s memory.jsonl (None without one), rebuilt when the file changes."""
+        import hashlib
+
+        from rolechat import settings
+        from rolechat.conversation.memory import CharacterMemory
+        from rolechat.llm.memoryfile import MEMORY_FILE
+
+        path = folder / MEMORY_FILE
+        try:
+            st = path.stat()
+        except OSError:
+            self._memories.pop(path, None)
+            return None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._memory_lock:
+            cached = self._memories.get(path)
+            if cached is None or cached[0] != stamp:
+                cache = settings.cache_dir() / "memory" / hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+                cached = (stamp, CharacterMemory.load(path, self._memory_embeddings(), cache))
+                self._memories[path] = cached
+            return cached[1]
+
+    def _memory_embeddings(self) -> Any:
+        """The embedder dense memory retrieval uses: only one configured on purpose (`rag.embedder`); the bundled
+        default reads English only, so by default memory retrieval is BM25 alone."""
+        if not self.rag_cfg.embedder:
+            return None
+        if self._embeddings is None:
+            from rolechat.rag.embedder import Embedder
+
+            cfg = self.rag_cfg
+            self._embeddings = Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
+        return self._embeddings
 
     # -- assembly -----------------------------------------------------------------------------------------
 
@@ -297,7 +349,7 @@ class Engine:
         past = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
         make = self.pieces()
         scan = [*[m["content"] for m in past], message]
-        pieces = make.system(manifest, card, user, system, scan, self.memory(card, scan, user))
+        pieces = make.system(manifest, card, user, system, scan, self.memory(persona, scan[-2:], user))
         parts_before: list[PromptPart] = []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
