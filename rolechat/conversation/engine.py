@@ -185,6 +185,11 @@ class Engine:
         for name in list(self._kbs):
             self.forget_knowledge_base(name)
 
+    @property
+    def embeddings(self) -> Any:
+        """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
+        return self._embeddings
+
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
         """Rewrite a follow-up into a question that stands alone (greedy, short, by the same model)."""
         from rolechat.rag import prompts
