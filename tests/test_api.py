@@ -253,3 +253,39 @@ def test_nothing_found_reply_honours_stop_and_max_tokens(kb_server):
     stop = prompts.NOT_FOUND[3]
     cut = kb_server.post("/v1/chat/completions", json={**ask, "stop": [stop]}).json()
     assert cut["choices"][0]["message"]["content"] == prompts.NOT_FOUND[: prompts.NOT_FOUND.find(stop)]
+
+
+def test_a_scene_turn_is_answered_by_the_speakers_own_adapter(server, tiny_qwen2, tmp_path):
+    """`rolechat.scene` names the characters; the reply comes from the speaker with its own card and adapter,
+    exactly as the engine's scene turn (the same call the app and `rolechat chat --scene` make)."""
+    from rolechat.conversation import Engine
+
+    rt, client = server
+    install(make_adapter(tiny_qwen2, tmp_path / "beta", 2, system="你是贝塔。"))
+    rt.reload_personas()
+    history = [
+        {"role": "user", "content": "你们好"},
+        {"role": "assistant", "content": "你好呀", "name": "alpha"},
+    ]
+    body = {
+        "model": "base",
+        "messages": [*history, {"role": "user", "content": "贝塔，你呢？"}],
+        "rolechat": {"scene": ["alpha", "beta"], "order": "round-robin"},
+        **GREEDY,
+    }
+    reply = client.post("/v1/chat/completions", json=body).json()
+    assert reply["rolechat"] == {"speaker": "beta"}  # round-robin: alpha spoke last
+    engine = Engine(rt)
+    turn = engine.prepare_scene(
+        "贝塔，你呢？",
+        characters=["alpha", "beta"],
+        speaker="beta",
+        history=history,
+        params={"temperature": 0, "max_new_tokens": 10},
+    )
+    assert turn.persona == "beta"
+    assert reply["choices"][0]["message"]["content"] == engine.stream(turn).join()
+    bad = client.post(
+        "/v1/chat/completions", json={**body, "rolechat": {"scene": ["alpha", "beta"], "speaker": "ghost"}}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rolechat.speaker"

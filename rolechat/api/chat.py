@@ -108,6 +108,8 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
     }
     options = req.rolechat or RolechatOptions()
     user = UserPersona(options.user_name, options.user_description)
+    if options.scene:
+        return _prepare_scene(svc, req, options, user, system, params)
     turn = svc.engine.prepare(
         messages[-1]["content"],
         character=persona,
@@ -124,6 +126,31 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         stream.stats.finish_reason = "length"
         stream.stats.completion_tokens = min(stream.stats.completion_tokens, req.max_new_tokens())
     return turn, stream
+
+
+def _prepare_scene(svc: Services, req: ChatRequest, options: RolechatOptions, user: Any, system: str, params: dict):
+    """A scene turn: the speaker (given, or the next by `order`) replies with its own card and adapter."""
+    if req.knowledge_base:
+        raise APIError(400, "A scene answers without a knowledge base.", param="knowledge_base")
+    history = [
+        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+        for m in req.messages[:-1]
+        if m.role in ("user", "assistant")
+    ]
+    scene = [resolve_persona(svc.runtime, name) or name for name in options.scene]
+    speaker = options.speaker or svc.engine.next_speaker(scene, history, options.order)
+    if speaker not in scene:
+        raise APIError(400, f"speaker {speaker!r} is not in the scene ({', '.join(scene)}).", param="rolechat.speaker")
+    turn = svc.engine.prepare_scene(
+        req.messages[-1].text(),
+        characters=scene,
+        speaker=speaker,
+        history=history,
+        user=user,
+        system=system,
+        params=params,
+    )
+    return turn, svc.engine.stream(turn)
 
 
 def _usage(stream: Any) -> dict[str, int]:
@@ -168,6 +195,8 @@ async def chat_completions(req: ChatRequest, request: Request):
     extra: dict[str, Any] = {"sources": turn.sources or []} if req.knowledge_base else {}
     if req.rolechat and req.rolechat.show_prompt:
         extra["prompt_parts"] = turn.what_the_model_saw()
+    if turn.speaker:  # a scene: who replied
+        extra["rolechat"] = {"speaker": turn.speaker}
 
     if not req.stream:
         try:

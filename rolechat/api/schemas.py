@@ -96,12 +96,17 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 
 class RolechatOptions(BaseModel):
     """rolechat's own request extension (field `rolechat`): who the user is in the conversation ({{user}} in
-    cards), and whether the response shows "what the model saw" (`prompt_parts`)."""
+    cards), whether the response shows "what the model saw" (`prompt_parts`), and a multi-character scene:
+    `scene` names its characters (personas), `speaker` who replies (default: the next by `order`); the
+    assistant messages of the history carry the persona that said them in `name`."""
 
     model_config = ConfigDict(extra="forbid")
     user_name: Text = Field(default="", max_length=100)
     user_description: Text = Field(default="", max_length=4000)
     show_prompt: Bool = False
+    scene: list[Text] | None = Field(default=None, min_length=2, max_length=16)
+    speaker: Text | None = Field(default=None, max_length=256)
+    order: Literal["natural", "round-robin"] = "natural"
 
 
 class ChatRequest(BaseModel):

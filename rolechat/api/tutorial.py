@@ -47,17 +47,16 @@ def _prepare(svc: Services, req: TutorialRequest, history: list[dict[str, str]])
     system = "\n\n".join(m["content"] for m in history if m["role"] == "system")
     params = {"temperature": req.temperature, "top_p": req.top_p}
     turn = svc.engine.prepare(req.prompt, character=persona, history=history, system=system, params=params)
-    stream = svc.engine.stream(turn)
-    if req.max_length is not None and hasattr(stream, "params"):
-        room = req.max_length - stream.stats.prompt_tokens
+    if req.max_length is not None:  # ChatGLM's max_length bounds prompt + reply
+        room = req.max_length - turn.prompt_tokens
         if room < 1:
             raise APIError(
                 400,
-                f"The prompt is {stream.stats.prompt_tokens} tokens; max_length {req.max_length} leaves no room "
-                "for a reply.",
+                f"The prompt is {turn.prompt_tokens} tokens; max_length {req.max_length} leaves no room for a reply.",
                 param="max_length",
             )
-        stream.params = replace(stream.params, max_new_tokens=min(stream.params.max_new_tokens, room))
+        turn.params = replace(turn.params, max_new_tokens=min(turn.params.max_new_tokens, room))
+    stream = svc.engine.stream(turn)
     return turn, stream
 
 

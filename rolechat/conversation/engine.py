@@ -93,6 +93,7 @@ class Turn:
     question: str = ""  # what the knowledge base was searched with
     fixed_reply: str | None = None  # set when the reply is known without the model (nothing found)
     prompt_tokens: int = 0  # the rendered prompt's length in tokens
+    speaker: str = ""  # in a scene: the persona that replies
     budget: int = 0  # what the context leaves for the prompt
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
@@ -502,7 +503,7 @@ class Engine:
         stops = [s for s in stop_strings(speaker, names, user.name) if s not in gen.stop]
         gen = replace(gen, stop=[*gen.stop, *stops])
         note = scene_note(speaker, names, user.name)
-        return self.prepare(
+        turn = self.prepare(
             last,
             character=speaker,
             history=past,
@@ -511,3 +512,5 @@ class Engine:
             params=gen,
             **kwargs,
         )
+        turn.speaker = speaker
+        return turn
