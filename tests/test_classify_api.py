@@ -35,8 +35,10 @@ def test_classify_route_returns_labels_and_probabilities(client):
     assert one["data"][0]["probabilities"] == pytest.approx(body["data"][0]["probabilities"], abs=1e-5)
 
 
-def test_bad_requests_get_4xx(client):
-    assert client.post("/v1/classify", json={"model": "nope", "input": "好"}).status_code == 404
+def test_bad_requests_get_4xx_in_the_api_error_shape(client):
+    missing = client.post("/v1/classify", json={"model": "nope", "input": "好"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["param"] == "model" and "nope" in missing.json()["error"]["message"]
     assert client.post("/v1/classify", json={"model": "/etc", "input": "好"}).status_code == 404  # names only
     assert client.post("/v1/classify", json={"model": "sentiment", "input": []}).status_code == 400
     assert client.post("/v1/classify", json={"model": "sentiment", "input": ["好", " "]}).status_code == 400

@@ -45,6 +45,8 @@ KEPT_KEYS = (
     "user_description",
     "greeting",
     "tone_clf",
+    "scene",
+    "next_speaker",
     "kb_on",
     "kb_name",
     "k",

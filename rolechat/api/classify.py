@@ -5,7 +5,8 @@
         "data": [{"object": "classification", "index": 0, "label": "正面", "score": 0.97,
                   "probabilities": {"正面": 0.97, "负面": 0.03}}, ...]}
 
-Loaded classifiers are kept (one base model + adapter each) and reloaded when their folder changes.
+Loaded classifiers are kept per app (one base model + adapter each) and reloaded when their manifest
+changes. Errors leave in the API's OpenAI shape (rolechat.api.errors).
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-__all__ = ["ClassifyRequest", "classify_router"]
+from rolechat.api.errors import APIError
+from rolechat.api.services import services
+
+__all__ = ["ClassifyRequest", "router"]
 
 MAX_INPUTS = 2048
+
+router = APIRouter()
 
 
 class ClassifyRequest(BaseModel):
@@ -47,46 +53,53 @@ class _Cache:
             return self.loaded[name][1]
 
 
-def classify_router(device: str = "auto") -> APIRouter:
-    """The router; create_app includes it (with the API-key dependency)."""
-    router = APIRouter()
-    cache = _Cache(device)
+_CACHE_LOCK = threading.Lock()
 
-    @router.post("/v1/classify")
-    def classify(req: ClassifyRequest) -> dict[str, Any]:
-        from rolechat.finetune.classifier import ClassifierError, discover_classifiers
-        from rolechat.llm.loader import LoadError
 
-        texts = [req.input] if isinstance(req.input, str) else list(req.input)
-        if not texts:
-            raise HTTPException(400, "input: give at least one text")
-        if len(texts) > MAX_INPUTS:
-            raise HTTPException(400, f"input: at most {MAX_INPUTS} texts per request, got {len(texts)}")
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise HTTPException(400, f"input[{i}]: empty text")
-        try:
-            clf = cache.get(req.model)
-        except ClassifierError as exc:
-            known = [e.name for e in discover_classifiers() if e.ok]
-            raise HTTPException(404, f"{exc} (available classifiers: {', '.join(known) or 'none'})") from None
-        except (LoadError, OSError, RuntimeError, ValueError) as exc:  # the base model or adapter is unusable here
-            raise HTTPException(409, f"classifier {req.model!r} could not be loaded: {exc}") from None
-        preds = clf.predict(texts, batch_size=req.batch_size)
-        return {
-            "object": "list",
-            "model": clf.name,
-            "labels": clf.labels,
-            "data": [
-                {
-                    "object": "classification",
-                    "index": i,
-                    "label": p.label,
-                    "score": p.score,
-                    "probabilities": p.probabilities,
-                }
-                for i, p in enumerate(preds)
-            ],
-        }
+def _cache(request: Request) -> _Cache:
+    with _CACHE_LOCK:
+        cache = getattr(request.app.state, "classifiers", None)
+        if cache is None:
+            runtime = services(request).runtime
+            cache = _Cache(getattr(getattr(runtime, "cfg", None), "device", "auto"))
+            request.app.state.classifiers = cache
+        return cache
 
-    return router
+
+@router.post("/v1/classify")
+def classify(req: ClassifyRequest, request: Request) -> dict[str, Any]:
+    from rolechat.finetune.classifier import ClassifierError, discover_classifiers
+    from rolechat.llm.loader import LoadError
+
+    texts = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not texts:
+        raise APIError(400, "give at least one text", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise APIError(400, f"at most {MAX_INPUTS} texts per request, got {len(texts)}", param="input")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise APIError(400, f"input[{i}] is empty", param=f"input.{i}")
+    try:
+        clf = _cache(request).get(req.model)
+    except ClassifierError as exc:
+        known = [e.name for e in discover_classifiers() if e.ok]
+        message = f"{exc} (available classifiers: {', '.join(known) or 'none'})"
+        raise APIError(404, message, param="model", code="model_not_found") from None
+    except (LoadError, OSError, RuntimeError, ValueError) as exc:  # the base model or adapter is unusable here
+        raise APIError(409, f"classifier {req.model!r} could not be loaded: {exc}", param="model") from None
+    preds = clf.predict(texts, batch_size=req.batch_size)
+    return {
+        "object": "list",
+        "model": clf.name,
+        "labels": clf.labels,
+        "data": [
+            {
+                "object": "classification",
+                "index": i,
+                "label": p.label,
+                "score": p.score,
+                "probabilities": p.probabilities,
+            }
+            for i, p in enumerate(preds)
+        ],
+    }

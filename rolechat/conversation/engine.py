@@ -41,6 +41,12 @@ Knowledge-base turns keep the answer prompt of `rag.prompts` (or `rag.prompt`) a
 as the demo model learned it, after an optional standalone-question rewrite (`rag.condense_prompt`) of a
 follow-up; they carry the system message but no history or example turns. When retrieval finds nothing
 the reply is `rag.prompts.NOT_FOUND` and the model is not called.
+
+Scenes (several characters, see `scene`): `engine.prepare_scene(message, characters=["a", "b"], speaker="b",
+history=[... assistant lines with "name": the persona that said them], user=...)` is the turn of `speaker`
+with its own card and adapter, the others' lines as named user-side turns and stop strings at their names;
+`engine.next_speaker(characters, history, order="natural" | "round-robin")` says who speaks next. A long chat
+passes `summary=` (the summary of the turns no longer in `history`, `summary.summarise`) to `prepare`.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ class Turn:
     question: str = ""  # what the knowledge base was searched with
     fixed_reply: str | None = None  # set when the reply is known without the model (nothing found)
     prompt_tokens: int = 0  # the rendered prompt's length in tokens
+    speaker: str = ""  # in a scene: the persona that replies
     budget: int = 0  # what the context leaves for the prompt
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
@@ -178,6 +185,11 @@ class Engine:
         """Close every knowledge base this engine opened (the engine stays usable)."""
         for name in list(self._kbs):
             self.forget_knowledge_base(name)
+
+    @property
+    def embeddings(self) -> Any:
+        """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
+        return self._embeddings
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
         """Rewrite a follow-up into a question that stands alone (greedy, short, by the same model)."""
@@ -328,8 +340,10 @@ class Engine:
         condense: bool = True,
         system: str = "",
         params: GenerationParams | Mapping[str, Any] | None = None,
+        summary: str = "",
     ) -> Turn:
-        """Build the turn for `message` (see the module docstring).
+        """Build the turn for `message` (see the module docstring). `summary`: the summary of older turns that
+        are no longer in `history` (`summary.summarise`), at the end of the system part.
 
         Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
         parts that are never dropped do not fit the context."""
@@ -345,6 +359,9 @@ class Engine:
         make = self.pieces()
         scan = [*[m["content"] for m in past], message]
         pieces = make.system(manifest, card, user, system, scan, self.memory(persona, scan[-2:], user))
+        if summary.strip() and not knowledge_base:
+            text = f"此前对话的概要：{summary.strip()}"
+            pieces.append(Piece(make.part("summary", "summary of earlier turns", text), "system"))
         parts_before: list[PromptPart] = []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
@@ -434,3 +451,66 @@ class Engine:
         start = time.perf_counter()
         turn, stream = self.reply(message, **kwargs)
         return turn, stream.join(), time.perf_counter() - start
+
+    # -- scenes (several characters, one adapter each; see `scene`) ----------------------------------------
+
+    def display_name(self, persona: str) -> str:
+        """The name a character goes by in a scene: its card's name, else its display name, else `persona`."""
+        card = self.character(persona)
+        if card is not None and card.name.strip():
+            return card.name.strip()
+        manifest = self.runtime.manifest(persona)
+        return (manifest.display_name if manifest else "") or persona
+
+    def scene_names(self, characters: Sequence[str]) -> dict[str, str]:
+        """persona -> the name it goes by, for every character of a scene (PersonaError for an unknown one)."""
+        return {p: self.display_name(p) for p in characters}
+
+    def next_speaker(self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural"):
+        """Who speaks next in the scene (`scene.ORDERS`: natural or round-robin)."""
+        from rolechat.conversation.scene import next_speaker
+
+        return next_speaker(characters, history, order, self.scene_names(characters))
+
+    def prepare_scene(
+        self,
+        message: str,
+        *,
+        characters: Sequence[str],
+        speaker: str,
+        history: Sequence[Mapping[str, Any]] = (),
+        user: UserPersona | None = None,
+        system: str = "",
+        params: GenerationParams | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Turn:
+        """The turn of `speaker` in a scene with `characters` (persona names): its own card and adapter, the
+        others' lines as named user-side turns, stop strings at every other name (see `scene`).
+
+        `history` holds the scene so far, each assistant line with the persona that said it in "name";
+        `message` is the user's new line ("" when the characters go on among themselves). ValueError for a
+        scene of fewer than two characters or a speaker outside it."""
+        from dataclasses import replace
+
+        from rolechat.conversation.scene import check_scene, scene_note, scene_transcript, stop_strings
+
+        characters = list(characters)
+        check_scene(characters, speaker)
+        user = user or UserPersona()
+        names = self.scene_names(characters)
+        past, last = scene_transcript(history, message, speaker, names, user.name)
+        gen = self.runtime.params(params)
+        stops = [s for s in stop_strings(speaker, names, user.name) if s not in gen.stop]
+        gen = replace(gen, stop=[*gen.stop, *stops])
+        note = scene_note(speaker, names, user.name)
+        turn = self.prepare(
+            last,
+            character=speaker,
+            history=past,
+            user=user,
+            system=f"{note}\n\n{system}" if system else note,
+            params=gen,
+            **kwargs,
+        )
+        turn.speaker = speaker
+        return turn
