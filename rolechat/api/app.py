@@ -38,7 +38,8 @@ def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = N
 
     server = server or ServerConfig()
     engine = engine or Engine(runtime)
-    admission = Admission(server.max_concurrent, server.max_queue, server.queue_timeout)
+    concurrency = server.max_concurrent or getattr(runtime, "parallel_generations", 1)
+    admission = Admission(concurrency, server.max_queue, server.queue_timeout)
     metrics = Metrics(queue_depth=lambda: admission.waiting, in_flight=lambda: admission.active)
     admission.on_reject = lambda reason: metrics.rejected.labels(reason).inc()
     jobs = kb_routes.IndexJobs(engine)

@@ -32,8 +32,11 @@ class ServerConfig:
         default="", metadata=_help("A file holding the API key (first line); used when api_key is empty.")
     )
     max_concurrent: int = field(
-        default=1,
-        metadata=_help("Generations run at once (the model serves one at a time; more only queue on its lock)."),
+        default=0,
+        metadata=_help(
+            "Generations run at once; 0 = auto: 1 in-process (the model serves one at a time; more only queue on "
+            "its lock), 64 on the remote backend (llm.backend = openai: the engine batches them)."
+        ),
     )
     max_queue: int = field(
         default=256, metadata=_help("Requests that may wait for a generation slot; beyond it the answer is 429.")
@@ -57,7 +60,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 0 < int(self.port) < 65536:
             raise ValueError(f"server.port must be 1-65535, got {self.port}")
-        for name in ("max_concurrent", "max_body_bytes", "max_upload_bytes", "max_messages", "max_prompt_chars"):
+        if self.max_concurrent < 0:
+            raise ValueError(f"server.max_concurrent must be >= 0 (0 = auto), got {self.max_concurrent}")
+        for name in ("max_body_bytes", "max_upload_bytes", "max_messages", "max_prompt_chars"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"server.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queue < 0:
