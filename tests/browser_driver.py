@@ -195,6 +195,9 @@ def run_flow(
                 page.get_by_role("button", name="检查数据").click()
                 page.get_by_text("渲染后的第一个样本").wait_for()
             result.shots["train"] = _shot(page, out_dir / "training.png", result)
+        except Exception:
+            page.screenshot(path=str(out_dir / "failure.png"), full_page=True)  # what the page showed
+            raise
         finally:
             browser.close()
     return result

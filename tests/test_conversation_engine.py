@@ -211,6 +211,25 @@ def test_what_cannot_be_dropped_and_does_not_fit_is_a_clear_error(small):
         Engine(small).prepare("长" * 2000, params={"max_new_tokens": 64})
 
 
+def test_a_long_reply_limit_gives_way_to_what_cannot_be_dropped(small, city_kb):
+    """max_new_tokens may claim half the context; when the answer prompt alone needs more than the other half,
+    the reply is shortened (never below MIN_REPLY_TOKENS) instead of failing the turn."""
+    from rolechat.conversation.engine import MIN_REPLY_TOKENS
+
+    engine = Engine(small, embeddings=city_kb)
+    question = "北京有什么？" + "我想详细了解故宫和长城附近的情况，" * 3
+    turn = engine.prepare(question, knowledge_base="城市", k=5, mode="bm25", params={"max_new_tokens": 4000})
+    assert turn.prompt_tokens == len(ids(small, turn)) > 256  # more than the half a 4000-token reply leaves
+    assert turn.params.max_new_tokens == 512 - turn.prompt_tokens >= MIN_REPLY_TOKENS
+    assert any(p.kind == "knowledge" and p.included for p in turn.parts)
+    reply = engine.stream(turn)
+    reply.join()
+    assert (
+        reply.stats.finish_reason in ("stop", "length") and reply.stats.completion_tokens <= turn.params.max_new_tokens
+    )
+    engine.close()
+
+
 def test_the_chat_section_validates_its_budgets():
     with pytest.raises(ConfigError, match="chat.history_tokens must be >= 0"):
         ConversationConfig(history_tokens=-1)

@@ -54,7 +54,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, Pro
 from rolechat.conversation.config import ConversationConfig
 from rolechat.conversation.pieces import PieceMaker
 from rolechat.llm import GenerationParams, GenerationStats
+
+MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
 
 __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow", "source_rows"]
 
@@ -411,7 +413,20 @@ class Engine:
         def measure(messages: list[dict[str, str]]) -> int:
             return len(self.runtime.prompt_ids(messages, persona, persona_system=False))
 
-        total = assembly.fit(measure, budget)
+        within_budgets = [p.part.included for p in pieces]
+        try:
+            total = assembly.fit(measure, budget)
+        except ContextOverflow:
+            # The parts never dropped need more than the room a long reply leaves (max_new_tokens takes up to half
+            # the context): give the prompt that room and shorten the reply instead, while a useful one still fits.
+            context = self.runtime.info.context_length
+            if context - MIN_REPLY_TOKENS <= budget:
+                raise
+            for piece, included in zip(pieces, within_budgets):
+                piece.part.included = included
+            budget = context - MIN_REPLY_TOKENS
+            total = assembly.fit(measure, budget)  # ContextOverflow again if even that is too little
+            gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, context - total))
         return Turn(
             persona=persona,
             messages=assembly.messages(),
@@ -490,7 +505,6 @@ class Engine:
         `history` holds the scene so far, each assistant line with the persona that said it in "name";
         `message` is the user's new line ("" when the characters go on among themselves). ValueError for a
         scene of fewer than two characters or a speaker outside it."""
-        from dataclasses import replace
 
         from rolechat.conversation.scene import check_scene, scene_note, scene_transcript, stop_strings
 
