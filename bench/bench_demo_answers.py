@@ -13,7 +13,9 @@ Question sets (bench/data/): `demo_questions_knowledge.jsonl` (paraphrases about
 from the training questions), `demo_questions_unseen.jsonl` (about the unseen documents), each
 {"question", "gold": [acceptable fact strings]}; `demo_questions_absent.jsonl` ({"question", "kb"}: the
 documents do not answer it). Scores: share of replies holding a gold string (a, b); share of absent
-questions answered with 「资料中没有提到」 or the app's fixed not-found reply (c); replies with U+FFFD; loops
+questions answered with 「资料中没有提到」 or the app's fixed not-found reply (c), with the share of ANSWERABLE
+questions answered so (a model that always says it scores 100% on (c)); a reply saying it never counts as
+holding the fact; replies with U+FFFD; loops
 (a reply that ran to the token limit or repeats a 3+ character piece three times in a row).
 """
 
@@ -54,6 +56,11 @@ def check_unseen(questions: list[dict]) -> None:
             sentence = sentence.strip("# ")
             if len(sentence) >= 8 and sentence in corpus:
                 sys.exit(f"{doc.name}: sentence is in the training corpus: {sentence}")
+
+
+def is_nothing_found(reply: str) -> bool:
+    """The model's 「资料中没有提到……」 or the app's fixed reply when nothing was retrieved."""
+    return NOTHING in reply or reply.startswith("知识库中没有找到")
 
 
 def ask(engine, kb: str, question: str, max_new_tokens: int) -> dict:
@@ -111,11 +118,12 @@ def main() -> None:
     for set_name, items in (("knowledge", known), ("unseen", unseen)):
         for item in items:
             r = ask(engine, set_name, item["question"], args.max_new_tokens)
-            r["ok"] = any(g in r["reply"] for g in item["gold"])
+            r["nothing_found"] = is_nothing_found(r["reply"])
+            r["ok"] = not r["nothing_found"] and any(g in r["reply"] for g in item["gold"])
             results[set_name].append(r)
     for item in absent:
         r = ask(engine, item["kb"], item["question"], args.max_new_tokens)
-        r["ok"] = NOTHING in r["reply"] or r["reply"].startswith("知识库中没有找到")
+        r["ok"] = r["nothing_found"] = is_nothing_found(r["reply"])
         results["absent"].append(r)
 
     rows = [r for rs in results.values() for r in rs]
@@ -135,6 +143,8 @@ def main() -> None:
         print(f"{label}: {sum(r['ok'] for r in rs)}/{len(rs)} = {sum(r['ok'] for r in rs) / len(rs):.0%}")
     answered = results["knowledge"] + results["unseen"]
     print(f"cite [n] (a+b): {sum(r['cites'] for r in answered)}/{len(answered)}")
+    # (c) means little if the model says it for everything: how often it says it when the passages DO answer
+    print(f"'nothing found' on answerable questions (a+b): {sum(r['nothing_found'] for r in answered)}/{len(answered)}")
     print(f"broken characters (U+FFFD): {sum(r['broken'] for r in rows)}; loops: {sum(r['loop'] for r in rows)}")
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
