@@ -8,8 +8,11 @@ answer that cites the relevant chunk as [n] (or says the context does not mentio
 the sample `knowledge/` folder indexed by a real `KnowledgeBase` (the app's splitter, default embedder, in a
 throw-away ROLECHAT_HOME) plus the demo corpus's made-up facts (`llm.demo.dialogues.FACT_MAKERS`). Contexts
 are either what the real retriever returns for the question (k=5, as the app sends) or 1-5 chunks with
-distractors in random order. Deterministic for a seed. Lives in scripts/ because it needs both rag and
-llm.demo (llm never imports rag).
+distractors in random order. Most dialogues (`synthetic()`, marked "synthetic": true so the build can train
+on a share of them) are about invented documents from `demo_facts.py`: the reply copies the passage's
+sentence and cites it, or starts with 「资料中没有提到」 when no passage says it; some have a persona-style
+system message first (the engine may put the persona's system prompt before the answer prompt).
+Deterministic for a seed. Lives in scripts/ because it needs both rag and llm.demo (llm never imports rag).
 """
 
 from __future__ import annotations
