@@ -2,7 +2,7 @@
 
 The composition root: sets the offline environment, the page config and the language switch, lets
 `ui.access.gate` decide whether this session may see any page (loopback or logged in), and routes to the
-three pages (chat, knowledge bases, training) that live in the `ui` package.
+pages (chat, knowledge bases, training, text classification) that live in the `ui` package.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ pages = [
     st.Page("ui/pages/chat.py", title=t("nav.chat"), icon=":material/chat:", default=True),
     st.Page("ui/pages/kb.py", title=t("nav.kb"), icon=":material/library_books:"),
     st.Page("ui/pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
+    st.Page("ui/pages/classify.py", title=t("nav.classify"), icon=":material/label:"),
 ]
 page = st.navigation(pages)
 language_switch()

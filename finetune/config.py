@@ -78,6 +78,14 @@ class TrainConfig:
     report_to: str = field(default="none", metadata=_help(f"Metrics logger: {', '.join(REPORTERS)}."))
     logging_steps: int = field(default=10, metadata=_help("Log loss and tokens/s every N steps."))
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
+    memory: bool = field(
+        default=True,
+        metadata=_help(
+            "Write the character's memory (memory.jsonl in the persona folder) from the training conversations: "
+            "each user->assistant exchange one entry, retrieved at chat time; false = keep the folder's memory as "
+            "it was."
+        ),
+    )
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, message: str) -> None:

@@ -38,10 +38,18 @@ from rolechat.finetune.data import Conversation, DataError, Dataset, load_datase
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
 from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.llm.memoryfile import (
+    MEMORY_FILE,
+    TRAIN_SOURCE,
+    MemoryEntry,
+    MemoryFileError,
+    read_memory,
+    write_memory,
+)
 from rolechat.llm.personas import AVATAR, MANIFEST, PersonaError, PersonaManifest, check_name
 from rolechat.llm.templates import ChatFormat
 
-__all__ = ["Prepared", "TrainResult", "prepare", "train", "run_dir", "progress_path"]
+__all__ = ["Prepared", "TrainResult", "held_out", "prepare", "train", "run_dir", "progress_path"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,7 @@ class Prepared:
             **self.stats.summary(),
             "train_examples": len(self.train),
             "eval_examples": len(self.eval),
+            "eval_records": sorted({e.record for e in self.eval}),
             "think_block": self.thinking,
             "system_mismatch": len(self.other_systems),
             "system_mismatch_first": [_describe_system(c) for c in self.other_systems[:3]],
@@ -132,10 +141,7 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
         raise TrainError(f"{resolved.model_id}: {exc}") from None
     convs = dataset.conversations
     order = list(range(len(convs)))
-    random.Random(cfg.seed).shuffle(order)
-    n_eval = round(len(convs) * cfg.eval_ratio) if cfg.eval_ratio and len(convs) >= 10 else 0
-    n_eval = max(n_eval, 1) if cfg.eval_ratio and len(convs) >= 10 else 0
-    held = set(order[:n_eval])
+    held = held_out(len(convs), cfg.eval_ratio, cfg.seed)
     examples, stats = encode_conversations(
         tokenizer,
         fmt,
@@ -153,6 +159,17 @@ def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, syste
             f"--max-length {cfg.max_length}, {stats.template_errors} not renderable)"
         )
     return Prepared(dataset, system, resolved.source, resolved.model_id, fmt, tokenizer, train, evals, stats, other)
+
+
+def held_out(n: int, eval_ratio: float, seed: int) -> set[int]:
+    """Indices (into the usable conversations) of the held-out split: a seeded shuffle's first share.
+
+    `rolechat eval-persona` calls it again with the seed and ratio saved in the persona's manifest to
+    find the same prompts the adapter never trained on."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_eval = max(round(n * eval_ratio), 1) if eval_ratio and n >= 10 else 0
+    return set(order[:n_eval])
 
 
 def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -> float:
@@ -481,6 +498,35 @@ def train(
         raise
 
 
+def write_training_memory(staging: Path, final: Path, dataset: Dataset | None) -> int:
+    """The new folder's memory.jsonl (format: `rolechat.llm.memoryfile`): entries of the old folder that
+    training did not write are kept, then, with a `dataset`, each of its user->assistant exchanges. Without a
+    dataset (train.memory = false) the old file is kept as it was. Returns the number of entries written."""
+    old = final / MEMORY_FILE
+    if dataset is None:
+        if old.is_file():
+            shutil.copy2(old, staging / MEMORY_FILE)
+        return 0
+    try:
+        kept = [e for e in read_memory(old) if not e.source.startswith(TRAIN_SOURCE)] if old.is_file() else []
+    except MemoryFileError as exc:
+        log.warning("%s; its entries are not carried over", exc)
+        kept = []
+    name = Path(dataset.path).name
+    learned = [
+        MemoryEntry(
+            reply=reply["content"].strip(), query=said["content"].strip(), source=f"{TRAIN_SOURCE}{name}:{c.line}"
+        )
+        for c in dataset.conversations
+        for said, reply in zip(c.messages, c.messages[1:])
+        if said["role"] == "user" and reply["role"] == "assistant" and reply["content"].strip()
+    ]
+    entries = kept + learned
+    if entries:
+        write_memory(staging / MEMORY_FILE, entries)
+    return len(learned)
+
+
 def _character_manifest(final: Path) -> PersonaManifest | None:
     """The manifest of a character (a persona with a card) already in `final`, else None."""
     if not (final / MANIFEST).is_file():
@@ -673,6 +719,7 @@ def _run(
         plot_loss(read_progress(progress.path), staging / "loss.png", title=persona if persona.isascii() else "")
         if (final / AVATAR).is_file():  # a character's picture stays with it
             shutil.copy2(final / AVATAR, staging / AVATAR)
+        write_training_memory(staging, final, prepared.data if cfg.memory else None)
         manifest.save(staging)  # last: discover() only lists folders with a manifest
         _place(staging, final, overwrite)
         for ckpt in folder.glob("checkpoint-*"):

@@ -99,6 +99,15 @@ class GenerationStream:
         """Stop generating as soon as possible (the next token boundary)."""
         self._cancel.set()
 
+    def close(self) -> None:
+        """Cancel and finish now: the model stops at its next token and the lock is released before this
+        returns (call it from the consuming thread, not while another thread is iterating)."""
+        self._cancel.set()
+        if self._iter is not None:
+            self._iter.close()
+        if not self.stats.finish_reason:
+            self.stats.finish_reason = "cancelled"
+
     def join(self) -> str:
         """Consume everything and return the whole reply."""
         for _ in self:

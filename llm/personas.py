@@ -74,6 +74,7 @@ class PersonaManifest:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)  # the character card ({} for an adapter-only persona)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # the last `rolechat eval-persona` summary
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = 1
 

@@ -115,6 +115,8 @@ class RemoteRuntime(Runtime):
     >>> rt.chat([{"role": "user", "content": "你好"}], persona="miaomiao", params={"temperature": 0})
     """
 
+    parallel_generations = 64  # requests it can have in flight: the engine batches them (server.max_concurrent auto)
+
     def __init__(self, cfg: LLMConfig, tokenizer: Any, model_config: Any, resolved: ResolvedModel) -> None:
         import httpx
 

@@ -58,6 +58,8 @@ class Runtime:
     >>> rt.chat([{"role": "user", "content": "你好"}], persona="base", params={"temperature": 0})
     """
 
+    parallel_generations = 1  # one model: generations take turns on its lock (server.max_concurrent auto)
+
     def __init__(self, cfg: LLMConfig, model: Any, tokenizer: Any, resolved: ResolvedModel) -> None:
         from rolechat.llm.demo import DEMO_HINT
 

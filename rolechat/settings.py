@@ -29,6 +29,7 @@ __all__ = [
     "load_file",
     "build",
     "personas_dir",
+    "classifiers_dir",
     "kb_dir",
     "runs_dir",
     "cache_dir",
@@ -76,6 +77,11 @@ def _sub(name: str) -> Path:
 def personas_dir() -> Path:
     """Trained persona adapters, one folder each."""
     return _sub("personas")
+
+
+def classifiers_dir() -> Path:
+    """Text-classifier adapters, one folder each (kept apart so they are never taken for personas)."""
+    return _sub("classifiers")
 
 
 def kb_dir() -> Path:

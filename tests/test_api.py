@@ -1,127 +1,177 @@
-"""rolechat.api: the OpenAI-compatible server, over a real socket on loopback."""
+"""rolechat.api: the OpenAI-compatible routes, over a real socket on loopback."""
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
-import time
 
 import httpx
 import pytest
 
 from rolechat.llm import LLMConfig, Runtime
+from tests.api_support import RecordingEngine, running, sse_events
 from tests.test_llm_runtime import install, make_adapter
 
 GREEDY = {"temperature": 0, "max_tokens": 10}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HELLO = [{"role": "user", "content": "你好"}]
 
 
 @pytest.fixture
-def server(tiny_qwen2, tmp_path):
-    import uvicorn
+def runtime(tiny_qwen2, tmp_path):
+    install(make_adapter(tiny_qwen2, tmp_path / "alpha", 1, system="你是阿尔法。"))
+    return Runtime.load(LLMConfig(model=str(tiny_qwen2)))
 
+
+@pytest.fixture
+def server(runtime):
     from rolechat.api import ServerConfig, create_app
 
-    install(make_adapter(tiny_qwen2, tmp_path / "alpha", 1, system="你是阿尔法。"))
-    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
-    cfg = ServerConfig(port=free_port(), api_key="secret")
-    srv = uvicorn.Server(uvicorn.Config(create_app(rt, cfg), host="127.0.0.1", port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    client = httpx.Client(
-        base_url=f"http://127.0.0.1:{cfg.port}", headers={"Authorization": "Bearer secret"}, timeout=60
-    )
-    yield rt, client
-    client.close()
-    srv.should_exit = True
-    thread.join(timeout=10)
+    engine = RecordingEngine(runtime)
+    with running(create_app(runtime, ServerConfig(api_key="secret"), engine)) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer secret"}, timeout=60) as client:
+            client.engine = engine
+            yield runtime, client
 
 
-def test_models_lists_base_and_personas(server):
-    rt, client = server
+def reference(rt: Runtime, messages, persona, max_new_tokens: int = 10, **params) -> str:
+    return rt.chat(messages, persona, {"temperature": 0, "max_new_tokens": max_new_tokens, **params})
+
+
+def test_models_lists_base_and_personas_and_retrieves_one(server):
+    _, client = server
     body = client.get("/v1/models").json()
     assert [m["id"] for m in body["data"]] == ["base", "alpha"]
+    assert client.get("/v1/models/alpha").json()["id"] == "alpha"
+    missing = client.get("/v1/models/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found" and "alpha" in missing.json()["error"]["message"]
 
 
-def test_api_key_is_required_when_configured(server):
-    _, client = server
-    assert client.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
-
-
-def test_completion_matches_the_runtime_for_each_persona(server):
+def test_completion_matches_the_runtime_with_exact_usage(server):
     rt, client = server
     for model, persona in (("alpha", "alpha"), ("base", None)):
-        body = client.post(
-            "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "你好"}], **GREEDY}
-        ).json()
-        expected = rt.chat([{"role": "user", "content": "你好"}], persona, {"temperature": 0, "max_new_tokens": 10})
-        assert body["choices"][0]["message"]["content"] == expected
-        assert body["usage"]["completion_tokens"] > 0
+        body = client.post("/v1/chat/completions", json={"model": model, "messages": HELLO, **GREEDY}).json()
+        choice = body["choices"][0]
+        assert choice["message"]["content"] == reference(rt, HELLO, persona)
+        prompt_tokens = len(rt.encode(HELLO, persona))
+        stats = client.engine.streams[-1].stats
+        assert body["usage"] == {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "total_tokens": prompt_tokens + stats.completion_tokens,
+        }
+        # 10 tokens without an end-of-turn token: max_tokens cut the reply
+        assert (choice["finish_reason"] == "length") == (
+            stats.completion_tokens == 10 and stats.finish_reason == "length"
+        )
+
+
+def test_max_tokens_cut_reports_length_and_a_stop_string_cuts_the_reply(server):
+    rt, client = server
+    long = client.post("/v1/chat/completions", json={"messages": HELLO, "temperature": 0, "max_tokens": 12}).json()
+    assert long["choices"][0]["finish_reason"] == "length" and long["usage"]["completion_tokens"] == 12
+    text = long["choices"][0]["message"]["content"]
+    stop = text[-1]  # a character the greedy reply reaches
+    cut = client.post(
+        "/v1/chat/completions", json={"messages": HELLO, "temperature": 0, "max_tokens": 12, "stop": [stop]}
+    ).json()
+    assert cut["choices"][0]["message"]["content"] == text[: text.find(stop)]
+    assert cut["choices"][0]["finish_reason"] == "stop"
+
+
+def test_extreme_but_valid_values_are_answered(server):
+    rt, client = server
+    tiny = client.post("/v1/chat/completions", json={"messages": HELLO, "temperature": 1e-300, "max_tokens": 10})
+    assert tiny.status_code == 200  # not a 500 from logits / 1e-300: a temperature that small is greedy
+    assert tiny.json()["choices"][0]["message"]["content"] == reference(rt, HELLO, None)
+    for extra in (
+        {"seed": 2**64 - 1},
+        {"seed": -(2**63)},
+        {"max_tokens": 1_000_000},
+        {"top_p": 1e-300},
+        {"stop": [""]},
+    ):
+        resp = client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3, **extra})
+        assert resp.status_code == 200, (extra, resp.text)
 
 
 def test_streaming_sends_sse_chunks_that_join_to_the_reply(server):
     rt, client = server
-    pieces, done = [], False
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={"model": "alpha", "stream": True, "messages": [{"role": "user", "content": "你好"}], **GREEDY},
-    ) as resp:
+    body = {"model": "alpha", "stream": True, "messages": HELLO, **GREEDY}
+    with client.stream("POST", "/v1/chat/completions", json=body) as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
-        for line in resp.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            if line == "data: [DONE]":
-                done = True
-                break
-            chunk = json.loads(line[6:])
-            pieces.append(chunk["choices"][0]["delta"].get("content", ""))
-    assert done
-    assert "".join(pieces) == rt.chat(
-        [{"role": "user", "content": "你好"}], "alpha", {"temperature": 0, "max_new_tokens": 10}
-    )
+        events = list(sse_events(resp.iter_lines()))
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all("usage" not in c for c in chunks)  # only with stream_options.include_usage
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == reference(rt, HELLO, "alpha")
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
-def test_unknown_model_and_bad_requests_are_clear_errors(server):
+def test_stream_options_include_usage_adds_a_usage_chunk(server):
+    rt, client = server
+    body = {"stream": True, "stream_options": {"include_usage": True}, "messages": HELLO, **GREEDY}
+    with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        events = list(sse_events(resp.iter_lines()))
+    assert events[-1] == "[DONE]"
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["prompt_tokens"] == len(rt.encode(HELLO))
+    assert usage_chunk["usage"]["completion_tokens"] == client.engine.streams[-1].stats.completion_tokens
+    assert all(c["usage"] is None for c in events[:-2])
+    assert events[-3]["choices"][0]["finish_reason"] == "length"
+
+
+def test_show_prompt_returns_what_the_model_saw(server):
+    _, client = server
+    ask = {"model": "alpha", "messages": HELLO, **GREEDY, "rolechat": {"user_name": "小明", "show_prompt": True}}
+    parts = client.post("/v1/chat/completions", json=ask).json()["prompt_parts"]
+    assert parts[-1]["text"] == "你好" and all(p["tokens"] >= 0 for p in parts)
+    with client.stream("POST", "/v1/chat/completions", json={**ask, "stream": True}) as resp:
+        first = next(sse_events(resp.iter_lines()))
+    assert first["prompt_parts"] == parts
+    plain = client.post("/v1/chat/completions", json={"messages": HELLO, **GREEDY}).json()
+    assert "prompt_parts" not in plain
+    bad = client.post("/v1/chat/completions", json={**ask, "rolechat": {"show_prompt": "yes"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rolechat.show_prompt"
+
+
+def test_errors_come_in_openai_shape(server):
     _, client = server
     resp = client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
-    assert resp.status_code == 404 and "alpha" in resp.json()["detail"]
+    assert resp.status_code == 404 and set(resp.json()["error"]) == {"message", "type", "param", "code"}
     resp = client.post("/v1/chat/completions", json={"model": "base", "messages": []})
-    assert resp.status_code == 422
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "messages"
     resp = client.post(
         "/v1/chat/completions",
         json={"model": "base", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
     )
-    assert resp.status_code == 400 and "last message" in resp.json()["detail"]
+    assert resp.status_code == 400 and "last message" in resp.json()["error"]["message"]
+    resp = client.get("/v1/nowhere")
+    assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
+
+
+def test_system_and_text_parts_reach_the_engine(server):
+    rt, client = server
+    messages = [
+        {"role": "system", "content": "你是助手。"},
+        {"role": "user", "content": [{"type": "text", "text": "你"}, {"type": "text", "text": "好"}]},
+    ]
+    body = client.post("/v1/chat/completions", json={"messages": messages, **GREEDY}).json()
+    plain = [{"role": "system", "content": "你是助手。"}, *HELLO]
+    assert body["choices"][0]["message"]["content"] == reference(rt, plain, None)
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]
+    assert client.post("/v1/chat/completions", json={"messages": image}).status_code == 400
 
 
 def test_concurrent_api_requests_for_different_personas(server):
     rt, client = server
-    expected = {
-        m: rt.chat(
-            [{"role": "user", "content": "介绍一下"}],
-            None if m == "base" else m,
-            {"temperature": 0, "max_new_tokens": 10},
-        )
-        for m in ("base", "alpha")
-    }
+    question = [{"role": "user", "content": "介绍一下"}]
+    expected = {m: reference(rt, question, None if m == "base" else m) for m in ("base", "alpha")}
     results: dict[str, list[str]] = {"base": [], "alpha": []}
 
     def call(model: str) -> None:
         with httpx.Client(base_url=client.base_url, headers=client.headers, timeout=60) as c:
-            body = c.post(
-                "/v1/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": "介绍一下"}], **GREEDY},
-            ).json()
+            body = c.post("/v1/chat/completions", json={"model": model, "messages": question, **GREEDY}).json()
             results[model].append(body["choices"][0]["message"]["content"])
 
     threads = [threading.Thread(target=call, args=(m,)) for m in ("base", "alpha") * 3]
@@ -134,11 +184,9 @@ def test_concurrent_api_requests_for_different_personas(server):
 
 @pytest.fixture
 def kb_server(tiny_qwen2, tmp_path):
-    import uvicorn
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
     from rolechat.api import ServerConfig, create_app
-    from rolechat.conversation import Engine
     from rolechat.rag import KnowledgeBase, RAGConfig
 
     docs = tmp_path / "docs"
@@ -147,36 +195,97 @@ def kb_server(tiny_qwen2, tmp_path):
     (docs / "天气.txt").write_text("北京的冬天寒冷干燥，夏天炎热多雨。", encoding="utf-8")
     fake = DeterministicFakeEmbedding(size=32)
     KnowledgeBase("demo-kb", RAGConfig(), embeddings=fake).index([docs])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    KnowledgeBase("empty-kb", RAGConfig(), embeddings=fake).index([empty])
     rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
-    cfg = ServerConfig(port=free_port())
-    app = create_app(rt, cfg, engine=Engine(rt, RAGConfig(), embeddings=fake))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=cfg.port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{cfg.port}", timeout=60) as client:
-        yield client
-    srv.should_exit = True
-    thread.join(timeout=10)
+    engine = RecordingEngine(rt, RAGConfig(), embeddings=fake)
+    with running(create_app(rt, ServerConfig(), engine=engine)) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            client.engine = engine
+            yield client
 
 
-def test_knowledge_base_answers_carry_their_sources(kb_server):
-    body = kb_server.post(
-        "/v1/chat/completions",
-        json={
-            "model": "base",
-            "knowledge_base": "demo-kb",
-            "k": 2,
-            **GREEDY,
-            "messages": [{"role": "user", "content": "大熊猫吃什么？"}],
-        },
-    ).json()
+KB_QUESTION = {
+    "model": "base",
+    "knowledge_base": "demo-kb",
+    "k": 2,
+    "messages": [{"role": "user", "content": "大熊猫吃什么？"}],
+}
+
+
+def test_knowledge_base_answers_carry_sources_usage_and_finish_reason(kb_server):
+    body = kb_server.post("/v1/chat/completions", json={**KB_QUESTION, **GREEDY}).json()
     assert body["sources"][0]["file"] == "熊猫.md" and body["sources"][0]["n"] == 1
-    assert isinstance(body["choices"][0]["message"]["content"], str)
-    missing = kb_server.post(
-        "/v1/chat/completions",
-        json={"model": "base", "knowledge_base": "nope", "messages": [{"role": "user", "content": "x"}]},
+    stats = kb_server.engine.streams[-1].stats
+    assert body["usage"]["prompt_tokens"] == stats.prompt_tokens > 0
+    assert body["usage"]["completion_tokens"] == stats.completion_tokens
+    assert body["choices"][0]["finish_reason"] == ("length" if stats.finish_reason == "length" else "stop")
+    short = kb_server.post("/v1/chat/completions", json={**KB_QUESTION, "temperature": 0, "max_tokens": 2}).json()
+    assert short["choices"][0]["finish_reason"] == "length" and short["usage"]["completion_tokens"] == 2
+    text = body["choices"][0]["message"]["content"]
+    stop = text[-1]
+    stopped = kb_server.post("/v1/chat/completions", json={**KB_QUESTION, **GREEDY, "stop": stop}).json()
+    assert stopped["choices"][0]["message"]["content"] == text[: text.find(stop)]
+    missing = kb_server.post("/v1/chat/completions", json={**KB_QUESTION, "knowledge_base": "nope"})
+    assert missing.status_code == 404 and "demo-kb" in missing.json()["error"]["message"]
+
+
+def test_knowledge_base_streams_sources_first_and_usage_last(kb_server):
+    body = {**KB_QUESTION, **GREEDY, "stream": True, "stream_options": {"include_usage": True}}
+    with kb_server.stream("POST", "/v1/chat/completions", json=body) as resp:
+        events = list(sse_events(resp.iter_lines()))
+    assert events[0]["sources"][0]["file"] == "熊猫.md"
+    assert events[-2]["usage"]["completion_tokens"] == kb_server.engine.streams[-1].stats.completion_tokens
+
+
+def test_nothing_found_reply_honours_stop_and_max_tokens(kb_server):
+    from rolechat.rag import prompts
+
+    ask = {**KB_QUESTION, "knowledge_base": "empty-kb"}
+    body = kb_server.post("/v1/chat/completions", json=ask).json()
+    assert body["choices"][0]["message"]["content"] == prompts.NOT_FOUND
+    assert body["choices"][0]["finish_reason"] == "stop" and body["sources"] == []
+    assert body["usage"]["completion_tokens"] > 1
+    one = kb_server.post("/v1/chat/completions", json={**ask, "max_tokens": 1}).json()
+    assert one["choices"][0]["finish_reason"] == "length" and one["usage"]["completion_tokens"] == 1
+    assert prompts.NOT_FOUND.startswith(one["choices"][0]["message"]["content"])
+    stop = prompts.NOT_FOUND[3]
+    cut = kb_server.post("/v1/chat/completions", json={**ask, "stop": [stop]}).json()
+    assert cut["choices"][0]["message"]["content"] == prompts.NOT_FOUND[: prompts.NOT_FOUND.find(stop)]
+
+
+def test_a_scene_turn_is_answered_by_the_speakers_own_adapter(server, tiny_qwen2, tmp_path):
+    """`rolechat.scene` names the characters; the reply comes from the speaker with its own card and adapter,
+    exactly as the engine's scene turn (the same call the app and `rolechat chat --scene` make)."""
+    from rolechat.conversation import Engine
+
+    rt, client = server
+    install(make_adapter(tiny_qwen2, tmp_path / "beta", 2, system="你是贝塔。"))
+    rt.reload_personas()
+    history = [
+        {"role": "user", "content": "你们好"},
+        {"role": "assistant", "content": "你好呀", "name": "alpha"},
+    ]
+    body = {
+        "model": "base",
+        "messages": [*history, {"role": "user", "content": "贝塔，你呢？"}],
+        "rolechat": {"scene": ["alpha", "beta"], "order": "round-robin"},
+        **GREEDY,
+    }
+    reply = client.post("/v1/chat/completions", json=body).json()
+    assert reply["rolechat"] == {"speaker": "beta"}  # round-robin: alpha spoke last
+    engine = Engine(rt)
+    turn = engine.prepare_scene(
+        "贝塔，你呢？",
+        characters=["alpha", "beta"],
+        speaker="beta",
+        history=history,
+        params={"temperature": 0, "max_new_tokens": 10},
     )
-    assert missing.status_code == 400 and "demo-kb" in missing.json()["detail"]
+    assert turn.persona == "beta"
+    assert reply["choices"][0]["message"]["content"] == engine.stream(turn).join()
+    bad = client.post(
+        "/v1/chat/completions", json={**body, "rolechat": {"scene": ["alpha", "beta"], "speaker": "ghost"}}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rolechat.speaker"

@@ -155,3 +155,35 @@ def test_ask_shows_the_answer_prompt_and_its_passages(tiny_qwen2, tmp_path):
     kinds = [k for k in kinds if k]  # a wrapped cell continues on lines with an empty kind
     assert kinds[0] == "knowledge" and kinds[-1] == "message"
     assert "beijing.md" in out.stderr and "sources" in out.stdout and "beijing.md" in out.stdout
+
+
+def test_scene_one_round_each_character_replies_once_with_its_own_adapter(tiny_qwen2, tmp_path):
+    from rolechat.conversation import Engine
+    from rolechat.conversation.scene import clean_reply
+    from rolechat.llm import LLMConfig, Runtime
+    from tests.test_llm_runtime import install, make_adapter
+
+    install(make_adapter(tiny_qwen2, tmp_path / "alpha", 1), make_adapter(tiny_qwen2, tmp_path / "beta", 2))
+    engine = Engine(Runtime.load(LLMConfig(model=str(tiny_qwen2), temperature=0, max_new_tokens=6)))
+    history: list[dict] = []
+    expected = []
+    for speaker, said in (("beta", "BETA，你好"), ("alpha", "")):  # natural order: the named one first
+        turn = engine.prepare_scene(said, characters=["alpha", "beta"], speaker=speaker, history=history)
+        reply = clean_reply(engine.stream(turn).join(), speaker.upper())
+        history += [
+            *([{"role": "user", "content": said}] if said else []),
+            {"role": "assistant", "content": reply, "name": speaker},
+        ]
+        expected.append(f"{speaker.upper()}: {reply}")
+    flags = ("--model", str(tiny_qwen2), "--temperature", "0", "--max-new-tokens", "6", "--scene", "alpha,beta")
+    out = rolechat("chat", *flags, "-m", "BETA，你好", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "\n".join(expected) + "\n"
+    out = rolechat("chat", *flags, "--order", "round-robin", "-m", "BETA，你好", "--quiet")
+    assert out.stdout.splitlines()[0].startswith("ALPHA: ")
+    out = rolechat("chat", "--model", str(tiny_qwen2), "--scene", "alpha,ghost", "-m", "hi")
+    assert out.returncode == 1 and "persona 'ghost' is not available" in out.stderr
+    out = rolechat("chat", "--model", str(tiny_qwen2), "--scene", "alpha", "-m", "hi")
+    assert out.returncode == 1 and "at least two characters" in out.stderr
+    out = rolechat("chat", *flags, stdin="大家好\n/exit\n")
+    assert out.returncode == 0 and "ALPHA:" in out.stdout and "BETA:" in out.stdout

@@ -17,6 +17,7 @@ OURS = {"rolechat", "ui", "app", "tests", "config_table"}  # config_table: scrip
 INDIRECT = {
     "bitsandbytes": "transformers loads it for llm.quantization = 4bit / 8bit and QLoRA",
     "onnx": "torch.onnx.export needs it to export the embedder to ONNX",
+    "python-multipart": "FastAPI parses the API's multipart uploads (knowledge-base documents) with it",
 }
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 

@@ -327,3 +327,15 @@ def test_a_stream_closed_on_another_thread_frees_the_runtime(runtime):
     closer.join(timeout=60)
     assert errors == [] and stream.stats.finish_reason == "cancelled"
     assert runtime.chat(HELLO, params=GREEDY)  # the lock was released
+
+
+def test_stream_close_cancels_now_and_releases_the_lock(runtime):
+    stream = runtime.stream(HELLO, params={"temperature": 0, "max_new_tokens": 200})
+    it = iter(stream)
+    next(it)
+    stream.close()
+    assert stream.stats.finish_reason == "cancelled" and stream.stats.completion_tokens < 200
+    assert not runtime._model_lock.locked()  # released before close() returned, not by the garbage collector
+    unstarted = runtime.stream(HELLO, params=GREEDY)
+    unstarted.close()  # never took the lock
+    assert unstarted.stats.finish_reason == "cancelled" and not runtime._model_lock.locked()

@@ -6,6 +6,13 @@ Every prompt is assembled by `rolechat.conversation.Engine`, as in the CLI and t
 (`greeting`: True). Settings are read from the sidebar on every run, so a persona or knowledge-base switch
 applies to the next message; nothing is reloaded.
 
+With two or more characters picked under "scene", the chat is a scene: every reply comes from one speaker,
+with its own card and adapter (`Engine.prepare_scene`); "who speaks next" is natural order (one round, the
+characters named in the last message first), round-robin (one round), or one chosen character. Scene replies
+carry `name` (the speaker's persona) and show under the speaker's name. Scenes answer without a knowledge base.
+
+Chats are saved, listed, resumed, exported and edited by `ui.conversations`.
+
 A reply that is interrupted (the stop button, or a new message sent while streaming) is kept: the
 streamed text is recorded in `st.session_state["pending"]` as it arrives and moved into the history,
 marked as stopped, on the next run.
@@ -22,7 +29,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import character, state
+from ui import character, conversations, state
 from ui import kb as kb_page
 from ui.i18n import t
 
@@ -43,6 +50,8 @@ class ChatSettings:
     params: dict[str, Any] = field(default_factory=dict)
     user: Any = None  # the UserPersona ({{user}}, and a description the character is told)
     greeting: int = 0  # which of the character's greetings opens the chat
+    scene: list[str] = field(default_factory=list)  # two or more personas: a scene
+    next_speaker: str = "natural"  # natural, round-robin or one of the scene's personas
 
 
 def engine(rt, with_kb: bool = False):
@@ -70,7 +79,10 @@ def recover_pending() -> None:
     pending = st.session_state.pop("pending", None)
     if pending is not None:
         pending["stopped"] = True
+        if pending.get("swipes"):  # a regeneration: the partial text is the newest swipe
+            pending["swipes"][pending["swipe"]] = pending["content"]
         history().append(pending)
+        conversations.persist()
 
 
 # -- sidebar --------------------------------------------------------------------------------------------
@@ -144,21 +156,88 @@ def _generation_settings(rt) -> dict[str, Any]:
     return {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new)}
 
 
+def _scene_picker(rt) -> tuple[list[str], str]:
+    """Sidebar: the scene's characters (two or more make a scene) and who speaks next."""
+    names = [n for n in rt.persona_names() if n != "base"]
+    if len(names) < 2:
+        st.session_state["scene"] = []
+        return [], "natural"
+    st.session_state["scene"] = [n for n in st.session_state.get("scene") or [] if n in names]
+    labels = {n: persona_label(rt, n) for n in names}
+    scene = st.multiselect(
+        t("side.scene"), names, key="scene", format_func=labels.__getitem__, help=t("side.scene_help")
+    )
+    if len(scene) < 2:
+        return [], "natural"
+    options = ["natural", "round-robin", *scene]
+    if st.session_state.get("next_speaker") not in options:
+        st.session_state["next_speaker"] = "natural"
+    order_labels = {"natural": t("side.order_natural"), "round-robin": t("side.order_rr"), **labels}
+    speaker = st.selectbox(t("side.next_speaker"), options, key="next_speaker", format_func=order_labels.__getitem__)
+    return list(scene), speaker
+
+
 def sidebar(rt, sending: bool = False) -> ChatSettings:
     """The sidebar's settings; `sending`: a message is on its way in this run (the greeting is then fixed)."""
     with st.sidebar:
+        conversations.sidebar({n: persona_label(rt, n) for n in rt.persona_names()})
         persona = _persona_picker(rt)
+        scene, next_speaker = _scene_picker(rt)
         character.import_card(rt)
         user = character.user_inputs()
         greeting = character.greeting_picker(engine(rt), persona, user, history(), sending)
         kb, k, mode, condense = _kb_picker(rt)
         params = _generation_settings(rt)
-        if st.button(t("side.clear"), width="stretch", type="secondary"):
-            st.session_state["history"] = []
-            st.session_state.pop("pending", None)
+        _tone_picker()
+        st.button(t("side.clear"), width="stretch", type="secondary", on_click=conversations.new_chat)
     return ChatSettings(
-        persona=persona, kb=kb, k=k, mode=mode, condense=condense, params=params, user=user, greeting=greeting
+        persona=persona,
+        kb=None if scene else kb,
+        k=k,
+        mode=mode,
+        condense=condense,
+        params=params,
+        user=user,
+        greeting=greeting,
+        scene=scene,
+        next_speaker=next_speaker,
     )
+
+
+def _tone_picker() -> None:
+    """Optional tone check: a classifier (`rolechat train-classifier`) that labels every new reply."""
+    from rolechat.finetune.classifier import discover_classifiers
+
+    names = [e.name for e in discover_classifiers() if e.ok]
+    if names:
+        st.selectbox(
+            t("side.tone"), [None, *names], key="tone_clf", help=t("side.tone_help"), format_func=lambda n: n or "—"
+        )
+
+
+def _tone(text: str) -> dict[str, Any] | None:
+    """The tone classifier's label for a reply (None when no classifier is picked or it cannot run)."""
+    name = st.session_state.get("tone_clf")
+    if not name or not text.strip():
+        return None
+    from rolechat.finetune.classifier import MANIFEST, classifier_path
+    from ui.classify import load_classifier
+
+    try:
+        path = classifier_path(name)
+        clf = load_classifier(str(path), (path / MANIFEST).stat().st_mtime, _device())
+        pred = clf.predict([text])[0]
+    except Exception as exc:  # a broken classifier must not break the chat
+        log.warning("tone check with %s failed: %s", name, exc)
+        return None
+    return {"classifier": name, "label": pred.label, "score": pred.score}
+
+
+def _device() -> str:
+    from rolechat import settings as rc
+    from rolechat.llm.config import LLMConfig
+
+    return rc.build(LLMConfig, "llm", state.file_data()).device
 
 
 # -- messages -------------------------------------------------------------------------------------------
@@ -193,6 +272,8 @@ def show_meta(msg: dict[str, Any]) -> None:
     )
     if msg.get("stopped"):
         line += " · " + t("chat.stopped")
+    if msg.get("tone"):
+        line += " · " + t("chat.tone", label=msg["tone"]["label"], score=msg["tone"]["score"])
     st.caption(line)
 
 
@@ -208,16 +289,24 @@ def show_retrieval(msg: dict[str, Any]) -> None:
         st.info(t("chat.no_sources", kb=msg["kb"]), icon="ℹ️")
 
 
-def show_message(msg: dict[str, Any]) -> None:
-    with st.chat_message(msg["role"]):
+def speaker_of(msg: dict[str, Any]) -> str:
+    """Who a message shows under: user, assistant, or a scene speaker's name (its own avatar)."""
+    if msg["role"] == "assistant" and msg.get("name"):
+        return msg.get("persona_label") or msg["name"]
+    return msg["role"]
+
+
+def show_message(msg: dict[str, Any], index: int | None = None, last_reply: bool = False) -> None:
+    with st.chat_message(speaker_of(msg)):
         st.markdown(msg["content"] or ("…" if msg["role"] == "assistant" else ""))
-        if msg["role"] != "assistant":
-            return
-        show_retrieval(msg)
-        character.show_prompt(msg.get("prompt"))
-        if msg.get("error"):
-            st.error(t("chat.error", error=msg["error"]))
-        show_meta(msg)
+        if msg["role"] == "assistant":
+            show_retrieval(msg)
+            character.show_prompt(msg.get("prompt"))
+            if msg.get("error"):
+                st.error(t("chat.error", error=msg["error"]))
+            show_meta(msg)
+        if index is not None:
+            conversations.message_actions(index, msg, last_reply)
 
 
 # -- replying -------------------------------------------------------------------------------------------
@@ -245,50 +334,60 @@ def _stats(stream) -> dict[str, Any]:
     }
 
 
-def _prepare(rt, settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]]):
-    """The engine's turn for `prompt` (retrieval and the follow-up rewrite happen here, before streaming)."""
+def _prepare(rt, settings: ChatSettings, make_turn):
+    """The engine's turn (retrieval and the follow-up rewrite happen here, before streaming)."""
     chat = engine(rt, with_kb=bool(settings.kb))
     try:
         with st.spinner(t("chat.retrieving")) if settings.kb else contextlib.nullcontext():
-            turn = chat.prepare(
-                prompt,
-                character=settings.persona,
-                history=earlier,
-                user=settings.user,
-                knowledge_base=settings.kb,
-                k=settings.k,
-                mode=settings.mode,
-                condense=settings.condense,
-                params=settings.params,
-            )
+            turn = make_turn(chat)
     finally:
         chat.close()
     return chat, turn
 
 
-def respond(rt, settings: ChatSettings, prompt: str) -> None:
-    """Append the user's message, stream the reply into the page, then record it in the history."""
-    hist = history()
-    earlier = [{"role": m["role"], "content": m["content"]} for m in hist if m.get("content")]
-    user = {"role": "user", "content": prompt}
-    hist.append(user)
-    show_message(user)
+def _solo_turn(settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]], summary: str = ""):
+    def make(chat):
+        return chat.prepare(
+            prompt,
+            character=settings.persona,
+            history=earlier,
+            summary=summary,
+            user=settings.user,
+            knowledge_base=settings.kb,
+            k=settings.k,
+            mode=settings.mode,
+            condense=settings.condense,
+            params=settings.params,
+        )
+
+    return make
+
+
+def _scene_turn(settings: ChatSettings, speaker: str):
+    earlier = [m for m in history() if m.get("content")]
+
+    def make(chat):
+        return chat.prepare_scene(
+            "",
+            characters=settings.scene,
+            speaker=speaker,
+            history=earlier,
+            user=settings.user,
+            params=settings.params,
+        )
+
+    return make
+
+
+def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, prompt: str = "") -> dict[str, Any]:
+    """Stream one reply into the page, recording it in `pending` as it comes; returns `pending`, complete."""
     started = time.perf_counter()
-    pending: dict[str, Any] = {
-        "role": "assistant",
-        "content": "",
-        "persona": settings.persona,
-        "persona_label": persona_label(rt, settings.persona),
-        "kb": settings.kb,
-        "sources": None,
-        "stats": {},
-    }
-    with st.chat_message("assistant"):
+    with st.chat_message(speaker_of(pending)):
         stop_slot = st.empty()
-        stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key="stop", type="tertiary")
+        stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key=f"stop_{len(history())}", type="tertiary")
         st.session_state["pending"] = pending
         try:
-            chat, turn = _prepare(rt, settings, prompt, earlier)
+            chat, turn = _prepare(rt, settings, make_turn)
             pending["sources"] = turn.sources
             pending["standalone"] = turn.question if turn.sources is not None and turn.question != prompt else ""
             pending["prompt"] = {
@@ -305,6 +404,7 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
             finally:
                 tracked.close()  # closes the stream's iterator: stops the generation thread
             pending["stats"] = {"seconds": time.perf_counter() - started, **_stats(stream)}
+            pending["tone"] = _tone(pending["content"])
         except Exception as exc:  # shown in the conversation, never swallowed
             log.exception("generation failed")
             pending["error"] = str(exc)
@@ -313,8 +413,107 @@ def respond(rt, settings: ChatSettings, prompt: str) -> None:
         stop_slot.empty()
         character.show_prompt(pending.get("prompt"))
         show_meta(pending)
+    if pending.get("name"):
+        from rolechat.conversation.scene import clean_reply
+
+        pending["content"] = clean_reply(pending["content"], pending.get("persona_label") or pending["name"])
+    if pending.get("swipes"):
+        pending["swipes"][pending["swipe"]] = pending["content"]
     st.session_state.pop("pending", None)
-    hist.append(pending)
+    return pending
+
+
+def _reply_to(rt, settings: ChatSettings, persona: str, name: str | None = None) -> dict[str, Any]:
+    """A new, empty reply of `persona` (a scene line when `name` is given)."""
+    msg = {
+        "role": "assistant",
+        "content": "",
+        "persona": persona,
+        "persona_label": persona_label(rt, persona),
+        "kb": settings.kb,
+        "sources": None,
+        "stats": {},
+    }
+    if name:
+        msg["name"] = name
+        msg["persona_label"] = _scene_names(rt, settings)[name]
+    return msg
+
+
+def _scene_names(rt, settings: ChatSettings) -> dict[str, str]:
+    return engine(rt).scene_names(settings.scene)
+
+
+def scene_round(rt, settings: ChatSettings) -> None:
+    """The characters' answer to the scene so far: one round, or the one character picked to speak next."""
+    from rolechat.conversation.scene import speaking_order
+
+    if settings.next_speaker in settings.scene:
+        speakers = [settings.next_speaker]
+    else:
+        speakers = speaking_order(settings.scene, history(), settings.next_speaker, _scene_names(rt, settings))
+    for speaker in speakers:
+        history().append(
+            _generate(rt, settings, _reply_to(rt, settings, speaker, speaker), _scene_turn(settings, speaker))
+        )
+        conversations.persist()
+
+
+def respond(rt, settings: ChatSettings, prompt: str) -> None:
+    """Append the user's message (saved at once), stream the reply (or a scene's round) into the page, then
+    record it in the history."""
+    hist = history()
+    said = [m for m in hist if m.get("content")]
+    user = {"role": "user", "content": prompt}
+    hist.append(user)
+    conversations.persist()
+    show_message(user)
+    if settings.scene:
+        scene_round(rt, settings)
+        return
+    summary, covers = conversations.summary_of(said)
+    earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
+    reply = _generate(
+        rt, settings, _reply_to(rt, settings, settings.persona), _solo_turn(settings, prompt, earlier, summary), prompt
+    )
+    hist.append(reply)
+    conversations.persist()
+    from rolechat.conversation.summary import dropped_history
+
+    dropped = dropped_history((reply.get("prompt") or {}).get("parts") or [])
+    if dropped and not settings.kb:
+        persona = None if settings.persona == "base" else settings.persona
+        conversations.summarise_later(rt, said, covers, dropped, summary, settings.user.name, persona)
+
+
+def regenerate(rt, settings: ChatSettings) -> None:
+    """Generate the last reply again, keeping every earlier text as a swipe."""
+    hist = history()
+    if not hist or hist[-1]["role"] != "assistant" or hist[-1].get("greeting"):
+        return
+    old = hist.pop()
+    swipes = list(old.get("swipes") or [old["content"]])
+    pending = {**old, "content": "", "swipes": [*swipes, ""], "swipe": len(swipes), "stats": {}, "error": None}
+    pending.pop("stopped", None)
+    speaker = old.get("name")
+    if speaker:
+        if speaker not in settings.scene:  # the scene changed since: answer in the speaker's scene as saved
+            settings = ChatSettings(**{**settings.__dict__, "scene": sorted({speaker, *settings.scene})})
+        make = _scene_turn(settings, speaker)
+        prompt = ""
+    else:
+        if not hist or hist[-1]["role"] != "user":
+            hist.append(old)
+            return
+        prompt = hist[-1]["content"]
+        said = [m for m in hist[:-1] if m.get("content")]
+        summary, covers = conversations.summary_of(said)
+        earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
+        persona = old.get("persona") or settings.persona
+        settings = ChatSettings(**{**settings.__dict__, "persona": persona, "kb": old.get("kb")})
+        make = _solo_turn(settings, prompt, earlier, summary)
+    hist.append(_generate(rt, settings, pending, make, prompt))
+    conversations.persist()
 
 
 def render() -> None:
@@ -340,12 +539,26 @@ def render() -> None:
     prompt = st.chat_input(t("chat.placeholder"))  # drawn at the bottom wherever it is called
     settings = sidebar(rt, sending=bool(prompt))
     hist = history()
-    character.open_with_greeting(
-        engine(rt), settings.persona, persona_label(rt, settings.persona), settings.user, settings.greeting, hist
-    )
+    if settings.scene:
+        if not character.started(hist):
+            hist[:] = []
+    else:
+        character.open_with_greeting(
+            engine(rt), settings.persona, persona_label(rt, settings.persona), settings.user, settings.greeting, hist
+        )
     if not hist and not prompt:
         st.caption(t("chat.empty"))
-    for msg in hist:
-        show_message(msg)
-    if prompt:
+    regen = st.session_state.pop(conversations.REGENERATE, False) and not prompt
+    last = max((i for i, m in enumerate(hist) if m["role"] == "assistant"), default=-1)
+    shown = hist[:-1] if regen and last == len(hist) - 1 else hist
+    for i, msg in enumerate(shown):
+        show_message(msg, i, last_reply=i == last == len(hist) - 1 and not prompt)
+    if regen:
+        regenerate(rt, settings)
+    elif prompt:
         respond(rt, settings, prompt)
+    elif settings.scene and character.started(hist) and st.button(t("chat.scene_continue"), key="scene_continue"):
+        scene_round(rt, settings)
+    else:
+        return
+    st.rerun()  # draw the new reply with its actions (regenerate, swipes, edit)

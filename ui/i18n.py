@@ -18,6 +18,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.chat": ("聊天", "Chat"),
     "nav.kb": ("知识库", "Knowledge bases"),
     "nav.train": ("训练角色", "Train a persona"),
+    "nav.classify": ("文本分类", "Classify text"),
     "lang.label": ("语言 / Language", "语言 / Language"),
     "config.error": ("配置文件有误：{error}", "Configuration error: {error}"),
     # access: the login gate and the allowed server paths (ui/access.py)
@@ -82,6 +83,12 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Start chatting: pick a persona and a knowledge base on the left, then ask below.",
     ),
     "chat.stop": ("停止生成", "Stop generating"),
+    "chat.tone": ("语气：{label} {score:.2f}", "tone: {label} {score:.2f}"),
+    "side.tone": ("语气检查", "Tone check"),
+    "side.tone_help": (
+        "选一个文本分类器，为每条新回复标注标签（显示在回复下方）。",
+        "Pick a text classifier to label every new reply (shown under the reply).",
+    ),
     "chat.stopped": ("（已停止）", "(stopped)"),
     "chat.error": ("生成失败：{error}", "Generation failed: {error}"),
     "chat.meta": (
@@ -147,6 +154,24 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.prompt_fixed": ("模型看到的内容（未调用模型）", "What the model saw (the model was not called)"),
     "chat.part_line": ("**{kind}** · {label} · {tokens} 词元", "**{kind}** · {label} · {tokens} tokens"),
     "chat.part_dropped": ("（超出预算，未发送）", "(over budget, not sent)"),
+    "side.scene": ("群聊场景（选两个以上角色）", "Scene (pick two or more characters)"),
+    "side.scene_help": (
+        "每个角色用自己的角色卡和自己的适配器回复，轮流发言。",
+        "Each character replies with its own card and its own adapter, in turn.",
+    ),
+    "side.next_speaker": ("谁来发言", "Who speaks next"),
+    "side.order_natural": ("自动（被点名的先说，然后轮流）", "Auto (whoever is named first, then in turn)"),
+    "side.order_rr": ("轮流", "Round-robin"),
+    "chat.scene_continue": ("让角色们继续", "Let the characters go on"),
+    "conv.header": ("对话记录", "Conversations"),
+    "conv.new": ("新对话", "New chat"),
+    "conv.open_failed": ("无法打开对话：{error}", "Could not open the chat: {error}"),
+    "conv.bad_file": ("无法读取的对话文件（已保留）：{error}", "Unreadable chat file (left in place): {error}"),
+    "conv.save_failed": ("对话保存失败：{error}", "The chat could not be saved: {error}"),
+    "conv.edit": ("编辑", "Edit"),
+    "conv.save": ("保存", "Save"),
+    "conv.delete": ("删除", "Delete"),
+    "conv.regenerate": ("重新生成（保留之前的版本）", "Regenerate (the earlier versions are kept)"),
     "part.system": ("系统提示词", "System prompt"),
     "part.card": ("角色卡", "Card"),
     "part.user-persona": ("用户身份", "User persona"),
@@ -160,6 +185,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "part.post-history": ("历史后指令", "Post-history instructions"),
     "part.depth-prompt": ("角色备注", "Character's note"),
     "part.question": ("检索用的问题（不发送）", "Search question (not sent)"),
+    "part.summary": ("早先对话的概要", "Summary of earlier turns"),
     # knowledge-base page
     "kb.title": ("知识库", "Knowledge bases"),
     "kb.list_header": ("已有知识库", "Knowledge bases"),
@@ -324,6 +350,54 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.stopped": ("训练进程已结束但没有完成：{error}", "The training process ended without finishing: {error}"),
     "train.log": ("训练日志（末尾）", "Training log (tail)"),
     "train.stop": ("停止训练", "Stop training"),
+    "train.task": ("训练什么", "What to train"),
+    "train.task.persona": ("角色（LoRA 角色适配器）", "Persona (LoRA persona adapter)"),
+    "train.task.classify": ("文本分类器", "Text classifier"),
+    "train.clf_name": ("分类器名称", "Classifier name"),
+    "train.clf_hparams_help": (
+        "数据为 CSV/TSV/JSONL，含文本列和标签列（列名可在下方设置）。留空的项使用配置文件 [classify] 中的值。",
+        "Data: CSV/TSV/JSONL with a text and a label column (names settable below). "
+        "Empty fields use the [classify] values of the config file.",
+    ),
+    "train.acc_before": ("训练前准确率", "Accuracy before"),
+    "train.clf_done": (
+        "训练完成：分类器 {name} 验证集准确率 {acc:.3f}。",
+        "Training finished: classifier {name}, held-out accuracy {acc:.3f}.",
+    ),
+    "train.go_classify": ("去分类", "Go to classification"),
+    "train.clf_overwrite": ("覆盖已有的分类器 {name}", "Replace the existing classifier {name}"),
+    "train.clf_exists": (
+        "分类器 {name} 已存在：勾选“覆盖”或换一个名称。",
+        "Classifier {name} already exists: tick “replace” or pick another name.",
+    ),
+    # classifier page
+    "clf.title": ("文本分类", "Text classification"),
+    "clf.none": (
+        "还没有分类器。用 `rolechat train-classifier --data 数据.csv --name 名称` 训练一个"
+        "（CSV/TSV/JSONL，含 text 和 label 列）。",
+        "No classifier yet. Train one with `rolechat train-classifier --data data.csv --name NAME` "
+        "(CSV/TSV/JSONL with text and label columns).",
+    ),
+    "clf.pick": ("分类器", "Classifier"),
+    "clf.broken": ("不可用的分类器（{n}）", "Unavailable classifiers ({n})"),
+    "clf.about": (
+        "标签：{labels} · 基础模型 {base} · 验证集准确率 {acc} · macro-F1 {f1}",
+        "Labels: {labels} · base model {base} · held-out accuracy {acc} · macro-F1 {f1}",
+    ),
+    "clf.confusion": ("混淆矩阵（验证集）", "Confusion matrix (held-out rows)"),
+    "clf.texts": ("要分类的文本（每行一条）", "Texts to classify (one per line)"),
+    "clf.upload": (
+        "或上传文件（.txt 每行一条；.csv/.tsv/.jsonl 读取文本列）",
+        "Or upload a file (.txt: one per line; .csv/.tsv/.jsonl: the text column)",
+    ),
+    "clf.run": ("分类", "Classify"),
+    "clf.empty": ("请先输入或上传文本。", "Type or upload some texts first."),
+    "clf.loading": ("正在加载分类器…", "Loading the classifier…"),
+    "clf.failed": ("分类失败：{error}", "Classification failed: {error}"),
+    "clf.text": ("文本", "Text"),
+    "clf.label": ("标签", "Label"),
+    "clf.score": ("概率", "Probability"),
+    "clf.summary": ("{n} 条文本 · {seconds:.2f} 秒", "{n} texts · {seconds:.2f} s"),
 }
 
 

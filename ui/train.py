@@ -130,6 +130,7 @@ class Job:
     log: str
     started: float
     data: str = ""
+    task: str = "persona"  # or "classify": a text classifier (`rolechat train-classifier`)
 
 
 def _jobs_dir() -> Path:
@@ -138,8 +139,9 @@ def _jobs_dir() -> Path:
     return path
 
 
-def _job_file(persona: str) -> Path:
-    return _jobs_dir() / f"{persona}.json"
+def _job_file(persona: str, task: str = "persona") -> Path:
+    # '.' is never part of a name, so a classifier's job can't take a persona's file
+    return _jobs_dir() / (f"{persona}.json" if task == "persona" else f"{task}.{persona}.json")
 
 
 def jobs() -> list[Job]:
@@ -189,6 +191,40 @@ def start(
     job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
     _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
     return job
+
+
+def start_classifier(data: Path, name: str, *, overwrite: bool = False, hparams: dict[str, Any] | None = None) -> Job:
+    """Launch `rolechat train-classifier` in the background, like `start` does for a persona; `hparams` maps
+    ClassifyConfig field names to values (None = the config's value)."""
+    from rolechat.finetune.classify_config import ClassifyConfig
+
+    values = {k: v for k, v in (hparams or {}).items() if v is not None}
+    cmd = [*cli(), "train-classifier", "--data", str(data), "--name", name]
+    cmd += rc_config.to_args(ClassifyConfig, "classify", values)
+    if overwrite:
+        cmd.append("--overwrite")
+    log_path = _jobs_dir() / f"classify.{name}.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=state.REPO_ROOT,
+            env=_child_env(),
+            start_new_session=True,
+        )
+    _PROCS[proc.pid] = proc
+    job = Job(name, proc.pid, cmd, str(log_path), time.time(), str(data), task="classify")
+    _job_file(name, "classify").write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
+    return job
+
+
+def progress_file(job: Job) -> Path:
+    """Where the job's trainer writes its progress (finetune.trainer / finetune.classify_train)."""
+    if job.task == "classify":
+        return rc_config.runs_dir() / "classifiers" / job.persona / "progress.jsonl"
+    return rc_config.runs_dir() / job.persona / "progress.jsonl"
 
 
 def alive(pid: int) -> bool:
@@ -270,9 +306,7 @@ def _tail(path: str) -> str:
 def view(job: Job) -> RunView:
     """The run's state from its progress file and whether its process still lives."""
     records = [
-        r
-        for r in read_progress(rc_config.runs_dir() / job.persona / "progress.jsonl")
-        if r.get("time", 0) >= job.started - 1
+        r for r in read_progress(progress_file(job)) if r.get("time", 0) >= job.started - 1
     ]  # ignore an earlier run's file
     last = records[-1] if records else {}
     running = alive(job.pid)
@@ -299,10 +333,10 @@ def _last_error_line(tail: str) -> str:
 # -- the page -------------------------------------------------------------------------------------------
 
 
-def _pick_dataset() -> Path | None:
+def _pick_dataset(task: str = "persona") -> Path | None:
     source = st.radio(
         t("train.source"),
-        ["sample", "upload", "path"],
+        ["sample", "upload", "path"] if task == "persona" else ["upload", "path"],
         key="train_source",
         horizontal=True,
         format_func={s: t(f"train.source.{s}") for s in ("sample", "upload", "path")}.__getitem__,
@@ -314,7 +348,8 @@ def _pick_dataset() -> Path | None:
             return None
         return st.selectbox(t("train.sample"), options, key="train_sample", format_func=lambda p: p.name)
     if source == "upload":
-        up = st.file_uploader(t("train.upload"), type=["json", "jsonl"], key="train_upload")
+        kinds = ["json", "jsonl"] if task == "persona" else ["csv", "tsv", "jsonl", "json"]
+        up = st.file_uploader(t("train.upload"), type=kinds, key=f"train_upload_{task}")
         if up is None:
             return None
         path = state.app_dir() / "datasets" / Path(up.name).name
@@ -425,9 +460,9 @@ def _persona_form(data: Path) -> None:
 
 
 def _hparam_input(column, spec) -> Any:
-    """One widget for one TrainConfig field; None means "not set here"."""
-    label = t(HPARAM_LABELS[spec.field]) if spec.field in HPARAM_LABELS else f"train.{spec.field}"
-    key = f"hp_{spec.field}"
+    """One widget for one TrainConfig (or ClassifyConfig) field; None means "not set here"."""
+    label = t(HPARAM_LABELS[spec.field]) if spec.field in HPARAM_LABELS else f"{spec.section}.{spec.field}"
+    key = f"hp_{spec.field}" if spec.section == "train" else f"hp_{spec.section}_{spec.field}"
     if spec.kind is bool:
         choice = column.selectbox(
             label,
@@ -451,11 +486,13 @@ def _hparam_input(column, spec) -> Any:
     return spec.parse(raw) if raw else None
 
 
-def _hparam_inputs() -> dict[str, Any]:
-    """A widget per TrainConfig field, from the table the CLI's flags come from: the page can set them all."""
+def _hparam_inputs(section: str = "train") -> dict[str, Any]:
+    """A widget per field of the section's config, from the table the CLI's flags come from: the page can set
+    them all."""
+    from rolechat.finetune.classify_config import ClassifyConfig
     from rolechat.finetune.config import TrainConfig
 
-    specs = rc_config.flags(TrainConfig, "train")
+    specs = rc_config.flags(ClassifyConfig if section == "classify" else TrainConfig, section)
     first = [s for s in specs if s.field in HPARAM_LABELS]
     rest = [s for s in specs if s.field not in HPARAM_LABELS]
     values: dict[str, Any] = {}
@@ -514,15 +551,28 @@ def _draw(run: RunView) -> None:
         last = steps[-1]
         cols = st.columns(3)
         cols[0].metric(t("train.loss"), f"{last.get('loss', 0) or 0:.4f}")
-        cols[1].metric(t("train.tokens_s"), f"{last.get('tokens_per_s', 0) or 0:,.0f}")
+        if job.task == "classify":
+            before = next((r for r in run.records if r.get("event") == "eval" and r.get("phase") == "before"), {})
+            cols[1].metric(t("train.acc_before"), f"{before.get('accuracy') or 0:.3f}")
+        else:
+            cols[1].metric(t("train.tokens_s"), f"{last.get('tokens_per_s', 0) or 0:,.0f}")
         cols[2].metric(t("train.elapsed"), f"{(last.get('time', job.started) - job.started):.0f} s")
     _chart(run)
     if run.state == "done":
         metrics = next((r.get("metrics") or {} for r in reversed(run.records) if r.get("event") == "done"), {})
-        st.success(t("train.done", name=job.persona))
+        if job.task == "classify":
+            st.success(t("train.clf_done", name=job.persona, acc=metrics.get("accuracy_after") or 0.0))
+            confusion = rc_config.classifiers_dir() / job.persona / "confusion.png"
+            if confusion.is_file():
+                st.image(str(confusion), width=360)
+        else:
+            st.success(t("train.done", name=job.persona))
         if metrics:
             st.json(metrics, expanded=False)
-        st.page_link("ui/pages/chat.py", label=t("train.go_chat"), icon=":material/chat:")
+        if job.task == "classify":
+            st.page_link("ui/pages/classify.py", label=t("train.go_classify"), icon=":material/label:")
+        else:
+            st.page_link("ui/pages/chat.py", label=t("train.go_chat"), icon=":material/chat:")
     elif run.state == "failed":
         st.error(t("train.failed", error=run.error))
     elif run.state == "stopped":
@@ -530,7 +580,8 @@ def _draw(run: RunView) -> None:
     if run.log_tail and run.state in ("failed", "stopped"):
         with st.expander(t("train.log")):
             st.code(run.log_tail, language=None)
-    if run.state in ("starting", "running") and st.button(t("train.stop"), key=f"train_stop_{job.persona}"):
+    stop_key = f"train_stop_{job.persona}" if job.task == "persona" else f"train_stop_{job.task}.{job.persona}"
+    if run.state in ("starting", "running") and st.button(t("train.stop"), key=stop_key):
         stop(job)
 
 
@@ -547,16 +598,42 @@ def _runs_section() -> None:
     if not all_jobs:
         return
     st.subheader(t("train.runs_header"))
-    names = [j.persona for j in all_jobs]
+    names = [j.persona if j.task == "persona" else f"{j.persona} ({t('train.task.' + j.task)})" for j in all_jobs]
     watch = st.session_state.pop("train_watch", None)
     if watch in names or st.session_state.get("train_run_pick") not in names:
         st.session_state["train_run_pick"] = watch if watch in names else names[0]
-    persona = st.selectbox(t("train.run_pick"), names, key="train_run_pick")
-    job = all_jobs[names.index(persona)]
+    picked = st.selectbox(t("train.run_pick"), names, key="train_run_pick")
+    job = all_jobs[names.index(picked)]
     if alive(job.pid):
         _live(job)
     else:
         _draw(view(job))
+
+
+def _classifier_form(data: Path) -> None:
+    from rolechat.finetune.classifier import ClassifierError, check_name
+
+    name = st.text_input(t("train.clf_name"), key="train_clf_name").strip()
+    with st.expander(t("train.hparams"), expanded=False):
+        st.caption(t("train.clf_hparams_help"))
+        hp = _hparam_inputs("classify")
+    exists = bool(name) and (rc_config.classifiers_dir() / name).exists()
+    overwrite = st.checkbox(t("train.clf_overwrite", name=name), key="train_clf_overwrite") if exists else False
+    running = [j for j in jobs() if alive(j.pid)]
+    if running:
+        st.info(t("train.busy", name=running[0].persona))
+    if st.button(t("train.start"), type="primary", key="train_clf_start", disabled=not name or bool(running)):
+        try:
+            check_name(name)
+        except ClassifierError as exc:
+            st.error(str(exc))
+            return
+        if exists and not overwrite:
+            st.error(t("train.clf_exists", name=name))
+            return
+        job = start_classifier(data, name, overwrite=overwrite, hparams=hp)
+        st.session_state["train_watch"] = f"{job.persona} ({t('train.task.classify')})"
+        st.rerun()
 
 
 def render() -> None:
@@ -564,7 +641,17 @@ def render() -> None:
     st.caption(t("train.intro"))
     _runs_section()
     st.subheader(t("train.data_header"))
-    data = _pick_dataset()
+    task = st.radio(
+        t("train.task"),
+        ["persona", "classify"],
+        key="train_task",
+        horizontal=True,
+        format_func=lambda k: t(f"train.task.{k}"),
+    )
+    data = _pick_dataset(task)
     if data is None:
         return
-    _persona_form(data)
+    if task == "classify":
+        _classifier_form(data)
+    else:
+        _persona_form(data)

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API (`rolechat serve`): routes on top of the conversation engine.
+"""The HTTP API (`rolechat serve`): OpenAI-compatible chat, the ChatGLM tutorial endpoint and
+knowledge-base routes, on top of the conversation engine (see rolechat.api.app).
 
 `ServerConfig` imports nothing heavy; `create_app` (FastAPI) is imported on first use.
 """

@@ -1,188 +1,90 @@
-"""An OpenAI-compatible HTTP API over the runtime: `/v1/models`, `/v1/chat/completions` (streaming or not).
+"""The HTTP API of `rolechat serve`, assembled: an OpenAI-compatible chat API over the runtime, the
+classic ChatGLM tutorial endpoint, knowledge-base routes, `/health` and `/metrics`.
 
-Each persona is a "model" (`base` is the plain base model). Requests are served by the same runtime as the
-app and the CLI, so switching persona per request costs nothing and requests never mix personas.
-A request may add `"knowledge_base": "NAME"` (and `"k"`) to answer from a knowledge base with sources, and
-`"rolechat": {"user_name": ..., "user_description": ..., "show_prompt": true}`: who the user is in the
-conversation ({{user}} in cards), and "what the model saw" (`prompt_parts`: every part of the prompt with
-its token count, dropped ones marked) in the response (the first chunk when streaming).
+    app = create_app(runtime, ServerConfig(api_key="..."), engine)   # engine: a rolechat.conversation.Engine
+    uvicorn.run(app, host=..., port=...)
+
+Requests are served by the same runtime as the app and the CLI, through the one conversation engine.
+Routers live in their own modules (chat, tutorial, kb_routes); a new one is `app.include_router(...)` and
+finds what it needs with `rolechat.api.services.services(request)`. See docs/api.md for every route,
+limit and error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-import uuid
-from collections.abc import Iterator
-from typing import Any, Literal
+from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
+from rolechat.api import chat, classify, kb_routes, tutorial
+from rolechat.api.admission import Admission
 from rolechat.api.config import ServerConfig
+from rolechat.api.errors import install_error_handlers
+from rolechat.api.gate import Gate
+from rolechat.api.metrics import CONTENT_TYPE_LATEST, Metrics
+from rolechat.api.services import Services, services
 
-__all__ = ["ServerConfig", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class RolechatOptions(BaseModel):
-    """rolechat's own request extension (field `rolechat`)."""
-
-    user_name: str = Field(default="", max_length=100)
-    user_description: str = Field(default="", max_length=4000)
-    show_prompt: bool = False
-
-
-class ChatRequest(BaseModel):
-    model: str = "base"
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    knowledge_base: str | None = None
-    k: int | None = Field(default=None, ge=1, le=50)
-    rolechat: RolechatOptions | None = None
-
-
-def _persona(runtime: Any, model: str) -> str | None:
-    """Map an OpenAI `model` field to a persona: a persona name, `base`, or the base model's own id."""
-    if model in ("base", "", runtime.info.model_id):
-        return None
-    if model not in runtime.persona_names():
-        runtime.reload_personas()  # a persona trained since start-up
-    if model not in runtime.persona_names():
-        raise HTTPException(404, f"model {model!r} not found; available: {', '.join(runtime.persona_names())}")
-    return model
-
-
 def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = None) -> FastAPI:
-    """Build the FastAPI app over `engine` (a rolechat.conversation.Engine; one over `runtime` by default)."""
-    from rolechat.conversation import Engine, UserPersona
+    """Build the app over `engine` (a rolechat.conversation.Engine; one over `runtime` by default)."""
+    from rolechat.conversation import Engine
 
     server = server or ServerConfig()
     engine = engine or Engine(runtime)
-    app = FastAPI(title="rolechat", version="0.1.0")
+    concurrency = server.max_concurrent or getattr(runtime, "parallel_generations", 1)
+    admission = Admission(concurrency, server.max_queue, server.queue_timeout)
+    metrics = Metrics(queue_depth=lambda: admission.waiting, in_flight=lambda: admission.active)
+    admission.on_reject = lambda reason: metrics.rejected.labels(reason).inc()
+    jobs = kb_routes.IndexJobs(engine)
 
-    def auth(authorization: str | None = Header(default=None)) -> None:
-        if server.api_key and authorization != f"Bearer {server.api_key}":
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        jobs.shutdown()
+
+    app = FastAPI(
+        title="rolechat",
+        version="0.1.0",
+        summary="OpenAI-compatible chat over local role-play and knowledge models.",
+        lifespan=lifespan,
+    )
+    app.state.services = Services(runtime, engine, server, admission, metrics, jobs)
+    install_error_handlers(app)
+    # the docs routes are ordinary routes: behind the key like everything but /health
+    app.add_middleware(
+        Gate,
+        key=server.key(),
+        body_limit=server.max_body_bytes,
+        upload_limit=server.max_upload_bytes,
+        metrics=metrics,
+    )
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "model": runtime.info.model_id, "demo": runtime.info.is_demo}
-
-    @app.get("/v1/models", dependencies=[Depends(auth)])
-    def models() -> dict[str, Any]:
-        runtime.reload_personas()
-        now = int(time.time())
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness and load, answered on the event loop: never waits for the model."""
+        svc = services(request)
+        info = svc.runtime.info
         return {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": now, "owned_by": "rolechat", "root": runtime.info.model_id}
-                for name in runtime.persona_names()
-            ],
+            "status": "ok",
+            "model": info.model_id,
+            "demo": info.is_demo,
+            "in_flight": svc.admission.active,
+            "queued": svc.admission.waiting,
         }
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
-    def chat_completions(req: ChatRequest):
-        persona = _persona(runtime, req.model)
-        params = {
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "seed": req.seed,
-            "max_new_tokens": req.max_completion_tokens or req.max_tokens,
-            "stop": [req.stop] if isinstance(req.stop, str) else req.stop,
-        }
-        messages = [m.model_dump() for m in req.messages]
-        if messages[-1]["role"] != "user":
-            raise HTTPException(400, "the last message must come from the user")
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        options = req.rolechat or RolechatOptions()
-        try:
-            turn = engine.prepare(
-                messages[-1]["content"],
-                character=persona,
-                history=messages[:-1],
-                user=UserPersona(options.user_name, options.user_description),
-                knowledge_base=req.knowledge_base,
-                k=req.k,
-                system=system,
-                params=params,
-            )
-            stream = engine.stream(turn)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        pieces, stats = stream, stream.stats
-        sources = turn.sources or []
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
-        extra = {"sources": sources} if req.knowledge_base else {}
-        if options.show_prompt:
-            extra["prompt_parts"] = turn.what_the_model_saw()
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        return Response(services(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-        def usage() -> dict[str, int] | None:
-            if stats is None:
-                return None
-            return {
-                "prompt_tokens": stats.prompt_tokens,
-                "completion_tokens": stats.completion_tokens,
-                "total_tokens": stats.prompt_tokens + stats.completion_tokens,
-            }
-
-        def finish() -> str:
-            return "length" if stats is not None and stats.finish_reason == "length" else "stop"
-
-        if not req.stream:
-            text = "".join(pieces)
-            return JSONResponse(
-                {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": req.model,
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish()}
-                    ],
-                    "usage": usage(),
-                    **extra,
-                }
-            )
-
-        def events() -> Iterator[str]:
-            def chunk(delta: dict, reason: str | None = None, **more: Any) -> str:
-                body = {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": req.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
-                    **more,
-                }
-                return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-            yield chunk({"role": "assistant", "content": ""}, **extra)
-            try:
-                for piece in pieces:
-                    yield chunk({"content": piece})
-            finally:
-                close = getattr(pieces, "close", None) or getattr(iter(pieces), "close", None)
-                if close:
-                    close()
-            yield chunk({}, finish(), usage=usage())
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
+    app.include_router(chat.router)
+    app.include_router(kb_routes.router)
+    app.include_router(tutorial.router)
+    app.include_router(classify.router)
     return app

@@ -6,18 +6,84 @@ Kept free of FastAPI imports: the CLI builds its flags from this dataclass at st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["ServerConfig"]
 
 
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
 @dataclass
 class ServerConfig:
-    """`rolechat serve` settings (config section `[server]`)."""
+    """Where the API listens, who may call it, and how much it accepts at once."""
 
-    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0 for all)."})
-    port: int = field(default=8000, metadata={"help": "TCP port."})
-    api_key: str = field(default="", metadata={"help": "If set, requests need `Authorization: Bearer <key>`."})
+    host: str = field(default="127.0.0.1", metadata=_help("Address to listen on (0.0.0.0 for all)."))
+    port: int = field(default=8000, metadata=_help("TCP port."))
+    api_key: str = field(
+        default="",
+        metadata=_help(
+            "If set, every route but /health needs `Authorization: Bearer <key>`. Prefer the environment "
+            "(ROLECHAT_SERVER_API_KEY) or api_key_file to a command-line flag, which other users can see."
+        ),
+    )
+    api_key_file: str = field(
+        default="", metadata=_help("A file holding the API key (first line); used when api_key is empty.")
+    )
+    max_concurrent: int = field(
+        default=0,
+        metadata=_help(
+            "Generations run at once; 0 = auto: 1 in-process (the model serves one at a time; more only queue on "
+            "its lock), 64 on the remote backend (llm.backend = openai: the engine batches them)."
+        ),
+    )
+    max_queue: int = field(
+        default=256, metadata=_help("Requests that may wait for a generation slot; beyond it the answer is 429.")
+    )
+    queue_timeout: float = field(
+        default=300.0, metadata=_help("Seconds a request may wait for a generation slot before a 429.")
+    )
+    max_body_bytes: int = field(default=2 * 1024 * 1024, metadata=_help("Largest JSON request body (bytes)."))
+    max_upload_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_help("Largest knowledge-base upload (bytes, all files together).")
+    )
+    max_messages: int = field(default=512, metadata=_help("Most messages (history included) in one request."))
+    max_prompt_chars: int = field(
+        default=131072, metadata=_help("Most characters in all messages of one request (checked before tokenizing).")
+    )
+    max_prompt_tokens: int = field(
+        default=32768,
+        metadata=_help("Most tokens in all messages of one request (longer histories are refused, not trimmed)."),
+    )
 
     def __post_init__(self) -> None:
         if not 0 < int(self.port) < 65536:
             raise ValueError(f"server.port must be 1-65535, got {self.port}")
+        if self.max_concurrent < 0:
+            raise ValueError(f"server.max_concurrent must be >= 0 (0 = auto), got {self.max_concurrent}")
+        for name in ("max_body_bytes", "max_upload_bytes", "max_messages", "max_prompt_chars"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"server.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ValueError(f"server.max_queue must be >= 0, got {self.max_queue}")
+        if not self.queue_timeout > 0:
+            raise ValueError(f"server.queue_timeout must be > 0 seconds, got {self.queue_timeout}")
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"server.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if not self.api_key and self.api_key_file:
+            self.key()  # fail at start-up, naming the file, not on the first request
+
+    def key(self) -> str:
+        """The API key in force: `api_key`, else the first line of `api_key_file`, else "" (no auth)."""
+        if self.api_key or not self.api_key_file:
+            return self.api_key
+        path = Path(self.api_key_file).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"server.api_key_file: cannot read {path}: {exc}") from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise ValueError(f"server.api_key_file: {path} is empty")
+        return key

@@ -39,6 +39,9 @@ def _register() -> None:
 
     for module in (chat, kb, train, serve, character, export):
         module.register(app)
+    from rolechat.cli import classify
+
+    classify.register(app)
 
 
 _register()

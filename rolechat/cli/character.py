@@ -3,6 +3,7 @@
 rolechat character import 凛.png [--name rin] [--overwrite]
 rolechat character export rin --out rin.png            (or .json, --version v2|v3)
 rolechat character import-lorebook world.json --name rin [--replace]
+rolechat character import-memory lines.txt --name rin [--replace]   (角色：「台词」 script, or JSONL of query/reply)
 rolechat character list [--json]
 """
 
@@ -92,6 +93,57 @@ def import_lorebook(
     )
 
 
+@character_app.command("import-memory")
+def import_memory(
+    file: Path = typer.Argument(
+        ...,
+        help='Lines to remember: a script of `角色：「台词」` lines (also `角色:"台词"`, `角色：台词`; other '
+        "speakers' lines become what was said to the character) or JSONL of {query, reply}.",
+    ),
+    name: str = typer.Option(..., "--name", "-n", help="The character (persona name) whose memory it is."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the character's memory instead of adding to it."),
+) -> None:
+    """Give a character a memory of its lines (memory.jsonl): each turn the most relevant ones join the prompt."""
+    from rolechat import settings
+    from rolechat.conversation.characters import load_character
+    from rolechat.conversation.memory import import_memory
+    from rolechat.llm.personas import discover
+
+    roots = [settings.personas_dir(), *(Path(p).expanduser() for p in _persona_dirs())]
+    entry = next((e for e in discover(roots) if e.name == name), None)
+    if entry is None or entry.manifest is None:
+        why = f" ({entry.error})" if entry is not None else ""
+        fail(f"no persona {name!r} under {', '.join(str(r) for r in roots)}{why}")
+    manifest = entry.manifest
+    try:
+        card = load_character(manifest)
+    except ValueError as exc:
+        fail(str(exc))
+    speaker = card.name if card is not None else manifest.display_name or name
+    try:
+        path, added = import_memory(entry.path, file, speaker, [manifest.display_name, name], replace=replace)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(
+        f"{'replaced' if replace else 'added'} {added} memory entries of {escape(name)} -> {escape(str(path))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _memory_size(folder: Path) -> int:
+    """Entries in the folder's memory.jsonl (0 without one); a bad file is an error naming its line."""
+    from rolechat.llm.memoryfile import MEMORY_FILE, read_memory
+
+    path = folder / MEMORY_FILE
+    if not path.is_file():
+        return 0
+    try:
+        return len(read_memory(path))
+    except ValueError as exc:
+        fail(str(exc))
+
+
 @character_app.command("show")
 def show_character(
     name: str = typer.Argument(..., help="Persona name of the character."),
@@ -130,6 +182,7 @@ def show_character(
         "example_dialogues": example_dialogues(char, user),
         "post_history_instructions": char.post_history_instructions,
         "lorebook": lore,
+        "memory_entries": _memory_size(entry.path),
         "creator_notes": char.creator_notes,
     }
     if as_json:
@@ -154,6 +207,8 @@ def show_character(
                 "yes" if e["enabled"] else "no",
             )
         console.print(table)
+    if info["memory_entries"]:
+        console.print(f"[bold]memory[/] {info['memory_entries']} remembered exchanges (memory.jsonl)", highlight=False)
     if char.creator_notes.strip():
         console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
 

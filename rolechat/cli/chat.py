@@ -88,6 +88,66 @@ def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, st
     return [{"role": "assistant", "content": greeting}] if greeting else []
 
 
+def _scene(engine, characters: list[str], order: str, message: str | None, user, params, show_prompt, quiet) -> None:
+    """`chat --scene A,B`: each message from the user gets one round, every character replying once in the
+    scene's speaker order, each with its own card and adapter; lines print as `名字: reply`."""
+    from rolechat.conversation.scene import clean_reply, speaking_order
+
+    try:
+        names = engine.scene_names(characters)
+        speaking_order(characters, [], order, names)  # checks the scene and the order
+    except ValueError as exc:
+        fail(str(exc))
+    history: list[dict[str, str]] = []
+
+    def round_of(line: str) -> None:
+        said = line
+        for speaker in speaking_order(characters, [*history, {"role": "user", "content": line}], order, names):
+            turn = engine.prepare_scene(
+                said, characters=characters, speaker=speaker, history=history, user=user, params=params
+            )
+            if show_prompt:
+                print_parts(turn)
+            if said:
+                history.append({"role": "user", "content": said})
+                said = ""
+            if quiet:
+                reply = clean_reply(engine.stream(turn).join(), names[speaker])
+                typer.echo(f"{names[speaker]}: {reply}")
+            else:
+                console.print(f"[bold magenta]{escape(names[speaker])}:[/] ", end="", highlight=False)
+                reply = clean_reply(_stream_reply(engine, turn), names[speaker])
+            history.append({"role": "assistant", "content": reply, "name": speaker})
+
+    if message is not None:
+        try:
+            round_of(message)
+        except ValueError as exc:
+            fail(str(exc))
+        return
+    err_console.print(f"[dim]scene: {', '.join(names.values())} · order: {order} · /reset, /exit[/]", highlight=False)
+    while True:
+        try:
+            line = console.input("[bold cyan]scene>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/reset":
+            history = []
+            err_console.print("[dim]history cleared[/]")
+            continue
+        try:
+            round_of(line)
+        except ValueError as exc:
+            err_console.print(str(exc), style="red", markup=False, highlight=False)
+        except KeyboardInterrupt:
+            console.print("\n[dim](stopped)[/]")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @config_flags("llm", "chat")
@@ -100,11 +160,18 @@ def register(app: typer.Typer) -> None:
         user_description: str = USER_DESCRIPTION_OPTION,
         greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
         show_prompt: bool = SHOW_PROMPT_OPTION,
+        scene: str | None = typer.Option(
+            None, "--scene", help="A scene with several characters, comma-separated persona names (e.g. A,B)."
+        ),
+        order: str = typer.Option(
+            "natural", "--order", help="Scene speaker order: natural (who is named speaks first) or round-robin."
+        ),
         config: Overrides | None = None,
     ) -> None:
         """Chat with the base model, a persona or a character in the terminal (streaming).
 
-        A chat with a character opens with its greeting, as the first turn the model sees."""
+        A chat with a character opens with its greeting, as the first turn the model sees. With --scene, every
+        message gets one round: each character replies once, with its own card and adapter."""
         from rolechat.llm import PersonaError
 
         rt = load_runtime_or_fail(config["llm"])
@@ -113,6 +180,10 @@ def register(app: typer.Typer) -> None:
         engine = engine_or_fail(rt, chat_overrides=config["chat"])
         user = user_persona(user_name, user_description)
         params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
+        if scene is not None:
+            characters = [c.strip() for c in scene.split(",") if c.strip()]
+            _scene(engine, characters, order, message, user, params, show_prompt, quiet)
+            return
         try:
             rt.manifest(persona)
         except PersonaError as exc:

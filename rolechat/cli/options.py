@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "rag": "rolechat.rag.config:RAGConfig",
     "chat": "rolechat.conversation.config:ConversationConfig",
     "train": "rolechat.finetune.config:TrainConfig",
+    "classify": "rolechat.finetune.classify_config:ClassifyConfig",
     "server": "rolechat.api.config:ServerConfig",
 }
 

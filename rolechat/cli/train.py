@@ -126,13 +126,36 @@ def _character(name_or_file: str, persona, system, display_name, description):
     )
 
 
+def _print_result(persona: str, result) -> None:
+    m = result.metrics
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    console.print(f"[bold green]persona {persona}[/] -> {result.output}", highlight=False)
+    console.print(
+        f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
+        f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
+        f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
+        f"{fmt(m['perplexity_after'])})",
+        highlight=False,
+    )
+    console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
     def train(
-        data: Path | None = typer.Option(None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL."),
+        data: Path | None = typer.Option(
+            None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL (classify: CSV / TSV / JSONL)."
+        ),
         persona: str | None = typer.Option(
-            None, "--persona", "-p", help="Persona (folder) name (default: the --character's name)."
+            None, "--persona", "-p", "--name", help="Persona (folder) name (default: the --character's name)."
+        ),
+        task: str = typer.Option(
+            "persona",
+            "--task",
+            help="persona (a LoRA persona) or classify (a text classifier, as `rolechat train-classifier`: the "
+            "[train] flags it shares, --epochs, --lr, --batch-size ..., and --base apply; its own settings such as "
+            "classify.text_column come from the config file or ROLECHAT_CLASSIFY_*).",
         ),
         character: str | None = typer.Option(
             None,
@@ -154,10 +177,32 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
         out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
+        eval_persona: bool = typer.Option(
+            False, "--eval-persona", help="Afterwards, compare the persona with the base model (rolechat eval-persona)."
+        ),
         config: Overrides | None = None,
     ) -> None:
         """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
         from rolechat.finetune.data import DataError
+
+        if task not in ("persona", "classify"):
+            fail(f"--task must be persona or classify, got {task!r}")
+        if task == "classify":
+            from rolechat.cli.classify import classify_overrides, run_classifier_training
+
+            if persona is None:
+                fail("--name is required with --task classify")
+            run_classifier_training(
+                data,
+                persona,
+                classify_overrides(config or {}),
+                out=out,
+                description=description,
+                resume=resume,
+                overwrite=overwrite,
+                json_out=json_out,
+            )
+            return
         from rolechat.llm.personas import PersonaError, check_name
 
         card, avatar = None, None
@@ -231,17 +276,15 @@ def register(app: typer.Typer) -> None:
         m = result.metrics
         if json_out:
             console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
-            return
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"
-        console.print(f"[bold green]persona {persona}[/] -> {result.output}", highlight=False)
-        console.print(
-            f"steps {m['steps']} · {m['train_runtime_s']} s · {m['tokens_per_s']:,} real tokens/s · "
-            f"padding {m['padding_fraction']:.1%} · eval loss {fmt(m['eval_loss_before'])} -> "
-            f"{fmt(m['eval_loss_after'])} (perplexity {fmt(m['perplexity_before'])} -> "
-            f"{fmt(m['perplexity_after'])})",
-            highlight=False,
-        )
-        console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
+        else:
+            _print_result(persona, result)
+        if eval_persona:  # a second JSON document with --json
+            from rolechat.cli.classify import run_persona_eval
+
+            llm = (config or {}).get("llm") or {}
+            run_persona_eval(
+                persona, json_out=json_out, llm_overrides=llm, max_new_tokens=llm.get("max_new_tokens") or 96
+            )
 
     @app.command()
     @config_flags("llm", aliases={"llm.model": ["--base"]})

@@ -1,7 +1,7 @@
 """The conversation layer: the one place that joins the model runtime (`rolechat.llm`) and the knowledge
 bases (`rolechat.rag`) into the messages the runtime renders. The app, the CLI and the API call it;
 it never imports them. See `rolechat.conversation.engine` for the interface, `card` and `lorebook` for
-characters and world info.
+characters and world info, `memory` for a character's memory of its lines.
 """
 
 from importlib import import_module
@@ -30,11 +30,14 @@ _EXPORTS = {
     "CardError": "lorebook",
     "Lorebook": "lorebook",
     "LoreEntry": "lorebook",
+    "CharacterMemory": "memory",
+    "import_memory": "memory",
 }
 
 __all__ = [
     "CardError",
     "Character",
+    "CharacterMemory",
     "ContextOverflow",
     "ConversationConfig",
     "Engine",
@@ -47,6 +50,7 @@ __all__ = [
     "apply_macros",
     "example_dialogues",
     "greetings",
+    "import_memory",
     "read_card",
     "read_lorebook",
     "source_rows",

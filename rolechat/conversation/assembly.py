@@ -11,10 +11,10 @@ A turn's prompt is built from pieces (`PromptPart`s) that land in four places:
 
 `Assembly.fit` first applies each kind's own budget (`ConversationConfig`), then measures the rendered prompt
 with the runtime's own tokenizer and template and, while it is longer than the context allows, drops pieces
-in a fixed order: example blocks (last first), history (oldest first), knowledge passages (worst-ranked
-first), character memory, triggered lore, always-on lore (last in insertion order first). The system prompt,
-the card, the user persona, the message and the post-history instructions are never dropped; when they
-alone do not fit, `ContextOverflow` says by how much.
+in a fixed order: example blocks (last first), history (oldest first), the summary of older turns, knowledge
+passages (worst-ranked first), character memory, triggered lore, always-on lore (last in insertion order first).
+The system prompt, the card, the user persona, the message and the post-history instructions are never dropped;
+when they alone do not fit, `ContextOverflow` says by how much.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 __all__ = ["Assembly", "ContextOverflow", "Piece", "PromptPart", "DROP_ORDER"]
 
 # Kinds a full context drops, first dropped first (the reverse of their priority).
-DROP_ORDER = ("example", "history", "knowledge", "memory", "lore-triggered", "lore-constant")
+DROP_ORDER = ("example", "history", "summary", "knowledge", "memory", "lore-triggered", "lore-constant")
 MESSAGE_OVERHEAD = 5  # tokens a chat template adds per message (ChatML: <|im_start|>role\n ... <|im_end|>\n)
 CONTIGUOUS = ("example", "history")  # kinds kept as an unbroken run (no gaps in a conversation)
 
@@ -40,7 +40,8 @@ class PromptPart:
     """One piece of the prompt, for the "what the model saw" view.
 
     kind: system, card, user-persona, lore-constant, lore-triggered, memory, knowledge, example, history,
-    message, depth-prompt (the card's character's note), post-history (and question: the standalone question a
+    message, depth-prompt (the card's character's note), post-history, summary (of older turns no longer sent)
+    (and question: the standalone question a
     knowledge base was searched with, not sent).
     """
 

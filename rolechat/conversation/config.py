@@ -33,7 +33,10 @@ class ConversationConfig:
     )
     memory_tokens: int = field(
         default=512,
-        metadata=_help("most tokens of the character's remembered lines per turn; 0 = no limit but the context"),
+        metadata=_help(
+            "most tokens of the character's remembered exchanges (memory.jsonl) per turn, most relevant first; "
+            "0 = the 8 most relevant, as far as the context allows"
+        ),
     )
     knowledge_tokens: int = field(
         default=2048,

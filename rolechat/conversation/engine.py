@@ -28,7 +28,8 @@ keys are ignored); a chat with a character starts with its greeting as the first
 
 The prompt, in order: one system message (the persona's or card's system prompt, the caller's system text,
 lore placed before the character, the card's description, personality and scenario, lore placed after it,
-the user persona's description, character memory), the card's example dialogues as example turns, the
+the user persona's description, character memory: the exchanges of the persona folder's memory.jsonl most
+like the new message and the one before it, see `memory`), the card's example dialogues as example turns, the
 history (with the card's character's note, `extensions.depth_prompt`, that many messages from the end), then
 the new message followed by the card's post-history instructions. Each part is within its
 budget (`ConversationConfig`, section `[chat]`) and the whole never exceeds the model's context minus the
@@ -40,6 +41,12 @@ Knowledge-base turns keep the answer prompt of `rag.prompts` (or `rag.prompt`) a
 as the demo model learned it, after an optional standalone-question rewrite (`rag.condense_prompt`) of a
 follow-up; they carry the system message but no history or example turns. When retrieval finds nothing
 the reply is `rag.prompts.NOT_FOUND` and the model is not called.
+
+Scenes (several characters, see `scene`): `engine.prepare_scene(message, characters=["a", "b"], speaker="b",
+history=[... assistant lines with "name": the persona that said them], user=...)` is the turn of `speaker`
+with its own card and adapter, the others' lines as named user-side turns and stop strings at their names;
+`engine.next_speaker(characters, history, order="natural" | "round-robin")` says who speaks next. A long chat
+passes `summary=` (the summary of the turns no longer in `history`, `summary.summarise`) to `prepare`.
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ class Turn:
     question: str = ""  # what the knowledge base was searched with
     fixed_reply: str | None = None  # set when the reply is known without the model (nothing found)
     prompt_tokens: int = 0  # the rendered prompt's length in tokens
+    speaker: str = ""  # in a scene: the persona that replies
     budget: int = 0  # what the context leaves for the prompt
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
@@ -146,6 +154,8 @@ class Engine:
         self._kbs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._memories: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # memory.jsonl -> (stamp, index)
+        self._memory_lock = threading.Lock()
 
     # -- knowledge bases ----------------------------------------------------------------------------------
 
@@ -175,6 +185,11 @@ class Engine:
         """Close every knowledge base this engine opened (the engine stays usable)."""
         for name in list(self._kbs):
             self.forget_knowledge_base(name)
+
+    @property
+    def embeddings(self) -> Any:
+        """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
+        return self._embeddings
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
         """Rewrite a follow-up into a question that stands alone (greedy, short, by the same model)."""
@@ -229,11 +244,60 @@ class Engine:
         return options[index]
 
     def memory(self, character: Any, texts: Sequence[str], user: UserPersona) -> list[PromptPart]:
-        """The character's remembered lines relevant to `texts`, as memory parts (most relevant first).
+        """The character's remembered exchanges most like `texts` (the recent conversation, newest last), packed
+        greedily into `chat.memory_tokens`, as memory parts (most relevant first); [] for a character without
+        a memory (`character`: a persona name; a `Character` used without a folder has none).
 
-        Characters have no memory yet, so this is empty; the assembly already gives memory its place
-        (after the card, in the system message) and its budget (`chat.memory_tokens`)."""
-        return []
+        The memory is `memory.jsonl` in the persona folder (`rolechat.llm.memoryfile`); its index is built on
+        first use and rebuilt when the file changes. Dense retrieval joins BM25 when `rag.embedder` is set."""
+        if not isinstance(character, str) or character in ("", "base"):
+            return []
+        folder = next((e.path for e in self.runtime.personas() if e.name == character), None)
+        if folder is None:
+            return []
+        memory = self._memory_of(Path(folder))
+        if memory is None:
+            return []
+        manifest = self.runtime.manifest(character)
+        card = self._card_of(manifest)
+        speaker = card.name if card is not None else (manifest.display_name or manifest.name)
+        kept = memory.recall(texts, self.count_tokens, self.chat_cfg.memory_tokens, speaker)
+        return [PromptPart("memory", f"memory: {entry.source or 'line'}", tokens, text) for entry, text, tokens in kept]
+
+    def _memory_of(self, folder: Path) -> Any:
+        """The cached index of `folder`'s memory.jsonl (None without one), rebuilt when the file changes."""
+        import hashlib
+
+        from rolechat import settings
+        from rolechat.conversation.memory import CharacterMemory
+        from rolechat.llm.memoryfile import MEMORY_FILE
+
+        path = folder / MEMORY_FILE
+        try:
+            st = path.stat()
+        except OSError:
+            self._memories.pop(path, None)
+            return None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._memory_lock:
+            cached = self._memories.get(path)
+            if cached is None or cached[0] != stamp:
+                cache = settings.cache_dir() / "memory" / hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+                cached = (stamp, CharacterMemory.load(path, self._memory_embeddings(), cache))
+                self._memories[path] = cached
+            return cached[1]
+
+    def _memory_embeddings(self) -> Any:
+        """The embedder dense memory retrieval uses: only one configured on purpose (`rag.embedder`); the bundled
+        default reads English only, so by default memory retrieval is BM25 alone."""
+        if not self.rag_cfg.embedder:
+            return None
+        if self._embeddings is None:
+            from rolechat.rag.embedder import Embedder
+
+            cfg = self.rag_cfg
+            self._embeddings = Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
+        return self._embeddings
 
     # -- assembly -----------------------------------------------------------------------------------------
 
@@ -276,8 +340,10 @@ class Engine:
         condense: bool = True,
         system: str = "",
         params: GenerationParams | Mapping[str, Any] | None = None,
+        summary: str = "",
     ) -> Turn:
-        """Build the turn for `message` (see the module docstring).
+        """Build the turn for `message` (see the module docstring). `summary`: the summary of older turns that
+        are no longer in `history` (`summary.summarise`), at the end of the system part.
 
         Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
         parts that are never dropped do not fit the context."""
@@ -292,7 +358,10 @@ class Engine:
         past = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
         make = self.pieces()
         scan = [*[m["content"] for m in past], message]
-        pieces = make.system(manifest, card, user, system, scan, self.memory(card, scan, user))
+        pieces = make.system(manifest, card, user, system, scan, self.memory(persona, scan[-2:], user))
+        if summary.strip() and not knowledge_base:
+            text = f"此前对话的概要：{summary.strip()}"
+            pieces.append(Piece(make.part("summary", "summary of earlier turns", text), "system"))
         parts_before: list[PromptPart] = []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
@@ -382,3 +451,66 @@ class Engine:
         start = time.perf_counter()
         turn, stream = self.reply(message, **kwargs)
         return turn, stream.join(), time.perf_counter() - start
+
+    # -- scenes (several characters, one adapter each; see `scene`) ----------------------------------------
+
+    def display_name(self, persona: str) -> str:
+        """The name a character goes by in a scene: its card's name, else its display name, else `persona`."""
+        card = self.character(persona)
+        if card is not None and card.name.strip():
+            return card.name.strip()
+        manifest = self.runtime.manifest(persona)
+        return (manifest.display_name if manifest else "") or persona
+
+    def scene_names(self, characters: Sequence[str]) -> dict[str, str]:
+        """persona -> the name it goes by, for every character of a scene (PersonaError for an unknown one)."""
+        return {p: self.display_name(p) for p in characters}
+
+    def next_speaker(self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural"):
+        """Who speaks next in the scene (`scene.ORDERS`: natural or round-robin)."""
+        from rolechat.conversation.scene import next_speaker
+
+        return next_speaker(characters, history, order, self.scene_names(characters))
+
+    def prepare_scene(
+        self,
+        message: str,
+        *,
+        characters: Sequence[str],
+        speaker: str,
+        history: Sequence[Mapping[str, Any]] = (),
+        user: UserPersona | None = None,
+        system: str = "",
+        params: GenerationParams | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Turn:
+        """The turn of `speaker` in a scene with `characters` (persona names): its own card and adapter, the
+        others' lines as named user-side turns, stop strings at every other name (see `scene`).
+
+        `history` holds the scene so far, each assistant line with the persona that said it in "name";
+        `message` is the user's new line ("" when the characters go on among themselves). ValueError for a
+        scene of fewer than two characters or a speaker outside it."""
+        from dataclasses import replace
+
+        from rolechat.conversation.scene import check_scene, scene_note, scene_transcript, stop_strings
+
+        characters = list(characters)
+        check_scene(characters, speaker)
+        user = user or UserPersona()
+        names = self.scene_names(characters)
+        past, last = scene_transcript(history, message, speaker, names, user.name)
+        gen = self.runtime.params(params)
+        stops = [s for s in stop_strings(speaker, names, user.name) if s not in gen.stop]
+        gen = replace(gen, stop=[*gen.stop, *stops])
+        note = scene_note(speaker, names, user.name)
+        turn = self.prepare(
+            last,
+            character=speaker,
+            history=past,
+            user=user,
+            system=f"{note}\n\n{system}" if system else note,
+            params=gen,
+            **kwargs,
+        )
+        turn.speaker = speaker
+        return turn

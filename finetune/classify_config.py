@@ -1,0 +1,103 @@
+"""Settings of text-classifier training (config section `[classify]`, environment `ROLECHAT_CLASSIFY_<FIELD>`).
+
+A classifier is a LoRA adapter plus a trained classification head on a base model: an encoder (BERT
+family) or a decoder (Qwen family) through `AutoModelForSequenceClassification`. With `model` empty the
+base is `llm.model`, else the built-in demo model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["ClassifyConfig"]
+
+SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class ClassifyConfig:
+    """How a text-classifier adapter is trained."""
+
+    model: str = field(
+        default="",
+        metadata=_help(
+            "Base model of classifiers (folder or cached hub id; BERT-family encoder or Qwen-family decoder); "
+            "empty = llm.model, else the built-in demo model."
+        ),
+    )
+    text_column: str = field(default="text", metadata=_help("Column (CSV/TSV header or JSON key) holding the text."))
+    label_column: str = field(default="label", metadata=_help("Column (CSV/TSV header or JSON key) holding the label."))
+    epochs: float = field(default=3.0, metadata=_help("Passes over the training rows (ignored when max_steps > 0)."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 = use epochs."))
+    learning_rate: float = field(default=1e-3, metadata=_help("Peak learning rate (AdamW) of LoRA and head."))
+    schedule: str = field(default="linear", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
+    warmup_ratio: float = field(default=0.06, metadata=_help("Fraction of the steps spent warming up."))
+    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))
+    batch_size: int = field(default=16, metadata=_help("Texts per step (padded to the longest in the batch)."))
+    max_length: int = field(default=256, metadata=_help("Most tokens per text; longer texts are cut at the end."))
+    rank: int = field(default=8, metadata=_help("LoRA rank r."))
+    alpha: int = field(default=16, metadata=_help("LoRA alpha (scale = alpha / rank)."))
+    dropout: float = field(default=0.1, metadata=_help("LoRA dropout."))
+    target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata=_help("Modules that get LoRA: all-linear, or names such as query,value (BERT) / q_proj,v_proj."),
+    )
+    train_embeddings: bool = field(
+        default=False,
+        metadata=_help(
+            "Also train (and save with the adapter) the token embeddings: helps a base whose vocabulary "
+            "barely covers the texts, such as the demo model; costs adapter size."
+        ),
+    )
+    eval_ratio: float = field(
+        default=0.1, metadata=_help("Held-out share (stratified by label) for accuracy / macro-F1; 0 = none.")
+    )
+    save_steps: int = field(default=200, metadata=_help("Write a resumable checkpoint every N steps."))
+    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
+    logging_steps: int = field(default=10, metadata=_help("Log loss every N steps."))
+    seed: int = field(default=42, metadata=_help("Seed for the split, shuffling, head and LoRA init."))
+    strict: bool = field(default=False, metadata=_help("Fail on the first bad row instead of skipping it."))
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"classify.{name} {message}, got {getattr(self, name)!r}")
+
+        if isinstance(self.target_modules, str):
+            self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
+        need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "must name a column")
+        need(isinstance(self.label_column, str) and bool(self.label_column), "label_column", "must name a column")
+        need(self.text_column != self.label_column, "label_column", "must differ from text_column")
+        need(self.epochs > 0, "epochs", "must be > 0")
+        need(self.max_steps >= 0, "max_steps", "must be >= 0")
+        need(self.learning_rate > 0, "learning_rate", "must be > 0")
+        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
+        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        need(self.max_length >= 8, "max_length", "must be >= 8")
+        need(self.rank >= 1, "rank", "must be >= 1")
+        need(self.alpha >= 1, "alpha", "must be >= 1")
+        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        need(
+            bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+            "target_modules",
+            "must name at least one module (or all-linear)",
+        )
+        need(0 <= self.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
+        need(self.save_steps >= 1, "save_steps", "must be >= 1")
+        need(self.save_total_limit >= 1, "save_total_limit", "must be >= 1")
+        need(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+
+    @property
+    def target(self) -> str | list[str]:
+        """What peft's LoraConfig.target_modules expects."""
+        return "all-linear" if self.target_modules == ["all-linear"] else list(self.target_modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,495 @@
+"""A classifier training run: labelled file -> LoRA + classification head (HF Trainer) -> classifier folder.
+
+The run mirrors persona training: data are validated before torch loads, progress goes to the same
+JSON-lines progress file (`runs_dir()/classifiers/NAME/progress.jsonl`, read by the app), checkpoints
+every `save_steps` let `--resume` continue after a kill, and the folder is written into a staging
+directory and renamed into place at the end. Accuracy and macro-F1 on the held-out split are measured
+before and after training; the confusion matrix is drawn into `confusion.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rolechat import settings as rc
+from rolechat.finetune.batching import LengthGroupedSampler
+from rolechat.finetune.classifier import (
+    ClassifierManifest,
+    check_name,
+    encode_texts,
+    load_base_classifier,
+)
+from rolechat.finetune.classify_config import ClassifyConfig
+from rolechat.finetune.classify_data import LabeledData, LabeledRow, load_labeled, stratified_split
+from rolechat.finetune.model import TrainError
+from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.finetune.trainer import _data_hash, _place, _resume_point
+
+__all__ = [
+    "ClassifyResult",
+    "classify_run_dir",
+    "classify_progress_path",
+    "resolve_base",
+    "scores",
+    "plot_confusion",
+    "train_classifier",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+
+def classify_run_dir(name: str) -> Path:
+    """Checkpoints, progress file and run record of one classifier's training."""
+    return rc.runs_dir() / "classifiers" / name
+
+
+def classify_progress_path(name: str) -> Path:
+    return classify_run_dir(name) / "progress.jsonl"
+
+
+@dataclass
+class ClassifyResult:
+    """A finished run: where the classifier went and what it measured."""
+
+    name: str
+    output: Path
+    manifest: ClassifierManifest
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_base(cfg: ClassifyConfig, llm_cfg: Any) -> Any:
+    """The base model: classify.model, else llm.model (or its cached default hub model), else the demo model."""
+    from rolechat.llm.loader import resolve_model
+
+    if cfg.model:
+        return resolve_model(cfg.model)
+    return resolve_model(getattr(llm_cfg, "model", ""), getattr(llm_cfg, "default_hub_model", ""))
+
+
+def scores(y_true: Sequence[int], y_pred: Sequence[int], n_labels: int) -> dict[str, Any]:
+    """Accuracy, macro-F1 (mean of per-label F1, a label never predicted nor present excluded) and the
+    confusion matrix (rows: true label, columns: predicted)."""
+    matrix = [[0] * n_labels for _ in range(n_labels)]
+    for t, p in zip(y_true, y_pred):
+        matrix[t][p] += 1
+    f1s = []
+    for k in range(n_labels):
+        tp = matrix[k][k]
+        fp = sum(matrix[j][k] for j in range(n_labels)) - tp
+        fn = sum(matrix[k]) - tp
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    n = len(y_true)
+    return {
+        "accuracy": sum(matrix[k][k] for k in range(n_labels)) / n if n else None,
+        "macro_f1": sum(f1s) / len(f1s) if f1s else None,
+        "confusion": matrix,
+        "n": n,
+    }
+
+
+def plot_confusion(matrix: list[list[int]], labels: Sequence[str], out: str | Path, title: str = "") -> Path:
+    """Draw the confusion matrix (counts, row-normalised colours) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    names = list(labels)
+    if not all(name.isascii() for name in names):  # CJK label names need a CJK font, else boxes
+        known = ("WenQuanYi", "Noto Sans CJK", "SimHei", "Heiti")
+        cjk = [f.name for f in font_manager.fontManager.ttflist if any(k in f.name for k in known)]
+        if cjk:
+            plt.rcParams["font.sans-serif"] = [cjk[0], *plt.rcParams["font.sans-serif"]]
+        else:
+            names = [f"#{i}" for i in range(len(names))]
+    n = len(names)
+    size = min(2.4 + 0.5 * n, 12)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=100)
+    norm = [[v / max(sum(row), 1) for v in row] for row in matrix]
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", color="white" if norm[i][j] > 0.5 else "black")
+    ax.set_xticks(range(n), names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title if title.isascii() else "")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+class _Rows:
+    """Tokenized rows for the Trainer, with their lengths for the length-grouped sampler."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int]) -> None:
+        self.rows = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+        self.lengths = [len(i) for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+def _predict(model: Any, tokenizer: Any, rows: _Rows, batch_size: int) -> list[int]:
+    import torch
+
+    if not len(rows):
+        return []
+    device = next(p.device for p in model.parameters() if p.numel())
+    order = sorted(range(len(rows)), key=rows.lengths.__getitem__)
+    preds = [0] * len(rows)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = tokenizer.pad({"input_ids": [rows.rows[i]["input_ids"] for i in chunk]}, return_tensors="pt")
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            for i, p in zip(chunk, logits.argmax(-1).tolist()):
+                preds[i] = p
+    model.train(was_training)
+    return preds
+
+
+def _evaluate(model: Any, tokenizer: Any, rows: _Rows, n_labels: int, batch_size: int) -> dict[str, Any] | None:
+    if not len(rows):
+        return None
+    return scores([r["labels"] for r in rows.rows], _predict(model, tokenizer, rows, batch_size), n_labels)
+
+
+def _callback(progress: ProgressLog, show_bar: bool):
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """Progress bar (loss) and the JSON-lines progress file, as persona training writes them."""
+
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if show_bar and state.is_world_process_zero:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            progress.step = state.global_step
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                progress.write(
+                    "step",
+                    step=state.global_step,
+                    max_steps=state.max_steps,
+                    epoch=logs.get("epoch"),
+                    loss=logs["loss"],
+                    learning_rate=logs.get("learning_rate"),
+                )
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return ProgressCallback()
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class GroupedTrainer(Trainer):
+        """Batches of similar length (dynamic padding pads each to its own longest text)."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return LengthGroupedSampler(
+                dataset.lengths, self.args.train_batch_size * self.args.world_size, seed=self.args.seed
+            )
+
+    return GroupedTrainer
+
+
+def _wrap(model: Any, cfg: ClassifyConfig) -> tuple[Any, list[str]]:
+    """LoRA on the body; the head (and with train_embeddings the token embeddings) trained whole and saved."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    heads = [name for name in ("pre_classifier", "classifier", "score") if hasattr(model, name)]
+    saved = list(heads)
+    if cfg.train_embeddings:
+        emb = model.get_input_embeddings()
+        saved += [name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if mod is emb][:1]
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target,
+        modules_to_save=list(saved),  # peft extends the list it is given
+    )
+    torch.manual_seed(cfg.seed)
+    try:
+        return get_peft_model(model, lora), saved
+    except ValueError as exc:
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)} - set(heads)
+        )
+        raise TrainError(
+            f"--target-modules {','.join(cfg.target_modules)}: {exc}. Linear modules of this model: "
+            f"{', '.join(linear)} (or all-linear)"
+        ) from None
+
+
+def _training_args(cfg: ClassifyConfig, folder: Path, device: str, n_train: int):
+    import torch
+    from transformers import TrainingArguments
+
+    steps = cfg.max_steps or math.ceil(math.ceil(n_train / cfg.batch_size) * cfg.epochs)
+    cuda = device.startswith("cuda")
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=str(folder),
+        per_device_train_batch_size=cfg.batch_size,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.schedule,
+        warmup_steps=math.ceil(steps * cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="no",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        use_cpu=device == "cpu",
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+    )
+
+
+def train_classifier(
+    data: str | Path | None,
+    name: str,
+    cfg: ClassifyConfig | None = None,
+    llm_cfg: Any = None,
+    *,
+    out: str | Path | None = None,
+    description: str = "",
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
+    show_progress: bool = True,
+) -> ClassifyResult:
+    """Train classifier `name` on `data` and write its folder (classifiers_dir()/NAME or `out`).
+
+    With `resume=True` the run continues from its last checkpoint with the data and settings it was
+    started with. Failures are written to the progress file before they propagate.
+    """
+    check_name(name)
+    folder = classify_run_dir(name)
+    progress = ProgressLog(folder / "progress.jsonl", fresh=not resume)
+    try:
+        if resume:
+            last, run = _resume_point(folder, folder / RUN_FILE)
+            cfg, data, out = ClassifyConfig(**run["config"]), run["data"], run.get("out") or out
+            description = run.get("description", "")
+            if _data_hash(data) != run["data_hash"]:
+                raise TrainError(f"{data} changed since the run started; start over with --overwrite")
+        else:
+            last, run = None, None
+            cfg = cfg or ClassifyConfig()
+            if data is None:
+                raise TrainError("--data is required (except with --resume)")
+        labeled = load_labeled(
+            data, text_column=cfg.text_column, label_column=cfg.label_column, strict=cfg.strict
+        )  # bad data fails here, before torch loads
+        final = Path(out).expanduser() if out else rc.classifiers_dir() / name
+        if not resume:
+            if final.exists() and not overwrite:
+                raise TrainError(f"classifier folder {final} already exists; pass --overwrite to replace it")
+            if any(folder.glob("checkpoint-*")):
+                if not overwrite:
+                    raise TrainError(
+                        f"an unfinished run of classifier {name!r} has checkpoints in {folder}; pass --resume to "
+                        "continue it or --overwrite to start over"
+                    )
+                for old in folder.glob("checkpoint-*"):
+                    shutil.rmtree(old, ignore_errors=True)
+        if run is not None and run["labels"] != labeled.labels:
+            raise TrainError(f"{data}: its labels changed since the run started; start over with --overwrite")
+        return _run(labeled, name, cfg, llm_cfg, progress, last, run, final, description, callbacks, show_progress)
+    except BaseException as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted (resume with --resume)"
+        progress.write("error", status="failed", step=progress.step, error=message)
+        raise
+
+
+def _run(
+    labeled: LabeledData,
+    name: str,
+    cfg: ClassifyConfig,
+    llm_cfg: Any,
+    progress: ProgressLog,
+    last: str | None,
+    run: dict[str, Any] | None,
+    final: Path,
+    description: str,
+    callbacks: Sequence[Any],
+    show_progress: bool,
+) -> ClassifyResult:
+    from transformers import DataCollatorWithPadding
+    from transformers.trainer_callback import PrinterCallback
+
+    from rolechat.llm.loader import fingerprint, pick_device
+
+    folder = classify_run_dir(name)
+    if run is not None:
+        source, model_id, device = run["base"]["source"], run["base"]["model_id"], run["base"]["device"]
+    else:
+        resolved = resolve_base(cfg, llm_cfg)
+        source, model_id = resolved.source, resolved.model_id
+        device = pick_device(getattr(llm_cfg, "device", "auto") if llm_cfg is not None else "auto")
+    trust = bool(getattr(llm_cfg, "trust_remote_code", False))
+    model, tokenizer, architecture = load_base_classifier(
+        source, labeled.labels, device=device, trust_remote_code=trust
+    )
+    base_print = fingerprint(model.config)
+    train_rows, eval_rows = stratified_split(labeled.rows, cfg.eval_ratio, cfg.seed)
+    label_ids = {label: i for i, label in enumerate(labeled.labels)}
+
+    def rows_of(rows: list[LabeledRow]) -> _Rows:
+        return _Rows(
+            encode_texts(tokenizer, [r.text for r in rows], cfg.max_length, architecture),
+            [label_ids[r.label] for r in rows],
+        )
+
+    train_set, eval_set = rows_of(train_rows), rows_of(eval_rows)
+    model, saved = _wrap(model, cfg)
+    n_labels = len(labeled.labels)
+    if run is None:
+        before = _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2)
+        run = {
+            "classifier": name,
+            "data": str(Path(labeled.path).resolve()),
+            "data_hash": _data_hash(labeled.path),
+            "labels": labeled.labels,
+            "out": str(final),
+            "description": description,
+            "config": cfg.to_dict(),
+            "base": {"source": source, "model_id": model_id, "device": device},
+            "before": before,
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RUN_FILE).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
+    before = run["before"]
+    args = _training_args(cfg, folder, device, len(train_set))
+    truncated = sum(1 for n in train_set.lengths + eval_set.lengths if n >= cfg.max_length)
+    progress.write(
+        "start",
+        persona=name,
+        task="classify",
+        max_steps=None,
+        resumed_from=last,
+        device=device,
+        examples={"train": len(train_set), "eval": len(eval_set)},
+        data={**labeled.summary(), "truncated": truncated},
+    )
+    if before is not None:
+        progress.write("eval", phase="before", step=0, accuracy=before["accuracy"], macro_f1=before["macro_f1"])
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[_callback(progress, show_progress), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    runtime = time.perf_counter() - started
+    after = _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2)
+    pick = lambda s, k: s[k] if s else None
+    metrics = {
+        "train_loss": output.training_loss,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        "train_runtime_s": round(runtime, 2),
+        "train_rows": len(train_set),
+        "eval_rows": len(eval_set),
+        "accuracy_before": pick(before, "accuracy"),
+        "accuracy_after": pick(after, "accuracy"),
+        "macro_f1_before": pick(before, "macro_f1"),
+        "macro_f1_after": pick(after, "macro_f1"),
+        "confusion_after": pick(after, "confusion"),
+        "resumed_from": Path(last).name if last else None,
+    }
+    if after is not None:
+        progress.write(
+            "eval",
+            phase="after",
+            step=trainer.state.global_step,
+            accuracy=after["accuracy"],
+            macro_f1=after["macro_f1"],
+        )
+    manifest = ClassifierManifest(
+        name=name,
+        labels=labeled.labels,
+        base_model=model_id,
+        base_source=source,
+        base_fingerprint=base_print,
+        architecture=architecture,
+        heads=saved,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        max_length=cfg.max_length,
+        description=description,
+        data={**labeled.summary(), "truncated": truncated},
+        hyperparameters=cfg.to_dict(),
+        metrics=metrics,
+    )
+    staging = folder / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    plot_loss(read_progress(progress.path), staging / "loss.png", title=name if name.isascii() else "")
+    if after is not None:
+        plot_confusion(after["confusion"], labeled.labels, staging / "confusion.png", title=name)
+    manifest.save(staging)  # last: discovery lists only folders with a manifest
+    _place(staging, final, overwrite=True)
+    for ckpt in folder.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+    progress.write("done", status="done", step=trainer.state.global_step, output=final, metrics=metrics)
+    return ClassifyResult(name, final, manifest, metrics)

@@ -1,0 +1,247 @@
+"""The OpenAI-compatible routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions`.
+
+Each persona is a "model" (`base` is the plain base model). A request may add `"knowledge_base": "NAME"`
+(and `"k"`) to answer from a knowledge base; the reply then carries `sources` (`[n]` in the text is
+`sources[n-1]`). `"rolechat": {"user_name", "user_description", "show_prompt"}` says who the user is in the
+conversation ({{user}} in cards) and asks for "what the model saw" (`prompt_parts`, first chunk when
+streaming). Streaming follows OpenAI's chunk format, `stream_options.include_usage` included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from rolechat.api.errors import APIError, internal_error
+from rolechat.api.schemas import ChatRequest, RolechatOptions
+from rolechat.api.services import Services, services
+from rolechat.api.turns import (
+    RelayResponse,
+    check_prompt,
+    check_prompt_tokens,
+    collect,
+    finish_turn,
+    resolve_persona,
+    start_turn,
+)
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+def _model_card(svc: Services, name: str, created: int) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "rolechat",
+        "root": svc.runtime.info.model_id,
+    }
+
+
+@router.get("/v1/models")
+def list_models(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    svc.runtime.reload_personas()
+    now = int(time.time())
+    return {"object": "list", "data": [_model_card(svc, name, now) for name in svc.runtime.persona_names()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    svc = services(request)
+    await run_in_threadpool(resolve_persona, svc.runtime, model_id)  # a 404 naming the models there are
+    return _model_card(svc, model_id, int(time.time()))
+
+
+def _clip_fixed(svc: Services, turn: Any, stop: list[str] | None, max_tokens: int | None) -> bool:
+    """Apply `stop` and `max_tokens` to a reply known without the model; True when max_tokens cut it."""
+    text = turn.fixed_reply
+    cuts = [text.find(s) for s in stop or () if s and s in text]
+    if cuts:
+        text = text[: min(cuts)]
+    cut = False
+    if max_tokens:
+        tok = svc.runtime.tokenizer
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > max_tokens:
+            text, cut = tok.decode(ids[:max_tokens], skip_special_tokens=True).rstrip("\ufffd"), True
+    turn.fixed_reply = text
+    return cut
+
+
+def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, Any]:
+    """Runs on the relay thread: persona, token limit, the engine's turn, and its stream."""
+    from rolechat.conversation import UserPersona
+    from rolechat.rag import list_kbs
+
+    persona = resolve_persona(svc.runtime, req.model)
+    check_prompt_tokens(svc, texts)
+    if req.knowledge_base and req.knowledge_base not in list_kbs():
+        raise APIError(
+            404,
+            f"Knowledge base {req.knowledge_base!r} not found; available: {', '.join(list_kbs()) or 'none'}.",
+            param="knowledge_base",
+            code="knowledge_base_not_found",
+        )
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer") and m["content"])
+    history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
+    params = {
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "seed": req.seed,
+        "max_new_tokens": req.max_new_tokens(),
+        "stop": req.stop_list(),
+    }
+    options = req.rolechat or RolechatOptions()
+    user = UserPersona(options.user_name, options.user_description)
+    if options.scene:
+        return _prepare_scene(svc, req, options, user, system, params)
+    turn = svc.engine.prepare(
+        messages[-1]["content"],
+        character=persona,
+        history=history,
+        user=user,
+        knowledge_base=req.knowledge_base,
+        k=req.k,
+        system=system,
+        params=params,
+    )
+    length_cut = turn.fixed_reply is not None and _clip_fixed(svc, turn, req.stop_list(), req.max_new_tokens())
+    stream = svc.engine.stream(turn)
+    if length_cut:  # re-tokenizing the cut text may count differently; the reply never exceeds max_tokens
+        stream.stats.finish_reason = "length"
+        stream.stats.completion_tokens = min(stream.stats.completion_tokens, req.max_new_tokens())
+    return turn, stream
+
+
+def _prepare_scene(svc: Services, req: ChatRequest, options: RolechatOptions, user: Any, system: str, params: dict):
+    """A scene turn: the speaker (given, or the next by `order`) replies with its own card and adapter."""
+    if req.knowledge_base:
+        raise APIError(400, "A scene answers without a knowledge base.", param="knowledge_base")
+    history = [
+        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+        for m in req.messages[:-1]
+        if m.role in ("user", "assistant")
+    ]
+    scene = [resolve_persona(svc.runtime, name) or name for name in options.scene]
+    speaker = options.speaker or svc.engine.next_speaker(scene, history, options.order)
+    if speaker not in scene:
+        raise APIError(400, f"speaker {speaker!r} is not in the scene ({', '.join(scene)}).", param="rolechat.speaker")
+    turn = svc.engine.prepare_scene(
+        req.messages[-1].text(),
+        characters=scene,
+        speaker=speaker,
+        history=history,
+        user=user,
+        system=system,
+        params=params,
+    )
+    return turn, svc.engine.stream(turn)
+
+
+def _usage(stream: Any) -> dict[str, int]:
+    stats = stream.stats
+    return {
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+    }
+
+
+def _finish_reason(stream: Any) -> str:
+    return "length" if stream.stats.finish_reason == "length" else "stop"
+
+
+def _check(svc: Services, req: ChatRequest) -> list[str]:
+    bad = req.unsupported()
+    if bad:
+        name, value = bad
+        shown = json.dumps(value, ensure_ascii=True, default=str)[:80]
+        raise APIError(
+            400,
+            f"{name} = {shown} is not supported by rolechat (leave it out, or use its default).",
+            param=name,
+            code="unsupported_parameter",
+        )
+    texts = [m.text() for m in req.messages]
+    check_prompt(svc, texts)
+    if req.messages[-1].role != "user":
+        raise APIError(400, "The last message must come from the user.", param="messages")
+    return texts
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(req: ChatRequest, request: Request):
+    svc = services(request)
+    texts = _check(svc, req)
+    granted, relay = await start_turn(svc, request, partial(_prepare, svc, req, texts))
+    turn, stream = relay.turn, relay.stream
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    extra: dict[str, Any] = {"sources": turn.sources or []} if req.knowledge_base else {}
+    if req.rolechat and req.rolechat.show_prompt:
+        extra["prompt_parts"] = turn.what_the_model_saw()
+    if turn.speaker:  # a scene: who replied
+        extra["rolechat"] = {"speaker": turn.speaker}
+
+    if not req.stream:
+        try:
+            text = await collect(relay, request)
+        finally:
+            await finish_turn(svc, relay, granted)
+        message = {"role": "assistant", "content": text}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(stream)}
+        body = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": req.model,
+            "choices": [choice],
+            "usage": _usage(stream),
+            **extra,
+        }
+        return JSONResponse(body)
+
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(choices: list[dict[str, Any]], **more: Any) -> str:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model}
+        body.update(choices=choices, **more)
+        if include_usage:
+            body.setdefault("usage", None)
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    async def events() -> AsyncIterator[str]:
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], **extra)
+        try:
+            async for piece in relay.pieces():
+                yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        except Exception:  # headers are sent: report in-band, as OpenAI does
+            log.exception("generation failed mid-stream")
+            yield f"data: {json.dumps(internal_error().body())}\n\n"
+            return
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": _finish_reason(stream)}])
+        if include_usage:
+            yield chunk([], usage=_usage(stream))
+        yield "data: [DONE]\n\n"
+
+    return RelayResponse(
+        events(),
+        on_close=partial(finish_turn, svc, relay, granted),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,404 @@
+"""`rolechat train-classifier`, `rolechat classify` and `rolechat eval-persona`.
+
+Text-classifier adapters (LoRA + head on a BERT-family encoder or a Qwen-family decoder) are trained from
+CSV / TSV / JSONL files and live under $ROLECHAT_HOME/classifiers; `eval-persona` measures whether a
+persona adapter speaks like its character, against the base model under the same system prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rolechat.cli.common import build, console, err_console, fail, file_data
+from rolechat.cli.options import Overrides, config_flags
+
+
+def _configs(overrides: dict[str, Any] | None = None):
+    return build("classify", overrides or {}), build("llm", {})
+
+
+def classify_overrides(config: Overrides) -> dict[str, Any]:
+    """`rolechat train --task classify`: the [train] flags of the fields both sections have (`--epochs`, `--lr`,
+    `--rank` ...) and `--base` as classify.model; the rest comes from the config file and environment."""
+    import dataclasses
+
+    from rolechat.finetune.classify_config import ClassifyConfig
+
+    shared = {f.name for f in dataclasses.fields(ClassifyConfig)}
+    merged = {k: v for k, v in config.get("train", {}).items() if k in shared}
+    merged.update(config.get("classify", {}))
+    if config.get("llm", {}).get("model") and "model" not in merged:
+        merged["model"] = config["llm"]["model"]  # --base
+    return merged
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def run_classifier_training(
+    data: Path | None,
+    name: str,
+    overrides: dict[str, Any],
+    *,
+    out: Path | None = None,
+    description: str = "",
+    resume: bool = False,
+    overwrite: bool = False,
+    json_out: bool = False,
+) -> None:
+    """The body of `rolechat train-classifier` (and of `rolechat train --task classify`)."""
+    from rolechat.finetune.classifier import ClassifierError, check_name
+    from rolechat.finetune.data import DataError
+
+    try:
+        check_name(name)
+    except ClassifierError as exc:
+        fail(str(exc))
+    cfg, llm_cfg = _configs(overrides)
+    if data is None and not resume:
+        fail("--data is required (except with --resume)")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rolechat.finetune.classify_train import classify_progress_path, train_classifier
+    from rolechat.finetune.model import TrainError
+    from rolechat.llm.loader import LoadError
+
+    err_console.print(f"progress: {classify_progress_path(name)}", highlight=False)
+    try:
+        result = train_classifier(
+            data, name, cfg, llm_cfg, out=out, description=description, resume=resume, overwrite=overwrite
+        )
+    except (DataError, TrainError, LoadError, ClassifierError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; continue with: rolechat train-classifier --name {name} --resume", code=130)
+    m = result.metrics
+    if json_out:
+        console.print_json(
+            json.dumps(
+                {"output": str(result.output), "labels": result.manifest.labels, "metrics": m}, ensure_ascii=False
+            )
+        )
+        return
+    console.print(f"[bold green]classifier {name}[/] -> {result.output}", highlight=False)
+    console.print(
+        f"labels {', '.join(result.manifest.labels)} · base {result.manifest.base_model} "
+        f"({result.manifest.architecture}) · steps {m['steps']} · {m['train_runtime_s']} s",
+        highlight=False,
+    )
+    console.print(
+        f"held-out {m['eval_rows']} rows: accuracy {_fmt(m['accuracy_before'])} -> {_fmt(m['accuracy_after'])} · "
+        f"macro-F1 {_fmt(m['macro_f1_before'])} -> {_fmt(m['macro_f1_after'])}",
+        highlight=False,
+    )
+    if (result.output / "confusion.png").is_file():
+        console.print(f"confusion matrix: {result.output / 'confusion.png'}", highlight=False)
+    console.print(f'classify with it: rolechat classify --adapter {name} "文本"', highlight=False)
+
+
+def _texts(texts: list[str], file: Path | None, text_column: str) -> list[str]:
+    from rolechat.finetune.classify_data import read_texts
+    from rolechat.finetune.data import DataError
+
+    out = list(texts)
+    if file is not None:
+        try:
+            out += read_texts(file, text_column)
+        except DataError as exc:
+            fail(str(exc))
+    if not out or out == ["-"]:
+        if sys.stdin.isatty() and out != ["-"]:
+            fail('give texts as arguments, --file FILE, or on stdin (rolechat classify --adapter NAME "文本")')
+        out = [line.strip() for line in sys.stdin if line.strip()]
+    return out
+
+
+def _eval_table(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    rows = [
+        ("rouge_l", "ROUGE-L (jieba tokens)"),
+        ("embedding_cosine", "embedding cosine"),
+        ("character_score", "character score (judge)"),
+        ("catchphrase", f"ends with {report['catchphrase']!r}" if report["catchphrase"] else "catchphrase"),
+        ("break_character", "breaks character ↓"),
+        ("stopped", "stops by itself"),
+        ("distinct_1", "distinct-1"),
+        ("distinct_2", "distinct-2"),
+        ("mean_chars", "mean reply length (chars)"),
+    ]
+    table = Table(title=f"{report['persona']} vs {report['base_model']} · {report['prompts']} prompts")
+    table.add_column("metric")
+    table.add_column(report["persona"], justify="right")
+    table.add_column("base", justify="right")
+    p, b = report["metrics"]["persona"], report["metrics"]["base"]
+    for key, label in rows:
+        if key in report["skipped"]:
+            continue
+        fmt = (lambda v: "-" if v is None else f"{v:.1f}") if key == "mean_chars" else _fmt
+        table.add_row(label, fmt(p[key]), fmt(b[key]))
+    console.print(table)
+    for key, why in report["skipped"].items():
+        console.print(f"[dim]{key} skipped: {why}[/]", highlight=False)
+    console.print(f"[dim]prompts: {report['source']}[/]", highlight=False)
+
+
+def _embedder(llm_file: dict[str, Any]):
+    """(embed function, '') when rag.embedder reads Chinese, else (None, why not)."""
+    from rolechat import settings as rc
+    from rolechat.rag.config import RAGConfig
+    from rolechat.rag.embedder import Embedder
+
+    rag_cfg = rc.build(RAGConfig, "rag", llm_file, {})
+    try:
+        emb = Embedder(rag_cfg.embedder, rag_cfg.embedder_backend)
+    except rc.ConfigError as exc:
+        return None, str(exc)
+    probe = "今天的天气很好，我们一起去公园散步，顺便买一些水果。"
+    share = emb.known_share(probe)
+    if share < 0.9:
+        return None, (
+            f"rag.embedder {emb.name} reads only {share:.0%} of Chinese tokens (the rest are unknown); "
+            "set rag.embedder to a Chinese embedder (e.g. a bge-small-zh folder)"
+        )
+    return emb.embed_documents, ""
+
+
+def run_persona_eval(
+    persona: str,
+    data: Path | None = None,
+    *,
+    max_new_tokens: int = 96,
+    limit: int = 0,
+    judge: str | None = None,
+    train_judge: bool = False,
+    catchphrase: str | None = None,
+    save: bool = True,
+    json_out: bool = False,
+    llm_overrides: dict[str, Any] | None = None,
+) -> None:
+    """The body of `rolechat eval-persona` (and of `rolechat train --eval-persona`)."""
+    from rolechat.finetune.classifier import Classifier, ClassifierError
+    from rolechat.finetune.data import DataError, load_dataset
+    from rolechat.finetune.model import TrainError
+    from rolechat.finetune.persona_eval import (
+        EvalError,
+        evaluate_persona,
+        held_out_items,
+        items_from,
+        judge_name,
+        summarize,
+    )
+    from rolechat.finetune.persona_eval import train_judge as fit_judge
+    from rolechat.llm.loader import LoadError
+    from rolechat.llm.personas import PersonaError
+    from rolechat.llm.runtime import load_runtime
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg, llm_cfg = build("classify", {}), build("llm", llm_overrides or {})
+    try:
+        with err_console.status("loading the model…"):
+            rt = load_runtime(llm_cfg)
+        manifest = rt.manifest(persona)
+    except (LoadError, PersonaError) as exc:
+        fail(str(exc))
+    if manifest is None:
+        fail("pick a persona to evaluate, not the base model")
+    entry = next(e for e in rt.personas() if e.name == persona)
+    try:
+        items, dataset, held = held_out_items(manifest, entry.path)
+        source = f"held-out split of {dataset.path} ({len(items)} prompts)"
+    except (EvalError, DataError) as exc:
+        if data is None:
+            fail(str(exc))
+        dataset, held = None, set()
+    if data is not None:
+        try:
+            user_data = load_dataset(data)
+        except DataError as exc:
+            fail(str(exc))
+        items, source = items_from(user_data), f"{data} ({len(user_data.conversations)} prompts)"
+    if limit:
+        items = items[:limit]
+    judge_ref = judge or judge_name(persona)
+    clf, judge_skip = None, ""
+    try:
+        if train_judge:
+            if dataset is None:
+                fail("--train-judge needs the persona's training data, which was not found")
+            err_console.print(f"training the character judge {judge_name(persona)}…", highlight=False)
+            fit_judge(persona, dataset, held, cfg, llm_cfg)
+            judge_ref = judge_name(persona)
+        clf = Classifier.load(judge_ref, device=llm_cfg.device)
+    except ClassifierError as exc:
+        if judge or train_judge:
+            fail(str(exc))
+        judge_skip = f"no judge classifier {judge_ref!r} (train one with --train-judge)"
+    except (EvalError, DataError, TrainError, LoadError) as exc:
+        fail(str(exc))
+    if catchphrase is None and dataset is not None:  # the habit of all its training replies, not just the held-out
+        from rolechat.finetune.persona_eval import detect_catchphrase
+
+        catchphrase = detect_catchphrase(
+            [m["content"] for c in dataset.conversations for m in c.messages if m["role"] == "assistant"]
+        )
+    embed, embed_skip = _embedder(file_data())
+    with err_console.status("generating…") as status:
+        report = evaluate_persona(
+            rt,
+            persona,
+            items,
+            max_new_tokens=max_new_tokens,
+            judge=clf,
+            judge_skip=judge_skip,
+            embed=embed,
+            embed_skip=embed_skip,
+            catchphrase=catchphrase,
+            source=source,
+            on_reply=lambda done, total: status.update(f"generating… {done}/{total}"),
+        )
+    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
+
+    if save:
+        if entry.path.resolve().parent == SAMPLE_PERSONAS_DIR.resolve():
+            report["saved"] = "not saved: the shipped sample persona is read-only"
+        else:
+            manifest.evaluation = summarize(report)
+            try:
+                manifest.save(entry.path)
+                report["saved"] = str(entry.path / "persona.json")
+            except OSError as exc:
+                report["saved"] = f"not saved: {exc}"
+    if json_out:
+        console.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    _eval_table(report)
+    if report.get("saved"):
+        console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-classifier")
+    @config_flags("classify")
+    def train_classifier_cmd(
+        data: Path | None = typer.Option(None, "--data", "-d", help="CSV / TSV / JSONL with text and label columns."),
+        name: str = typer.Option(..., "--name", "-n", help="Classifier (folder) name."),
+        out: Path | None = typer.Option(None, "--out", help="Folder (default: $ROLECHAT_HOME/classifiers/NAME)."),
+        description: str = typer.Option("", "--description", help="One line about the classifier."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its last checkpoint."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an existing classifier / stale checkpoints."
+        ),
+        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+        config: Overrides | None = None,
+    ) -> None:
+        """Train a text classifier (LoRA + classification head): accuracy and macro-F1 before and after."""
+        run_classifier_training(
+            data,
+            name,
+            (config or {}).get("classify", {}),
+            out=out,
+            description=description,
+            resume=resume,
+            overwrite=overwrite,
+            json_out=json_out,
+        )
+
+    @app.command()
+    def classify(
+        texts: list[str] | None = typer.Argument(None, help="Texts to classify ('-' or none: read stdin)."),
+        adapter: str | None = typer.Option(None, "--adapter", "-a", help="Classifier name (or folder)."),
+        file: Path | None = typer.Option(
+            None, "--file", "-f", help="Texts: one per line, or a CSV/TSV/JSONL text column."
+        ),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+        list_all: bool = typer.Option(False, "--list", help="List the classifiers and exit."),
+        json_out: bool = typer.Option(False, "--json", help="JSON lines: label, score and every label's probability."),
+    ) -> None:
+        """Classify texts with a trained classifier adapter."""
+        from rolechat.finetune.classifier import Classifier, ClassifierError, discover_classifiers
+        from rolechat.llm.loader import LoadError
+
+        if list_all:
+            entries = discover_classifiers()
+            if json_out:
+                rows = [
+                    {
+                        "name": e.name,
+                        "path": str(e.path),
+                        "ok": e.ok,
+                        "error": e.error,
+                        "labels": e.manifest.labels if e.manifest else [],
+                        "accuracy": e.manifest.metrics.get("accuracy_after") if e.manifest else None,
+                    }
+                    for e in entries
+                ]
+                console.print_json(json.dumps(rows, ensure_ascii=False))
+                return
+            for e in entries:
+                if e.ok:
+                    acc = (e.manifest.metrics or {}).get("accuracy_after")
+                    labels = ", ".join(e.manifest.labels)
+                    console.print(f"{e.name}  labels: {labels}  accuracy {_fmt(acc)}", highlight=False)
+                else:
+                    console.print(f"[red]{e.name}[/]  {e.error}", highlight=False)
+            if not entries:
+                console.print("no classifiers yet: rolechat train-classifier --data FILE --name NAME")
+            return
+        if not adapter:
+            fail("--adapter NAME is required (rolechat classify --list shows them)")
+        cfg, llm_cfg = _configs()
+        items = _texts(texts or [], file, cfg.text_column)
+        if not items:
+            fail("no texts to classify")
+        try:
+            clf = Classifier.load(adapter, device=llm_cfg.device, trust_remote_code=llm_cfg.trust_remote_code)
+        except (ClassifierError, LoadError) as exc:
+            fail(str(exc))
+        preds = clf.predict(items, batch_size=batch_size)
+        if json_out:
+            for text, p in zip(items, preds):
+                probs = {k: round(v, 6) for k, v in p.probabilities.items()}
+                row = {"text": text, "label": p.label, "score": round(p.score, 6), "probabilities": probs}
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        for text, p in zip(items, preds):
+            short = text if len(text) <= 60 else text[:59] + "…"
+            console.print(f"[bold]{p.label}[/] {p.score:.3f}  {short}", highlight=False)
+
+    @app.command("eval-persona")
+    def eval_persona(
+        persona: str = typer.Option(..., "--persona", "-p", help="Persona to evaluate."),
+        data: Path | None = typer.Option(
+            None, "--data", "-d", help="Prompts with reference replies (default: the persona's held-out split)."
+        ),
+        max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1, help="Length limit of each reply."),
+        limit: int = typer.Option(0, "--limit", min=0, help="Evaluate at most N prompts (0 = all)."),
+        judge: str | None = typer.Option(None, "--judge", help="Character judge classifier (default: PERSONA-judge)."),
+        train_judge: bool = typer.Option(
+            False, "--train-judge", help="Train the judge first: the persona's replies vs the lines spoken to it."
+        ),
+        catchphrase: str | None = typer.Option(
+            None, "--catchphrase", help="Ending to count (default: found in the reference replies)."
+        ),
+        save: bool = typer.Option(True, "--save/--no-save", help="Save a summary into the persona's manifest."),
+        json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Does the persona speak like its character? Persona vs base model on held-out prompts."""
+        run_persona_eval(
+            persona,
+            data,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            judge=judge,
+            train_judge=train_judge,
+            catchphrase=catchphrase,
+            save=save,
+            json_out=json_out,
+        )

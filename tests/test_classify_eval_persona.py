@@ -1,0 +1,32 @@
+"""`rolechat eval-persona` end to end on the shipped sample persona 喵喵 and the built-in demo model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rolechat.cli import app
+
+
+@pytest.mark.slow
+def test_eval_persona_on_the_sample_persona(monkeypatch):
+    for key in ("ROLECHAT_LLM_MODEL", "ROLECHAT_CLASSIFY_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ROLECHAT_CLASSIFY_MAX_STEPS", "6")  # a quick judge: the test is about the plumbing
+    monkeypatch.setenv("ROLECHAT_CLASSIFY_MAX_LENGTH", "48")
+    args = ["eval-persona", "--persona", "miaomiao", "--max-new-tokens", "40", "--train-judge", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["prompts"] == 10 and "held-out split of" in report["source"]  # persona.json: 10 eval examples
+    assert report["catchphrase"] == "喵~"
+    persona, base = report["metrics"]["persona"], report["metrics"]["base"]
+    assert persona["catchphrase"] > base["catchphrase"]
+    assert report["judge"] == "miaomiao-judge" and 0 <= persona["character_score"] <= 1
+    for side in (persona, base):
+        assert 0 <= side["rouge_l"] <= 1 and 0 < side["distinct_1"] <= 1 and 0 <= side["stopped"] <= 1
+    assert "embedding_cosine" in report["skipped"]  # the bundled MiniLM cannot read Chinese
+    assert report["saved"].startswith("not saved")  # the shipped sample persona stays untouched
+    assert len(report["samples"]) == 5 and report["samples"][0]["reference"]
