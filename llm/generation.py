@@ -1,8 +1,10 @@
 """The one generation primitive: stream text pieces from `model.generate` running in a worker thread.
 
 Everything else consumes it: the blocking chat joins the pieces, the LangChain model wraps them in chunks,
-Streamlit writes them as they come. Text is decoded from the running token sequence, so multi-byte (CJK)
-characters are never split, and stop strings are cut off before they reach the caller. Abandoning the
+Streamlit writes them as they come. Text is decoded from the running token sequence and only whole
+characters are shown: an incomplete multi-byte (CJK) character at the end is held back until its last byte
+comes, and byte tokens that never form a character (U+FFFD after decoding) are dropped, so a reply never
+shows `�`. Stop strings are cut off before they reach the caller. Abandoning the
 iterator (a stop button, a closed connection) cancels the generation.
 """
 
@@ -154,6 +156,14 @@ class GenerationStream:
         finally:
             streamer.end()
 
+    def _decode(self, ids: Sequence[int]) -> str:
+        """The reply so far in whole characters: U+FFFD (an incomplete or invalid byte sequence) is left out.
+
+        A tail that is still incomplete reappears as its character once the missing bytes arrive; one that never
+        completes (the stream ends, or another token follows) is never shown.
+        """
+        return self.tokenizer.decode(ids, skip_special_tokens=True).replace("\ufffd", "")
+
     def _visible(self, text: str) -> tuple[str, bool]:
         """The part of `text` safe to show now, and whether a stop string was reached."""
         for s in self.stop_strings:
@@ -166,8 +176,7 @@ class GenerationStream:
                 if text.endswith(s[:n]):
                     hold = max(hold, n)
                     break
-        text = text[: len(text) - hold] if hold else text
-        return text.rstrip("\ufffd"), False  # an unfinished multi-byte character
+        return (text[: len(text) - hold] if hold else text), False
 
     def _run(self) -> Iterator[str]:
         lock = self.lock or nullcontext()
@@ -190,8 +199,7 @@ class GenerationStream:
                         self.stats.time_to_first_token = time.perf_counter() - start
                     if stopped:
                         continue
-                    decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
-                    visible, stopped = self._visible(decoded)
+                    visible, stopped = self._visible(self._decode(ids))
                     if stopped:
                         self._cancel.set()
                     if len(visible) > len(self.text) and visible.startswith(self.text):
@@ -206,7 +214,7 @@ class GenerationStream:
             if errors:
                 raise errors[0]
             if not stopped:  # flush what was held back for a stop string that never came
-                final = self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
+                final = self._decode(ids)
                 if len(final) > len(self.text) and final.startswith(self.text):
                     piece, self.text = final[len(self.text) :], final
                     yield piece

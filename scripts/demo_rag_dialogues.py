@@ -8,8 +8,11 @@ answer that cites the relevant chunk as [n] (or says the context does not mentio
 the sample `knowledge/` folder indexed by a real `KnowledgeBase` (the app's splitter, default embedder, in a
 throw-away ROLECHAT_HOME) plus the demo corpus's made-up facts (`llm.demo.dialogues.FACT_MAKERS`). Contexts
 are either what the real retriever returns for the question (k=5, as the app sends) or 1-5 chunks with
-distractors in random order. Deterministic for a seed. Lives in scripts/ because it needs both rag and
-llm.demo (llm never imports rag).
+distractors in random order. Most dialogues (`synthetic()`, marked "synthetic": true so the build can train
+on a share of them) are about invented documents from `demo_facts.py`: the reply copies the passage's
+sentence and cites it, or starts with 「资料中没有提到」 when no passage says it; some have a persona-style
+system message first (the engine may put the persona's system prompt before the answer prompt).
+Deterministic for a seed. Lives in scripts/ because it needs both rag and llm.demo (llm never imports rag).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import demo_facts as F  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 
+from rolechat.llm.demo import phrases as P  # noqa: E402
 from rolechat.llm.demo.dialogues import CORPUS_DIR, FACT_MAKERS  # noqa: E402
 from rolechat.rag import prompts  # noqa: E402
 from rolechat.rag.chain import format_context  # noqa: E402
@@ -208,12 +213,9 @@ UNANSWERED: list[tuple[str, str]] = [
     ("今天是星期几？", "日期"),
 ]
 
-CITE_FORMS = ["{a}[{k}]。", "根据[{k}]，{a}。", "{a}。[{k}]"]
-NO_ANSWER_FORMS = [
-    "资料中没有提到{t}，我不知道。",
-    "资料中没有提到{t}的相关内容，无法回答。",
-    "上下文里没有关于{t}的信息，我不知道答案。",
-]
+# Mostly "sentence[k]。": the reply starts by copying the passage's sentence, which a small model learns best.
+CITE_FORMS = ["{a}[{k}]。"] * 4 + ["根据[{k}]，{a}。"]
+NO_ANSWER_FORMS = ["资料中没有提到{t}。", "资料中没有提到{t}，我不知道。", "资料中没有提到{t}，无法回答。"]
 
 
 def knowledge_chunks(home: Path):
@@ -239,9 +241,52 @@ def fact_chunk(rng: random.Random):
     return doc, qa, topic
 
 
-def render(template: ChatPromptTemplate, docs: list[Document], question: str, answer: str) -> dict:
+def render(template: ChatPromptTemplate, docs: list[Document], question: str, answer: str, system: str = "") -> dict:
     user = template.invoke({"context": format_context(docs), "question": question}).to_messages()[0].content
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return {"messages": ([{"role": "system", "content": system}] if system else []) + messages}
+
+
+def synthetic_doc(rng: random.Random, words: F.Words, entity: str | None = None) -> tuple[Document, F.Doc]:
+    doc = F.make_doc(rng, words, entity)
+    ext = rng.choice([".md", ".txt", ".md", ".docx", ".pdf"])
+    meta = {"source": f"/资料/{doc.title}{ext}", "location": f"line {rng.randint(1, 60)}"}
+    return Document(doc.text, metadata=meta), doc
+
+
+def synthetic(rng: random.Random, template: ChatPromptTemplate, chunks: list[Document], n: int) -> list[dict]:
+    """Answer-from-context over invented documents: copy the sentence from [k], or say the passages lack it."""
+    words = F.load_words()
+    out = []
+    for _ in range(n):
+        n_docs = rng.choices([1, 2, 3, 4, 5], weights=[15, 30, 30, 13, 12])[0]
+        target, tdoc = synthetic_doc(rng, words)
+        docs = [target] + [synthetic_doc(rng, words)[0] for _ in range(n_docs - 1)]
+        if n_docs > 1 and rng.random() < 0.25:  # real documents as distractors too
+            docs[-1] = rng.choice(chunks)
+        rng.shuffle(docs)
+        k = docs.index(target) + 1
+        r = rng.random()
+        if r < 0.78:
+            question, sentence = rng.choice(tdoc.qa)
+            answer = cite(rng, sentence, k)
+        elif r < 0.87:  # the entity is there, the fact asked about is not
+            j = rng.choice([i for i in range(len(F.TEMPLATES)) if i not in tdoc.used])
+            _, questions, topic = F.TEMPLATES[j]
+            v = F._values(rng, words, tdoc.entity)
+            question = rng.choice(questions).format(**v)
+            if rng.random() < 0.5:
+                question, topic = F.absent_question(rng, tdoc)
+            else:
+                topic = f"{tdoc.entity}的{topic.format(**v)}"
+            answer = rng.choice(NO_ANSWER_FORMS).format(t=topic)
+        else:  # an entity none of the passages mentions
+            _, other = synthetic_doc(rng, words)
+            question, sentence = rng.choice(other.qa)
+            answer = rng.choice(NO_ANSWER_FORMS).format(t=other.entity)
+        system = rng.choice(P.SYSTEM_PROMPTS) if rng.random() < 0.12 else ""
+        out.append({**render(template, docs, question, answer, system), "synthetic": True})
+    return out
 
 
 def cite(rng: random.Random, sentence: str, k: int) -> str:
@@ -249,7 +294,13 @@ def cite(rng: random.Random, sentence: str, k: int) -> str:
 
 
 def generate(
-    kb, chunks: list[Document], seed: int = 0, random_contexts: int = 3, n_facts: int = 900, n_unanswered: int = 150
+    kb,
+    chunks: list[Document],
+    seed: int = 0,
+    random_contexts: int = 2,
+    n_facts: int = 150,
+    n_unanswered: int = 100,
+    n_synthetic: int = 7000,
 ) -> list[dict]:
     rng = random.Random(seed)
     template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])  # as build_chain does
@@ -297,6 +348,7 @@ def generate(
             q = qa[0][0]
             docs = [fact_chunk(rng)[0] for _ in range(rng.randint(1, 4))]
         out.append(render(template, docs, q, rng.choice(NO_ANSWER_FORMS).format(t=topic)))
+    out += synthetic(rng, template, chunks, n_synthetic)
     rng.shuffle(out)
     return out
 

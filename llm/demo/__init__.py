@@ -2,7 +2,8 @@
 
 It lets the app, `rolechat chat` and the API run end to end on a machine with no model weights.
 The built model ships in `llm/demo/model/`; if that folder is missing or damaged,
-`demo_model_path()` rebuilds it once into the cache (a few minutes on CPU, with a progress bar).
+`demo_model_path()` rebuilds it once into the cache (with the current recipe in build.py: tens of minutes on
+CPU, with a progress bar).
 Importing this package is cheap: torch and transformers are imported only when building.
 """
 
@@ -65,7 +66,9 @@ def demo_model_path() -> Path:
     if _is_complete(cached):
         return cached
     log.warning(
-        "shipped demo model missing or incomplete at %s; building it into %s (a few minutes)", SHIPPED_MODEL_DIR, cached
+        "shipped demo model missing or incomplete at %s; building it into %s (tens of minutes)",
+        SHIPPED_MODEL_DIR,
+        cached,
     )
     from rolechat.llm.demo.build import build
 

@@ -1,16 +1,19 @@
 """Builds the demo model from the project's own corpus: a byte-level BPE tokenizer, then a tiny Qwen2.
 
     python -m rolechat.llm.demo.build [--out DIR] [--steps N] [--seed S] [--threads T]
-    python -m rolechat.llm.demo.build --base DIR --positions 2048 --block-size 1024 ...   # continue a built model
+    python -m rolechat.llm.demo.build --base DIR --loss-on reply ...   # continue a built model
 
 Training ids come from `llm.encoding.encode_turns`, the same path persona training and the runtime use,
 so the demo model sees exactly the prompt ids it will get (including the empty think block the
-runtime writes when thinking is off). Loss is on assistant replies plus `<|im_end|>` (and on the plain
-prose), which is what teaches the model to stop. CPU, fp32, deterministic for a seed and thread count;
+runtime writes when thinking is off). Loss is on every token by default (`--loss-on all`: copying names
+within the RAG passages trains the copying the answers need) or on assistant replies plus `<|im_end|>` only
+(`--loss-on reply`); the reply's `<|im_end|>` is what teaches the model to stop. Each example is its own row
+in batches of similar lengths (`--batch-tokens`). CPU, fp32, deterministic for a seed and thread count;
 the weights are stored in fp16 to keep the shipped folder small (load with dtype=torch.float32).
 `--base` continues training an already built demo model (its tokenizer and weights) with a longer context
 (`--positions`, `--block-size`): how the shipped model learnt the app's long RAG prompts
-(corpus/rag_dialogues.jsonl) on top of the chat model; `--other-share` keeps part of the chat corpus in the mix.
+(corpus/rag_dialogues.jsonl) on top of the chat model; `--other-share` keeps part of the chat corpus in the mix,
+`--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
 """
 
 from __future__ import annotations
@@ -49,26 +52,29 @@ QWEN2_SPLIT = (
 
 @dataclass
 class BuildSettings:
-    """Sizes and schedule of the demo build (defaults: ~6 min on 2 CPU cores, ~9 MB of weights)."""
+    """Sizes and schedule of the demo build (defaults: 3.8M parameters, 7.6 MB of fp16 weights, 500 steps)."""
 
     steps: int = 500
     seed: int = 0
-    vocab_size: int = 5000
+    vocab_size: int = 8000
+    token_bytes: int = 3  # longest token in bytes: 3 = one Chinese character, never two
     hidden_size: int = 256
     layers: int = 4
     heads: int = 4
     kv_heads: int = 2
-    intermediate_size: int = 768
-    block_size: int = 256
-    batch_size: int = 8
+    intermediate_size: int = 640
+    block_size: int = 1280  # longest example trained on (tokens)
+    batch_tokens: int = 3072  # padded tokens per batch (examples of similar length are batched together)
     lr: float = 3e-3
     warmup: int = 30
-    loss_on: str = "reply"  # "reply": assistant replies + <|im_end|> only; "all": every token
+    loss_on: str = "all"  # "all": every token (copying names within a passage teaches copying); "reply": replies only
     thinking_off_rate: float = 0.8  # share of turns rendered as the runtime does by default (empty think block)
     threads: int = 0  # torch CPU threads; 0 = torch's default (1 is faster on a machine busy with other work)
-    positions: int = 1024  # max_position_embeddings (RoPE: no parameters, so raising it costs nothing)
+    positions: int = 2048  # max_position_embeddings (RoPE: no parameters, so raising it costs nothing)
     base: str = ""  # continue training this built demo model (its tokenizer and weights) instead of from scratch
     other_share: float = 1.0  # share of the dialogues outside rag_dialogues.jsonl (and of the prose) trained on
+    synthetic_share: float = 1.0  # share of the invented-document RAG dialogues trained on (all train the tokenizer)
+    save_every: int = 0  # also save the model every N steps (0: only at the end)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -79,6 +85,13 @@ class BuildSettings:
             raise ValueError(f"block_size ({self.block_size}) must be <= positions ({self.positions})")
         if not 0 < self.other_share <= 1:
             raise ValueError(f"other_share must be in (0, 1], got {self.other_share}")
+        if self.token_bytes < 1 or self.batch_tokens < 1 or self.save_every < 0:
+            raise ValueError(
+                f"token_bytes and batch_tokens must be >= 1 and save_every >= 0, got {self.token_bytes}, "
+                f"{self.batch_tokens}, {self.save_every}"
+            )
+        if not 0 < self.synthetic_share <= 1:
+            raise ValueError(f"synthetic_share must be in (0, 1], got {self.synthetic_share}")
 
 
 def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[dict], list[str]]:
@@ -102,7 +115,7 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[dict], list[str]]:
     return dialogues, prose
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024):
+def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024, token_bytes: int = 3):
     """A byte-level BPE tokenizer with the ChatML special tokens and chat template (no default system)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -116,13 +129,15 @@ def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024):
         ]
     )
     bpe.decoder = decoders.ByteLevel()
-    # max_token_length (in bytes) stops merges into whole memorised sentences: at most ~3 CJK characters a token.
+    # max_token_length (in bytes): 3 makes every Chinese character of the training text ONE token and never merges
+    # two (a character is 3 UTF-8 bytes), so a span copied from a passage is tokenized exactly as in the passage
+    # and no character is ever split into byte tokens unless it never occurs in the training text.
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIALS,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        max_token_length=9,
+        max_token_length=token_bytes + 1,  # the trainer keeps tokens strictly shorter than this
     )
     bpe.train_from_iterator(texts, trainer)
     tok = PreTrainedTokenizerFast(
@@ -146,6 +161,8 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
     for d in dialogues:
         if not d.get("rag") and rng.random() >= cfg.other_share:
             continue
+        if d.get("synthetic") and rng.random() >= cfg.synthetic_share:
+            continue
         thinking = rng.random() >= cfg.thinking_off_rate
         for row in supervised_rows(encode_turns(tok, fmt, d["messages"], enable_thinking=thinking)):
             ids = row.input_ids
@@ -158,21 +175,72 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
     return out
 
 
-def _blocks(examples, block: int, rng: random.Random):
-    """Pack shuffled examples into fixed-length blocks (an example never straddles two blocks)."""
-    order = [i for i, (ids, _) in enumerate(examples) if len(ids) <= block]  # never cut off a reply
+def _batches(examples, max_len: int, batch_tokens: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of example indices, each of examples of similar length (padded size <= batch_tokens).
+
+    Every example is its own row, padded on the right: causal attention alone keeps pads out of the real tokens,
+    so no attention mask is needed (the fast causal kernel runs) and positions start at 0 as at inference.
+    """
+    order = [i for i, (ids, _) in enumerate(examples) if len(ids) <= max_len]  # never cut off a reply
     rng.shuffle(order)
-    ids_blocks, label_blocks, cur_ids, cur_labels = [], [], [], []
-    for i in order:
-        ids, labels = examples[i]
-        if len(cur_ids) + len(ids) > block:
-            pad = block - len(cur_ids)
-            ids_blocks.append(cur_ids + [0] * pad)
-            label_blocks.append(cur_labels + [-100] * pad)
-            cur_ids, cur_labels = [], []
-        cur_ids += ids
-        cur_labels += labels
-    return ids_blocks, label_blocks
+    batches = []
+    for start in range(0, len(order), 256):  # sort within windows: similar lengths, still random
+        window = sorted(order[start : start + 256], key=lambda i: len(examples[i][0]))
+        cur: list[int] = []
+        for i in window:
+            if cur and (len(cur) + 1) * len(examples[i][0]) > batch_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def _tensors(examples, batch: list[int], pad_id: int):
+    import torch
+
+    width = max(len(examples[i][0]) for i in batch)
+    ids = [examples[i][0] + [pad_id] * (width - len(examples[i][0])) for i in batch]
+    labels = [examples[i][1] + [-100] * (width - len(examples[i][1])) for i in batch]
+    return torch.tensor(ids), torch.tensor(labels)
+
+
+def _save(model, tok, out: Path, cfg: BuildSettings, command: str, n_tokens: int, t0: float, steps_done: int):
+    """Save an fp16 copy of the model, the tokenizer, a sampling generation config and the marker file."""
+    import copy
+
+    import torch
+    from transformers import GenerationConfig
+
+    half = copy.deepcopy(model).to(torch.float16)
+    half.generation_config = GenerationConfig(
+        do_sample=True,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=40,
+        repetition_penalty=1.1,
+        max_new_tokens=200,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    half.save_pretrained(out)
+    tok.save_pretrained(out)
+    marker = {
+        "model_id": DEMO_MODEL_ID,
+        "description": "rolechat's built-in demo model: a tiny Qwen2 trained from scratch on Chinese text the "
+        "project wrote or generated (llm/demo/corpus). For smoke tests and offline demos, not real use.",
+        "built_with": command,
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_tokens_per_epoch": n_tokens,
+        "steps_done": steps_done,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "torch": torch.__version__,
+        "settings": asdict(cfg),
+    }
+    (out / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    log.info("saved %s after %d steps", out, steps_done)
 
 
 def build(
@@ -185,7 +253,7 @@ def build(
     """Train tokenizer + model from the corpus and save them (with generation config and marker) to out_dir."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     cfg = settings or BuildSettings()
     out = Path(out_dir)
@@ -207,7 +275,7 @@ def build(
         tok.save_pretrained(out)
     else:
         texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
-        tok = train_tokenizer(texts, cfg.vocab_size, cfg.positions)
+        tok = train_tokenizer(texts, cfg.vocab_size, cfg.positions, cfg.token_bytes)
         mcfg = AutoConfig.for_model(
             "qwen2",
             vocab_size=len(tok),
@@ -252,18 +320,17 @@ def build(
         return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     rng = random.Random(cfg.seed)
-    ids_blocks, label_blocks = _blocks(examples, cfg.block_size, rng)
+    batches = _batches(examples, cfg.block_size, cfg.batch_tokens, rng)
     cursor, epoch = 0, 0
     model.train()
     bar = tqdm(range(cfg.steps), desc="training demo model", disable=not progress, unit="step")
     for step in bar:
-        if cursor + cfg.batch_size > len(ids_blocks):
+        if cursor >= len(batches):
             epoch += 1
-            ids_blocks, label_blocks = _blocks(examples, cfg.block_size, rng)
+            batches = _batches(examples, cfg.block_size, cfg.batch_tokens, rng)
             cursor = 0
-        x = torch.tensor(ids_blocks[cursor : cursor + cfg.batch_size])
-        y = torch.tensor(label_blocks[cursor : cursor + cfg.batch_size])
-        cursor += cfg.batch_size
+        x, y = _tensors(examples, batches[cursor], tok.pad_token_id)
+        cursor += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         loss = model(input_ids=x, labels=y, use_cache=False).loss
@@ -271,37 +338,22 @@ def build(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            _save(model, tok, out, cfg, command, n_tokens, t0, step + 1)
         if step % 10 == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            if not progress:
+                log.info(
+                    "step %d/%d loss %.3f epoch %d (%.0f s)",
+                    step,
+                    cfg.steps,
+                    loss.item(),
+                    epoch,
+                    time.perf_counter() - t0,
+                )
     model.eval()
-
-    model.generation_config = GenerationConfig(
-        do_sample=True,
-        temperature=0.7,
-        top_p=0.9,
-        top_k=40,
-        repetition_penalty=1.1,
-        max_new_tokens=200,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    model.to(torch.float16).save_pretrained(out)
-    tok.save_pretrained(out)
-    elapsed = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in model.parameters())
-    marker = {
-        "model_id": DEMO_MODEL_ID,
-        "description": "rolechat's built-in demo model: a tiny Qwen2 trained from scratch on Chinese text the "
-        "project wrote (llm/demo/corpus). For smoke tests and offline demos, not real use.",
-        "built_with": command,
-        "params": n_params,
-        "train_tokens_per_epoch": n_tokens,
-        "build_seconds": round(elapsed, 1),
-        "torch": torch.__version__,
-        "settings": asdict(cfg),
-    }
-    (out / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    log.info("saved demo model (%d params, final loss %.3f) to %s in %.0f s", n_params, loss.item(), out, elapsed)
+    _save(model, tok, out, cfg, command, n_tokens, t0, cfg.steps)
+    log.info("saved demo model (final loss %.3f) to %s in %.0f s", loss.item(), out, time.perf_counter() - t0)
     return out
 
 
@@ -313,7 +365,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--positions", type=int, default=BuildSettings.positions, help="max_position_embeddings")
     ap.add_argument("--block-size", type=int, default=BuildSettings.block_size, help="training sequence length")
-    ap.add_argument("--batch-size", type=int, default=BuildSettings.batch_size)
+    ap.add_argument("--batch-tokens", type=int, default=BuildSettings.batch_tokens)
     ap.add_argument("--lr", type=float, default=BuildSettings.lr)
     ap.add_argument("--warmup", type=int, default=BuildSettings.warmup)
     ap.add_argument("--base", default="", help="continue training this built demo model instead of from scratch")
@@ -324,6 +376,8 @@ def main() -> None:
         help="share of the non-RAG dialogues and prose trained on (e.g. 0.3 when continuing a model)",
     )
     ap.add_argument("--loss-on", choices=["reply", "all"], default=BuildSettings.loss_on)
+    ap.add_argument("--synthetic-share", type=float, default=BuildSettings.synthetic_share)
+    ap.add_argument("--save-every", type=int, default=0, help="also save the model every N steps")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = " ".join(["python -m rolechat.llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
@@ -337,11 +391,13 @@ def main() -> None:
             threads=args.threads,
             positions=args.positions,
             block_size=args.block_size,
-            batch_size=args.batch_size,
+            batch_tokens=args.batch_tokens,
             lr=args.lr,
             warmup=args.warmup,
             base=str(args.base),
             other_share=args.other_share,
+            synthetic_share=args.synthetic_share,
+            save_every=args.save_every,
         ),
     )
 

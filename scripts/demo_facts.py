@@ -1,0 +1,302 @@
+"""Made-up documents for teaching the demo model to copy answers from numbered passages.
+
+Every document is about an invented entity (a name glued from common words) and holds 2-7 sentences from
+templates; each template comes with paraphrased questions and the topic it answers. Because entities and
+values are random, a question can only be answered by finding the sentence in the context and copying it;
+a question about a template the entity's passages lack is answered with 「资料中没有提到……」.
+
+Words come from jieba's dictionary (MIT licensed), read at generation time from the installed package and
+never copied into the repository; `common_chars()` gives the ~3,500 most frequent characters by the same
+dictionary's word counts (the demo tokenizer keeps them as single tokens). Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Doc", "Words", "common_chars", "load_words", "make_doc", "TEMPLATES"]
+
+CN_DIGITS = "零一二三四五六七八九"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+    "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+ORG_TAILS = [
+    "书院",
+    "博物馆",
+    "公司",
+    "小学",
+    "中学",
+    "公园",
+    "图书馆",
+    "餐厅",
+    "研究所",
+    "农场",
+    "酒店",
+    "乐队",
+    "俱乐部",
+    "协会",
+    "工作室",
+    "茶园",
+    "果园",
+    "剧院",
+    "书店",
+    "面馆",
+    "诊所",
+    "车站",
+    "码头",
+    "广场",
+    "山庄",
+    "客栈",
+    "学校",
+    "工厂",
+    "超市",
+    "花园",
+    "体育馆",
+    "游泳馆",
+    "动物园",
+    "植物园",
+    "画廊",
+    "基金会",
+    "合作社",
+    "实验室",
+]
+THING_TAILS = ["系统", "软件", "工具", "平台", "插件", "机器人", "相机", "手表", "自行车", "背包", "茶", "酒", "糕点"]
+UNITS = ["元", "米", "公里", "克", "千克", "分钟", "小时", "天", "人", "本", "张", "间", "棵", "次", "层", "座"]
+CMD_WORDS = [
+    "init",
+    "build",
+    "run",
+    "sync",
+    "push",
+    "pull",
+    "check",
+    "list",
+    "show",
+    "clean",
+    "serve",
+    "index",
+    "export",
+    "import",
+    "merge",
+    "split",
+    "scan",
+    "watch",
+    "deploy",
+    "backup",
+    "restore",
+    "login",
+    "config",
+    "update",
+]
+
+
+@dataclass
+class Words:
+    nouns: list[str]
+    places: list[str]
+    verbs: list[str]
+    adjs: list[str]
+
+
+def _jieba_dict() -> Path:
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.origin:
+        raise RuntimeError("jieba is not installed; it is needed for its word list (pip install jieba)")
+    return Path(spec.origin).parent / "dict.txt"
+
+
+@functools.lru_cache(maxsize=1)
+def _entries() -> list[tuple[str, int, str]]:
+    out = []
+    for line in _jieba_dict().read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit():
+            out.append((parts[0], int(parts[1]), parts[2]))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def common_chars(n: int = 3500) -> str:
+    """The n most frequent CJK characters, weighted by jieba's word counts."""
+    counts: Counter[str] = Counter()
+    for word, freq, _ in _entries():
+        for ch in word:
+            if "\u4e00" <= ch <= "\u9fff":
+                counts[ch] += freq
+    return "".join(ch for ch, _ in counts.most_common(n))
+
+
+@functools.lru_cache(maxsize=1)
+def load_words(min_freq: int = 50) -> Words:
+    """Frequent 2-4 character words made only of common characters, by part of speech."""
+    common = set(common_chars())
+    pools: dict[str, list[str]] = {"n": [], "ns": [], "v": [], "a": []}
+    for word, freq, pos in _entries():
+        if freq < min_freq or not 2 <= len(word) <= 4 or not all(ch in common for ch in word):
+            continue
+        if pos in pools:
+            pools[pos].append(word)
+    return Words(nouns=pools["n"], places=pools["ns"], verbs=pools["v"], adjs=pools["a"])
+
+
+def cn_number(n: int) -> str:
+    """Chinese reading of 0..9999 (三十, 一百零五, 两千三百)."""
+    if n < 10:
+        return CN_DIGITS[n]
+    out, zero = "", False
+    for value, name in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        d = n // value % 10
+        if d:
+            if zero:
+                out += "零"
+            out += ("" if (value == 10 and d == 1 and not out) else CN_DIGITS[d]) + name
+            zero = False
+        elif out:
+            zero = True
+    return out
+
+
+def number(rng: random.Random, lo: int = 2, hi: int = 999) -> str:
+    n = rng.randint(lo, hi)
+    return str(n) if rng.random() < 0.5 else cn_number(n)
+
+
+def year(rng: random.Random) -> str:
+    y = rng.randint(1900, 2025)
+    return f"{y}年" if rng.random() < 0.5 else "".join(CN_DIGITS[int(c)] for c in str(y)) + "年"
+
+
+def clock(rng: random.Random) -> str:
+    h = rng.randint(1, 11)
+    return rng.choice(["上午", "早上", "下午", "晚上"]) + cn_number(h) + "点" + rng.choice(["", "", "半", "十分"])
+
+
+def person(rng: random.Random) -> str:
+    common = common_chars(1500)
+    return rng.choice(SURNAMES) + "".join(rng.choice(common) for _ in range(rng.randint(1, 2)))
+
+
+def entity(rng: random.Random, w: Words) -> str:
+    r = rng.random()
+    if r < 0.55:
+        return rng.choice(w.places + w.nouns) + rng.choice(ORG_TAILS)
+    if r < 0.8:
+        return rng.choice(w.nouns + w.adjs) + rng.choice(THING_TAILS)
+    return rng.choice(w.nouns) + rng.choice(w.nouns)
+
+
+# (sentence, [questions], topic): {e} the entity; other fields are filled by _values.
+TEMPLATES: list[tuple[str, list[str], str]] = [
+    ("{e}位于{place}{noun}旁边", ["{e}在哪里？", "{e}位于什么地方？", "请问{e}在哪儿？", "{e}的位置在哪？"], "位置"),
+    ("{e}成立于{year}", ["{e}是哪一年成立的？", "{e}什么时候成立？", "{e}成立多久了？"], "成立时间"),
+    ("{e}的负责人是{person}", ["{e}的负责人是谁？", "谁负责{e}？", "{e}归谁管？"], "负责人"),
+    (
+        "{e}每天{clock}开门，{clock2}关门",
+        ["{e}几点开门？", "{e}的营业时间是什么？", "{e}什么时候关门？", "{e}几点营业？"],
+        "开放时间",
+    ),
+    ("{e}的门票是{num}元", ["{e}的门票多少钱？", "去{e}要花多少钱？", "{e}门票贵吗？"], "门票价格"),
+    ("{e}共有{num}名{noun}", ["{e}有多少名{noun}？", "{e}一共有几名{noun}？"], "{noun}人数"),
+    ("{e}最有名的是{noun}", ["{e}最有名的是什么？", "{e}以什么出名？", "{e}有什么特色？"], "特色"),
+    ("{e}的电话是{phone}", ["{e}的电话是多少？", "怎么联系{e}？", "{e}的联系电话是什么？"], "联系电话"),
+    ("{e}主要用来{verb}{noun}", ["{e}是用来做什么的？", "{e}有什么用？", "{e}主要做什么？"], "用途"),
+    ("{e}的{noun}是{noun2}", ["{e}的{noun}是什么？", "{e}的{noun}是哪个？"], "{noun}"),
+    ("{e}重{num}{unit}", ["{e}有多重？", "{e}的重量是多少？"], "重量"),
+    ("{e}的创始人是{person}，他原来是一名{noun}", ["{e}是谁创办的？", "{e}的创始人是谁？"], "创始人"),
+    (
+        "使用{e}时，先{verb}{noun}，再{verb2}{noun2}",
+        ["怎么使用{e}？", "{e}怎么用？", "使用{e}的步骤是什么？"],
+        "使用方法",
+    ),
+    (
+        "运行 {cmd} {arg} 可以让{e}{verb}{noun}",
+        ["怎么让{e}{verb}{noun}？", "{e}怎样{verb}{noun}？", "用什么命令让{e}{verb}{noun}？"],
+        "相关命令",
+    ),
+    ("{e}距离{place}大约{num}公里", ["{e}离{place}有多远？", "从{place}到{e}有多远？"], "距离"),
+    ("去{e}可以乘坐{num}路公交车，在{place}站下车", ["怎么去{e}？", "坐公交怎么到{e}？"], "交通"),
+    ("{e}在每年{month}举办{noun}节", ["{e}什么时候举办{noun}节？", "{e}的{noun}节在几月？"], "{noun}节"),
+    ("{e}不允许{verb}{noun}", ["在{e}可以{verb}{noun}吗？", "{e}能{verb}{noun}吗？"], "{verb}{noun}的规定"),
+]
+ABSENT_TOPICS = ["停车", "住宿", "餐饮", "网址", "邮箱", "优惠", "年龄限制", "营业执照", "退款", "天气"]
+ABSENT_QUESTIONS = [
+    ("{e}可以停车吗？", "停车"),
+    ("{e}有住宿吗？", "住宿"),
+    ("{e}的网址是什么？", "网址"),
+    ("{e}的邮箱是多少？", "邮箱"),
+    ("{e}有学生优惠吗？", "优惠"),
+    ("{e}能退款吗？", "退款"),
+    ("{e}附近有餐厅吗？", "餐厅"),
+    ("{e}的老板叫什么名字？", "老板"),
+]
+
+
+def _values(rng: random.Random, w: Words, e: str) -> dict[str, str]:
+    month = rng.randint(1, 12)
+    return {
+        "e": e,
+        "place": rng.choice(w.places),
+        "noun": rng.choice(w.nouns),
+        "noun2": rng.choice(w.nouns),
+        "verb": rng.choice(w.verbs),
+        "verb2": rng.choice(w.verbs),
+        "person": person(rng),
+        "year": year(rng),
+        "clock": clock(rng),
+        "clock2": clock(rng),
+        "num": number(rng),
+        "unit": rng.choice(UNITS),
+        "phone": "".join(str(rng.randint(0, 9)) for _ in range(rng.choice([7, 8, 11]))),
+        "cmd": rng.choice(["tea", "run", "kit", "app", "box", "mk"])
+        + rng.choice(["", "-", "_"])
+        + rng.choice(CMD_WORDS),
+        "arg": rng.choice(["--", "-", ""]) + rng.choice(CMD_WORDS),
+        "month": (cn_number(month) if rng.random() < 0.5 else str(month)) + "月",
+    }
+
+
+@dataclass
+class Doc:
+    """One passage: its text, its title, and (question, answer sentence, topic) for each fact it states."""
+
+    text: str
+    title: str
+    entity: str
+    qa: list[tuple[str, str]]
+    used: set[int]
+
+
+def make_doc(rng: random.Random, w: Words, e: str | None = None) -> Doc:
+    """A passage of 2-7 facts about one invented entity; a third are written under a heading without the name."""
+    e = e or entity(rng, w)
+    picks = rng.sample(range(len(TEMPLATES)), rng.randint(2, 7))
+    headed = rng.random() < 0.3
+    sentences, qa = [], []
+    for i in picks:
+        sentence, questions, _ = TEMPLATES[i]
+        v = _values(rng, w, e)
+        s = sentence.format(**v)
+        if headed and s.startswith(e) and s[len(e)] == "的":
+            s = s[len(e) + 1 :]  # "## 名字" then "负责人是……" (as real documents write under a heading)
+        sentences.append(s)
+        qa.append((rng.choice(questions).format(**v), s))
+    body = "".join(s + "。" for s in sentences)
+    if headed:
+        text = f"## {e}\n\n{body}"
+    elif rng.random() < 0.2:
+        text = f"# {e}\n\n{body}"
+    else:
+        text = body
+    return Doc(text=text, title=e, entity=e, qa=qa, used=set(picks))
+
+
+def absent_question(rng: random.Random, doc: Doc) -> tuple[str, str]:
+    """A question about doc's entity that none of its sentences answers, and the topic to name."""
+    q, topic = rng.choice(ABSENT_QUESTIONS)
+    return q.format(e=doc.entity), f"{doc.entity}的{topic}"

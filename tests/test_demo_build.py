@@ -1,0 +1,71 @@
+"""The demo build pipeline on a tiny corpus: tokens of at most one Chinese character, length-bucketed batches,
+saves along the way."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from rolechat.llm.demo.build import BuildSettings, _batches, build
+
+CHAT = [
+    {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！欢迎使用演示模型。"}]},
+    {"messages": [{"role": "user", "content": "茶园几点开门？"}, {"role": "assistant", "content": "上午八点半。"}]},
+]
+RAG = {
+    "messages": [
+        {"role": "user", "content": "[1] 来源：茶园.md（line 1）\n茶园每天上午八点半开门。\n\n问题：茶园几点开门？"},
+        {"role": "assistant", "content": "茶园每天上午八点半开门[1]。"},
+    ],
+    "synthetic": True,
+}
+
+
+def test_batches_group_similar_lengths_within_the_token_budget():
+    rng = random.Random(0)
+    examples = [([1] * n, [1] * n) for n in [5, 300, 40, 41, 42, 600, 7, 8]]
+    batches = _batches(examples, max_len=500, batch_tokens=100, rng=rng)
+    seen = sorted(i for b in batches for i in b)
+    assert seen == [0, 1, 2, 3, 4, 6, 7]  # the 600-token example is over max_len and left out
+    for b in batches:
+        width = max(len(examples[i][0]) for i in b)
+        assert len(b) == 1 or width * len(b) <= 100
+
+
+def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "dialogues.jsonl").write_text(
+        "\n".join(json.dumps(d, ensure_ascii=False) for d in CHAT) + "\n", encoding="utf-8"
+    )
+    (corpus / "rag_dialogues.jsonl").write_text(json.dumps(RAG, ensure_ascii=False) + "\n", encoding="utf-8")
+    (corpus / "prose.txt").write_text("茶园在山上。\n", encoding="utf-8")
+    cfg = BuildSettings(
+        steps=2,
+        vocab_size=600,
+        hidden_size=32,
+        layers=2,
+        heads=2,
+        kv_heads=1,
+        intermediate_size=64,
+        block_size=256,
+        batch_tokens=512,
+        positions=256,
+        warmup=1,
+        save_every=1,
+        threads=1,
+    )
+    out = build(tmp_path / "model", cfg, corpus_dir=corpus, progress=False)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tok = AutoTokenizer.from_pretrained(out)
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    longest = max(len(t) for t in tok.get_vocab() if t not in tok.all_special_tokens and all(c in byte_of for c in t))
+    assert longest == 3  # token_bytes: a token holds at most one Chinese character (3 UTF-8 bytes)
+    text = "茶园每天上午八点半开门，欢迎使用演示模型"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 2
+    marker = json.loads((out / "rolechat_demo.json").read_text(encoding="utf-8"))
+    assert marker["steps_done"] == 2 and marker["settings"]["token_bytes"] == 3
