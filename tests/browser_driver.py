@@ -218,8 +218,7 @@ def _stop_long_reply(page, result: FlowResult) -> None:
     box.press("Enter")
     stop = page.get_by_role("button", name="停止生成")
     stop.wait_for()
-    page.wait_for_timeout(1000)
-    stop.click()
+    stop.click()  # at once: a tiny model's whole reply can take well under a second
     stopped = messages.filter(has_text="（已停止）")
     stopped.first.wait_for()
     result.stopped = stopped.first.inner_text()
