@@ -92,7 +92,9 @@ class RemoteStream:
                     if event.get("usage"):
                         self.stats.completion_tokens = event["usage"].get("completion_tokens", 0)
                     for choice in event.get("choices") or []:
-                        piece = choice.get("text") or ""
+                        # whole characters only, as in-process: an engine shows byte tokens that never form a
+                        # character as U+FFFD, the runtime leaves them out
+                        piece = (choice.get("text") or "").replace("\ufffd", "")
                         if piece:
                             if self.stats.time_to_first_token is None:
                                 self.stats.time_to_first_token = time.perf_counter() - start

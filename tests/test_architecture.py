@@ -151,7 +151,7 @@ def test_the_package_level_import_graph_has_no_loop():
 
 def test_the_feature_folders_are_only_imported_under_the_rolechat_name():
     """`import llm` would load a second copy of the runtime, or PyPI's unrelated `llm` package."""
-    everything = [p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and ".git" not in p.parts]
+    everything = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
     offenders = [
         f"{p.relative_to(ROOT)} imports {name}"
         for p in everything

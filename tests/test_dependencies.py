@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ["llm", "rag", "finetune", "rolechat", "ui", "app.py"]
-OURS = {"rolechat", "ui", "app", "tests", "config_table"}  # config_table: scripts/config_table.py
+# our own top-level modules: the packages, app.py, and the scripts and benchmarks that import each other
+OURS = {"rolechat", "ui", "app", "tests"} | {p.stem for d in ("scripts", "bench") for p in (ROOT / d).glob("*.py")}
 # declared but never imported by name: loaded by another library on a code path of ours
 INDIRECT = {
     "bitsandbytes": "transformers loads it for llm.quantization = 4bit / 8bit and QLoRA",
