@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rolechat.finetune.config import check_lora_run
+
 __all__ = ["ClassifyConfig"]
 
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -68,31 +70,11 @@ class ClassifyConfig:
             if not ok:
                 raise ValueError(f"classify.{name} {message}, got {getattr(self, name)!r}")
 
-        if isinstance(self.target_modules, str):
-            self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
         need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "must name a column")
         need(isinstance(self.label_column, str) and bool(self.label_column), "label_column", "must name a column")
         need(self.text_column != self.label_column, "label_column", "must differ from text_column")
-        need(self.epochs > 0, "epochs", "must be > 0")
-        need(self.max_steps >= 0, "max_steps", "must be >= 0")
-        need(self.learning_rate > 0, "learning_rate", "must be > 0")
-        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check_lora_run(self, need, SCHEDULES)
         need(self.max_length >= 8, "max_length", "must be >= 8")
-        need(self.rank >= 1, "rank", "must be >= 1")
-        need(self.alpha >= 1, "alpha", "must be >= 1")
-        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        need(
-            bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-            "target_modules",
-            "must name at least one module (or all-linear)",
-        )
-        need(0 <= self.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
-        need(self.save_steps >= 1, "save_steps", "must be >= 1")
-        need(self.save_total_limit >= 1, "save_total_limit", "must be >= 1")
-        need(self.logging_steps >= 1, "logging_steps", "must be >= 1")
 
     @property
     def target(self) -> str | list[str]:

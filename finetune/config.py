@@ -6,6 +6,7 @@ is trained on exactly the model and template the runtime serves it with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +18,33 @@ REPORTERS = ("none", "tensorboard", "swanlab")
 
 def _help(text: str) -> dict:
     return {"help": text}
+
+
+def check_lora_run(cfg: Any, need: Callable[[bool, str, str], None], schedules: tuple[str, ...]) -> None:
+    """The checks persona and classifier training share: optimizer, schedule, batch, LoRA and held-out split
+    (`need(ok, field, message)` raises the section's precise error). Turns a comma-separated
+    target_modules string into a list."""
+    if isinstance(cfg.target_modules, str):
+        cfg.target_modules = [m.strip() for m in cfg.target_modules.split(",") if m.strip()]
+    need(cfg.epochs > 0, "epochs", "must be > 0")
+    need(cfg.max_steps >= 0, "max_steps", "must be >= 0")
+    need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
+    need(cfg.schedule in schedules, "schedule", f"must be one of {', '.join(schedules)}")
+    need(0 <= cfg.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+    need(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+    need(cfg.batch_size >= 1, "batch_size", "must be >= 1")
+    need(cfg.rank >= 1, "rank", "must be >= 1")
+    need(cfg.alpha >= 1, "alpha", "must be >= 1")
+    need(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+    need(
+        bool(cfg.target_modules) and all(isinstance(m, str) and m for m in cfg.target_modules),
+        "target_modules",
+        "must name at least one module (or all-linear)",
+    )
+    need(0 <= cfg.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
+    need(cfg.save_steps >= 1, "save_steps", "must be >= 1")
+    need(cfg.save_total_limit >= 1, "save_total_limit", "must be >= 1")
+    need(cfg.logging_steps >= 1, "logging_steps", "must be >= 1")
 
 
 @dataclass
@@ -92,26 +120,9 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"train.{name} {message}, got {getattr(self, name)!r}")
 
-        if isinstance(self.target_modules, str):
-            self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
-        need(self.epochs > 0, "epochs", "must be > 0")
-        need(self.max_steps >= 0, "max_steps", "must be >= 0")
-        need(self.learning_rate > 0, "learning_rate", "must be > 0")
-        need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check_lora_run(self, need, SCHEDULES)
         need(self.grad_accum >= 1, "grad_accum", "must be >= 1")
         need(self.max_length >= 16, "max_length", "must be >= 16")
-        need(self.rank >= 1, "rank", "must be >= 1")
-        need(self.alpha >= 1, "alpha", "must be >= 1")
-        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        need(
-            bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
-            "target_modules",
-            "must name at least one module (or all-linear)",
-        )
-        need(0 <= self.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
         need(self.eval_steps >= 0, "eval_steps", "must be >= 0")
         need(self.early_stopping >= 0, "early_stopping", "must be >= 0")
         need(
@@ -119,11 +130,8 @@ class TrainConfig:
             "early_stopping",
             "needs eval_steps > 0 and eval_ratio > 0",
         )
-        need(self.save_steps >= 1, "save_steps", "must be >= 1")
-        need(self.save_total_limit >= 1, "save_total_limit", "must be >= 1")
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
         need(self.report_to in REPORTERS, "report_to", f"must be one of {', '.join(REPORTERS)}")
-        need(self.logging_steps >= 1, "logging_steps", "must be >= 1")
         need(self.num_workers >= 0, "num_workers", "must be >= 0")
 
     @property
