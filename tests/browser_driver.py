@@ -305,3 +305,61 @@ def run_character_flow(
         finally:
             browser.close()
     return result
+
+
+def run_scene_flow(url: str, out_dir: Path, labels: tuple[str, str], message: str, timeout_ms: int = 180_000):
+    """Pick two characters for a scene, send `message`, wait for both replies; reload and resume the chat from
+    the sidebar. Returns (the two replies as shown, the three messages after resuming, exceptions shown);
+    screenshots scene.png and scene-resumed.png in `out_dir`."""
+    from playwright.sync_api import sync_playwright
+
+    def shot(page, path) -> None:
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(600)  # let the last websocket deltas paint
+        page.screenshot(path=str(path), full_page=True)
+
+    def two_replies(page) -> None:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+            ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            box = page.get_by_placeholder("输入消息，回车发送")
+            box.wait_for()
+            sidebar = page.get_by_test_id("stSidebar")
+            scene = sidebar.get_by_test_id("stMultiSelect").filter(has_text="群聊场景")
+            for label in labels:
+                scene.click()
+                page.get_by_role("option", name=label).click()
+                page.wait_for_timeout(800)  # the rerun that applies the choice
+            sidebar.get_by_text("谁来发言").wait_for()
+            page.keyboard.press("Escape")
+            box.fill(message)
+            box.press("Enter")
+            two_replies(page)
+            messages = page.get_by_test_id("stChatMessage")
+            replies = (messages.nth(1).inner_text(), messages.nth(2).inner_text())
+            shot(page, out_dir / "scene.png")
+            page.reload()
+            box.wait_for()
+            listed = sidebar.get_by_role("button").filter(has_text=message)
+            listed.first.wait_for()
+            listed_text = listed.first.inner_text()
+            listed.first.click()
+            two_replies(page)
+            resumed = [messages.nth(i).inner_text() for i in range(3)]
+            exceptions = page.get_by_test_id("stException").count()
+            shot(page, out_dir / "scene-resumed.png")
+        except Exception:
+            page.screenshot(path=str(out_dir / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    return replies, resumed, listed_text, exceptions
