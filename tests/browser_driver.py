@@ -265,6 +265,7 @@ def run_character_flow(
     """Import the character card `card` from the chat page's sidebar, wait for its greeting (text `greeting`)
     to open the chat, send `message` (which should trigger a lorebook entry), wait for the reply and open "what
     the model saw" under it until the entry's text `lore` shows; screenshots of both steps."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -293,13 +294,17 @@ def run_character_flow(
             box.press("Enter")
             done = messages.filter(has_text="词元/秒")
             done.first.wait_for()
+            page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
             reply = messages.nth(2)
             result.reply = reply.inner_text()
             seen = reply.get_by_test_id("stExpander").filter(has_text="模型看到的内容")
             seen.first.locator("summary").click()
             seen.first.get_by_text(lore).first.wait_for()
             result.seen = seen.first.inner_text()
-            seen.first.scroll_into_view_if_needed()
+            try:
+                seen.first.scroll_into_view_if_needed(timeout=10_000)
+            except PlaywrightError:  # redrawn meanwhile: only the screenshot's framing depends on it
+                pass
             page.mouse.move(0, 0)
             result.shots["prompt"] = _shot(page, out_dir / "character-prompt.png", result)
         finally:
