@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,16 +58,20 @@ def create_engine_app(runtime: Any, served_name: str) -> Any:
 
         async def events():
             # an async generator: when the client hangs up, Starlette cancels it and `finally` ends the
-            # generation at once (as vLLM aborts a request whose client is gone)
+            # generation at once (as vLLM aborts a request whose client is gone). One worker thread per request
+            # runs every step of the stream, so closing it never races a step still running.
             created = int(time.time())
             pieces = iter(stream)
+            worker = ThreadPoolExecutor(max_workers=1)
+            loop = asyncio.get_running_loop()
             try:
-                while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                while (piece := await loop.run_in_executor(worker, next, pieces, None)) is not None:
                     choice = {"index": 0, "text": piece, "finish_reason": None}
                     yield f"data: {json.dumps({'created': created, 'choices': [choice]})}\n\n"
             finally:
                 stream.cancel()
-                await asyncio.to_thread(pieces.close)
+                worker.submit(pieces.close)  # after the step in flight: releases the model lock
+                worker.shutdown(wait=False)
             reason = "length" if stream.stats.completion_tokens >= params.max_new_tokens else "stop"
             yield f"data: {json.dumps({'choices': [{'index': 0, 'text': '', 'finish_reason': reason}]})}\n\n"
             usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": stream.stats.completion_tokens}
