@@ -103,12 +103,9 @@ class ClassifierManifest:
         return {label: i for i, label in enumerate(self.labels)}
 
     def save(self, folder: str | Path) -> Path:
-        path = Path(folder) / MANIFEST
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        from rolechat.llm.personas import write_manifest
+
+        return write_manifest(Path(folder) / MANIFEST, asdict(self))
 
     @classmethod
     def load(cls, folder: str | Path) -> ClassifierManifest:

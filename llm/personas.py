@@ -39,6 +39,15 @@ BASE_PERSONA = "base"  # the plain base model, adapters disabled
 _NAME = re.compile(r"^[\w][\w-]{0,63}$")
 
 
+def write_manifest(path: Path, data: dict[str, Any]) -> Path:
+    """Write a manifest (persona.json, classifier.json) whole or not at all: a temp file, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 class PersonaError(ValueError):
     """A persona folder or manifest is unusable; the message names the file and field."""
 
@@ -90,12 +99,7 @@ class PersonaManifest:
         self.display_name = self.display_name or self.name
 
     def save(self, folder: str | Path) -> Path:
-        path = Path(folder) / MANIFEST
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_manifest(Path(folder) / MANIFEST, asdict(self))
 
     @classmethod
     def load(cls, folder: str | Path) -> PersonaManifest:
