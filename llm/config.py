@@ -93,6 +93,13 @@ class LLMConfig:
     top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
     top_k: int = field(default=50, metadata=_help("Default top-k."))
     repetition_penalty: float = field(default=1.05, metadata=_help("Default repetition penalty."))
+    max_batch: int = field(
+        default=32,
+        metadata=_help(
+            "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
+            "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time."
+        ),
+    )
     backend: str = field(
         default="local",
         metadata=_help(
@@ -132,6 +139,8 @@ class LLMConfig:
             raise ValueError(f"llm.on_base_mismatch must be refuse or warn, got {self.on_base_mismatch!r}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ValueError(f"llm.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.max_batch < 1:
+            raise ValueError(f"llm.max_batch must be >= 1, got {self.max_batch}")
         if self.context_length < 0:
             raise ValueError(f"llm.context_length must be >= 0, got {self.context_length}")
         if isinstance(self.persona_dirs, str):

@@ -143,6 +143,13 @@ class GenerationStream:
             kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or None)
         return kwargs
 
+    def _start(self, streamer: _TokenQueue, errors: list) -> Any:
+        """Start producing token ids into `streamer.q` (ending with `_DONE`); returns a handle whose `join()`
+        returns once the model has stopped working on this reply."""
+        worker = threading.Thread(target=self._worker, args=(streamer, errors), daemon=True)
+        worker.start()
+        return worker
+
     def _worker(self, streamer: _TokenQueue, errors: list) -> None:
         import torch
 
@@ -183,8 +190,7 @@ class GenerationStream:
         with lock:
             start = time.perf_counter()
             streamer, errors = _TokenQueue(), []
-            worker = threading.Thread(target=self._worker, args=(streamer, errors), daemon=True)
-            worker.start()
+            worker = self._start(streamer, errors)
             ids: list[int] = []
             stopped = done = False
             try:

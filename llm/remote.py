@@ -153,6 +153,7 @@ class RemoteRuntime(Runtime):
         self._prompt_only = set()
         self._layers = None
         self._active = None
+        self._scheduler = None
         self.reload_personas()
 
     @classmethod

@@ -3,8 +3,10 @@
 Adapters under `$ROLECHAT_HOME/personas` (and any `llm.persona_dirs`) are loaded with peft's
 `load_adapter` into the single base model; a request names its persona and the runtime selects it
 (`set_adapter`), or disables adapters for the plain base model. Nothing is reloaded on a switch.
-Generation is serialized by a lock, held from the first token to the last, so concurrent requests can
-never see each other's persona. A persona's system prompt (from its manifest) is applied automatically.
+Concurrent requests are generated together by one scheduler thread (`llm.batching`): rows of different
+personas share each forward pass, every row routed to its own adapter, and join or leave the batch at any
+decode step (`llm.max_batch` rows at most). Models whose cache cannot be batched generate one at a time,
+serialized by the model lock. A persona's system prompt (from its manifest) is applied automatically.
 A prompt-only character (a persona folder with a character card and no adapter) is selectable like any
 persona; it generates with the base model (adapters disabled) and its own system prompt.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rolechat import settings
+from rolechat.llm.batching import BatchedStream, BatchScheduler, supports_batching
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.encoding import encode_prompt, fit_prompt
 from rolechat.llm.generation import GenerationStream
@@ -58,7 +61,8 @@ class Runtime:
     >>> rt.chat([{"role": "user", "content": "你好"}], persona="base", params={"temperature": 0})
     """
 
-    parallel_generations = 1  # one model: generations take turns on its lock (server.max_concurrent auto)
+    # generations that run at once (server.max_concurrent auto): llm.max_batch when batched, else 1 (the lock)
+    parallel_generations = 1
 
     def __init__(self, cfg: LLMConfig, model: Any, tokenizer: Any, resolved: ResolvedModel) -> None:
         from rolechat.llm.demo import DEMO_HINT
@@ -93,6 +97,10 @@ class Runtime:
         self._prompt_only: set[str] = set()  # character personas without an adapter: the base model
         self._layers: list[Any] | None = None
         self._active: str | None = None  # the adapter the cached layers point at
+        self._scheduler: BatchScheduler | None = None
+        if not cfg.trust_remote_code and supports_batching(model):
+            self._scheduler = BatchScheduler(lambda: self.model, self._model_lock, self._persona_context, cfg.max_batch)
+            self.parallel_generations = cfg.max_batch
         self.reload_personas()
 
     @classmethod
@@ -169,7 +177,7 @@ class Runtime:
 
     def reload_personas(self) -> list[PersonaEntry]:
         """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
-        with self._model_lock, self._lock:
+        with self._exclusive(), self._lock:
             entries = discover(self.persona_roots())
             found = {e.name for e in entries}
             for name in list(self._loaded):
@@ -209,6 +217,14 @@ class Runtime:
                     continue
                 self._loaded[entry.name] = stamp
             return list(self._entries.values())
+
+    def _exclusive(self) -> contextlib.AbstractContextManager:
+        """The model to oneself (adapter (un)loading, diagnostics): running replies finish first."""
+        return self._scheduler.exclusive() if self._scheduler is not None else self._model_lock
+
+    def _adapter_key(self, persona: str | None) -> str | None:
+        """The adapter a persona generates with; None for the plain base model (base, prompt-only characters)."""
+        return None if persona in (None, "", BASE_PERSONA) or persona in self._prompt_only else persona
 
     def _adapter_layers(self) -> list[Any] | None:
         """The LoRA layers of the loaded adapters, cached; None when an adapter also replaces whole modules
@@ -353,6 +369,17 @@ class Runtime:
         """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
         `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
         ids, p = self.request(messages, persona, params, persona_system)
+        if self._scheduler is not None:
+            return BatchedStream(
+                self._scheduler,
+                self.tokenizer,
+                ids,
+                p,
+                persona=persona,
+                adapter=self._adapter_key(persona),
+                stop_ids=self._stop_ids,
+                stop_strings=self.format.stop_strings,
+            )
         return GenerationStream(
             self.model,
             self.tokenizer,
@@ -378,7 +405,7 @@ class Runtime:
         import torch
 
         ids = self.encode(messages, persona)
-        with self._model_lock, self._persona_context(persona), torch.inference_mode():
+        with self._exclusive(), self._persona_context(persona), torch.inference_mode():
             device = next(self.model.parameters()).device
             out = self.model(input_ids=torch.tensor([ids], device=device))
             return out.logits[0, -1].float().cpu()

@@ -1,0 +1,439 @@
+"""Batched in-process generation: one scheduler thread owns the model and decodes every running reply together.
+
+Continuous batching at the decode-step level. A new request is prefilled alone (its own KV cache, exactly as a
+solo generation) and its cache is merged into the running batch, left-padded to the batch's length with an
+attention mask; each row keeps its own position ids, so padding never shifts a row's positions. Every step
+runs ONE forward pass for all rows: rows of different personas share it (peft routes each row to its own LoRA
+adapter, `adapter_names`, with "__base__" for the plain model), and when every row has the same persona the
+runtime's fast adapter switch is used instead. A row leaves the batch when it emits a stop token, reaches its
+`max_new_tokens`, or its stream is closed or cancelled; the cache drops it (and any padding no row needs).
+
+Each row is sampled as `model.generate` would sample it alone: repetition penalty over prompt and reply,
+then for sampling rows temperature, top-k, top-p and a draw from the row's own generator (seeded rows draw
+from `torch.Generator().manual_seed(seed)`, the same numbers `torch.manual_seed(seed)` gives a solo
+generation), greedy rows take the arg-max. So a greedy reply is its solo reply, whatever else runs beside it.
+
+The model lock is held while any row runs; `exclusive()` (adapter reloads, diagnostics) stops admitting new
+rows, waits for the running ones to finish and then has the model to itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rolechat.llm.config import GenerationParams
+from rolechat.llm.generation import _DONE, GenerationStream
+
+__all__ = ["BatchScheduler", "BatchedStream", "supports_batching"]
+
+log = logging.getLogger(__name__)
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+def supports_batching(model: Any) -> bool:
+    """Whether the model's KV cache can be left-padded and merged: a transformers model whose cache layers are
+    all plain full-attention layers (no sliding window, no linear-attention state)."""
+    try:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        config = getattr(model, "config", None)
+        if config is None or not hasattr(model, "forward"):
+            return False
+        cache = DynamicCache(config=config)
+        return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+    except Exception:  # an unusual model (remote code, no config): generate one at a time
+        return False
+
+
+class _Row:
+    """One reply in the batch: what to generate and where its tokens go."""
+
+    def __init__(
+        self,
+        ids: Sequence[int],
+        params: GenerationParams,
+        persona: str | None,
+        adapter: str | None,
+        stop_ids: Sequence[int],
+        out: queue.Queue,
+        errors: list,
+        cancel: threading.Event,
+    ) -> None:
+        self.ids, self.params, self.persona, self.adapter = list(ids), params, persona, adapter
+        self.stop_ids = set(stop_ids)
+        self.out, self.errors, self.cancel = out, errors, cancel
+        self.generated = 0
+        self.done = False
+        self.finished = threading.Event()  # set once the row is out of the batch (and the lock released if last)
+        self.generator: Any = None
+        self.wake: Callable[[], None] = lambda: None
+
+    def emit(self, token: int) -> None:
+        self.generated += 1
+        self.out.put([token])
+        if token in self.stop_ids or self.generated >= self.params.max_new_tokens:
+            self.done = True
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the row is out of the batch (the stream's generator calls this when it ends or is closed)."""
+        self.wake()
+        self.finished.wait(timeout)
+
+
+class _Batch:
+    """The running rows and their merged, left-padded KV cache."""
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+        self.cache: Any = None
+        self.mask: Any = None  # [B, T] 1 where a cache column is a real token of that row
+        self.pos: Any = None  # [B] the next position of each row
+        self.last: Any = None  # [B] the last token of each row (the next step's input)
+        self.seen: Any = None  # [B, V] tokens in each row's prompt and reply (repetition penalty)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, row: _Row, cache: Any, token: int, seen: Any) -> None:
+        import torch
+
+        length = cache.layers[0].keys.shape[-2]
+        device = seen.device
+        row_mask = torch.ones((1, length), dtype=torch.long, device=device)
+        row_pos = torch.tensor([len(row.ids)], device=device)
+        row_last = torch.tensor([token], device=device)
+        if not self.rows:
+            self.rows, self.cache, self.mask = [row], cache, row_mask
+            self.pos, self.last, self.seen = row_pos, row_last, seen
+            return
+        width = self.mask.shape[1]
+        target = max(width, length)
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, target), _pad_left(theirs.keys, target)])
+            mine.values = torch.cat([_pad_left(mine.values, target), _pad_left(theirs.values, target)])
+        self.mask = torch.cat([_pad_left(self.mask, target), _pad_left(row_mask, target)])
+        self.pos = torch.cat([self.pos, row_pos])
+        self.last = torch.cat([self.last, row_last])
+        if self.seen.shape[1] != seen.shape[1]:  # a vocabulary size change cannot happen within one model
+            raise RuntimeError("logits of different widths in one batch")
+        self.seen = torch.cat([self.seen, seen])
+        self.rows.append(row)
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep only these rows; drop cache columns that are padding for every row left."""
+        import torch
+
+        if not keep:
+            self.__init__()
+            return
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, device=self.mask.device)
+            self.rows = [self.rows[i] for i in keep]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+            self.mask, self.pos = self.mask.index_select(0, index), self.pos.index_select(0, index)
+            self.last, self.seen = self.last.index_select(0, index), self.seen.index_select(0, index)
+        used = self.mask.any(0).nonzero()
+        lead = int(used[0]) if len(used) else 0
+        if lead:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+            self.mask = self.mask[:, lead:]
+
+
+def _pad_left(t: Any, width: int) -> Any:
+    """`t` ([B, T] or [B, H, T, D]) left-padded with zeros along T to `width`."""
+    import torch
+
+    axis = 1 if t.dim() == 2 else 2
+    missing = width - t.shape[axis]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[axis] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=axis)
+
+
+def _penalize(scores: Any, seen: Any, penalty: Any) -> Any:
+    """transformers' repetition penalty, per row: a seen token's logit is divided by the penalty (multiplied when
+    negative). A penalty of 1 leaves the row exactly as it was."""
+    import torch
+
+    penalized = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return torch.where(seen, penalized, scores)
+
+
+def _choose(scores: Any, rows: Sequence[_Row]) -> list[int]:
+    """The next token of each row from its (penalized) logits [B, V]: greedy rows the arg-max, sampling rows a
+    draw after temperature, top-k and top-p, exactly as transformers' warpers do on one row."""
+    import torch
+
+    greedy = [i for i, r in enumerate(rows) if r.params.greedy]
+    out = [0] * len(rows)
+    if greedy:
+        picked = scores[greedy].argmax(-1).tolist() if len(greedy) < len(rows) else scores.argmax(-1).tolist()
+        for i, token in zip(greedy, picked, strict=True):
+            out[i] = token
+    for i, row in enumerate(rows):
+        if row.params.greedy:
+            continue
+        p = row.params
+        s = scores[i : i + 1]
+        if p.temperature != 1.0:
+            s = s / p.temperature
+        if p.top_k:
+            k = min(p.top_k, s.shape[-1])
+            s = s.masked_fill(s < torch.topk(s, k)[0][..., -1, None], -float("inf"))
+        if p.top_p < 1.0:
+            sorted_logits, sorted_indices = torch.sort(s, descending=False)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove = cumulative <= (1 - p.top_p)
+            remove[..., -1:] = 0
+            s = s.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+        probs = torch.nn.functional.softmax(s, dim=-1)
+        out[i] = int(torch.multinomial(probs, num_samples=1, generator=row.generator))
+    return out
+
+
+class BatchScheduler:
+    """Runs every generation of one runtime on a single thread, rows of up to `max_batch` replies decoded together.
+
+    `model()` returns the current model (the runtime swaps in a PeftModel when the first adapter loads);
+    `persona_context(persona)` selects one persona for a forward pass whose rows all share it.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[], Any],
+        lock: threading.Lock,
+        persona_context: Callable[[str | None], contextlib.AbstractContextManager],
+        max_batch: int,
+    ) -> None:
+        self._model, self._lock, self._persona_context = model, lock, persona_context
+        self.max_batch = max(1, int(max_batch))
+        self._pending: deque[_Row] = deque()
+        self._cv = threading.Condition()
+        self._paused = 0
+        self._thread: threading.Thread | None = None
+        self._holding = False
+        self._leaving: list[_Row] = []  # rows out of the batch whose streams have not been told yet
+        self.steps = 0  # decode steps run (for tests and diagnostics)
+        self.widest = 0  # the most rows one decode step has carried
+
+    # -- the callers' side -----------------------------------------------------------------------------
+
+    def submit(self, row: _Row) -> _Row:
+        row.wake = self.wake
+        with self._cv:
+            self._pending.append(row)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="rolechat-batch", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+        return row
+
+    def wake(self) -> None:
+        """A row was cancelled: let the loop notice even if it is waiting."""
+        with self._cv:
+            self._cv.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """The model to oneself: no new row starts, the running ones finish, then the model lock is held."""
+        with self._cv:
+            self._paused += 1
+            self._cv.notify_all()
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._cv:
+                self._paused -= 1
+                self._cv.notify_all()
+
+    # -- the scheduler thread ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        batch = _Batch()
+        while True:
+            with self._cv:
+                while True:
+                    for row in [r for r in self._pending if r.cancel.is_set()]:  # closed before it started
+                        self._pending.remove(row)
+                        self._leaving.append(row)
+                    if self._leaving or batch.rows or (self._pending and not self._paused):
+                        break
+                    self._cv.wait()
+                admit = []
+                while self._pending and not self._paused and len(batch) + len(admit) < self.max_batch:
+                    admit.append(self._pending.popleft())
+            if admit and not self._holding:
+                self._lock.acquire()
+                self._holding = True
+            try:
+                self._step(batch, admit)
+            except Exception as exc:  # every row of the failed step gets the error
+                log.exception("batched generation failed")
+                told = {id(r) for r in self._leaving}
+                for row in [*batch.rows, *admit]:
+                    if id(row) not in told:
+                        told.add(id(row))
+                        row.errors.append(exc)
+                        self._leaving.append(row)
+                batch.keep([])
+            self._settle(batch)
+
+    def _step(self, batch: _Batch, admit: list[_Row]) -> None:
+        import torch
+
+        with torch.inference_mode():
+            for row in admit:
+                if row.cancel.is_set():
+                    self._leaving.append(row)
+                    continue
+                try:
+                    cache, token, seen = self._prefill(row)
+                except Exception as exc:  # a bad request (e.g. an adapter removed meanwhile) fails alone
+                    row.errors.append(exc)
+                    self._leaving.append(row)
+                    continue
+                row.emit(token)
+                if row.done or row.cancel.is_set():
+                    self._leaving.append(row)
+                else:
+                    batch.add(row, cache, token, seen)
+            self._retire(batch, [r for r in batch.rows if r.cancel.is_set()])
+            if batch.rows:
+                self._decode(batch)
+                self._retire(batch, [r for r in batch.rows if r.done or r.cancel.is_set()])
+
+    def _forward(self, rows: Sequence[_Row], **inputs: Any) -> Any:
+        model = self._model()
+        adapters = {r.adapter for r in rows}
+        if len(adapters) == 1:
+            with self._persona_context(rows[0].persona):
+                return model(**inputs)
+        names = [r.adapter or BASE_ADAPTER for r in rows]
+        return model(**inputs, adapter_names=names)
+
+    def _prefill(self, row: _Row) -> tuple[Any, int, Any]:
+        import torch
+        from transformers import DynamicCache
+
+        model = self._model()
+        if row.adapter and row.adapter not in (getattr(model, "peft_config", None) or {}):
+            raise RuntimeError(f"persona {row.persona!r} was unloaded before its reply started")
+        device = next(model.parameters()).device
+        if row.params.seed is not None and not row.params.greedy:
+            row.generator = torch.Generator(device=device).manual_seed(row.params.seed)
+        ids = torch.tensor([row.ids], device=device)
+        out = self._forward(
+            [row],
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(ids.shape[1], device=device)[None],
+            past_key_values=DynamicCache(config=model.config),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        scores = out.logits[:, -1, :].to(dtype=torch.float32)
+        seen = torch.zeros_like(scores, dtype=torch.bool)
+        seen[0, ids[0]] = True
+        penalty = torch.tensor([[row.params.repetition_penalty]], device=device, dtype=scores.dtype)
+        token = _choose(_penalize(scores, seen, penalty), [row])[0]
+        seen[0, token] = True
+        return out.past_key_values, token, seen
+
+    def _decode(self, batch: _Batch) -> None:
+        import torch
+
+        rows = batch.rows
+        self.steps += 1
+        self.widest = max(self.widest, len(rows))
+        device = batch.mask.device
+        batch.mask = torch.cat([batch.mask, torch.ones((len(rows), 1), dtype=batch.mask.dtype, device=device)], 1)
+        out = self._forward(
+            rows,
+            input_ids=batch.last[:, None],
+            attention_mask=batch.mask,
+            position_ids=batch.pos[:, None],
+            past_key_values=batch.cache,
+            use_cache=True,
+        )
+        batch.cache = out.past_key_values
+        batch.pos = batch.pos + 1
+        scores = out.logits[:, -1, :].to(dtype=torch.float32)
+        penalty = torch.tensor([[r.params.repetition_penalty] for r in rows], device=device, dtype=scores.dtype)
+        tokens = _choose(_penalize(scores, batch.seen, penalty), rows)
+        batch.last = torch.tensor(tokens, device=device)
+        batch.seen[torch.arange(len(rows), device=device), batch.last] = True
+        for row, token in zip(rows, tokens, strict=True):
+            row.emit(token)
+
+    def _retire(self, batch: _Batch, leaving: list[_Row]) -> None:
+        """Drop rows from the batch (their streams are told in `_settle`)."""
+        if leaving:
+            gone = {id(r) for r in leaving}
+            batch.keep([i for i, r in enumerate(batch.rows) if id(r) not in gone])
+            self._leaving.extend(leaving)
+
+    def _settle(self, batch: _Batch) -> None:
+        """After a step: release the model when nothing is left to run, then tell the streams that left."""
+        if not batch.rows and self._holding:
+            with self._cv:
+                idle = not self._pending or self._paused
+            if idle:
+                self._holding = False
+                self._lock.release()
+        leaving, self._leaving = self._leaving, []
+        for row in leaving:
+            row.finished.set()
+            row.out.put(_DONE)
+
+
+class BatchedStream(GenerationStream):
+    """A GenerationStream whose tokens come from the runtime's batch scheduler instead of its own `generate`.
+
+    Same surface: iterate for text pieces, `.text`, `.stats`, `cancel()`, `close()` (returns once the row has
+    left the batch), stop strings cut off, whole characters only.
+    """
+
+    def __init__(
+        self,
+        scheduler: BatchScheduler,
+        tokenizer: Any,
+        input_ids: Sequence[int],
+        params: GenerationParams,
+        *,
+        persona: str | None,
+        adapter: str | None,
+        stop_ids: Sequence[int] = (),
+        stop_strings: Sequence[str] = (),
+    ) -> None:
+        super().__init__(None, tokenizer, input_ids, params, stop_ids=stop_ids, stop_strings=stop_strings)
+        self.scheduler, self.persona, self.adapter = scheduler, persona, adapter
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.scheduler.wake()
+
+    def _start(self, streamer: Any, errors: list) -> _Row:
+        row = _Row(
+            self.input_ids,
+            self.params,
+            self.persona,
+            self.adapter,
+            self.stop_ids,
+            streamer.q,
+            errors,
+            self._cancel,
+        )
+        return self.scheduler.submit(row)
