@@ -34,8 +34,9 @@ class ServerConfig:
     max_concurrent: int = field(
         default=0,
         metadata=_help(
-            "Generations run at once; 0 = auto: 1 in-process (the model serves one at a time; more only queue on "
-            "its lock), 64 on the remote backend (llm.backend = openai: the engine batches them)."
+            "Generations run at once; 0 = auto: llm.max_batch in-process (they are decoded together in one batch; "
+            "1 for a model whose cache cannot be batched), 64 on the remote backend (llm.backend = openai: the "
+            "engine batches them)."
         ),
     )
     max_queue: int = field(
