@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rolechat.settings import set_offline_env
+from rolechat.settings import set_process_env
 
-set_offline_env()
+set_process_env()
 
 from ui import access, state  # noqa: E402
 from ui.i18n import LANGUAGES, t  # noqa: E402

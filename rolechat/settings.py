@@ -34,6 +34,7 @@ __all__ = [
     "runs_dir",
     "cache_dir",
     "set_offline_env",
+    "set_process_env",
     "Flag",
     "flags",
     "to_args",
@@ -50,6 +51,11 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
 
+# Idle OpenMP threads sleep instead of spinning. A batched decode step is hundreds of small parallel operations;
+# with spinning threads each one can cost a whole time slice when another process holds a core (measured on the
+# project's busy 2-core machine: a lone reply 8x and a batch of 32 30x slower with 2 threads; docs/benchmarks.md).
+PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names the source (file, variable or flag) and the key."""
@@ -58,6 +64,14 @@ class ConfigError(ValueError):
 def set_offline_env() -> None:
     """Keep every library off the network unless the user already decided otherwise."""
     for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def set_process_env() -> None:
+    """The environment of a rolechat process (the CLI, the app): offline, and OpenMP threads that wait without
+    spinning (`PROCESS_ENV`), unless the user already set them. Call it before torch is imported."""
+    set_offline_env()
+    for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
 
 

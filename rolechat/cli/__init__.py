@@ -48,7 +48,7 @@ _register()
 
 
 def main() -> None:
-    settings.set_offline_env()
+    settings.set_process_env()
     try:
         app()
     except settings.ConfigError as exc:
