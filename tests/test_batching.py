@@ -262,3 +262,29 @@ def test_other_architectures_batch_too(tiny_models, arch):
     for t in threads:
         t.join(60)
     assert [s.text for s in streams] == expected
+
+
+def test_concurrent_api_requests_are_batched_and_get_their_solo_replies(runtime):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from rolechat.api import create_app
+    from tests.api_support import running
+
+    jobs = [("base", "你好"), ("alpha", "你好"), ("beta", "今天天气很好"), ("alpha", "臣妾做不到啊！"), ("base", "Hi")]
+
+    def ask(url: str, model: str, text: str) -> str:
+        body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 16, "temperature": 0}
+        resp = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["choices"][0]["message"]["content"]
+
+    with running(create_app(runtime)) as url:
+        alone = [ask(url, *job) for job in jobs]
+        assert runtime._scheduler.widest == 1
+        with slowed(runtime, 0.01), ThreadPoolExecutor(len(jobs)) as pool:
+            together = list(pool.map(lambda job: ask(url, *job), jobs))
+        assert httpx.get(url + "/health").json()["in_flight"] == 0
+    assert together == alone
+    assert runtime._scheduler.widest >= 3  # admitted at once (max_concurrent auto) and decoded together
