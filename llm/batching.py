@@ -102,30 +102,37 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, row: _Row, cache: Any, token: int, seen: Any) -> None:
+    def add(self, joining: list[tuple[_Row, Any, int, Any]]) -> None:
+        """Merge prefilled rows (row, its own cache, its first token, its seen tokens) into the batch: every cache
+        is left-padded to the widest and the batch is concatenated once per layer."""
         import torch
 
-        length = cache.layers[0].keys.shape[-2]
-        device = seen.device
-        row_mask = torch.ones((1, length), dtype=torch.long, device=device)
-        row_pos = torch.tensor([len(row.ids)], device=device)
-        row_last = torch.tensor([token], device=device)
-        if not self.rows:
-            self.rows, self.cache, self.mask = [row], cache, row_mask
-            self.pos, self.last, self.seen = row_pos, row_last, seen
+        if not joining:
             return
-        width = self.mask.shape[1]
-        target = max(width, length)
-        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, target), _pad_left(theirs.keys, target)])
-            mine.values = torch.cat([_pad_left(mine.values, target), _pad_left(theirs.values, target)])
-        self.mask = torch.cat([_pad_left(self.mask, target), _pad_left(row_mask, target)])
-        self.pos = torch.cat([self.pos, row_pos])
-        self.last = torch.cat([self.last, row_last])
-        if self.seen.shape[1] != seen.shape[1]:  # a vocabulary size change cannot happen within one model
-            raise RuntimeError("logits of different widths in one batch")
-        self.seen = torch.cat([self.seen, seen])
-        self.rows.append(row)
+        device = joining[0][3].device
+        masks = [torch.ones((1, c.layers[0].keys.shape[-2]), dtype=torch.long, device=device) for _, c, _, _ in joining]
+        caches = [c for _, c, _, _ in joining]
+        pos = [torch.tensor([len(r.ids)], device=device) for r, _, _, _ in joining]
+        last = [torch.tensor([t], device=device) for _, _, t, _ in joining]
+        seen = [s for _, _, _, s in joining]
+        if self.rows:
+            masks, caches, pos, last, seen = (
+                [self.mask, *masks],
+                [self.cache, *caches],
+                [self.pos, *pos],
+                [self.last, *last],
+                [self.seen, *seen],
+            )
+        width = max(m.shape[1] for m in masks)
+        merged = caches[0]
+        for i, layer in enumerate(merged.layers):
+            parts = [c.layers[i] for c in caches]
+            layer.keys = torch.cat([_pad_left(p.keys, width) for p in parts])
+            layer.values = torch.cat([_pad_left(p.values, width) for p in parts])
+        self.cache = merged
+        self.mask = torch.cat([_pad_left(m, width) for m in masks])
+        self.pos, self.last, self.seen = torch.cat(pos), torch.cat(last), torch.cat(seen)
+        self.rows = [*self.rows, *(r for r, _, _, _ in joining)]
 
     def keep(self, keep: list[int]) -> None:
         """Keep only these rows; drop cache columns that are padding for every row left."""
@@ -294,6 +301,7 @@ class BatchScheduler:
     def _step(self, batch: _Batch, admit: list[_Row]) -> None:
         import torch
 
+        joining: list[tuple[_Row, Any, int, Any]] = []
         with torch.inference_mode():
             for row in admit:
                 if row.cancel.is_set():
@@ -309,7 +317,8 @@ class BatchScheduler:
                 if row.done or row.cancel.is_set():
                     self._leaving.append(row)
                 else:
-                    batch.add(row, cache, token, seen)
+                    joining.append((row, cache, token, seen))
+            batch.add(joining)
             self._retire(batch, [r for r in batch.rows if r.cancel.is_set()])
             if batch.rows:
                 self._decode(batch)
