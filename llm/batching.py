@@ -214,7 +214,9 @@ class BatchScheduler:
     """Runs every generation of one runtime on a single thread, rows of up to `max_batch` replies decoded together.
 
     `model()` returns the current model (the runtime swaps in a PeftModel when the first adapter loads);
-    `persona_context(persona)` selects one persona for a forward pass whose rows all share it.
+    `persona_context(persona)` selects one persona for a forward pass whose rows all share it; `can_mix()`
+    says whether rows of different adapters may share a forward pass (peft cannot mix adapters that replace
+    whole modules, `modules_to_save`: then a batch holds one adapter's rows, and the others wait their turn).
     """
 
     def __init__(
@@ -223,8 +225,9 @@ class BatchScheduler:
         lock: threading.Lock,
         persona_context: Callable[[str | None], contextlib.AbstractContextManager],
         max_batch: int,
+        can_mix: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._model, self._lock, self._persona_context = model, lock, persona_context
+        self._model, self._lock, self._persona_context, self._can_mix = model, lock, persona_context, can_mix
         self.max_batch = max(1, int(max_batch))
         self._pending: deque[_Row] = deque()
         self._cv = threading.Condition()
@@ -279,8 +282,13 @@ class BatchScheduler:
                     if self._leaving or batch.rows or (self._pending and not self._paused):
                         break
                     self._cv.wait()
-                admit = []
+                admit: list[_Row] = []
+                mix = self._can_mix()
                 while self._pending and not self._paused and len(batch) + len(admit) < self.max_batch:
+                    if not mix:  # one adapter per batch; the first waiting row of another waits for the batch to drain
+                        running = (batch.rows or admit or self._pending)[0].adapter
+                        if self._pending[0].adapter != running:
+                            break
                     admit.append(self._pending.popleft())
             if admit and not self._holding:
                 self._lock.acquire()

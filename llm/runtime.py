@@ -99,7 +99,9 @@ class Runtime:
         self._active: str | None = None  # the adapter the cached layers point at
         self._scheduler: BatchScheduler | None = None
         if not cfg.trust_remote_code and supports_batching(model):
-            self._scheduler = BatchScheduler(lambda: self.model, self._model_lock, self._persona_context, cfg.max_batch)
+            self._scheduler = BatchScheduler(
+                lambda: self.model, self._model_lock, self._persona_context, cfg.max_batch, self._can_mix
+            )
             self.parallel_generations = cfg.max_batch
         self.reload_personas()
 
@@ -221,6 +223,11 @@ class Runtime:
     def _exclusive(self) -> contextlib.AbstractContextManager:
         """The model to oneself (adapter (un)loading, diagnostics): running replies finish first."""
         return self._scheduler.exclusive() if self._scheduler is not None else self._model_lock
+
+    def _can_mix(self) -> bool:
+        """Whether rows of different personas may share one forward pass (not when an adapter replaces whole
+        modules, `modules_to_save`, which peft cannot mix within a batch)."""
+        return self.model is self.base_model or self._adapter_layers() is not None
 
     def _adapter_key(self, persona: str | None) -> str | None:
         """The adapter a persona generates with; None for the plain base model (base, prompt-only characters)."""

@@ -288,3 +288,46 @@ def test_concurrent_api_requests_are_batched_and_get_their_solo_replies(runtime)
         assert httpx.get(url + "/health").json()["in_flight"] == 0
     assert together == alone
     assert runtime._scheduler.widest >= 3  # admitted at once (max_concurrent auto) and decoded together
+
+
+def test_an_adapter_with_modules_to_save_batches_with_its_own_rows_only(tiny_qwen2, personas):
+    """peft cannot mix adapters that replace whole modules in one batch: such a runtime batches one adapter at
+    a time, the others waiting their turn, and every reply is still its solo reply (no batch-wide error)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from rolechat import settings
+    from rolechat.llm import PersonaManifest, fingerprint
+
+    install(personas["alpha"])
+    torch.manual_seed(21)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], modules_to_save=["norm"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "modules_to_save" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    folder = settings.personas_dir() / "saver"
+    peft_model.save_pretrained(folder)
+    PersonaManifest(
+        name="saver", display_name="S", base_model=str(tiny_qwen2.resolve()), base_fingerprint=fingerprint(model.config)
+    ).save(folder)
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    assert "saver" in rt.persona_names() and not rt._can_mix()
+    jobs = [(SHORT, "saver"), (LONG, "saver"), (SHORT, None), (MIDDLE, None), (LONG, "alpha"), (SHORT, "saver")]
+    expected = [solo(rt, m, p) for m, p in jobs]
+    assert expected[0] != solo(rt, SHORT, None)  # the module it saves changes the reply
+    with held(rt, len(jobs)):
+        streams, threads = [], []
+        for messages, persona in jobs:  # queued in this order
+            streams.append(rt.stream(messages, persona, GREEDY))
+            threads += run_all(streams[-1:])
+            deadline = time.time() + 30
+            while len(rt._scheduler._pending) < len(streams) and time.time() < deadline:
+                time.sleep(0.005)
+    for t in threads:
+        t.join(60)
+    assert [s.text for s in streams] == expected
+    assert rt._scheduler.widest == 2  # the two saver rows, then the two base rows: never mixed
