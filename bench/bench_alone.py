@@ -6,7 +6,7 @@ replies agree. For before/after comparisons of `rolechat serve` from two checkou
     (cd NEW && ROLECHAT_HOME=H .venv/bin/python -m rolechat serve --port 8772) &
     .venv/bin/python bench/bench_alone.py http://127.0.0.1:8771 http://127.0.0.1:8772 --rounds 4
 
-The personas asked are `base` and every persona both servers list (at most three).
+The personas asked are `--personas`, by default `base` and the first two other personas all servers list.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("urls", nargs="+", help="server roots, e.g. http://127.0.0.1:8771")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--personas", default="", help="comma-separated; default: base and two personas all servers list")
     args = ap.parse_args()
     urls = [u.rstrip("/") for u in args.urls]
     latency: dict[str, list[float]] = {u: [] for u in urls}
     replies: dict[str, dict] = {u: {} for u in urls}
     with httpx.Client(timeout=600) as client:
         listed = [{m["id"] for m in client.get(u + "/v1/models").json()["data"]} for u in urls]
-        personas = ["base", *sorted(set.intersection(*listed) - {"base"})][:3]
+        personas = (
+            args.personas.split(",") if args.personas else ["base", *sorted(set.intersection(*listed) - {"base"})][:3]
+        )
         for n in range(args.rounds):
             for persona in personas:
                 for prompt in PROMPTS:
