@@ -235,6 +235,7 @@ class BatchScheduler:
         self._thread: threading.Thread | None = None
         self._holding = False
         self._leaving: list[_Row] = []  # rows out of the batch whose streams have not been told yet
+        self.idle_exit = 10.0  # seconds without work after which the thread ends (the next submit starts one)
         self.steps = 0  # decode steps run (for tests and diagnostics)
         self.widest = 0  # the most rows one decode step has carried
 
@@ -281,7 +282,11 @@ class BatchScheduler:
                         self._leaving.append(row)
                     if self._leaving or batch.rows or (self._pending and not self._paused):
                         break
-                    self._cv.wait()
+                    if not self._cv.wait(self.idle_exit) and not self._pending:
+                        # idle: end the thread, so a runtime nobody uses any more can be freed; submit() starts
+                        # a new one
+                        self._thread = None
+                        return
                 admit: list[_Row] = []
                 mix = self._can_mix()
                 while self._pending and not self._paused and len(batch) + len(admit) < self.max_batch:

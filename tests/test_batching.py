@@ -331,3 +331,28 @@ def test_an_adapter_with_modules_to_save_batches_with_its_own_rows_only(tiny_qwe
         t.join(60)
     assert [s.text for s in streams] == expected
     assert rt._scheduler.widest == 2  # the two saver rows, then the two base rows: never mixed
+
+
+def idle(rt: Runtime) -> None:
+    """Wait until the scheduler thread has ended."""
+    deadline = time.time() + 10
+    while rt._scheduler._thread is not None and time.time() < deadline:
+        time.sleep(0.01)
+    assert rt._scheduler._thread is None
+
+
+def test_an_idle_scheduler_ends_its_thread_and_lets_the_runtime_go(tiny_qwen2):
+    """The app loads a new runtime when the model changes: the old one (a whole model) must not stay alive."""
+    import gc
+    import weakref
+
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    rt._scheduler.idle_exit = 0.05
+    first = solo(rt, SHORT, None)
+    idle(rt)
+    assert solo(rt, SHORT, None) == first  # a new thread starts on demand
+    idle(rt)
+    gone = weakref.ref(rt)
+    del rt
+    gc.collect()
+    assert gone() is None
