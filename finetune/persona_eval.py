@@ -364,6 +364,8 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "source": report["source"],
         "catchphrase": report["catchphrase"],
         "judge": report["judge"],
+        "base_model": report.get("base_model"),
         "persona": {k: r4(v) for k, v in report["metrics"]["persona"].items()},
         "base": {k: r4(v) for k, v in report["metrics"]["base"].items()},
+        "skipped": dict(report.get("skipped") or {}),  # measure -> why it was not measured
     }

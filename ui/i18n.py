@@ -346,6 +346,39 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Training finished: persona {name} is ready in the chat.",
     ),
     "train.go_chat": ("去聊天", "Go to chat"),
+    "train.eval": ("训练后评估角色（与基础模型对比）", "Evaluate the persona afterwards (against the base model)"),
+    "train.eval_help": (
+        "训练结束后运行 rolechat eval-persona：角色和基础模型在同一系统提示词下回答留出的验证样本，"
+        "比较 ROUGE-L、角色分、出戏比例、自行结束比例和 distinct-1/2。样本越多越慢。",
+        "After training, run rolechat eval-persona: the persona and the base model answer the held-out examples "
+        "under the same system prompt; ROUGE-L, character score, breaking character, stopping by itself and "
+        "distinct-1/2 side by side. Takes longer with more examples.",
+    ),
+    "train.evaluating": (
+        "训练完成，正在评估角色 {name}（与基础模型对比）…",
+        "Training finished; evaluating persona {name} against the base model…",
+    ),
+    "train.eval.title": (
+        "**角色评估**：{name} 与基础模型 · {prompts} 个样本（{source}）",
+        "**Persona check**: {name} vs the base model · {prompts} prompts ({source})",
+    ),
+    "train.eval.metric": ("指标", "Metric"),
+    "train.eval.base": ("基础模型", "base model"),
+    "train.eval.rouge_l": ("ROUGE-L（jieba 分词）↑", "ROUGE-L (jieba tokens) ↑"),
+    "train.eval.embedding_cosine": ("向量余弦相似度 ↑", "Embedding cosine ↑"),
+    "train.eval.character_score": ("角色分（判别器）↑", "Character score (judge) ↑"),
+    "train.eval.catchphrase": ("以「{catchphrase}」结尾的比例", "Share ending with “{catchphrase}”"),
+    "train.eval.break_character": ("出戏比例（自称 AI/助手）↓", "Breaks character (claims to be an AI) ↓"),
+    "train.eval.stopped": ("自行结束的比例", "Stops by itself"),
+    "train.eval.distinct_1": ("distinct-1", "distinct-1"),
+    "train.eval.distinct_2": ("distinct-2", "distinct-2"),
+    "train.eval.mean_chars": ("平均回复长度（字）", "Mean reply length (chars)"),
+    "train.eval.skipped": ("未计算 {metric}：{why}", "{metric} not measured: {why}"),
+    "train.eval.saved": ("评估摘要已保存在 {path}", "Summary saved in {path}"),
+    "train.eval.failed": (
+        "训练完成，但角色评估没有完成：{error}",
+        "Training finished, but the persona check did not: {error}",
+    ),
     "train.failed": ("训练失败：{error}", "Training failed: {error}"),
     "train.stopped": ("训练进程已结束但没有完成：{error}", "The training process ended without finishing: {error}"),
     "train.log": ("训练日志（末尾）", "Training log (tail)"),

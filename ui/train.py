@@ -5,7 +5,9 @@ Training and the lint run as `python -m rolechat train ...` child processes (the
 (`start_new_session=True`), so closing the page or the browser doesn't stop it, and is described by a
 small job file under `$ROLECHAT_HOME/app/train/`, so a reopened page finds it again. Progress is read
 from the JSON-lines file the trainer writes (`runs_dir()/<persona>/progress.jsonl`, format in
-finetune/progress.py); the chat page picks the finished persona up by itself.
+finetune/progress.py); the chat page picks the finished persona up by itself. A run started with the
+persona check (`--eval-persona`) goes on evaluating after its last progress record; the check's summary,
+which `rolechat eval-persona` saves into the persona's manifest, is the table the page shows at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,8 @@ __all__ = [
     "jobs",
     "view",
     "read_progress",
+    "evaluation",
+    "eval_rows",
     "render",
 ]
 
@@ -131,6 +136,7 @@ class Job:
     started: float
     data: str = ""
     task: str = "persona"  # or "classify": a text classifier (`rolechat train-classifier`)
+    eval_persona: bool = False  # `--eval-persona`: the persona check runs after training, in the same process
 
 
 def _jobs_dir() -> Path:
@@ -163,11 +169,13 @@ def start(
     display_name: str = "",
     overwrite: bool = False,
     hparams: dict[str, Any] | None = None,
+    eval_persona: bool = False,
 ) -> Job:
     """Launch `rolechat train` in the background (its own session: it outlives the page).
 
     `hparams` maps TrainConfig field names to values (None = the config's value); their flags come from
-    the same table as the CLI's own options (`settings.to_args`), so the page can set every field."""
+    the same table as the CLI's own options (`settings.to_args`), so the page can set every field.
+    `eval_persona`: compare the new persona with the base model when training ends (`--eval-persona`)."""
     cmd = [*cli(), "train", "--data", str(data), "--persona", persona]
     if system:
         cmd += ["--system", system]
@@ -176,6 +184,8 @@ def start(
     cmd += train_args(hparams or {})
     if overwrite:
         cmd.append("--overwrite")
+    if eval_persona:
+        cmd.append("--eval-persona")
     log_path = _jobs_dir() / f"{persona}.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
@@ -188,7 +198,15 @@ def start(
             start_new_session=True,
         )
     _PROCS[proc.pid] = proc
-    job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
+    job = Job(
+        persona=persona,
+        pid=proc.pid,
+        cmd=cmd,
+        log=str(log_path),
+        started=time.time(),
+        data=str(data),
+        eval_persona=eval_persona,
+    )
     _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
     return job
 
@@ -276,10 +294,12 @@ class RunView:
     """What the page shows about one run."""
 
     job: Job
-    state: str  # starting | running | done | failed | stopped
+    state: str  # starting | running | evaluating (trained, the persona check still running) | done | failed | stopped
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     log_tail: str = ""
+    evaluation: dict[str, Any] | None = None  # the persona check's summary, when this run made one
+    eval_error: str = ""  # why a requested persona check left no summary
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -311,13 +331,81 @@ def view(job: Job) -> RunView:
     last = records[-1] if records else {}
     running = alive(job.pid)
     if last.get("status") == "done":
-        return RunView(job, "done", records)
+        if not job.eval_persona:
+            return RunView(job, "done", records)
+        if running:
+            return RunView(job, "evaluating", records)
+        found = evaluation(job)
+        if found is not None:
+            return RunView(job, "done", records, evaluation=found)
+        tail = _tail(job.log)
+        return RunView(job, "done", records, log_tail=tail, eval_error=_last_error_line(tail) or "?")
     if last.get("status") == "failed":
         return RunView(job, "failed", records, error=str(last.get("error", "")), log_tail=_tail(job.log))
     if running:
         return RunView(job, "running" if records else "starting", records)
     tail = _tail(job.log)  # the process ended without a final record: an early error, or it was killed
     return RunView(job, "stopped", records, error=_last_error_line(tail), log_tail=tail)
+
+
+def evaluation(job: Job) -> dict[str, Any] | None:
+    """The persona check's summary that `job` saved into its persona's manifest; None when the manifest holds
+    none, or only an older one (made before this run started)."""
+    from rolechat.llm.personas import PersonaError, PersonaManifest
+
+    try:
+        summary = PersonaManifest.load(rc_config.personas_dir() / job.persona).evaluation
+        made = datetime.fromisoformat(summary["time"]).timestamp()
+    except (PersonaError, OSError, KeyError, TypeError, ValueError):
+        return None
+    return summary if made >= job.started - 1 else None  # its time is whole seconds
+
+
+EVAL_METRICS = (
+    "rouge_l",
+    "embedding_cosine",
+    "character_score",
+    "catchphrase",
+    "break_character",
+    "stopped",
+    "distinct_1",
+    "distinct_2",
+    "mean_chars",
+)
+
+
+def eval_rows(summary: dict[str, Any], persona: str) -> list[dict[str, str]]:
+    """The persona check's summary as table rows (metric, the persona, the base model), in the CLI's order;
+    metrics measured on neither side are left out."""
+    mine, base = summary.get("persona") or {}, summary.get("base") or {}
+    rows = []
+    for key in EVAL_METRICS:
+        if mine.get(key) is None and base.get(key) is None:
+            continue
+        fmt = "{:.1f}" if key == "mean_chars" else "{:.3f}"
+        label = t(f"train.eval.{key}", catchphrase=summary.get("catchphrase") or "")
+        rows.append(
+            {
+                t("train.eval.metric"): label,
+                persona: "-" if mine.get(key) is None else fmt.format(mine[key]),
+                t("train.eval.base"): "-" if base.get(key) is None else fmt.format(base[key]),
+            }
+        )
+    return rows
+
+
+def _draw_evaluation(run: RunView) -> None:
+    name = run.job.persona
+    if run.evaluation is None:
+        if run.eval_error:
+            st.warning(t("train.eval.failed", error=run.eval_error))
+        return
+    summary = run.evaluation
+    st.markdown(t("train.eval.title", name=name, prompts=summary.get("prompts", "?"), source=summary.get("source", "")))
+    st.table(eval_rows(summary, name))
+    for metric, why in (summary.get("skipped") or {}).items():
+        st.caption(t("train.eval.skipped", metric=t(f"train.eval.{metric}", catchphrase=""), why=why))
+    st.caption(t("train.eval.saved", path=rc_config.personas_dir() / name / "persona.json"))
 
 
 def _last_error_line(tail: str) -> str:
@@ -439,6 +527,7 @@ def _persona_form(data: Path) -> None:
     with st.expander(t("train.hparams"), expanded=False):
         st.caption(t("train.hparams_help"))
         hp = _hparam_inputs()
+    check = st.checkbox(t("train.eval"), key="train_eval", help=t("train.eval_help"))
     exists = bool(name) and (rc_config.personas_dir() / name).exists()
     overwrite = st.checkbox(t("train.overwrite", name=name), key="train_overwrite") if exists else False
     _lint_section(data, system)
@@ -454,7 +543,9 @@ def _persona_form(data: Path) -> None:
         if exists and not overwrite:
             st.error(t("train.exists", name=name))
             return
-        job = start(data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp)
+        job = start(
+            data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp, eval_persona=check
+        )
         st.session_state["train_watch"] = job.persona
         st.rerun()
 
@@ -541,6 +632,8 @@ def _draw(run: RunView) -> None:
     steps = run.steps
     step = steps[-1]["step"] if steps else 0
     total = run.max_steps
+    if run.state == "evaluating":
+        st.info(t("train.evaluating", name=job.persona))
     if run.state in ("starting", "running"):
         frac = step / total if total else 0.0
         st.progress(
@@ -569,6 +662,7 @@ def _draw(run: RunView) -> None:
             st.success(t("train.done", name=job.persona))
         if metrics:
             st.json(metrics, expanded=False)
+        _draw_evaluation(run)
         if job.task == "classify":
             st.page_link("ui/pages/classify.py", label=t("train.go_classify"), icon=":material/label:")
         else:
@@ -589,7 +683,7 @@ def _draw(run: RunView) -> None:
 def _live(job: Job) -> None:
     run = view(job)
     _draw(run)
-    if run.state not in ("starting", "running"):
+    if run.state not in ("starting", "running", "evaluating"):
         st.rerun()  # the whole page: leave live mode, let the chat picker see the new persona
 
 
