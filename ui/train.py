@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import streamlit as st
 from rolechat import settings as rc_config
 from ui import access, state
 from ui.i18n import t
+from ui.persona_check import draw_evaluation, evaluation
 
 __all__ = [
     "Job",
@@ -41,8 +41,6 @@ __all__ = [
     "jobs",
     "view",
     "read_progress",
-    "evaluation",
-    "eval_rows",
     "render",
 ]
 
@@ -335,7 +333,7 @@ def view(job: Job) -> RunView:
             return RunView(job, "done", records)
         if running:
             return RunView(job, "evaluating", records)
-        found = evaluation(job)
+        found = evaluation(job.persona, job.started)
         if found is not None:
             return RunView(job, "done", records, evaluation=found)
         tail = _tail(job.log)
@@ -346,66 +344,6 @@ def view(job: Job) -> RunView:
         return RunView(job, "running" if records else "starting", records)
     tail = _tail(job.log)  # the process ended without a final record: an early error, or it was killed
     return RunView(job, "stopped", records, error=_last_error_line(tail), log_tail=tail)
-
-
-def evaluation(job: Job) -> dict[str, Any] | None:
-    """The persona check's summary that `job` saved into its persona's manifest; None when the manifest holds
-    none, or only an older one (made before this run started)."""
-    from rolechat.llm.personas import PersonaError, PersonaManifest
-
-    try:
-        summary = PersonaManifest.load(rc_config.personas_dir() / job.persona).evaluation
-        made = datetime.fromisoformat(summary["time"]).timestamp()
-    except (PersonaError, OSError, KeyError, TypeError, ValueError):
-        return None
-    return summary if made >= job.started - 1 else None  # its time is whole seconds
-
-
-EVAL_METRICS = (
-    "rouge_l",
-    "embedding_cosine",
-    "character_score",
-    "catchphrase",
-    "break_character",
-    "stopped",
-    "distinct_1",
-    "distinct_2",
-    "mean_chars",
-)
-
-
-def eval_rows(summary: dict[str, Any], persona: str) -> list[dict[str, str]]:
-    """The persona check's summary as table rows (metric, the persona, the base model), in the CLI's order;
-    metrics measured on neither side are left out."""
-    mine, base = summary.get("persona") or {}, summary.get("base") or {}
-    rows = []
-    for key in EVAL_METRICS:
-        if mine.get(key) is None and base.get(key) is None:
-            continue
-        fmt = "{:.1f}" if key == "mean_chars" else "{:.3f}"
-        label = t(f"train.eval.{key}", catchphrase=summary.get("catchphrase") or "")
-        rows.append(
-            {
-                t("train.eval.metric"): label,
-                persona: "-" if mine.get(key) is None else fmt.format(mine[key]),
-                t("train.eval.base"): "-" if base.get(key) is None else fmt.format(base[key]),
-            }
-        )
-    return rows
-
-
-def _draw_evaluation(run: RunView) -> None:
-    name = run.job.persona
-    if run.evaluation is None:
-        if run.eval_error:
-            st.warning(t("train.eval.failed", error=run.eval_error))
-        return
-    summary = run.evaluation
-    st.markdown(t("train.eval.title", name=name, prompts=summary.get("prompts", "?"), source=summary.get("source", "")))
-    st.table(eval_rows(summary, name))
-    for metric, why in (summary.get("skipped") or {}).items():
-        st.caption(t("train.eval.skipped", metric=t(f"train.eval.{metric}", catchphrase=""), why=why))
-    st.caption(t("train.eval.saved", path=rc_config.personas_dir() / name / "persona.json"))
 
 
 def _last_error_line(tail: str) -> str:
@@ -662,7 +600,7 @@ def _draw(run: RunView) -> None:
             st.success(t("train.done", name=job.persona))
         if metrics:
             st.json(metrics, expanded=False)
-        _draw_evaluation(run)
+        draw_evaluation(job.persona, run.evaluation, run.eval_error)
         if job.task == "classify":
             st.page_link("ui/pages/classify.py", label=t("train.go_classify"), icon=":material/label:")
         else:
