@@ -191,13 +191,16 @@ def test_a_run_with_the_persona_check_shows_its_table_when_it_ends(monkeypatch, 
 
 
 def _finished_run(persona: str, *, live: bool, tmp_path):
-    """A job started with the persona check whose training has finished; its process still alive or not."""
+    """A job started with the persona check whose training has finished (saved as the page's job file); its
+    process, in its own session like a real run, still alive or not."""
     import subprocess
     import sys
+    from dataclasses import asdict
 
     from ui import train
 
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)" if live else "pass"])
+    code = "import time; time.sleep(120)" if live else "pass"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     train._PROCS[proc.pid] = proc
     if not live:
         proc.wait()
@@ -205,22 +208,35 @@ def _finished_run(persona: str, *, live: bool, tmp_path):
     log.write_text("training...\nerror: no held-out conversation found; pass --data FILE\n", encoding="utf-8")
     started = time.time() - 5
     job = train.Job(persona, proc.pid, ["rolechat", "train"], str(log), started, "d.json", eval_persona=True)
+    train._job_file(persona).write_text(json.dumps(asdict(job)), encoding="utf-8")
     progress = settings.runs_dir() / persona / "progress.jsonl"
     progress.parent.mkdir(parents=True)
     progress.write_text(json.dumps({"event": "done", "status": "done", "time": started + 2}) + "\n", encoding="utf-8")
     return job, proc
 
 
-def test_a_trained_run_still_checking_the_persona_is_shown_as_evaluating(tmp_path):
+def test_a_trained_run_still_checking_the_persona_is_shown_as_evaluating_and_can_be_stopped(
+    monkeypatch, tiny_qwen2, tmp_path
+):
     from ui.train import view
 
     job, proc = _finished_run("busy", live=True, tmp_path=tmp_path)
     try:
         assert view(job).state == "evaluating"  # trained; the page keeps watching until the table exists
+        at = train_page(monkeypatch, tiny_qwen2)
+        assert not at.exception
+        assert "正在评估角色 busy" in at.info[0].value
+        assert at.button(key="train_start").disabled  # the check is part of the run: one at a time
+        stop = at.button(key="train_stop_busy")
+        assert stop.label == "停止评估（角色已保存）"
+        stop.click().run()
+        proc.wait(timeout=30)  # Ctrl-C ends the check
     finally:
-        proc.kill()
-        proc.wait()
-    assert view(job).state == "done"
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run = view(job)
+    assert run.state == "done" and run.evaluation is None and run.eval_error
 
 
 def test_a_persona_check_that_left_no_summary_says_why(tmp_path):

@@ -383,6 +383,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.stopped": ("训练进程已结束但没有完成：{error}", "The training process ended without finishing: {error}"),
     "train.log": ("训练日志（末尾）", "Training log (tail)"),
     "train.stop": ("停止训练", "Stop training"),
+    "train.stop_eval": ("停止评估（角色已保存）", "Stop the check (the persona is saved)"),
     "train.task": ("训练什么", "What to train"),
     "train.task.persona": ("角色（LoRA 角色适配器）", "Persona (LoRA persona adapter)"),
     "train.task.classify": ("文本分类器", "Text classifier"),

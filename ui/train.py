@@ -615,6 +615,8 @@ def _draw(run: RunView) -> None:
     stop_key = f"train_stop_{job.persona}" if job.task == "persona" else f"train_stop_{job.task}.{job.persona}"
     if run.state in ("starting", "running") and st.button(t("train.stop"), key=stop_key):
         stop(job)
+    if run.state == "evaluating" and st.button(t("train.stop_eval"), key=stop_key):  # the persona is saved already
+        stop(job)
 
 
 @st.fragment(run_every=POLL_S)
