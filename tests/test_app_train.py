@@ -237,6 +237,11 @@ def test_a_trained_run_still_checking_the_persona_is_shown_as_evaluating_and_can
             proc.wait()
     run = view(job)
     assert run.state == "done" and run.evaluation is None and run.eval_error
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["训练完成：角色 busy 已可在聊天页使用。"]
+    assert "角色评估没有完成" in at.warning[0].value  # and why, from the end of its log
+    assert any(e.label == "训练日志（末尾）" for e in at.expander)
 
 
 def test_a_persona_check_that_left_no_summary_says_why(tmp_path):

@@ -609,7 +609,7 @@ def _draw(run: RunView) -> None:
         st.error(t("train.failed", error=run.error))
     elif run.state == "stopped":
         st.warning(t("train.stopped", error=run.error or "?"))
-    if run.log_tail and run.state in ("failed", "stopped"):
+    if run.log_tail and (run.state in ("failed", "stopped") or run.eval_error):
         with st.expander(t("train.log")):
             st.code(run.log_tail, language=None)
     stop_key = f"train_stop_{job.persona}" if job.task == "persona" else f"train_stop_{job.task}.{job.persona}"
