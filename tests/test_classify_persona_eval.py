@@ -78,6 +78,9 @@ def test_held_out_prompts_are_found_again_from_the_manifest(tmp_path):
     assert all(i.messages[-1]["role"] == "user" and i.reference.endswith("喵~") for i in items)
     m.data["eval_records"] = [1, 2]  # recorded by newer training runs: used as is
     assert [i.record for i in held_out_items(m)[0]] == [1, 2]
+    m.data["eval_records"] = []  # trained with eval_ratio 0: says so, not "the file changed?"
+    with pytest.raises(EvalError, match="without a held-out split"):
+        held_out_items(m)
     gone = PersonaManifest(name="cat", data={"file": str(tmp_path / "nope.json")})
     with pytest.raises(EvalError, match="pass --data"):
         held_out_items(gone)
