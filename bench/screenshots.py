@@ -7,9 +7,14 @@ examples/personas/cat.json with `rolechat train`. It runs in a fresh temporary R
     .venv/bin/python bench/screenshots.py                      # -> docs/screenshots/
     .venv/bin/python bench/screenshots.py --model /models/Qwen3-1.7B --steps 200
     .venv/bin/python bench/screenshots.py --only-character     # just the character flow (character-*.png)
+    .venv/bin/python bench/screenshots.py --only-scene         # just the scene flow (scene*.png)
 
 The character flow imports the sample card examples/characters/suwan.json as a PNG from the chat page,
 shows its greeting, and sends a message that triggers a lorebook entry, with "what the model saw" open.
+The scene flow picks the persona 喵喵 (miaomiao: its own adapter) and the character 苏晚 (suwan: the sample card,
+on the base model) for a scene, sends one message that both answer in turn, then reloads the page, where the
+chat is listed in the sidebar, and resumes it. With the demo model, --only-scene uses the sample persona
+miaomiao shipped with it; with --model it trains one (--steps) unless the home already has it.
 
 Needs /usr/bin/chromium and a CJK font (apt-get install chromium fonts-wqy-microhei).
 """
@@ -28,9 +33,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser_driver import missing_browser, run_character_flow, run_flow, start_server  # noqa: E402
+from tests.browser_driver import (  # noqa: E402
+    missing_browser,
+    run_character_flow,
+    run_flow,
+    run_scene_flow,
+    start_server,
+)
 
 CAT_SYSTEM = "你是一只名叫喵喵的小猫，说话可爱，每句话都以“喵~”结尾。"
+SCENE_LABELS = ("喵喵 (miaomiao)", "苏晚 (suwan)")  # as the scene picker shows them: display name (folder name)
+SCENE_MESSAGE = "苏晚，喵喵，你们好！今天想聊点什么？"
 
 
 def main() -> None:
@@ -43,6 +56,7 @@ def main() -> None:
     ap.add_argument("--home", type=Path, help="reuse this ROLECHAT_HOME (kept; its persona is not retrained)")
     ap.add_argument("--keep-home", action="store_true", help="keep the temporary ROLECHAT_HOME")
     ap.add_argument("--only-character", action="store_true", help="only the character flow (character-*.png)")
+    ap.add_argument("--only-scene", action="store_true", help="only the scene flow (scene*.png)")
     args = ap.parse_args()
     reason = missing_browser()
     if reason:
@@ -52,30 +66,17 @@ def main() -> None:
     env = {"ROLECHAT_HOME": str(home), "ROLECHAT_LLM_TEMPERATURE": args.temperature}
     if args.model:
         env["ROLECHAT_LLM_MODEL"] = args.model
+    if args.only_scene:
+        scene_shots(env, home, args.out, steps=args.steps, sample_personas=not args.model)
+        finish(home, keep=bool(args.keep_home or args.home))
+        return
     character_shots(env, home, args.out)
     if args.only_character:
+        finish(home, keep=bool(args.keep_home or args.home))
         return
     persona = "喵喵 (miaomiao)" if args.steps else None
-    if args.steps and not (home / "personas" / "miaomiao" / "persona.json").is_file():
-        started = time.perf_counter()
-        cmd = [
-            sys.executable,
-            "-m",
-            "rolechat",
-            "train",
-            "--data",
-            str(ROOT / "examples/personas/cat.json"),
-            "--persona",
-            "miaomiao",
-            "--display-name",
-            "喵喵",
-            "--system",
-            CAT_SYSTEM,
-            "--max-steps",
-            str(args.steps),
-        ]
-        subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
-        print(f"trained the sample persona in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.steps:
+        train_persona(env, home, args.steps)
 
     server = start_server(env, home / "streamlit.log", timeout=120)
     started = time.perf_counter()
@@ -105,10 +106,40 @@ def main() -> None:
         print(args.out / path.name)
     for answer in result.answers:
         print("---\n" + answer)
-    if not (args.keep_home or args.home):
-        shutil.rmtree(home, ignore_errors=True)
-    else:
+    scene_shots(env, home, args.out, steps=args.steps, sample_personas=not args.model)
+    finish(home, keep=bool(args.keep_home or args.home))
+
+
+def finish(home: Path, keep: bool) -> None:
+    if keep:
         print(f"home kept: {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def train_persona(env: dict[str, str], home: Path, steps: int) -> None:
+    """The sample persona miaomiao, trained from examples/personas/cat.json with `rolechat train` (once per home)."""
+    if (home / "personas" / "miaomiao" / "persona.json").is_file():
+        return
+    started = time.perf_counter()
+    cmd = [
+        sys.executable,
+        "-m",
+        "rolechat",
+        "train",
+        "--data",
+        str(ROOT / "examples/personas/cat.json"),
+        "--persona",
+        "miaomiao",
+        "--display-name",
+        "喵喵",
+        "--system",
+        CAT_SYSTEM,
+        "--max-steps",
+        str(steps),
+    ]
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
+    print(f"trained the sample persona in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def character_shots(env: dict[str, str], home: Path, out: Path) -> None:
@@ -139,6 +170,40 @@ def character_shots(env: dict[str, str], home: Path, out: Path) -> None:
         shutil.copy2(path, out / path.name)
         print(out / path.name)
     print("---\n" + result.reply)
+
+
+def scene_shots(env: dict[str, str], home: Path, out: Path, *, steps: int, sample_personas: bool) -> None:
+    """A two-character scene: 喵喵 (an adapter) and 苏晚 (a card) each reply; the reloaded page lists the chat."""
+    if not (sample_personas or (home / "personas" / "miaomiao" / "persona.json").is_file()):
+        if not steps:
+            sys.exit("the scene needs the persona miaomiao: give --steps > 0 to train it")
+        train_persona(env, home, steps)
+    if not (home / "personas" / "suwan").is_dir():  # under its own folder name, whatever the model
+        card = ROOT / "examples" / "characters" / "suwan.json"
+        cmd = [sys.executable, "-m", "rolechat", "character", "import", str(card), "--name", "suwan"]
+        subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    server = start_server({**env, "ROLECHAT_APP_SAMPLE_KB": "false"}, home / "streamlit-scene.log", timeout=120)
+    try:
+        result = run_scene_flow(
+            server.url,
+            home / "scene-shots",
+            SCENE_LABELS,
+            SCENE_MESSAGE,
+            timeout_ms=600_000,
+            viewport={"width": 1280, "height": 1100},
+        )
+    except Exception:
+        print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    if result.exceptions:
+        sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in result.shots.values():
+        shutil.copy2(path, out / path.name)
+        print(out / path.name)
+    print("---\n" + "\n---\n".join(result.replies))
 
 
 if __name__ == "__main__":

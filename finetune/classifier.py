@@ -308,10 +308,10 @@ def _base_source(manifest: ClassifierManifest) -> str:
     from rolechat.llm.demo import DEMO_MODEL_ID, demo_model_path
     from rolechat.llm.loader import LoadError, resolve_model
 
-    if manifest.base_model == DEMO_MODEL_ID:
-        return str(demo_model_path())
-    if manifest.base_source and Path(manifest.base_source).is_dir():
+    if manifest.base_source and Path(manifest.base_source).is_dir():  # a rebuilt demo model's folder too
         return manifest.base_source
+    if manifest.base_model == DEMO_MODEL_ID:  # the shipped demo model, wherever this install put it
+        return str(demo_model_path())
     try:
         return resolve_model(manifest.base_model).source
     except LoadError as exc:

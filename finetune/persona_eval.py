@@ -193,6 +193,11 @@ def held_out_items(manifest: Any, folder: Path | None = None) -> tuple[list[Eval
         held = held_out(len(dataset.conversations), float(hp["eval_ratio"]), int(hp.get("seed", 42)))
         records = [dataset.conversations[i].record for i in held]
     records = set(records)
+    if not records:
+        raise EvalError(
+            f"persona {manifest.name!r} was trained without a held-out split (eval_ratio 0 or too little data); "
+            "pass --data FILE with prompts and reference replies"
+        )
     items = items_from(dataset, records)
     if not items:
         raise EvalError(f"{path}: no held-out conversation found (the file changed?); pass --data FILE")
@@ -364,6 +369,8 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "source": report["source"],
         "catchphrase": report["catchphrase"],
         "judge": report["judge"],
+        "base_model": report.get("base_model"),
         "persona": {k: r4(v) for k, v in report["metrics"]["persona"].items()},
         "base": {k: r4(v) for k, v in report["metrics"]["base"].items()},
+        "skipped": dict(report.get("skipped") or {}),  # measure -> why it was not measured
     }

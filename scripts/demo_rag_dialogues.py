@@ -357,11 +357,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT_FILE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--synthetic", type=int, default=7000, help="dialogues over invented documents (e.g. more, for an extra set)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="rolechat-demo-rag-") as home:
         kb, chunks = knowledge_chunks(Path(home))
         try:
-            dialogues = generate(kb, chunks, args.seed)
+            dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
         finally:
             kb.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -312,59 +312,92 @@ def run_character_flow(
     return result
 
 
-def run_scene_flow(url: str, out_dir: Path, labels: tuple[str, str], message: str, timeout_ms: int = 180_000):
-    """Pick two characters for a scene, send `message`, wait for both replies; reload and resume the chat from
-    the sidebar. Returns (the two replies as shown, the three messages after resuming, exceptions shown);
-    screenshots scene.png and scene-resumed.png in `out_dir`."""
-    from playwright.sync_api import sync_playwright
+def pick_options(page, widget, labels: tuple[str, ...] | list[str], attempts: int = 3) -> None:
+    """Pick `labels` in the Streamlit multiselect `widget`: type each label into its box, press Enter, and wait for
+    its tag. Streamlit's multiselect stays open after a pick and redraws its option list on every rerun (and a
+    second click on the box closes it), so clicking an option element can hit one that was just detached; the
+    typed filter plus Enter does not depend on any one element, and a pick whose tag does not show is retried."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    def shot(page, path) -> None:
-        page.mouse.move(0, 0)
-        page.wait_for_timeout(600)  # let the last websocket deltas paint
-        page.screenshot(path=str(path), full_page=True)
+    box = widget.get_by_role("combobox")
+    for label in labels:
+        tag = widget.locator("[data-tag]").filter(has_text=label)
+        for attempt in range(attempts):
+            if tag.count():
+                break
+            box.fill(label)
+            page.get_by_role("option", name=label, exact=True).wait_for()
+            box.press("Enter")
+            try:
+                tag.first.wait_for(timeout=15_000)
+            except PlaywrightTimeout:
+                if attempt == attempts - 1:
+                    raise
+    page.keyboard.press("Escape")
+
+
+@dataclass
+class SceneFlowResult:
+    replies: tuple[str, str] = ("", "")  # the two replies as shown
+    resumed: list[str] = field(default_factory=list)  # the first three messages after resuming from the sidebar
+    listed: str = ""  # the chat's entry in the sidebar after the reload
+    shots: dict[str, Path] = field(default_factory=dict)
+    exceptions: int = 0
+
+
+def run_scene_flow(
+    url: str,
+    out_dir: Path,
+    labels: tuple[str, str],
+    message: str,
+    timeout_ms: int = 180_000,
+    viewport: dict[str, int] = VIEWPORT,
+) -> SceneFlowResult:
+    """Pick two characters for a scene, send `message`, wait for both replies; reload and resume the chat from
+    the sidebar. Screenshots in `out_dir`: scene.png (both replies) and scene-reloaded.png (the reloaded page, a
+    fresh chat with the scene listed under 对话记录 in the sidebar)."""
+    from playwright.sync_api import sync_playwright
 
     def two_replies(page) -> None:
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
             ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
         )
+        page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    result = SceneFlowResult()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
+            page = browser.new_page(viewport=viewport, locale="zh-CN")
             page.set_default_timeout(timeout_ms)
             page.goto(url)
             box = page.get_by_placeholder("输入消息，回车发送")
             box.wait_for()
             sidebar = page.get_by_test_id("stSidebar")
-            scene = sidebar.get_by_test_id("stMultiSelect").filter(has_text="群聊场景")
-            for label in labels:
-                scene.click()
-                page.get_by_role("option", name=label).click()
-                page.wait_for_timeout(800)  # the rerun that applies the choice
-            sidebar.get_by_text("谁来发言").wait_for()
-            page.keyboard.press("Escape")
+            pick_options(page, sidebar.get_by_test_id("stMultiSelect").filter(has_text="群聊场景"), labels)
+            sidebar.get_by_text("谁来发言").wait_for()  # the server has the scene
             box.fill(message)
             box.press("Enter")
             two_replies(page)
             messages = page.get_by_test_id("stChatMessage")
-            replies = (messages.nth(1).inner_text(), messages.nth(2).inner_text())
-            shot(page, out_dir / "scene.png")
+            result.replies = (messages.nth(1).inner_text(), messages.nth(2).inner_text())
+            page.mouse.move(0, 0)
+            result.shots["scene"] = _shot(page, out_dir / "scene.png", result)
             page.reload()
             box.wait_for()
             listed = sidebar.get_by_role("button").filter(has_text=message)
             listed.first.wait_for()
-            listed_text = listed.first.inner_text()
+            result.listed = listed.first.inner_text()
+            page.mouse.move(0, 0)
+            result.shots["reloaded"] = _shot(page, out_dir / "scene-reloaded.png", result)
             listed.first.click()
             two_replies(page)
-            resumed = [messages.nth(i).inner_text() for i in range(3)]
-            exceptions = page.get_by_test_id("stException").count()
-            shot(page, out_dir / "scene-resumed.png")
+            result.resumed = [messages.nth(i).inner_text() for i in range(3)]
         except Exception:
             page.screenshot(path=str(out_dir / "failure.png"), full_page=True)
             raise
         finally:
             browser.close()
-    return replies, resumed, listed_text, exceptions
+    return result

@@ -155,3 +155,108 @@ def test_a_running_training_can_be_stopped_from_the_page(monkeypatch, tiny_qwen2
     assert "训练进程已结束但没有完成" in at.warning[0].value or "训练失败" in at.error[0].value
     assert not at.button(key="train_start").disabled  # free to start another
     assert not (settings.personas_dir() / "longrun").exists()
+
+
+def test_a_run_with_the_persona_check_shows_its_table_when_it_ends(monkeypatch, tiny_qwen2, tmp_path):
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, write_dataset(tmp_path / "cat.json"))
+    at.text_input(key="train_name").input("checked").run()
+    at.number_input(key="hp_max_steps").set_value(1).run()
+    at.checkbox(key="train_eval").check().run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    from ui.train import jobs
+
+    job = jobs()[0]
+    assert job.eval_persona and "--eval-persona" in job.cmd
+    wait_for_exit(job.pid)
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["训练完成：角色 checked 已可在聊天页使用。"], at.code
+    saved = json.loads((settings.personas_dir() / "checked" / "persona.json").read_text(encoding="utf-8"))
+    summary = saved["evaluation"]
+    assert "embedding_cosine" in summary["skipped"]  # the fake embeddings do not read Chinese
+    table = at.table[0].value
+    assert list(table.columns) == ["指标", "checked", "基础模型"]
+    rows = dict(zip(table["指标"], zip(table["checked"], table["基础模型"])))
+    assert rows["ROUGE-L（jieba 分词）↑"] == (
+        f"{summary['persona']['rouge_l']:.3f}",
+        f"{summary['base']['rouge_l']:.3f}",
+    )
+    catchphrase = f"以「{summary['catchphrase']}」结尾的比例"  # the ending its training replies share
+    for label in ("出戏比例（自称 AI/助手）↓", "自行结束的比例", "distinct-1", "distinct-2", catchphrase):
+        assert label in rows
+    assert "向量余弦相似度 ↑" not in rows and "角色分（判别器）↑" not in rows  # not measured: no rows
+    assert any("未计算" in c.value for c in at.caption)
+
+
+def _finished_run(persona: str, *, live: bool, tmp_path):
+    """A job started with the persona check whose training has finished (saved as the page's job file); its
+    process, in its own session like a real run, still alive or not."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from ui import train
+
+    code = "import time; time.sleep(120)" if live else "pass"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    train._PROCS[proc.pid] = proc
+    if not live:
+        proc.wait()
+    log = tmp_path / f"{persona}.log"
+    log.write_text("training...\nerror: no held-out conversation found; pass --data FILE\n", encoding="utf-8")
+    started = time.time() - 5
+    job = train.Job(persona, proc.pid, ["rolechat", "train"], str(log), started, "d.json", eval_persona=True)
+    train._job_file(persona).write_text(json.dumps(asdict(job)), encoding="utf-8")
+    progress = settings.runs_dir() / persona / "progress.jsonl"
+    progress.parent.mkdir(parents=True)
+    progress.write_text(json.dumps({"event": "done", "status": "done", "time": started + 2}) + "\n", encoding="utf-8")
+    return job, proc
+
+
+def test_a_trained_run_still_checking_the_persona_is_shown_as_evaluating_and_can_be_stopped(
+    monkeypatch, tiny_qwen2, tmp_path
+):
+    from ui.train import view
+
+    job, proc = _finished_run("busy", live=True, tmp_path=tmp_path)
+    try:
+        assert view(job).state == "evaluating"  # trained; the page keeps watching until the table exists
+        at = train_page(monkeypatch, tiny_qwen2)
+        assert not at.exception
+        assert "正在评估角色 busy" in at.info[0].value
+        assert at.button(key="train_start").disabled  # the check is part of the run: one at a time
+        stop = at.button(key="train_stop_busy")
+        assert stop.label == "停止评估（角色已保存）"
+        stop.click().run()
+        proc.wait(timeout=30)  # Ctrl-C ends the check
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run = view(job)
+    assert run.state == "done" and run.evaluation is None and run.eval_error
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["训练完成：角色 busy 已可在聊天页使用。"]
+    assert "角色评估没有完成" in at.warning[0].value  # and why, from the end of its log
+    assert any(e.label == "训练日志（末尾）" for e in at.expander)
+
+
+def test_a_persona_check_that_left_no_summary_says_why(tmp_path):
+    from datetime import UTC, datetime
+
+    from rolechat.llm.personas import PersonaManifest
+    from ui.train import view
+
+    job, _ = _finished_run("unchecked", live=False, tmp_path=tmp_path)
+    old = datetime.fromtimestamp(job.started - 3600, UTC).isoformat(timespec="seconds")
+    folder = settings.personas_dir() / "unchecked"
+    PersonaManifest(name="unchecked", evaluation={"time": old, "persona": {"rouge_l": 0.5}}).save(folder)
+    run = view(job)
+    assert run.state == "done" and run.evaluation is None  # an earlier check's summary is not this run's
+    assert "no held-out conversation found" in run.eval_error
+    new = datetime.fromtimestamp(job.started + 3, UTC).isoformat(timespec="seconds")
+    PersonaManifest(name="unchecked", evaluation={"time": new, "persona": {"rouge_l": 0.5}}).save(folder)
+    assert view(job).evaluation["persona"] == {"rouge_l": 0.5}

@@ -35,9 +35,7 @@ def test_a_two_character_scene_both_speak_and_the_chat_is_listed_after_a_reload(
     shots = tmp_path / "shots"
     server = start_server(env, tmp_path / "streamlit.log")
     try:
-        (first, second), resumed, listed, exceptions = run_scene_flow(
-            server.url, shots, ("阿尔法 (alpha)", "贝塔 (beta)"), "贝塔，你好"
-        )
+        result = run_scene_flow(server.url, shots, ("阿尔法 (alpha)", "贝塔 (beta)"), "贝塔，你好")
     except Exception:
         print(server.log_tail())
         raise
@@ -46,8 +44,9 @@ def test_a_two_character_scene_both_speak_and_the_chat_is_listed_after_a_reload(
     keep = os.environ.get("ROLECHAT_KEEP_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
-    assert exceptions == 0, server.log_tail()
-    assert "阿尔法" in listed and "贝塔" in listed  # the chat is in the sidebar after the reload
+    (first, second), resumed = result.replies, result.resumed
+    assert result.exceptions == 0, server.log_tail()
+    assert "阿尔法" in result.listed and "贝塔" in result.listed  # the chat is in the sidebar after the reload
     assert "贝塔" in first and "阿尔法" in second  # the named character first, each under its own name
     assert "词元/秒" in first and "词元/秒" in second
 

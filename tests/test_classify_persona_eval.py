@@ -78,6 +78,9 @@ def test_held_out_prompts_are_found_again_from_the_manifest(tmp_path):
     assert all(i.messages[-1]["role"] == "user" and i.reference.endswith("喵~") for i in items)
     m.data["eval_records"] = [1, 2]  # recorded by newer training runs: used as is
     assert [i.record for i in held_out_items(m)[0]] == [1, 2]
+    m.data["eval_records"] = []  # trained with eval_ratio 0: says so, not "the file changed?"
+    with pytest.raises(EvalError, match="without a held-out split"):
+        held_out_items(m)
     gone = PersonaManifest(name="cat", data={"file": str(tmp_path / "nope.json")})
     with pytest.raises(EvalError, match="pass --data"):
         held_out_items(gone)
@@ -99,3 +102,39 @@ def test_train_can_evaluate_the_new_persona_at_the_end(tiny_qwen2, tmp_path):
     assert "cat vs" in result.output and "ROUGE-L" in result.output
     saved = PersonaManifest.load(personas_dir() / "cat").evaluation
     assert saved["prompts"] == 1 and saved["catchphrase"] == "喵~" and set(saved["persona"]) >= {"rouge_l", "stopped"}
+
+
+def _cat_data(tmp_path, n: int = 12):
+    records = [{"instruction": f"问题{i}", "output": f"回答{i}喵~"} for i in range(n)]
+    data = tmp_path / "cat.json"
+    data.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return data
+
+
+def test_train_json_with_eval_persona_prints_one_json_document(tiny_qwen2, tmp_path):
+    from typer.testing import CliRunner
+
+    from rolechat.cli import app
+
+    args = ["train", "--data", str(_cat_data(tmp_path)), "--persona", "cat", "--base", str(tiny_qwen2)]
+    result = CliRunner().invoke(app, [*args, "--max-steps", "1", "--json", "--eval-persona", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # the whole of stdout is ONE document (`| jq` reads it)
+    assert doc["output"].endswith("cat") and "train_loss" in json.dumps(doc["metrics"])
+    report = doc["eval_persona"]
+    assert report["persona"] == "cat" and report["prompts"] == 1 and report["catchphrase"] == "喵~"
+    assert set(report["metrics"]) == {"persona", "base"} and 0 <= report["metrics"]["persona"]["rouge_l"] <= 1
+    assert report["saved"].endswith("persona.json")
+
+
+def test_train_json_reports_the_persona_even_when_its_check_fails(tiny_qwen2, tmp_path):
+    from typer.testing import CliRunner
+
+    from rolechat.cli import app
+
+    args = ["train", "--data", str(_cat_data(tmp_path)), "--persona", "cat", "--base", str(tiny_qwen2)]
+    result = CliRunner().invoke(app, [*args, "--max-steps", "1", "--eval-ratio", "0", "--json", "--eval-persona"])
+    assert result.exit_code == 1  # no held-out split to evaluate on
+    doc = json.loads(result.stdout)
+    assert doc["eval_persona"] is None and doc["output"].endswith("cat")
+    assert "error:" in result.stderr and "held-out" in result.stderr

@@ -136,3 +136,17 @@ def torch_close(a, b):
     import torch
 
     return torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_classifier_on_a_rebuilt_demo_model_loads_that_model_not_the_shipped_one(tiny_qwen2, data_csv, tmp_path):
+    import shutil
+
+    from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE
+
+    rebuilt = tmp_path / "demo-rebuilt"  # e.g. `python -m rolechat.llm.demo.build --out DIR`, then classify.model = DIR
+    shutil.copytree(tiny_qwen2, rebuilt)
+    (rebuilt / MARKER_FILE).write_text(json.dumps({"model_id": DEMO_MODEL_ID}), encoding="utf-8")
+    result = train_classifier(data_csv, "onrebuilt", _cfg(rebuilt, max_steps=1), show_progress=False)
+    assert result.manifest.base_model == DEMO_MODEL_ID
+    clf = Classifier.load("onrebuilt", device="cpu")  # the shipped demo model has another size: it used to fail
+    assert clf.predict(["这本书很好"])[0].label in result.manifest.labels

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 
-from rolechat.llm.demo.build import BuildSettings, _batches, build
+from rolechat.llm.demo.build import BuildSettings, _batches, _copy_drills, _tensors, build
 
 CHAT = [
     {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！欢迎使用演示模型。"}]},
@@ -42,6 +42,8 @@ def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
     )
     (corpus / "rag_dialogues.jsonl").write_text(json.dumps(RAG, ensure_ascii=False) + "\n", encoding="utf-8")
     (corpus / "prose.txt").write_text("茶园在山上。\n", encoding="utf-8")
+    extra = tmp_path / "more.jsonl"  # e.g. another seed of scripts/demo_rag_dialogues.py
+    extra.write_text(json.dumps(RAG, ensure_ascii=False) + "\n", encoding="utf-8")
     cfg = BuildSettings(
         steps=2,
         vocab_size=600,
@@ -56,6 +58,11 @@ def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
         warmup=1,
         save_every=1,
         threads=1,
+        copy_share=0.5,
+        context_weight=0.3,
+        curriculum_steps=1,
+        curriculum_len=64,
+        extra=(str(extra),),
     )
     out = build(tmp_path / "model", cfg, corpus_dir=corpus, progress=False)
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -69,3 +76,35 @@ def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 2
     marker = json.loads((out / "rolechat_demo.json").read_text(encoding="utf-8"))
     assert marker["steps_done"] == 2 and marker["settings"]["token_bytes"] == 3
+
+
+def test_copy_drills_train_only_the_repeat_and_replies_outweigh_prompts():
+    from transformers import AutoTokenizer
+
+    from rolechat.llm.demo import SHIPPED_MODEL_DIR
+
+    tok = AutoTokenizer.from_pretrained(SHIPPED_MODEL_DIR)
+    drills = _copy_drills(tok, 20, random.Random(0))
+    assert len(drills) == 20
+    for ids, labels in drills:
+        seq_len = (len(ids) - 2) // 2
+        assert ids[:seq_len] == ids[seq_len + 1 : 2 * seq_len + 1]  # characters, newline, the same characters
+        assert all(len(tok.decode([i])) == 1 for i in ids[:seq_len])
+        assert labels[: seq_len + 1] == [-100] * (seq_len + 1) and labels[seq_len + 1 :] == ids[seq_len + 1 :]
+    examples = [([5, 6, 7, 8], [-100, -100, 7, 8])]  # a prompt (5, 6), then a reply (7, 8)
+    _, w = _tensors(examples + [([5, 6], [-100, 6])], [0, 1], pad_id=0, cfg=BuildSettings(context_weight=0.25))
+    assert w.tolist() == [[0.25, 0.25, 1.0, 1.0], [0.25, 1.0, 0.0, 0.0]]  # pads weigh nothing
+    _, w = _tensors(examples, [0], pad_id=0, cfg=BuildSettings(loss_on="reply"))
+    assert w.tolist() == [[0.0, 0.0, 1.0, 1.0]]
+
+
+def test_every_build_setting_is_a_flag():
+    import dataclasses
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "rolechat.llm.demo.build", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for f in dataclasses.fields(BuildSettings):
+        assert "--" + f.name.replace("_", "-") in out, f.name

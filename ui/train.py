@@ -5,7 +5,9 @@ Training and the lint run as `python -m rolechat train ...` child processes (the
 (`start_new_session=True`), so closing the page or the browser doesn't stop it, and is described by a
 small job file under `$ROLECHAT_HOME/app/train/`, so a reopened page finds it again. Progress is read
 from the JSON-lines file the trainer writes (`runs_dir()/<persona>/progress.jsonl`, format in
-finetune/progress.py); the chat page picks the finished persona up by itself.
+finetune/progress.py); the chat page picks the finished persona up by itself. A run started with the
+persona check (`--eval-persona`) goes on evaluating after its last progress record; the check's summary,
+which `rolechat eval-persona` saves into the persona's manifest, is the table the page shows at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import streamlit as st
 from rolechat import settings as rc_config
 from ui import access, state
 from ui.i18n import t
+from ui.persona_check import draw_evaluation, evaluation
 
 __all__ = [
     "Job",
@@ -131,6 +134,7 @@ class Job:
     started: float
     data: str = ""
     task: str = "persona"  # or "classify": a text classifier (`rolechat train-classifier`)
+    eval_persona: bool = False  # `--eval-persona`: the persona check runs after training, in the same process
 
 
 def _jobs_dir() -> Path:
@@ -163,11 +167,13 @@ def start(
     display_name: str = "",
     overwrite: bool = False,
     hparams: dict[str, Any] | None = None,
+    eval_persona: bool = False,
 ) -> Job:
     """Launch `rolechat train` in the background (its own session: it outlives the page).
 
     `hparams` maps TrainConfig field names to values (None = the config's value); their flags come from
-    the same table as the CLI's own options (`settings.to_args`), so the page can set every field."""
+    the same table as the CLI's own options (`settings.to_args`), so the page can set every field.
+    `eval_persona`: compare the new persona with the base model when training ends (`--eval-persona`)."""
     cmd = [*cli(), "train", "--data", str(data), "--persona", persona]
     if system:
         cmd += ["--system", system]
@@ -176,6 +182,8 @@ def start(
     cmd += train_args(hparams or {})
     if overwrite:
         cmd.append("--overwrite")
+    if eval_persona:
+        cmd.append("--eval-persona")
     log_path = _jobs_dir() / f"{persona}.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
@@ -188,7 +196,15 @@ def start(
             start_new_session=True,
         )
     _PROCS[proc.pid] = proc
-    job = Job(persona=persona, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data))
+    job = Job(
+        persona=persona,
+        pid=proc.pid,
+        cmd=cmd,
+        log=str(log_path),
+        started=time.time(),
+        data=str(data),
+        eval_persona=eval_persona,
+    )
     _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
     return job
 
@@ -276,10 +292,12 @@ class RunView:
     """What the page shows about one run."""
 
     job: Job
-    state: str  # starting | running | done | failed | stopped
+    state: str  # starting | running | evaluating (trained, the persona check still running) | done | failed | stopped
     records: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     log_tail: str = ""
+    evaluation: dict[str, Any] | None = None  # the persona check's summary, when this run made one
+    eval_error: str = ""  # why a requested persona check left no summary
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -311,7 +329,15 @@ def view(job: Job) -> RunView:
     last = records[-1] if records else {}
     running = alive(job.pid)
     if last.get("status") == "done":
-        return RunView(job, "done", records)
+        if not job.eval_persona:
+            return RunView(job, "done", records)
+        if running:
+            return RunView(job, "evaluating", records)
+        found = evaluation(job.persona, job.started)
+        if found is not None:
+            return RunView(job, "done", records, evaluation=found)
+        tail = _tail(job.log)
+        return RunView(job, "done", records, log_tail=tail, eval_error=_last_error_line(tail) or "?")
     if last.get("status") == "failed":
         return RunView(job, "failed", records, error=str(last.get("error", "")), log_tail=_tail(job.log))
     if running:
@@ -439,6 +465,7 @@ def _persona_form(data: Path) -> None:
     with st.expander(t("train.hparams"), expanded=False):
         st.caption(t("train.hparams_help"))
         hp = _hparam_inputs()
+    check = st.checkbox(t("train.eval"), key="train_eval", help=t("train.eval_help"))
     exists = bool(name) and (rc_config.personas_dir() / name).exists()
     overwrite = st.checkbox(t("train.overwrite", name=name), key="train_overwrite") if exists else False
     _lint_section(data, system)
@@ -454,7 +481,9 @@ def _persona_form(data: Path) -> None:
         if exists and not overwrite:
             st.error(t("train.exists", name=name))
             return
-        job = start(data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp)
+        job = start(
+            data, name, system=system, display_name=display, overwrite=overwrite, hparams=hp, eval_persona=check
+        )
         st.session_state["train_watch"] = job.persona
         st.rerun()
 
@@ -541,6 +570,8 @@ def _draw(run: RunView) -> None:
     steps = run.steps
     step = steps[-1]["step"] if steps else 0
     total = run.max_steps
+    if run.state == "evaluating":
+        st.info(t("train.evaluating", name=job.persona))
     if run.state in ("starting", "running"):
         frac = step / total if total else 0.0
         st.progress(
@@ -569,6 +600,7 @@ def _draw(run: RunView) -> None:
             st.success(t("train.done", name=job.persona))
         if metrics:
             st.json(metrics, expanded=False)
+        draw_evaluation(job.persona, run.evaluation, run.eval_error)
         if job.task == "classify":
             st.page_link("ui/pages/classify.py", label=t("train.go_classify"), icon=":material/label:")
         else:
@@ -577,11 +609,13 @@ def _draw(run: RunView) -> None:
         st.error(t("train.failed", error=run.error))
     elif run.state == "stopped":
         st.warning(t("train.stopped", error=run.error or "?"))
-    if run.log_tail and run.state in ("failed", "stopped"):
+    if run.log_tail and (run.state in ("failed", "stopped") or run.eval_error):
         with st.expander(t("train.log")):
             st.code(run.log_tail, language=None)
     stop_key = f"train_stop_{job.persona}" if job.task == "persona" else f"train_stop_{job.task}.{job.persona}"
     if run.state in ("starting", "running") and st.button(t("train.stop"), key=stop_key):
+        stop(job)
+    if run.state == "evaluating" and st.button(t("train.stop_eval"), key=stop_key):  # the persona is saved already
         stop(job)
 
 
@@ -589,7 +623,7 @@ def _draw(run: RunView) -> None:
 def _live(job: Job) -> None:
     run = view(job)
     _draw(run)
-    if run.state not in ("starting", "running"):
+    if run.state not in ("starting", "running", "evaluating"):
         st.rerun()  # the whole page: leave live mode, let the chat picker see the new persona
 
 

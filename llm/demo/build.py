@@ -75,6 +75,11 @@ class BuildSettings:
     other_share: float = 1.0  # share of the dialogues outside rag_dialogues.jsonl (and of the prose) trained on
     synthetic_share: float = 1.0  # share of the invented-document RAG dialogues trained on (all train the tokenizer)
     save_every: int = 0  # also save the model every N steps (0: only at the end)
+    context_weight: float = 1.0  # with loss_on "all": weight of the prompt tokens' loss next to the replies' (1.0)
+    curriculum_steps: int = 0  # the first N steps train only on examples of at most curriculum_len tokens
+    curriculum_len: int = 512
+    copy_share: float = 0.0  # add this many (x the examples) copy drills: a random character sequence, then again
+    extra: tuple[str, ...] = ()  # more dialogue files (jsonl) trained as RAG dialogues, e.g. another seed's set
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -92,19 +97,31 @@ class BuildSettings:
             )
         if not 0 < self.synthetic_share <= 1:
             raise ValueError(f"synthetic_share must be in (0, 1], got {self.synthetic_share}")
+        if not 0 <= self.copy_share <= 2:
+            raise ValueError(f"copy_share must be in [0, 2], got {self.copy_share}")
+        if not 0 <= self.context_weight <= 1:
+            raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
+        if self.curriculum_steps < 0 or self.curriculum_len < 1:
+            raise ValueError(
+                f"curriculum_steps must be >= 0 and curriculum_len >= 1, got {self.curriculum_steps}, "
+                f"{self.curriculum_len}"
+            )
 
 
-def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[dict], list[str]]:
-    """Dialogues from every *.jsonl (one {"messages": [...]} per line) and prose paragraphs from *.txt."""
+def load_corpus(corpus_dir: Path = CORPUS_DIR, extra: tuple[str, ...] = ()) -> tuple[list[dict], list[str]]:
+    """Dialogues from every *.jsonl (one {"messages": [...]} per line) and prose paragraphs from *.txt.
+
+    `extra` files are read as RAG dialogues (e.g. `scripts/demo_rag_dialogues.py --seed 1 --out FILE`).
+    """
     dialogues, prose = [], []
-    for path in sorted(corpus_dir.glob("*.jsonl")):
+    for path in [*sorted(corpus_dir.glob("*.jsonl")), *map(Path, extra)]:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
                 item["messages"][0]["role"]
-                item["rag"] = path.name == RAG_FILE
+                item["rag"] = path.name == RAG_FILE or str(path) in extra
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise ValueError(f'{path}:{n}: not a {{"messages": [...]}} record ({exc})') from exc
             dialogues.append(item)
@@ -165,13 +182,32 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
             continue
         thinking = rng.random() >= cfg.thinking_off_rate
         for row in supervised_rows(encode_turns(tok, fmt, d["messages"], enable_thinking=thinking)):
-            ids = row.input_ids
-            out.append((ids, list(ids) if cfg.loss_on == "all" else row.labels))
+            out.append((row.input_ids, row.labels))  # labels: the reply tokens (and <|im_end|>), -100 elsewhere
     for p in prose:
         if rng.random() >= cfg.other_share:
             continue
         ids = tok(p + tok.pad_token, add_special_tokens=False)["input_ids"]
         out.append((ids, list(ids)))
+    out += _copy_drills(tok, int(cfg.copy_share * len(out)), rng)
+    return out
+
+
+def _copy_drills(tok, n: int, rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    """Induction drills: random Chinese characters, a newline, the same characters again (loss on the repeat).
+
+    Nothing but attention to the first copy predicts the second, so these teach the copying circuit
+    (find where the current text occurred before, continue from there) that answering from passages
+    needs, far sooner than the passages alone do.
+    """
+    if n <= 0:
+        return []
+    han = sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    out = []
+    for _ in range(n):
+        seq = [rng.choice(han) for _ in range(rng.randint(8, 160))]
+        ids = seq + newline + seq + [tok.pad_token_id]
+        out.append((ids, [-100] * (len(seq) + len(newline)) + seq + [tok.pad_token_id]))
     return out
 
 
@@ -198,13 +234,32 @@ def _batches(examples, max_len: int, batch_tokens: int, rng: random.Random) -> l
     return batches
 
 
-def _tensors(examples, batch: list[int], pad_id: int):
+def _tensors(examples, batch: list[int], pad_id: int, cfg: BuildSettings):
+    """Padded ids, next-token targets and per-token loss weights (0 on pads; replies 1; prompts context_weight)."""
     import torch
 
     width = max(len(examples[i][0]) for i in batch)
-    ids = [examples[i][0] + [pad_id] * (width - len(examples[i][0])) for i in batch]
-    labels = [examples[i][1] + [-100] * (width - len(examples[i][1])) for i in batch]
-    return torch.tensor(ids), torch.tensor(labels)
+    ids, weights = [], []
+    for i in batch:
+        row, labels = examples[i]
+        pad = width - len(row)
+        ids.append(row + [pad_id] * pad)
+        if cfg.loss_on == "all":
+            w = [1.0 if lab != -100 else cfg.context_weight for lab in labels]
+        else:
+            w = [1.0 if lab != -100 else 0.0 for lab in labels]
+        weights.append(w + [0.0] * pad)
+    return torch.tensor(ids), torch.tensor(weights)
+
+
+def _loss(model, x, w):
+    """Weighted next-token cross-entropy: token t+1 predicted from tokens <= t, weighted by w[t+1]."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=x, use_cache=False).logits[:, :-1]
+    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), x[:, 1:].reshape(-1), reduction="none")
+    weights = w[:, 1:].reshape(-1)
+    return (ce * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
 def _save(model, tok, out: Path, cfg: BuildSettings, command: str, n_tokens: int, t0: float, steps_done: int):
@@ -262,7 +317,7 @@ def build(
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    dialogues, prose = load_corpus(corpus_dir)
+    dialogues, prose = load_corpus(corpus_dir, cfg.extra)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.base:  # continue a built model: same tokenizer and weights, longer context
         tok = AutoTokenizer.from_pretrained(cfg.base)
@@ -320,20 +375,23 @@ def build(
         return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     rng = random.Random(cfg.seed)
-    batches = _batches(examples, cfg.block_size, cfg.batch_tokens, rng)
+    in_curriculum = cfg.curriculum_steps > 0
+    batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
     cursor, epoch = 0, 0
     model.train()
     bar = tqdm(range(cfg.steps), desc="training demo model", disable=not progress, unit="step")
     for step in bar:
+        if in_curriculum and step >= cfg.curriculum_steps:  # the short examples are learnt: now every length
+            in_curriculum, cursor = False, len(batches)
         if cursor >= len(batches):
             epoch += 1
-            batches = _batches(examples, cfg.block_size, cfg.batch_tokens, rng)
+            batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
             cursor = 0
-        x, y = _tensors(examples, batches[cursor], tok.pad_token_id)
+        x, w = _tensors(examples, batches[cursor], tok.pad_token_id, cfg)
         cursor += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=x, labels=y, use_cache=False).loss
+        loss = _loss(model, x, w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -357,49 +415,41 @@ def build(
     return out
 
 
+HELP = {
+    "out": "output folder (default: the shipped one)",
+    "threads": "torch CPU threads (0: torch's default)",
+    "positions": "max_position_embeddings",
+    "block_size": "longest example trained on (tokens)",
+    "base": "continue training this built demo model instead of from scratch",
+    "other_share": "share of the non-RAG dialogues and prose trained on (e.g. 0.3 when continuing a model)",
+    "save_every": "also save the model every N steps",
+    "copy_share": "add copy drills: this many times the number of examples",
+    "context_weight": "with --loss-on all: weight of the prompt tokens' loss next to the replies'",
+    "curriculum_steps": "first N steps on examples of at most --curriculum-len tokens",
+    "extra": "more RAG dialogue files (jsonl) to train on, e.g. scripts/demo_rag_dialogues.py --seed 1 --out FILE",
+}
+
+
 def main() -> None:
+    """The command line: one flag per BuildSettings field (the dataclass is the single source of defaults)."""
+    import dataclasses
+
     ap = argparse.ArgumentParser(description="Build rolechat's demo model from llm/demo/corpus.")
-    ap.add_argument("--out", type=Path, default=SHIPPED_MODEL_DIR, help="output folder (default: the shipped one)")
-    ap.add_argument("--steps", type=int, default=BuildSettings.steps)
-    ap.add_argument("--seed", type=int, default=BuildSettings.seed)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--positions", type=int, default=BuildSettings.positions, help="max_position_embeddings")
-    ap.add_argument("--block-size", type=int, default=BuildSettings.block_size, help="training sequence length")
-    ap.add_argument("--batch-tokens", type=int, default=BuildSettings.batch_tokens)
-    ap.add_argument("--lr", type=float, default=BuildSettings.lr)
-    ap.add_argument("--warmup", type=int, default=BuildSettings.warmup)
-    ap.add_argument("--base", default="", help="continue training this built demo model instead of from scratch")
-    ap.add_argument(
-        "--other-share",
-        type=float,
-        default=BuildSettings.other_share,
-        help="share of the non-RAG dialogues and prose trained on (e.g. 0.3 when continuing a model)",
-    )
-    ap.add_argument("--loss-on", choices=["reply", "all"], default=BuildSettings.loss_on)
-    ap.add_argument("--synthetic-share", type=float, default=BuildSettings.synthetic_share)
-    ap.add_argument("--save-every", type=int, default=0, help="also save the model every N steps")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=SHIPPED_MODEL_DIR, help=HELP["out"])
+    for f in dataclasses.fields(BuildSettings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "loss_on":
+            ap.add_argument(flag, choices=["reply", "all"], default=f.default)
+        elif isinstance(f.default, tuple):
+            ap.add_argument(flag, nargs="*", default=[], help=HELP.get(f.name))
+        else:
+            ap.add_argument(flag, type=type(f.default), default=f.default, help=HELP.get(f.name))
+    args = vars(ap.parse_args())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = " ".join(["python -m rolechat.llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
-    build(
-        args.out,
-        command=command,
-        settings=BuildSettings(
-            steps=args.steps,
-            seed=args.seed,
-            loss_on=args.loss_on,
-            threads=args.threads,
-            positions=args.positions,
-            block_size=args.block_size,
-            batch_tokens=args.batch_tokens,
-            lr=args.lr,
-            warmup=args.warmup,
-            base=str(args.base),
-            other_share=args.other_share,
-            synthetic_share=args.synthetic_share,
-            save_every=args.save_every,
-        ),
-    )
+    out = args.pop("out")
+    args["extra"] = tuple(args["extra"])
+    build(out, command=command, settings=BuildSettings(**args))
 
 
 if __name__ == "__main__":

@@ -182,8 +182,10 @@ def run_persona_eval(
     save: bool = True,
     json_out: bool = False,
     llm_overrides: dict[str, Any] | None = None,
-) -> None:
-    """The body of `rolechat eval-persona` (and of `rolechat train --eval-persona`)."""
+    emit: bool = True,
+) -> dict[str, Any]:
+    """The body of `rolechat eval-persona` (and of `rolechat train --eval-persona`): prints the report (a table, or
+    JSON with `json_out`) unless `emit` is False, and returns it."""
     from rolechat.finetune.classifier import Classifier, ClassifierError
     from rolechat.finetune.data import DataError, load_dataset
     from rolechat.finetune.model import TrainError
@@ -275,12 +277,15 @@ def run_persona_eval(
                 report["saved"] = str(entry.path / "persona.json")
             except OSError as exc:
                 report["saved"] = f"not saved: {exc}"
+    if not emit:
+        return report
     if json_out:
         console.print_json(json.dumps(report, ensure_ascii=False))
-        return
+        return report
     _eval_table(report)
     if report.get("saved"):
         console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)
+    return report
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -176,7 +177,12 @@ def register(app: typer.Typer) -> None:
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
         out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
-        json_out: bool = typer.Option(False, "--json", help="Print the result (or lint) as JSON."),
+        json_out: bool = typer.Option(
+            False,
+            "--json",
+            help="Print the result (or lint) as one JSON document; with --eval-persona the report is its "
+            "'eval_persona' key.",
+        ),
         eval_persona: bool = typer.Option(
             False, "--eval-persona", help="Afterwards, compare the persona with the base model (rolechat eval-persona)."
         ),
@@ -273,18 +279,28 @@ def register(app: typer.Typer) -> None:
             return
         if avatar is not None and not (result.output / "avatar.png").exists():
             (result.output / "avatar.png").write_bytes(avatar)
-        m = result.metrics
-        if json_out:
-            console.print_json(json.dumps({"output": str(result.output), "metrics": m}, ensure_ascii=False))
-        else:
+        doc: dict[str, Any] = {"output": str(result.output), "metrics": result.metrics}
+        if not json_out:
             _print_result(persona, result)
-        if eval_persona:  # a second JSON document with --json
+        if eval_persona:
             from rolechat.cli.classify import run_persona_eval
 
             llm = (config or {}).get("llm") or {}
-            run_persona_eval(
-                persona, json_out=json_out, llm_overrides=llm, max_new_tokens=llm.get("max_new_tokens") or 96
-            )
+            try:
+                doc["eval_persona"] = run_persona_eval(
+                    persona,
+                    json_out=json_out,
+                    llm_overrides=llm,
+                    max_new_tokens=llm.get("max_new_tokens") or 96,
+                    emit=not json_out,  # with --json, one document: the report goes under "eval_persona"
+                )
+            except typer.Exit:  # the check failed (its error is on stderr); the trained persona is still reported
+                if json_out:
+                    doc["eval_persona"] = None
+                    console.print_json(json.dumps(doc, ensure_ascii=False))
+                raise
+        if json_out:
+            console.print_json(json.dumps(doc, ensure_ascii=False))
 
     @app.command()
     @config_flags("llm", aliases={"llm.model": ["--base"]})
