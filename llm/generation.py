@@ -1,4 +1,6 @@
-"""The one generation primitive: stream text pieces from `model.generate` running in a worker thread.
+"""The one generation primitive: stream text pieces of a reply whose token ids come from a producer: here
+`model.generate` in a worker thread; in the runtime, the batch scheduler (`llm.batching.BatchedStream`, which
+only replaces `_start`), so both share everything below.
 
 Everything else consumes it: the blocking chat joins the pieces, the LangChain model wraps them in chunks,
 Streamlit writes them as they come. Text is decoded from the running token sequence and only whole
