@@ -180,33 +180,42 @@ def _penalize(scores: Any, seen: Any, penalty: Any) -> Any:
 
 def _choose(scores: Any, rows: Sequence[_Row]) -> list[int]:
     """The next token of each row from its (penalized) logits [B, V]: greedy rows the arg-max, sampling rows a
-    draw after temperature, top-k and top-p, exactly as transformers' warpers do on one row."""
+    draw after temperature, top-k and top-p, computed for all sampling rows at once exactly as transformers'
+    warpers compute them for one row (a warper a row does not use leaves it unchanged)."""
     import torch
 
-    greedy = [i for i, r in enumerate(rows) if r.params.greedy]
     out = [0] * len(rows)
+    greedy = [i for i, r in enumerate(rows) if r.params.greedy]
     if greedy:
-        picked = scores[greedy].argmax(-1).tolist() if len(greedy) < len(rows) else scores.argmax(-1).tolist()
+        picked = (scores if len(greedy) == len(rows) else scores[greedy]).argmax(-1).tolist()
         for i, token in zip(greedy, picked, strict=True):
             out[i] = token
-    for i, row in enumerate(rows):
-        if row.params.greedy:
-            continue
-        p = row.params
-        s = scores[i : i + 1]
-        if p.temperature != 1.0:
-            s = s / p.temperature
-        if p.top_k:
-            k = min(p.top_k, s.shape[-1])
-            s = s.masked_fill(s < torch.topk(s, k)[0][..., -1, None], -float("inf"))
-        if p.top_p < 1.0:
-            sorted_logits, sorted_indices = torch.sort(s, descending=False)
-            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            remove = cumulative <= (1 - p.top_p)
-            remove[..., -1:] = 0
-            s = s.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
-        probs = torch.nn.functional.softmax(s, dim=-1)
-        out[i] = int(torch.multinomial(probs, num_samples=1, generator=row.generator))
+    sampling = [i for i, r in enumerate(rows) if not r.params.greedy]
+    if not sampling:
+        return out
+    params = [rows[i].params for i in sampling]
+    device, width = scores.device, scores.shape[-1]
+    s = scores[sampling] / torch.tensor([[p.temperature] for p in params], device=device, dtype=scores.dtype)
+    if any(p.top_k for p in params):
+        k = torch.tensor([[min(p.top_k, width) if p.top_k else width] for p in params], device=device)
+        kth = torch.sort(s, descending=True).values.gather(1, k - 1)  # the k-th largest, as topk()[..., -1]
+        s = s.masked_fill(s < kth, -float("inf"))
+    if any(p.top_p < 1.0 for p in params):
+        top_p = torch.tensor([[p.top_p] for p in params], device=device, dtype=s.dtype)
+        sorted_logits, sorted_indices = torch.sort(s, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = (cumulative <= (1 - top_p)) & (top_p < 1.0)
+        remove[..., -1:] = False
+        s = s.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+    probs = torch.nn.functional.softmax(s, dim=-1)
+    free = [j for j, i in enumerate(sampling) if rows[i].generator is None]
+    if free:
+        drawn = torch.multinomial(probs[free], num_samples=1).squeeze(1).tolist()
+        for j, token in zip(free, drawn, strict=True):
+            out[sampling[j]] = token
+    for j, i in enumerate(sampling):
+        if rows[i].generator is not None:  # a seeded row draws from its own generator, as a solo reply would
+            out[i] = int(torch.multinomial(probs[j : j + 1], num_samples=1, generator=rows[i].generator))
     return out
 
 
