@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import shlex
@@ -136,6 +137,9 @@ async def load(base_url: str, personas: list[str], streams: int, seconds: float,
                 r["differs"] = r["text"] != solo[(persona, prompt)]
                 others = {solo[(p, prompt)] for p in personas if p != persona} - {solo[(persona, prompt)]}
                 r["other_persona"] = r["differs"] and r["text"] in others
+                if r["other_persona"]:  # whose reply it was instead
+                    got = [p for p in personas if p != persona and solo[(p, prompt)] == r["text"]]
+                    r["mixup"] = f"{persona}->{'/'.join(got)}"
             results.append(r)
 
     started = time.perf_counter()
@@ -158,6 +162,7 @@ async def load(base_url: str, personas: list[str], streams: int, seconds: float,
         "p95_ttft_s": pct(ttft, 0.95),
         "errors": len(results) - len(ok),
         "differs_from_solo": sum(r["differs"] for r in ok),
+        "mixups": dict(collections.Counter(r["mixup"] for r in ok if r.get("mixup"))),
         "another_personas_reply": sum(r["other_persona"] for r in ok),
     }
 
@@ -169,6 +174,9 @@ def main() -> None:
     ap.add_argument("--streams", default="12,32")
     ap.add_argument("--setups", default="local,remote,vllm", help="which of local, remote, vllm to run")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--vllm-args", default="", help="more vLLM server flags, e.g. --vllm-args=--no-enable-prefix-caching"
+    )
     args = ap.parse_args()
 
     from rolechat.llm import LLMConfig
@@ -194,7 +202,7 @@ def main() -> None:
         if "vllm" in setups or "remote" in setups:
             plan = serving_plan(LLMConfig(model=str(model)))
             port = free_port()
-            argv = shlex.split(plan.vllm_command(port=port, dtype="float32"))
+            argv = shlex.split(plan.vllm_command(port=port, dtype="float32")) + shlex.split(args.vllm_args)
             vllm = start([args.vllm_python, *argv[1:]], env, home / "vllm.log")
             procs.append(vllm)
             vllm_url = f"http://127.0.0.1:{port}/v1"

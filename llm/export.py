@@ -49,7 +49,11 @@ class ServingPlan:
         if self.adapters:
             args += ["--enable-lora", "--lora-modules"]
             args += [f"{name}={path}" for name, path in self.adapters.items()]
-            args += ["--max-lora-rank", str(self.max_rank), "--max-loras", str(len(self.adapters))]
+            # One slot more than the adapters: vLLM's CPU LoRA kernels pick each row's adapter weights by its slot
+            # index, and a base-model row (index -1) then gets the LAST slot's adapter whenever it shares a batch
+            # with persona rows (measured: about a third of base replies under load were the last persona's).
+            # A slot that stays empty holds zeros, so base rows are exact; on GPU it costs one idle slot.
+            args += ["--max-lora-rank", str(self.max_rank), "--max-loras", str(len(self.adapters) + 1)]
         return args
 
     def vllm_command(self, **kwargs: Any) -> str:
@@ -62,7 +66,7 @@ class ServingPlan:
         args += ["--port", str(port), "--context-length", str(self.context_length)]
         if self.adapters:
             args += ["--enable-lora", "--lora-paths", *(f"{n}={p}" for n, p in self.adapters.items())]
-            args += ["--max-lora-rank", str(max(self.ranks.values())), "--max-loras-per-batch", str(len(self.adapters))]
+            args += ["--max-lora-rank", str(max(self.ranks.values())), "--max-loras-per-batch", str(len(self.adapters) + 1)]
         return args
 
     def sglang_command(self, **kwargs: Any) -> str:

@@ -1,6 +1,6 @@
 """A real engine: vLLM's CPU build serves the demo model and two persona adapters, started on loopback with the
 command `rolechat export vllm` prints; rolechat on the remote backend gives, for the base model, each persona
-and a prompt-only character, the same greedy reply as in-process.
+and a prompt-only character, the same greedy reply as in-process, one at a time and all at once.
 
 vLLM lives in its own virtual environment (it pins another transformers): `.ci/run` installs it into
 `.venv-vllm` (or set ROLECHAT_VLLM_PYTHON). Without it the test is skipped with that message.
@@ -84,7 +84,18 @@ def test_remote_greedy_replies_equal_in_process_for_the_base_model_and_every_per
     assert {"base", "miaomiao", "zhuzhu"} <= set(names) and names == local.persona_names()
     characters = [n for n in names if n not in ("base", "miaomiao", "zhuzhu")]  # prompt-only sample characters
     params = {"temperature": 0, "max_new_tokens": 48}
+    expected = {}
     for persona in ["base", "miaomiao", "zhuzhu", *characters[:1]]:
         for prompt in PROMPTS:
             messages = [{"role": "user", "content": prompt}]
-            assert remote.chat(messages, persona, params) == local.chat(messages, persona, params), (persona, prompt)
+            expected[persona, prompt] = local.chat(messages, persona, params)
+            assert remote.chat(messages, persona, params) == expected[persona, prompt], (persona, prompt)
+    # Concurrently, so vLLM batches base rows with persona rows: with as many LoRA slots as adapters, its CPU
+    # kernels gave base rows the last slot's adapter (index -1); the exported --max-loras keeps a slot spare.
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(persona, prompt) for _ in range(4) for persona in ("base", "miaomiao", "zhuzhu") for prompt in PROMPTS]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        replies = list(pool.map(lambda j: remote.chat([{"role": "user", "content": j[1]}], j[0], params), jobs))
+    wrong = [(job, reply) for job, reply in zip(jobs, replies) if reply != expected[job]]
+    assert not wrong, f"{len(wrong)} of {len(jobs)} concurrent replies differ from in-process: {wrong[:3]}"
