@@ -214,11 +214,20 @@ def _stop_long_reply(page, result: FlowResult) -> None:
     box = page.get_by_placeholder("输入消息，回车发送")
     messages = page.get_by_test_id("stChatMessage")
     count = messages.count()
+    # Click the stop button the moment it is drawn, from inside the page: a tiny model's whole reply can take a
+    # quarter of a second, and the button is redrawn while the reply streams, so a click from outside (find,
+    # wait until stable, click) can lose the race.
+    page.evaluate(
+        """() => {
+            const observer = new MutationObserver(() => {
+                const b = [...document.querySelectorAll('button')].find(e => e.innerText.includes('停止生成'));
+                if (b) { observer.disconnect(); b.click(); }
+            });
+            observer.observe(document.body, {childList: true, subtree: true});
+        }"""
+    )
     box.fill("讲一个很长很长的故事")
     box.press("Enter")
-    stop = page.get_by_role("button", name="停止生成")
-    stop.wait_for()
-    stop.click()  # at once: a tiny model's whole reply can take well under a second
     stopped = messages.filter(has_text="（已停止）")
     stopped.first.wait_for()
     result.stopped = stopped.first.inner_text()
