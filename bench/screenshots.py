@@ -78,36 +78,47 @@ def main() -> None:
     if args.steps:
         train_persona(env, home, args.steps)
 
-    server = start_server(env, home / "streamlit.log", timeout=120)
     started = time.perf_counter()
+    result = in_app(
+        env,
+        home / "streamlit.log",
+        run_flow,
+        home / "shots",
+        question=args.question,
+        persona_label=persona,
+        follow_up="你好呀，你是谁？",
+        search="采茶体验",
+        lint=True,
+        viewport={"width": 1280, "height": 1400},
+    )
+    print(f"browser flow took {time.perf_counter() - started:.0f} s (first page load indexes the sample KB)")
+    keep_shots(result.shots.values(), args.out)
+    for answer in result.answers:
+        print("---\n" + answer)
+    scene_shots(env, home, args.out, steps=args.steps, sample_personas=not args.model)
+    finish(home, keep=bool(args.keep_home or args.home))
+
+
+def in_app(env: dict[str, str], log: Path, flow, *args, **kwargs):
+    """Start the app, run one browser flow against it, stop it; the app's log tail on failure or exceptions."""
+    server = start_server(env, log, timeout=120)
     try:
-        result = run_flow(
-            server.url,
-            home / "shots",
-            question=args.question,
-            persona_label=persona,
-            follow_up="你好呀，你是谁？",
-            search="采茶体验",
-            lint=True,
-            timeout_ms=600_000,
-            viewport={"width": 1280, "height": 1400},
-        )
+        result = flow(server.url, *args, timeout_ms=600_000, **kwargs)
     except Exception:
         print(server.log_tail(), file=sys.stderr)
         raise
     finally:
         server.stop()
-    print(f"browser flow took {time.perf_counter() - started:.0f} s (first page load indexes the sample KB)")
     if result.exceptions:
         sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in result.shots.values():
-        shutil.copy2(path, args.out / path.name)
-        print(args.out / path.name)
-    for answer in result.answers:
-        print("---\n" + answer)
-    scene_shots(env, home, args.out, steps=args.steps, sample_personas=not args.model)
-    finish(home, keep=bool(args.keep_home or args.home))
+    return result
+
+
+def keep_shots(paths, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copy2(path, out / path.name)
+        print(out / path.name)
 
 
 def finish(home: Path, keep: bool) -> None:
@@ -150,25 +161,17 @@ def character_shots(env: dict[str, str], home: Path, out: Path) -> None:
 
     sample = json.loads((ROOT / "examples" / "characters" / "suwan.json").read_text(encoding="utf-8"))
     card = write_card(Character.from_dict(sample), home / "苏晚.png")
-    server = start_server({**env, "ROLECHAT_APP_SAMPLE_KB": "false"}, home / "streamlit-character.log", timeout=120)
-    try:
-        result = run_character_flow(
-            server.url,
-            home / "shots",
-            card=card,
-            greeting="这位客官来得巧",
-            message="西市有什么好玩的？",
-            lore="西市是胡商云集之地",
-            timeout_ms=600_000,
-        )
-    finally:
-        server.stop()
-    if result.exceptions:
-        sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
-    out.mkdir(parents=True, exist_ok=True)
-    for path in result.shots.values():
-        shutil.copy2(path, out / path.name)
-        print(out / path.name)
+    result = in_app(
+        {**env, "ROLECHAT_APP_SAMPLE_KB": "false"},
+        home / "streamlit-character.log",
+        run_character_flow,
+        home / "shots",
+        card=card,
+        greeting="这位客官来得巧",
+        message="西市有什么好玩的？",
+        lore="西市是胡商云集之地",
+    )
+    keep_shots(result.shots.values(), out)
     print("---\n" + result.reply)
 
 
@@ -182,27 +185,16 @@ def scene_shots(env: dict[str, str], home: Path, out: Path, *, steps: int, sampl
         card = ROOT / "examples" / "characters" / "suwan.json"
         cmd = [sys.executable, "-m", "rolechat", "character", "import", str(card), "--name", "suwan"]
         subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-    server = start_server({**env, "ROLECHAT_APP_SAMPLE_KB": "false"}, home / "streamlit-scene.log", timeout=120)
-    try:
-        result = run_scene_flow(
-            server.url,
-            home / "scene-shots",
-            SCENE_LABELS,
-            SCENE_MESSAGE,
-            timeout_ms=600_000,
-            viewport={"width": 1280, "height": 1100},
-        )
-    except Exception:
-        print(server.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-    if result.exceptions:
-        sys.exit(f"the app showed {result.exceptions} exception(s); see {server.log}")
-    out.mkdir(parents=True, exist_ok=True)
-    for path in result.shots.values():
-        shutil.copy2(path, out / path.name)
-        print(out / path.name)
+    result = in_app(
+        {**env, "ROLECHAT_APP_SAMPLE_KB": "false"},
+        home / "streamlit-scene.log",
+        run_scene_flow,
+        home / "scene-shots",
+        SCENE_LABELS,
+        SCENE_MESSAGE,
+        viewport={"width": 1280, "height": 1100},
+    )
+    keep_shots(result.shots.values(), out)
     print("---\n" + "\n---\n".join(result.replies))
 
 
