@@ -66,7 +66,7 @@ class ServingPlan:
         args += ["--port", str(port), "--context-length", str(self.context_length)]
         if self.adapters:
             args += ["--enable-lora", "--lora-paths", *(f"{n}={p}" for n, p in self.adapters.items())]
-            args += ["--max-lora-rank", str(max(self.ranks.values())), "--max-loras-per-batch", str(len(self.adapters) + 1)]
+            args += ["--max-lora-rank", str(max(self.ranks.values())), "--max-loras-per-batch", str(len(self.adapters))]
         return args
 
     def sglang_command(self, **kwargs: Any) -> str:
