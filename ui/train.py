@@ -184,29 +184,7 @@ def start(
         cmd.append("--overwrite")
     if eval_persona:
         cmd.append("--eval-persona")
-    log_path = _jobs_dir() / f"{persona}.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=state.REPO_ROOT,
-            env=_child_env(),
-            start_new_session=True,
-        )
-    _PROCS[proc.pid] = proc
-    job = Job(
-        persona=persona,
-        pid=proc.pid,
-        cmd=cmd,
-        log=str(log_path),
-        started=time.time(),
-        data=str(data),
-        eval_persona=eval_persona,
-    )
-    _job_file(persona).write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
-    return job
+    return _launch(cmd, _jobs_dir() / f"{persona}.log", _job_file(persona), persona, data, eval_persona=eval_persona)
 
 
 def start_classifier(data: Path, name: str, *, overwrite: bool = False, hparams: dict[str, Any] | None = None) -> Job:
@@ -219,7 +197,11 @@ def start_classifier(data: Path, name: str, *, overwrite: bool = False, hparams:
     cmd += rc_config.to_args(ClassifyConfig, "classify", values)
     if overwrite:
         cmd.append("--overwrite")
-    log_path = _jobs_dir() / f"classify.{name}.log"
+    return _launch(cmd, _jobs_dir() / f"classify.{name}.log", _job_file(name, "classify"), name, data, task="classify")
+
+
+def _launch(cmd: list[str], log_path: Path, job_path: Path, name: str, data: Path, **fields: Any) -> Job:
+    """Start `cmd` in its own session with its output in `log_path`; record the job in `job_path` and return it."""
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             cmd,
@@ -231,8 +213,8 @@ def start_classifier(data: Path, name: str, *, overwrite: bool = False, hparams:
             start_new_session=True,
         )
     _PROCS[proc.pid] = proc
-    job = Job(name, proc.pid, cmd, str(log_path), time.time(), str(data), task="classify")
-    _job_file(name, "classify").write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
+    job = Job(persona=name, pid=proc.pid, cmd=cmd, log=str(log_path), started=time.time(), data=str(data), **fields)
+    job_path.write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
     return job
 
 
