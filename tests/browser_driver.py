@@ -8,14 +8,17 @@ docs/screenshots/). Chinese needs a CJK font (fonts-wqy-microhei) or it renders 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,6 +119,28 @@ class FlowResult:
     stopped: str = ""  # the stats line of the reply interrupted by the stop button
 
 
+@contextlib.contextmanager
+def app_page(url: str, out_dir: Path, timeout_ms: int, viewport: dict[str, int]) -> Iterator[Any]:
+    """A headless Chromium page on the app at `url`, closed afterwards; if the flow fails, `out_dir/failure.png`
+    shows what the page showed."""
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=viewport, locale="zh-CN")
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            try:
+                yield page
+            except Exception:
+                page.screenshot(path=str(out_dir / "failure.png"), full_page=True)
+                raise
+        finally:
+            browser.close()
+
+
 def run_flow(
     url: str,
     out_dir: Path,
@@ -132,74 +157,61 @@ def run_flow(
     """Chat with RAG on and open the sources; switch persona and ask again (if `persona_label`); stop a long
     reply and ask again (if `stop_check`); visit the KB page (searching for `search`) and the training page
     (running the data check if `lint`)."""
-    from playwright.sync_api import sync_playwright
-
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = FlowResult()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=viewport, locale="zh-CN")
-            page.set_default_timeout(timeout_ms)
-            page.goto(url)
-            page.get_by_role("heading", name="聊天").wait_for()
-            box = page.get_by_placeholder("输入消息，回车发送")
-            box.wait_for()  # the model is loaded once the chat input is there
+    with app_page(url, out_dir, timeout_ms, viewport) as page:
+        page.get_by_role("heading", name="聊天").wait_for()
+        box = page.get_by_placeholder("输入消息，回车发送")
+        box.wait_for()  # the model is loaded once the chat input is there
 
-            messages = page.get_by_test_id("stChatMessage")
-            box.fill(question)
+        messages = page.get_by_test_id("stChatMessage")
+        box.fill(question)
+        box.press("Enter")
+        done = messages.filter(has_text="词元/秒")  # the stats line comes after the last streamed piece
+        done.first.wait_for()
+        answer = messages.nth(1)
+        sources = answer.get_by_test_id("stExpander").filter(has_text="参考来源")
+        if sources.count():
+            sources.first.locator("summary").click()
+            sources.first.get_by_text("[1]").first.wait_for()
+            result.sources.append(sources.first.inner_text())
+        result.answers.append(answer.inner_text())
+        page.mouse.move(0, 0)
+        result.shots["chat"] = _shot(page, out_dir / "chat.png", result)
+
+        sidebar = page.get_by_test_id("stSidebar")
+        if persona_label:
+            sidebar.get_by_test_id("stSelectbox").filter(has_text="角色").first.click()
+            page.get_by_role("option", name=persona_label).click()
+            page.wait_for_timeout(800)  # the rerun that applies the new persona
+            box.fill(follow_up)
             box.press("Enter")
-            done = messages.filter(has_text="词元/秒")  # the stats line comes after the last streamed piece
-            done.first.wait_for()
-            answer = messages.nth(1)
-            sources = answer.get_by_test_id("stExpander").filter(has_text="参考来源")
-            if sources.count():
-                sources.first.locator("summary").click()
-                sources.first.get_by_text("[1]").first.wait_for()
-                result.sources.append(sources.first.inner_text())
-            result.answers.append(answer.inner_text())
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
+                ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
+            )
+            result.answers.append(messages.nth(3).inner_text())
             page.mouse.move(0, 0)
-            result.shots["chat"] = _shot(page, out_dir / "chat.png", result)
+            result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
 
-            sidebar = page.get_by_test_id("stSidebar")
-            if persona_label:
-                sidebar.get_by_test_id("stSelectbox").filter(has_text="角色").first.click()
-                page.get_by_role("option", name=persona_label).click()
-                page.wait_for_timeout(800)  # the rerun that applies the new persona
-                box.fill(follow_up)
-                box.press("Enter")
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('[data-testid=stChatMessage]')]"
-                    ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
-                )
-                result.answers.append(messages.nth(3).inner_text())
-                page.mouse.move(0, 0)
-                result.shots["persona"] = _shot(page, out_dir / "chat-persona.png", result)
+        if stop_check:
+            _stop_long_reply(page, result)
 
-            if stop_check:
-                _stop_long_reply(page, result)
-
-            sidebar.get_by_role("link", name="知识库").click()
-            page.get_by_role("tab", name="已有知识库").wait_for()
-            if search:
-                page.get_by_role("tab", name="检索测试").click()
-                query = page.get_by_placeholder("输入一个问题，查看检索到的片段")
-                query.fill(search)
-                query.press("Enter")
-                page.get_by_text("毫秒").first.wait_for()  # "{n} 个片段 · {ms} 毫秒" above the ranked chunks
-                result.sources.append(page.locator("body").inner_text())
-            result.shots["kb"] = _shot(page, out_dir / "knowledge-base.png", result)
-            sidebar.get_by_role("link", name="训练角色").click()
-            page.get_by_role("heading", name="数据集").wait_for()
-            if lint:
-                page.get_by_role("button", name="检查数据").click()
-                page.get_by_text("渲染后的第一个样本").wait_for()
-            result.shots["train"] = _shot(page, out_dir / "training.png", result)
-        except Exception:
-            page.screenshot(path=str(out_dir / "failure.png"), full_page=True)  # what the page showed
-            raise
-        finally:
-            browser.close()
+        sidebar.get_by_role("link", name="知识库").click()
+        page.get_by_role("tab", name="已有知识库").wait_for()
+        if search:
+            page.get_by_role("tab", name="检索测试").click()
+            query = page.get_by_placeholder("输入一个问题，查看检索到的片段")
+            query.fill(search)
+            query.press("Enter")
+            page.get_by_text("毫秒").first.wait_for()  # "{n} 个片段 · {ms} 毫秒" above the ranked chunks
+            result.sources.append(page.locator("body").inner_text())
+        result.shots["kb"] = _shot(page, out_dir / "knowledge-base.png", result)
+        sidebar.get_by_role("link", name="训练角色").click()
+        page.get_by_role("heading", name="数据集").wait_for()
+        if lint:
+            page.get_by_role("button", name="检查数据").click()
+            page.get_by_text("渲染后的第一个样本").wait_for()
+        result.shots["train"] = _shot(page, out_dir / "training.png", result)
     return result
 
 
@@ -275,49 +287,40 @@ def run_character_flow(
     to open the chat, send `message` (which should trigger a lorebook entry), wait for the reply and open "what
     the model saw" under it until the entry's text `lore` shows; screenshots of both steps."""
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = CharacterFlowResult()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=viewport, locale="zh-CN")
-            page.set_default_timeout(timeout_ms)
-            page.goto(url)
-            box = page.get_by_placeholder("输入消息，回车发送")
-            box.wait_for()
-            sidebar = page.get_by_test_id("stSidebar")
-            importer = sidebar.get_by_test_id("stExpander").filter(has_text="导入角色卡")
-            importer.locator("summary").click()
-            importer.locator("input[type=file]").set_input_files(str(card))
-            page.wait_for_timeout(800)  # the upload reaches the server before the button is enabled
-            importer.get_by_role("button", name="导入", exact=True).click()
-            messages = page.get_by_test_id("stChatMessage")
-            messages.filter(has_text=greeting).first.wait_for()
-            result.greeting = messages.first.inner_text()
-            page.mouse.move(0, 0)
-            result.shots["greeting"] = _shot(page, out_dir / "character-greeting.png", result)
+    with app_page(url, out_dir, timeout_ms, viewport) as page:
+        box = page.get_by_placeholder("输入消息，回车发送")
+        box.wait_for()
+        sidebar = page.get_by_test_id("stSidebar")
+        importer = sidebar.get_by_test_id("stExpander").filter(has_text="导入角色卡")
+        importer.locator("summary").click()
+        importer.locator("input[type=file]").set_input_files(str(card))
+        page.wait_for_timeout(800)  # the upload reaches the server before the button is enabled
+        importer.get_by_role("button", name="导入", exact=True).click()
+        messages = page.get_by_test_id("stChatMessage")
+        messages.filter(has_text=greeting).first.wait_for()
+        result.greeting = messages.first.inner_text()
+        page.mouse.move(0, 0)
+        result.shots["greeting"] = _shot(page, out_dir / "character-greeting.png", result)
 
-            box.fill(message)
-            box.press("Enter")
-            done = messages.filter(has_text="词元/秒")
-            done.first.wait_for()
-            page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
-            reply = messages.nth(2)
-            result.reply = reply.inner_text()
-            seen = reply.get_by_test_id("stExpander").filter(has_text="模型看到的内容")
-            seen.first.locator("summary").click()
-            seen.first.get_by_text(lore).first.wait_for()
-            result.seen = seen.first.inner_text()
-            try:
-                seen.first.scroll_into_view_if_needed(timeout=10_000)
-            except PlaywrightError:  # redrawn meanwhile: only the screenshot's framing depends on it
-                pass
-            page.mouse.move(0, 0)
-            result.shots["prompt"] = _shot(page, out_dir / "character-prompt.png", result)
-        finally:
-            browser.close()
+        box.fill(message)
+        box.press("Enter")
+        done = messages.filter(has_text="词元/秒")
+        done.first.wait_for()
+        page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
+        reply = messages.nth(2)
+        result.reply = reply.inner_text()
+        seen = reply.get_by_test_id("stExpander").filter(has_text="模型看到的内容")
+        seen.first.locator("summary").click()
+        seen.first.get_by_text(lore).first.wait_for()
+        result.seen = seen.first.inner_text()
+        try:
+            seen.first.scroll_into_view_if_needed(timeout=10_000)
+        except PlaywrightError:  # redrawn meanwhile: only the screenshot's framing depends on it
+            pass
+        page.mouse.move(0, 0)
+        result.shots["prompt"] = _shot(page, out_dir / "character-prompt.png", result)
     return result
 
 
@@ -365,7 +368,6 @@ def run_scene_flow(
     """Pick two characters for a scene, send `message`, wait for both replies; reload and resume the chat from
     the sidebar. Screenshots in `out_dir`: scene.png (both replies) and scene-reloaded.png (the reloaded page, a
     fresh chat with the scene listed under 对话记录 in the sidebar)."""
-    from playwright.sync_api import sync_playwright
 
     def two_replies(page) -> None:
         page.wait_for_function(
@@ -374,39 +376,28 @@ def run_scene_flow(
         )
         page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = SceneFlowResult()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=viewport, locale="zh-CN")
-            page.set_default_timeout(timeout_ms)
-            page.goto(url)
-            box = page.get_by_placeholder("输入消息，回车发送")
-            box.wait_for()
-            sidebar = page.get_by_test_id("stSidebar")
-            pick_options(page, sidebar.get_by_test_id("stMultiSelect").filter(has_text="群聊场景"), labels)
-            sidebar.get_by_text("谁来发言").wait_for()  # the server has the scene
-            box.fill(message)
-            box.press("Enter")
-            two_replies(page)
-            messages = page.get_by_test_id("stChatMessage")
-            result.replies = (messages.nth(1).inner_text(), messages.nth(2).inner_text())
-            page.mouse.move(0, 0)
-            result.shots["scene"] = _shot(page, out_dir / "scene.png", result)
-            page.reload()
-            box.wait_for()
-            listed = sidebar.get_by_role("button").filter(has_text=message)
-            listed.first.wait_for()
-            result.listed = listed.first.inner_text()
-            page.mouse.move(0, 0)
-            result.shots["reloaded"] = _shot(page, out_dir / "scene-reloaded.png", result)
-            listed.first.click()
-            two_replies(page)
-            result.resumed = [messages.nth(i).inner_text() for i in range(3)]
-        except Exception:
-            page.screenshot(path=str(out_dir / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with app_page(url, out_dir, timeout_ms, viewport) as page:
+        box = page.get_by_placeholder("输入消息，回车发送")
+        box.wait_for()
+        sidebar = page.get_by_test_id("stSidebar")
+        pick_options(page, sidebar.get_by_test_id("stMultiSelect").filter(has_text="群聊场景"), labels)
+        sidebar.get_by_text("谁来发言").wait_for()  # the server has the scene
+        box.fill(message)
+        box.press("Enter")
+        two_replies(page)
+        messages = page.get_by_test_id("stChatMessage")
+        result.replies = (messages.nth(1).inner_text(), messages.nth(2).inner_text())
+        page.mouse.move(0, 0)
+        result.shots["scene"] = _shot(page, out_dir / "scene.png", result)
+        page.reload()
+        box.wait_for()
+        listed = sidebar.get_by_role("button").filter(has_text=message)
+        listed.first.wait_for()
+        result.listed = listed.first.inner_text()
+        page.mouse.move(0, 0)
+        result.shots["reloaded"] = _shot(page, out_dir / "scene-reloaded.png", result)
+        listed.first.click()
+        two_replies(page)
+        result.resumed = [messages.nth(i).inner_text() for i in range(3)]
     return result
