@@ -387,6 +387,10 @@ class Runtime:
                 stop_ids=self._stop_ids,
                 stop_strings=self.format.stop_strings,
             )
+        return self._generate_stream(ids, p, persona)
+
+    def _generate_stream(self, ids: Sequence[int], p: GenerationParams, persona: str | None) -> GenerationStream:
+        """One reply at a time through transformers' `generate`, under the model lock (models that cannot batch)."""
         return GenerationStream(
             self.model,
             self.tokenizer,

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 import pytest
 
 from rolechat.llm import LLMConfig, Runtime
-from rolechat.llm.generation import GenerationStream
 from tests.api_support import slowed
 from tests.test_llm_runtime import install, make_adapter
 
@@ -47,16 +46,7 @@ def solo(rt: Runtime, messages, persona, params=GREEDY) -> str:
 def generate_path(rt: Runtime, messages, persona, params) -> str:
     """The reply from transformers' own `generate` (the pre-batching path), for reference."""
     ids, p = rt.request(messages, persona, params)
-    return GenerationStream(
-        rt.model,
-        rt.tokenizer,
-        ids,
-        p,
-        stop_ids=rt._stop_ids,
-        stop_strings=rt.format.stop_strings,
-        lock=rt._model_lock,
-        context=lambda: rt._persona_context(persona),
-    ).join()
+    return rt._generate_stream(ids, p, persona).join()
 
 
 @contextmanager
