@@ -30,7 +30,7 @@ from rolechat.finetune.classifier import (
 from rolechat.finetune.classify_config import ClassifyConfig
 from rolechat.finetune.classify_data import LabeledData, LabeledRow, load_labeled, stratified_split
 from rolechat.finetune.model import TrainError
-from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.finetune.progress import ProgressLog, plot_loss, progress_callback, read_progress
 from rolechat.finetune.trainer import _data_hash, _place, _resume_point
 
 __all__ = [
@@ -174,46 +174,6 @@ def _evaluate(model: Any, tokenizer: Any, rows: _Rows, n_labels: int, batch_size
     if not len(rows):
         return None
     return scores([r["labels"] for r in rows.rows], _predict(model, tokenizer, rows, batch_size), n_labels)
-
-
-def _callback(progress: ProgressLog, show_bar: bool):
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        """Progress bar (loss) and the JSON-lines progress file, as persona training writes them."""
-
-        bar = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if show_bar and state.is_world_process_zero:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress.step = state.global_step
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "loss" in logs:
-                progress.write(
-                    "step",
-                    step=state.global_step,
-                    max_steps=state.max_steps,
-                    epoch=logs.get("epoch"),
-                    loss=logs["loss"],
-                    learning_rate=logs.get("learning_rate"),
-                )
-                if self.bar is not None:
-                    self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
-
-    return ProgressCallback()
 
 
 def _trainer_class():
@@ -434,7 +394,7 @@ def _run(
         args=args,
         train_dataset=train_set,
         data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=[_callback(progress, show_progress), *callbacks],
+        callbacks=[progress_callback(progress, show_progress), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()

@@ -8,11 +8,11 @@ backward pass (see docs/training.md). On a CPU we refuse before anything loads.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from rolechat.finetune.config import TrainConfig
+from rolechat.finetune.progress import perplexity
 from rolechat.llm.loader import load_model_and_tokenizer, pick_device
 
 __all__ = ["TrainError", "precision", "check_device", "load_trainable", "evaluate_loss", "perplexity"]
@@ -115,7 +115,3 @@ def evaluate_loss(model: Any, rows: Sequence[dict[str, list[int]]], collator: An
             count += int((target != -100).sum())
     model.train(was_training)
     return total / count if count else None
-
-
-def perplexity(loss: float | None) -> float | None:
-    return math.exp(min(loss, 50.0)) if loss is not None else None

@@ -37,7 +37,7 @@ from rolechat.finetune.config import TrainConfig
 from rolechat.finetune.data import Conversation, DataError, Dataset, load_dataset
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
-from rolechat.finetune.progress import ProgressLog, plot_loss, read_progress
+from rolechat.finetune.progress import ProgressLog, plot_loss, progress_callback, read_progress
 from rolechat.llm.memoryfile import (
     MEMORY_FILE,
     TRAIN_SOURCE,
@@ -243,68 +243,6 @@ def _trainer_class():
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     return CountingTrainer
-
-
-def _progress_callback(progress: ProgressLog, show_bar: bool, world: int):
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        """Progress bar (loss, tokens/s) and the JSON-lines progress file."""
-
-        def __init__(self) -> None:
-            self.trainer = None
-            self.bar = None
-            self.last = (0.0, 0)
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.last = (time.perf_counter(), self.trainer.real_tokens)
-            self.start = self.last
-            if show_bar and state.is_world_process_zero:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(
-                    total=state.max_steps, initial=state.global_step, desc="training", unit="step", dynamic_ncols=True
-                )
-
-        def on_step_end(self, args, state, control, **kwargs):
-            progress.step = state.global_step
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if "loss" in logs:
-                now, tokens = time.perf_counter(), self.trainer.real_tokens
-                rate = (tokens - self.last[1]) * world / max(now - self.last[0], 1e-9)
-                self.last = (now, tokens)
-                seen = self.trainer.seen_tokens
-                pad = 1 - self.trainer.real_tokens / seen if seen else 0.0
-                progress.write(
-                    "step",
-                    step=state.global_step,
-                    max_steps=state.max_steps,
-                    epoch=logs.get("epoch"),
-                    loss=logs["loss"],
-                    learning_rate=logs.get("learning_rate"),
-                    tokens_per_s=rate,
-                    padding_fraction=pad,
-                )
-                if self.bar is not None:
-                    self.bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
-            if "eval_loss" in logs:
-                progress.write(
-                    "eval",
-                    phase="during",
-                    step=state.global_step,
-                    eval_loss=logs["eval_loss"],
-                    perplexity=perplexity(logs["eval_loss"]),
-                )
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.bar is not None:
-                self.bar.close()
-
-    return ProgressCallback()
 
 
 def effective(cfg: TrainConfig, llm_cfg: Any) -> TrainConfig:
@@ -653,7 +591,7 @@ def _run(
     )
     if before is not None:
         progress.write("eval", phase="before", step=0, eval_loss=before, perplexity=perplexity(before))
-    bar = _progress_callback(progress, show_progress and main, world)
+    bar = progress_callback(progress, show_progress and main, world=world)
     extra = [bar, *callbacks]
     if cfg.early_stopping:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
@@ -667,7 +605,7 @@ def _run(
     )
     if args.train_sampling_strategy == "group_by_length":
         trainer.tokens_per_step = supervised_tokens(train_rows.rows) / _steps_per_epoch(cfg, len(train_rows), world)
-    bar.trainer = trainer
+    bar.tokens = lambda: (trainer.real_tokens, trainer.seen_tokens)
     trainer.remove_callback(PrinterCallback)  # our bar and progress file replace the raw log dicts
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)

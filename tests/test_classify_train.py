@@ -49,6 +49,9 @@ def test_accuracy_rises_with_training_and_the_folder_is_complete(tiny_bert, data
     events = read_progress(classify_progress_path("syn"))
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert [e["phase"] for e in events if e["event"] == "eval"] == ["before", "after"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps and all(e["loss"] > 0 and e["max_steps"] == m["steps"] for e in steps)
+    assert [e["step"] for e in steps] == sorted({e["step"] for e in steps})
     assert [e.name for e in discover_classifiers() if e.ok] == ["syn"]
     clf = Classifier.load("syn", device="cpu")
     good, bad = clf.predict(["这本书很好推荐", "快递很差退货"])

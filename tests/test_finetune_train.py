@@ -92,8 +92,12 @@ def test_trained_persona_is_served_by_the_runtime_with_the_training_prompt(tiny_
     assert (folder / "loss.png").stat().st_size > 1000 and json.loads((folder / "metrics.json").read_text())
     assert not list(run_dir("zhenhuan").glob("checkpoint-*"))  # cleaned up after success
 
-    events = [r["event"] for r in read_progress(progress_path("zhenhuan"))]
+    records = read_progress(progress_path("zhenhuan"))
+    events = [r["event"] for r in records]
     assert events[0] == "start" and events[-1] == "done" and events.count("step") == 6
+    steps = [r for r in records if r["event"] == "step"]
+    assert all(r["tokens_per_s"] > 0 and 0 <= r["padding_fraction"] < 1 for r in steps)
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
 
     rt = load_runtime(model=str(tiny_qwen2), max_new_tokens=32)
     assert "zhenhuan" in rt.persona_names()
