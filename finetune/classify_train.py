@@ -31,7 +31,7 @@ from rolechat.finetune.classify_config import ClassifyConfig
 from rolechat.finetune.classify_data import LabeledData, LabeledRow, load_labeled, stratified_split
 from rolechat.finetune.model import TrainError
 from rolechat.finetune.progress import ProgressLog, plot_loss, progress_callback, read_progress
-from rolechat.finetune.trainer import _data_hash, _place, _resume_point
+from rolechat.finetune.trainer import _data_hash, _place, _resume_point, start_over
 
 __all__ = [
     "ClassifyResult",
@@ -298,14 +298,7 @@ def train_classifier(
         if not resume:
             if final.exists() and not overwrite:
                 raise TrainError(f"classifier folder {final} already exists; pass --overwrite to replace it")
-            if any(folder.glob("checkpoint-*")):
-                if not overwrite:
-                    raise TrainError(
-                        f"an unfinished run of classifier {name!r} has checkpoints in {folder}; pass --resume to "
-                        "continue it or --overwrite to start over"
-                    )
-                for old in folder.glob("checkpoint-*"):
-                    shutil.rmtree(old, ignore_errors=True)
+            start_over(folder, f"classifier {name!r}", overwrite)
         if run is not None and run["labels"] != labeled.labels:
             raise TrainError(f"{data}: its labels changed since the run started; start over with --overwrite")
         return _run(labeled, name, cfg, llm_cfg, progress, last, run, final, description, callbacks, show_progress)

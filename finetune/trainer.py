@@ -193,6 +193,19 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
     return padding_fraction(rows, row_batches)
 
 
+def start_over(folder: Path, what: str, overwrite: bool) -> None:
+    """Before a fresh run: refuse while an unfinished run of `what` left checkpoints, unless overwrite removes them."""
+    if not any(folder.glob("checkpoint-*")):
+        return
+    if not overwrite:
+        raise TrainError(
+            f"an unfinished run of {what} has checkpoints in {folder}; pass --resume to continue it or "
+            "--overwrite to start over"
+        )
+    for old in folder.glob("checkpoint-*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _data_hash(path: str | Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -393,14 +406,8 @@ def train(
         prompt_only = previous is not None and not (final / "adapter_config.json").exists()
         if not resume and final.exists() and not overwrite and not prompt_only:
             raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
-        if not resume and main and any(folder.glob("checkpoint-*")):
-            if not overwrite:
-                raise TrainError(
-                    f"an unfinished run of {persona!r} has checkpoints in {folder}; pass --resume to "
-                    "continue it or --overwrite to start over"
-                )
-            for old in folder.glob("checkpoint-*"):
-                shutil.rmtree(old, ignore_errors=True)
+        if not resume and main:
+            start_over(folder, repr(persona), overwrite)
         _check_reporter(cfg.report_to)
         cfg = effective(cfg, llm_cfg)
         device = check_device(cfg, llm_cfg.device)
