@@ -62,21 +62,34 @@ def score(truth: list[str], pred: list[str]) -> dict:
     return {"accuracy": round(s["accuracy"], 4), "macro_f1": round(s["macro_f1"], 4)}
 
 
-def baseline(train, test) -> dict:
+def baseline(train, test, name: str = "TF-IDF char 1-3-gram + logistic regression", **vectorizer) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     started = time.perf_counter()
-    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
+    vec = TfidfVectorizer(**(vectorizer or {"analyzer": "char", "ngram_range": (1, 3)}), sublinear_tf=True, min_df=2)
     x = vec.fit_transform([t for t, _ in train])
     clf = LogisticRegression(C=4.0, max_iter=2000).fit(x, [y for _, y in train])
     seconds = time.perf_counter() - started
     pred = clf.predict(vec.transform([t for t, _ in test])).tolist()
-    return {
-        "model": "TF-IDF char 1-3-gram + logistic regression",
-        **score([y for _, y in test], pred),
-        "train_s": round(seconds, 1),
-    }
+    return {"model": name, **score([y for _, y in test], pred), "train_s": round(seconds, 1)}
+
+
+def token_baselines(train, test, model: str) -> list[dict]:
+    """The same linear model on character unigrams and on the base model's own tokens (unigrams; uni- and
+    bigrams): what the base's tokenizer alone costs a classifier that sees every token."""
+    from transformers import AutoTokenizer
+
+    from rolechat.llm.demo import demo_model_path
+
+    tok = AutoTokenizer.from_pretrained(model or str(demo_model_path()))
+    ids = lambda text: [str(i) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    bigrams = lambda text: (lambda t: t + [f"{a}_{b}" for a, b in zip(t, t[1:])])(ids(text))
+    return [
+        baseline(train, test, "TF-IDF char unigrams + LR", analyzer="char", ngram_range=(1, 1)),
+        baseline(train, test, "TF-IDF base-model token unigrams + LR", analyzer=ids),
+        baseline(train, test, "TF-IDF base-model token uni+bigrams + LR", analyzer=bigrams),
+    ]
 
 
 def lora(train, test, args) -> dict:
@@ -135,6 +148,11 @@ def main() -> None:
     ap.add_argument("--train-embeddings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baseline-only", action="store_true")
+    ap.add_argument(
+        "--token-baselines",
+        action="store_true",
+        help="also score TF-IDF + LR on character unigrams and on the base model's tokens (1 and 1-2-grams)",
+    )
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
 
@@ -147,6 +165,10 @@ def main() -> None:
     train, test = split(args.train, args.test, args.seed)
     rows = [baseline(train, test)]
     print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
+    if args.token_baselines:
+        for row in token_baselines(train, test, args.model):
+            rows.append(row)
+            print(json.dumps(row, ensure_ascii=False), flush=True)
     if not args.baseline_only:
         with tempfile.TemporaryDirectory() as home:
             os.environ["ROLECHAT_HOME"] = home
