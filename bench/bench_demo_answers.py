@@ -17,6 +17,11 @@ questions answered with 「资料中没有提到」 or the app's fixed not-found
 questions answered so (a model that always says it scores 100% on (c)); a reply saying it never counts as
 holding the fact; replies with U+FFFD; loops
 (a reply that ran to the token limit or repeats a 3+ character piece three times in a row).
+
+Then a regression check for plain chat with characters, no knowledge base: the sample characters shipped
+beside the demo model (苏晚, 小满: cards, no adapter) each get CARD_MESSAGES; counted are replies that leak
+prompt text (a template tag, `assistant`, the RAG prompt's 「有用的回答」) and replies that say 「资料中没有提到」
+although no passages were given. A build that learns the RAG prompt too well shows it here first.
 """
 
 from __future__ import annotations
@@ -82,6 +87,38 @@ def ask(engine, kb: str, question: str, max_new_tokens: int) -> dict:
     }
 
 
+CARD_CHARACTERS = ("suwan", "xiaoman")
+CARD_MESSAGES = (
+    "你好",
+    "今天想聊点什么？",
+    "西市有什么好玩的？",
+    "你叫什么名字？",
+    "给我讲讲你自己吧",
+    "你喜欢做什么？",
+)
+LEAK = re.compile(r"</?think>|<\|im_|^assistant|有用的回答")
+
+
+def card_chats(engine, max_new_tokens: int) -> list[dict]:
+    out = []
+    for character in CARD_CHARACTERS:
+        for message in CARD_MESSAGES:
+            turn, stream = engine.reply(
+                message, character=character, params={"temperature": 0, "max_new_tokens": max_new_tokens}
+            )
+            text = stream.join().strip()
+            out.append(
+                {
+                    "question": f"{character}: {message}",
+                    "reply": text,
+                    "leak": bool(LEAK.search(text)),
+                    "nothing_found": NOTHING in text,
+                    "loop": bool(LOOP.search(text)),
+                }
+            )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder (default: the configured model, i.e. the demo one)")
@@ -127,11 +164,15 @@ def main() -> None:
         results["absent"].append(r)
 
     rows = [r for rs in results.values() for r in rs]
+    cards = card_chats(engine, args.max_new_tokens)
     if args.show:
         for set_name, rs in results.items():
             for r in rs:
                 flag = "ok " if r["ok"] else "-- "
                 print(f"{flag}[{set_name}] {r['question']} -> {r['reply']}")
+        for r in cards:
+            flag = "-- " if r["leak"] or r["nothing_found"] else "ok "
+            print(f"{flag}[card chat] {r['question']} -> {r['reply']}")
     print(f"model: {runtime.model_path if hasattr(runtime, 'model_path') else args.model or 'configured'}")
     print(f"load: {load_s:.2f} s; replies: {len(rows)}, {sum(r['seconds'] for r in rows) / len(rows):.2f} s each")
     for label, key in (
@@ -146,7 +187,13 @@ def main() -> None:
     # (c) means little if the model says it for everything: how often it says it when the passages DO answer
     print(f"'nothing found' on answerable questions (a+b): {sum(r['nothing_found'] for r in answered)}/{len(answered)}")
     print(f"broken characters (U+FFFD): {sum(r['broken'] for r in rows)}; loops: {sum(r['loop'] for r in rows)}")
+    leaks, refusals, loops = (sum(r[k] for r in cards) for k in ("leak", "nothing_found", "loop"))
+    print(
+        f"card chats without a knowledge base: {leaks}/{len(cards)} leak prompt text, "
+        f"{refusals}/{len(cards)} say 'nothing found', {loops} loop"
+    )
     if args.json:
+        results["card_chats"] = cards
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +39,8 @@ from rolechat.rag import prompts  # noqa: E402
 from rolechat.rag.chain import format_context  # noqa: E402
 
 OUT_FILE = CORPUS_DIR / "rag_dialogues.jsonl"
+KNOWLEDGE_FILE = CORPUS_DIR / "rag_knowledge.jsonl"
+BENCH_QUESTIONS = ROOT / "bench" / "data"
 KNOWLEDGE_DIR = ROOT / "knowledge"
 
 # (key text that only the relevant chunk holds, [question paraphrases], answer sentence without citation)
@@ -213,6 +216,31 @@ UNANSWERED: list[tuple[str, str]] = [
     ("今天是星期几？", "日期"),
 ]
 
+# More questions the sample knowledge base does not answer, for `knowledge_set` (with rewordings).
+MORE_UNANSWERED: list[tuple[str, str]] = [
+    ("茶园里有厕所吗？", "厕所"),
+    ("茶园可以露营吗？", "露营"),
+    ("茶园的面积有多大？", "茶园的面积"),
+    ("茶园一年产多少茶叶？", "茶叶的产量"),
+    ("茶园有茶叶博物馆吗？", "博物馆"),
+    ("茶园接待旅游团吗？", "旅游团"),
+    ("可以在茶园拍婚纱照吗？", "拍婚纱照"),
+    ("茶园的电话是多少？", "茶园的电话"),
+    ("茶园有缆车吗？", "缆车"),
+    ("茶园晚上有什么活动？", "晚上的活动"),
+    ("岚山红是谁发明的？", "岚山红的发明人"),
+    ("云雾毛尖适合送礼吗？", "送礼"),
+    ("茶园能寄快递吗？", "快递"),
+    ("参观茶园要提前预约吗？", "预约"),
+    ("茶园有轮椅通道吗？", "轮椅通道"),
+    ("rolechat 要付费吗？", "rolechat 的价格"),
+    ("rolechat 的最新版本是多少？", "版本号"),
+    ("知识库可以导出吗？", "导出知识库"),
+    ("rolechat 能生成图片吗？", "生成图片"),
+    ("索引一个文件要多长时间？", "索引需要的时间"),
+    ("可以同时使用几个知识库？", "同时使用的知识库数量"),
+]
+
 # Mostly "sentence[k]。": the reply starts by copying the passage's sentence, which a small model learns best.
 CITE_FORMS = ["{a}[{k}]。"] * 4 + ["根据[{k}]，{a}。"]
 NO_ANSWER_FORMS = ["资料中没有提到{t}。", "资料中没有提到{t}，我不知道。", "资料中没有提到{t}，无法回答。"]
@@ -289,6 +317,105 @@ def synthetic(rng: random.Random, template: ChatPromptTemplate, chunks: list[Doc
     return out
 
 
+# Rewordings applied at random to the QA questions: general Chinese question forms, not tuned to any test set.
+PREFIXES = [
+    "请问",
+    "请问一下，",
+    "我想知道",
+    "想问一下，",
+    "你好，",
+    "麻烦问一下，",
+    "能告诉我",
+    "我想了解一下，",
+    "问一下，",
+]
+SWAPS = [
+    ("怎么", "如何"),
+    ("怎么", "怎样"),
+    ("怎么", "该怎么"),
+    ("如何", "怎么"),
+    ("多少钱", "什么价格"),
+    ("多少钱", "要花多少钱"),
+    ("多少", "几"),
+    ("可以", "能"),
+    ("能", "可以"),
+    ("吗？", "么？"),
+    ("吗？", "不？"),
+    ("茶园", "云雾山茶园"),
+    ("云雾山茶园", "茶园"),
+    ("什么", "啥"),
+    ("哪里", "什么地方"),
+    ("哪些", "什么"),
+    ("有哪些", "都有哪些"),
+    ("是什么", "是指什么"),
+    ("几点", "什么时间"),
+    ("要", "需要"),
+    ("需要", "要"),
+    ("用", "使用"),
+    ("有什么", "有啥"),
+    ("吗？", "吗？谢谢"),
+    ("？", "呢？"),
+]
+
+
+def rewordings(rng: random.Random, question: str, n: int, exclude: set[str]) -> list[str]:
+    """Up to n distinct rewordings of `question` (a prefix and/or 1-3 word swaps), none in `exclude`."""
+    out: list[str] = []
+    for _ in range(n * 20):
+        if len(out) >= n:
+            break
+        q = question
+        for old, new in rng.sample(SWAPS, len(SWAPS)):
+            if old in q and rng.random() < 0.35:
+                q = q.replace(old, new, 1)
+        if rng.random() < 0.4:
+            q = rng.choice(PREFIXES) + q
+        if q != question and q not in out and q not in exclude and not re.search("[吗么不]呢", q):
+            out.append(q)
+    return out
+
+
+def bench_questions() -> set[str]:
+    """The benchmark's questions (bench/data/demo_questions_*.jsonl): never trained on, even by chance."""
+    return {
+        json.loads(line)["question"]
+        for path in sorted(BENCH_QUESTIONS.glob("demo_questions_*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+
+
+def knowledge_set(kb, chunks: list[Document], seed: int, variants: int) -> list[dict]:
+    """Every QA question and `variants` rewordings of it, each with the real retriever's context (answer or
+    「资料中没有提到」 as that context allows), the relevant chunk among random others, and without it."""
+    rng = random.Random(seed)
+    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
+    retriever = kb.retriever()
+    exclude = bench_questions()
+    out = []
+    for key, questions, sentence in QA:
+        holders = [c for c in chunks if key in c.page_content]
+        others = [c for c in chunks if key not in c.page_content]
+        for base in questions:
+            missing = lambda: rng.choice(NO_ANSWER_FORMS).format(t=base.rstrip("？?"))  # noqa: B023
+            for q in [base, *rewordings(rng, base, variants, exclude)]:
+                docs = retriever.invoke(q)
+                hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
+                out.append(render(template, docs, q, cite(rng, sentence, hit) if hit else missing()))
+                docs = rng.sample(others, rng.randint(0, 3)) + [rng.choice(holders)]
+                rng.shuffle(docs)
+                k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
+                out.append(render(template, docs, q, cite(rng, sentence, k)))
+                if rng.random() < 0.35:
+                    out.append(render(template, rng.sample(others, rng.randint(1, 5)), q, missing()))
+    for base, topic in UNANSWERED + MORE_UNANSWERED:  # near the documents' subjects, but not in them
+        for q in [base, *rewordings(rng, base, variants // 4, exclude)]:
+            answer = rng.choice(NO_ANSWER_FORMS).format(t=topic)
+            out.append(render(template, retriever.invoke(q) or rng.sample(chunks, 3), q, answer))
+    rng.shuffle(out)
+    return out
+
+
 def cite(rng: random.Random, sentence: str, k: int) -> str:
     return rng.choice(CITE_FORMS).format(a=sentence, k=k)
 
@@ -360,11 +487,22 @@ def main() -> None:
     ap.add_argument(
         "--synthetic", type=int, default=7000, help="dialogues over invented documents (e.g. more, for an extra set)"
     )
+    ap.add_argument(
+        "--knowledge",
+        type=int,
+        metavar="N",
+        help=f"write only the knowledge/ questions, each with N rewordings (to {KNOWLEDGE_FILE.name} by default)",
+    )
     args = ap.parse_args()
+    if args.knowledge is not None and args.out == OUT_FILE:
+        args.out = KNOWLEDGE_FILE
     with tempfile.TemporaryDirectory(prefix="rolechat-demo-rag-") as home:
         kb, chunks = knowledge_chunks(Path(home))
         try:
-            dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
+            if args.knowledge is not None:
+                dialogues = knowledge_set(kb, chunks, args.seed, args.knowledge)
+            else:
+                dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
         finally:
             kb.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)

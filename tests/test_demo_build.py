@@ -108,3 +108,55 @@ def test_every_build_setting_is_a_flag():
     ).stdout
     for f in dataclasses.fields(BuildSettings):
         assert "--" + f.name.replace("_", "-") in out, f.name
+
+
+def test_every_rag_file_of_the_corpus_counts_as_rag(tmp_path):
+    from rolechat.llm.demo.build import load_corpus
+
+    for name in ("dialogues.jsonl", "rag_dialogues.jsonl", "rag_knowledge.jsonl"):
+        (tmp_path / name).write_text(json.dumps(CHAT[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    dialogues, _ = load_corpus(tmp_path)
+    assert [d["rag"] for d in dialogues] == [False, True, True]  # sorted: dialogues, rag_dialogues, rag_knowledge
+
+
+def test_knowledge_rewordings_differ_and_never_hit_a_benchmark_question():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import demo_rag_dialogues as gen
+
+    bench = gen.bench_questions()
+    assert len(bench) == 58  # bench/data/demo_questions_*.jsonl
+    rng = random.Random(0)
+    for _, questions, _ in gen.QA:
+        for q in questions:
+            out = gen.rewordings(rng, q, 12, bench)
+            assert out and len(set(out)) == len(out) and q not in out and not set(out) & bench
+    free = gen.rewordings(random.Random(1), "茶园几点开门？", 20, set())
+    kept = gen.rewordings(random.Random(1), "茶园几点开门？", 20, {free[0]})
+    assert free[0] not in kept and len(kept) == 20
+
+
+def test_card_dialogues_are_corpus_chats_under_cards_as_the_engine_renders_them(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("ROLECHAT_HOME", str(tmp_path))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import demo_card_dialogues as gen
+
+    from rolechat.conversation import Engine
+    from rolechat.llm import LLMConfig, load_runtime
+    from rolechat.llm.demo import SHIPPED_MODEL_DIR
+
+    engine = Engine(load_runtime(LLMConfig(model=str(SHIPPED_MODEL_DIR))))
+    rows = gen.generate(engine, 8, seed=0)
+    replies = {m["content"] for chat in gen.corpus_chats() for m in chat if m["role"] == "assistant"}
+    for row in rows:
+        system, *_, said, reply = row["messages"]
+        assert row["card"] and system["role"] == "system" and "扮演" in system["content"]
+        assert (said["role"], reply["role"]) == ("user", "assistant") and reply["content"] in replies
+        assert "[" not in system["content"].split("\n\n", 1)[1].split("\n\n")[0]  # no citations in a card
+    assert rows == gen.generate(engine, 8, seed=0)
+    engine.close()

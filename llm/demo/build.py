@@ -34,7 +34,7 @@ from rolechat.llm.demo.dialogues import CORPUS_DIR
 
 log = logging.getLogger(__name__)
 
-RAG_FILE = "rag_dialogues.jsonl"  # the app's exact RAG prompt (written by scripts/demo_rag_dialogues.py)
+RAG_FILES = ("rag_dialogues.jsonl", "rag_knowledge.jsonl")  # the app's exact RAG prompt (scripts/demo_rag_dialogues.py)
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = (
     "{%- for m in messages -%}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{%- endfor -%}"
@@ -121,7 +121,7 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR, extra: tuple[str, ...] = ()) -> t
             try:
                 item = json.loads(line)
                 item["messages"][0]["role"]
-                item["rag"] = path.name == RAG_FILE or str(path) in extra
+                item["rag"] = path.name in RAG_FILES or str(path) in extra
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise ValueError(f'{path}:{n}: not a {{"messages": [...]}} record ({exc})') from exc
             dialogues.append(item)
@@ -176,7 +176,7 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
     rng = random.Random(cfg.seed)
     out = []
     for d in dialogues:
-        if not d.get("rag") and rng.random() >= cfg.other_share:
+        if not (d.get("rag") or d.get("card")) and rng.random() >= cfg.other_share:  # card: chats under cards
             continue
         if d.get("synthetic") and rng.random() >= cfg.synthetic_share:
             continue
