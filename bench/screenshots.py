@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--model", default="", help="base model folder (default: what the app resolves: the demo model)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     ap.add_argument("--steps", type=int, default=60, help="training steps for the sample persona (0: no persona)")
-    ap.add_argument("--question", default="云雾山茶园几点开门？门票多少钱？")
+    ap.add_argument("--question", default="云雾山茶园的门票多少钱？")
     ap.add_argument("--temperature", default="0", help="sampling temperature of the replies (default greedy)")
     ap.add_argument("--home", type=Path, help="reuse this ROLECHAT_HOME (kept; its persona is not retrained)")
     ap.add_argument("--keep-home", action="store_true", help="keep the temporary ROLECHAT_HOME")
