@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rolechat.llm.demo.dialogues import CORPUS_DIR  # noqa: E402
+from rolechat.llm.demo.dialogues import CORPUS_DIR, write_jsonl  # noqa: E402
 
 OUT_FILE = CORPUS_DIR / "card_dialogues.jsonl"
 SAMPLE_CARDS = sorted((ROOT / "examples" / "characters").glob("*.json"))
@@ -103,10 +103,7 @@ def main() -> None:
     engine = Engine(load_runtime(LLMConfig(model=str(SHIPPED_MODEL_DIR))))  # its tokenizer counts the budgets
     dialogues = generate(engine, args.n, args.seed)
     engine.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
-        for d in dialogues:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    write_jsonl(args.out, dialogues)
     print(f"wrote {len(dialogues)} dialogues ({len(SAMPLE_CARDS)} sample cards) to {args.out}")
 
 

@@ -34,7 +34,7 @@ from langchain_core.documents import Document  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 
 from rolechat.llm.demo import phrases as P  # noqa: E402
-from rolechat.llm.demo.dialogues import CORPUS_DIR, FACT_MAKERS  # noqa: E402
+from rolechat.llm.demo.dialogues import CORPUS_DIR, FACT_MAKERS, write_jsonl  # noqa: E402
 from rolechat.rag import prompts  # noqa: E402
 from rolechat.rag.chain import format_context  # noqa: E402
 
@@ -505,10 +505,7 @@ def main() -> None:
                 dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
         finally:
             kb.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
-        for d in dialogues:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    write_jsonl(args.out, dialogues)
     print(f"wrote {len(dialogues)} dialogues ({len(chunks)} knowledge/ chunks) to {args.out}")
 
 

@@ -159,13 +159,17 @@ def generate(seed: int = 0, n_chat: int = 3600, n_rag: int = 1400) -> list[dict]
     return out
 
 
-def write(path: Path = DIALOGUES_FILE, seed: int = 0) -> int:
-    dialogues = generate(seed)
+def write_jsonl(path: Path, dialogues: list[dict]) -> int:
+    """Write one dialogue per line (the corpus format); returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for d in dialogues:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
     return len(dialogues)
+
+
+def write(path: Path = DIALOGUES_FILE, seed: int = 0) -> int:
+    return write_jsonl(path, generate(seed))
 
 
 def main() -> None:
