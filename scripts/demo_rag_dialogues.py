@@ -307,11 +307,11 @@ def synthetic(rng: random.Random, template: ChatPromptTemplate, chunks: list[Doc
                 question, topic = F.absent_question(rng, tdoc)
             else:
                 topic = f"{tdoc.entity}的{topic.format(**v)}"
-            answer = rng.choice(NO_ANSWER_FORMS).format(t=topic)
+            answer = no_answer(rng, topic)
         else:  # an entity none of the passages mentions
             _, other = synthetic_doc(rng, words)
             question, sentence = rng.choice(other.qa)
-            answer = rng.choice(NO_ANSWER_FORMS).format(t=other.entity)
+            answer = no_answer(rng, other.entity)
         system = rng.choice(P.SYSTEM_PROMPTS) if rng.random() < 0.12 else ""
         out.append({**render(template, docs, question, answer, system), "synthetic": True})
     return out
@@ -397,23 +397,27 @@ def knowledge_set(kb, chunks: list[Document], seed: int, variants: int) -> list[
         holders = [c for c in chunks if key in c.page_content]
         others = [c for c in chunks if key not in c.page_content]
         for base in questions:
-            missing = lambda: rng.choice(NO_ANSWER_FORMS).format(t=base.rstrip("？?"))  # noqa: B023
+            topic = base.rstrip("？?")
             for q in [base, *rewordings(rng, base, variants, exclude)]:
                 docs = retriever.invoke(q)
                 hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
-                out.append(render(template, docs, q, cite(rng, sentence, hit) if hit else missing()))
+                out.append(render(template, docs, q, cite(rng, sentence, hit) if hit else no_answer(rng, topic)))
                 docs = rng.sample(others, rng.randint(0, 3)) + [rng.choice(holders)]
                 rng.shuffle(docs)
                 k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
                 out.append(render(template, docs, q, cite(rng, sentence, k)))
                 if rng.random() < 0.35:
-                    out.append(render(template, rng.sample(others, rng.randint(1, 5)), q, missing()))
+                    out.append(render(template, rng.sample(others, rng.randint(1, 5)), q, no_answer(rng, topic)))
     for base, topic in UNANSWERED + MORE_UNANSWERED:  # near the documents' subjects, but not in them
         for q in [base, *rewordings(rng, base, variants // 4, exclude)]:
-            answer = rng.choice(NO_ANSWER_FORMS).format(t=topic)
+            answer = no_answer(rng, topic)
             out.append(render(template, retriever.invoke(q) or rng.sample(chunks, 3), q, answer))
     rng.shuffle(out)
     return out
+
+
+def no_answer(rng: random.Random, topic: str) -> str:
+    return rng.choice(NO_ANSWER_FORMS).format(t=topic)
 
 
 def cite(rng: random.Random, sentence: str, k: int) -> str:
@@ -441,7 +445,7 @@ def generate(
             # 1. exactly what the app sends: the real retriever's top k for this question
             docs = retriever.invoke(q)
             hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
-            answer = cite(rng, sentence, hit) if hit else rng.choice(NO_ANSWER_FORMS).format(t=q.rstrip("？?"))
+            answer = cite(rng, sentence, hit) if hit else no_answer(rng, q.rstrip("？?"))
             out.append(render(template, docs, q, answer))
             # 2. the relevant chunk among 0-4 random distractors (knowledge/ and made-up facts), random order
             for _ in range(random_contexts):
@@ -453,7 +457,7 @@ def generate(
                 out.append(render(template, docs, q, cite(rng, sentence, k)))
             # 3. the same question with the relevant chunk left out
             docs = rng.sample([c for c in chunks if key not in c.page_content], rng.randint(1, 5))
-            out.append(render(template, docs, q, rng.choice(NO_ANSWER_FORMS).format(t=q.rstrip("？?"))))
+            out.append(render(template, docs, q, no_answer(rng, q.rstrip("？?"))))
     for _ in range(n_facts):  # made-up facts: nothing to memorise, the answer must be copied from [k]
         facts = [fact_chunk(rng) for _ in range(rng.randint(1, 5))]
         if rng.random() < 0.3:
@@ -474,7 +478,7 @@ def generate(
             _, qa, topic = fact_chunk(rng)
             q = qa[0][0]
             docs = [fact_chunk(rng)[0] for _ in range(rng.randint(1, 4))]
-        out.append(render(template, docs, q, rng.choice(NO_ANSWER_FORMS).format(t=topic)))
+        out.append(render(template, docs, q, no_answer(rng, topic)))
     out += synthetic(rng, template, chunks, n_synthetic)
     rng.shuffle(out)
     return out
