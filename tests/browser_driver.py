@@ -196,8 +196,7 @@ def run_flow(
         if stop_check:
             _stop_long_reply(page, result)
 
-        sidebar.get_by_role("link", name="知识库").click()
-        page.get_by_role("tab", name="已有知识库").wait_for()
+        open_page(page, "知识库", page.get_by_role("tab", name="已有知识库"))
         if search:
             page.get_by_role("tab", name="检索测试").click()
             query = page.get_by_placeholder("输入一个问题，查看检索到的片段")
@@ -206,13 +205,29 @@ def run_flow(
             page.get_by_text("毫秒").first.wait_for()  # "{n} 个片段 · {ms} 毫秒" above the ranked chunks
             result.sources.append(page.locator("body").inner_text())
         result.shots["kb"] = _shot(page, out_dir / "knowledge-base.png", result)
-        sidebar.get_by_role("link", name="训练角色").click()
-        page.get_by_role("heading", name="数据集").wait_for()
+        open_page(page, "训练角色", page.get_by_role("heading", name="数据集"))
         if lint:
             page.get_by_role("button", name="检查数据").click()
             page.get_by_text("渲染后的第一个样本").wait_for()
         result.shots["train"] = _shot(page, out_dir / "training.png", result)
     return result
+
+
+def open_page(page, link: str, ready, tries: int = 3) -> None:
+    """Click the sidebar link `link` once the app is idle and wait for `ready` (a locator on the new page).
+
+    A click that lands while a script run is ending can be lost: the chat page ends each reply with
+    st.rerun(), and Streamlit lets the later of two pending reruns pick the page, so the rerun keeps the chat
+    page. A user clicks again; so does this, up to `tries` times."""
+    for attempt in range(tries):
+        page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for()
+        page.get_by_test_id("stSidebar").get_by_role("link", name=link).click()
+        try:
+            ready.wait_for(timeout=20_000 if attempt < tries - 1 else None)
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
 
 
 def _stop_long_reply(page, result: FlowResult) -> None:
