@@ -20,8 +20,9 @@ holding the fact; replies with U+FFFD; loops
 
 Then a regression check for plain chat with characters, no knowledge base: the sample characters shipped
 beside the demo model (苏晚, 小满: cards, no adapter) each get CARD_MESSAGES; counted are replies that leak
-prompt text (a template tag, `assistant`, the RAG prompt's 「有用的回答」) and replies that say 「资料中没有提到」
-although no passages were given. A build that learns the RAG prompt too well shows it here first.
+prompt text (a template tag, `assistant`, the RAG prompt's 「有用的回答」), replies that say 「资料中没有提到」
+although no passages were given, and replies that cite passages (`[1]`, 「资料1」) that were never given. A build
+that learns the RAG prompt too well shows it here first.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ CARD_MESSAGES = (
     "你喜欢做什么？",
 )
 LEAK = re.compile(r"</?think>|<\|im_|^assistant|有用的回答")
+CITE = re.compile(r"\[\d+\]|资料\[?\d")  # a citation: in a card chat there are no passages to cite
 
 
 def card_chats(engine, max_new_tokens: int) -> list[dict]:
@@ -113,6 +115,7 @@ def card_chats(engine, max_new_tokens: int) -> list[dict]:
                     "reply": text,
                     "leak": bool(LEAK.search(text)),
                     "nothing_found": NOTHING in text,
+                    "cites": bool(CITE.search(text)),
                     "loop": bool(LOOP.search(text)),
                 }
             )
@@ -171,7 +174,7 @@ def main() -> None:
                 flag = "ok " if r["ok"] else "-- "
                 print(f"{flag}[{set_name}] {r['question']} -> {r['reply']}")
         for r in cards:
-            flag = "-- " if r["leak"] or r["nothing_found"] else "ok "
+            flag = "-- " if r["leak"] or r["nothing_found"] or r["cites"] else "ok "
             print(f"{flag}[card chat] {r['question']} -> {r['reply']}")
     print(f"model: {runtime.model_path if hasattr(runtime, 'model_path') else args.model or 'configured'}")
     print(f"load: {load_s:.2f} s; replies: {len(rows)}, {sum(r['seconds'] for r in rows) / len(rows):.2f} s each")
@@ -187,10 +190,11 @@ def main() -> None:
     # (c) means little if the model says it for everything: how often it says it when the passages DO answer
     print(f"'nothing found' on answerable questions (a+b): {sum(r['nothing_found'] for r in answered)}/{len(answered)}")
     print(f"broken characters (U+FFFD): {sum(r['broken'] for r in rows)}; loops: {sum(r['loop'] for r in rows)}")
-    leaks, refusals, loops = (sum(r[k] for r in cards) for k in ("leak", "nothing_found", "loop"))
+    leaks, refusals, cites, loops = (sum(r[k] for r in cards) for k in ("leak", "nothing_found", "cites", "loop"))
     print(
         f"card chats without a knowledge base: {leaks}/{len(cards)} leak prompt text, "
-        f"{refusals}/{len(cards)} say 'nothing found', {loops} loop"
+        f"{refusals}/{len(cards)} say 'nothing found', {cites}/{len(cards)} cite passages they were not given, "
+        f"{loops} loop"
     )
     if args.json:
         results["card_chats"] = cards

@@ -32,9 +32,7 @@ def test_batches_group_similar_lengths_within_the_token_budget():
         assert len(b) == 1 or width * len(b) <= 100
 
 
-def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _tiny_corpus(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "dialogues.jsonl").write_text(
@@ -42,22 +40,25 @@ def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
     )
     (corpus / "rag_dialogues.jsonl").write_text(json.dumps(RAG, ensure_ascii=False) + "\n", encoding="utf-8")
     (corpus / "prose.txt").write_text("茶园在山上。\n", encoding="utf-8")
+    return corpus
+
+
+TINY = {"vocab_size": 600, "hidden_size": 32, "layers": 2, "heads": 2, "kv_heads": 1, "intermediate_size": 64}
+TINY.update(threads=1, block_size=256, positions=256)
+
+
+def test_tiny_build_keeps_chinese_characters_whole_and_saves(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    corpus = _tiny_corpus(tmp_path)
     extra = tmp_path / "more.jsonl"  # e.g. another seed of scripts/demo_rag_dialogues.py
     extra.write_text(json.dumps(RAG, ensure_ascii=False) + "\n", encoding="utf-8")
     cfg = BuildSettings(
         steps=2,
-        vocab_size=600,
-        hidden_size=32,
-        layers=2,
-        heads=2,
-        kv_heads=1,
-        intermediate_size=64,
-        block_size=256,
+        **TINY,
         batch_tokens=512,
-        positions=256,
         warmup=1,
         save_every=1,
-        threads=1,
         copy_share=0.5,
         context_weight=0.3,
         curriculum_steps=1,
@@ -96,6 +97,35 @@ def test_copy_drills_train_only_the_repeat_and_replies_outweigh_prompts():
     assert w.tolist() == [[0.25, 0.25, 1.0, 1.0], [0.25, 1.0, 0.0, 0.0]]  # pads weigh nothing
     _, w = _tensors(examples, [0], pad_id=0, cfg=BuildSettings(loss_on="reply"))
     assert w.tolist() == [[0.0, 0.0, 1.0, 1.0]]
+
+
+def test_the_drill_stage_trains_a_built_model_on_copy_drills_only(tmp_path):
+    import pytest
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rolechat.llm.demo.build import _drill_batch, _han_ids
+
+    with pytest.raises(ValueError, match="needs base"):
+        BuildSettings(drills=10)
+    base = build(tmp_path / "base", BuildSettings(steps=1, **TINY), _tiny_corpus(tmp_path), False)
+    tok = AutoTokenizer.from_pretrained(base)
+    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
+    assert han and all(len(tok.decode([i])) == 1 for i in han)
+    x, y = _drill_batch(han, newline, random.Random(0))
+    n = (x.shape[1] - len(newline)) // 2
+    assert x.shape[0] == 32 and 16 <= n <= 64  # one length per batch
+    assert torch.equal(x[:, :n], x[:, n + len(newline) :]) and torch.equal(y[:, n + len(newline) :], x[:, :n])
+    assert (y[:, : n + len(newline)] == -100).all()  # loss on the repeat only
+
+    cfg = BuildSettings(base=str(base), drills=2, warmup=1, lr=1e-3, threads=1)
+    out = build(tmp_path / "drilled", cfg, corpus_dir=tmp_path / "no-corpus-needed", progress=False)
+    before = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(out)
+    assert after.dtype == torch.float32  # a stage for the next --base, kept in full precision
+    assert any(not torch.equal(before[k], v) for k, v in after.state_dict().items())
+    marker = json.loads((out / "rolechat_demo.json").read_text(encoding="utf-8"))
+    assert marker["stage"] == "copy drills" and marker["settings"]["drills"] == 2
 
 
 def test_every_build_setting_is_a_flag():

@@ -80,6 +80,7 @@ class BuildSettings:
     curriculum_len: int = 512
     copy_share: float = 0.0  # add this many (x the examples) copy drills: a random character sequence, then again
     extra: tuple[str, ...] = ()  # more dialogue files (jsonl) trained as RAG dialogues, e.g. another seed's set
+    drills: int = 0  # with base: train N steps on copy drills only (the induction stage), no corpus
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -101,6 +102,8 @@ class BuildSettings:
             raise ValueError(f"copy_share must be in [0, 2], got {self.copy_share}")
         if not 0 <= self.context_weight <= 1:
             raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
+        if self.drills < 0 or (self.drills and not self.base):
+            raise ValueError(f"drills must be >= 0 and needs base (a built model to drill), got {self.drills}")
         if self.curriculum_steps < 0 or self.curriculum_len < 1:
             raise ValueError(
                 f"curriculum_steps must be >= 0 and curriculum_len >= 1, got {self.curriculum_steps}, "
@@ -201,13 +204,100 @@ def _copy_drills(tok, n: int, rng: random.Random) -> list[tuple[list[int], list[
     """
     if n <= 0:
         return []
-    han = sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
-    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
     out = []
     for _ in range(n):
         seq = [rng.choice(han) for _ in range(rng.randint(8, 160))]
         ids = seq + newline + seq + [tok.pad_token_id]
         out.append((ids, [-100] * (len(seq) + len(newline)) + seq + [tok.pad_token_id]))
+    return out
+
+
+def _han_ids(tok) -> list[int]:
+    """Ids of the tokens that are one Chinese character each."""
+    return sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
+
+
+DRILL_LENGTHS = (16, 64)  # characters in one drill of the drill stage; every row of a batch has the same length
+DRILL_BATCH = 32
+
+
+def _drill_batch(han: list[int], newline: list[int], rng: random.Random, n: int | None = None, rows: int = DRILL_BATCH):
+    """`rows` drills of n characters (random in DRILL_LENGTHS): ids and labels (-100 but on the repeat)."""
+    import torch
+
+    n = n or rng.randint(*DRILL_LENGTHS)
+    ids, labels = [], []
+    for _ in range(rows):
+        seq = [rng.choice(han) for _ in range(n)]
+        ids.append(seq + newline + seq)
+        labels.append([-100] * (n + len(newline)) + seq)
+    return torch.tensor(ids), torch.tensor(labels)
+
+
+def copy_accuracy(model, tok, n: int, rows: int = 16, seed: int = 999) -> float:
+    """Share of the repeated characters of fresh n-character drills that the model predicts (chance: 1/516)."""
+    import torch
+
+    x, y = _drill_batch(
+        _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"], random.Random(seed + n), n, rows
+    )
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(input_ids=x).logits[:, :-1].argmax(-1)
+    model.train(was_training)
+    target, mask = y[:, 1:], y[:, 1:] != -100
+    return ((pred == target) & mask).sum().item() / mask.sum().item()
+
+
+def drill(out: Path, cfg: BuildSettings, command: str) -> Path:
+    """The induction stage: `cfg.drills` steps of copy drills only, on the built model `cfg.base`.
+
+    A small model learns to copy from its context (an induction head: find where the current text occurred
+    before, continue from there) as a sudden phase change, and the RAG corpus alone did not bring it on in
+    millions of tokens. Pure drills do: the shipped model went from chance to 99% of the repeated characters
+    between steps ~1,500 and ~1,800 (log below: `copy accuracy`). Constant lr after warmup, no weight decay.
+    The result has forgotten much of its language; the next stage (`--base` on it, the corpus plus some
+    `--copy-share`) brings that back while keeping the copying. Saved in fp32 (a stage, not a shipped model).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tok = AutoTokenizer.from_pretrained(cfg.base)
+    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32)
+    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
+    rng = random.Random(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
+    model.train()
+    for step in range(1, cfg.drills + 1):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1, step / max(1, cfg.warmup))
+        x, y = _drill_batch(han, newline, rng)
+        loss = model(input_ids=x, labels=y).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        if step % 100 == 0 or step == cfg.drills:
+            log.info(
+                "drill step %d/%d loss %.3f copy accuracy: 20 characters %.3f, 60 characters %.3f (%.0f s)",
+                step,
+                cfg.drills,
+                loss.item(),
+                copy_accuracy(model, tok, 20),
+                copy_accuracy(model, tok, 60),
+                time.perf_counter() - t0,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    marker = {"built_with": command, "stage": "copy drills", "settings": asdict(cfg), "torch": torch.__version__}
+    (out / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    log.info("saved the drilled model to %s in %.0f s", out, time.perf_counter() - t0)
     return out
 
 
@@ -312,6 +402,8 @@ def build(
 
     cfg = settings or BuildSettings()
     out = Path(out_dir)
+    if cfg.drills:
+        return drill(out, cfg, command)
     t0 = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -426,6 +518,7 @@ HELP = {
     "copy_share": "add copy drills: this many times the number of examples",
     "context_weight": "with --loss-on all: weight of the prompt tokens' loss next to the replies'",
     "curriculum_steps": "first N steps on examples of at most --curriculum-len tokens",
+    "drills": "with --base: train this many steps on copy drills only (the induction stage; writes an fp32 stage)",
     "extra": "more RAG dialogue files (jsonl) to train on, e.g. scripts/demo_rag_dialogues.py --seed 1 --out FILE",
 }
 
