@@ -104,13 +104,13 @@ def test_the_drill_stage_trains_a_built_model_on_copy_drills_only(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rolechat.llm.demo.build import _drill_batch, _han_ids
+    from rolechat.llm.demo.build import _drill_batch, _drill_vocab
 
     with pytest.raises(ValueError, match="needs base"):
         BuildSettings(drills=10)
     base = build(tmp_path / "base", BuildSettings(steps=1, **TINY), _tiny_corpus(tmp_path), False)
     tok = AutoTokenizer.from_pretrained(base)
-    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
+    han, newline = _drill_vocab(tok)
     assert han and all(len(tok.decode([i])) == 1 for i in han)
     x, y = _drill_batch(han, newline, random.Random(0))
     n = (x.shape[1] - len(newline)) // 2

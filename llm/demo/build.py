@@ -204,18 +204,24 @@ def _copy_drills(tok, n: int, rng: random.Random) -> list[tuple[list[int], list[
     """
     if n <= 0:
         return []
-    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
+    han, newline = _drill_vocab(tok)
     out = []
     for _ in range(n):
-        seq = [rng.choice(han) for _ in range(rng.randint(8, 160))]
-        ids = seq + newline + seq + [tok.pad_token_id]
-        out.append((ids, [-100] * (len(seq) + len(newline)) + seq + [tok.pad_token_id]))
+        ids, labels = _drill_row(han, newline, rng.randint(8, 160), rng)
+        out.append((ids + [tok.pad_token_id], labels + [tok.pad_token_id]))
     return out
 
 
-def _han_ids(tok) -> list[int]:
-    """Ids of the tokens that are one Chinese character each."""
-    return sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
+def _drill_vocab(tok) -> tuple[list[int], list[int]]:
+    """What drills are made of: the ids of the tokens that are one Chinese character each, and a newline's ids."""
+    han = sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
+    return han, tok("\n", add_special_tokens=False)["input_ids"]
+
+
+def _drill_row(han: list[int], newline: list[int], n: int, rng: random.Random) -> tuple[list[int], list[int]]:
+    """One drill: n random characters, a newline, the same characters; labels -100 but on the repeat."""
+    seq = [rng.choice(han) for _ in range(n)]
+    return seq + newline + seq, [-100] * (n + len(newline)) + seq
 
 
 DRILL_LENGTHS = (16, 64)  # characters in one drill of the drill stage; every row of a batch has the same length
@@ -227,11 +233,7 @@ def _drill_batch(han: list[int], newline: list[int], rng: random.Random, n: int 
     import torch
 
     n = n or rng.randint(*DRILL_LENGTHS)
-    ids, labels = [], []
-    for _ in range(rows):
-        seq = [rng.choice(han) for _ in range(n)]
-        ids.append(seq + newline + seq)
-        labels.append([-100] * (n + len(newline)) + seq)
+    ids, labels = zip(*(_drill_row(han, newline, n, rng) for _ in range(rows)), strict=True)
     return torch.tensor(ids), torch.tensor(labels)
 
 
@@ -239,9 +241,7 @@ def copy_accuracy(model, tok, n: int, rows: int = 16, seed: int = 999) -> float:
     """Share of the repeated characters of fresh n-character drills that the model predicts (chance: 1/516)."""
     import torch
 
-    x, y = _drill_batch(
-        _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"], random.Random(seed + n), n, rows
-    )
+    x, y = _drill_batch(*_drill_vocab(tok), random.Random(seed + n), n, rows)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -269,7 +269,7 @@ def drill(out: Path, cfg: BuildSettings, command: str) -> Path:
         torch.set_num_threads(cfg.threads)
     tok = AutoTokenizer.from_pretrained(cfg.base)
     model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32)
-    han, newline = _han_ids(tok), tok("\n", add_special_tokens=False)["input_ids"]
+    han, newline = _drill_vocab(tok)
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     model.train()
