@@ -157,6 +157,24 @@ def test_ask_shows_the_answer_prompt_and_its_passages(tiny_qwen2, tmp_path):
     assert "beijing.md" in out.stderr and "sources" in out.stdout and "beijing.md" in out.stdout
 
 
+def test_ask_on_the_demo_model_prints_its_hint_as_plain_text(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rolechat.llm.demo import SHIPPED_MODEL_DIR
+    from rolechat.rag import KnowledgeBase, RAGConfig
+    from tests.app_support import write_docs
+
+    kb = KnowledgeBase("城市", RAGConfig(), embeddings=DeterministicFakeEmbedding(size=64))
+    kb.index([write_docs(tmp_path / "docs")])
+    kb.close()
+    out = invoke(
+        "ask", "北京是哪个国家的首都？", "--kb", "城市", "--mode", "bm25", "--model", str(SHIPPED_MODEL_DIR),
+        "--max-new-tokens", "4",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "[llm] model" in out.stderr  # not eaten as a markup tag
+
+
 def test_scene_one_round_each_character_replies_once_with_its_own_adapter(tiny_qwen2, tmp_path):
     from rolechat.conversation import Engine
     from rolechat.conversation.scene import clean_reply

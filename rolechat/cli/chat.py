@@ -49,6 +49,12 @@ def user_persona(name: str, description: str):
     return UserPersona(name, description)
 
 
+def demo_hint(info) -> None:
+    """On the demo model, say how to use a real one (plain text: the hint names `[llm]`, not a markup tag)."""
+    if info.is_demo:
+        err_console.print(info.hint, style="yellow", markup=False, highlight=False)
+
+
 def banner(rt) -> None:
     info = rt.info
     err_console.print(
@@ -56,8 +62,7 @@ def banner(rt) -> None:
         f"{', '.join(rt.persona_names())}",
         highlight=False,
     )
-    if info.is_demo:
-        err_console.print(info.hint, style="yellow", markup=False, highlight=False)
+    demo_hint(info)
     for entry in rt.personas():
         if entry.error:
             err_console.print(

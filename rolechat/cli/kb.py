@@ -305,13 +305,12 @@ def ask(
     config: Overrides | None = None,
 ) -> None:
     """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
-    from rolechat.cli.chat import engine_or_fail, load_runtime_or_fail, user_persona
+    from rolechat.cli.chat import demo_hint, engine_or_fail, load_runtime_or_fail, user_persona
 
     base = _open(kb, config["rag"])  # an unknown knowledge base fails here, before the model loads
     base.close()
     rt = load_runtime_or_fail(config["llm"])
-    if rt.info.is_demo:
-        err_console.print(f"[yellow]{rt.info.hint}[/]", highlight=False)
+    demo_hint(rt.info)
     engine = engine_or_fail(rt, base.cfg, config["chat"])
     try:
         turn = engine.prepare(
