@@ -300,3 +300,72 @@ def absent_question(rng: random.Random, doc: Doc) -> tuple[str, str]:
     """A question about doc's entity that none of its sentences answers, and the topic to name."""
     q, topic = rng.choice(ABSENT_QUESTIONS)
     return q.format(e=doc.entity), f"{doc.entity}的{topic}"
+
+
+# What a real document's section about each template's fact may be called (the topic itself otherwise).
+SECTIONS = {
+    "位置": ["位置", "地址", "概况"],
+    "成立时间": ["简介", "历史", "概况"],
+    "负责人": ["联系人", "管理", "简介"],
+    "开放时间": ["开放时间", "营业时间", "时间"],
+    "门票价格": ["票价", "门票", "收费标准"],
+    "特色": ["特色", "亮点", "简介"],
+    "联系电话": ["联系方式", "联系我们"],
+    "用途": ["简介", "用途", "功能"],
+    "重量": ["参数", "规格"],
+    "创始人": ["历史", "简介"],
+    "使用方法": ["使用方法", "操作步骤", "快速上手"],
+    "相关命令": ["命令", "常用命令"],
+    "距离": ["位置", "交通"],
+    "交通": ["交通", "怎么去"],
+}
+KINDS = ["简介", "介绍", "参观指南", "使用说明", "须知", "概况", "手册", "通知", "说明"]
+
+
+def short_name(e: str) -> str:
+    """How a document may call its entity after the first mention: the kind word (书院, 软件...) alone."""
+    tail = next((t for t in sorted(ORG_TAILS + THING_TAILS, key=len, reverse=True) if e.endswith(t)), "")
+    return tail if tail and tail != e else e
+
+
+def make_app_doc(rng: random.Random, w: Words, e: str | None = None) -> Doc:
+    """A passage shaped like the chunks the app's splitter makes of real documents (`--app-chunks`).
+
+    The app shows a chunk under its heading path ("标题 > 小节" on the first line, no "#"), and real guides,
+    manuals and notices write "名称简介", sections such as 票价 or 交通, "时间：……" field lines, and the entity's
+    short name (天文馆 for 星河天文馆) after the title. Four layouts: plain sentences naming the entity; a title
+    line, then sentences; "标题 > 小节" with one or two sentences of that section; a title and "字段：内容" lines.
+    Questions name the entity in full or by its short name; the answer is the sentence (or field) as written.
+    """
+    e = e or entity(rng, w)
+    short = short_name(e)
+    layout = rng.choices(["plain", "titled", "section", "fields"], weights=[3, 3, 3, 2])[0]
+    picks = rng.sample(range(len(TEMPLATES)), rng.randint(1, 2) if layout == "section" else rng.randint(2, 6))
+    kind = rng.choice(KINDS) if rng.random() < 0.7 else ""
+    title = e + kind
+    lines, qa, labels = [], [], []
+    for i in picks:
+        sentence, questions, topic = TEMPLATES[i]
+        v = _values(rng, w, e)
+        s = sentence.format(**v)
+        q = rng.choice(questions).format(**{**v, "e": e if rng.random() < 0.7 else short})
+        if layout != "plain" and s.startswith(e):
+            rest = s[len(e) :]
+            if layout == "fields" or (rest.startswith("的") and rng.random() < 0.5):
+                s = rest.removeprefix("的")  # "门票是79元" under 票价, or as a field
+            elif rng.random() < 0.5:
+                s = short + rest
+        label = topic.format(**v)
+        labels.append(label)
+        lines.append(f"{rng.choice(SECTIONS.get(label, [label]))}：{s}。" if layout == "fields" else f"{s}。")
+        qa.append((q, s))
+    if layout == "plain":
+        text = "".join(lines)
+    elif layout == "titled":
+        text = f"{title}\n" + "".join(lines)
+    elif layout == "section":
+        text = f"{title} > {rng.choice(SECTIONS.get(labels[0], [labels[0]]))}\n" + "".join(lines)
+    else:
+        text = f"{title}\n\n" + "\n".join(lines)
+    stem = f"{e}-{kind}" if kind else e
+    return Doc(text=text, title=stem, entity=e, qa=qa, used=set(picks))

@@ -1,6 +1,8 @@
 """Writes llm/demo/corpus/rag_dialogues.jsonl: answer-from-context dialogues in exactly the app's RAG format.
 
     .venv/bin/python scripts/demo_rag_dialogues.py [--out FILE] [--seed 0]
+    .venv/bin/python scripts/demo_rag_dialogues.py --knowledge 12          # corpus/rag_knowledge.jsonl
+    .venv/bin/python scripts/demo_rag_dialogues.py --app-chunks --seed 2 --synthetic 16000 --out FILE
 
 Each dialogue is ONE user message, rendered by the same `ChatPromptTemplate` over `rag.prompts.ANSWER_PROMPT`
 that `rag.chain.build_chain` uses, with the context from `rag.chain.format_context`, and a short assistant
@@ -12,6 +14,8 @@ distractors in random order. Most dialogues (`synthetic()`, marked "synthetic": 
 on a share of them) are about invented documents from `demo_facts.py`: the reply copies the passage's
 sentence and cites it, or starts with 「资料中没有提到」 when no passage says it; some have a persona-style
 system message first (the engine may put the persona's system prompt before the answer prompt).
+`--app-chunks` writes only such dialogues, over invented documents shaped as the app shows chunks of real
+guides and notices (a "标题 > 小节" line, field lines, the entity's short name): an `--extra` file for the build.
 Deterministic for a seed. Lives in scripts/ because it needs both rag and llm.demo (llm never imports rag).
 """
 
@@ -239,6 +243,31 @@ MORE_UNANSWERED: list[tuple[str, str]] = [
     ("rolechat 能生成图片吗？", "生成图片"),
     ("索引一个文件要多长时间？", "索引需要的时间"),
     ("可以同时使用几个知识库？", "同时使用的知识库数量"),
+    # near the subjects again, written later (2026-11-30), so that "a question about the subject" is not
+    # enough to draw a memorised sentence
+    ("茶园有儿童游乐场吗？", "儿童游乐场"),
+    ("茶园里可以钓鱼吗？", "钓鱼"),
+    ("茶园有医务室吗？", "医务室"),
+    ("茶园门口能打到出租车吗？", "出租车"),
+    ("茶园有英文讲解吗？", "英文讲解"),
+    ("云雾毛尖能放冰箱保存吗？", "茶叶的保存方法"),
+    ("喝岚山红有什么功效？", "岚山红的功效"),
+    ("孕妇可以喝云雾毛尖吗？", "孕妇能不能喝茶"),
+    ("可以骑自行车进茶园吗？", "骑自行车"),
+    ("茶园有储物柜吗？", "储物柜"),
+    ("茶园举办过什么比赛？", "比赛"),
+    ("茶园每年接待多少游客？", "游客人数"),
+    ("茶园可以刷信用卡吗？", "付款方式"),
+    ("老枞白茶多少钱一饼？", "老枞白茶的价格"),
+    ("茶园的茶叶出口吗？", "出口"),
+    ("rolechat 需要联网吗？", "联网"),
+    ("rolechat 能识别图片里的文字吗？", "识别图片文字"),
+    ("rolechat 可以翻译文档吗？", "翻译"),
+    ("rolechat 的界面有英文版吗？", "界面语言"),
+    ("怎么卸载 rolechat？", "卸载"),
+    ("回答错了怎么反馈？", "反馈"),
+    ("rolechat 有命令补全吗？", "命令补全"),
+    ("知识库的片段有多长？", "片段的长度"),
 ]
 
 # Mostly "sentence[k]。": the reply starts by copying the passage's sentence, which a small model learns best.
@@ -275,21 +304,28 @@ def render(template: ChatPromptTemplate, docs: list[Document], question: str, an
     return {"messages": ([{"role": "system", "content": system}] if system else []) + messages}
 
 
-def synthetic_doc(rng: random.Random, words: F.Words, entity: str | None = None) -> tuple[Document, F.Doc]:
-    doc = F.make_doc(rng, words, entity)
+def synthetic_doc(
+    rng: random.Random, words: F.Words, entity: str | None = None, app_chunks: bool = False
+) -> tuple[Document, F.Doc]:
+    doc = (F.make_app_doc if app_chunks else F.make_doc)(rng, words, entity)
     ext = rng.choice([".md", ".txt", ".md", ".docx", ".pdf"])
     meta = {"source": f"/资料/{doc.title}{ext}", "location": f"line {rng.randint(1, 60)}"}
     return Document(doc.text, metadata=meta), doc
 
 
-def synthetic(rng: random.Random, template: ChatPromptTemplate, chunks: list[Document], n: int) -> list[dict]:
-    """Answer-from-context over invented documents: copy the sentence from [k], or say the passages lack it."""
+def synthetic(
+    rng: random.Random, template: ChatPromptTemplate, chunks: list[Document], n: int, app_chunks: bool = False
+) -> list[dict]:
+    """Answer-from-context over invented documents: copy the sentence from [k], or say the passages lack it.
+
+    `app_chunks`: documents shaped like the app's chunks of real guides and notices (`demo_facts.make_app_doc`).
+    """
     words = F.load_words()
     out = []
     for _ in range(n):
         n_docs = rng.choices([1, 2, 3, 4, 5], weights=[15, 30, 30, 13, 12])[0]
-        target, tdoc = synthetic_doc(rng, words)
-        docs = [target] + [synthetic_doc(rng, words)[0] for _ in range(n_docs - 1)]
+        target, tdoc = synthetic_doc(rng, words, app_chunks=app_chunks)
+        docs = [target] + [synthetic_doc(rng, words, app_chunks=app_chunks)[0] for _ in range(n_docs - 1)]
         if n_docs > 1 and rng.random() < 0.25:  # real documents as distractors too
             docs[-1] = rng.choice(chunks)
         rng.shuffle(docs)
@@ -309,7 +345,7 @@ def synthetic(rng: random.Random, template: ChatPromptTemplate, chunks: list[Doc
                 topic = f"{tdoc.entity}的{topic.format(**v)}"
             answer = no_answer(rng, topic)
         else:  # an entity none of the passages mentions
-            _, other = synthetic_doc(rng, words)
+            _, other = synthetic_doc(rng, words, app_chunks=app_chunks)
             question, sentence = rng.choice(other.qa)
             answer = no_answer(rng, other.entity)
         system = rng.choice(P.SYSTEM_PROMPTS) if rng.random() < 0.12 else ""
@@ -355,6 +391,13 @@ SWAPS = [
     ("有什么", "有啥"),
     ("吗？", "吗？谢谢"),
     ("？", "呢？"),
+    ("删除", "删掉"),
+    ("所有", "全部"),
+    ("什么时候", "啥时候"),
+    ("多少钱", "收费多少"),
+    ("查看", "看"),
+    ("列出", "显示"),
+    ("怎么办", "该怎么办"),
 ]
 
 
@@ -497,6 +540,11 @@ def main() -> None:
         metavar="N",
         help=f"write only the knowledge/ questions, each with N rewordings (to {KNOWLEDGE_FILE.name} by default)",
     )
+    ap.add_argument(
+        "--app-chunks",
+        action="store_true",
+        help="write only --synthetic dialogues, over invented documents shaped like the app's chunks of real ones",
+    )
     args = ap.parse_args()
     if args.knowledge is not None and args.out == OUT_FILE:
         args.out = KNOWLEDGE_FILE
@@ -505,6 +553,9 @@ def main() -> None:
         try:
             if args.knowledge is not None:
                 dialogues = knowledge_set(kb, chunks, args.seed, args.knowledge)
+            elif args.app_chunks:
+                template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
+                dialogues = synthetic(random.Random(args.seed), template, chunks, args.synthetic, app_chunks=True)
             else:
                 dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
         finally:

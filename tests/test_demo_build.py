@@ -190,3 +190,25 @@ def test_card_dialogues_are_corpus_chats_under_cards_as_the_engine_renders_them(
         assert "[" not in system["content"].split("\n\n", 1)[1].split("\n\n")[0]  # no citations in a card
     assert rows == gen.generate(engine, 8, seed=0)
     engine.close()
+
+
+def test_app_shaped_invented_documents_hold_every_answer_as_written_under_a_heading_path_not_markdown():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import demo_facts as F
+
+    words = F.load_words()
+    rng = random.Random(5)
+    layouts = set()
+    for _ in range(200):
+        doc = F.make_app_doc(rng, words)
+        assert "#" not in doc.text  # the app's splitter turns headings into "标题 > 小节", never "## 小节"
+        first = doc.text.split("\n", 1)[0]
+        layouts.add("section" if " > " in first else "fields" if "：" in doc.text and "\n\n" in doc.text else "other")
+        for question, answer in doc.qa:
+            assert answer in doc.text  # the reply copies what the passage says, as written
+            assert doc.entity in question or F.short_name(doc.entity) in question
+    assert layouts == {"section", "fields", "other"}
+    assert (F.short_name("青柠书店"), F.short_name("书店"), F.short_name("青柠")) == ("书店", "书店", "青柠")
