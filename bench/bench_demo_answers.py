@@ -18,6 +18,12 @@ questions answered so (a model that always says it scores 100% on (c)); a reply 
 holding the fact; replies with U+FFFD; loops
 (a reply that ran to the token limit or repeats a 3+ character piece three times in a row).
 
+(d) copying from documents nobody wrote by hand: `--invented N` (default 40) answerable prompts over invented
+documents shaped like the app's chunks (`scripts/demo_rag_dialogues.py --app-chunks`, seed INVENTED_SEED, which no
+build uses), sent as rendered to the model; a reply counts when it holds the answer sentence as the passage
+writes it. In distribution for the builds that train on such documents, so it measures the copying skill, not
+transfer (b does that); cheap and with more questions than (b), it tells checkpoints apart.
+
 Then a regression check for plain chat with characters, no knowledge base: the sample characters shipped
 beside the demo model (苏晚, 小满: cards, no adapter) each get CARD_MESSAGES; counted are replies that leak
 prompt text (a template tag, `assistant`, the RAG prompt's 「有用的回答」), replies that say 「资料中没有提到」
@@ -43,6 +49,7 @@ KNOWLEDGE = ROOT / "knowledge"
 UNSEEN = DATA / "unseen_docs"
 CORPUS = ROOT / "llm" / "demo" / "corpus"
 NOTHING = "资料中没有提到"
+INVENTED_SEED = 1000  # never a build's seed: the builds train on seeds 0-2 of scripts/demo_rag_dialogues.py
 LOOP = re.compile(r"(.{3,}?)\1\1")
 
 
@@ -101,6 +108,32 @@ LEAK = re.compile(r"</?think>|<\|im_|^assistant|有用的回答")
 CITE = re.compile(r"\[\d+\]|资料\[?\d")  # a citation: in a card chat there are no passages to cite
 
 
+def invented_prompts(chunks: list, n: int) -> list[dict]:
+    """n answerable dialogues over app-shaped invented documents (the reply: the sentence, then [k])."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import random
+
+    import demo_rag_dialogues as gen
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from rolechat.rag import prompts
+
+    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
+    rows = gen.synthetic(random.Random(INVENTED_SEED), template, chunks, 3 * n, app_chunks=True)
+    return [r for r in rows if NOTHING not in r["messages"][-1]["content"]][:n]
+
+
+def ask_invented(runtime, row: dict, max_new_tokens: int) -> dict:
+    gold = re.sub(r"^根据\[\d\]，|\[\d\]|。$", "", row["messages"][-1]["content"]).rstrip("。")
+    text = runtime.chat(row["messages"][:-1], params={"temperature": 0, "max_new_tokens": max_new_tokens})
+    return {
+        "question": row["messages"][-2]["content"].rsplit("问题：", 1)[-1].split("\n")[0],
+        "reply": text,
+        "gold": gold,
+        "ok": gold in text,
+    }
+
+
 def card_chats(engine, max_new_tokens: int) -> list[dict]:
     out = []
     for character in CARD_CHARACTERS:
@@ -129,6 +162,7 @@ def main() -> None:
     ap.add_argument("--show", action="store_true", help="print every question and reply")
     ap.add_argument("--limit", type=int, default=0, help="ask only the first N questions of each set (a smoke run)")
     ap.add_argument("--json", type=Path, default=None, help="also write every reply here")
+    ap.add_argument("--invented", type=int, default=40, help="questions over invented documents for (d); 0: skip")
     args = ap.parse_args()
 
     known, unseen, absent = (
@@ -141,13 +175,19 @@ def main() -> None:
     from rolechat.settings import set_offline_env
 
     set_offline_env()
+    from langchain_core.documents import Document
+
     from rolechat.conversation import Engine
     from rolechat.llm import LLMConfig, load_runtime
     from rolechat.rag import KnowledgeBase
 
+    chunks = []
     for name, folder in (("knowledge", KNOWLEDGE), ("unseen", UNSEEN)):
         kb = KnowledgeBase(name)
         kb.index([str(folder)])
+        if name == "knowledge":  # real chunks: a quarter of (d)'s prompts have one among the passages
+            ordered = sorted(kb.manifest.chunks(), key=lambda c: (c.path, c.ord))
+            chunks = [Document(c.text, metadata=c.metadata()) for c in ordered]
         kb.close()
     t0 = time.perf_counter()
     runtime = load_runtime(LLMConfig(model=args.model) if args.model else LLMConfig())
@@ -167,12 +207,15 @@ def main() -> None:
         results["absent"].append(r)
 
     rows = [r for rs in results.values() for r in rs]
+    invented = [ask_invented(runtime, r, args.max_new_tokens) for r in invented_prompts(chunks, args.invented)]
     cards = card_chats(engine, args.max_new_tokens)
     if args.show:
         for set_name, rs in results.items():
             for r in rs:
                 flag = "ok " if r["ok"] else "-- "
                 print(f"{flag}[{set_name}] {r['question']} -> {r['reply']}")
+        for r in invented:
+            print(f"{'ok ' if r['ok'] else '-- '}[invented] {r['question']} -> {r['reply']}")
         for r in cards:
             flag = "-- " if r["leak"] or r["nothing_found"] or r["cites"] else "ok "
             print(f"{flag}[card chat] {r['question']} -> {r['reply']}")
@@ -185,6 +228,9 @@ def main() -> None:
     ):
         rs = results[key]
         print(f"{label}: {sum(r['ok'] for r in rs)}/{len(rs)} = {sum(r['ok'] for r in rs) / len(rs):.0%}")
+    if invented:
+        ok = sum(r["ok"] for r in invented)
+        print(f"(d) invented documents, answer sentence copied: {ok}/{len(invented)} = {ok / len(invented):.0%}")
     answered = results["knowledge"] + results["unseen"]
     print(f"cite [n] (a+b): {sum(r['cites'] for r in answered)}/{len(answered)}")
     # (c) means little if the model says it for everything: how often it says it when the passages DO answer
@@ -198,6 +244,7 @@ def main() -> None:
     )
     if args.json:
         results["card_chats"] = cards
+        results["invented"] = invented
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
