@@ -110,16 +110,11 @@ CITE = re.compile(r"\[\d+\]|资料\[?\d")  # a citation: in a card chat there ar
 
 def invented_prompts(chunks: list, n: int) -> list[dict]:
     """n answerable dialogues over app-shaped invented documents (the reply: the sentence, then [k])."""
-    sys.path.insert(0, str(ROOT / "scripts"))
     import random
 
     import demo_rag_dialogues as gen
-    from langchain_core.prompts import ChatPromptTemplate
 
-    from rolechat.rag import prompts
-
-    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
-    rows = gen.synthetic(random.Random(INVENTED_SEED), template, chunks, 3 * n, app_chunks=True)
+    rows = gen.synthetic(random.Random(INVENTED_SEED), gen.answer_template(), chunks, 3 * n, app_chunks=True)
     return [r for r in rows if NOTHING not in r["messages"][-1]["content"]][:n]
 
 
@@ -175,7 +170,8 @@ def main() -> None:
     from rolechat.settings import set_offline_env
 
     set_offline_env()
-    from langchain_core.documents import Document
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo_rag_dialogues as gen
 
     from rolechat.conversation import Engine
     from rolechat.llm import LLMConfig, load_runtime
@@ -186,8 +182,7 @@ def main() -> None:
         kb = KnowledgeBase(name)
         kb.index([str(folder)])
         if name == "knowledge":  # real chunks: a quarter of (d)'s prompts have one among the passages
-            ordered = sorted(kb.manifest.chunks(), key=lambda c: (c.path, c.ord))
-            chunks = [Document(c.text, metadata=c.metadata()) for c in ordered]
+            chunks = gen.kb_documents(kb)
         kb.close()
     t0 = time.perf_counter()
     runtime = load_runtime(LLMConfig(model=args.model) if args.model else LLMConfig())
@@ -207,7 +202,8 @@ def main() -> None:
         results["absent"].append(r)
 
     rows = [r for rs in results.values() for r in rs]
-    invented = [ask_invented(runtime, r, args.max_new_tokens) for r in invented_prompts(chunks, args.invented)]
+    prompts = invented_prompts(chunks, args.invented) if args.invented else []
+    invented = [ask_invented(runtime, r, args.max_new_tokens) for r in prompts]
     cards = card_chats(engine, args.max_new_tokens)
     if args.show:
         for set_name, rs in results.items():

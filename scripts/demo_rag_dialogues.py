@@ -285,10 +285,19 @@ def knowledge_chunks(home: Path):
 
     kb = KnowledgeBase("sample")
     kb.index([str(KNOWLEDGE_DIR)])
-    docs = [
+    return kb, kb_documents(kb)
+
+
+def kb_documents(kb) -> list[Document]:
+    """A knowledge base's chunks as LangChain Documents (what the retriever returns), in index order."""
+    return [
         Document(c.text, metadata=c.metadata()) for c in sorted(kb.manifest.chunks(), key=lambda c: (c.path, c.ord))
     ]
-    return kb, docs
+
+
+def answer_template() -> ChatPromptTemplate:
+    """The app's answer prompt as `rag.chain.build_chain` renders it."""
+    return ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
 
 
 def fact_chunk(rng: random.Random):
@@ -432,7 +441,7 @@ def knowledge_set(kb, chunks: list[Document], seed: int, variants: int) -> list[
     """Every QA question and `variants` rewordings of it, each with the real retriever's context (answer or
     「资料中没有提到」 as that context allows), the relevant chunk among random others, and without it."""
     rng = random.Random(seed)
-    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
+    template = answer_template()
     retriever = kb.retriever()
     exclude = bench_questions()
     out = []
@@ -477,7 +486,7 @@ def generate(
     n_synthetic: int = 7000,
 ) -> list[dict]:
     rng = random.Random(seed)
-    template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])  # as build_chain does
+    template = answer_template()
     retriever = kb.retriever()
     out = []
     for key, questions, sentence in QA:
@@ -554,8 +563,8 @@ def main() -> None:
             if args.knowledge is not None:
                 dialogues = knowledge_set(kb, chunks, args.seed, args.knowledge)
             elif args.app_chunks:
-                template = ChatPromptTemplate.from_messages([("human", prompts.ANSWER_PROMPT)])
-                dialogues = synthetic(random.Random(args.seed), template, chunks, args.synthetic, app_chunks=True)
+                rng = random.Random(args.seed)
+                dialogues = synthetic(rng, answer_template(), chunks, args.synthetic, app_chunks=True)
             else:
                 dialogues = generate(kb, chunks, args.seed, n_synthetic=args.synthetic)
         finally:
