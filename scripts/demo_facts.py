@@ -6,18 +6,18 @@ values are random, a question can only be answered by finding the sentence in th
 a question about a template the entity's passages lack is answered with 「资料中没有提到……」.
 
 Words come from jieba's dictionary (MIT licensed), read at generation time from the installed package and
-never copied into the repository; `common_chars()` gives the ~3,500 most frequent characters by the same
-dictionary's word counts (the demo tokenizer keeps them as single tokens). Deterministic for a seed.
+never copied into the repository; `common_chars()` (`rolechat.llm.demo.chars`) gives the ~3,500 most frequent
+characters by the same dictionary's word counts (the demo tokenizer keeps them as single tokens). Deterministic
+for a seed.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import random
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+
+from rolechat.llm.demo.chars import common_chars, jieba_entries
 
 __all__ = ["Doc", "Words", "common_chars", "load_words", "make_doc", "TEMPLATES"]
 
@@ -104,40 +104,12 @@ class Words:
     adjs: list[str]
 
 
-def _jieba_dict() -> Path:
-    spec = importlib.util.find_spec("jieba")
-    if spec is None or not spec.origin:
-        raise RuntimeError("jieba is not installed; it is needed for its word list (pip install jieba)")
-    return Path(spec.origin).parent / "dict.txt"
-
-
-@functools.lru_cache(maxsize=1)
-def _entries() -> list[tuple[str, int, str]]:
-    out = []
-    for line in _jieba_dict().read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].isdigit():
-            out.append((parts[0], int(parts[1]), parts[2]))
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def common_chars(n: int = 3500) -> str:
-    """The n most frequent CJK characters, weighted by jieba's word counts."""
-    counts: Counter[str] = Counter()
-    for word, freq, _ in _entries():
-        for ch in word:
-            if "\u4e00" <= ch <= "\u9fff":
-                counts[ch] += freq
-    return "".join(ch for ch, _ in counts.most_common(n))
-
-
 @functools.lru_cache(maxsize=1)
 def load_words(min_freq: int = 50) -> Words:
     """Frequent 2-4 character words made only of common characters, by part of speech."""
     common = set(common_chars())
     pools: dict[str, list[str]] = {"n": [], "ns": [], "v": [], "a": []}
-    for word, freq, pos in _entries():
+    for word, freq, pos in jieba_entries():
         if freq < min_freq or not 2 <= len(word) <= 4 or not all(ch in common for ch in word):
             continue
         if pos in pools:

@@ -212,3 +212,44 @@ def test_app_shaped_invented_documents_hold_every_answer_as_written_under_a_head
             assert doc.entity in question or F.short_name(doc.entity) in question
     assert layouts == {"section", "fields", "other"}
     assert (F.short_name("青柠书店"), F.short_name("书店"), F.short_name("青柠")) == ("书店", "书店", "青柠")
+
+
+def test_added_characters_become_one_token_and_text_the_old_merges_join_keeps_its_ids(tmp_path):
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from rolechat.llm.demo import SHIPPED_MODEL_DIR
+    from rolechat.llm.demo.build import _grow_embeddings, extend_tokenizer
+
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(SHIPPED_MODEL_DIR / name, folder / name)
+    old = AutoTokenizer.from_pretrained(folder)
+    new_chars = [c for c in "票柠陨晴电" if len(old(c, add_special_tokens=False)["input_ids"]) > 1]
+    assert len(new_chars) >= 3  # the shipped tokenizer splits these into byte tokens
+    kept = "什么时候开门？茶园每天上午八点半开门"  # no character of new_chars
+    made = extend_tokenizer(folder, [*new_chars, "茶"])  # 茶 is a token already: nothing to add
+    new = AutoTokenizer.from_pretrained(folder)
+    assert len(new) == len(old) + len(made)
+    for c in new_chars:
+        (i,) = new(c, add_special_tokens=False)["input_ids"]
+        assert i in made and old.decode(made[i]) == c  # the old ids it stands for spell the character
+    assert new(kept, add_special_tokens=False)["input_ids"] == old(kept, add_special_tokens=False)["input_ids"]
+    text = "门票四十元，青柠记账，晴天"
+    assert new.decode(new(text, add_special_tokens=False)["input_ids"]) == text
+
+    cfg = AutoConfig.for_model(
+        "qwen2", vocab_size=len(old), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(cfg)
+    before = model.get_input_embeddings().weight.detach().clone()
+    _grow_embeddings(model, made, len(new))
+    after = model.get_input_embeddings().weight
+    assert after.shape[0] == len(new) and torch.equal(after[: len(old)], before)
+    for i, parts in made.items():
+        assert torch.allclose(after[i], before[parts].mean(0))
+    assert model.get_output_embeddings().weight.data_ptr() == after.data_ptr()  # still tied

@@ -14,6 +14,8 @@ the weights are stored in fp16 to keep the shipped folder small (load with dtype
 (`--positions`, `--block-size`): how the shipped model learnt the app's long RAG prompts
 (corpus/rag_dialogues.jsonl) on top of the chat model; `--other-share` keeps part of the chat corpus in the mix,
 `--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
+`--add-chars N` (with `--base`) gives the N most common Chinese characters and every character of the corpus
+their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import random
 import shlex
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,6 +85,7 @@ class BuildSettings:
     copy_share: float = 0.0  # add this many (x the examples) copy drills: a random character sequence, then again
     extra: tuple[str, ...] = ()  # more dialogue files (jsonl) trained as RAG dialogues, e.g. another seed's set
     drills: int = 0  # with base: train N steps on copy drills only (the induction stage), no corpus
+    add_chars: int = 0  # with base: give the N most common Chinese characters, and the corpus's, their own token
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -102,6 +107,8 @@ class BuildSettings:
             raise ValueError(f"copy_share must be in [0, 2], got {self.copy_share}")
         if not 0 <= self.context_weight <= 1:
             raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
+        if self.add_chars < 0 or (self.add_chars and not self.base):
+            raise ValueError(f"add_chars must be >= 0 and needs base (a built model to extend), got {self.add_chars}")
         if self.drills < 0 or (self.drills and not self.base):
             raise ValueError(f"drills must be >= 0 and needs base (a built model to drill), got {self.drills}")
         if self.curriculum_steps < 0 or self.curriculum_len < 1:
@@ -169,6 +176,67 @@ def train_tokenizer(texts: list[str], vocab_size: int, positions: int = 1024, to
     )
     tok.chat_template = CHATML
     return tok
+
+
+def extend_tokenizer(folder: Path, chars: Iterable[str]) -> dict[int, list[int]]:
+    """Give every character of `chars` its own token in the byte-level BPE tokenizer saved in `folder`.
+
+    A character the tokenizer splits into byte tokens gets merges that join its pieces left to right, appended
+    after all existing merges: BPE applies merges by rank, so text the old merges already join (什么, 门票's
+    门) is tokenized as before, and only characters left in byte pieces change. Returns {new id: the old ids
+    it stands for}, to start each new embedding at the mean of what it replaces (see `_grow_embeddings`).
+    """
+    from tokenizers import Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    path = folder / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    old = Tokenizer.from_file(str(path))
+    byte = bytes_to_unicode()
+    vocab: dict[str, int] = data["model"]["vocab"]
+    merges: list = data["model"]["merges"]
+    known = {tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges}
+    next_id = max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
+    parts: dict[str, list[int]] = {}  # a token made here -> the old ids it joins
+    made: dict[int, list[int]] = {}
+    for ch in dict.fromkeys(chars):
+        if "".join(byte[b] for b in ch.encode("utf-8")) in vocab:
+            continue
+        pieces = [old.id_to_token(i) for i in old.encode(ch, add_special_tokens=False).ids]
+        acc = pieces[0]
+        for nxt in pieces[1:]:
+            joined = acc + nxt
+            if joined not in vocab:
+                vocab[joined] = next_id
+                parts[joined] = parts.get(acc, [vocab[acc]]) + parts.get(nxt, [vocab[nxt]])
+                made[next_id] = parts[joined]
+                next_id += 1
+            if (acc, nxt) not in known:
+                merges.append([acc, nxt] if not merges or isinstance(merges[0], list) else f"{acc} {nxt}")
+                known.add((acc, nxt))
+            acc = joined
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return made
+
+
+def _grow_embeddings(model, made: dict[int, list[int]], size: int) -> None:
+    """Resize the (tied) embeddings to `size` rows; each new row starts as the mean of the rows it replaces."""
+    import torch
+
+    model.resize_token_embeddings(size, mean_resizing=False)
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for new, old in made.items():
+            emb[new] = emb[old].mean(0)
+
+
+def _chars_to_add(dialogues: list[dict], prose: list[str], n: int) -> list[str]:
+    """The n most common characters (jieba's counts), then every other character of the training text."""
+    from rolechat.llm.demo.chars import common_chars, is_han
+
+    texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
+    seen = Counter(ch for t in texts for ch in t if is_han(ch))
+    return [*common_chars(n), *(ch for ch, _ in seen.most_common())]
 
 
 def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) -> list[tuple[list[int], list[int]]]:
@@ -417,9 +485,15 @@ def build(
         model = AutoModelForCausalLM.from_pretrained(
             cfg.base, dtype=torch.float32, max_position_embeddings=cfg.positions
         )
+        tok.save_pretrained(out)
+        if cfg.add_chars:
+            made = extend_tokenizer(out, _chars_to_add(dialogues, prose, cfg.add_chars))
+            tok = AutoTokenizer.from_pretrained(out)
+            tok.model_max_length = cfg.positions
+            _grow_embeddings(model, made, len(tok))
+            log.info("tokenizer: %d tokens added, vocab %d", len(made), len(tok))
         mcfg = model.config
         mcfg.save_pretrained(out)
-        tok.save_pretrained(out)
     else:
         texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
         tok = train_tokenizer(texts, cfg.vocab_size, cfg.positions, cfg.token_bytes)
@@ -519,6 +593,8 @@ HELP = {
     "context_weight": "with --loss-on all: weight of the prompt tokens' loss next to the replies'",
     "curriculum_steps": "first N steps on examples of at most --curriculum-len tokens",
     "drills": "with --base: train this many steps on copy drills only (the induction stage; writes an fp32 stage)",
+    "add_chars": "with --base: give the N most common Chinese characters (jieba's counts) and every character of the "
+    "corpus their own token (new embeddings start at the mean of the byte tokens they replace)",
     "extra": "more RAG dialogue files (jsonl) to train on, e.g. scripts/demo_rag_dialogues.py --seed 1 --out FILE",
 }
 
