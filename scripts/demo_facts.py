@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from rolechat.llm.demo.chars import common_chars, jieba_entries
 
-__all__ = ["Doc", "Words", "common_chars", "load_words", "make_doc", "TEMPLATES"]
+__all__ = ["Doc", "Words", "load_words", "make_doc", "make_app_doc", "short_name", "TEMPLATES"]
 
 CN_DIGITS = "零一二三四五六七八九"
 SURNAMES = (

@@ -253,3 +253,21 @@ def test_added_characters_become_one_token_and_text_the_old_merges_join_keeps_it
     for i, parts in made.items():
         assert torch.allclose(after[i], before[parts].mean(0))
     assert model.get_output_embeddings().weight.data_ptr() == after.data_ptr()  # still tied
+
+
+def test_a_build_with_add_chars_continues_the_base_on_a_grown_vocabulary(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rolechat.llm.demo.chars import common_chars
+
+    corpus = _tiny_corpus(tmp_path)
+    base = build(tmp_path / "base", BuildSettings(steps=1, **TINY), corpus, False)
+    before = AutoTokenizer.from_pretrained(base)
+    split = [c for c in common_chars(20) if len(before(c, add_special_tokens=False)["input_ids"]) > 1]
+    assert split  # the tiny corpus lacks most common characters
+    cfg = BuildSettings(steps=1, **TINY, base=str(base), add_chars=20)
+    out = build(tmp_path / "grown", cfg, corpus, False)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert len(tok) > len(before)
+    assert all(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in common_chars(20))
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == len(tok)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
+from rolechat.llm.demo.chars import is_han
 from rolechat.llm.demo.dialogues import CORPUS_DIR
 
 log = logging.getLogger(__name__)
@@ -195,10 +196,10 @@ def extend_tokenizer(folder: Path, chars: Iterable[str]) -> dict[int, list[int]]
     byte = bytes_to_unicode()
     vocab: dict[str, int] = data["model"]["vocab"]
     merges: list = data["model"]["merges"]
-    known = {tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges}
+    as_pairs = not merges or isinstance(merges[0], list)  # tokenizers writes [a, b]; older files "a b"
+    known = {tuple(m) if as_pairs else tuple(m.split(" ", 1)) for m in merges}
     next_id = max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))]) + 1
     parts: dict[str, list[int]] = {}  # a token made here -> the old ids it joins
-    made: dict[int, list[int]] = {}
     for ch in dict.fromkeys(chars):
         if "".join(byte[b] for b in ch.encode("utf-8")) in vocab:
             continue
@@ -209,14 +210,13 @@ def extend_tokenizer(folder: Path, chars: Iterable[str]) -> dict[int, list[int]]
             if joined not in vocab:
                 vocab[joined] = next_id
                 parts[joined] = parts.get(acc, [vocab[acc]]) + parts.get(nxt, [vocab[nxt]])
-                made[next_id] = parts[joined]
                 next_id += 1
             if (acc, nxt) not in known:
-                merges.append([acc, nxt] if not merges or isinstance(merges[0], list) else f"{acc} {nxt}")
+                merges.append([acc, nxt] if as_pairs else f"{acc} {nxt}")
                 known.add((acc, nxt))
             acc = joined
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return made
+    return {vocab[token]: ids for token, ids in parts.items()}
 
 
 def _grow_embeddings(model, made: dict[int, list[int]], size: int) -> None:
@@ -230,11 +230,15 @@ def _grow_embeddings(model, made: dict[int, list[int]], size: int) -> None:
             emb[new] = emb[old].mean(0)
 
 
-def _chars_to_add(dialogues: list[dict], prose: list[str], n: int) -> list[str]:
-    """The n most common characters (jieba's counts), then every other character of the training text."""
-    from rolechat.llm.demo.chars import common_chars, is_han
+def _texts(dialogues: list[dict], prose: list[str]) -> list[str]:
+    """Every message and prose line of the corpus: what the tokenizer is trained on."""
+    return [m["content"] for d in dialogues for m in d["messages"]] + prose
 
-    texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
+
+def _chars_to_add(texts: list[str], n: int) -> list[str]:
+    """The n most common characters (jieba's counts), then every other character of the training text."""
+    from rolechat.llm.demo.chars import common_chars
+
     seen = Counter(ch for t in texts for ch in t if is_han(ch))
     return [*common_chars(n), *(ch for ch, _ in seen.most_common())]
 
@@ -282,7 +286,7 @@ def _copy_drills(tok, n: int, rng: random.Random) -> list[tuple[list[int], list[
 
 def _drill_vocab(tok) -> tuple[list[int], list[int]]:
     """What drills are made of: the ids of the tokens that are one Chinese character each, and a newline's ids."""
-    han = sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and "\u4e00" <= d <= "\u9fff")
+    han = sorted(i for i in tok.get_vocab().values() if len(d := tok.decode([i])) == 1 and is_han(d))
     return han, tok("\n", add_special_tokens=False)["input_ids"]
 
 
@@ -487,7 +491,7 @@ def build(
         )
         tok.save_pretrained(out)
         if cfg.add_chars:
-            made = extend_tokenizer(out, _chars_to_add(dialogues, prose, cfg.add_chars))
+            made = extend_tokenizer(out, _chars_to_add(_texts(dialogues, prose), cfg.add_chars))
             tok = AutoTokenizer.from_pretrained(out)
             tok.model_max_length = cfg.positions
             _grow_embeddings(model, made, len(tok))
@@ -495,8 +499,7 @@ def build(
         mcfg = model.config
         mcfg.save_pretrained(out)
     else:
-        texts = [m["content"] for d in dialogues for m in d["messages"]] + prose
-        tok = train_tokenizer(texts, cfg.vocab_size, cfg.positions, cfg.token_bytes)
+        tok = train_tokenizer(_texts(dialogues, prose), cfg.vocab_size, cfg.positions, cfg.token_bytes)
         mcfg = AutoConfig.for_model(
             "qwen2",
             vocab_size=len(tok),
