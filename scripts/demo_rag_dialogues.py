@@ -451,13 +451,10 @@ def knowledge_set(kb, chunks: list[Document], seed: int, variants: int) -> list[
         for base in questions:
             topic = base.rstrip("？?")
             for q in [base, *rewordings(rng, base, variants, exclude)]:
-                docs = retriever.invoke(q)
-                hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
-                out.append(render(template, docs, q, cite(rng, sentence, hit) if hit else no_answer(rng, topic)))
+                out.append(as_retrieved(rng, template, retriever, q, key, sentence, topic))
                 docs = rng.sample(others, rng.randint(0, 3)) + [rng.choice(holders)]
                 rng.shuffle(docs)
-                k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
-                out.append(render(template, docs, q, cite(rng, sentence, k)))
+                out.append(citing(rng, template, docs, q, key, sentence))
                 if rng.random() < 0.35:
                     out.append(render(template, rng.sample(others, rng.randint(1, 5)), q, no_answer(rng, topic)))
     for base, topic in UNANSWERED + MORE_UNANSWERED:  # near the documents' subjects, but not in them
@@ -474,6 +471,20 @@ def no_answer(rng: random.Random, topic: str) -> str:
 
 def cite(rng: random.Random, sentence: str, k: int) -> str:
     return rng.choice(CITE_FORMS).format(a=sentence, k=k)
+
+
+def citing(rng: random.Random, template, docs: list[Document], q: str, key: str, sentence: str) -> dict:
+    """The dialogue answering `q` with `sentence`, cited as the first of `docs` holding `key`."""
+    k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
+    return render(template, docs, q, cite(rng, sentence, k))
+
+
+def as_retrieved(rng: random.Random, template, retriever, q: str, key: str, sentence: str, topic: str) -> dict:
+    """Exactly what the app sends for `q` (the real retriever's context), answered with `sentence` if a passage
+    holds `key`, else 「资料中没有提到」 `topic`."""
+    docs = retriever.invoke(q)
+    hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
+    return render(template, docs, q, cite(rng, sentence, hit) if hit else no_answer(rng, topic))
 
 
 def generate(
@@ -495,18 +506,14 @@ def generate(
             raise ValueError(f"no knowledge/ chunk contains {key!r}: update QA to the documents")
         for q in questions:
             # 1. exactly what the app sends: the real retriever's top k for this question
-            docs = retriever.invoke(q)
-            hit = next((i for i, d in enumerate(docs, 1) if key in d.page_content), None)
-            answer = cite(rng, sentence, hit) if hit else no_answer(rng, q.rstrip("？?"))
-            out.append(render(template, docs, q, answer))
+            out.append(as_retrieved(rng, template, retriever, q, key, sentence, q.rstrip("？?")))
             # 2. the relevant chunk among 0-4 random distractors (knowledge/ and made-up facts), random order
             for _ in range(random_contexts):
                 others = [c for c in chunks if key not in c.page_content]
                 docs = rng.sample(others, rng.randint(0, 3)) + [fact_chunk(rng)[0] for _ in range(rng.randint(0, 1))]
                 docs = docs[:4] + [rng.choice(holders)]
                 rng.shuffle(docs)
-                k = next(i for i, d in enumerate(docs, 1) if key in d.page_content)
-                out.append(render(template, docs, q, cite(rng, sentence, k)))
+                out.append(citing(rng, template, docs, q, key, sentence))
             # 3. the same question with the relevant chunk left out
             docs = rng.sample([c for c in chunks if key not in c.page_content], rng.randint(1, 5))
             out.append(render(template, docs, q, no_answer(rng, q.rstrip("？?"))))
