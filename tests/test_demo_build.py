@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from rolechat.llm.demo.build import BuildSettings, _batches, _copy_drills, _tensors, build
 
 CHAT = [
@@ -100,7 +102,6 @@ def test_copy_drills_train_only_the_repeat_and_replies_outweigh_prompts():
 
 
 def test_the_drill_stage_trains_a_built_model_on_copy_drills_only(tmp_path):
-    import pytest
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -271,3 +272,37 @@ def test_a_build_with_add_chars_continues_the_base_on_a_grown_vocabulary(tmp_pat
     assert len(tok) > len(before)
     assert all(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in common_chars(20))
     assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == len(tok)
+
+
+def test_deepen_adds_zero_output_copies_that_keep_what_the_model_computes(tmp_path):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rolechat.llm.demo.build import deepen
+
+    with pytest.raises(ValueError, match="needs base"):
+        BuildSettings(deepen=1)
+    cfg = AutoConfig.for_model(
+        "qwen2", vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    ids = torch.tensor([[3, 14, 15, 9, 2, 6]])
+    with torch.no_grad():
+        before = model(ids).logits
+        greedy = model.generate(ids, max_new_tokens=5, do_sample=False)  # exercises the KV cache
+    first = model.model.layers[0]
+    deepen(model, 2)
+    assert model.config.num_hidden_layers == len(model.model.layers) == 6
+    assert model.model.layers[0] is first and model.model.layers[3] is not first
+    twin = model.model.layers[1]
+    assert torch.equal(twin.self_attn.q_proj.weight, first.self_attn.q_proj.weight)
+    assert not twin.self_attn.o_proj.weight.any() and not twin.mlp.down_proj.weight.any()
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, before, atol=1e-6)
+        assert torch.equal(model.generate(ids, max_new_tokens=5, do_sample=False), greedy)
+    model.save_pretrained(tmp_path / "deep")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "deep").eval()
+    with torch.no_grad():
+        assert torch.allclose(again(ids).logits, before, atol=1e-6)

@@ -16,6 +16,8 @@ the weights are stored in fp16 to keep the shipped folder small (load with dtype
 `--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
 `--add-chars N` (with `--base`) gives the N most common Chinese characters and every character of the corpus
 their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join.
+`--deepen N` (with `--base`) inserts N copies after each layer, their output projections zero, so the deeper
+model starts out computing what the base did.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class BuildSettings:
     extra: tuple[str, ...] = ()  # more dialogue files (jsonl) trained as RAG dialogues, e.g. another seed's set
     drills: int = 0  # with base: train N steps on copy drills only (the induction stage), no corpus
     add_chars: int = 0  # with base: give the N most common Chinese characters, and the corpus's, their own token
+    deepen: int = 0  # with base: after each layer, N copies of it whose output projections start at zero
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -110,6 +113,8 @@ class BuildSettings:
             raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
         if self.add_chars < 0 or (self.add_chars and not self.base):
             raise ValueError(f"add_chars must be >= 0 and needs base (a built model to extend), got {self.add_chars}")
+        if self.deepen < 0 or (self.deepen and not self.base):
+            raise ValueError(f"deepen must be >= 0 and needs base (a built model to deepen), got {self.deepen}")
         if self.drills < 0 or (self.drills and not self.base):
             raise ValueError(f"drills must be >= 0 and needs base (a built model to drill), got {self.drills}")
         if self.curriculum_steps < 0 or self.curriculum_len < 1:
@@ -228,6 +233,29 @@ def _grow_embeddings(model, made: dict[int, list[int]], size: int) -> None:
     with torch.no_grad():
         for new, old in made.items():
             emb[new] = emb[old].mean(0)
+
+
+def deepen(model, copies: int) -> None:
+    """Give the model (1 + copies) times its layers: after each layer, `copies` copies of it whose attention and
+    MLP output projections are zero. A zero output adds nothing to the residual stream, so the deeper model
+    computes exactly what the base did, and training starts from the base's answers with room to grow."""
+    import copy
+
+    import torch
+
+    layers = torch.nn.ModuleList()
+    for layer in model.model.layers:
+        layers.append(layer)
+        for _ in range(copies):
+            twin = copy.deepcopy(layer)
+            torch.nn.init.zeros_(twin.self_attn.o_proj.weight)
+            torch.nn.init.zeros_(twin.mlp.down_proj.weight)
+            layers.append(twin)
+    for i, layer in enumerate(layers):
+        layer.self_attn.layer_idx = i  # the KV cache is indexed by layer
+    model.model.layers = layers
+    model.config.num_hidden_layers = len(layers)
+    model.config.layer_types = [model.config.layer_types[0]] * len(layers)
 
 
 def _texts(dialogues: list[dict], prose: list[str]) -> list[str]:
@@ -496,6 +524,9 @@ def build(
             tok.model_max_length = cfg.positions
             _grow_embeddings(model, made, len(tok))
             log.info("tokenizer: %d tokens added, vocab %d", len(made), len(tok))
+        if cfg.deepen:
+            deepen(model, cfg.deepen)
+            log.info("layers: %d", model.config.num_hidden_layers)
         mcfg = model.config
         mcfg.save_pretrained(out)
     else:
@@ -598,6 +629,8 @@ HELP = {
     "drills": "with --base: train this many steps on copy drills only (the induction stage; writes an fp32 stage)",
     "add_chars": "with --base: give the N most common Chinese characters (jieba's counts) and every character of the "
     "corpus their own token (new embeddings start at the mean of the byte tokens they replace)",
+    "deepen": "with --base: after each layer insert N copies of it with zeroed output projections (the deeper model "
+    "starts computing what the base did)",
     "extra": "more RAG dialogue files (jsonl) to train on, e.g. scripts/demo_rag_dialogues.py --seed 1 --out FILE",
 }
 
