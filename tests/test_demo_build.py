@@ -306,3 +306,18 @@ def test_deepen_adds_zero_output_copies_that_keep_what_the_model_computes(tmp_pa
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "deep").eval()
     with torch.no_grad():
         assert torch.allclose(again(ids).logits, before, atol=1e-6)
+
+
+def test_device_is_checked_before_any_work(tmp_path):
+    import torch
+
+    with pytest.raises(ValueError, match="device"):
+        BuildSettings(device="tpu")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --device cuda would train")
+    out, corpus = tmp_path / "never", _tiny_corpus(tmp_path)
+    with pytest.raises(RuntimeError, match="--device cuda:1: torch sees no CUDA GPU"):
+        build(out, BuildSettings(steps=1, **TINY, device="cuda:1"), corpus, False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):  # the drill stage too
+        build(out, BuildSettings(steps=1, **TINY, device="cuda", base=str(tmp_path), drills=1), corpus, False)
+    assert not out.exists()

@@ -16,6 +16,7 @@ the weights are stored in fp16 to keep the shipped folder small (load with dtype
 `--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
 `--add-chars N` (with `--base`) gives the N most common Chinese characters and every character of the corpus
 their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join.
+`--device cuda` trains on a GPU (the same stages, minutes instead of hours; only CPU runs are bit-reproducible).
 `--deepen N` (with `--base`) inserts N copies after each layer, their output projections zero, so the deeper
 model starts out computing what the base did.
 """
@@ -90,6 +91,7 @@ class BuildSettings:
     drills: int = 0  # with base: train N steps on copy drills only (the induction stage), no corpus
     add_chars: int = 0  # with base: give the N most common Chinese characters, and the corpus's, their own token
     deepen: int = 0  # with base: after each layer, N copies of it whose output projections start at zero
+    device: str = "cpu"  # "cuda" or "cuda:N": train on an accelerator (fp32 still; CPU runs stay bit-reproducible)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -113,6 +115,8 @@ class BuildSettings:
             raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
         if self.add_chars < 0 or (self.add_chars and not self.base):
             raise ValueError(f"add_chars must be >= 0 and needs base (a built model to extend), got {self.add_chars}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.deepen < 0 or (self.deepen and not self.base):
             raise ValueError(f"deepen must be >= 0 and needs base (a built model to deepen), got {self.deepen}")
         if self.drills < 0 or (self.drills and not self.base):
@@ -235,6 +239,15 @@ def _grow_embeddings(model, made: dict[int, list[int]], size: int) -> None:
             emb[new] = emb[old].mean(0)
 
 
+def _device(cfg: BuildSettings):
+    """The torch device to train on; a clear error when CUDA was asked for and there is none."""
+    import torch
+
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {cfg.device}: torch sees no CUDA GPU here (torch.cuda.is_available() is False)")
+    return torch.device(cfg.device)
+
+
 def deepen(model, copies: int) -> None:
     """Give the model (1 + copies) times its layers: after each layer, `copies` copies of it whose attention and
     MLP output projections are zero. A zero output adds nothing to the residual stream, so the deeper model
@@ -345,7 +358,7 @@ def copy_accuracy(model, tok, n: int, rows: int = 16, seed: int = 999) -> float:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(input_ids=x).logits[:, :-1].argmax(-1)
+        pred = model(input_ids=x.to(model.device)).logits[:, :-1].argmax(-1).cpu()
     model.train(was_training)
     target, mask = y[:, 1:], y[:, 1:] != -100
     return ((pred == target) & mask).sum().item() / mask.sum().item()
@@ -367,8 +380,9 @@ def drill(out: Path, cfg: BuildSettings, command: str) -> Path:
     t0 = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = _device(cfg)
     tok = AutoTokenizer.from_pretrained(cfg.base)
-    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32).to(device)
     han, newline = _drill_vocab(tok)
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
@@ -377,7 +391,7 @@ def drill(out: Path, cfg: BuildSettings, command: str) -> Path:
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1, step / max(1, cfg.warmup))
         x, y = _drill_batch(han, newline, rng)
-        loss = model(input_ids=x, labels=y).loss
+        loss = model(input_ids=x.to(device), labels=y.to(device)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -393,7 +407,7 @@ def drill(out: Path, cfg: BuildSettings, command: str) -> Path:
                 time.perf_counter() - t0,
             )
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.to("cpu").save_pretrained(out)
     tok.save_pretrained(out)
     marker = {"built_with": command, "stage": "copy drills", "settings": asdict(cfg), "torch": torch.__version__}
     (out / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -459,7 +473,7 @@ def _save(model, tok, out: Path, cfg: BuildSettings, command: str, n_tokens: int
     import torch
     from transformers import GenerationConfig
 
-    half = copy.deepcopy(model).to(torch.float16)
+    half = copy.deepcopy(model).to("cpu", torch.float16)
     half.generation_config = GenerationConfig(
         do_sample=True,
         temperature=0.7,
@@ -505,6 +519,7 @@ def build(
     if cfg.drills:
         return drill(out, cfg, command)
     t0 = time.perf_counter()
+    device = _device(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -553,6 +568,7 @@ def build(
         tok.save_pretrained(out)
         tok = AutoTokenizer.from_pretrained(out)
         model = AutoModelForCausalLM.from_config(mcfg, dtype=torch.float32)
+    model.to(device)
     examples = _examples(tok, dialogues, prose, cfg)
     n_tokens = sum(len(ids) for ids, _ in examples)
     log.info(
@@ -588,6 +604,7 @@ def build(
             batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
             cursor = 0
         x, w = _tensors(examples, batches[cursor], tok.pad_token_id, cfg)
+        x, w = x.to(device), w.to(device)
         cursor += 1
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -629,6 +646,7 @@ HELP = {
     "drills": "with --base: train this many steps on copy drills only (the induction stage; writes an fp32 stage)",
     "add_chars": "with --base: give the N most common Chinese characters (jieba's counts) and every character of the "
     "corpus their own token (new embeddings start at the mean of the byte tokens they replace)",
+    "device": "cpu, or cuda / cuda:N to train on a GPU (fp32; only CPU builds are bit-reproducible)",
     "deepen": "with --base: after each layer insert N copies of it with zeroed output projections (the deeper model "
     "starts computing what the base did)",
     "extra": "more RAG dialogue files (jsonl) to train on, e.g. scripts/demo_rag_dialogues.py --seed 1 --out FILE",
