@@ -321,3 +321,18 @@ def test_device_is_checked_before_any_work(tmp_path):
     with pytest.raises(RuntimeError, match="no CUDA GPU"):  # the drill stage too
         build(out, BuildSettings(steps=1, **TINY, device="cuda", base=str(tmp_path), drills=1), corpus, False)
     assert not out.exists()
+
+
+def test_bad_build_flags_get_a_usage_error_not_a_traceback(monkeypatch, capsys):
+    from rolechat.llm.demo.build import main
+
+    for argv, message in (
+        (["--steps", "0"], "steps must be >= 1, got 0"),
+        (["--deepen", "1"], "deepen must be >= 0 and needs base"),
+        (["--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+    ):
+        monkeypatch.setattr("sys.argv", ["build.py", *argv])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == 2
+        assert f"build.py: error: {message}" in capsys.readouterr().err

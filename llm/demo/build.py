@@ -672,7 +672,12 @@ def main() -> None:
     command = " ".join(["python -m rolechat.llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
     out = args.pop("out")
     args["extra"] = tuple(args["extra"])
-    build(out, command=command, settings=BuildSettings(**args))
+    try:
+        settings = BuildSettings(**args)
+        _device(settings)
+    except (ValueError, RuntimeError) as exc:  # bad flags: argparse's usage line and message, no traceback
+        ap.error(str(exc))
+    build(out, command=command, settings=settings)
 
 
 if __name__ == "__main__":
