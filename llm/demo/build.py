@@ -16,7 +16,7 @@ the weights are stored in fp16 to keep the shipped folder small (load with dtype
 `--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
 `--add-chars N` (with `--base`) gives the N most common Chinese characters and every character of the corpus
 their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join.
-`--device cuda` trains on a GPU (the same stages, minutes instead of hours; only CPU runs are bit-reproducible).
+`--device cuda` trains any stage on a GPU (not measured here: no GPU; only CPU runs are bit-reproducible).
 `--deepen N` (with `--base`) inserts N copies after each layer, their output projections zero, so the deeper
 model starts out computing what the base did.
 """
