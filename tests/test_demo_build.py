@@ -9,6 +9,7 @@ import random
 import pytest
 
 from rolechat.llm.demo.build import BuildSettings, _batches, _copy_drills, _tensors, build
+from tests.tiny import build_tiny
 
 CHAT = [
     {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！欢迎使用演示模型。"}]},
@@ -219,7 +220,7 @@ def test_added_characters_become_one_token_and_text_the_old_merges_join_keeps_it
     import shutil
 
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rolechat.llm.demo import SHIPPED_MODEL_DIR
     from rolechat.llm.demo.build import _grow_embeddings, extend_tokenizer
@@ -242,11 +243,7 @@ def test_added_characters_become_one_token_and_text_the_old_merges_join_keeps_it
     text = "门票四十元，青柠记账，晴天"
     assert new.decode(new(text, add_special_tokens=False)["input_ids"]) == text
 
-    cfg = AutoConfig.for_model(
-        "qwen2", vocab_size=len(old), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
-    )  # fmt: skip
-    model = AutoModelForCausalLM.from_config(cfg)
+    model = AutoModelForCausalLM.from_pretrained(build_tiny(tmp_path / "model", tokenizer=old))  # vocab len(old)
     before = model.get_input_embeddings().weight.detach().clone()
     _grow_embeddings(model, made, len(new))
     after = model.get_input_embeddings().weight
@@ -274,20 +271,15 @@ def test_a_build_with_add_chars_continues_the_base_on_a_grown_vocabulary(tmp_pat
     assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == len(tok)
 
 
-def test_deepen_adds_zero_output_copies_that_keep_what_the_model_computes(tmp_path):
+def test_deepen_adds_zero_output_copies_that_keep_what_the_model_computes(tmp_path, tiny_qwen2):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from rolechat.llm.demo.build import deepen
 
     with pytest.raises(ValueError, match="needs base"):
         BuildSettings(deepen=1)
-    cfg = AutoConfig.for_model(
-        "qwen2", vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()  # 2 layers
     ids = torch.tensor([[3, 14, 15, 9, 2, 6]])
     with torch.no_grad():
         before = model(ids).logits

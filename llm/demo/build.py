@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
-from rolechat.llm.demo.chars import is_han
+from rolechat.llm.demo.chars import common_chars, is_han
 from rolechat.llm.demo.dialogues import CORPUS_DIR
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,12 @@ class BuildSettings:
             raise ValueError(f"copy_share must be in [0, 2], got {self.copy_share}")
         if not 0 <= self.context_weight <= 1:
             raise ValueError(f"context_weight must be in [0, 1], got {self.context_weight}")
-        if self.add_chars < 0 or (self.add_chars and not self.base):
-            raise ValueError(f"add_chars must be >= 0 and needs base (a built model to extend), got {self.add_chars}")
+        for name, verb in (("add_chars", "extend"), ("deepen", "deepen"), ("drills", "drill")):  # stages on a base
+            n = getattr(self, name)
+            if n < 0 or (n and not self.base):
+                raise ValueError(f"{name} must be >= 0 and needs base (a built model to {verb}), got {n}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.deepen < 0 or (self.deepen and not self.base):
-            raise ValueError(f"deepen must be >= 0 and needs base (a built model to deepen), got {self.deepen}")
-        if self.drills < 0 or (self.drills and not self.base):
-            raise ValueError(f"drills must be >= 0 and needs base (a built model to drill), got {self.drills}")
         if self.curriculum_steps < 0 or self.curriculum_len < 1:
             raise ValueError(
                 f"curriculum_steps must be >= 0 and curriculum_len >= 1, got {self.curriculum_steps}, "
@@ -278,8 +276,6 @@ def _texts(dialogues: list[dict], prose: list[str]) -> list[str]:
 
 def _chars_to_add(texts: list[str], n: int) -> list[str]:
     """The n most common characters (jieba's counts), then every other character of the training text."""
-    from rolechat.llm.demo.chars import common_chars
-
     seen = Counter(ch for t in texts for ch in t if is_han(ch))
     return [*common_chars(n), *(ch for ch, _ in seen.most_common())]
 
