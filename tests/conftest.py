@@ -20,11 +20,25 @@ os.environ.setdefault("ROLECHAT_HOME", str(Path(os.environ.get("PYTEST_TMPDIR", 
 from tests.tiny import ARCHS, build_tiny  # noqa: E402
 
 
+# Rebuildable model caches shared by every test of the session (each test's ROLECHAT_HOME links to them): the
+# transformers copy of the bundled e5 model and the ONNX exports cost ~45 s to build, once.
+MODEL_CACHES = ("encoders", "embedders")
+
+
+@pytest.fixture(scope="session")
+def _model_caches(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("model-caches")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    """Every test gets its own empty ROLECHAT_HOME."""
+def _isolated_home(tmp_path, monkeypatch, _model_caches):
+    """Every test gets its own empty ROLECHAT_HOME (but for the shared model caches)."""
     home = tmp_path / "home"
     monkeypatch.setenv("ROLECHAT_HOME", str(home))
+    (home / "cache").mkdir(parents=True)
+    for name in MODEL_CACHES:
+        (_model_caches / name).mkdir(exist_ok=True)
+        (home / "cache" / name).symlink_to(_model_caches / name, target_is_directory=True)
     return home
 
 

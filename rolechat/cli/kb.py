@@ -1,4 +1,4 @@
-"""Knowledge-base commands: `index`, `kb list|show|delete`, `search`, `eval-retrieval`, `ask`."""
+"""Knowledge-base commands: `index`, `kb list|show|delete|reembed`, `search`, `eval-retrieval`, `ask`."""
 
 from __future__ import annotations
 
@@ -129,7 +129,14 @@ def kb_list(as_json: bool = JSON_OPTION, config: Overrides | None = None) -> Non
     rows = []
     for name in list_kbs():
         base = KnowledgeBase(name, cfg, embeddings=False)
-        rows.append({"name": name, "documents": len(base.documents()), "chunks": base.chunk_count()})
+        rows.append(
+            {
+                "name": name,
+                "documents": len(base.documents()),
+                "chunks": base.chunk_count(),
+                "embedder": base.embedder_info()["name"],
+            }
+        )
         base.close()
     if as_json:
         _print_json(rows)
@@ -137,7 +144,9 @@ def kb_list(as_json: bool = JSON_OPTION, config: Overrides | None = None) -> Non
     if not rows:
         console.print("no knowledge bases yet; create one with `rolechat index PATH --kb NAME`")
     for row in rows:
-        console.print(f"{row['name']}\t{row['documents']} documents\t{row['chunks']} chunks", highlight=False)
+        console.print(
+            f"{row['name']}\t{row['documents']} documents\t{row['chunks']} chunks\t{row['embedder']}", highlight=False
+        )
 
 
 @kb_app.command("show")
@@ -156,6 +165,7 @@ def kb_show(
     data = {
         "name": name,
         "path": str(base.path),
+        "embedder": base.embedder_info(),
         "settings": base.stored_settings(),
         "chunks": base.chunk_count(),
         "documents": [d.__dict__ for d in docs],
@@ -164,6 +174,12 @@ def kb_show(
         _print_json(data)
         return
     console.print(f"[bold]{name}[/] · {len(docs)} documents · {data['chunks']} chunks · {base.path}", highlight=False)
+    emb = data["embedder"]
+    console.print(
+        f"  embedder: {emb.get('label') or emb['name']} · {emb['dimension'] or '?'} dimensions · prefixes: "
+        f"{emb['prefix'] or 'none'}",
+        highlight=False,
+    )
     for key, value in data["settings"].items():
         console.print(f"  {key}: {value}", highlight=False)
     table = Table("document", "type", "encoding", "chunks")
@@ -187,6 +203,53 @@ def kb_delete(
         raise typer.Exit(1)
     delete_kb(name, _config(config["rag"]))
     console.print(f"deleted {name}", highlight=False)
+
+
+@kb_app.command("reembed")
+@config_flags("rag")
+def kb_reembed(
+    name: str = typer.Argument(..., help="Knowledge base name."),
+    as_json: bool = JSON_OPTION,
+    config: Overrides | None = None,
+) -> None:
+    """Embed a knowledge base again with another embedder (--embedder, --embedder-backend; default: the default
+    embedder). No file is read or split again; safe to interrupt and re-run."""
+    from rolechat.rag import Progress
+    from rolechat.rag.embedder_spec import resolve_spec
+
+    base = _open(name, config["rag"])
+    try:
+        spec = resolve_spec(base.cfg.embedder, base.cfg.embedder_backend)
+    except ValueError as exc:
+        fail(str(exc))
+    recorded = base.recorded_embedder()
+    if recorded is not None and recorded.same_vectors(spec):
+        console.print(f"{name} is already embedded with {spec.label}", highlight=False)
+        return
+    with _progress_bar() as bar:
+        task = bar.add_task("embedding", total=None, detail=spec.label)
+
+        def on_progress(p: Progress) -> None:
+            bar.update(task, total=p.total, completed=p.done)
+
+        try:
+            report = base.reembed(spec, progress=on_progress)
+        except ValueError as exc:
+            fail(str(exc))
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    console.print(
+        f"[bold]{name}[/]: {report.before} -> {report.after} · {report.chunks} chunks ({report.embedded} embedded "
+        f"now) · {report.seconds:.1f} s",
+        highlight=False,
+    )
+    if report.truncated:
+        err_console.print(
+            f"[yellow]{report.truncated} chunks are longer than the new embedder reads; their ends are not "
+            "embedded (index again with a smaller rag.chunk_size to split them)[/]",
+            highlight=False,
+        )
 
 
 def _hit_dict(doc) -> dict:
@@ -250,7 +313,10 @@ def eval_retrieval(
         fail(str(exc))
     if not items:
         fail(f"{qa} has no answerable questions" if items.unanswerable or items.blank else f"{qa} has no questions")
-    results = evaluate(base, items, k=k)
+    try:
+        results = evaluate(base, items, k=k)
+    except ValueError as exc:  # the knowledge base's embedder is not the configured one, a bad setting
+        fail(str(exc))
     if as_json:
         _print_json(
             {
