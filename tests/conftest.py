@@ -19,10 +19,10 @@ os.environ.setdefault("ROLECHAT_HOME", str(Path(os.environ.get("PYTEST_TMPDIR", 
 
 from tests.tiny import ARCHS, build_tiny  # noqa: E402
 
-
 # Rebuildable model caches shared by every test of the session (each test's ROLECHAT_HOME links to them): the
-# transformers copy of the bundled e5 model and the ONNX exports cost ~45 s to build, once.
-MODEL_CACHES = ("encoders", "embedders")
+# transformers copy of the bundled e5 model and the ONNX exports cost ~45 s to build, once; character memories are
+# embedded once (their cache is keyed by the memory file's path and a digest of its entries and embedder).
+MODEL_CACHES = ("encoders", "embedders", "memory")
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,8 @@ def test_index_a_folder_report_search_and_delete(monkeypatch, tiny_qwen2, tmp_pa
     reasons = dict(zip(problems["文件"].map(lambda p: p.rsplit("/", 1)[-1]), problems["原因"]))
     assert "unsupported" in reasons["photo.xyz"] and "empty" in reasons["empty.txt"]
     assert at.expander[0].label == "📚 城市 · 2 个文档 · 2 个片段"
+    embedder = [c.value for c in at.caption if c.value.startswith("嵌入模型：")]
+    assert embedder and "DeterministicFakeEmbedding(size=64)" in embedder[0]  # what its vectors came from
 
     at.text_input(key="kb_query").input("外滩在哪里").run()
     hits = [m.value for m in at.markdown if m.value.startswith("**1.**")]
@@ -99,3 +101,16 @@ def test_bad_folder_and_bad_name_are_reported_not_raised(monkeypatch, tiny_qwen2
     index_folder(at, "a/b", write_docs(tmp_path / "docs"))
     assert not at.exception
     assert "索引失败" in at.error[0].value and "a/b" in at.error[0].value
+
+
+def test_each_knowledge_base_shows_the_embedder_it_was_built_with(monkeypatch, tiny_qwen2, tmp_path):
+    from rolechat.rag import KnowledgeBase, RAGConfig
+    from tests.classify_support import build_tiny_bert
+
+    encoder = build_tiny_bert(tmp_path / "tiny-encoder")
+    KnowledgeBase("旧库", RAGConfig(embedder=str(encoder), embedder_backend="onnx")).index([write_docs(tmp_path / "d")])
+    at = kb_page(monkeypatch, tiny_qwen2)
+    monkeypatch.setattr("ui.kb.embeddings", lambda: None)  # the app's own choice: each by its record
+    at.run()
+    lines = [c.value for c in at.caption if c.value.startswith("嵌入模型：")]
+    assert lines == [f"嵌入模型：{encoder} (onnx) · 32 维 · 前缀：无（换模型请用 `rolechat kb reembed`）"]

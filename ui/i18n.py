@@ -195,6 +195,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "kb.summary": ("📚 {kb} · {docs} 个文档 · {chunks} 个片段", "📚 {kb} · {docs} documents · {chunks} chunks"),
     "kb.empty_kb": ("这个知识库里没有文档。", "This knowledge base has no documents."),
+    "kb.embedder": (
+        "嵌入模型：{embedder} · {dim} 维 · 前缀：{prefix}（换模型请用 `rolechat kb reembed`）",
+        "Embedder: {embedder} · {dim} dimensions · prefixes: {prefix} (to change it: `rolechat kb reembed`)",
+    ),
+    "kb.prefix_none": ("无", "none"),
     "kb.col.file": ("文件", "File"),
     "kb.col.kind": ("类型", "Type"),
     "kb.col.folder": ("所在文件夹", "Folder"),

@@ -56,18 +56,11 @@ def rag_config():
 rag_defaults = rag_config
 
 
-@st.cache_resource(max_entries=1, show_spinner=False)
-def _embedder(key: str):
-    from rolechat.rag.embedder import Embedder
-
-    cfg = rag_config()
-    return Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
-
-
 def embeddings():
-    """The configured embedder, loaded once per process (tests replace this function)."""
-    cfg = rag_config()
-    return _embedder(json.dumps([str(rc_config.home()), cfg.embedder, cfg.embedder_backend, cfg.batch_size]))
+    """An embeddings object to open every knowledge base with, or None (the app's choice): each is then opened
+    with the embedder it was built with, new ones with rag.embedder's, each loaded once per process
+    (`rolechat.rag.embedder.shared_embedder`). Tests replace this function with fake embeddings."""
+    return None
 
 
 def open_kb(name: str):
@@ -229,12 +222,23 @@ def _index_section(names: list[str]) -> None:
     st.rerun()
 
 
+def _embedder_line(kb) -> None:
+    """Which embedder the knowledge base's vectors come from (and that it must be re-embedded to change it)."""
+    info = kb.embedder_info()
+    if not info.get("source"):  # not indexed yet, or built with embeddings handed in
+        st.caption(t("kb.embedder", embedder=info["name"], dim="?", prefix="—"))
+        return
+    prefix = t("kb.prefix_none") if info["prefix"] == "none" else info["prefix"]
+    st.caption(t("kb.embedder", embedder=info["label"], dim=info["dimension"] or "?", prefix=prefix))
+
+
 def _kb_details(name: str) -> None:
     kb = open_kb(name)
     try:
         docs = kb.documents()
         chunks = sum(d.chunks for d in docs)
         with st.expander(t("kb.summary", kb=name, docs=len(docs), chunks=chunks), expanded=len(docs) < 12):
+            _embedder_line(kb)
             if docs:
                 st.dataframe(
                     [

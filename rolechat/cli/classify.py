@@ -150,24 +150,27 @@ def _eval_table(report: dict[str, Any]) -> None:
 
 
 def _embedder(llm_file: dict[str, Any]):
-    """(embed function, '') when rag.embedder reads Chinese, else (None, why not)."""
+    """(embed function, '') with rag.embedder's model when it reads Chinese (the default multilingual-e5-small
+    does), else (None, why not). Replies and references are compared with each other, so both are embedded as
+    queries: e5's model card prescribes "query: " on both sides of a similarity task (ChatHaruhi's protocol
+    compares the two texts' embeddings)."""
     from rolechat import settings as rc
     from rolechat.rag.config import RAGConfig
-    from rolechat.rag.embedder import Embedder
+    from rolechat.rag.embedder import shared_embedder
+    from rolechat.rag.embedder_spec import resolve_spec
 
     rag_cfg = rc.build(RAGConfig, "rag", llm_file, {})
     try:
-        emb = Embedder(rag_cfg.embedder, rag_cfg.embedder_backend)
+        emb = shared_embedder(resolve_spec(rag_cfg.embedder, rag_cfg.embedder_backend), rag_cfg.batch_size)
+        share = emb.known_share("今天的天气很好，我们一起去公园散步，顺便买一些水果。")
     except rc.ConfigError as exc:
         return None, str(exc)
-    probe = "今天的天气很好，我们一起去公园散步，顺便买一些水果。"
-    share = emb.known_share(probe)
     if share < 0.9:
         return None, (
             f"rag.embedder {emb.name} reads only {share:.0%} of Chinese tokens (the rest are unknown); "
-            "set rag.embedder to a Chinese embedder (e.g. a bge-small-zh folder)"
+            "use the default multilingual-e5-small or another Chinese embedder"
         )
-    return emb.embed_documents, ""
+    return (lambda texts: emb.embed_queries(texts).tolist()), ""
 
 
 def run_persona_eval(

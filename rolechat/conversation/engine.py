@@ -51,6 +51,7 @@ passes `summary=` (the summary of the turns no longer in `history`, `summary.sum
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,6 +67,8 @@ from rolechat.llm import GenerationParams, GenerationStats
 MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
 
 __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow", "source_rows"]
+
+log = logging.getLogger(__name__)
 
 CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
 CONDENSE_TOKENS = 96  # a rewritten question is short
@@ -251,7 +254,7 @@ class Engine:
         a memory (`character`: a persona name; a `Character` used without a folder has none).
 
         The memory is `memory.jsonl` in the persona folder (`rolechat.llm.memoryfile`); its index is built on
-        first use and rebuilt when the file changes. Dense retrieval joins BM25 when `rag.embedder` is set."""
+        first use and rebuilt when the file changes. Dense retrieval (`rag.embedder`'s model) joins BM25."""
         if not isinstance(character, str) or character in ("", "base"):
             return []
         folder = next((e.path for e in self.runtime.personas() if e.name == character), None)
@@ -290,15 +293,22 @@ class Engine:
             return cached[1]
 
     def _memory_embeddings(self) -> Any:
-        """The embedder dense memory retrieval uses: only one configured on purpose (`rag.embedder`); the bundled
-        default reads English only, so by default memory retrieval is BM25 alone."""
-        if not self.rag_cfg.embedder:
-            return None
+        """The embedder dense memory retrieval uses: `rag.embedder`'s (by default multilingual-e5-small, which
+        reads Chinese), shared with the knowledge bases; None (BM25 alone) when none can be had here or the
+        configured one is the English-only MiniLM."""
         if self._embeddings is None:
-            from rolechat.rag.embedder import Embedder
+            from rolechat.rag.embedder import shared_embedder
+            from rolechat.rag.embedder_spec import MINILM, resolve_spec
 
             cfg = self.rag_cfg
-            self._embeddings = Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
+            try:
+                spec = resolve_spec(cfg.embedder, cfg.embedder_backend)
+            except ValueError as exc:
+                log.warning("character memory: dense retrieval is off (%s)", exc)
+                return None
+            if spec.name == MINILM:  # blind to Chinese: its vectors would only reorder BM25's hits at random
+                return None
+            return shared_embedder(spec, cfg.batch_size)
         return self._embeddings
 
     # -- assembly -----------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ message close to something once said to the character brings back how it answere
     kept = memory.recall(["皇上驾到"], count_tokens, budget=512, speaker="甄嬛")   # [(entry, text, tokens)]
 
 Retrieval is the rag package's Chinese BM25 (jieba words plus CJK characters and bigrams, `rag.lexical`)
-over the query and reply of each entry; with an embedder (any LangChain `Embeddings`, e.g. a Chinese
-`rag.embedder` model) dense similarity joins it by reciprocal-rank fusion. The index lives in memory: a few
-thousand lines are tokenized in a few seconds, so the engine caches the BM25 index on disk (under
-`settings.cache_dir()`, keyed by the file's path, checked against a digest of its entries); a search with
-its packing takes a few milliseconds.
+over the query and reply of each entry; with an embedder (the engine passes `rag.embedder`'s, by default
+multilingual-e5-small; any LangChain `Embeddings` works) dense similarity joins it by reciprocal-rank fusion.
+The index lives in memory: a few thousand lines are tokenized in a few seconds and embedded in half a minute,
+so the engine caches the BM25 index and the vectors on disk (under `settings.cache_dir()`, keyed by the file's
+path, checked against a digest of its entries and the embedder); a search with its packing takes a few
+milliseconds.
 
 Memories are added by `rolechat train` (from the training conversations) and by `import_memory` (`rolechat
 character import-memory`): a script of `角色：「台词」` lines or a JSONL of {query, reply}.
@@ -76,53 +77,83 @@ class CharacterMemory:
     def __init__(
         self, entries: Sequence[MemoryEntry], embeddings: Any = None, source: str = "", cache: Path | None = None
     ) -> None:
-        """Index `entries`. With `cache` (a folder), the BM25 index is saved there with a digest of the entries
-        and loaded back instead of rebuilt while they are the same (tokenizing 3,000 lines takes seconds)."""
+        """Index `entries`. With `cache` (a folder), the BM25 index and the entries' vectors are saved there with a
+        digest of the entries and the embedder, and loaded back instead of rebuilt while both are the same
+        (tokenizing 3,000 lines takes seconds, embedding them half a minute)."""
         self.entries = list(entries)
         self.source = source
         self._retriever = None
         self._vocab: dict[str, int] = {}
-        if self.entries:
-            self._retriever = self._bm25(cache)
-            self._vocab = dict(self._retriever.vocab_dict) if self._retriever is not None else {}
         self._embeddings = embeddings
         self._vectors = None
-        if embeddings is not None and self.entries:
-            vectors = np.asarray(embeddings.embed_documents([f"{e.query}\n{e.reply}" for e in self.entries]))
-            self._vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if not self.entries:
+            return
+        digest = self._digest(embeddings)
+        loaded = self._load_cache(cache, digest)
+        if loaded is None:
+            loaded = self._bm25(), self._embed(embeddings)
+            if cache is not None and loaded[0] is not None:
+                self._save(loaded, cache, digest)
+        self._retriever, self._vectors = loaded
+        self._vocab = dict(self._retriever.vocab_dict) if self._retriever is not None else {}
 
-    def _bm25(self, cache: Path | None) -> Any:
+    def _digest(self, embeddings: Any) -> str:
+        from rolechat.rag.lexical import TOKENIZER_VERSION
+
+        embedder = embeddings.fingerprint() if hasattr(embeddings, "fingerprint") else type(embeddings).__name__
+        rows = [[e.query, e.reply] for e in self.entries]
+        return hashlib.sha256(json.dumps([TOKENIZER_VERSION, embedder, rows], ensure_ascii=False).encode()).hexdigest()
+
+    @staticmethod
+    def _load_cache(cache: Path | None, digest: str) -> tuple[Any, Any] | None:
+        if cache is None:
+            return None
         import bm25s
 
-        from rolechat.rag.lexical import TOKENIZER_VERSION, tokenize
+        try:
+            if json.loads((cache / "state.json").read_text(encoding="utf-8"))["digest"] != digest:
+                return None
+            vectors = np.load(cache / "vectors.npy") if (cache / "vectors.npy").is_file() else None
+            return bm25s.BM25.load(str(cache)), vectors
+        except (OSError, ValueError, KeyError) as exc:
+            log.debug("memory index cache %s not usable (%s); rebuilding", cache, exc)
+            return None
+
+    def _bm25(self) -> Any:
+        import bm25s
+
+        from rolechat.rag.lexical import tokenize
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
-        digest = hashlib.sha256(
-            json.dumps([TOKENIZER_VERSION, [[e.query, e.reply] for e in self.entries]], ensure_ascii=False).encode()
-        ).hexdigest()
-        if cache is not None:
-            try:
-                if json.loads((cache / "state.json").read_text(encoding="utf-8"))["digest"] == digest:
-                    return bm25s.BM25.load(str(cache))
-            except (OSError, ValueError, KeyError) as exc:
-                log.debug("memory index cache %s not usable (%s); rebuilding", cache, exc)
         corpus = [tokenize(f"{e.query}\n{e.reply}") for e in self.entries]
         if not any(corpus):
             return None
         retriever = bm25s.BM25(k1=1.2, b=0.75)  # as rag.lexical
         retriever.index(corpus, show_progress=False)
-        if cache is not None:
-            self._save(retriever, cache, digest)
         return retriever
 
+    def _embed(self, embeddings: Any) -> Any:
+        """Unit vectors of the entries (their query and reply, as documents), or None without an embedder."""
+        if embeddings is None:
+            return None
+        texts = [f"{e.query}\n{e.reply}" for e in self.entries]
+        if hasattr(embeddings, "embed_array"):
+            vectors = embeddings.embed_array(texts)
+        else:
+            vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
     @staticmethod
-    def _save(retriever: Any, cache: Path, digest: str) -> None:
+    def _save(index: tuple[Any, Any], cache: Path, digest: str) -> None:
         """Save the index into `cache` whole or not at all (built beside it, then renamed); a failure only logs."""
+        retriever, vectors = index
         tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}-{threading.get_ident()}")
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             retriever.save(str(tmp), show_progress=False)
+            if vectors is not None:
+                np.save(tmp / "vectors.npy", np.asarray(vectors, dtype=np.float32))
             (tmp / "state.json").write_text(json.dumps({"digest": digest}), encoding="utf-8")
             shutil.rmtree(cache, ignore_errors=True)
             os.replace(tmp, cache)
