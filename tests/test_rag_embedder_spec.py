@@ -8,7 +8,8 @@ import logging
 
 import pytest
 
-from rolechat.rag import e5, embedder_spec
+from rolechat import encoder as e5
+from rolechat.rag import embedder_spec
 from rolechat.rag.embedder_spec import MINILM, EmbedderSpec, canonical_name, resolve_spec
 from rolechat.settings import ConfigError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rolechat.rag import e5
-from rolechat.rag.charsmap import build_charsmap
+from rolechat import encoder as e5
+from rolechat.charsmap import build_charsmap
 from rolechat.settings import ConfigError
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@
 the size in bytes of a darts-clone double-array trie over the UTF-8 bytes of each source string, the trie's
 32-bit units, then the replacement strings, each closed by a NUL; a key's trie value is the offset of its
 replacement. rolechat builds one to give the transformers copy of the bundled e5 model exactly the
-normalization its 4-bit file records (`rag/e5.py`). The unit layout (label, has-leaf bit, offset with its
+normalization its 4-bit file records (`rolechat/encoder.py`). The unit layout (label, has-leaf bit, offset with its
 "shifted" flag, values with the top bit set) is darts-clone's, as decoded by the `spm_precompiled` crate
 `tokenizers` uses.
 """

