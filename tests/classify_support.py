@@ -98,3 +98,15 @@ def install(folder: Path) -> Path:
     target = classifiers_dir() / folder.name
     shutil.copytree(folder, target)
     return target
+
+
+def build_tiny_sentence_encoder(out_dir: str | Path, seed: int = 0, prefix: str = "query: ") -> Path:
+    """The tiny BERT as a sentence-transformers folder read by the mean of its tokens, with e5-style prompts."""
+    import json
+
+    out = build_tiny_bert(out_dir, seed)
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}), encoding="utf-8")
+    prompts = {"prompts": {"query": prefix, "passage": "passage: "}}
+    (out / "config_sentence_transformers.json").write_text(json.dumps(prompts), encoding="utf-8")
+    return out

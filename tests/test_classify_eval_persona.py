@@ -1,4 +1,5 @@
-"""`rolechat eval-persona` end to end on the shipped sample persona 喵喵 and the built-in demo model."""
+"""`rolechat eval-persona` end to end on the shipped sample persona 喵喵 and the built-in demo model, with the
+default embedder (multilingual-e5-small) for the cosine and a judge trained on the default classifier base."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_eval_persona_on_the_sample_persona(monkeypatch):
     assert report["judge"] == "miaomiao-judge" and 0 <= persona["character_score"] <= 1
     for side in (persona, base):
         assert 0 <= side["rouge_l"] <= 1 and 0 < side["distinct_1"] <= 1 and 0 <= side["stopped"] <= 1
-    assert "embedding_cosine" in report["skipped"]  # the bundled MiniLM cannot read Chinese
+    assert "embedding_cosine" not in report["skipped"]  # the default multilingual-e5-small reads Chinese
+    assert all(0 < side["embedding_cosine"] <= 1 for side in (persona, base))
     assert report["saved"].startswith("not saved")  # the shipped sample persona stays untouched
     assert len(report["samples"]) == 5 and report["samples"][0]["reference"]
