@@ -58,6 +58,13 @@ class ClassifyConfig:
         default_factory=lambda: ["all-linear"],
         metadata=_help("Modules that get LoRA: all-linear, or names such as query,value (BERT) / q_proj,v_proj."),
     )
+    lora_layers: int = field(
+        default=0,
+        metadata=_help(
+            "LoRA in the last N transformer layers only (0 = every layer): the layers below run forward only, "
+            "so a step costs less (backpropagation stops at the lowest adapted layer)."
+        ),
+    )
     train_embeddings: bool = field(
         default=False,
         metadata=_help(
@@ -85,6 +92,7 @@ class ClassifyConfig:
         check_lora_run(self, need, SCHEDULES)
         need(self.max_length >= 8, "max_length", "must be >= 8")
         need(self.pooling in POOLINGS, "pooling", f"must be one of {', '.join(POOLINGS)}")
+        need(self.lora_layers >= 0, "lora_layers", "must be >= 0")
 
     @property
     def target(self) -> str | list[str]:

@@ -220,8 +220,10 @@ def _wrap(model: Any, cfg: ClassifyConfig, pooling: str = "head") -> tuple[Any, 
     if cfg.train_embeddings:
         emb = model.get_input_embeddings()
         saved += [name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if mod is emb][:1]
+    layers = _top_layers(model, cfg.lora_layers)
     lora = LoraConfig(
         task_type="SEQ_CLS" if pooling == "head" else None,  # a MeanPooledClassifier is no transformers class
+        layers_to_transform=layers,
         r=cfg.rank,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
@@ -239,6 +241,14 @@ def _wrap(model: Any, cfg: ClassifyConfig, pooling: str = "head") -> tuple[Any, 
             f"--target-modules {','.join(cfg.target_modules)}: {exc}. Linear modules of this model: "
             f"{', '.join(linear)} (or all-linear)"
         ) from None
+
+
+def _top_layers(model: Any, count: int) -> list[int] | None:
+    """The indices of the last `count` transformer layers (None = all)."""
+    total = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    if not count or count >= total:
+        return None
+    return list(range(total - count, total))
 
 
 def _training_args(cfg: ClassifyConfig, folder: Path, device: str, n_train: int):

@@ -59,3 +59,15 @@ def test_training_on_it_learns_and_prediction_reads_texts_the_same_way(sentence_
     finally:
         del clf.tokenizer.__class__.__call__
     assert seen == ["query: 包装不错"]
+
+
+def test_lora_layers_adapts_only_the_last_layers(sentence_encoder, tmp_path):
+    from safetensors import safe_open
+
+    data = write_csv(tmp_path / "reviews.csv", synthetic_rows(64))
+    cfg = ClassifyConfig(model=str(sentence_encoder), lora_layers=1, max_steps=2, target_modules=["query", "value"])
+    result = train_classifier(data, "top", cfg, show_progress=False)
+    with safe_open(str(result.output / "adapter_model.safetensors"), "pt") as f:
+        lora = [k for k in f.keys() if "lora_" in k]
+    assert lora and all(".layer.1." in k for k in lora)  # the tiny encoder has layers 0 and 1
+    assert ClassifierManifest.load(result.output).hyperparameters["lora_layers"] == 1
