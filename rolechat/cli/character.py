@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import build, console, fail
+from rolechat.cli.common import build, console, err_console, fail
 
 character_app = typer.Typer(
     help="Character cards (SillyTavern V1/V2/V3, JSON or PNG) as personas: import, export, lorebooks.",
@@ -50,6 +50,19 @@ def import_card(
         highlight=False,
         soft_wrap=True,
     )
+    _warn_risky(book)
+
+
+def _warn_risky(book) -> None:
+    """Warn about lorebook key patterns that can take exponential time to match (they run time-limited)."""
+    for label, key in book.risky_keys() if book is not None else []:
+        err_console.print(
+            f"[yellow]warning:[/] lorebook entry {escape(repr(label))}: key {escape(repr(key[:60]))} nests "
+            "quantifiers, which can take exponential time to match; each match gets chat.lore_regex_timeout "
+            "seconds, and an entry whose key takes longer is turned off",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @character_app.command("export")
@@ -91,6 +104,7 @@ def import_lorebook(
         highlight=False,
         soft_wrap=True,
     )
+    _warn_risky(book)
 
 
 @character_app.command("import-memory")
