@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rolechat.limits import InputError, load_json
+
 __all__ = [
     "AVATAR",
     "MANIFEST",
@@ -105,10 +107,10 @@ class PersonaManifest:
     def load(cls, folder: str | Path) -> PersonaManifest:
         path = Path(folder) / MANIFEST
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = load_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PersonaError(f"{path}: missing (every persona folder needs a {MANIFEST})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (InputError, UnicodeDecodeError) as exc:  # bad JSON, or nested beyond what anything can walk
             raise PersonaError(f"{path}: invalid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise PersonaError(f"{path}: expected a JSON object")

@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # where each layer's source lives (the rolechat.* import name -> folder mapping is pyproject's package-dir)
 SOURCES: dict[str, list[str]] = {
-    "settings": ["rolechat/__init__.py", "rolechat/settings.py"],
+    "settings": ["rolechat/__init__.py", "rolechat/settings.py", "rolechat/limits.py"],
     "llm": ["llm"],
     "rag": ["rag"],
     "finetune": ["finetune"],

@@ -41,10 +41,13 @@ def import_card(rt) -> None:
         overwrite = st.checkbox(t("side.import_overwrite"), key="card_overwrite")
         if not st.button(t("side.import_go"), key="card_import", disabled=upload is None, width="stretch"):
             return
+        from rolechat import settings
+        from rolechat.conversation import ConversationConfig
         from rolechat.conversation.characters import import_card as import_file
 
         try:
-            saved, character = import_file(upload.getvalue(), upload.name, overwrite=overwrite)
+            limit = settings.build(ConversationConfig, "chat", state.file_data()).card_max_bytes
+            saved, character = import_file(upload.getvalue(), upload.name, overwrite=overwrite, max_bytes=limit)
         except (ValueError, OSError) as exc:  # CardError names the file and field; an existing name says so
             st.error(t("side.import_failed", error=exc))
             return

@@ -38,7 +38,7 @@ def import_card(
     from rolechat.conversation.lorebook import CardError
 
     try:
-        folder, character = import_card(file, name=name, overwrite=overwrite)
+        folder, character = import_card(file, name=name, overwrite=overwrite, max_bytes=build("chat").card_max_bytes)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     book = character.character_book
@@ -95,7 +95,7 @@ def import_lorebook(
     from rolechat.conversation.lorebook import CardError
 
     try:
-        folder, book = import_lorebook(name, file, replace=replace)
+        folder, book = import_lorebook(name, file, replace=replace, max_bytes=build("chat").card_max_bytes)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     console.print(

@@ -134,12 +134,15 @@ def import_card(
     name: str | None = None,
     root: str | Path | None = None,
     overwrite: bool = False,
+    max_bytes: int | None = None,
 ) -> tuple[Path, Character]:
     """Import a card file (a path, or the bytes of an upload named `filename`) as a persona folder.
 
     Errors (CardError, FileExistsError, PersonaError) name the file; nothing is written unless all of it reads.
+    `max_bytes`: the largest card read (`chat.card_max_mb`; None: its default).
     """
-    character, avatar = _read_upload(source, filename or "card.png", lambda p: (read_card(p), read_avatar(p)))
+    read = lambda p: (read_card(p, max_bytes), read_avatar(p))
+    character, avatar = _read_upload(source, filename or "card.png", read)
     folder = save_character(character, name, root=root, avatar=avatar, overwrite=overwrite)
     return folder, character
 
@@ -151,9 +154,10 @@ def import_lorebook(
     *,
     replace: bool = False,
     root: str | Path | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Path, Lorebook]:
     """Attach the lorebook in a file (a path, or the bytes of an upload named `filename`) to character `name`."""
-    book = _read_upload(source, filename or "lorebook.json", read_lorebook)
+    book = _read_upload(source, filename or "lorebook.json", lambda p: read_lorebook(p, max_bytes))
     return attach_lorebook(name, book, replace=replace, root=root), book
 
 
