@@ -76,11 +76,17 @@ def load_json(text: str | bytes, limit: int = MAX_DEPTH) -> Any:
 
 
 def check_archive(
-    source: str | Path | bytes, max_bytes: int, *, max_ratio: float = MAX_RATIO, max_members: int = MAX_MEMBERS
+    source: str | Path | bytes,
+    max_bytes: int,
+    setting: str = "",
+    *,
+    max_ratio: float = MAX_RATIO,
+    max_members: int = MAX_MEMBERS,
 ) -> None:
-    """InputError unless the zip archive `source` (a path or its bytes) expands to at most `max_bytes` in all,
-    no member of more than RATIO_GRACE expands more than `max_ratio` times, and it has at most `max_members`.
-    Reads the central directory only; a file that is no zip archive passes (its own reader says what it is)."""
+    """InputError unless the zip archive `source` (a path or its bytes) expands to at most `max_bytes` in all
+    (`setting`: the config key that sets it, named in the error), no member of more than RATIO_GRACE expands
+    more than `max_ratio` times, and it has at most `max_members`. Reads the central directory only; a file that
+    is no zip archive passes (its own reader says what it is)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -99,4 +105,7 @@ def check_archive(
                 f"a zip bomb, not a document (at most {max_ratio:g} times)"
             )
     if total > max_bytes:
-        raise InputError(f"archive expands to {total / 1e6:.1f} MB, more than the limit of {max_bytes / 1e6:g} MB")
+        where = f" ({setting})" if setting else ""
+        raise InputError(
+            f"archive expands to {total / 1e6:.1f} MB, more than the limit of {max_bytes / 1e6:g} MB{where}"
+        )

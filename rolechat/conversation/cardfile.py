@@ -120,9 +120,9 @@ def _charx_member(path: Path, member: str, max_bytes: int | None = None) -> byte
     import zipfile
 
     try:
-        check_archive(path, _limit(max_bytes))
+        check_archive(path, _limit(max_bytes), "chat.card_max_mb")
     except InputError as exc:
-        raise CardError(f"{path.name}: {exc} (chat.card_max_mb)") from None
+        raise CardError(f"{path.name}: {exc}") from None
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.read(archive.getinfo(member))
