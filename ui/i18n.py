@@ -60,6 +60,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "不允许的路径：{path} 不在允许的文件夹里（{roots}）。",
         "Path refused: {path} is not inside the allowed folders ({roots}).",
     ),
+    "access.path_invalid": ("不是可用的路径：{path}（{error}）", "Not a usable path: {path} ({error})"),
     "access.path_links": (
         "不允许的路径：{path} 里有指向允许文件夹之外的符号链接：{links}",
         "Path refused: {path} holds symlinks that lead outside the allowed folders: {links}",
