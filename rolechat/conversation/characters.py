@@ -162,12 +162,13 @@ def import_lorebook(
 
 
 def _read_upload(source: str | Path | bytes, filename: str, read):
-    """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name."""
+    """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name (in
+    $ROLECHAT_HOME's cache: an upload never writes outside ROLECHAT_HOME, even for a moment)."""
     if not isinstance(source, bytes):
         return read(Path(source))
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=settings.cache_dir()) as tmp:
         path = Path(tmp) / Path(filename).name
         path.write_bytes(source)
         return read(path)
