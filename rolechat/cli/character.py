@@ -57,7 +57,7 @@ def _warn_risky(book) -> None:
     """Warn about lorebook key patterns that can take exponential time to match (they run time-limited)."""
     for label, key in book.risky_keys() if book is not None else []:
         err_console.print(
-            f"[yellow]warning:[/] lorebook entry {escape(repr(label))}: key {escape(repr(key[:60]))} nests "
+            f"[yellow]warning:[/] lorebook entry “{escape(label)}”: key {escape(key[:60])} nests "
             "quantifiers, which can take exponential time to match; each match gets chat.lore_regex_timeout "
             "seconds, and an entry whose key takes longer is turned off",
             highlight=False,
