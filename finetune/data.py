@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rolechat.limits import MAX_DEPTH, InputError, check_depth, load_json
+
 __all__ = ["DataError", "Issue", "Conversation", "Dataset", "load_dataset"]
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,11 @@ def _iter_json(text: str, name: str) -> Iterator[tuple[int, Any]]:
             last = pos
             try:
                 obj, end = decoder.raw_decode(text, pos)
+                check_depth(obj)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{name}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+            except (InputError, RecursionError, ValueError) as exc:  # too deep (or too long a number) to read
+                raise DataError(f"{name}:{line}: {_too_deep(exc)}") from None
             yield line, obj
             pos = end
             while pos < len(text) and text[pos] in " \t\r\n":
@@ -139,8 +144,11 @@ def _iter_json(text: str, name: str) -> Iterator[tuple[int, Any]]:
     elif stripped.startswith("{") and not _looks_like_jsonl(stripped):
         try:
             obj = json.loads(text)
+            check_depth(obj)
         except json.JSONDecodeError as exc:
             raise DataError(f"{name}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+        except (InputError, RecursionError, ValueError) as exc:
+            raise DataError(f"{name}: {_too_deep(exc)}") from None
         records = obj.get("data") if isinstance(obj, dict) else None
         if not isinstance(records, list):
             raise DataError(f"{name}: expected a JSON array of records, JSON lines, or an object with a 'data' array")
@@ -151,18 +159,23 @@ def _iter_json(text: str, name: str) -> Iterator[tuple[int, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield number, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                yield number, _Malformed(f"malformed JSON at column {exc.colno}: {exc.msg}")
+                record = load_json(raw)
+            except InputError as exc:
+                record = _Malformed(f"malformed JSON: {str(exc).removeprefix('invalid JSON ')}")
+            yield number, record
 
 
 def _looks_like_jsonl(text: str) -> bool:
     first = text.split("\n", 1)[0].strip()
     try:
-        json.loads(first)
+        load_json(first)
         return True
-    except json.JSONDecodeError:
+    except InputError:
         return False
+
+
+def _too_deep(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, InputError | ValueError) else f"nested deeper than {MAX_DEPTH} levels"
 
 
 @dataclass

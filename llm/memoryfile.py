@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rolechat.limits import InputError, load_json
+
 __all__ = ["MEMORY_FILE", "MemoryEntry", "MemoryFileError", "read_memory", "write_memory", "TRAIN_SOURCE"]
 
 MEMORY_FILE = "memory.jsonl"
@@ -75,9 +77,9 @@ def read_memory(path: str | Path) -> list[MemoryEntry]:
             continue
         where = f"{path}:{number}"
         try:
-            raw = json.loads(line)
-        except ValueError as exc:
-            raise MemoryFileError(f"{where}: invalid JSON: {exc}") from None
+            raw = load_json(line)
+        except InputError as exc:  # bad JSON, or nested deeper than anything can walk
+            raise MemoryFileError(f"{where}: {exc}") from None
         entries.append(_entry(raw, where))
     return entries
 

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rolechat.limits import InputError, load_json
+
 __all__ = [
     "AVATAR",
     "MANIFEST",
@@ -31,6 +33,7 @@ __all__ = [
     "PersonaEntry",
     "discover",
     "check_name",
+    "folders_stamp",
 ]
 
 MANIFEST = "persona.json"
@@ -105,10 +108,10 @@ class PersonaManifest:
     def load(cls, folder: str | Path) -> PersonaManifest:
         path = Path(folder) / MANIFEST
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = load_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PersonaError(f"{path}: missing (every persona folder needs a {MANIFEST})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (InputError, UnicodeDecodeError) as exc:  # bad JSON, or nested beyond what anything can walk
             raise PersonaError(f"{path}: invalid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise PersonaError(f"{path}: expected a JSON object")
@@ -160,6 +163,29 @@ def _inspect(folder: Path) -> PersonaEntry:
     if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         return PersonaEntry(manifest.name, folder, manifest, f"{folder}: adapter weights missing")
     return PersonaEntry(manifest.name, folder, manifest)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def folders_stamp(roots: Iterable[str | Path]) -> tuple:
+    """What changes whenever a persona folder is added, removed or rewritten: the modification times of each
+    root, each folder under it and the files `discover` reads. Stats only (nothing is read), so checking it
+    costs microseconds per persona where a rescan reads every manifest (a second with large cards)."""
+    stamp: list[tuple] = []
+    for root in roots:
+        root = Path(root).expanduser()
+        stamp.append((str(root), _mtime(root)))
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            files = (MANIFEST, "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+            stamp.append((folder.name, _mtime(folder), *(_mtime(folder / f) for f in files)))
+    return tuple(stamp)
 
 
 def discover(roots: Iterable[str | Path]) -> list[PersonaEntry]:

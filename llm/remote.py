@@ -23,7 +23,7 @@ from typing import Any
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import GenerationStats
 from rolechat.llm.loader import LoadError, ResolvedModel, fingerprint, resolve_model
-from rolechat.llm.personas import BASE_PERSONA, discover
+from rolechat.llm.personas import BASE_PERSONA, discover, folders_stamp
 from rolechat.llm.runtime import Runtime, RuntimeInfo
 from rolechat.llm.templates import resolve_format, stop_token_ids
 
@@ -207,6 +207,7 @@ class RemoteRuntime(Runtime):
     def reload_personas(self) -> list[Any]:
         """Persona folders as in-process; an adapter persona is usable when the server serves it by name."""
         with self._lock:
+            self._persona_stamp = folders_stamp(self.persona_roots())  # before the scan: a change during it counts
             self._served = self._served_models()
             served = {m["id"] for m in self._served}
             self._entries, self._loaded, self._prompt_only = {}, {}, set()

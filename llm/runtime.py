@@ -27,7 +27,14 @@ from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.encoding import encode_prompt, fit_prompt
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, load_model_and_tokenizer, resolve_model, same_base
-from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, discover
+from rolechat.llm.personas import (
+    BASE_PERSONA,
+    PersonaEntry,
+    PersonaError,
+    PersonaManifest,
+    discover,
+    folders_stamp,
+)
 from rolechat.llm.templates import ChatFormat, resolve_format, stop_token_ids
 
 __all__ = ["Runtime", "RuntimeInfo", "describe", "load_runtime", "persona_roots"]
@@ -177,9 +184,17 @@ class Runtime:
             self.model.delete_adapter(name)
             self._layers = None
 
+    def refresh_personas(self) -> list[PersonaEntry]:
+        """`reload_personas` when a persona folder changed since the last scan, else the personas as they are: a
+        request naming an unknown model costs a few stats, not a read of every persona (nor the model lock)."""
+        if folders_stamp(self.persona_roots()) == getattr(self, "_persona_stamp", None):
+            return self.personas()
+        return self.reload_personas()
+
     def reload_personas(self) -> list[PersonaEntry]:
         """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
         with self._exclusive(), self._lock:
+            self._persona_stamp = folders_stamp(self.persona_roots())  # before the scan: a change during it counts
             entries = discover(self.persona_roots())
             found = {e.name for e in entries}
             for name in list(self._loaded):

@@ -138,6 +138,14 @@ class RAGConfig:
         ),
     )
     max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
+    max_expanded_mb: float = field(
+        default=50.0,
+        metadata=_help(
+            "most MB a docx may inflate to, all its parts together (its XML is parsed whole: about 1.5 s and 20 MB of "
+            "memory per MB); a larger one, or one with a part inflating over 100 times (a zip bomb), is reported "
+            "as failed, unread"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.embedder_backend not in BACKENDS:
@@ -163,9 +171,15 @@ class RAGConfig:
         for name in ("dense_weight", "bm25_weight", "max_file_mb", "coverage_weight", "sentence_weight", "lead_weight"):
             if float(getattr(self, name)) < 0:
                 raise ConfigError(f"rag.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not float(self.max_expanded_mb) > 0:
+            raise ConfigError(f"rag.max_expanded_mb must be > 0, got {self.max_expanded_mb!r}")
         if self.chroma_url and not self.chroma_url.startswith(("http://", "https://")):
             raise ConfigError(f"rag.chroma_url must start with http:// or https://, got {self.chroma_url!r}")
         if self.prompt and not all(key in self.prompt for key in ("{context}", "{question}")):
             raise ConfigError("rag.prompt must contain {context} and {question}")
         if self.condense_prompt and not all(key in self.condense_prompt for key in ("{chat_history}", "{question}")):
             raise ConfigError("rag.condense_prompt must contain {chat_history} and {question}")
+
+    @property
+    def max_expanded_bytes(self) -> int:
+        return int(self.max_expanded_mb * 1e6)

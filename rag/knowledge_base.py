@@ -208,6 +208,17 @@ class _Group:
     jobs: list
 
 
+@dataclass
+class _Run:
+    """One index run's bookkeeping: its report, the files known before it, Chroma's ids, files to rewrite."""
+
+    report: IndexReport
+    known: dict[str, FileRow]
+    chroma_ids: set[str]
+    dirty: set[str]  # files whose chunks Chroma lost (an interrupted run): written again even if unchanged
+    seen: set[str] = field(default_factory=set)
+
+
 def _walk(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
     """(files to consider, roots) for the given files and folders; hidden files and folders are ignored."""
     files: list[Path] = []
@@ -354,26 +365,59 @@ class KnowledgeBase:
 
     # ----------------------------------------------------------------- indexing
     def index(self, paths: Sequence[str | os.PathLike], progress: ProgressCallback | None = None) -> IndexReport:
-        """Bring the knowledge base in step with `paths` (files and folders). Returns what happened."""
+        """Bring the knowledge base in step with `paths` (files and folders). Returns what happened.
+
+        One file that cannot be read (too large, a zip bomb, nested too deep, a reader's own crash) is reported
+        as failed or skipped with the reason; the others are indexed, and nothing indexed before is lost."""
         started = time.perf_counter()
         notify = progress or (lambda p: None)
         report = IndexReport(self.name)
         files, roots = _walk(paths)
-        manifest = self.manifest
         self._check_settings(report)
-        manifest.set(name=self.name, collection=self.collection_name())
+        self.manifest.set(name=self.name, collection=self.collection_name())
+        run = self._start_run(report)
+        pending: list[tuple[FileRow, list[ChunkRow], str]] = []
+        pending_chunks = 0
+        previous: _Group | None = None
+        queue = _EmbedQueue(self.embeddings, self.cfg.batch_size)
+        try:
+            for number, path in enumerate(files, 1):
+                notify(Progress("scan", number, len(files), str(path)))
+                read = self._read_one(path, run)
+                if read is None:
+                    continue
+                pending.append(read)
+                pending_chunks += len(read[1])
+                if pending_chunks >= _FLUSH_CHUNKS:
+                    # This group embeds in the background while the next one is read; the one before is stored.
+                    group = self._submit(pending, queue)
+                    if previous is not None:
+                        self._store(previous, run.chroma_ids, report, notify)
+                    previous, pending, pending_chunks = group, [], 0
+            for group in (previous, self._submit(pending, queue)):
+                self._store(group, run.chroma_ids, report, notify)
+        finally:
+            queue.close()
+        self._finish_run(run, roots)
+        report.seconds = round(time.perf_counter() - started, 3)
+        notify(Progress("done", len(files), len(files)))
+        return report
 
-        collection = self.collection
+    def _start_run(self, report: IndexReport) -> _Run:
+        """What a run starts from: the files known, Chroma repaired against the manifest, the readers' version."""
+        manifest = self.manifest
         known = manifest.files()
         stored_loaders = manifest.get("loader_version")
-        if known and stored_loaders != LOADER_VERSION:
+        if not known:  # nothing was read by other readers: a first run killed midway must not look like a change
+            manifest.set(loader_version=LOADER_VERSION)
+        elif stored_loaders != LOADER_VERSION:
             report.reread = (
                 f"rolechat's file readers changed (version {stored_loaders or 1} -> {LOADER_VERSION}): "
                 "every file is read again; chunks whose text is unchanged keep their vectors"
             )
             log.warning("%s: %s", self.name, report.reread)
         manifest_ids = manifest.chunk_ids()
-        chroma_ids = all_ids(collection)
+        chroma_ids = all_ids(self.collection)
         stray = chroma_ids - manifest_ids
         if stray:
             self._delete(list(stray))
@@ -381,74 +425,63 @@ class KnowledgeBase:
             report.repaired = len(stray)
             log.info("removed %d Chroma records left by an interrupted run", len(stray))
         missing = manifest_ids - chroma_ids
-        dirty_paths = {c.path for c in manifest.chunks(missing)} if missing else set()
+        dirty = {c.path for c in manifest.chunks(missing)} if missing else set()
+        return _Run(report, known, chroma_ids, dirty)
 
-        seen: set[str] = set()
-        pending: list[tuple[FileRow, list[ChunkRow], str]] = []
-        pending_chunks = 0
-        max_bytes = int(self.cfg.max_file_mb * 1e6)
-        previous: _Group | None = None
-        queue = _EmbedQueue(self.embeddings, self.cfg.batch_size)
+    def _read_one(self, path: Path, run: _Run) -> tuple[FileRow, list[ChunkRow], str] | None:
+        """One file read and split: (row, chunks, status) to store, or None when its outcome is reported already."""
+        key, report = str(path), run.report
+        kind = SUPPORTED.get(path.suffix.lower())
+        if kind is None:
+            report.files.append(FileOutcome(key, "skipped", reason=f"unsupported type {path.suffix or '(none)'}"))
+            return None
+        run.seen.add(key)
         try:
-            for number, path in enumerate(files, 1):
-                key = str(path)
-                notify(Progress("scan", number, len(files), key))
-                kind = SUPPORTED.get(path.suffix.lower())
-                if kind is None:
-                    reason = f"unsupported type {path.suffix or '(none)'}"
-                    report.files.append(FileOutcome(key, "skipped", reason=reason))
-                    continue
-                seen.add(key)
-                try:
-                    size = path.stat().st_size
-                    if size > max_bytes:
-                        raise LoadError(f"too large ({size / 1e6:.1f} MB > {self.cfg.max_file_mb:g} MB)")
-                    data = path.read_bytes()
-                except OSError as exc:
-                    report.files.append(FileOutcome(key, "failed", reason=f"cannot read: {exc.strerror or exc}"))
-                    continue
-                except LoadError as exc:
-                    report.files.append(FileOutcome(key, "skipped", reason=str(exc)))
-                    continue
-                digest = _sha(data)
-                old = known.get(key)
-                if old is not None and old.sha256 == digest and key not in dirty_paths and not report.reread:
-                    report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
-                    continue
-                try:
-                    if not data.strip():
-                        raise LoadError("empty file")
-                    loaded = parse(kind, path, data)
-                    pieces = split_file(
-                        loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap, self._max_tokens()
-                    )
-                except LoadError as exc:
-                    report.files.append(FileOutcome(key, "failed", reason=str(exc)))
-                    if old is not None:  # it was good before: its old chunks no longer describe the file
-                        self._remove_file(key, chroma_ids, report)
-                    continue
-                row = FileRow(key, digest, len(data), loaded.kind, loaded.encoding, len(pieces))
-                chunks = self._chunk_rows(key, pieces)
-                row.chunks = len(chunks)
-                pending.append((row, chunks, "updated" if old is not None else "indexed"))
-                pending_chunks += len(chunks)
-                if pending_chunks >= _FLUSH_CHUNKS:
-                    # This group embeds in the background while the next one is read; the one before is stored.
-                    group = self._submit(pending, queue)
-                    if previous is not None:
-                        self._store(previous, chroma_ids, report, notify)
-                    previous, pending, pending_chunks = group, [], 0
-            for group in (previous, self._submit(pending, queue)):
-                self._store(group, chroma_ids, report, notify)
-        finally:
-            queue.close()
+            size = path.stat().st_size
+            if size > self.cfg.max_file_mb * 1e6:
+                raise LoadError(f"too large ({size / 1e6:.1f} MB > {self.cfg.max_file_mb:g} MB)")
+            data = path.read_bytes()
+        except OSError as exc:
+            report.files.append(FileOutcome(key, "failed", reason=f"cannot read: {exc.strerror or exc}"))
+            return None
+        except LoadError as exc:
+            report.files.append(FileOutcome(key, "skipped", reason=str(exc)))
+            return None
+        digest = _sha(data)
+        old = run.known.get(key)
+        fresh = old is not None and old.sha256 == digest and key not in run.dirty
+        if fresh and not report.reread:
+            report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
+            return None
+        try:
+            if not data.strip():
+                raise LoadError("empty file")
+            loaded = parse(kind, path, data, self.cfg.max_expanded_bytes)
+            pieces = split_file(
+                loaded, self._count_tokens, self.cfg.chunk_size, self.cfg.chunk_overlap, self._max_tokens()
+            )
+        except Exception as exc:  # LoadError, or a reader's own failure: this file fails, the others go on
+            reason = str(exc) if isinstance(exc, LoadError) else f"unreadable ({type(exc).__name__}: {exc})"[:300]
+            log.debug("%s: %s", key, reason, exc_info=not isinstance(exc, LoadError))
+            report.files.append(FileOutcome(key, "failed", reason=reason))
+            if old is not None:  # it was good before: its old chunks no longer describe the file
+                self._remove_file(key, run.chroma_ids, report)
+            return None
+        chunks = self._chunk_rows(key, pieces)
+        if fresh and {c.id for c in chunks} == self.manifest.chunk_ids(key):  # read again, and nothing changed
+            report.files.append(FileOutcome(key, "unchanged", old.chunks, old.encoding))
+            return None
+        row = FileRow(key, digest, len(data), loaded.kind, loaded.encoding, len(chunks))
+        return row, chunks, "updated" if old is not None else "indexed"
 
-        for key in sorted(set(known) - seen):
+    def _finish_run(self, run: _Run, roots: list[Path]) -> None:
+        """Files gone from the folders indexed are removed; the readers' version, BM25 and the totals follow."""
+        manifest, known, report = self.manifest, run.known, run.report
+        for key in sorted(set(known) - run.seen):
             if _under(key, roots):
-                self._remove_file(key, chroma_ids, report)
+                self._remove_file(key, run.chroma_ids, report)
                 report.files.append(FileOutcome(key, "removed", known[key].chunks))
-
-        if all(key in seen or _under(key, roots) for key in known):
+        if all(key in run.seen or _under(key, roots) for key in known):
             # only now, and only once every file was read: a killed run, or one over some of the folders,
             # leaves files read by the old readers, and the next run reads them again
             manifest.set(loader_version=LOADER_VERSION)
@@ -456,10 +489,7 @@ class KnowledgeBase:
         self._sync_bm25(force=bool(changed), load=False)
         if changed:
             manifest.prune_vectors()
-        report.chunks_total = len(chroma_ids)
-        report.seconds = round(time.perf_counter() - started, 3)
-        notify(Progress("done", len(files), len(files)))
-        return report
+        report.chunks_total = len(run.chroma_ids)
 
     def _check_settings(self, report: IndexReport) -> None:
         """Record the settings on the first run; rebuild when the splitter's changed. The embedder of a rolechat

@@ -98,19 +98,26 @@ _SERVER_SCRIPT = """
 import json, sys
 import uvicorn
 from rolechat.api import ServerConfig, create_app
+from rolechat.conversation import ConversationConfig, Engine
 from rolechat.llm import LLMConfig, Runtime
 
-model, port, server = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+model, port, server, chat = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 runtime = Runtime.load(LLMConfig(model=model))
-app = create_app(runtime, ServerConfig(port=port, **server))
+app = create_app(runtime, ServerConfig(port=port, **server), Engine(runtime, chat_cfg=ConversationConfig(**chat)))
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
 """
 
 
+class ServerURL(str):
+    """The base URL of a server process, with the process itself (`.process`) for tests that stop it."""
+
+    process: Any
+
+
 @contextmanager
-def server_process(model_dir: Any, **server: Any) -> Iterator[str]:
+def server_process(model_dir: Any, chat: dict | None = None, **server: Any) -> Iterator[ServerURL]:
     """`rolechat serve` as users run it: its own process (its own interpreter lock), stopped with SIGTERM,
-    which must end it promptly whatever it is doing. Yields the base URL."""
+    which must end it promptly whatever it is doing. `chat`: ConversationConfig fields. Yields the base URL."""
     import json
     import subprocess
     import sys
@@ -121,9 +128,11 @@ def server_process(model_dir: Any, **server: Any) -> Iterator[str]:
     port = free_port()
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER_SCRIPT, str(model_dir), str(port), json.dumps(server)], cwd=root
+        [sys.executable, "-c", _SERVER_SCRIPT, str(model_dir), str(port), json.dumps(server), json.dumps(chat or {})],
+        cwd=root,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.process = proc
     try:
         deadline = time.time() + 120
         while True:

@@ -106,3 +106,34 @@ def test_an_upload_over_the_limit_is_a_413(tiny_qwen2, tmp_path):
     with running(app) as url:
         resp = httpx.post(url + "/v1/knowledge_bases/demo-kb/documents", files={"files": ("big.txt", b"x" * 10000)})
         assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
+
+
+def test_no_answer_names_a_server_path(kb_client, tmp_path):
+    """Documents, search hits, chat sources and index reports name documents by their id: an upload's file
+    name, or the path below the folder indexed; never where the server keeps them."""
+    import json
+
+    from rolechat import settings
+
+    docs = kb_client.get("/v1/knowledge_bases/demo-kb/documents").json()["data"]
+    assert sorted(d["id"] for d in docs) == ["docs/天气.txt", "docs/熊猫.md"]
+    job = wait_for(
+        kb_client,
+        kb_client.post(
+            "/v1/knowledge_bases/demo-kb/documents", files={"files": ("长城.txt", "长城很长。".encode())}
+        ).json(),
+    )
+    assert [f["path"] for f in job["report"]["files"]] == ["长城.txt"]
+    docs = kb_client.get("/v1/knowledge_bases/demo-kb/documents").json()
+    hits = kb_client.post("/v1/knowledge_bases/demo-kb/search", json={"query": "熊猫 长城", "mode": "bm25"}).json()
+    chat = kb_client.post(
+        "/v1/chat/completions",
+        json={"knowledge_base": "demo-kb", "messages": [{"role": "user", "content": "熊猫"}], "max_tokens": 2},
+    ).json()
+    assert {h["source"] for h in hits["data"]} <= {"docs/天气.txt", "docs/熊猫.md", "长城.txt"}
+    assert {s["source"] for s in chat["sources"]} <= {"docs/天气.txt", "docs/熊猫.md", "长城.txt"}
+    for body in (docs, hits, chat, job):
+        text = json.dumps(body, ensure_ascii=False)
+        assert str(tmp_path) not in text and str(settings.home()) not in text
+    deleted = kb_client.delete("/v1/knowledge_bases/demo-kb/documents/docs/熊猫.md").json()
+    assert deleted["id"] == "docs/熊猫.md" and deleted["chunks_removed"] >= 1

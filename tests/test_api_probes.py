@@ -400,6 +400,111 @@ def test_the_key_can_come_from_a_file_or_the_environment(runtime, tmp_path, monk
         assert httpx.get(url + "/v1/models").status_code == 401
 
 
+def test_a_key_with_whitespace_around_it_is_trimmed_at_start_up_and_inside_it_is_refused(runtime, monkeypatch, caplog):
+    from rolechat import settings
+
+    monkeypatch.setenv("ROLECHAT_SERVER_API_KEY", "from-env\n")  # ROLECHAT_SERVER_API_KEY=$(cat key)
+    with caplog.at_level(logging.WARNING):
+        server = settings.build(ServerConfig, "server", {})
+    assert server.key() == "from-env" and "trimmed" in caplog.text
+    with running(create_app(runtime, server)) as url:
+        assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
+    monkeypatch.setenv("ROLECHAT_SERVER_API_KEY", "two words")
+    with pytest.raises(ValueError, match="must not contain whitespace"):
+        settings.build(ServerConfig, "server", {})
+
+
+def test_a_body_that_is_not_utf8_is_invalid_json(runtime):
+    engine, server = serve(runtime)
+    with server as url:
+        resp = httpx.post(
+            url + "/v1/chat/completions",
+            content=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_json"
+
+
+def test_no_answer_names_a_server_folder(runtime, tiny_qwen2):
+    engine, server = serve(runtime)
+    with server as url, httpx.Client(base_url=url, timeout=30) as client:
+        health, models = client.get("/health").json(), client.get("/v1/models").json()
+        assert health["model"] == tiny_qwen2.name and models["data"][0]["root"] == tiny_qwen2.name
+        reply = client.post("/v1/chat/completions", json={"model": tiny_qwen2.name, "messages": HELLO, "max_tokens": 1})
+        assert reply.status_code == 200  # the folder's name works as the base model's id
+        unknown = client.post("/v1/chat/completions", json={"model": "nobody", "messages": HELLO})
+        for body in (health, models, unknown.json()):
+            assert str(tiny_qwen2.parent) not in json.dumps(body, ensure_ascii=False)
+
+
+def test_an_unknown_model_rescans_the_personas_only_when_a_folder_changed(runtime, monkeypatch):
+    from rolechat.conversation.card import Character
+    from rolechat.conversation.characters import save_character
+
+    scans = []
+    monkeypatch.setattr(runtime, "reload_personas", lambda real=runtime.reload_personas: scans.append(1) or real())
+    engine, server = serve(runtime)
+    with server as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(3):
+            assert client.post("/v1/chat/completions", json={"model": "later", "messages": HELLO}).status_code == 404
+        assert client.get("/v1/models").status_code == 200
+        assert len(scans) <= 1  # the first look may find the folders changed since the runtime loaded
+        save_character(Character(name="后来者"), "later")  # a character imported while the server runs
+        reply = client.post("/v1/chat/completions", json={"model": "later", "messages": HELLO, "max_tokens": 1})
+        assert reply.status_code == 200 and len(scans) <= 2
+
+
+# -- hostile cards -----------------------------------------------------------------------------------------
+
+
+def _backtracking_character(name: str, pattern: str) -> None:
+    from rolechat.conversation.card import Character
+    from rolechat.conversation.characters import save_character
+    from rolechat.conversation.lorebook import Lorebook, LoreEntry
+
+    book = Lorebook(entries=[LoreEntry(keys=[f"/{pattern}/"], content="回溯的设定", comment="回溯")])
+    save_character(Character(name=name, character_book=book), name)
+
+
+def test_a_backtracking_lorebook_key_blocks_neither_health_nor_other_requests_nor_sigterm(tiny_qwen2):
+    """The issue's probe: a card whose key backtracks for hours on "aaa…!". Its request takes the pattern's time
+    limit (3 s here) and no more; /health, probed from a third process, and another chat answer meanwhile;
+    SIGTERM during a second such match stops the server at once."""
+    _backtracking_character("slow", "(a|aa)+$")
+    _backtracking_character("slow2", "(a|aa)+(?:$)")
+    with server_process(tiny_qwen2, chat={"lore_regex_timeout": 3.0, "lore_scan_seconds": 30.0}) as url:
+        prober = subprocess.Popen(
+            [sys.executable, "-c", _PROBE_SCRIPT, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        body = {"model": "slow", "messages": [{"role": "user", "content": "a" * 47 + "!"}], "max_tokens": 2}
+
+        async def both() -> tuple[httpx.Response, httpx.Response, float]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                slow = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+                await asyncio.sleep(0.5)
+                start = time.perf_counter()
+                other = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
+                other_seconds = time.perf_counter() - start
+                return await slow, other, other_seconds
+
+        try:
+            slow, other, other_seconds = asyncio.run(both())
+        finally:
+            out, _ = prober.communicate("", timeout=60)
+        assert slow.status_code == 200 and other.status_code == 200 and other_seconds < 2.5
+        latencies = json.loads(out)
+        assert len(latencies) >= 20 and max(latencies) < 1.0, sorted(latencies)[-5:]
+        stuck = subprocess.Popen(  # a second request, into a fresh pattern's 3 s of backtracking
+            [sys.executable, "-c", f"import httpx; httpx.post({url + '/v1/chat/completions'!r}, json={body!r})"]
+        )
+        time.sleep(1.0)
+        start = time.perf_counter()
+        url.process.terminate()
+        url.process.wait(timeout=20)
+        assert time.perf_counter() - start < 5  # uvicorn's graceful shutdown is 2 s here
+        stuck.wait(timeout=20)
+
+
 # -- metrics -----------------------------------------------------------------------------------------------
 
 

@@ -44,6 +44,13 @@ def wait_for_exit(pid: int) -> None:
         time.sleep(0.5)
 
 
+def test_a_nul_byte_in_the_path_field_is_an_error_on_the_page_not_an_exception(monkeypatch, tiny_qwen2, tmp_path):
+    at = train_page(monkeypatch, tiny_qwen2)
+    use_path(at, f"{tmp_path}/data\x00.json")
+    assert not at.exception
+    assert any("data\\0.json" in e.value for e in at.error), [e.value for e in at.error]
+
+
 def test_sample_datasets_are_offered_with_suggested_persona_settings(monkeypatch, tiny_qwen2):
     at = train_page(monkeypatch, tiny_qwen2)
     assert not at.exception

@@ -31,7 +31,13 @@ ALLOWED: dict[str, set[str]] = {
 }
 # where each layer's source lives (the rolechat.* import name -> folder mapping is pyproject's package-dir)
 SOURCES: dict[str, list[str]] = {
-    "settings": ["rolechat/__init__.py", "rolechat/settings.py", "rolechat/encoder.py", "rolechat/charsmap.py"],
+    "settings": [
+        "rolechat/__init__.py",
+        "rolechat/settings.py",
+        "rolechat/limits.py",
+        "rolechat/encoder.py",
+        "rolechat/charsmap.py",
+    ],
     "llm": ["llm"],
     "rag": ["rag"],
     "finetune": ["finetune"],
@@ -44,6 +50,7 @@ PREFIXES = [
     ("rolechat.settings", "settings"),
     ("rolechat.encoder", "settings"),
     ("rolechat.charsmap", "settings"),
+    ("rolechat.limits", "settings"),
     ("rolechat.llm", "llm"),
     ("rolechat.rag", "rag"),
     ("rolechat.finetune", "finetune"),

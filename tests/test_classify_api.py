@@ -39,6 +39,11 @@ def test_bad_requests_get_4xx_in_the_api_error_shape(client):
     missing = client.post("/v1/classify", json={"model": "nope", "input": "好"})
     assert missing.status_code == 404
     assert missing.json()["error"]["param"] == "model" and "nope" in missing.json()["error"]["message"]
+    assert "sentiment" in missing.json()["error"]["message"]  # the classifiers there are, by name
+    assert "/" not in missing.json()["error"]["message"]  # no server folder
+    extra = client.post("/v1/classify", json={"model": "sentiment", "input": "好", "temperature": 0})
+    assert extra.status_code == 400 and extra.json()["error"]["code"] == "unknown_parameter"
+    assert extra.json()["error"]["param"] == "temperature"
     assert client.post("/v1/classify", json={"model": "/etc", "input": "好"}).status_code == 404  # names only
     assert client.post("/v1/classify", json={"model": "sentiment", "input": []}).status_code == 400
     assert client.post("/v1/classify", json={"model": "sentiment", "input": ["好", " "]}).status_code == 400

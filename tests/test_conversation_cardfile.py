@@ -280,3 +280,60 @@ def test_reads_a_charx_archive_and_its_main_icon(tmp_path):
         archive.writestr("readme.txt", "no card")
     with pytest.raises(CardError, match="empty.charx: CHARX archive has no card.json"):
         read_card(empty)
+
+
+# -- hostile files: a clear error naming the file, never a traceback -------------------------------------------
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_cards_nested_too_deep_are_refused_naming_the_file(tmp_path):
+    as_json = tmp_path / "deep.json"
+    as_json.write_text('{"name": "深", "data": ' + deep(100_000) + "}", encoding="utf-8")
+    with pytest.raises(CardError, match=r"^deep\.json: nested deeper than 100 levels"):
+        read_card(as_json)
+    as_png = tmp_path / "deep.png"
+    info = PngInfo()
+    info.add_text("chara", base64.b64encode(('{"name": "深", "x": ' + deep(100_000) + "}").encode()).decode())
+    Image.new("RGB", (4, 4)).save(as_png, pnginfo=info)
+    with pytest.raises(CardError, match=r"^deep\.png: PNG text chunk 'chara': nested deeper than 100 levels"):
+        read_card(as_png)
+    # shallow enough for the parser, too deep for what reads it after (copy, json.dumps): the field is named
+    extensions = tmp_path / "ext.json"
+    extensions.write_text(
+        '{"spec": "chara_card_v2", "data": {"name": "深", "extensions": ' + '{"a": ' * 900 + "{}" + "}" * 900 + "}}",
+        encoding="utf-8",
+    )
+    with pytest.raises(CardError, match=r"^ext\.json: nested deeper than 100 levels \(at data\.extensions\.a\.a"):
+        read_card(extensions)
+    with pytest.raises(CardError, match=r"^deep\.json: nested deeper"):
+        read_lorebook(as_json)
+
+
+def test_files_over_the_size_limit_are_refused_before_reading(tmp_path):
+    path = write_json(tmp_path / "big.json", card(description="长" * 1000))
+    assert read_card(path).description == "长" * 1000
+    with pytest.raises(
+        CardError, match=r"^big\.json: 0\.0 MB is larger than the limit of 0\.001 MB \(chat\.card_max_mb\)"
+    ):
+        read_card(path, max_bytes=1000)
+    with pytest.raises(CardError, match="chat.card_max_mb"):
+        read_lorebook(path, max_bytes=1000)
+
+
+def test_a_charx_bomb_and_a_pixel_bomb_are_refused(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.charx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("card.json", json.dumps(card(description=" " * 5_000_000)))
+    with pytest.raises(CardError, match=r"^bomb\.charx: archive member card\.json expands \d+ times"):
+        read_card(bomb)
+    pixels = tmp_path / "pixels.png"  # 100 million pixels in 12 KB: Pillow would warn, then decode 100 MB
+    info = PngInfo()
+    info.add_text("chara", base64.b64encode(json.dumps(card()).encode()).decode())
+    Image.new("1", (10_000, 10_000)).save(pixels, pnginfo=info)
+    with pytest.raises(CardError, match=r"^pixels\.png: the picture is too large to read"):
+        read_card(pixels)

@@ -235,6 +235,26 @@ def test_the_chat_section_validates_its_budgets():
         ConversationConfig(history_tokens=-1)
     with pytest.raises(ConfigError, match="chat.lore_tokens must be a whole number"):
         ConversationConfig(lore_tokens="many")
+    with pytest.raises(ConfigError, match="chat.lore_regex_timeout must be a number > 0"):
+        ConversationConfig(lore_regex_timeout=0)
+    with pytest.raises(ConfigError, match="chat.lore_max_checks must be >= 1"):
+        ConversationConfig(lore_max_checks=0)
+
+
+def test_an_entry_whose_key_pattern_takes_too_long_is_off_with_a_notice_in_what_the_model_saw(runtime):
+    from rolechat.conversation import lorebook
+
+    lorebook._matcher.cache_clear()  # a pattern that timed out stays off for the process
+    slow = LoreEntry(keys=["/(a|aa)+$/"], content="不该出现的设定", comment="回溯")
+    book = Lorebook(entries=[slow, LoreEntry(keys=["!"], content="叹号设定", comment="叹号")])
+    engine = Engine(runtime, chat_cfg=ConversationConfig(lore_regex_timeout=0.05))
+    turn = engine.prepare("a" * 47 + "!", character=character(character_book=book), params={"max_new_tokens": 8})
+    lorebook._matcher.cache_clear()
+    notices = [p for p in turn.parts if p.kind == "notice"]
+    assert [p.label for p in turn.parts if p.kind.startswith("lore")] == ["triggered: 叹号"]
+    assert len(notices) == 1 and "'回溯'" in notices[0].text and "chat.lore_regex_timeout" in notices[0].text
+    sent = "".join(m["content"] for m in turn.messages)
+    assert "叹号设定" in sent and "不该出现" not in sent and notices[0].text not in sent
 
 
 # -- knowledge bases --------------------------------------------------------------------------------------

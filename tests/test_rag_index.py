@@ -204,13 +204,34 @@ def test_changed_file_readers_reread_every_file_once_keeping_unchanged_vectors(t
 
     monkeypatch.setattr(kb_module, "LOADER_VERSION", "99")  # same bytes may now give other text
     partial = kb.index([b])  # one folder: a's files are still as the old readers read them
-    assert "version 2 -> 99" in partial.reread and partial.summary()["updated"] == 1
-    assert emb.calls == [] and assert_consistent(kb) == before  # same text: nothing re-embedded
+    # read again, the same text came out: reported unchanged, nothing re-embedded
+    assert "version 2 -> 99" in partial.reread and partial.summary()["unchanged"] == 1
+    assert emb.calls == [] and assert_consistent(kb) == before
     full = kb.index([a, b])
-    assert full.reread and full.summary()["updated"] == 4 and emb.calls == []
+    assert full.reread and full.summary()["unchanged"] == 4 and emb.calls == []
     again = kb.index([a, b])
     assert not again.reread and again.summary()["unchanged"] == 4
     assert assert_consistent(kb) == before
+    (b / "新闻.txt").write_text(sentences("快讯", 5), encoding="utf-8")
+    monkeypatch.setattr(kb_module, "LOADER_VERSION", "100")
+    changed = kb.index([a, b])
+    assert changed.reread and changed.summary() == {**changed.summary(), "unchanged": 3, "updated": 1}
+
+
+def test_a_first_run_killed_midway_is_not_taken_for_changed_readers(tmp_path, emb, monkeypatch):
+    corpus = write_corpus(tmp_path / "docs")
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(KnowledgeBase, "_finish_run", killed)  # every file is stored, the run never ends
+        with pytest.raises(KeyboardInterrupt):
+            kb.index([corpus])
+    kb.close()
+    again = KnowledgeBase("manual", small_cfg(), embeddings=emb).index([corpus])
+    assert again.reread == "" and again.summary()["unchanged"] == 3 and again.summary()["updated"] == 0
 
 
 def test_stray_and_missing_chroma_records_are_repaired(tmp_path, emb):
@@ -290,3 +311,66 @@ def test_killed_run_then_rerun_equals_uninterrupted_run(tmp_path):
     clean.index([corpus])
     expected = assert_consistent(clean)
     assert resumed == expected
+
+
+def docx_bomb(path: Path, megabytes: float, varied: bool = False) -> Path:
+    """A real docx whose document.xml inflates to `megabytes` of empty paragraphs (a few KB compressed), or
+    `varied` numbered ones (no bomb: they compress about 10 times)."""
+    import io
+    import zipfile
+
+    import docx
+
+    buffer = io.BytesIO()
+    document = docx.Document()
+    document.add_paragraph("开头")
+    document.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                body = (
+                    "".join(
+                        f"<w:p><w:r><w:t>{i * 7919 % 100003}</w:t></w:r></w:p>" for i in range(int(megabytes * 28_000))
+                    )
+                    if varied
+                    else "<w:p/>" * int(megabytes * 1_000_000 // 6)
+                )
+                data = data.replace(b"<w:body>", b"<w:body>" + body.encode())
+            out.writestr(item.filename, data)
+    return path
+
+
+def test_hostile_files_fail_one_by_one_and_the_good_ones_are_searchable(tmp_path, emb, monkeypatch):
+    import rolechat.rag.knowledge_base as kb_module
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(10):
+        (docs / f"好{i}.md").write_text(f"# 第{i}篇\n\n" + sentences(f"主题{i}", 3), encoding="utf-8")
+    (docs / "深.json").write_text("[" * 1000 + "]" * 1000, encoding="utf-8")  # 2 KB, 1,000 levels deep
+    docx_bomb(docs / "炸弹.docx", 6)
+    (docs / "坏.html").write_text("<p>会让读取器崩溃</p>", encoding="utf-8")
+    real_parse = kb_module.parse
+
+    def crashing(kind, path, data, max_expanded=None):  # a reader's own bug must fail its file only
+        if kind == "html":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_parse(kind, path, data, max_expanded)
+
+    monkeypatch.setattr(kb_module, "parse", crashing)
+    report = KnowledgeBase("manual", small_cfg(), embeddings=emb).index([docs])
+    outcome = {Path(f.path).name: f for f in report.files}
+    assert [n for n, f in outcome.items() if f.status == "indexed"] == [f"好{i}.md" for i in range(10)]
+    assert outcome["深.json"].status == "failed" and "nested deeper than 100 levels" in outcome["深.json"].reason
+    assert outcome["炸弹.docx"].status == "failed" and "zip bomb" in outcome["炸弹.docx"].reason
+    assert outcome["坏.html"].status == "failed" and "RecursionError" in outcome["坏.html"].reason
+    kb = KnowledgeBase("manual", small_cfg(), embeddings=emb)
+    assert Path(kb.search("主题7的第2条说明", k=1, mode="bm25")[0].metadata["source"]).name == "好7.md"
+    big = docx_bomb(tmp_path / "大.docx", 1, varied=True)  # 1 MB of XML: no bomb, but over a 0.5 MB limit
+    report = KnowledgeBase("manual", small_cfg(max_expanded_mb=0.5), embeddings=emb).index([big])
+    assert report.files[0].status == "failed" and "more than the limit of 0.5 MB (rag.max_expanded_mb)" in (
+        report.files[0].reason
+    )
+    assert len(KnowledgeBase("manual", small_cfg(), embeddings=emb).documents()) == 10  # nothing lost

@@ -54,6 +54,14 @@ def test_paths_inside_a_root_are_allowed_and_returned_resolved(tree):
     assert allowed_path(f"{tree}/data/docs/../docs", roots, shared=True) == (tree / "data/docs").resolve()
 
 
+@pytest.mark.parametrize("raw", ["data/a\x00b.json", "data/" + "a" * 300])
+def test_a_nul_byte_or_an_overlong_name_is_refused_not_raised(tree, raw):
+    for roots in ([str(tree / "data")], []):
+        with pytest.raises(PathRefused) as err:
+            allowed_path(f"{tree}/{raw}", roots, shared=False)
+        assert err.value.reason == "invalid" and "\x00" not in str(err.value)
+
+
 def test_dotdot_cannot_climb_out_of_a_root(tree):
     with pytest.raises(PathRefused) as err:
         allowed_path(f"{tree}/data/docs/../../secret", [str(tree / "data")], shared=False)

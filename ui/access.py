@@ -81,8 +81,9 @@ def is_shared(cfg: state.AppConfig, address: str) -> bool:
 
 class PathRefused(ValueError):
     """A typed path the app will not read. `reason`: "off" (no roots while shared), "outside" (not under a
-    root), "links" (a folder holding symlinks that lead out of the roots, listed in `links`) or "config"
-    (the `[app]` settings are invalid, so nothing is allowed; `error` says why)."""
+    root), "links" (a folder holding symlinks that lead out of the roots, listed in `links`), "config"
+    (the `[app]` settings are invalid, so nothing is allowed; `error` says why) or "invalid" (no path at all:
+    a NUL byte, a name too long; `error` says which)."""
 
     def __init__(
         self, reason: str, path: Path, roots: Sequence[Path], links: Sequence[Path] = (), error: str = ""
@@ -91,6 +92,7 @@ class PathRefused(ValueError):
         where = ", ".join(str(r) for r in self.roots) or "(none configured)"
         detail = {
             "config": f"invalid [app] settings: {error}",
+            "invalid": f"{path} is not a usable path ({error})",
             "off": "reading server paths is off while the app is served to others; set [app] path_roots",
             "outside": f"{path} is not inside the allowed folders: {where}",
             "links": f"{path} holds symlinks leading outside the allowed folders ({where}): "
@@ -102,6 +104,8 @@ class PathRefused(ValueError):
         """The refusal in the session's language."""
         if self.reason == "config":
             return t("config.error", error=self.error)
+        if self.reason == "invalid":
+            return t("access.path_invalid", path=self.path, error=self.error)
         roots = ", ".join(str(r) for r in self.roots)
         links = ", ".join(str(p) for p in self.links[:5]) + (" …" if len(self.links) > 5 else "")
         return t(f"access.path_{self.reason}", path=self.path, roots=roots, links=links)
@@ -129,7 +133,11 @@ def allowed_path(raw: str | os.PathLike, roots: Sequence[str | os.PathLike], *, 
     and a folder must not hold symlinked files that lead outside them. Without roots, any path is allowed
     unless `shared` (the app is served to others), when none is.
     """
-    path = Path(raw).expanduser().resolve()
+    try:  # a NUL byte or an over-long name is no path at all: refused, not a ValueError or OSError later
+        path = Path(raw).expanduser().resolve()
+        path.exists()
+    except (ValueError, OSError) as exc:
+        raise PathRefused("invalid", Path(str(raw).replace("\x00", "\\0")), [], error=str(exc)) from None
     real_roots = [Path(r).expanduser().resolve() for r in roots]
     if not real_roots:
         if shared:

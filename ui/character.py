@@ -31,23 +31,31 @@ def import_card(rt) -> None:
     """Sidebar: upload a character card; it is saved as a persona folder, the personas are rescanned, and the
     new character is selected on the next run."""
     flash = st.session_state.pop("import_flash", None)
-    with st.expander(t("side.import_card"), expanded=False):
+    risky = st.session_state.pop("import_risky", [])
+    with st.expander(t("side.import_card"), expanded=bool(risky)):
         if flash:
             st.success(flash)
+        for label, key in risky:
+            st.warning(t("side.import_risky", entry=label, key=key[:60]))
         upload = st.file_uploader(t("side.import_file"), type=["png", "json"], key="card_upload")
         overwrite = st.checkbox(t("side.import_overwrite"), key="card_overwrite")
         if not st.button(t("side.import_go"), key="card_import", disabled=upload is None, width="stretch"):
             return
+        from rolechat import settings
+        from rolechat.conversation import ConversationConfig
         from rolechat.conversation.characters import import_card as import_file
 
         try:
-            saved, character = import_file(upload.getvalue(), upload.name, overwrite=overwrite)
+            limit = settings.build(ConversationConfig, "chat", state.file_data()).card_max_bytes
+            saved, character = import_file(upload.getvalue(), upload.name, overwrite=overwrite, max_bytes=limit)
         except (ValueError, OSError) as exc:  # CardError names the file and field; an existing name says so
             st.error(t("side.import_failed", error=exc))
             return
         state.sync_personas(rt, force=True)
         st.session_state["persona_next"] = saved.name  # the picker is already drawn in this run
         st.session_state["import_flash"] = t("side.import_done", name=character.display_name)
+        book = character.character_book
+        st.session_state["import_risky"] = book.risky_keys() if book is not None else []
         st.rerun()
 
 

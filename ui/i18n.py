@@ -60,6 +60,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "不允许的路径：{path} 不在允许的文件夹里（{roots}）。",
         "Path refused: {path} is not inside the allowed folders ({roots}).",
     ),
+    "access.path_invalid": ("不是可用的路径：{path}（{error}）", "Not a usable path: {path} ({error})"),
     "access.path_links": (
         "不允许的路径：{path} 里有指向允许文件夹之外的符号链接：{links}",
         "Path refused: {path} holds symlinks that lead outside the allowed folders: {links}",
@@ -142,6 +143,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "side.import_go": ("导入", "Import"),
     "side.import_done": ("已导入角色「{name}」。", "Imported “{name}”."),
     "side.import_failed": ("导入失败：{error}", "Import failed: {error}"),
+    "side.import_risky": (
+        "设定条目「{entry}」的关键词 {key} 含嵌套量词，匹配可能极慢："
+        "每次匹配限时 chat.lore_regex_timeout 秒，超时的条目会被停用。",
+        "Lorebook entry “{entry}”: key {key} nests quantifiers, which can take exponential time to match; each match "
+        "gets chat.lore_regex_timeout seconds, and an entry whose key takes longer is turned off.",
+    ),
     "side.user_name": ("你的名字", "Your name"),
     "side.user_description": ("关于你（会告诉角色）", "About you (told to the character)"),
     "side.greeting": ("开场白", "Greeting"),
@@ -185,6 +192,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "part.post-history": ("历史后指令", "Post-history instructions"),
     "part.depth-prompt": ("角色备注", "Character's note"),
     "part.question": ("检索用的问题（不发送）", "Search question (not sent)"),
+    "part.notice": ("提示（不发送）", "Notice (not sent)"),
     "part.summary": ("早先对话的概要", "Summary of earlier turns"),
     # knowledge-base page
     "kb.title": ("知识库", "Knowledge bases"),

@@ -25,7 +25,7 @@ from rolechat.api.config import ServerConfig
 from rolechat.api.errors import install_error_handlers
 from rolechat.api.gate import Gate
 from rolechat.api.metrics import CONTENT_TYPE_LATEST, Metrics
-from rolechat.api.services import Services, services
+from rolechat.api.services import Services, public_model, services
 
 __all__ = ["create_app"]
 
@@ -73,7 +73,7 @@ def create_app(runtime: Any, server: ServerConfig | None = None, engine: Any = N
         info = svc.runtime.info
         return {
             "status": "ok",
-            "model": info.model_id,
+            "model": public_model(svc.runtime),
             "demo": info.is_demo,
             "in_flight": svc.admission.active,
             "queued": svc.admission.waiting,

@@ -22,8 +22,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from rolechat.api.errors import APIError, internal_error
+from rolechat.api.kb_routes import public_sources
 from rolechat.api.schemas import ChatRequest, RolechatOptions
-from rolechat.api.services import Services, services
+from rolechat.api.services import Services, public_model, services
 from rolechat.api.turns import (
     RelayResponse,
     check_prompt,
@@ -47,14 +48,14 @@ def _model_card(svc: Services, name: str, created: int) -> dict[str, Any]:
         "object": "model",
         "created": created,
         "owned_by": "rolechat",
-        "root": svc.runtime.info.model_id,
+        "root": public_model(svc.runtime),
     }
 
 
 @router.get("/v1/models")
 def list_models(request: Request) -> dict[str, Any]:
     svc = services(request)
-    svc.runtime.reload_personas()
+    svc.runtime.refresh_personas()
     now = int(time.time())
     return {"object": "list", "data": [_model_card(svc, name, now) for name in svc.runtime.persona_names()]}
 
@@ -120,6 +121,8 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         system=system,
         params=params,
     )
+    if turn.sources:  # as clients see them: no server paths
+        turn.sources = public_sources(req.knowledge_base, turn.sources, svc.engine)
     length_cut = turn.fixed_reply is not None and _clip_fixed(svc, turn, req.stop_list(), req.max_new_tokens())
     stream = svc.engine.stream(turn)
     if length_cut:  # re-tokenizing the cut text may count differently; the reply never exceeds max_tokens

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rolechat.api.errors import APIError
 from rolechat.api.services import services
@@ -28,6 +28,8 @@ router = APIRouter()
 
 
 class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is refused by name, as in every other route
+
     model: str = Field(min_length=1, description="Classifier name (rolechat classify --list).")
     input: str | list[str] = Field(description="One text or a list of texts.")
     batch_size: int = Field(default=32, ge=1, le=512)
@@ -79,13 +81,14 @@ def classify(req: ClassifyRequest, request: Request) -> dict[str, Any]:
     for i, text in enumerate(texts):
         if not text.strip():
             raise APIError(400, f"input[{i}] is empty", param=f"input.{i}")
+    entries = {e.name: e for e in discover_classifiers()}
+    if req.model not in entries:  # a name, never a server path, and the answer names no folder
+        known = ", ".join(name for name, e in entries.items() if e.ok) or "none"
+        message = f"No classifier {req.model!r}; available classifiers: {known}."
+        raise APIError(404, message, param="model", code="model_not_found")
     try:
         clf = _cache(request).get(req.model)
-    except ClassifierError as exc:
-        known = [e.name for e in discover_classifiers() if e.ok]
-        message = f"{exc} (available classifiers: {', '.join(known) or 'none'})"
-        raise APIError(404, message, param="model", code="model_not_found") from None
-    except (LoadError, OSError, RuntimeError, ValueError) as exc:  # the base model or adapter is unusable here
+    except (ClassifierError, LoadError, OSError, RuntimeError, ValueError) as exc:  # unusable here
         raise APIError(409, f"classifier {req.model!r} could not be loaded: {exc}", param="model") from None
     preds = clf.predict(texts, batch_size=req.batch_size)
     return {

@@ -5,10 +5,13 @@ Kept free of FastAPI imports: the CLI builds its flags from this dataclass at st
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ServerConfig"]
+
+log = logging.getLogger(__name__)
 
 
 def _help(text: str) -> dict:
@@ -72,6 +75,12 @@ class ServerConfig:
             raise ValueError(f"server.queue_timeout must be > 0 seconds, got {self.queue_timeout}")
         if self.max_prompt_tokens < 1:
             raise ValueError(f"server.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if self.api_key != self.api_key.strip():
+            # ROLECHAT_SERVER_API_KEY=$(cat key) keeps a newline that no client can ever send in a header
+            log.warning("server.api_key has whitespace around it: trimmed (clients send the key without it)")
+            self.api_key = self.api_key.strip()
+        if any(c.isspace() for c in self.api_key):
+            raise ValueError("server.api_key must not contain whitespace (an Authorization header cannot carry it)")
         if not self.api_key and self.api_key_file:
             self.key()  # fail at start-up, naming the file, not on the first request
 
@@ -87,4 +96,6 @@ class ServerConfig:
         key = lines[0].strip() if lines else ""
         if not key:
             raise ValueError(f"server.api_key_file: {path} is empty")
+        if any(c.isspace() for c in key):
+            raise ValueError(f"server.api_key_file: the key in {path} contains whitespace")
         return key

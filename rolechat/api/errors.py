@@ -3,7 +3,7 @@
 OpenAI clients (the `openai` package, LangChain's ChatOpenAI) read `error.message` and show it; FastAPI's own
 `{"detail": ...}` would reach the user as a bare status code. Validation errors, HTTP errors and anything
 unexpected all leave through here; an unexpected error is logged with its traceback and answered with a 500
-that carries none.
+that carries none. No message names a folder of the server's own ($ROLECHAT_HOME stands for it).
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-__all__ = ["APIError", "error_body", "error_response", "install_error_handlers", "internal_error", "validation_error"]
+__all__ = [
+    "APIError",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "internal_error",
+    "public",
+    "validation_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,16 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def public(message: str) -> str:
+    """A message with the server's own folders out of it: $ROLECHAT_HOME instead of where it is."""
+    from rolechat import settings
+
+    home = str(settings.home())
+    return message.replace(home, "$ROLECHAT_HOME") if home in message else message
+
+
 def error_response(error: APIError) -> Response:
+    error.message = public(error.message)
     # ensure_ascii: a message may quote client input, which can hold lone surrogates that UTF-8 cannot encode
     return Response(
         json.dumps(error.body(), ensure_ascii=True),
@@ -117,6 +134,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"No route {request.method} {request.url.path}."
         code = "request_too_large" if exc.status_code == 413 else None
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # FastAPI: a body json.loads refused
+            message, code = "The request body is not valid JSON (it must be UTF-8 text).", "invalid_json"
         return error_response(APIError(exc.status_code, message, code=code, headers=exc.headers))
 
     app.add_exception_handler(APIError, on_api_error)

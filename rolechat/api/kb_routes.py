@@ -4,18 +4,21 @@ cached handle (`engine.forget_knowledge_base`), so the next chat sees the new in
 
     GET    /v1/knowledge_bases                          -> {"object": "list", "data": [{"id", "documents", "chunks"}]}
     GET    /v1/knowledge_bases/{name}/documents         -> {"object": "list", "data": [{"id", "file", "chunks", ...}]}
+                                                        (ids are never server paths: `public_ids`)
     POST   /v1/knowledge_bases/{name}/search            {"query", "k"?, "mode"?} -> ranked chunks
     POST   /v1/knowledge_bases/{name}/documents         multipart `files` -> 202 {"id": job, "status": "queued", ...}
     GET    /v1/index_jobs/{job_id}                      -> the job: status, progress, report or error
-    DELETE /v1/knowledge_bases/{name}/documents/{doc}   doc = a file name or the stored path -> chunks removed
+    DELETE /v1/knowledge_bases/{name}/documents/{doc}   doc = a document's id or file name -> chunks removed
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,11 +29,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from rolechat import settings
-from rolechat.api.errors import APIError
+from rolechat.api.errors import APIError, public
 from rolechat.api.schemas import SearchRequest
 from rolechat.api.services import services
 
-__all__ = ["IndexJob", "IndexJobs", "router", "uploads_dir"]
+__all__ = ["IndexJob", "IndexJobs", "public_ids", "public_sources", "router", "uploads_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,30 @@ def uploads_dir(name: str) -> Path:
     """Where uploaded files are kept: the app's own uploads folder (ui/kb.py), so the app and the API can
     each delete a document the other uploaded, and re-indexing finds the files again."""
     return settings.home() / "app" / "uploads" / name
+
+
+def public_ids(name: str, paths: Iterable[str], others: Iterable[str] = ()) -> dict[str, str]:
+    """The id clients see for each stored document path of knowledge base `name`, never a server path: an
+    uploaded file's name, or another file's path below the folder indexed (`manuals/faq/a.md` for a folder
+    `/srv/manuals`). `others`: the knowledge base's other paths, which decide that common folder."""
+    uploads = uploads_dir(name)
+    paths = list(paths)
+    indexed = [Path(p) for p in (*paths, *others) if not Path(p).is_relative_to(uploads)]
+    top = Path(os.path.commonpath([str(p.parent) for p in indexed])).parent if indexed else uploads
+    out = {}
+    for raw in paths:
+        path = Path(raw)
+        out[raw] = (path.relative_to(uploads) if path.is_relative_to(uploads) else path.relative_to(top)).as_posix()
+    return out
+
+
+def public_sources(name: str, rows: list[dict[str, Any]], engine: Any) -> list[dict[str, Any]]:
+    """Source rows (search hits, chat sources) with `source` as the id clients see (`public_ids`)."""
+    if not rows:
+        return rows
+    known = [d.path for d in engine.knowledge_base(name).documents()]
+    ids = public_ids(name, {r["source"] for r in rows if r.get("source")}, known)
+    return [{**r, "source": ids.get(r.get("source", ""), r.get("file", ""))} for r in rows]
 
 
 @dataclass
@@ -93,19 +120,26 @@ class IndexJobs:
             with self.write_lock:
                 kb = self.open(job.knowledge_base)
                 try:
-                    job.report = kb.index(paths, progress=progress).to_dict()
+                    job.report = _public_report(job.knowledge_base, kb.index(paths, progress=progress).to_dict())
                 finally:
                     kb.close()
                     self.engine.forget_knowledge_base(job.knowledge_base)
             job.status = "succeeded"
         except Exception as exc:  # the job's status says what went wrong; the server goes on
             log.exception("indexing %s failed", job.knowledge_base)
-            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            job.status, job.error = "failed", public(f"{type(exc).__name__}: {exc}")
         finally:
             job.finished_at = time.time()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _public_report(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """An index report as clients see it: each file by its id, and no server folder in any reason."""
+    ids = public_ids(name, [f["path"] for f in report["files"]])
+    files = [{**f, "path": ids[f["path"]], "reason": public(f["reason"])} for f in report["files"]]
+    return {**report, "files": files}
 
 
 def _name(name: str) -> str:
@@ -149,13 +183,17 @@ def list_knowledge_bases() -> dict[str, Any]:
 
 
 def _documents(name: str) -> list[dict[str, Any]]:
+    """The documents as clients see them (`id`: `public_ids`), each with its stored path under `path`."""
     from rolechat.rag import KnowledgeBase
 
     kb = KnowledgeBase(name, embeddings=False)
     try:
+        docs = kb.documents()
+        ids = public_ids(name, [d.path for d in docs])
         return [
             {
-                "id": d.path,
+                "id": ids[d.path],
+                "path": d.path,
                 "object": "document",
                 "file": Path(d.path).name,
                 "kind": d.kind,
@@ -164,7 +202,7 @@ def _documents(name: str) -> list[dict[str, Any]]:
                 "size": d.size,
                 "indexed_at": d.indexed_at,
             }
-            for d in kb.documents()
+            for d in docs
         ]
     finally:
         kb.close()
@@ -172,7 +210,8 @@ def _documents(name: str) -> list[dict[str, Any]]:
 
 @router.get("/v1/knowledge_bases/{name}/documents")
 def list_documents(name: str) -> dict[str, Any]:
-    return {"object": "list", "data": _documents(_existing(name))}
+    data = [{k: v for k, v in d.items() if k != "path"} for d in _documents(_existing(name))]
+    return {"object": "list", "data": data}
 
 
 @router.post("/v1/knowledge_bases/{name}/search")
@@ -194,7 +233,7 @@ def search(name: str, req: SearchRequest, request: Request) -> dict[str, Any]:
                 "text": doc.page_content,
             }
         )
-    return {"object": "list", "knowledge_base": name, "query": req.query, "data": rows}
+    return {"object": "list", "knowledge_base": name, "query": req.query, "data": public_sources(name, rows, engine)}
 
 
 def _file_name(raw: str | None) -> str:
@@ -244,16 +283,16 @@ def delete_document(name: str, document: str, request: Request) -> dict[str, Any
     svc = services(request)
     name = _existing(name)
     docs = _documents(name)
-    matches = [d["id"] for d in docs if d["id"] == document] or [d["id"] for d in docs if d["file"] == document]
+    matches = [d for d in docs if document in (d["id"], d["path"])] or [d for d in docs if d["file"] == document]
     if not matches:
         raise APIError(404, f"No document {document!r} in knowledge base {name!r}.", param="document")
     if len(matches) > 1:
         raise APIError(
             409,
-            f"{len(matches)} documents are named {document!r}; give the full path: {', '.join(matches)}.",
+            f"{len(matches)} documents are named {document!r}; give its id: {', '.join(d['id'] for d in matches)}.",
             param="document",
         )
-    path = matches[0]
+    path, public = matches[0]["path"], matches[0]["id"]
     with svc.jobs.write_lock:
         kb = svc.jobs.open(name)
         try:
@@ -264,4 +303,4 @@ def delete_document(name: str, document: str, request: Request) -> dict[str, Any
     upload = uploads_dir(name) / Path(path).name
     if Path(path) == upload:
         upload.unlink(missing_ok=True)
-    return {"id": path, "object": "document.deleted", "deleted": True, "chunks_removed": removed}
+    return {"id": public, "object": "document.deleted", "deleted": True, "chunks_removed": removed}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from rolechat.api.admission import Admission
 from rolechat.api.config import ServerConfig
 from rolechat.api.metrics import Metrics
 
-__all__ = ["Services", "services"]
+__all__ = ["Services", "public_model", "services"]
 
 
 @dataclass
@@ -26,3 +27,9 @@ class Services:
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+def public_model(runtime: Any) -> str:
+    """The base model's id as clients see it: a local folder by its name only (never the server's path)."""
+    model_id = runtime.info.model_id
+    return os.path.basename(model_id.rstrip("/")) if os.path.isabs(model_id) else model_id

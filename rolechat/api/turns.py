@@ -23,7 +23,7 @@ from starlette.responses import StreamingResponse
 
 from rolechat.api.errors import APIError
 from rolechat.api.relay import Relay
-from rolechat.api.services import Services
+from rolechat.api.services import Services, public_model
 
 __all__ = [
     "RelayResponse",
@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 
 def resolve_persona(runtime: Any, model: str | None) -> str | None:
     """Map an OpenAI `model` to a persona: a persona name, `base`, or the base model's own id (-> None)."""
-    if model in (None, "", "base", runtime.info.model_id):
+    if model in (None, "", "base", runtime.info.model_id, public_model(runtime)):
         return None
     if model not in runtime.persona_names():
-        runtime.reload_personas()  # a persona trained since start-up
+        runtime.refresh_personas()  # a persona trained since start-up (a rescan only when a folder changed)
     if model not in runtime.persona_names():
         raise APIError(
             404,

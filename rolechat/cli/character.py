@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import build, console, fail
+from rolechat.cli.common import build, console, err_console, fail
 
 character_app = typer.Typer(
     help="Character cards (SillyTavern V1/V2/V3, JSON or PNG) as personas: import, export, lorebooks.",
@@ -38,7 +38,7 @@ def import_card(
     from rolechat.conversation.lorebook import CardError
 
     try:
-        folder, character = import_card(file, name=name, overwrite=overwrite)
+        folder, character = import_card(file, name=name, overwrite=overwrite, max_bytes=build("chat").card_max_bytes)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     book = character.character_book
@@ -50,6 +50,19 @@ def import_card(
         highlight=False,
         soft_wrap=True,
     )
+    _warn_risky(book)
+
+
+def _warn_risky(book) -> None:
+    """Warn about lorebook key patterns that can take exponential time to match (they run time-limited)."""
+    for label, key in book.risky_keys() if book is not None else []:
+        err_console.print(
+            f"[yellow]warning:[/] lorebook entry “{escape(label)}”: key {escape(key[:60])} nests "
+            "quantifiers, which can take exponential time to match; each match gets chat.lore_regex_timeout "
+            "seconds, and an entry whose key takes longer is turned off",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @character_app.command("export")
@@ -82,7 +95,7 @@ def import_lorebook(
     from rolechat.conversation.lorebook import CardError
 
     try:
-        folder, book = import_lorebook(name, file, replace=replace)
+        folder, book = import_lorebook(name, file, replace=replace, max_bytes=build("chat").card_max_bytes)
     except (CardError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     console.print(
@@ -91,6 +104,7 @@ def import_lorebook(
         highlight=False,
         soft_wrap=True,
     )
+    _warn_risky(book)
 
 
 @character_app.command("import-memory")

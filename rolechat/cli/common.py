@@ -47,6 +47,8 @@ def print_parts(turn) -> None:
     """--show-prompt: every part of the prompt with its token count (dropped ones marked), to stderr."""
     from rich.table import Table
 
+    from rolechat.conversation.assembly import NOT_SENT
+
     table = Table("kind", "part", "tokens", "sent", "text", title="what the model saw", title_justify="left")
     for part in turn.parts:
         text = " ".join(part.text.split())
@@ -54,8 +56,8 @@ def print_parts(turn) -> None:
             part.kind,
             escape(part.label),
             str(part.tokens),
-            "yes" if part.included else "[yellow]dropped[/]",
-            escape(text[:60] + ("…" if len(text) > 60 else "")),
+            "no" if part.kind in NOT_SENT else "yes" if part.included else "[yellow]dropped[/]",
+            escape(text[:60] + ("…" if len(text) > 60 else "")) if part.kind != "notice" else escape(text),
         )
     err_console.print(table)
     if turn.fixed_reply is None:

@@ -109,7 +109,7 @@ def _character(name_or_file: str, persona, system, display_name, description):
     path = Path(name_or_file).expanduser()
     try:
         if path.is_file():
-            char, avatar = read_card(path), read_avatar(path)
+            char, avatar = read_card(path, build("chat").card_max_bytes), read_avatar(path)
         else:
             entry, char = find_character(name_or_file, character_roots(build("llm").persona_dirs))
             avatar = entry.avatar.read_bytes() if entry.avatar else None

@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Assembly", "ContextOverflow", "Piece", "PromptPart", "DROP_ORDER"]
+__all__ = ["Assembly", "ContextOverflow", "Piece", "PromptPart", "DROP_ORDER", "NOT_SENT"]
 
 # Kinds a full context drops, first dropped first (the reverse of their priority).
 DROP_ORDER = ("example", "history", "summary", "knowledge", "memory", "lore-triggered", "lore-constant")
 MESSAGE_OVERHEAD = 5  # tokens a chat template adds per message (ChatML: <|im_start|>role\n ... <|im_end|>\n)
 CONTIGUOUS = ("example", "history")  # kinds kept as an unbroken run (no gaps in a conversation)
+NOT_SENT = ("question", "notice")  # kinds shown in "what the model saw" that never reach the model
 
 
 class ContextOverflow(ValueError):
@@ -41,8 +42,8 @@ class PromptPart:
 
     kind: system, card, user-persona, lore-constant, lore-triggered, memory, knowledge, example, history,
     message, depth-prompt (the card's character's note), post-history, summary (of older turns no longer sent)
-    (and question: the standalone question a
-    knowledge base was searched with, not sent).
+    (and, never sent: question, the standalone question a knowledge base was searched with; notice, what the
+    lorebook scan cut short, such as an entry turned off because its key pattern took too long).
     """
 
     kind: str

@@ -10,7 +10,9 @@
     write_lorebook(book, "book.json")       # a `lorebook_v3` file
 
 PNG text chunks hold base64 of the UTF-8 JSON. When a PNG has both, `ccv3` wins (V3 spec, SillyTavern's reader).
-Every error is a CardError naming the file and the field; nothing is returned half-read.
+Every error is a CardError naming the file and the field; nothing is returned half-read. What a file may cost
+is bounded: its size (`chat.card_max_mb`, a CHARX archive's expanded size too), its JSON's nesting
+(`rolechat.limits.MAX_DEPTH`) and its picture's pixels (Pillow's MAX_IMAGE_PIXELS).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import hashlib
 import io
 import json
 import re
+import warnings
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rolechat.conversation.card import Character
 from rolechat.conversation.lorebook import CardError, Lorebook, LoreEntry, _bool, _number, _str_list
+from rolechat.limits import InputError, check_archive, load_json
 
 __all__ = [
     "CardError",
@@ -41,6 +46,22 @@ __all__ = [
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _limit(max_bytes: int | None) -> int:
+    if max_bytes is not None:
+        return max_bytes
+    from rolechat.conversation.config import ConversationConfig
+
+    return ConversationConfig().card_max_bytes
+
+
+def _json(path: Path, text: str | bytes, where: str = "") -> Any:
+    """Parsed JSON of a card file (or of a part of it: `where`), CardError naming the file for bad or deep JSON."""
+    try:
+        return load_json(text)
+    except InputError as exc:
+        raise CardError(f"{path.name}: {where}{exc}") from None
+
+
 def _read_json(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -48,18 +69,31 @@ def _read_json(path: Path) -> Any:
         raise CardError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
         raise CardError(f"{path.name}: not UTF-8 text ({exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CardError(f"{path.name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return _json(path, text)
+
+
+@contextmanager
+def _image(path: Path, source: Any = None):
+    """An opened picture; a decompression bomb (more pixels than Pillow's MAX_IMAGE_PIXELS) is a CardError, not
+    a warning nobody can act on."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source if source is not None else path)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise CardError(f"{path.name}: the picture is too large to read ({exc})") from None
+    with image:
+        yield image
 
 
 def _png_text(path: Path) -> dict[str, str]:
     """The PNG's text chunks, keys lower-cased."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with _image(path) as image:
             if image.format != "PNG":
                 raise CardError(f"{path.name}: not a PNG image")
             image.load()
@@ -74,35 +108,32 @@ def _decode_chunk(path: Path, name: str, value: str) -> Any:
     raw = value.strip()
     try:
         text = base64.b64decode(raw, validate=False).decode("utf-8") if not raw.startswith("{") else raw
-        return json.loads(text)
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (binascii.Error, UnicodeDecodeError) as exc:
         raise CardError(f"{path.name}: PNG text chunk {name!r} is not base64 of a JSON card ({exc})") from None
+    return _json(path, text, f"PNG text chunk {name!r}: ")
 
 
 _ZIP_SIGNATURE = b"PK\x03\x04"
-_MAX_MEMBER = 64 * 1024 * 1024  # a CHARX member larger than this is refused (a zip bomb, not a card)
 
 
-def _charx_member(path: Path, member: str) -> bytes:
+def _charx_member(path: Path, member: str, max_bytes: int | None = None) -> bytes:
     import zipfile
 
     try:
+        check_archive(path, _limit(max_bytes), "chat.card_max_mb")
+    except InputError as exc:
+        raise CardError(f"{path.name}: {exc}") from None
+    try:
         with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(member)
-            if info.file_size > _MAX_MEMBER:
-                raise CardError(f"{path.name}: {member} is larger than {_MAX_MEMBER // 2**20} MiB")
-            return archive.read(info)
+            return archive.read(archive.getinfo(member))
     except KeyError:
         raise CardError(f"{path.name}: CHARX archive has no {member}") from None
-    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:  # RuntimeError: an encrypted member
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:  # RuntimeError: an encrypted member
         raise CardError(f"{path.name}: unreadable CHARX archive ({exc})") from None
 
 
-def _charx_card(path: Path) -> Any:
-    try:
-        return json.loads(_charx_member(path, "card.json").decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"{path.name}: card.json: invalid JSON ({exc})") from None
+def _charx_card(path: Path, max_bytes: int | None = None) -> Any:
+    return _json(path, _charx_member(path, "card.json", max_bytes), "card.json: ")
 
 
 def _signature(path: Path) -> bytes:
@@ -110,10 +141,19 @@ def _signature(path: Path) -> bytes:
         return f.read(8)
 
 
-def _card_dict(path: Path) -> Any:
+def _card_dict(path: Path, max_bytes: int | None = None) -> Any:
+    """The parsed card (or lorebook) object of a file, whatever its format; CardError naming the file."""
+    if not path.is_file():
+        raise CardError(f"{path}: file not found")
+    limit = _limit(max_bytes)
+    size = path.stat().st_size
+    if size > limit:
+        raise CardError(
+            f"{path.name}: {size / 1e6:.1f} MB is larger than the limit of {limit / 1e6:g} MB (chat.card_max_mb)"
+        )
     signature = _signature(path)
     if signature.startswith(_ZIP_SIGNATURE):  # CHARX (V3): a zip with card.json and the assets
-        return _charx_card(path)
+        return _charx_card(path, limit)
     if signature == _PNG_SIGNATURE:
         chunks = _png_text(path)
         for name in ("ccv3", "chara"):
@@ -125,12 +165,13 @@ def _card_dict(path: Path) -> Any:
     return _read_json(path)
 
 
-def read_card(path: str | Path) -> Character:
-    """A character from a card file (JSON V1/V2/V3, PNG, or V3 CHARX). CardError names the file and the field."""
+def read_card(path: str | Path, max_bytes: int | None = None) -> Character:
+    """A character from a card file (JSON V1/V2/V3, PNG, or V3 CHARX). CardError names the file and the field.
+
+    `max_bytes`: the largest file read (default: `chat.card_max_mb`'s default); nesting deeper than
+    `rolechat.limits.MAX_DEPTH` is refused too."""
     path = Path(path)
-    if not path.is_file():
-        raise CardError(f"{path}: file not found")
-    d = _card_dict(path)
+    d = _card_dict(path, max_bytes)
     if isinstance(d, Mapping) and d.get("spec") == "lorebook_v3" or _looks_like_world_info(d):
         raise CardError(f"{path.name}: this is a lorebook, not a character card (import it as a lorebook)")
     try:
@@ -141,8 +182,6 @@ def read_card(path: str | Path) -> Character:
 
 def read_avatar(path: str | Path) -> bytes | None:
     """The picture of a PNG card (or a CHARX card's main icon) as PNG bytes, without card text; None for JSON."""
-    from PIL import Image
-
     path = Path(path)
     signature = _signature(path)
     if signature.startswith(_ZIP_SIGNATURE):
@@ -155,7 +194,7 @@ def read_avatar(path: str | Path) -> bytes | None:
     else:
         return None
     try:
-        with Image.open(source) as image:
+        with _image(path, source) as image:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")  # no pnginfo: the card chunks stay behind
             return buffer.getvalue()
@@ -325,13 +364,11 @@ def _world_info(d: Mapping[str, Any], name: str) -> Lorebook:
     return Lorebook(entries=entries, name=book_name if isinstance(book_name, str) and book_name else name)
 
 
-def read_lorebook(path: str | Path) -> Lorebook:
+def read_lorebook(path: str | Path, max_bytes: int | None = None) -> Lorebook:
     """A lorebook from a file: SillyTavern world info (`entries` keyed by id), a `lorebook_v3` file, a bare
-    `character_book` object, or a character card (JSON or PNG) whose book is taken."""
+    `character_book` object, or a character card (JSON or PNG) whose book is taken. Limits as `read_card`."""
     path = Path(path)
-    if not path.is_file():
-        raise CardError(f"{path}: file not found")
-    d = _card_dict(path)
+    d = _card_dict(path, max_bytes)
     try:
         if _looks_like_world_info(d):
             return _world_info(d, path.stem)

@@ -134,12 +134,15 @@ def import_card(
     name: str | None = None,
     root: str | Path | None = None,
     overwrite: bool = False,
+    max_bytes: int | None = None,
 ) -> tuple[Path, Character]:
     """Import a card file (a path, or the bytes of an upload named `filename`) as a persona folder.
 
     Errors (CardError, FileExistsError, PersonaError) name the file; nothing is written unless all of it reads.
+    `max_bytes`: the largest card read (`chat.card_max_mb`; None: its default).
     """
-    character, avatar = _read_upload(source, filename or "card.png", lambda p: (read_card(p), read_avatar(p)))
+    read = lambda p: (read_card(p, max_bytes), read_avatar(p))
+    character, avatar = _read_upload(source, filename or "card.png", read)
     folder = save_character(character, name, root=root, avatar=avatar, overwrite=overwrite)
     return folder, character
 
@@ -151,19 +154,21 @@ def import_lorebook(
     *,
     replace: bool = False,
     root: str | Path | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[Path, Lorebook]:
     """Attach the lorebook in a file (a path, or the bytes of an upload named `filename`) to character `name`."""
-    book = _read_upload(source, filename or "lorebook.json", read_lorebook)
+    book = _read_upload(source, filename or "lorebook.json", lambda p: read_lorebook(p, max_bytes))
     return attach_lorebook(name, book, replace=replace, root=root), book
 
 
 def _read_upload(source: str | Path | bytes, filename: str, read):
-    """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name."""
+    """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name (in
+    $ROLECHAT_HOME's cache: an upload never writes outside ROLECHAT_HOME, even for a moment)."""
     if not isinstance(source, bytes):
         return read(Path(source))
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=settings.cache_dir()) as tmp:
         path = Path(tmp) / Path(filename).name
         path.write_bytes(source)
         return read(path)

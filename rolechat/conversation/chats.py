@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rolechat.limits import InputError, load_json
+
 __all__ = [
     "ChatFileError",
     "ChatLog",
@@ -159,9 +161,9 @@ def _read(path: Path) -> ChatLog:
     except UnicodeDecodeError as exc:
         raise ChatFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ChatFileError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        data = load_json(text)
+    except InputError as exc:  # bad JSON, or nested deeper than anything can walk
+        raise ChatFileError(f"{path}: {str(exc).removeprefix('invalid JSON at ')}") from None
     if not isinstance(data, dict):
         raise ChatFileError(f"{path}: a chat file holds one JSON object, found {type(data).__name__}")
     messages = data.get("messages", [])

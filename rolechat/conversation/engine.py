@@ -330,9 +330,10 @@ class Engine:
 
     def pieces(self) -> PieceMaker:
         """The maker of a turn's pieces, counting with this engine's (cached) token counter."""
+        from rolechat.conversation.patterns import ScanLimits
         from rolechat.rag import prompts
 
-        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT)
+        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT, ScanLimits.of(self.chat_cfg))
 
     def budget(self, gen: GenerationParams) -> int:
         """Prompt tokens the context allows: its length minus the reply's room (at most half the context)."""

@@ -47,13 +47,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rolechat.conversation.patterns import (
+    PatternTimeout,
+    Scan,
+    ScanLimits,
+    ScanStopped,
+    TimedPattern,
+    nested_quantifiers,
+)
+
 __all__ = [
     "CardError",
     "DEFAULT_SCAN_DEPTH",
     "LOGICS",
     "LoreEntry",
+    "LoreNotice",
     "Lorebook",
     "POSITIONS",
+    "ScanLimits",
 ]
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's default: the last two messages
@@ -130,39 +141,45 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
 # -- matching -------------------------------------------------------------------------------------------
 
 _REGEX_KEY = re.compile(r"^/(.+)/([a-zA-Z]*)$", re.DOTALL)
-_JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+_JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}  # the `regex` package's flags have these values
+Predicate = Callable[["_Text", Scan], bool]
 
 
 @functools.lru_cache(maxsize=4096)
-def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Callable[[_Text], bool] | None:
-    """A predicate for one key, or None when the key can never match (blank, or a broken /regex/)."""
+def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Predicate | None:
+    """A predicate for one key, or None when the key can never match (blank, or a broken /regex/). Patterns run
+    with a time limit (`patterns.TimedPattern`); a pattern that once timed out stays off in this process."""
     key = key.strip()
     if not key:
         return None
-    slashed = _REGEX_KEY.match(key)
-    if slashed:  # its own flags decide case, as in SillyTavern
-        flags = 0
-        for flag in slashed.group(2):
-            flags |= _JS_FLAGS.get(flag, 0)
-        try:
-            return _searcher(re.compile(slashed.group(1), flags))
-        except re.error:
-            return None
+    pattern = _key_pattern(key)
+    if pattern is not None:  # its own flags decide case, as in SillyTavern
+        source, flags = pattern
+        timed = TimedPattern.compile(source, flags)
+        return None if timed is None else lambda text, scan: timed.search(text.raw, scan)
     if use_regex:
-        try:
-            return _searcher(re.compile(key, 0 if case_sensitive else re.IGNORECASE))
-        except re.error:
-            pass  # a key that is not a valid pattern matches literally
+        timed = TimedPattern.compile(key, 0 if case_sensitive else re.IGNORECASE)
+        if timed is not None:
+            return lambda text, scan: timed.search(text.raw, scan)
+        # a key that is not a valid pattern matches literally
     if whole_words and re.fullmatch(r"\w+", key):
-        return _searcher(re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE))
+        words = re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE)
+        return lambda text, scan: words.search(text.raw) is not None  # an escaped word: linear time
     if case_sensitive:
-        return lambda text: key in text.raw
+        return lambda text, scan: key in text.raw
     folded = key.lower()
-    return lambda text: folded in text.lowered
+    return lambda text, scan: folded in text.lowered
 
 
-def _searcher(pattern: re.Pattern[str]) -> Callable[[_Text], bool]:
-    return lambda text: pattern.search(text.raw) is not None
+def _key_pattern(key: str) -> tuple[str, int] | None:
+    """(pattern, flags) of a key written `/pattern/flags` (JavaScript flags i, m, s honoured), else None."""
+    slashed = _REGEX_KEY.match(key)
+    if not slashed:
+        return None
+    flags = 0
+    for flag in slashed.group(2):
+        flags |= _JS_FLAGS.get(flag, 0)
+    return slashed.group(1), flags
 
 
 class _Text:
@@ -179,6 +196,17 @@ class _Text:
         if self._lowered is None:
             self._lowered = self.raw.lower()
         return self._lowered
+
+
+@dataclass
+class LoreNotice:
+    """Why an entry (`entry`: its label) or the whole scan (`entry` = "") was cut short in one activation."""
+
+    entry: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"lorebook entry {self.entry!r}: {self.message}" if self.entry else self.message
 
 
 # -- entries --------------------------------------------------------------------------------------------
@@ -258,20 +286,24 @@ class LoreEntry:
 
     # -- matching --
 
-    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Callable[[_Text], bool]]:
+    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Predicate]:
         found = (_matcher(k, case_sensitive, bool(self.match_whole_words), bool(self.use_regex)) for k in keys)
         return [m for m in found if m is not None]
 
-    def matches(self, text: str | _Text, case_sensitive: bool = False) -> bool:
-        """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`."""
+    def matches(self, text: str | _Text, case_sensitive: bool = False, scan: Scan | None = None) -> bool:
+        """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`.
+
+        Key patterns run within `scan`'s limits (default: `ConversationConfig`'s): PatternTimeout when one took
+        too long (the entry is then off), ScanStopped when the scan's budget is spent."""
         text = text if isinstance(text, _Text) else _Text(text)
+        scan = scan or Scan(_default_limits())
         case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
-        if not any(m(text) for m in self._predicates(self.keys, case)):
+        if not any(m(text, scan) for m in self._predicates(self.keys, case)):
             return False
         secondary = self._predicates(self.secondary_keys, case) if self.selective else []
         if not secondary:
             return True
-        hits = [m(text) for m in secondary]
+        hits = [m(text, scan) for m in secondary]
         if self.selective_logic == "AND_ANY":
             return any(hits)
         if self.selective_logic == "AND_ALL":
@@ -421,85 +453,48 @@ class Lorebook:
         budget: int | None = None,
         *,
         substitute: Callable[[str], str] | None = None,
+        limits: ScanLimits | None = None,
+        notices: list[LoreNotice] | None = None,
     ) -> list[LoreEntry]:
         """The entries `messages` (oldest first, most recent last) activate, sorted by insertion order.
 
         `budget` (tokens) caps the book's own `token_budget` (the smaller applies; None for both: no limit).
         `substitute` rewrites keys before matching (e.g. to replace `{{char}}` and `{{user}}` in them).
+        `limits` bound what the scan may cost (default: `ConversationConfig`'s lore_* settings); an entry whose
+        key pattern took too long stays out, and so do entries not yet checked when the scan's time or checks
+        run out: each such cut is appended to `notices` (a `LoreNotice`) when a list is given.
         """
-        limits = [b for b in (self.token_budget, budget) if b is not None]
-        limit = min(limits) if limits else None
-        book_depth = self.scan_depth if self.scan_depth is not None else DEFAULT_SCAN_DEPTH
+        caps = [b for b in (self.token_budget, budget) if b is not None]
         entries = [e for e in self.entries if e.enabled and e.content.strip()]
         if substitute is not None:
             entries = [_Substituted.of(e, substitute) for e in entries]  # keys rewritten, the original entry returned
-        recursive = self.recursive_scanning is not False
-
-        def chat(depth: int) -> str:
-            recent = list(messages)[-depth:] if depth > 0 else []
-            return "".join(_SCAN_SEPARATOR + m for m in recent)
-
-        chats: dict[int, _Text] = {}
-        combined: dict[int, _Text] = {}  # chat + recursion text, per scan depth, for the current sweep
-        accepted: list[tuple[int, Any]] = []  # (index in entries, entry)
-        done: set[int] = set()
-        used = 0
-        recursion_text = ""
+        depth = self.scan_depth if self.scan_depth is not None else DEFAULT_SCAN_DEPTH
+        run = _Activation(entries, messages, depth, Scan(limits or _default_limits()))
         step = 1
         while True:
-            found: list[tuple[tuple, int]] = []
-            for i, entry in enumerate(entries):
-                if i in done:
-                    continue
-                depth = entry.scan_depth if entry.scan_depth is not None else book_depth
-                if depth not in chats:
-                    chats[depth] = _Text(chat(depth))
-                text = chats[depth]
-                forced = _forced(entry)
-                if forced is False:
-                    continue
-                if step == 1:
-                    if entry.constant or forced:
-                        found.append(((0, -_rank(entry)), i))
-                        continue
-                    if entry.delay_until_recursion or not entry.matches(text):
-                        continue
-                    found.append(((1, -_rank(entry)), i))
-                else:
-                    if entry.exclude_recursion:
-                        continue
-                    if depth not in combined:
-                        combined[depth] = _Text(text.raw + _SCAN_SEPARATOR + recursion_text)
-                    if not entry.matches(combined[depth]):
-                        continue
-                    found.append(((2, step, -_rank(entry)), i))
-            found.sort(key=lambda item: item[0])  # stable: equal ranks keep the book's order
-            new = 0
-            overflow = False
-            for _, i in found:
-                entry = entries[i]
-                done.add(i)
-                if not entry.extensions.get("ignore_budget"):  # SillyTavern's "ignore budget" entries always go in
-                    if overflow:
-                        continue
-                    tokens = count_tokens(_original(entry).content)
-                    if limit is not None and used + tokens > limit:
-                        overflow = True
-                        continue
-                    used += tokens
-                accepted.append((i, entry))
-                new += 1
-                if not entry.prevent_recursion:
-                    recursion_text += _SCAN_SEPARATOR + _original(entry).content
-            if overflow or not recursive or (self.max_recursion_steps and step >= self.max_recursion_steps):
+            new, overflow = run.admit(run.sweep(step), count_tokens, min(caps) if caps else None)
+            if run.stopped or overflow or self.recursive_scanning is False:
                 break
-            delayed = step == 1 and any(e.delay_until_recursion for j, e in enumerate(entries) if j not in done)
-            if not new and not delayed:
+            if self.max_recursion_steps and step >= self.max_recursion_steps:
                 break
-            combined.clear()
+            if not new and not (step == 1 and run.delayed_left()):
+                break
             step += 1
-        accepted.sort(key=lambda item: (item[1].insertion_order, item[0]))
-        return [_original(e) for _, e in accepted]
+        if notices is not None:
+            notices.extend(run.notices)
+        return run.result()
+
+    def risky_keys(self) -> list[tuple[str, str]]:
+        """(entry label, key) of each key pattern with nested quantifiers (`/(a+)+$/`): the shape that can take
+        exponential time to match. Matching gives each pattern a time limit and turns its entry off past it."""
+        found = []
+        for entry in self.entries:
+            for key in (*entry.keys, *entry.secondary_keys):
+                pattern = _key_pattern(key.strip())
+                source = pattern[0] if pattern else key.strip() if entry.use_regex else None
+                if source and nested_quantifiers(source):
+                    found.append((entry.label, key.strip()))
+        return found
 
     # -- (de)serialisation --
 
@@ -577,6 +572,100 @@ def _forced(entry: LoreEntry) -> bool | None:
 
 def _rank(entry: LoreEntry) -> float:
     return float(entry.priority if entry.priority is not None else entry.insertion_order)
+
+
+def _default_limits() -> ScanLimits:
+    from rolechat.conversation.config import ConversationConfig
+
+    return ScanLimits.of(ConversationConfig())
+
+
+class _Activation:
+    """One activation under way: the scanned texts, what is done and admitted, the scan's cost and its notices."""
+
+    def __init__(self, entries: list[LoreEntry], messages: Sequence[str], depth: int, scan: Scan) -> None:
+        self.entries, self.messages, self.depth, self.scan = entries, list(messages), depth, scan
+        self.chats: dict[int, _Text] = {}
+        self.combined: dict[int, _Text] = {}  # chat + recursion text, per scan depth, for the current sweep
+        self.recursion: list[str] = []  # contents that recursion scans
+        self.accepted: list[tuple[int, LoreEntry]] = []  # (index in entries, entry)
+        self.done: set[int] = set()
+        self.used = 0
+        self.notices: list[LoreNotice] = []
+        self.stopped = False  # the scan's time or checks ran out
+
+    def text(self, depth: int, step: int) -> _Text:
+        if depth not in self.chats:
+            recent = self.messages[-depth:] if depth > 0 else []
+            self.chats[depth] = _Text("".join(_SCAN_SEPARATOR + m for m in recent))
+        if step == 1:
+            return self.chats[depth]
+        if depth not in self.combined:
+            self.combined[depth] = _Text(self.chats[depth].raw + "".join(self.recursion))
+        return self.combined[depth]
+
+    def sweep(self, step: int) -> list[tuple[tuple, int]]:
+        """The entries sweep `step` activates, in admission order: constant first, then the chat's, then
+        recursion's, each group by rank (stable: equal ranks keep the book's order)."""
+        self.combined.clear()
+        found = []
+        for i, entry in enumerate(self.entries):
+            if i not in self.done:
+                place = self._place(i, entry, step)
+                if place is not None:
+                    found.append((place, i))
+        found.sort(key=lambda item: item[0])
+        return found
+
+    def _place(self, i: int, entry: LoreEntry, step: int) -> tuple | None:
+        forced = _forced(entry)
+        if forced is False:
+            return None
+        if step == 1 and (entry.constant or forced):
+            return (0, -_rank(entry))
+        if (step == 1 and entry.delay_until_recursion) or (step > 1 and entry.exclude_recursion) or self.stopped:
+            return None
+        depth = entry.scan_depth if entry.scan_depth is not None else self.depth
+        try:
+            self.scan.check()
+            if not entry.matches(self.text(depth, step), scan=self.scan):
+                return None
+        except PatternTimeout as exc:
+            self.done.add(i)
+            self.notices.append(LoreNotice(_original(entry).label, str(exc)))
+            return None
+        except ScanStopped as exc:
+            self.stopped = True
+            self.notices.append(LoreNotice("", str(exc)))
+            return None
+        return (1, -_rank(entry)) if step == 1 else (2, step, -_rank(entry))
+
+    def admit(self, found: list[tuple[tuple, int]], count_tokens: Callable[[str], int], limit: int | None):
+        """Admit what a sweep found within the token limit: (entries admitted, whether one did not fit)."""
+        new, overflow = 0, False
+        for _, i in found:
+            entry = self.entries[i]
+            self.done.add(i)
+            if not entry.extensions.get("ignore_budget"):  # SillyTavern's "ignore budget" entries always go in
+                if overflow:
+                    continue
+                tokens = count_tokens(_original(entry).content)
+                if limit is not None and self.used + tokens > limit:
+                    overflow = True
+                    continue
+                self.used += tokens
+            self.accepted.append((i, entry))
+            new += 1
+            if not entry.prevent_recursion:
+                self.recursion.append(_SCAN_SEPARATOR + _original(entry).content)
+        return new, overflow
+
+    def delayed_left(self) -> bool:
+        return any(e.delay_until_recursion for j, e in enumerate(self.entries) if j not in self.done)
+
+    def result(self) -> list[LoreEntry]:
+        self.accepted.sort(key=lambda item: (item[1].insertion_order, item[0]))
+        return [_original(e) for _, e in self.accepted]
 
 
 @dataclass

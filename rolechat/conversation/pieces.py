@@ -23,9 +23,10 @@ class PieceMaker:
 
     `answer_template` is the knowledge-base answer prompt (`rag.prompt` or `rag.prompts.ANSWER_PROMPT`)."""
 
-    def __init__(self, count_tokens: Callable[[str], int], answer_template: str) -> None:
+    def __init__(self, count_tokens: Callable[[str], int], answer_template: str, lore_limits: Any = None) -> None:
         self.count_tokens = count_tokens
         self.answer_template = answer_template
+        self.lore_limits = lore_limits  # lorebook.ScanLimits; None: ConversationConfig's defaults
 
     def part(self, kind: str, label: str, text: str) -> PromptPart:
         return PromptPart(kind, label, self.count_tokens(text), text)
@@ -87,7 +88,15 @@ class PieceMaker:
         # the book's own token_budget applies here; chat.lore_tokens in apply_budgets, so what it leaves out is
         # still listed (dropped) in what the model saw
         macro_keys = any("{{" in k or "<" in k for e in book.entries for k in (*e.keys, *e.secondary_keys))
-        entries = book.activate(scan, self.count_tokens, None, substitute=macro if macro_keys else None)
+        notices: list[Any] = []
+        entries = book.activate(
+            scan,
+            self.count_tokens,
+            None,
+            substitute=macro if macro_keys else None,
+            limits=self.lore_limits,
+            notices=notices,
+        )
         # always-on entries first (they win the budget when the context is full), insertion order inside each
         ordered = sorted(entries, key=lambda e: not e.constant)
         before: list[Piece] = []
@@ -100,6 +109,8 @@ class PieceMaker:
             label = f"{'always-on' if entry.constant else 'triggered'}: {entry.label}"
             piece = Piece(self.part(kind, label, text), "system", budget_key="lore", rank=rank)
             (after if entry.position == "after_char" else before).append(piece)
+        # what the scan cut short, for "what the model saw" only (place "notice": never sent, never dropped)
+        after += [Piece(PromptPart("notice", "lorebook", 0, str(notice)), "notice") for notice in notices]
         return before, after
 
     def examples(self, card: Any, user: UserPersona) -> list[Piece]:
