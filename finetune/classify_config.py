@@ -43,9 +43,9 @@ class ClassifyConfig:
     )
     text_column: str = field(default="text", metadata=_help("Column (CSV/TSV header or JSON key) holding the text."))
     label_column: str = field(default="label", metadata=_help("Column (CSV/TSV header or JSON key) holding the label."))
-    epochs: float = field(default=3.0, metadata=_help("Passes over the training rows (ignored when max_steps > 0)."))
+    epochs: float = field(default=2.0, metadata=_help("Passes over the training rows (ignored when max_steps > 0)."))
     max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 = use epochs."))
-    learning_rate: float = field(default=1e-3, metadata=_help("Peak learning rate (AdamW) of LoRA and head."))
+    learning_rate: float = field(default=2e-3, metadata=_help("Peak learning rate (AdamW) of LoRA and head."))
     schedule: str = field(default="linear", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
     warmup_ratio: float = field(default=0.06, metadata=_help("Fraction of the steps spent warming up."))
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))
@@ -59,10 +59,10 @@ class ClassifyConfig:
         metadata=_help("Modules that get LoRA: all-linear, or names such as query,value (BERT) / q_proj,v_proj."),
     )
     lora_layers: int = field(
-        default=0,
+        default=6,
         metadata=_help(
             "LoRA in the last N transformer layers only (0 = every layer): the layers below run forward only, "
-            "so a step costs less (backpropagation stops at the lowest adapted layer)."
+            "so a step costs less (backpropagation stops at the lowest adapted layer); e5 has 12."
         ),
     )
     train_embeddings: bool = field(
