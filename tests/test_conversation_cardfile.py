@@ -19,6 +19,7 @@ from rolechat.conversation.cardfile import (
     write_card,
     write_lorebook,
 )
+from rolechat.conversation.worldinfo import activate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +138,7 @@ def test_bad_card_files_name_the_file_and_the_field(tmp_path):
         "book.png": "book.png: data.character_book.entries[3].keys: expected a list of strings",
         "greet.json": "greet.json: data.alternate_greetings: expected a list of strings",
         "broken.json": "broken.json: invalid JSON at line 1",
-        "nameless.json": "nameless.json: name: a character needs a name",
+        "nameless.json": "nameless.json: not a character card: expected `spec` and `data`",
     }
     for name, (chunks, obj) in cases.items():
         path = tmp_path / name
@@ -211,11 +212,11 @@ def test_sillytavern_world_info_maps_its_fields(tmp_path):
     assert first.extensions["probability"] == 100 and first.extensions["useProbability"] is True
     assert first.extensions["position"] == 1 and first.extensions["display_index"] == 0
     assert not disabled.enabled and disabled.position == "before_char"
-    assert at_depth.keys == ["曲江", "芙蓉园"] and at_depth.constant and at_depth.position == "after_char"
-    assert at_depth.extensions["position"] == 4  # SillyTavern's @depth position kept for the round trip
+    assert at_depth.keys == ["曲江", "芙蓉园"] and at_depth.constant and at_depth.position == "at_depth"
+    assert at_depth.extensions["position"] == 4 and at_depth.to_dict()["position"] == "after_char"  # as ST exports
     # and it behaves: NOT_ANY with "夜", case-sensitive, disabled entry silent, constant always on
-    assert [e.id for e in book.activate(["长安的白天"], len)] == [0, 8]
-    assert [e.id for e in book.activate(["长安的夜"], len)] == [8]
+    assert [e.id for e in activate(book, ["长安的白天"], len)] == [0, 8]
+    assert [e.id for e in activate(book, ["长安的夜"], len)] == [8]
 
 
 def test_world_info_without_name_takes_the_file_name_and_bad_fields_are_named(tmp_path):
@@ -248,7 +249,7 @@ def test_sample_cards_read_and_the_lorebook_triggers():
     xiaoman = read_card(ROOT / "examples" / "characters" / "xiaoman.json")
     assert suwan.character_book is not None and 8 <= len(suwan.character_book.entries) <= 15
     assert xiaoman.character_book is None and len(xiaoman.alternate_greetings) == 2
-    labels = [e.comment for e in suwan.character_book.activate(["苏晚，你师父是谁？"], len)]
+    labels = [e.comment for e in activate(suwan.character_book, ["苏晚，你师父是谁？"], len)]
     assert labels == ["茶楼（常驻，不触发其他条目）", "师父陆铁嘴", "醒木（由师父一条递归触发）", "洛阳"]
 
 
