@@ -44,12 +44,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_parts(turn) -> None:
-    """--show-prompt: every part of the prompt with its token count (dropped ones marked), to stderr."""
+    """--show-prompt: every part of the prompt with its token count and why it is there (dropped and left-out
+    ones marked), to stderr (`--prompt-file` writes the whole of it, `conversation.report`)."""
     from rich.table import Table
 
     from rolechat.conversation.assembly import NOT_SENT
 
-    table = Table("kind", "part", "tokens", "sent", "text", title="what the model saw", title_justify="left")
+    table = Table("kind", "part", "tokens", "sent", "why", "text", title="what the model saw", title_justify="left")
     for part in turn.parts:
         text = " ".join(part.text.split())
         table.add_row(
@@ -57,6 +58,7 @@ def print_parts(turn) -> None:
             escape(part.label),
             str(part.tokens),
             "no" if part.kind in NOT_SENT else "yes" if part.included else "[yellow]dropped[/]",
+            escape(part.why),
             escape(text[:60] + ("…" if len(text) > 60 else "")) if part.kind != "notice" else escape(text),
         )
     err_console.print(table)
