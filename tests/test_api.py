@@ -274,7 +274,7 @@ def test_a_scene_turn_is_answered_by_the_speakers_own_adapter(server, tiny_qwen2
         **GREEDY,
     }
     reply = client.post("/v1/chat/completions", json=body).json()
-    assert reply["rolechat"] == {"speaker": "beta"}  # round-robin: alpha spoke last
+    assert reply["rolechat"]["speaker"] == "beta"  # round-robin: alpha spoke last
     engine = Engine(rt)
     turn = engine.prepare_scene(
         "贝塔，你呢？",
