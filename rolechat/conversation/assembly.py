@@ -129,6 +129,13 @@ class Assembly:
         their share of the template's overhead, and the pieces dropped last are then put back while the
         prompt still fits (the estimate may overshoot by a piece or two)."""
         dropped: list[Piece] = []
+        kept = sum(p.part.tokens for p in self.pieces if p.included and p.part.kind not in DROP_ORDER)
+        if kept > 2 * budget:  # what is never dropped is twice the room: no need to render it to know
+            raise ContextOverflow(
+                f"the system prompt, the character's card and the message need about {kept} tokens, but the context "
+                f"leaves room for {budget} (context length minus the reply's max_new_tokens): shorten the message "
+                "or the card, or lower max_new_tokens"
+            )
         # a long history would be rendered and tokenized whole just to learn that most of it goes: drop on an
         # estimate first (content tokens plus a few per message for the template's role markers)
         messages = self.messages()

@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,7 +73,25 @@ __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "Context
 log = logging.getLogger(__name__)
 
 CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
+CARDS_CACHED = 64  # parsed characters kept (per manifest card, see Engine._card_of)
+_CARDS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_CARDS_LOCK = threading.Lock()
 CONDENSE_TOKENS = 96  # a rewritten question is short
+
+
+def _longest_token(tokenizer: Any) -> int:
+    """The most characters one token of `tokenizer` can stand for (its longest vocabulary entry: byte-level and
+    SentencePiece pieces are never shorter than the text they decode to), once per tokenizer."""
+    key = id(tokenizer)
+    if key not in _LONGEST:
+        try:
+            _LONGEST[key] = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
+        except (AttributeError, TypeError):  # not a transformers tokenizer (a stub): tokenize everything
+            _LONGEST[key] = 1 << 30
+    return _LONGEST[key]
+
+
+_LONGEST: dict[int, int] = {}
 
 
 @dataclass
@@ -253,14 +272,27 @@ class Engine:
 
     @staticmethod
     def _card_of(manifest: Any) -> Any:
+        """The character of a persona manifest, parsed once while the manifest holds the same card (a card with a
+        book of thousands of entries takes seconds to read; a turn must not read it again)."""
         if manifest is None or not getattr(manifest, "card", None):
             return None
         from rolechat.conversation.card import CardError, Character
 
+        card = manifest.card
+        with _CARDS_LOCK:
+            cached = _CARDS.get(id(card))
+            if cached is not None and cached[0] is card:
+                _CARDS.move_to_end(id(card))
+                return cached[1]
         try:
-            return Character.from_dict(manifest.card)
+            character = Character.from_dict(card)
         except CardError as exc:
             raise CardError(f"persona {manifest.name!r}: persona.json: card.{exc}") from None
+        with _CARDS_LOCK:
+            _CARDS[id(card)] = (card, character)  # the card itself is kept, so its id is not reused meanwhile
+            while len(_CARDS) > CARDS_CACHED:
+                _CARDS.popitem(last=False)
+        return character
 
     def greetings(self, character: Any, user: UserPersona | None = None) -> list[str]:
         """The character's first message then its alternate greetings, macros applied ([] without a card)."""
@@ -347,9 +379,12 @@ class Engine:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as plain text, as the runtime encodes message text (cached: history turns are
-        counted again every turn)."""
+        counted again every turn). A text too long for the whole context even at the tokenizer's longest token
+        is not tokenized: its lower bound (already more than the context) is returned."""
         if not text:
             return 0
+        if len(text) > self.too_long():
+            return len(text) // _longest_token(self.runtime.tokenizer)
         count = self._counts.get(text)
         if count is None:
             from rolechat.llm.encoding import encode_text
@@ -360,12 +395,19 @@ class Engine:
             self._counts[text] = count
         return count
 
+    def too_long(self) -> int:
+        """Characters past which a text cannot fit the context whatever it holds (context length times the
+        tokenizer's longest token): such a text is neither tokenized nor run through macros."""
+        return self.runtime.info.context_length * _longest_token(self.runtime.tokenizer)
+
     def pieces(self) -> PieceMaker:
         """The maker of a turn's pieces, counting with this engine's (cached) token counter."""
         from rolechat.conversation.patterns import ScanLimits
         from rolechat.rag import prompts
 
-        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT, ScanLimits.of(self.chat_cfg))
+        make = PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT, ScanLimits.of(self.chat_cfg))
+        make.too_long = self.too_long()
+        return make
 
     def budget(self, gen: GenerationParams) -> int:
         """Prompt tokens the context allows: its length minus the reply's room (at most half the context)."""

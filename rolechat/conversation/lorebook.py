@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,10 +157,26 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
 # -- matching -------------------------------------------------------------------------------------------
 
 Predicate = Callable[["_Text", Scan], bool]
-_ASCII_WORD = "A-Za-z0-9_"  # JavaScript's \w without the u flag
+_ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")  # JavaScript's \w, no u flag
 
 
-@functools.lru_cache(maxsize=4096)
+def _whole_word(needle: str) -> Callable[[str], bool]:
+    r"""Whether `needle` occurs between non-word characters (SillyTavern's `(?:^|\W)key(?:$|\W)`), by plain
+    search: no pattern to compile for each of a large book's keys."""
+
+    def found(text: str) -> bool:
+        at = text.find(needle)
+        while at >= 0:
+            end = at + len(needle)
+            if (at == 0 or text[at - 1] not in _ASCII_WORD) and (end == len(text) or text[end] not in _ASCII_WORD):
+                return True
+            at = text.find(needle, at + 1)
+        return False
+
+    return found
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _matcher(key: str, case_sensitive: bool, whole_words: bool) -> Predicate | None:
     """A predicate for one key, or None when the key can never match (blank). `/pattern/flags` keys run with
     a time limit (`patterns.TimedPattern`); a pattern that once timed out stays off in this process."""
@@ -176,10 +191,10 @@ def _matcher(key: str, case_sensitive: bool, whole_words: bool) -> Predicate | N
         # not a pattern that compiles: SillyTavern matches it as plain text
     needle = key if case_sensitive else key.lower()
     if whole_words and len(needle.split()) == 1:
-        word = re.compile(rf"(?:\A|[^{_ASCII_WORD}]){re.escape(needle)}(?:\Z|[^{_ASCII_WORD}])")
+        word = _whole_word(needle)
         if case_sensitive:
-            return lambda text, scan: word.search(text.raw) is not None  # an escaped word: linear time
-        return lambda text, scan: word.search(text.lowered) is not None
+            return lambda text, scan: word(text.raw)
+        return lambda text, scan: word(text.lowered)
     if case_sensitive:
         return lambda text, scan: needle in text.raw
     return lambda text, scan: needle in text.lowered

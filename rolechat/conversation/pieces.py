@@ -41,6 +41,7 @@ class PieceMaker:
         self.count_tokens = count_tokens
         self.answer_template = answer_template
         self.lore_limits = lore_limits  # lorebook.ScanLimits; None: ConversationConfig's defaults
+        self.too_long = 1 << 62  # characters past which a text cannot fit the context: no macros for it
 
     def part(self, kind: str, label: str, text: str) -> PromptPart:
         return PromptPart(kind, label, self.count_tokens(text), text)
@@ -49,6 +50,8 @@ class PieceMaker:
         """The macro substitution of this turn's card and user (`{{user}}` alone without a card)."""
 
         def apply(text: str | None) -> str:
+            if text and len(text) > self.too_long:  # it cannot be sent anyway: ContextOverflow says so
+                return text
             if card is None:  # no character: only {{user}} has a value (a trained prompt is sent as it is)
                 return (text or "").replace("{{user}}", user.name)
             from rolechat.conversation.card import apply_macros

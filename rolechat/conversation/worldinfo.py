@@ -140,15 +140,7 @@ class _Item:
     source: Source
     index: int
     probe: LoreEntry  # the entry with its keys substituted (the entry itself without a substitution)
-
-    @property
-    def key(self) -> str:
-        """What its timed effects are kept under: the book's name and the entry's id (or place in the book)."""
-        entry = self.entry
-        if entry.id is not None:
-            return f"{self.source.name}.{entry.id}"
-        place = next(n for n, e in enumerate(self.source.book.entries) if e is entry)
-        return f"{self.source.name}.#{place}"
+    key: str = ""  # what its timed effects are kept under: the book's name and the entry's id (or place)
 
 
 def _ordered(sources: Sequence[Source], strategy: str) -> list[tuple[LoreEntry, Source]]:
@@ -309,7 +301,11 @@ class _Run:
         self.settings, self.budget, self.rng, self.count = settings, budget, rng, count_tokens
         probe = (lambda e: _with_keys(e, substitute)) if substitute else (lambda e: e)
         pairs = _ordered(sources, settings.strategy)
-        self.items = [_Item(e, s, i, probe(e)) for i, (e, s) in enumerate(pairs)]
+        places = {id(e): n for s in sources for n, e in enumerate(s.book.entries)}
+        self.items = [
+            _Item(e, s, i, probe(e), f"{s.name}.{e.id if e.id is not None else f'#{places[id(e)]}'}")
+            for i, (e, s) in enumerate(pairs)
+        ]
         self.buffer = _Buffer(messages, settings.include_names, extra)
         self.scan = Scan(settings.limits or _default_limits())
         self.admitted: list[tuple[_Item, str, int]] = []  # (item, reason, tokens) in admission order
@@ -549,9 +545,12 @@ def _depth(item: _Item, settings: ScanSettings) -> int:
 
 
 def _with_keys(entry: LoreEntry, substitute: Callable[[str], str]) -> LoreEntry:
-    """A copy of `entry` whose keys went through `substitute` (for matching only)."""
+    """A copy of `entry` whose keys went through `substitute` (for matching only); the entry itself when no key
+    holds a macro (`{{...}}` or a legacy `<BOT>`-style one)."""
     from dataclasses import replace
 
+    if not any("{{" in k or "<" in k for k in (*entry.keys, *entry.secondary_keys)):
+        return entry
     return replace(
         entry,
         keys=[substitute(k) for k in entry.keys],
