@@ -338,3 +338,68 @@ def test_a_charx_bomb_and_a_pixel_bomb_are_refused(tmp_path):
     Image.new("1", (10_000, 10_000)).save(pixels, pnginfo=info)
     with pytest.raises(CardError, match=r"^pixels\.png: the picture is too large to read"):
         read_card(pixels)
+
+
+def test_a_png_card_keeps_its_pictures_other_chunks_through_import_and_export(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    info = PngInfo()
+    info.add_text("chara", base64.b64encode(json.dumps(card(first_mes="你好")).encode()).decode("ascii"))
+    info.add_text("Software", "Stable Diffusion")  # another tool's text chunk
+    info.add_itxt("parameters", "masterpiece, 长安", zip=True)
+    image = Image.new("RGBA", (8, 12), (10, 200, 30, 255))
+    image.save(tmp_path / "in.png", pnginfo=info, dpi=(300, 300), icc_profile=b"\0" * 8)
+    import_card(tmp_path / "in.png")
+    out = export_character("苏晚", tmp_path / "out.png")
+    with Image.open(out) as exported:
+        assert exported.text["Software"] == "Stable Diffusion" and exported.text["parameters"] == "masterpiece, 长安"
+        assert exported.info["dpi"] == pytest.approx((300, 300), abs=0.01) and exported.info["icc_profile"] == b"\0" * 8
+        assert exported.getpixel((0, 0)) == (10, 200, 30, 255)
+    assert read_card(out).first_mes == "你好" and {"chara", "ccv3"} <= set(Image.open(out).text)
+    # the picture's bytes are the original ones, only the card chunks replaced
+    original = (tmp_path / "in.png").read_bytes()
+    assert original[original.index(b"IDAT") - 4 : original.index(b"IEND") - 4] in out.read_bytes()
+
+
+def test_a_v3_card_exports_as_v3_json_unless_asked(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    import_card(write_json(tmp_path / "v3.json", card(version="v3", group_only_greetings=["各位好"])))
+    written = json.loads(export_character("苏晚", tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert (written["spec"], written["spec_version"]) == ("chara_card_v3", "3.0")
+    asked = json.loads(export_character("苏晚", tmp_path / "v2.json", version="v2").read_text(encoding="utf-8"))
+    assert asked["spec"] == "chara_card_v2"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "rolechat", "version": "1.0", "dependencies": {"typer": "^0.12"}},  # a package.json
+        {"title": "笔记", "items": [1, 2]},
+        {"entries_count": 3},
+    ],
+)
+def test_a_json_that_is_no_card_is_refused(tmp_path, data):
+    from rolechat.conversation.characters import import_card
+
+    with pytest.raises(CardError, match=r"x\.json: not a character card: .*this JSON has keys"):
+        import_card(write_json(tmp_path / "x.json", data))
+    assert not (tmp_path / "home" / "personas").exists() or not list((tmp_path / "home" / "personas").iterdir())
+
+
+def test_a_pygmalion_card_reads_as_sillytavern_maps_it(tmp_path):
+    old = {"char_name": "阿福", "char_persona": "伙计", "char_greeting": "来了", "world_scenario": "酒肆"}
+    char = read_card(write_json(tmp_path / "p.json", old))
+    assert (char.name, char.description, char.first_mes, char.scenario) == ("阿福", "伙计", "来了", "酒肆")
+
+
+def test_world_info_keeps_the_books_own_settings_from_the_top_or_from_original_data(tmp_path):
+    entries = {"0": {"uid": 0, "key": ["雨"], "content": "下雨", "order": 10, "position": 4, "depth": 2, "role": 1}}
+    top = {"entries": entries, "name": "天气", "description": "雨天的设定", "scan_depth": 3, "token_budget": 200}
+    book = read_lorebook(write_json(tmp_path / "top.json", top))
+    assert (book.name, book.description, book.scan_depth, book.token_budget) == ("天气", "雨天的设定", 3, 200)
+    original = {"description": "原卡的书", "scan_depth": 5, "recursive_scanning": False, "entries": []}
+    book = read_lorebook(write_json(tmp_path / "st.json", {"entries": entries, "originalData": original}))
+    assert (book.description, book.scan_depth, book.recursive_scanning) == ("原卡的书", 5, False)
+    rain = book.entries[0]
+    assert (rain.position, rain.depth, rain.role) == ("at_depth", 2, "user")

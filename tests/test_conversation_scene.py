@@ -196,3 +196,28 @@ def test_a_summary_of_older_turns_goes_in_the_system_part_and_shows_as_a_part(ru
     part = next(p for p in turn.parts if p.kind == "summary")
     assert part.included and part.tokens > 0
     assert not any(p.kind == "summary" for p in Engine(runtime).prepare("hi", character="beta").parts)
+
+
+def test_a_saved_scene_round_trips_and_bad_ones_are_named():
+    from rolechat.conversation.scene import Scene, delete_scene, list_scenes, load_scene, save_scene
+
+    scene = Scene("茶会", ["alpha", "beta"], order="list", muted=["beta"], lorebooks=["天气"], scenario="雨夜")
+    save_scene(scene)
+    assert load_scene("茶会") == scene and [s.name for s in list_scenes()] == ["茶会"]
+    with pytest.raises(FileExistsError):
+        save_scene(scene)
+    merged = scene.setting(["旅途", "天气"], "")
+    assert merged.lorebooks == ["天气", "旅途"] and merged.scenario == "雨夜"
+    assert scene.setting(scenario="晴天").scenario == "晴天"  # the chat's own scenario wins
+    with pytest.raises(ValueError, match="muted gamma not in the scene"):
+        Scene("x", ["alpha", "beta"], muted=["gamma"])
+    with pytest.raises(ValueError, match="unknown speaker order"):
+        Scene("x", ["alpha", "beta"], order="random")
+    with pytest.raises(ValueError, match=r"茶会2\.json: unknown field 'members'"):
+        from rolechat.conversation.scene import scenes_dir
+
+        (scenes_dir() / "茶会2.json").write_text('{"name": "茶会2", "members": []}', encoding="utf-8")
+        load_scene("茶会2")
+    delete_scene("茶会")
+    with pytest.raises(ValueError, match="no scene '茶会'"):
+        load_scene("茶会")

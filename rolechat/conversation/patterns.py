@@ -41,6 +41,25 @@ def js_pattern(key: str) -> tuple[str, str] | None:
     return found.group(1), found.group(2)
 
 
+def _end_of_input(source: str) -> str:
+    """JavaScript's `$` (without the m flag) matches only at the very end; Python's also before a final newline:
+    each unescaped `$` outside a character class becomes `\\Z`."""
+    out, klass, escaped = [], False, False
+    for char in source:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            klass = True
+        elif char == "]":
+            klass = False
+        elif char == "$" and not klass:
+            char = "\\Z"
+        out.append(char)
+    return "".join(out)
+
+
 class PatternTimeout(Exception):
     """A pattern took longer than its time limit; the message says which and how long it was given."""
 
@@ -125,6 +144,8 @@ class TimedPattern:
         for flag, bit in (("i", regex.IGNORECASE), ("m", regex.MULTILINE), ("s", regex.DOTALL)):
             if flag in flags:
                 value |= bit
+        if "m" not in flags:
+            source = _end_of_input(source)
         return cls.compile(rf"\G(?:{source})" if "y" in flags else source, value)
 
     def search(self, text: str, scan: Scan) -> bool:

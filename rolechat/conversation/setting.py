@@ -81,16 +81,19 @@ class ChatSetting:
     def from_dict(cls, d: Mapping[str, Any] | None) -> ChatSetting:
         """From `as_dict`'s shape; ValueError naming the field for a bad one."""
         d = d or {}
-        books = d.get("lorebooks") or []
+        books = d.get("lorebooks")
+        books = [] if books is None else books
         if not isinstance(books, list) or not all(isinstance(b, str) for b in books):
             raise ValueError("lorebooks: expected a list of lorebook names")
-        scenario = d.get("scenario") or ""
+        scenario = d.get("scenario")
+        scenario = "" if scenario is None else scenario
         if not isinstance(scenario, str):
             raise ValueError("scenario: expected text")
         note = d.get("authors_note")
         if note is not None and not isinstance(note, Mapping):
             raise ValueError("authors_note: expected an object")
-        state = d.get("lore_state") or {}
+        state = d.get("lore_state")
+        state = {} if state is None else state
         if not isinstance(state, Mapping):
             raise ValueError("lore_state: expected an object")
         return cls(list(books), scenario, AuthorsNote.from_dict(note), dict(state))
