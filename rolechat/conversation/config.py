@@ -120,8 +120,9 @@ class ConversationConfig:
     lore_regex_timeout: float = field(
         default=0.25,
         metadata=_help(
-            "seconds one lorebook key pattern (a key written /pattern/, or any key of a use_regex entry) may take to "
-            "match one text; a pattern that takes longer turns its entry off (a notice in what the model saw)"
+            "seconds one card-supplied pattern (a lorebook key written /pattern/flags, a regex script's find) may take "
+            "on one text; a key pattern that takes longer turns its entry off (a notice in what the model saw), a "
+            "script's is skipped"
         ),
     )
     lore_scan_seconds: float = field(
