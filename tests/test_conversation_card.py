@@ -129,8 +129,8 @@ def test_round_trip_keeps_unknown_fields_extensions_and_v3_fields():
 
 def test_v2_card_written_as_v3_and_back_keeps_its_data():
     char = Character.from_dict(v2(description="d", alternate_greetings=["a"], tags=["t"]))
-    assert Character.from_dict(char.to_card("v3")).to_dict() == char.to_dict()
-    assert char.to_card("v3")["data"]["group_only_greetings"] == []  # required by V3
+    again = Character.from_dict(char.to_card("v3")).to_dict()
+    assert again.pop("group_only_greetings") == [] and again == char.to_dict()  # V3 requires the field
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_written_png_carries_both_chunks_and_reads_back_the_same(tmp_path):
     v3 = json.loads(base64.b64decode(text["ccv3"]))
     assert v2["spec"] == "chara_card_v2" and v3["spec"] == "chara_card_v3"
     assert v2["data"]["extensions"] == {"x": {"y": 1}} and v3["data"]["description"] == "d"
-    assert read_card(path).to_dict() == char.to_dict()
+    assert read_card(path).to_dict() == {**char.to_dict(), "group_only_greetings": []}  # ccv3 wins: V3 has it
 
 
 def test_written_png_keeps_the_given_picture(tmp_path):
@@ -112,7 +112,7 @@ def test_json_round_trip_keeps_unknown_fields_and_extensions(tmp_path):
     first = read_card(write_json(tmp_path / "in.json", original))
     second = read_card(write_card(first, tmp_path / "out.json"))
     third = read_card(write_card(second, tmp_path / "out.png"))
-    assert first == second and first.to_dict() == third.to_dict()
+    assert first == second and {**first.to_dict(), "group_only_greetings": []} == third.to_dict()  # read from ccv3
     out = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert out["avatar"] == "none" and out["data"]["mystery_field"] == {"a": 1}
     assert out["data"]["extensions"]["vendor"] == {"deep": [1, {"x": None}]}
@@ -403,3 +403,105 @@ def test_world_info_keeps_the_books_own_settings_from_the_top_or_from_original_d
     assert (book.description, book.scan_depth, book.recursive_scanning) == ("原卡的书", 5, False)
     rain = book.entries[0]
     assert (rain.position, rain.depth, rain.role) == ("at_depth", 2, "user")
+
+
+def sillytavern_export() -> dict:
+    """A card as SillyTavern's charaFormatData (src/endpoints/characters.js) writes it, its book as
+    convertWorldInfoToCharacterBook does (nulls, use_regex, numeric positions, an empty group_only_greetings)."""
+
+    def entry(uid: int, keys: list[str], content: str, position: int = 0, **over) -> dict:
+        ext = {
+            "position": position,
+            "exclude_recursion": False,
+            "display_index": uid,
+            "probability": 100,
+            "useProbability": True,
+            "depth": 4,
+            "selectiveLogic": 0,
+            "group": "",
+            "group_override": False,
+            "group_weight": 100,
+            "prevent_recursion": False,
+            "delay_until_recursion": False,
+            "scan_depth": None,
+            "match_whole_words": None,
+            "use_group_scoring": False,
+            "case_sensitive": True,
+            "automation_id": "",
+            "role": 0,
+            "vectorized": False,
+            "sticky": 0,
+            "cooldown": 0,
+            "delay": 0,
+            **over,
+        }
+        return {
+            "id": uid,
+            "keys": keys,
+            "secondary_keys": [],
+            "comment": content[:3],
+            "content": content,
+            "constant": False,
+            "selective": True,
+            "insertion_order": 100,
+            "enabled": True,
+            "position": "before_char" if position == 0 else "after_char",
+            "use_regex": True,
+            "extensions": ext,
+        }
+
+    book = {
+        "entries": [
+            entry(0, ["长安"], "长安是都城"),
+            entry(1, ["雨"], "下雨了", 4, depth=2, role=1, probability=None, delay_until_recursion=2),
+        ],
+        "name": "长安",
+    }
+    data = {
+        "name": "林夕",
+        "description": "说书人",
+        "personality": "健谈",
+        "scenario": "茶馆",
+        "first_mes": "请坐",
+        "mes_example": "",
+        "creator_notes": "",
+        "system_prompt": "",
+        "post_history_instructions": "",
+        "tags": ["古风"],
+        "creator": "",
+        "character_version": "",
+        "alternate_greetings": [],
+        "extensions": {
+            "talkativeness": "0.5",
+            "fav": False,
+            "world": "长安",
+            "depth_prompt": {"prompt": "", "depth": 4, "role": "system"},
+        },
+        "group_only_greetings": [],
+        "character_book": book,
+    }
+    top = {k: data[k] for k in ("name", "description", "personality", "scenario", "first_mes", "mes_example")}
+    return {
+        **top,
+        "creatorcomment": "",
+        "avatar": "none",
+        "chat": "林夕 - 2024-9-28",
+        "talkativeness": "0.5",
+        "fav": False,
+        "tags": ["古风"],
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": data,
+    }
+
+
+def test_a_sillytavern_export_round_trips_unchanged_as_json_and_png(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    original = sillytavern_export()
+    import_card(write_json(tmp_path / "st.json", original))
+    assert json.loads(export_character("林夕", tmp_path / "out.json").read_text(encoding="utf-8")) == original
+    with Image.open(export_character("林夕", tmp_path / "out.png")) as image:
+        assert json.loads(base64.b64decode(image.text["chara"])) == original
+        v3 = json.loads(base64.b64decode(image.text["ccv3"]))
+    assert v3["spec"] == "chara_card_v3" and v3["data"]["character_book"] == original["data"]["character_book"]

@@ -94,7 +94,7 @@ class Character:
     character_book: Lorebook | None = None
     # V3 additions (None: absent from the card, and left out when writing it)
     nickname: str | None = None  # replaces the name in {{char}}
-    group_only_greetings: list[str] = field(default_factory=list)
+    group_only_greetings: list[str] | None = None  # None: absent (an empty list, as SillyTavern writes, is kept)
     assets: list[dict[str, Any]] | None = None
     creator_notes_multilingual: dict[str, str] | None = None
     source: list[str] | None = None
@@ -168,7 +168,8 @@ class Character:
         if not values["name"].strip():
             raise CardError(f"{prefix}name: a character needs a name")
         values["alternate_greetings"] = _str_list(data.get("alternate_greetings"), prefix + "alternate_greetings")
-        values["group_only_greetings"] = _str_list(data.get("group_only_greetings"), prefix + "group_only_greetings")
+        if data.get("group_only_greetings") is not None:
+            values["group_only_greetings"] = _str_list(data["group_only_greetings"], prefix + "group_only_greetings")
         values["tags"] = _str_list(data.get("tags"), prefix + "tags", split_commas=True)
         values["extensions"] = _dict(data.get("extensions"), prefix + "extensions")
         book = data.get("character_book")
@@ -206,7 +207,7 @@ class Character:
         )
         if self.character_book is not None:
             out["character_book"] = self.character_book.to_dict()
-        if self.group_only_greetings:
+        if self.group_only_greetings is not None:
             out["group_only_greetings"] = list(self.group_only_greetings)
         for key in _V3_OPTIONAL:
             if getattr(self, key) is not None:

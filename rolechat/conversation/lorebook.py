@@ -351,6 +351,7 @@ class LoreEntry:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, written back unchanged
     decorators: list[str] = field(default_factory=list)  # V3 `@@name value` lines that opened the content
     card_position: Any = field(default=None, compare=False, repr=False)  # the spec's `position` as read
+    has_extensions: bool = field(default=True, compare=False, repr=False)  # written back when read or non-empty
 
     def __post_init__(self) -> None:
         if self.selective_logic not in LOGICS:
@@ -476,6 +477,7 @@ class LoreEntry:
             comment=_str(d.get("comment"), f"{where}.comment"),
             name=_str(d.get("name"), f"{where}.name"),
             extensions=ext,
+            has_extensions="extensions" in d,
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _ENTRY_FIELDS},
             **settings,
         )
@@ -499,12 +501,12 @@ class LoreEntry:
         out: dict[str, Any] = {
             "keys": list(self.keys),
             "content": "\n".join([*self.decorators, self.content]) if self.decorators else self.content,
-            "extensions": ext,
-            "enabled": self.enabled,
-            "insertion_order": self.insertion_order,
         }
-        if self.case_sensitive is not None:
-            out["case_sensitive"] = self.case_sensitive
+        if ext or self.has_extensions:
+            out["extensions"] = ext
+        out.update(enabled=self.enabled, insertion_order=self.insertion_order)
+        if self.case_sensitive is not None and ext.get("case_sensitive") != self.case_sensitive:
+            out["case_sensitive"] = self.case_sensitive  # SillyTavern keeps it in extensions only
         if self.use_regex is not None:
             out["use_regex"] = self.use_regex
         out["constant"] = self.constant
@@ -584,6 +586,8 @@ class Lorebook:
     max_recursion_steps: int = 0  # scan sweeps in all; 0: the scan's; 1: no recursion
     extensions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # SillyTavern's exports have no book `extensions`: written back only when the book had it or it holds something
+    has_extensions: bool = field(default=True, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.scan_depth is not None and (not isinstance(self.scan_depth, int) or self.scan_depth < 0):
@@ -627,6 +631,7 @@ class Lorebook:
                 recursive_scanning=_bool(d.get("recursive_scanning"), f"{where}.recursive_scanning", None),
                 max_recursion_steps=_count(ext.get(_MAX_STEPS_KEY), f"{where}.extensions.{_MAX_STEPS_KEY}", 0),
                 extensions=ext,
+                has_extensions="extensions" in d,
                 extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _BOOK_FIELDS},
             )
         except CardError as exc:
@@ -650,7 +655,8 @@ class Lorebook:
             out["token_budget"] = self.token_budget
         if self.recursive_scanning is not None:
             out["recursive_scanning"] = self.recursive_scanning
-        out["extensions"] = ext
+        if ext or self.has_extensions:
+            out["extensions"] = ext
         out["entries"] = [e.to_dict() for e in self.entries]
         out.update(copy.deepcopy(self.extra))
         return out
