@@ -108,3 +108,11 @@ def test_the_engine_applies_global_and_card_scripts(tiny_qwen2):
     assert reply.endswith("喵") and reply[:-1] == runtime.stream(turn.messages, None, turn.params).join()
     off = Engine(runtime, chat_cfg=ConversationConfig(card_regex=False))
     assert off.prepare("茶", character=char, user=UserPersona("小明")).messages[-1]["content"] == "茶"
+
+
+def test_macros_in_the_find_pattern_raw_or_escaped():
+    macro = lambda text: text.replace("{{char}}", "A.B")
+    raw = scripts(st_script("raw", "/{{char}}/g", "X", [2], substituteRegex=1), macro=macro)
+    escaped = scripts(st_script("escaped", "/{{char}}/g", "X", [2], substituteRegex=2), macro=macro)
+    assert raw.ai_output("AxB A.B") == "X X" and escaped.ai_output("AxB A.B") == "AxB X"
+    assert RegexScript.from_dict(st_script("x", "/a/", "b", [2], substituteRegex=2)).to_dict()["substituteRegex"] == 2

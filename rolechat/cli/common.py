@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,6 +42,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths stay whole
     raise typer.Exit(code)
+
+
+def listed(rows: list, as_json: bool, empty: str) -> bool:
+    """`rows` as JSON with --json, or `empty` when there are none: True when that was all there is to print."""
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return True
+    if not rows:
+        console.print(empty)
+    return not rows
+
+
+def done_or_fail(action, errors: tuple[type[Exception], ...], done: str) -> None:
+    """Run `action()`; an error of `errors` ends the command with its message, else `done` is printed."""
+    try:
+        action()
+    except errors as exc:
+        fail(str(exc))
+    console.print(escape(done), highlight=False)
 
 
 def print_parts(turn) -> None:

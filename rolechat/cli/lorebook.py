@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import build, console, fail
+from rolechat.cli.common import build, console, done_or_fail, fail, listed
 
 lorebook_app = typer.Typer(
     help="The lorebook library: books chats, scenes and the global world info use.", no_args_is_help=True
@@ -55,11 +55,8 @@ def list_books(as_json: bool = typer.Option(False, "--json", help="Print as JSON
     from rolechat.conversation.books import list_books as books
 
     rows = [{"name": n, "entries": e, "error": err} for n, e, err in books()]
-    if as_json:
-        console.print_json(json.dumps(rows, ensure_ascii=False))
+    if listed(rows, as_json, "no lorebooks yet — add one with `rolechat lorebook import FILE`"):
         return
-    if not rows:
-        console.print("no lorebooks yet — add one with `rolechat lorebook import FILE`")
     for r in rows:
         status = f"[red]broken[/]: {escape(r['error'])}" if r["error"] else f"{r['entries']} entries"
         console.print(f"{escape(r['name'])}: {status}", highlight=False)
@@ -103,11 +100,7 @@ def delete_book(name: str = typer.Argument(..., help="The library name.")) -> No
     from rolechat.conversation.books import delete_book as delete
     from rolechat.conversation.lorebook import CardError
 
-    try:
-        delete(name)
-    except CardError as exc:
-        fail(str(exc))
-    console.print(f"deleted lorebook {escape(name)}", highlight=False)
+    done_or_fail(lambda: delete(name), (CardError,), f"deleted lorebook {name}")
 
 
 @regex_app.command("import")
@@ -151,11 +144,8 @@ def list_regex(as_json: bool = typer.Option(False, "--json", help="Print as JSON
         {"name": s.name, "find": s.find, "replace": s.replace, "where": s.where, "disabled": s.disabled}
         for s in global_scripts()
     ]
-    if as_json:
-        console.print_json(json.dumps(rows, ensure_ascii=False))
+    if listed(rows, as_json, "no regex scripts — import one with `rolechat regex import FILE`"):
         return
-    if not rows:
-        console.print("no regex scripts — import one with `rolechat regex import FILE`")
     for r in rows:
         off = " (disabled)" if r["disabled"] else ""
         console.print(

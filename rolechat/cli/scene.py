@@ -19,7 +19,7 @@ import random
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, err_console, fail
+from rolechat.cli.common import console, done_or_fail, err_console, fail, listed
 
 scene_app = typer.Typer(
     help="Scenes (SillyTavern's group chats): characters, turn order, lorebooks.", no_args_is_help=True
@@ -173,11 +173,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     from rolechat.conversation.scene import list_scenes
 
     scenes = [s.as_dict() for s in list_scenes()]
-    if as_json:
-        console.print_json(json.dumps(scenes, ensure_ascii=False))
+    if listed(scenes, as_json, "no scenes yet — save one with `rolechat scene create NAME --characters a,b`"):
         return
-    if not scenes:
-        console.print("no scenes yet — save one with `rolechat scene create NAME --characters a,b`")
     for s in scenes:
         console.print(f"{escape(s['name'])}: {', '.join(s['characters'])} · {s['order']}", highlight=False)
 
@@ -198,11 +195,7 @@ def delete(name: str = typer.Argument(..., help="The scene's name.")) -> None:
     """Delete a saved scene (its characters and books stay)."""
     from rolechat.conversation.scene import delete_scene
 
-    try:
-        delete_scene(name)
-    except ValueError as exc:
-        fail(str(exc))
-    console.print(f"deleted scene {escape(name)}", highlight=False)
+    done_or_fail(lambda: delete_scene(name), (ValueError,), f"deleted scene {name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -477,17 +477,26 @@ class Engine:
             pieces += make.knowledge(docs, sources, question)
             build = make.builder(answer_prompt=make.answer_prompt(question))
         else:
-            pieces += make.examples(card, user, placed)
-            pieces += make.history(past)
-            pieces.append(
-                Piece(make.part("message", "user", message), "message", [{"role": "user", "content": message}])
-            )
+            pieces += self._conversation(make, card, user, placed, past, message)
             build = make.builder()
         pieces += [*placed.depth, *make.depth_note(card, user), *make.post_history(card, user), *placed.shown]
         turn = self._fit(pieces, build, gen, persona)
         turn.parts[:0] = parts_before
         turn.sources, turn.question = sources, question
-        turn.lore_state, turn.user_text, turn.scripts = found.state, kept, scripts
+        return self._kept(turn, found.state, kept, scripts)
+
+    @staticmethod
+    def _conversation(make: PieceMaker, card, user, placed, past, message: str) -> list[Piece]:
+        """A turn without a knowledge base: the example dialogues, the history, the new message."""
+        pieces = [*make.examples(card, user, placed), *make.history(past)]
+        said = [{"role": "user", "content": message}]
+        return [*pieces, Piece(make.part("message", "user", message), "message", said)]
+
+    @staticmethod
+    def _kept(turn: Turn, state: dict[str, Any], kept: str, scripts: Any) -> Turn:
+        """What the turn leaves for the chat: the timed lore state, the message as kept, the regex scripts (and
+        a notice of those that changed something)."""
+        turn.lore_state, turn.user_text, turn.scripts = state, kept, scripts
         if scripts.applied:
             text = "; ".join(dict.fromkeys(scripts.applied))
             turn.parts.append(PromptPart("notice", "regex scripts", 0, f"applied: {text}"))

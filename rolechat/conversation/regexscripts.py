@@ -74,7 +74,7 @@ class RegexScript:
     disabled: bool = False
     display_only: bool = False  # markdownOnly
     prompt_only: bool = False  # promptOnly
-    substitute: bool = False  # substituteRegex: macros in the find pattern first
+    substitute: bool | int = False  # substituteRegex: macros in the find pattern first (2: their values escaped)
     min_depth: int | None = None
     max_depth: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other fields (id, runOnEdit, ...), written back
@@ -108,7 +108,7 @@ class RegexScript:
             disabled=bool(d.get("disabled")),
             display_only=bool(d.get("markdownOnly")),
             prompt_only=bool(d.get("promptOnly")),
-            substitute=bool(d.get("substituteRegex")),
+            substitute=d["substituteRegex"] if d.get("substituteRegex") in (True, 1, 2) else False,
             min_depth=_depth(d.get("minDepth")),
             max_depth=_depth(d.get("maxDepth")),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _KNOWN or k in ("id", "runOnEdit")},
@@ -205,7 +205,7 @@ class ScriptSet:
     def _one(self, script: RegexScript, text: str) -> str:
         if not text:
             return text
-        compiled = _compile(self.macro(script.find) if script.substitute else script.find)
+        compiled = _compile(self._find(script))
         if compiled is None:
             return text
         pattern, every = compiled
@@ -229,6 +229,12 @@ class ScriptSet:
         if new != text:
             self.applied.append(f"{script.name or '(unnamed)'}: {script.where}")
         return new
+
+    def _find(self, script: RegexScript) -> str:
+        """The find pattern, with macros replaced first when the script asks (newer SillyTavern's 2: escaped)."""
+        if script.substitute == 2:
+            return re.sub(r"\{\{[^{}]*\}\}", lambda m: re.escape(self.macro(m.group())), script.find)
+        return self.macro(script.find) if script.substitute else script.find
 
     def user_input(self, text: str) -> str:
         return self._run(text, USER_INPUT)
