@@ -220,23 +220,25 @@ def _wrap(model: Any, cfg: ClassifyConfig, pooling: str = "head") -> tuple[Any, 
     if cfg.train_embeddings:
         emb = model.get_input_embeddings()
         saved += [name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if mod is emb][:1]
-    layers = _top_layers(model, cfg.lora_layers)
+    linear = sorted(
+        {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)} - set(heads)
+    )
+    target = cfg.target
+    if target == "all-linear" and pooling != "head":  # peft spots a transformers head by itself, not ours
+        target = linear
     lora = LoraConfig(
         task_type="SEQ_CLS" if pooling == "head" else None,  # a MeanPooledClassifier is no transformers class
-        layers_to_transform=layers,
+        layers_to_transform=_top_layers(model, cfg.lora_layers),
         r=cfg.rank,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=cfg.target,
+        target_modules=target,
         modules_to_save=list(saved),  # peft extends the list it is given
     )
     torch.manual_seed(cfg.seed)
     try:
         return get_peft_model(model, lora), saved
     except ValueError as exc:
-        linear = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)} - set(heads)
-        )
         raise TrainError(
             f"--target-modules {','.join(cfg.target_modules)}: {exc}. Linear modules of this model: "
             f"{', '.join(linear)} (or all-linear)"

@@ -182,7 +182,7 @@ def test_a_run_with_the_persona_check_shows_its_table_when_it_ends(monkeypatch, 
     assert [s.value for s in at.success] == ["训练完成：角色 checked 已可在聊天页使用。"], at.code
     saved = json.loads((settings.personas_dir() / "checked" / "persona.json").read_text(encoding="utf-8"))
     summary = saved["evaluation"]
-    assert "embedding_cosine" in summary["skipped"]  # the fake embeddings do not read Chinese
+    assert "embedding_cosine" not in summary["skipped"]  # the run's own process embeds with the default e5
     table = at.table[0].value
     assert list(table.columns) == ["指标", "checked", "基础模型"]
     rows = dict(zip(table["指标"], zip(table["checked"], table["基础模型"])))
@@ -191,9 +191,10 @@ def test_a_run_with_the_persona_check_shows_its_table_when_it_ends(monkeypatch, 
         f"{summary['base']['rouge_l']:.3f}",
     )
     catchphrase = f"以「{summary['catchphrase']}」结尾的比例"  # the ending its training replies share
+    assert rows["向量余弦相似度 ↑"][0] == f"{summary['persona']['embedding_cosine']:.3f}"
     for label in ("出戏比例（自称 AI/助手）↓", "自行结束的比例", "distinct-1", "distinct-2", catchphrase):
         assert label in rows
-    assert "向量余弦相似度 ↑" not in rows and "角色分（判别器）↑" not in rows  # not measured: no rows
+    assert "角色分（判别器）↑" not in rows  # not measured (no judge trained): no row
     assert any("未计算" in c.value for c in at.caption)
 
 

@@ -65,9 +65,20 @@ def test_lora_layers_adapts_only_the_last_layers(sentence_encoder, tmp_path):
     from safetensors import safe_open
 
     data = write_csv(tmp_path / "reviews.csv", synthetic_rows(64))
-    cfg = ClassifyConfig(model=str(sentence_encoder), lora_layers=1, max_steps=2, target_modules=["query", "value"])
+    cfg = ClassifyConfig(model=str(sentence_encoder), lora_layers=1, max_steps=2)  # all-linear, the default
     result = train_classifier(data, "top", cfg, show_progress=False)
     with safe_open(str(result.output / "adapter_model.safetensors"), "pt") as f:
-        lora = [k for k in f.keys() if "lora_" in k]
+        keys = list(f.keys())
+    lora = [k for k in keys if "lora_" in k]
     assert lora and all(".layer.1." in k for k in lora)  # the tiny encoder has layers 0 and 1
+    adapted = {k.split(".layer.1.")[1].split(".lora_")[0] for k in lora}
+    assert adapted == {
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    }
+    assert any("classifier" in k and "lora_" not in k for k in keys)  # the head is saved whole, not adapted
     assert ClassifierManifest.load(result.output).hyperparameters["lora_layers"] == 1

@@ -11,16 +11,9 @@ from rolechat.cli import app
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def embedder_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("embedder-cache")
-
-
 @pytest.fixture
-def home(_isolated_home, embedder_cache) -> Path:
-    """A fresh ROLECHAT_HOME whose cache (the exported ONNX embedder) is shared by the module's tests."""
-    _isolated_home.mkdir(parents=True, exist_ok=True)
-    (_isolated_home / "cache").symlink_to(embedder_cache, target_is_directory=True)
+def home(_isolated_home) -> Path:
+    """A fresh ROLECHAT_HOME (its model caches are the session's, tests/conftest.py)."""
     return _isolated_home
 
 
@@ -69,9 +62,13 @@ def test_index_search_show_delete_round_trip(home, docs):
     assert "配送.txt" in text and "score" in text
 
     listing = json.loads(run("kb", "list", "--json").stdout)
-    assert listing == [{"name": "客服", "documents": 2, "chunks": report["chunks_total"]}]
+    assert listing == [
+        {"name": "客服", "documents": 2, "chunks": report["chunks_total"], "embedder": "multilingual-e5-small"}
+    ]
     show = json.loads(run("kb", "show", "客服", "--json").stdout)
-    assert show["settings"]["chunk_size"] == "254" and "all-MiniLM-L6-v2" in show["settings"]["embedder"]
+    assert show["settings"]["chunk_size"] == "508" and "multilingual-e5-small" in show["settings"]["embedder"]
+    assert show["embedder"]["prefix"] == "'query: ' before questions, 'passage: ' before documents"
+    assert (show["embedder"]["backend"], show["embedder"]["dimension"]) == ("onnx-int8", 384)
     assert sorted(Path(d["path"]).name for d in show["documents"]) == ["退货政策.md", "配送.txt"]
 
     assert run("kb", "delete", "客服", "--yes").exit_code == 0
@@ -142,3 +139,19 @@ def test_a_squad_file_indexed_as_is_evaluates_on_its_paragraphs(home, tmp_path):
     data = json.loads(run("eval-retrieval", "--kb", "qa", "--qa", str(qa), "--json").stdout)
     by_mode = {r["mode"]: r for r in data["results"]}
     assert data["questions"] == 3 and by_mode["bm25"]["hit_at_1"] == by_mode["hybrid"]["hit_at_1"] == 1.0
+
+
+def test_reembed_switches_a_knowledge_base_and_another_embedder_is_refused_with_the_command(home, docs):
+    assert run("index", str(docs), "--kb", "客服", "--json").exit_code == 0
+    refused = run("search", "包邮", "--kb", "客服", "--embedder", "all-MiniLM-L6-v2")
+    assert refused.exit_code == 1
+    assert "rolechat kb reembed 客服 --embedder all-MiniLM-L6-v2" in flat(refused.output)
+    out = run("kb", "reembed", "客服", "--embedder", "all-MiniLM-L6-v2", "--json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["after"].startswith("all-MiniLM-L6-v2") and report["embedded"] == report["chunks"] > 0
+    show = json.loads(run("kb", "show", "客服", "--json").stdout)
+    assert show["embedder"]["name"] == "all-MiniLM-L6-v2" and show["embedder"]["prefix"] == "none"
+    assert json.loads(run("search", "包邮", "--kb", "客服", "--json").stdout)  # opened with its own, no flag
+    again = run("index", str(docs), "--kb", "客服", "--json")
+    assert json.loads(again.stdout)["chunks_embedded"] == 0 and not json.loads(again.stdout)["rebuilt"]
