@@ -59,6 +59,8 @@ def chat(turns: int, book, rng: random.Random) -> list[str]:
 
 
 def main() -> None:
+    from rolechat.conversation.worldinfo import activate
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=200)
     parser.add_argument("--turns", type=int, default=50)
@@ -85,7 +87,7 @@ def main() -> None:
             for turn in range(1, args.turns + 1):
                 history = messages[: turn * 2]
                 start = time.perf_counter()
-                got = book.activate(history, count_tokens)
+                got = activate(book, history, count_tokens)
                 times.append((time.perf_counter() - start) * 1000)
                 active.append(len(got))
         times.sort()

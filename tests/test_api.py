@@ -274,7 +274,7 @@ def test_a_scene_turn_is_answered_by_the_speakers_own_adapter(server, tiny_qwen2
         **GREEDY,
     }
     reply = client.post("/v1/chat/completions", json=body).json()
-    assert reply["rolechat"] == {"speaker": "beta"}  # round-robin: alpha spoke last
+    assert reply["rolechat"]["speaker"] == "beta"  # round-robin: alpha spoke last
     engine = Engine(rt)
     turn = engine.prepare_scene(
         "贝塔，你呢？",
@@ -289,3 +289,74 @@ def test_a_scene_turn_is_answered_by_the_speakers_own_adapter(server, tiny_qwen2
         "/v1/chat/completions", json={**body, "rolechat": {"scene": ["alpha", "beta"], "speaker": "ghost"}}
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "rolechat.speaker"
+
+
+def test_a_chat_names_its_lorebooks_scenario_and_note_and_carries_its_timed_state(server, tmp_path):
+    """`rolechat.lorebooks` names library books (never a server file), `lore_state` goes back and forth."""
+    import json
+
+    from rolechat.conversation.books import add_book
+
+    rt, client = server
+    world = {
+        "name": "天气",
+        "entries": {
+            "0": {
+                "uid": 0,
+                "key": ["雨"],
+                "content": "外面下着大雨。",
+                "order": 5,
+                "position": 4,
+                "depth": 0,
+                "role": 0,
+                "sticky": 5,
+            }
+        },
+    }
+    path = tmp_path / "world.json"
+    path.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+    add_book(path)
+    options = {
+        "lorebooks": ["天气"],
+        "scenario": "暴雨夜",
+        "authors_note": {"text": "保持紧张。", "depth": 1},
+        "show_prompt": True,
+    }
+    body = {"model": "base", "messages": [{"role": "user", "content": "下雨了"}], "rolechat": options, **GREEDY}
+    reply = client.post("/v1/chat/completions", json=body).json()
+    parts = {p["text"]: p for p in reply["prompt_parts"]}
+    assert parts["外面下着大雨。"]["source"] == "天气" and parts["保持紧张。"]["included"]
+    state = reply["rolechat"]["lore_state"]
+    assert set(state["sticky"]) == {"天气.0"} and reply["rolechat"]["user_text"] == "下雨了"
+    later = [
+        {"role": "user", "content": "下雨了"},
+        {"role": "assistant", "content": "是的"},
+        {"role": "user", "content": "晴了"},
+    ]
+    body = {**body, "messages": later, "rolechat": {**options, "lore_state": state}}
+    again = client.post("/v1/chat/completions", json=body).json()
+    assert any(p["text"] == "外面下着大雨。" and p["why"].startswith("sticky") for p in again["prompt_parts"])
+    for name, code in (("没有这本", 404), (str(path), 404)):  # a path is refused like any unknown name
+        bad = client.post("/v1/chat/completions", json={**body, "rolechat": {"lorebooks": [name]}})
+        assert bad.status_code == code and bad.json()["error"]["code"] == "lorebook_not_found"
+    bad = client.post("/v1/chat/completions", json={**body, "rolechat": {"authors_note": {"text": "x", "depth": -1}}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"]
+
+
+def test_a_manual_scene_needs_a_speaker_and_a_saved_scene_is_named(server, tiny_qwen2, tmp_path):
+    from rolechat.conversation.scene import Scene, save_scene
+
+    rt, client = server
+    install(make_adapter(tiny_qwen2, tmp_path / "beta", 2))  # alpha is the fixture's
+    rt.reload_personas()
+    body = {"model": "base", "messages": [{"role": "user", "content": "大家好"}], **GREEDY}
+    manual = client.post(
+        "/v1/chat/completions", json={**body, "rolechat": {"scene": ["alpha", "beta"], "order": "manual"}}
+    )
+    assert manual.status_code == 400 and manual.json()["error"]["param"] == "rolechat.speaker"
+    save_scene(Scene("茶会", ["alpha", "beta"], order="list", scenario="雨夜"))
+    listed = client.post("/v1/chat/completions", json={**body, "rolechat": {"scene_name": "茶会", "show_prompt": True}})
+    assert listed.status_code == 200 and listed.json()["rolechat"]["speaker"] == "alpha"  # list order: the first
+    assert any(p["label"].startswith("scenario") and "雨夜" in p["text"] for p in listed.json()["prompt_parts"])
+    missing = client.post("/v1/chat/completions", json={**body, "rolechat": {"scene_name": "没有"}})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "scene_not_found"

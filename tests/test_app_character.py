@@ -87,3 +87,34 @@ def test_a_png_card_imported_in_the_sidebar_becomes_the_selected_character(monke
     error = at.sidebar.error[0].value
     assert "导入失败" in error and "坏.json" in error and "name" in error
     assert at.sidebar.selectbox(key="persona").value == "苏晚"  # nothing half-imported, nothing changed
+
+
+def test_a_chat_attaches_a_lorebook_and_a_scenario_that_stay_with_the_saved_chat(monkeypatch, tiny_qwen2, tmp_path):
+    import json
+
+    from rolechat.conversation.books import add_book
+    from rolechat.conversation.chats import load_chat
+
+    install_character()
+    world = {"name": "天气", "entries": {"0": {"uid": 0, "key": ["雨"], "content": "外面下着大雨。", "order": 5}}}
+    (tmp_path / "w.json").write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+    add_book(tmp_path / "w.json")
+    at = app_test(monkeypatch, tiny_qwen2).run()
+    at.sidebar.selectbox(key="persona").select("linxi").run()
+    at.sidebar.multiselect(key="chat_books").select("天气").run()
+    at.sidebar.text_area(key="chat_scenario").set_value("暴雨夜的茶馆").run()
+    at.chat_input[0].set_value("下雨了").run()
+    assert not at.exception
+    parts = at.session_state["history"][-1]["prompt"]["parts"]
+    assert any(p["source"] == "天气" and p["text"] == "外面下着大雨。" for p in parts)
+    assert any(p["label"] == "scenario (this chat's override)" for p in parts)
+    saved = load_chat(at.session_state["chat_id"])
+    assert saved.setting["lorebooks"] == ["天气"] and saved.setting["scenario"] == "暴雨夜的茶馆"
+
+    at.sidebar.multiselect(key="chat_books").unselect("天气").run()  # detached: the next turn scans it no more
+    at.chat_input[0].set_value("还在下雨").run()
+    parts = at.session_state["history"][-1]["prompt"]["parts"]
+    assert not any(p["source"] == "天气" for p in parts)
+    fresh = app_test(monkeypatch, tiny_qwen2).run()  # a new session resumes the chat with its setting
+    fresh.sidebar.button(key=f"chat_open_{saved.id}").click().run()
+    assert fresh.session_state["chat_books"] == [] and fresh.session_state["chat_scenario"] == "暴雨夜的茶馆"

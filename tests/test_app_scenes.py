@@ -51,18 +51,19 @@ def test_a_two_character_scene_each_speaks_with_its_own_adapter(monkeypatch, tin
     assert not at.exception
     at.sidebar.multiselect(key="scene").select("alpha").select("beta").run()
     assert at.sidebar.selectbox(key="next_speaker").value == "natural"
-    at.chat_input[0].set_value("贝塔，你先说").run()  # natural order: the named character first
+    at.sidebar.selectbox(key="next_speaker").select("list").run()  # everyone once, in the scene's order
+    at.chat_input[0].set_value("贝塔，你后说").run()
     assert not at.exception
     history = at.session_state["history"]
     assert [(m["role"], m.get("name")) for m in history] == [
         ("user", None),
-        ("assistant", "beta"),
         ("assistant", "alpha"),
+        ("assistant", "beta"),
     ]
-    assert history[1]["content"] == scene_reply(history[:1], "beta")
-    assert history[2]["content"] == scene_reply(history[:2], "alpha")
+    assert history[1]["content"] == scene_reply(history[:1], "alpha")
+    assert history[2]["content"] == scene_reply(history[:2], "beta")
     assert scene_reply(history[:1], "beta") != scene_reply(history[:1], "alpha")  # the adapters differ
-    assert [m.name for m in at.chat_message] == ["user", "贝塔", "阿尔法"]  # each under its own name and avatar
+    assert [m.name for m in at.chat_message] == ["user", "阿尔法", "贝塔"]  # each under its own name and avatar
 
     at.sidebar.selectbox(key="next_speaker").select("alpha").run()  # one chosen character answers alone
     at.chat_input[0].set_value("好的").run()
@@ -83,6 +84,7 @@ def test_a_two_character_scene_each_speaks_with_its_own_adapter(monkeypatch, tin
     history = at.session_state["history"]
     assert [m.get("name") for m in history[5:]] == ["beta", "alpha"]
     assert history[5]["content"] == scene_reply(history[:5], "beta")
+    assert load_chat(at.session_state["chat_id"]).order == "round-robin"  # the scene's order is saved with it
 
 
 def test_a_saved_chat_resumes_after_a_restart_and_exports(monkeypatch, tiny_qwen2, adapters):

@@ -62,7 +62,8 @@ def test_import_export_import_gives_the_same_card(tmp_path):
         exported = tmp_path / f"out.{suffix}"
         out = run("character", "export", "Rin_Tohsaka", "--out", str(exported))
         assert out.exit_code == 0, out.output
-        assert read_card(exported).to_dict() == read_card(source).to_dict()
+        got, want = read_card(exported).to_dict(), read_card(source).to_dict()
+        assert got == ({**want, "group_only_greetings": []} if suffix == "png" else want)  # a PNG's ccv3 is V3
     exported_png = tmp_path / "out.png"
     with Image.open(exported_png) as image:
         assert image.size == (20, 30) and {"chara", "ccv3"} <= set(image.text)
@@ -70,7 +71,7 @@ def test_import_export_import_gives_the_same_card(tmp_path):
     assert again.exit_code == 0, again.output
     first = Character.from_dict(PersonaManifest.load(folder).card)
     second = Character.from_dict(PersonaManifest.load(settings.personas_dir() / "rin2").card)
-    assert first.to_dict() == second.to_dict() and second.extra == {"future": "kept"}
+    assert {**first.to_dict(), "group_only_greetings": []} == second.to_dict() and second.extra == {"future": "kept"}
     assert json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))["create_date"] == "2024-1-1"
     v3 = run("character", "export", "Rin_Tohsaka", "--out", str(tmp_path / "v3.json"), "--version", "v3")
     assert v3.exit_code == 0 and json.loads((tmp_path / "v3.json").read_text())["spec"] == "chara_card_v3"

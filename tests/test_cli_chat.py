@@ -185,7 +185,7 @@ def test_scene_one_round_each_character_replies_once_with_its_own_adapter(tiny_q
     engine = Engine(Runtime.load(LLMConfig(model=str(tiny_qwen2), temperature=0, max_new_tokens=6)))
     history: list[dict] = []
     expected = []
-    for speaker, said in (("beta", "BETA，你好"), ("alpha", "")):  # natural order: the named one first
+    for speaker, said in (("alpha", "BETA，你好"), ("beta", "")):  # list order: everyone, in the scene's order
         turn = engine.prepare_scene(said, characters=["alpha", "beta"], speaker=speaker, history=history)
         reply = clean_reply(engine.stream(turn).join(), speaker.upper())
         history += [
@@ -194,14 +194,17 @@ def test_scene_one_round_each_character_replies_once_with_its_own_adapter(tiny_q
         ]
         expected.append(f"{speaker.upper()}: {reply}")
     flags = ("--model", str(tiny_qwen2), "--temperature", "0", "--max-new-tokens", "6", "--scene", "alpha,beta")
-    out = rolechat("chat", *flags, "-m", "BETA，你好", "--quiet")
+    out = rolechat("chat", *flags, "--order", "list", "-m", "BETA，你好", "--quiet")
     assert out.returncode == 0, out.stderr
     assert out.stdout == "\n".join(expected) + "\n"
+    for seed in ("1", "2", "3"):  # natural order: the named one first, then whoever is talkative enough
+        out = rolechat("chat", *flags, "--seed", seed, "-m", "BETA，你好", "--quiet")
+        assert out.stdout.splitlines()[0].startswith("BETA: ")
     out = rolechat("chat", *flags, "--order", "round-robin", "-m", "BETA，你好", "--quiet")
     assert out.stdout.splitlines()[0].startswith("ALPHA: ")
     out = rolechat("chat", "--model", str(tiny_qwen2), "--scene", "alpha,ghost", "-m", "hi")
     assert out.returncode == 1 and "persona 'ghost' is not available" in out.stderr
     out = rolechat("chat", "--model", str(tiny_qwen2), "--scene", "alpha", "-m", "hi")
     assert out.returncode == 1 and "at least two characters" in out.stderr
-    out = rolechat("chat", *flags, stdin="大家好\n/exit\n")
-    assert out.returncode == 0 and "ALPHA:" in out.stdout and "BETA:" in out.stdout
+    out = rolechat("chat", *flags, "--order", "list", stdin="大家好\n/speak alpha\n/exit\n")
+    assert out.returncode == 0 and out.stdout.count("ALPHA:") == 2 and out.stdout.count("BETA:") == 1

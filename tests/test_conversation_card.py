@@ -129,8 +129,8 @@ def test_round_trip_keeps_unknown_fields_extensions_and_v3_fields():
 
 def test_v2_card_written_as_v3_and_back_keeps_its_data():
     char = Character.from_dict(v2(description="d", alternate_greetings=["a"], tags=["t"]))
-    assert Character.from_dict(char.to_card("v3")).to_dict() == char.to_dict()
-    assert char.to_card("v3")["data"]["group_only_greetings"] == []  # required by V3
+    again = Character.from_dict(char.to_card("v3")).to_dict()
+    assert again.pop("group_only_greetings") == [] and again == char.to_dict()  # V3 requires the field
 
 
 @pytest.mark.parametrize(
@@ -207,3 +207,30 @@ def test_depth_prompt_reads_sillytavern_characters_note():
     assert odd.depth_prompt == ("x", 4, "system")
     assert Character.from_dict(v2(extensions={"depth_prompt": {"prompt": " "}})).depth_prompt is None
     assert Character(name="x").depth_prompt is None
+
+
+def test_original_is_the_overridden_prompt_once_in_any_letter_case():
+    from rolechat.conversation.card import replace_original
+
+    assert replace_original("{{ORIGINAL}}，再说一次：{{original}}", "默认") == "默认，再说一次："
+    assert replace_original("没有占位符", "默认") == "没有占位符"
+    char = Character.from_dict(v2(system_prompt="{{Original}}说话带古风。"))
+    assert system_prompt(char, "小明").startswith("你正在扮演苏晚，与小明对话。")
+
+
+def test_group_greetings_talkativeness_and_the_characters_note():
+    from rolechat.conversation.card import group_greetings
+
+    v3 = Character.from_dict(
+        {
+            "spec": "chara_card_v3",
+            "data": {"name": "苏晚", "first_mes": "你好", "group_only_greetings": ["各位{{user}}好"]},
+        }
+    )
+    assert group_greetings(v3, "小明") == ["各位小明好"]
+    extension = Character(
+        name="苏晚", first_mes="你好", extensions={"group_greetings": ["大家好"], "talkativeness": "0.9"}
+    )
+    assert group_greetings(extension) == ["大家好"] and extension.talkativeness == 0.9
+    plain = Character(name="苏晚", first_mes="你好", extensions={"talkativeness": "很健谈"})
+    assert group_greetings(plain) == ["你好"] and plain.talkativeness == 0.5

@@ -19,6 +19,7 @@ from rolechat.conversation.cardfile import (
     write_card,
     write_lorebook,
 )
+from rolechat.conversation.worldinfo import activate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def test_written_png_carries_both_chunks_and_reads_back_the_same(tmp_path):
     v3 = json.loads(base64.b64decode(text["ccv3"]))
     assert v2["spec"] == "chara_card_v2" and v3["spec"] == "chara_card_v3"
     assert v2["data"]["extensions"] == {"x": {"y": 1}} and v3["data"]["description"] == "d"
-    assert read_card(path).to_dict() == char.to_dict()
+    assert read_card(path).to_dict() == {**char.to_dict(), "group_only_greetings": []}  # ccv3 wins: V3 has it
 
 
 def test_written_png_keeps_the_given_picture(tmp_path):
@@ -111,7 +112,7 @@ def test_json_round_trip_keeps_unknown_fields_and_extensions(tmp_path):
     first = read_card(write_json(tmp_path / "in.json", original))
     second = read_card(write_card(first, tmp_path / "out.json"))
     third = read_card(write_card(second, tmp_path / "out.png"))
-    assert first == second and first.to_dict() == third.to_dict()
+    assert first == second and {**first.to_dict(), "group_only_greetings": []} == third.to_dict()  # read from ccv3
     out = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert out["avatar"] == "none" and out["data"]["mystery_field"] == {"a": 1}
     assert out["data"]["extensions"]["vendor"] == {"deep": [1, {"x": None}]}
@@ -137,7 +138,7 @@ def test_bad_card_files_name_the_file_and_the_field(tmp_path):
         "book.png": "book.png: data.character_book.entries[3].keys: expected a list of strings",
         "greet.json": "greet.json: data.alternate_greetings: expected a list of strings",
         "broken.json": "broken.json: invalid JSON at line 1",
-        "nameless.json": "nameless.json: name: a character needs a name",
+        "nameless.json": "nameless.json: not a character card: expected `spec` and `data`",
     }
     for name, (chunks, obj) in cases.items():
         path = tmp_path / name
@@ -211,11 +212,11 @@ def test_sillytavern_world_info_maps_its_fields(tmp_path):
     assert first.extensions["probability"] == 100 and first.extensions["useProbability"] is True
     assert first.extensions["position"] == 1 and first.extensions["display_index"] == 0
     assert not disabled.enabled and disabled.position == "before_char"
-    assert at_depth.keys == ["曲江", "芙蓉园"] and at_depth.constant and at_depth.position == "after_char"
-    assert at_depth.extensions["position"] == 4  # SillyTavern's @depth position kept for the round trip
+    assert at_depth.keys == ["曲江", "芙蓉园"] and at_depth.constant and at_depth.position == "at_depth"
+    assert at_depth.extensions["position"] == 4 and at_depth.to_dict()["position"] == "after_char"  # as ST exports
     # and it behaves: NOT_ANY with "夜", case-sensitive, disabled entry silent, constant always on
-    assert [e.id for e in book.activate(["长安的白天"], len)] == [0, 8]
-    assert [e.id for e in book.activate(["长安的夜"], len)] == [8]
+    assert [e.id for e in activate(book, ["长安的白天"], len)] == [0, 8]
+    assert [e.id for e in activate(book, ["长安的夜"], len)] == [8]
 
 
 def test_world_info_without_name_takes_the_file_name_and_bad_fields_are_named(tmp_path):
@@ -248,7 +249,7 @@ def test_sample_cards_read_and_the_lorebook_triggers():
     xiaoman = read_card(ROOT / "examples" / "characters" / "xiaoman.json")
     assert suwan.character_book is not None and 8 <= len(suwan.character_book.entries) <= 15
     assert xiaoman.character_book is None and len(xiaoman.alternate_greetings) == 2
-    labels = [e.comment for e in suwan.character_book.activate(["苏晚，你师父是谁？"], len)]
+    labels = [e.comment for e in activate(suwan.character_book, ["苏晚，你师父是谁？"], len)]
     assert labels == ["茶楼（常驻，不触发其他条目）", "师父陆铁嘴", "醒木（由师父一条递归触发）", "洛阳"]
 
 
@@ -337,3 +338,170 @@ def test_a_charx_bomb_and_a_pixel_bomb_are_refused(tmp_path):
     Image.new("1", (10_000, 10_000)).save(pixels, pnginfo=info)
     with pytest.raises(CardError, match=r"^pixels\.png: the picture is too large to read"):
         read_card(pixels)
+
+
+def test_a_png_card_keeps_its_pictures_other_chunks_through_import_and_export(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    info = PngInfo()
+    info.add_text("chara", base64.b64encode(json.dumps(card(first_mes="你好")).encode()).decode("ascii"))
+    info.add_text("Software", "Stable Diffusion")  # another tool's text chunk
+    info.add_itxt("parameters", "masterpiece, 长安", zip=True)
+    image = Image.new("RGBA", (8, 12), (10, 200, 30, 255))
+    image.save(tmp_path / "in.png", pnginfo=info, dpi=(300, 300), icc_profile=b"\0" * 8)
+    import_card(tmp_path / "in.png")
+    out = export_character("苏晚", tmp_path / "out.png")
+    with Image.open(out) as exported:
+        assert exported.text["Software"] == "Stable Diffusion" and exported.text["parameters"] == "masterpiece, 长安"
+        assert exported.info["dpi"] == pytest.approx((300, 300), abs=0.01) and exported.info["icc_profile"] == b"\0" * 8
+        assert exported.getpixel((0, 0)) == (10, 200, 30, 255)
+    assert read_card(out).first_mes == "你好" and {"chara", "ccv3"} <= set(Image.open(out).text)
+    # the picture's bytes are the original ones, only the card chunks replaced
+    original = (tmp_path / "in.png").read_bytes()
+    assert original[original.index(b"IDAT") - 4 : original.index(b"IEND") - 4] in out.read_bytes()
+
+
+def test_a_v3_card_exports_as_v3_json_unless_asked(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    import_card(write_json(tmp_path / "v3.json", card(version="v3", group_only_greetings=["各位好"])))
+    written = json.loads(export_character("苏晚", tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert (written["spec"], written["spec_version"]) == ("chara_card_v3", "3.0")
+    asked = json.loads(export_character("苏晚", tmp_path / "v2.json", version="v2").read_text(encoding="utf-8"))
+    assert asked["spec"] == "chara_card_v2"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "rolechat", "version": "1.0", "dependencies": {"typer": "^0.12"}},  # a package.json
+        {"title": "笔记", "items": [1, 2]},
+        {"entries_count": 3},
+    ],
+)
+def test_a_json_that_is_no_card_is_refused(tmp_path, data):
+    from rolechat.conversation.characters import import_card
+
+    with pytest.raises(CardError, match=r"x\.json: not a character card: .*this JSON has keys"):
+        import_card(write_json(tmp_path / "x.json", data))
+    assert not (tmp_path / "home" / "personas").exists() or not list((tmp_path / "home" / "personas").iterdir())
+
+
+def test_a_pygmalion_card_reads_as_sillytavern_maps_it(tmp_path):
+    old = {"char_name": "阿福", "char_persona": "伙计", "char_greeting": "来了", "world_scenario": "酒肆"}
+    char = read_card(write_json(tmp_path / "p.json", old))
+    assert (char.name, char.description, char.first_mes, char.scenario) == ("阿福", "伙计", "来了", "酒肆")
+
+
+def test_world_info_keeps_the_books_own_settings_from_the_top_or_from_original_data(tmp_path):
+    entries = {"0": {"uid": 0, "key": ["雨"], "content": "下雨", "order": 10, "position": 4, "depth": 2, "role": 1}}
+    top = {"entries": entries, "name": "天气", "description": "雨天的设定", "scan_depth": 3, "token_budget": 200}
+    book = read_lorebook(write_json(tmp_path / "top.json", top))
+    assert (book.name, book.description, book.scan_depth, book.token_budget) == ("天气", "雨天的设定", 3, 200)
+    original = {"description": "原卡的书", "scan_depth": 5, "recursive_scanning": False, "entries": []}
+    book = read_lorebook(write_json(tmp_path / "st.json", {"entries": entries, "originalData": original}))
+    assert (book.description, book.scan_depth, book.recursive_scanning) == ("原卡的书", 5, False)
+    rain = book.entries[0]
+    assert (rain.position, rain.depth, rain.role) == ("at_depth", 2, "user")
+
+
+def sillytavern_export() -> dict:
+    """A card as SillyTavern's charaFormatData (src/endpoints/characters.js) writes it, its book as
+    convertWorldInfoToCharacterBook does (nulls, use_regex, numeric positions, an empty group_only_greetings)."""
+
+    def entry(uid: int, keys: list[str], content: str, position: int = 0, **over) -> dict:
+        ext = {
+            "position": position,
+            "exclude_recursion": False,
+            "display_index": uid,
+            "probability": 100,
+            "useProbability": True,
+            "depth": 4,
+            "selectiveLogic": 0,
+            "group": "",
+            "group_override": False,
+            "group_weight": 100,
+            "prevent_recursion": False,
+            "delay_until_recursion": False,
+            "scan_depth": None,
+            "match_whole_words": None,
+            "use_group_scoring": False,
+            "case_sensitive": True,
+            "automation_id": "",
+            "role": 0,
+            "vectorized": False,
+            "sticky": 0,
+            "cooldown": 0,
+            "delay": 0,
+            **over,
+        }
+        return {
+            "id": uid,
+            "keys": keys,
+            "secondary_keys": [],
+            "comment": content[:3],
+            "content": content,
+            "constant": False,
+            "selective": True,
+            "insertion_order": 100,
+            "enabled": True,
+            "position": "before_char" if position == 0 else "after_char",
+            "use_regex": True,
+            "extensions": ext,
+        }
+
+    book = {
+        "entries": [
+            entry(0, ["长安"], "长安是都城"),
+            entry(1, ["雨"], "下雨了", 4, depth=2, role=1, probability=None, delay_until_recursion=2),
+        ],
+        "name": "长安",
+    }
+    data = {
+        "name": "林夕",
+        "description": "说书人",
+        "personality": "健谈",
+        "scenario": "茶馆",
+        "first_mes": "请坐",
+        "mes_example": "",
+        "creator_notes": "",
+        "system_prompt": "",
+        "post_history_instructions": "",
+        "tags": ["古风"],
+        "creator": "",
+        "character_version": "",
+        "alternate_greetings": [],
+        "extensions": {
+            "talkativeness": "0.5",
+            "fav": False,
+            "world": "长安",
+            "depth_prompt": {"prompt": "", "depth": 4, "role": "system"},
+        },
+        "group_only_greetings": [],
+        "character_book": book,
+    }
+    top = {k: data[k] for k in ("name", "description", "personality", "scenario", "first_mes", "mes_example")}
+    return {
+        **top,
+        "creatorcomment": "",
+        "avatar": "none",
+        "chat": "林夕 - 2024-9-28",
+        "talkativeness": "0.5",
+        "fav": False,
+        "tags": ["古风"],
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": data,
+    }
+
+
+def test_a_sillytavern_export_round_trips_unchanged_as_json_and_png(tmp_path):
+    from rolechat.conversation.characters import export_character, import_card
+
+    original = sillytavern_export()
+    import_card(write_json(tmp_path / "st.json", original))
+    assert json.loads(export_character("林夕", tmp_path / "out.json").read_text(encoding="utf-8")) == original
+    with Image.open(export_character("林夕", tmp_path / "out.png")) as image:
+        assert json.loads(base64.b64decode(image.text["chara"])) == original
+        v3 = json.loads(base64.b64decode(image.text["ccv3"]))
+    assert v3["spec"] == "chara_card_v3" and v3["data"]["character_book"] == original["data"]["character_book"]

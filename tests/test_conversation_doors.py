@@ -109,7 +109,7 @@ def from_api(model, recorded, *, kb: bool) -> list[int]:
         response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
     parts = response.json()["prompt_parts"]
-    assert {"kind": "lore-triggered", "label": "triggered: 北京"}.items() <= parts[1].items()
+    assert {"kind": "lore-triggered", "label": "林夕: 北京", "source": "林夕"}.items() <= parts[1].items()
     assert len(recorded) == 1 and recorded[0][0] == "linxi"
     return recorded[0][1]
 

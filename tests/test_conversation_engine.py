@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from rolechat.conversation import ContextOverflow, ConversationConfig, Engine, UserPersona
-from rolechat.conversation.card import Character, example_dialogues, system_prompt
+from rolechat.conversation.card import Character, system_prompt
 from rolechat.conversation.lorebook import Lorebook, LoreEntry
+from rolechat.conversation.pieces import EXAMPLES_HEADER
 from rolechat.llm import LLMConfig, Runtime
 from rolechat.settings import ConfigError
 from tests.test_llm_runtime import install, make_adapter
@@ -100,10 +101,12 @@ def test_lore_goes_before_or_after_the_character_and_only_triggered_entries_come
     char = character(mes_example="")
     engine = Engine(runtime)
     quiet = engine.prepare("你好", character=char, user=USER, params={"max_new_tokens": 8})
-    assert [p.label for p in quiet.parts if p.kind.startswith("lore")] == ["always-on: 长安"]
+    assert [p.label for p in quiet.parts if p.kind.startswith("lore")] == ["林夕: 长安"]
     turn = engine.prepare("我们去茶园吧", character=char, user=USER, params={"max_new_tokens": 8})
-    lore = [(p.kind, p.label) for p in turn.parts if p.kind.startswith("lore")]
-    assert lore == [("lore-triggered", "triggered: 茶园"), ("lore-constant", "always-on: 长安")]
+    lore = [(p.kind, p.label, p.source) for p in turn.parts if p.kind.startswith("lore")]
+    assert lore == [("lore-triggered", "林夕: 茶园", "林夕"), ("lore-constant", "林夕: 长安", "林夕")]
+    why = {p.label: p.why for p in turn.parts if p.kind.startswith("lore")}
+    assert why == {"林夕: 茶园": "key 茶园; order 10; before_char", "林夕: 长安": "constant; order 100; after_char"}
     expected = system_prompt(
         char, "小明", before=["林夕常去城东的茶园。"], after=["长安是大唐的都城。"], user_description=USER.description
     )
@@ -114,13 +117,21 @@ def test_lore_goes_before_or_after_the_character_and_only_triggered_entries_come
     assert "皇宫是禁地。" in turn.messages[0]["content"] and "茶园。" not in turn.messages[0]["content"]
 
 
-def test_example_dialogues_are_example_turns_between_the_system_part_and_the_history(runtime):
+def test_example_dialogues_close_the_system_message_as_named_lines_never_as_turns(runtime):
+    # as SillyTavern's story string: sent as turns they read as a conversation that happened, and a greeting
+    # after an example's reply would make two assistant turns in a row
     char = character(character_book=None)
-    history = chat_history(1)
+    history = [{"role": "assistant", "content": "用户，请坐。"}, *chat_history(1)]
     turn = Engine(runtime).prepare("再讲一个", character=char, history=history, params={"max_new_tokens": 8})
-    examples = [m for block in example_dialogues(char, "用户") for m in block]
-    assert turn.messages[1 : 1 + len(examples)] == examples
-    assert turn.messages[1 + len(examples) : -1] == history
+    assert turn.messages[1:-1] == history  # the chat follows the system message directly
+    system = turn.messages[0]["content"]
+    assert system.endswith(f"{EXAMPLES_HEADER}\n\n用户：你好\n林夕：客官好\n\n用户：讲个故事\n林夕：从前有座山")
+    assert [p.text for p in turn.parts if p.kind == "example"] == [
+        "用户：你好\n林夕：客官好",
+        "用户：讲个故事\n林夕：从前有座山",
+    ]
+    roles = [m["role"] for m in turn.messages]
+    assert all(a != b for a, b in zip(roles, roles[1:]))
 
 
 def test_the_characters_note_goes_depth_messages_from_the_end(runtime):
@@ -138,10 +149,11 @@ def test_the_characters_note_goes_depth_messages_from_the_end(runtime):
             assert turn.messages[where] == {"role": role, "content": "（林夕心情很好）"}
             assert [m for m in turn.messages if m["content"] != "（林夕心情很好）"][1:-1] == history
         assert [p.kind for p in turn.parts].count("depth-prompt") == 1
-    note = {"prompt": "（{{char}}心情很好）", "depth": 2, "role": "system"}  # system text only comes first
+    note = {"prompt": "（{{char}}心情很好）", "depth": 2, "role": "system"}  # system text only comes first:
     char = character(character_book=None, mes_example="", extensions={"depth_prompt": note})
     turn = engine.prepare("你好", character=char, history=history, params={"max_new_tokens": 8})
-    assert turn.messages[0]["content"].endswith("（林夕心情很好）") and turn.messages[1:-1] == history
+    assert turn.messages[4] == {"role": "user", "content": "（林夕心情很好）"}  # at its depth, as a user message
+    assert "心情" not in turn.messages[0]["content"]
 
 
 def test_greetings_open_the_chat_with_macros_applied(runtime):
@@ -191,7 +203,8 @@ def test_the_drop_keeps_as_much_as_fits(small):
 
 
 def test_each_part_stays_within_its_own_budget(runtime):
-    cfg = ConversationConfig(history_tokens=60, examples_tokens=5, lore_tokens=17)
+    always = Engine(runtime).count_tokens("长安是大唐的都城。\n")
+    cfg = ConversationConfig(history_tokens=60, examples_tokens=5, lore_tokens=always + 1)
     char = character()
     turn = Engine(runtime, chat_cfg=cfg).prepare(
         "去茶园", character=char, history=chat_history(6), params={"max_new_tokens": 8}
@@ -200,9 +213,10 @@ def test_each_part_stays_within_its_own_budget(runtime):
     assert 0 < sum(p.tokens for p in history if p.included) <= 60
     assert [p.included for p in history] == sorted(p.included for p in history)  # the newest are kept
     assert not any(p.included for p in turn.parts if p.kind == "example")  # each block is over 5 tokens
-    lore = {p.kind: p for p in turn.parts if p.kind.startswith("lore")}  # "长安是大唐的都城。" is 17 tokens
-    assert lore["lore-constant"].included and lore["lore-constant"].tokens == 17  # always-on entries come first
-    assert not lore["lore-triggered"].included  # triggered but over the budget: listed, not sent
+    lore = {p.kind: p for p in turn.parts if p.kind.startswith("lore")}
+    assert lore["lore-constant"].included  # order 100 beats the triggered entry's 10
+    assert not lore["lore-skipped"].included and lore["lore-skipped"].label == "林夕: 茶园"  # listed, not sent
+    assert lore["lore-skipped"].why.startswith("left out: the lorebook budget was spent (key 茶园")
     assert "茶园" not in turn.messages[0]["content"]
 
 
@@ -246,12 +260,12 @@ def test_an_entry_whose_key_pattern_takes_too_long_is_off_with_a_notice_in_what_
 
     lorebook._matcher.cache_clear()  # a pattern that timed out stays off for the process
     slow = LoreEntry(keys=["/(a|aa)+$/"], content="不该出现的设定", comment="回溯")
-    book = Lorebook(entries=[slow, LoreEntry(keys=["!"], content="叹号设定", comment="叹号")])
+    book = Lorebook(entries=[slow, LoreEntry(keys=["!"], content="叹号设定", comment="叹号", match_whole_words=False)])
     engine = Engine(runtime, chat_cfg=ConversationConfig(lore_regex_timeout=0.05))
     turn = engine.prepare("a" * 47 + "!", character=character(character_book=book), params={"max_new_tokens": 8})
     lorebook._matcher.cache_clear()
     notices = [p for p in turn.parts if p.kind == "notice"]
-    assert [p.label for p in turn.parts if p.kind.startswith("lore")] == ["triggered: 叹号"]
+    assert [p.label for p in turn.parts if p.kind.startswith("lore")] == ["林夕: 叹号"]
     assert len(notices) == 1 and "'回溯'" in notices[0].text and "chat.lore_regex_timeout" in notices[0].text
     sent = "".join(m["content"] for m in turn.messages)
     assert "叹号设定" in sent and "不该出现" not in sent and notices[0].text not in sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rolechat.conversation.lorebook import CardError, Lorebook, LoreEntry
+from rolechat.conversation.worldinfo import activate
 
 
 def book(*entries: LoreEntry, **settings) -> Lorebook:
@@ -12,7 +13,7 @@ def book(*entries: LoreEntry, **settings) -> Lorebook:
 
 
 def active(b: Lorebook, *messages: str, budget: int | None = None) -> list[str]:
-    return [e.content for e in b.activate(list(messages), len, budget)]
+    return [e.content for e in activate(b, list(messages), len, budget)]
 
 
 def test_primary_key_activates_and_absent_key_does_not():
@@ -78,7 +79,7 @@ def test_keys_are_case_insensitive_unless_the_entry_is_case_sensitive():
     loose = LoreEntry(keys=["Paris"], content="loose")
     strict = LoreEntry(keys=["Paris"], content="strict", case_sensitive=True)
     assert active(book(loose, strict), "we flew to PARIS") == ["loose"]
-    assert active(book(loose, strict), "we flew to Paris") == ["loose", "strict"]
+    assert sorted(active(book(loose, strict), "we flew to Paris")) == ["loose", "strict"]
 
 
 def test_slashed_key_is_a_regex_with_its_own_flags():
@@ -91,11 +92,16 @@ def test_slashed_key_is_a_regex_with_its_own_flags():
     assert active(book(broken), "[unclosed") == []  # a broken regex never matches (and never raises)
 
 
-def test_use_regex_makes_plain_keys_patterns_and_bad_patterns_literal():
+def test_use_regex_changes_nothing_only_slashed_keys_are_patterns():
+    # SillyTavern writes use_regex: true on every exported entry and never reads it: keys stay literal text
     entry = LoreEntry(keys=["猫|狗"], content="宠物", use_regex=True)
-    assert active(book(entry), "我养了一只狗") == ["宠物"]
-    literal = LoreEntry(keys=["C++"], content="语言", use_regex=True)
-    assert active(book(literal), "I write C++ daily") == ["语言"]
+    assert active(book(entry), "我养了一只狗") == []
+    assert active(book(entry), "猫|狗 是什么意思") == ["宠物"]
+    punctuated = LoreEntry(keys=["Mr. Li?", "C++", "(秘密)"], content="字面", use_regex=True)
+    assert active(book(punctuated), "I write C++ daily") == ["字面"]
+    assert active(book(punctuated), "Mrs Lin") == []  # `.` and `?` are not wildcards
+    assert active(book(punctuated), "这是（秘密）不是(秘密)") == ["字面"]
+    assert active(book(LoreEntry(keys=["/猫|狗/"], content="宠物")), "我养了一只狗") == ["宠物"]
 
 
 def test_match_whole_words_applies_to_single_ascii_words():
@@ -104,12 +110,23 @@ def test_match_whole_words_applies_to_single_ascii_words():
     assert active(book(entry), "not to my liking") == []
 
 
+def test_whole_words_is_the_default_and_chinese_keys_match_inside_chinese_text():
+    # JavaScript's \W (no u flag) is ASCII: a Chinese character is a non-word character on both sides
+    chinese = LoreEntry(keys=["长安"], content="都城")
+    ascii_key = LoreEntry(keys=["tea"], content="茶")
+    assert active(book(chinese), "我想去长安城看看") == ["都城"]
+    assert active(book(chinese), "abc长安def") == []  # ASCII letters around it are word characters
+    assert active(book(ascii_key), "我喜欢tea。") == ["茶"]
+    assert active(book(ascii_key), "steam") == []
+    assert active(book(LoreEntry(keys=["tea"], content="茶", match_whole_words=False)), "steam") == ["茶"]
+
+
 def test_scan_depth_limits_the_messages_scanned_and_an_entry_can_override_it():
     old = LoreEntry(keys=["长安"], content="长安")
     deep = LoreEntry(keys=["洛阳"], content="洛阳", scan_depth=5)
     msgs = ["长安 洛阳", "第二句", "第三句"]
     assert active(book(old, deep, scan_depth=2), *msgs) == ["洛阳"]
-    assert active(book(old, deep, scan_depth=3), *msgs) == ["长安", "洛阳"]
+    assert sorted(active(book(old, deep, scan_depth=3), *msgs)) == sorted(["长安", "洛阳"])
     assert active(book(old, deep), *msgs[1:], "提到长安") == ["长安"]  # the default depth (2) sees the last message
 
 
@@ -122,28 +139,39 @@ def test_a_key_never_matches_across_two_messages():
     assert active(book(entry), "我想去长", "安") == []
 
 
-def test_budget_keeps_constant_then_highest_order_and_drops_the_rest():
+def test_budget_takes_the_highest_orders_and_stops_at_the_first_that_does_not_fit():
+    # SillyTavern: by order, highest first (a constant entry has no head start); used + tokens must stay under
+    # the budget (each entry counts its text and a line break); the first that does not fit ends the scan, even
+    # when a smaller one after it would fit
     b = book(
-        LoreEntry(keys=["x"], content="a" * 10, insertion_order=1),  # lowest priority
+        LoreEntry(keys=["x"], content="a" * 2, insertion_order=1),  # small, lowest order
         LoreEntry(keys=["x"], content="b" * 10, insertion_order=50),
-        LoreEntry(keys=[], content="c" * 10, constant=True, insertion_order=100),
+        LoreEntry(keys=[], content="c" * 10, constant=True, insertion_order=40),
         LoreEntry(keys=["x"], content="d" * 10, insertion_order=90),
     )
-    assert active(b, "x", budget=30) == ["b" * 10, "d" * 10, "c" * 10]  # dropped a; result in insertion order
-    assert active(b, "x", budget=20) == ["d" * 10, "c" * 10]
-    assert active(b, "x") == ["a" * 10, "b" * 10, "d" * 10, "c" * 10]
+    assert active(b, "x", budget=34) == ["c" * 10, "b" * 10, "d" * 10]  # 11 + 11 + 11 < 34; prompt: lower first
+    assert active(b, "x", budget=33) == ["b" * 10, "d" * 10]  # 33 is not under 33: c overflows, a never tried
+    assert active(b, "x", budget=12) == ["d" * 10]
+    assert active(b, "x") == ["a" * 2, "c" * 10, "b" * 10, "d" * 10]
 
 
-def test_priority_ranks_before_insertion_order_for_the_budget():
+def test_priority_is_kept_but_order_ranks_for_the_budget():
     b = book(
-        LoreEntry(keys=["x"], content="keep", insertion_order=1, priority=100),
-        LoreEntry(keys=["x"], content="drop", insertion_order=99, priority=1),
+        LoreEntry(keys=["x"], content="low", insertion_order=1, priority=100),
+        LoreEntry(keys=["x"], content="high", insertion_order=99, priority=1),
     )
-    assert active(b, "x", budget=4) == ["keep"]
+    assert active(b, "x", budget=6) == ["high"]
+    assert Lorebook.from_dict(b.to_dict()).entries[0].priority == 100
+
+
+def test_equal_orders_put_the_later_admitted_entry_first():
+    # SillyTavern builds each position from order high to low, putting every entry in front of the others
+    b = book(*(LoreEntry(keys=["x"], content=c, insertion_order=5) for c in ("one", "two", "three")))
+    assert active(b, "x") == ["three", "two", "one"]
 
 
 def test_the_book_budget_and_the_callers_budget_the_smaller_wins():
-    b = book(LoreEntry(keys=["x"], content="12345"), LoreEntry(keys=["x"], content="67890"), token_budget=5)
+    b = book(LoreEntry(keys=["x"], content="12345"), LoreEntry(keys=["x"], content="67890"), token_budget=6)
     assert len(active(b, "x")) == 1
     assert len(active(b, "x", budget=100)) == 1
     assert active(b, "x", budget=4) == []
@@ -174,8 +202,9 @@ def test_recursion_flags_per_entry():
     silent = LoreEntry(keys=["甲"], content="提到乙和丙", prevent_recursion=True)
     assert active(book(silent, c), "甲") == ["提到乙和丙"]
     delayed = LoreEntry(keys=["甲"], content="延迟", delay_until_recursion=True, insertion_order=5)
-    assert active(book(delayed), "甲") == ["延迟"]  # allowed in the recursion sweep
-    assert active(book(delayed, max_recursion_steps=1), "甲") == []  # never in the first
+    assert active(book(delayed), "甲") == []  # no sweep of recursion without another entry
+    assert active(book(delayed, a), "甲") == ["提到乙和丙", "延迟"]  # the recursion sweep sees the chat too
+    assert active(book(delayed, a, max_recursion_steps=1), "甲") == ["提到乙和丙"]  # never in the first
 
 
 def test_directly_triggered_entries_outrank_recursive_ones_for_the_budget():
@@ -184,7 +213,21 @@ def test_directly_triggered_entries_outrank_recursive_ones_for_the_budget():
         LoreEntry(keys=["乙"], content="乙乙乙乙", insertion_order=99),
         LoreEntry(keys=["丙"], content="丙丙丙丙", insertion_order=2),
     )
-    assert active(b, "甲 丙", budget=8) == ["甲提到乙", "丙丙丙丙"]
+    assert active(b, "甲 丙", budget=11) == ["甲提到乙", "丙丙丙丙"]  # 乙's order is higher but it came by recursion
+
+
+def test_numeric_delay_until_recursion_levels_open_one_after_another():
+    # SillyTavern's recursion levels: the lowest level first; a sweep that finds nothing opens the next level
+    b = book(
+        LoreEntry(keys=["龙"], content="龙住在山里。", insertion_order=10),
+        LoreEntry(keys=["山"], content="山下有村庄。", delay_until_recursion=1, insertion_order=20),
+        LoreEntry(keys=["龙"], content="传说的结局。", delay_until_recursion=3, insertion_order=30),
+    )
+    entries = activate(b, ["说说龙"], len)
+    assert [e.content for e in entries] == ["龙住在山里。", "山下有村庄。", "传说的结局。"]
+    card = {"keys": ["龙"], "content": "x", "extensions": {"delay_until_recursion": 2}}
+    assert LoreEntry.from_dict(card).recursion_level == 2  # a number imports (it used to refuse the card)
+    assert LoreEntry.from_dict(card).to_dict()["extensions"]["delay_until_recursion"] == 2
 
 
 def test_results_come_in_insertion_order_with_their_position():
@@ -193,14 +236,14 @@ def test_results_come_in_insertion_order_with_their_position():
         LoreEntry(keys=["x"], content="before", insertion_order=10, position="before_char"),
         LoreEntry(keys=["x"], content="first", insertion_order=1),
     )
-    got = b.activate(["x"], len)
+    got = activate(b, ["x"], len)
     assert [e.content for e in got] == ["first", "after", "before"]
     assert [e.position for e in got] == ["before_char", "after_char", "before_char"]
 
 
 def test_substitute_rewrites_keys_and_returns_the_original_entries():
     entry = LoreEntry(keys=["{{char}}的剑"], content="剑")
-    got = book(entry).activate(["苏晚的剑"], len, substitute=lambda k: k.replace("{{char}}", "苏晚"))
+    got = activate(book(entry), ["苏晚的剑"], len, substitute=lambda k: k.replace("{{char}}", "苏晚"))
     assert got == [entry] and got[0] is entry
 
 
@@ -278,6 +321,8 @@ def test_ignore_budget_entries_go_in_even_after_the_budget_is_spent():
     b = book(
         LoreEntry(keys=["x"], content="a" * 10, insertion_order=90),
         LoreEntry(keys=["x"], content="b" * 10, insertion_order=50),
-        LoreEntry(keys=["x"], content="c" * 10, insertion_order=10, extensions={"ignore_budget": True}),
+        LoreEntry(keys=["x"], content="c" * 10, insertion_order=10, ignore_budget=True),
     )
     assert active(b, "x", budget=15) == ["c" * 10, "a" * 10]
+    read = LoreEntry.from_dict({"keys": ["x"], "content": "c", "extensions": {"ignore_budget": True}})
+    assert read.ignore_budget

@@ -3,6 +3,8 @@ stops at another's name, and the speaker order follows the scene's rule."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -118,21 +120,51 @@ def test_stop_strings_and_clean_reply():
     assert clean_reply("你好", "阿尔法") == "你好"
 
 
-def test_natural_order_lets_the_named_character_speak_first():
+def test_natural_order_lets_the_named_characters_speak_first_then_the_talkative_ones():
     chars = ["alpha", "beta", "gamma"]
     names = {"alpha": "阿尔法", "beta": "贝塔", "gamma": "伽马"}
+    quiet = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0}
     hist = [{"role": "user", "content": "伽马，你怎么看？还有贝塔？"}]
-    assert speaking_order(chars, hist, "natural", names) == ["gamma", "beta", "alpha"]
-    assert next_speaker(chars, hist, "natural", names) == "gamma"
-    # nobody named: round-robin after the last character who spoke
-    hist = [{"role": "assistant", "content": "好", "name": "alpha"}, {"role": "user", "content": "然后呢"}]
-    assert speaking_order(chars, hist, "natural", names) == ["beta", "gamma", "alpha"]
-    assert speaking_order(chars, hist, "round-robin", names) == ["beta", "gamma", "alpha"]
-    # round-robin ignores names; a character naming itself does not make it speak again
+    order = speaking_order(chars, hist, "natural", names, talkativeness=quiet, rng=random.Random(0))
+    assert order == ["gamma", "beta"]  # named, in the order named; alpha never speaks up on its own
+    chatty = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+    order = speaking_order(chars, hist, "natural", names, talkativeness=chatty, rng=random.Random(0))
+    assert order[:2] == ["gamma", "beta"] and sorted(order) == sorted(chars)
+    # nobody named and nobody talkative: one of them, at random
+    hist = [{"role": "user", "content": "然后呢"}]
+    picks = {
+        tuple(speaking_order(chars, hist, "natural", names, talkativeness=quiet, rng=random.Random(n)))
+        for n in range(30)
+    }
+    assert picks == {("alpha",), ("beta",), ("gamma",)}
+    # a character does not answer its own line, even when it names itself, unless the scene allows it
     hist = [{"role": "assistant", "content": "我阿尔法觉得伽马说得对", "name": "alpha"}]
-    assert speaking_order(chars, hist, "round-robin", names)[0] == "beta"
-    assert speaking_order(chars, hist, "natural", names)[0] == "gamma"
-    assert speaking_order(chars, [], "natural", names) == chars
+    assert speaking_order(chars, hist, "natural", names, talkativeness=chatty, rng=random.Random(1))[0] == "gamma"
+    assert "alpha" not in speaking_order(chars, hist, "natural", names, talkativeness=chatty, rng=random.Random(1))
+    assert "alpha" in speaking_order(
+        chars, hist, "natural", names, talkativeness=chatty, rng=random.Random(1), allow_self=True
+    )
+
+
+def test_list_manual_round_robin_and_muted_characters():
+    chars = ["alpha", "beta", "gamma"]
+    hist = [{"role": "assistant", "content": "好", "name": "alpha"}, {"role": "user", "content": "然后呢"}]
+    assert speaking_order(chars, hist, "list") == chars
+    assert speaking_order(chars, hist, "manual") == []
+    assert speaking_order(chars, hist, "round-robin") == ["beta", "gamma", "alpha"]
+    assert speaking_order(chars, hist, "list", muted=["beta"]) == ["alpha", "gamma"]
+    with pytest.raises(ValueError, match="picks nobody"):
+        next_speaker(chars, hist, "manual")
+
+
+def test_a_name_of_ascii_words_is_named_as_a_word_and_a_chinese_one_as_text():
+    # SillyTavern's extractAllWords finds ASCII words only; rolechat also finds a Chinese name inside Chinese text
+    chars = ["a", "b"]
+    names = {"a": "Alice", "b": "贝塔"}
+    quiet = {"a": 0.0, "b": 0.0}
+    say = lambda text: speaking_order(chars, [{"role": "user", "content": text}], "natural", names, talkativeness=quiet)
+    assert say("alice, hi") == ["a"] and say("贝塔你好，Alice") == ["b", "a"]
+    assert len(say("Malice is here")) == 1  # no one named: one at random
 
 
 def test_bad_scenes_are_refused(runtime):
@@ -164,3 +196,28 @@ def test_a_summary_of_older_turns_goes_in_the_system_part_and_shows_as_a_part(ru
     part = next(p for p in turn.parts if p.kind == "summary")
     assert part.included and part.tokens > 0
     assert not any(p.kind == "summary" for p in Engine(runtime).prepare("hi", character="beta").parts)
+
+
+def test_a_saved_scene_round_trips_and_bad_ones_are_named():
+    from rolechat.conversation.scene import Scene, delete_scene, list_scenes, load_scene, save_scene
+
+    scene = Scene("茶会", ["alpha", "beta"], order="list", muted=["beta"], lorebooks=["天气"], scenario="雨夜")
+    save_scene(scene)
+    assert load_scene("茶会") == scene and [s.name for s in list_scenes()] == ["茶会"]
+    with pytest.raises(FileExistsError):
+        save_scene(scene)
+    merged = scene.setting(["旅途", "天气"], "")
+    assert merged.lorebooks == ["天气", "旅途"] and merged.scenario == "雨夜"
+    assert scene.setting(scenario="晴天").scenario == "晴天"  # the chat's own scenario wins
+    with pytest.raises(ValueError, match="muted gamma not in the scene"):
+        Scene("x", ["alpha", "beta"], muted=["gamma"])
+    with pytest.raises(ValueError, match="unknown speaker order"):
+        Scene("x", ["alpha", "beta"], order="random")
+    with pytest.raises(ValueError, match=r"茶会2\.json: unknown field 'members'"):
+        from rolechat.conversation.scene import scenes_dir
+
+        (scenes_dir() / "茶会2.json").write_text('{"name": "茶会2", "members": []}', encoding="utf-8")
+        load_scene("茶会2")
+    delete_scene("茶会")
+    with pytest.raises(ValueError, match="no scene '茶会'"):
+        load_scene("茶会")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from rolechat.conversation.cardfile import read_card, read_lorebook
 from rolechat.conversation.lorebook import CardError, Lorebook
 from rolechat.conversation.patterns import ScanLimits
+from rolechat.conversation.worldinfo import activate
 from rolechat.rag.loaders import SUPPORTED, LoadError, load_file
 
 FUZZ = settings(
@@ -124,7 +125,7 @@ def test_a_card_file_reads_or_fails_with_a_card_error(tmp_path, card, suffix):
     book = character.character_book
     if book is not None:  # what reads also activates, within the scan's bounds, and never raises
         limits = ScanLimits(regex_timeout=0.05, scan_seconds=1.0, max_checks=1000)
-        bounded(lambda: book.activate(["a" * 40 + "!", "长安"], len, limits=limits))
+        bounded(lambda: activate(book, ["a" * 40 + "!", "长安"], len, limits=limits))
     character.to_card("v3")  # and writes back
 
 
@@ -154,7 +155,7 @@ def test_a_lorebook_reads_or_fails_and_a_read_one_always_activates(tmp_path, boo
         return
     assert isinstance(read, Lorebook)
     limits = ScanLimits(regex_timeout=0.05, scan_seconds=1.0, max_checks=1000)
-    bounded(lambda: read.activate(messages, len, limits=limits, notices=[]))
+    bounded(lambda: activate(read, messages, len, limits=limits, notices=[]))
 
 
 @FUZZ

@@ -128,7 +128,9 @@ def show_prompt(prompt: dict[str, Any] | None) -> None:
         for part in prompt["parts"]:
             line = t("chat.part_line", kind=t(f"part.{part['kind']}"), label=part["label"], tokens=part["tokens"])
             if not part["included"]:
-                line = f"~~{line}~~ {t('chat.part_dropped')}"
+                line = f"~~{line}~~ " + (part.get("why") or t("chat.part_dropped"))
+            elif part.get("why"):
+                line += f" · {part['why']}"
             st.markdown(line)
             text = " ".join(part["text"].split())
             st.caption(text[:300] + ("…" if len(text) > 300 else ""))

@@ -6,10 +6,15 @@ Every prompt is assembled by `rolechat.conversation.Engine`, as in the CLI and t
 (`greeting`: True). Settings are read from the sidebar on every run, so a persona or knowledge-base switch
 applies to the next message; nothing is reloaded.
 
-With two or more characters picked under "scene", the chat is a scene: every reply comes from one speaker,
-with its own card and adapter (`Engine.prepare_scene`); "who speaks next" is natural order (one round, the
-characters named in the last message first), round-robin (one round), or one chosen character. Scene replies
-carry `name` (the speaker's persona) and show under the speaker's name. Scenes answer without a knowledge base.
+With two or more characters picked under "scene", the chat is a scene (SillyTavern's group chat): it opens
+with each character's group greeting, and every reply comes from one speaker, with its own card and adapter
+(`Engine.prepare_scene`); "who speaks next" is natural order (the characters named in the last message, then
+the talkative ones), list order (everyone, in order), round-robin, or one chosen character (manual). Scene
+replies carry `name` (the speaker's persona) and show under the speaker's name. Scenes answer without a
+knowledge base.
+
+The chat's own lorebooks, scenario override and author's note (`ui.world`) apply to a solo chat and a scene
+alike; the timed lore state each turn leaves is kept with the chat.
 
 Chats are saved, listed, resumed, exported and edited by `ui.conversations`.
 
@@ -29,7 +34,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import character, conversations, state
+from ui import character, conversations, state, world
 from ui import kb as kb_page
 from ui.i18n import t
 
@@ -51,7 +56,8 @@ class ChatSettings:
     user: Any = None  # the UserPersona ({{user}}, and a description the character is told)
     greeting: int = 0  # which of the character's greetings opens the chat
     scene: list[str] = field(default_factory=list)  # two or more personas: a scene
-    next_speaker: str = "natural"  # natural, round-robin or one of the scene's personas
+    next_speaker: str = "natural"  # natural, list, round-robin or one of the scene's personas (manual)
+    setting: Any = None  # the chat's lorebooks, scenario override, author's note, timed lore state
 
 
 def engine(rt, with_kb: bool = False):
@@ -169,10 +175,15 @@ def _scene_picker(rt) -> tuple[list[str], str]:
     )
     if len(scene) < 2:
         return [], "natural"
-    options = ["natural", "round-robin", *scene]
+    options = ["natural", "list", "round-robin", *scene]
     if st.session_state.get("next_speaker") not in options:
         st.session_state["next_speaker"] = "natural"
-    order_labels = {"natural": t("side.order_natural"), "round-robin": t("side.order_rr"), **labels}
+    order_labels = {
+        "natural": t("side.order_natural"),
+        "list": t("side.order_list"),
+        "round-robin": t("side.order_rr"),
+        **{p: t("side.order_pick", name=label) for p, label in labels.items()},
+    }
     speaker = st.selectbox(t("side.next_speaker"), options, key="next_speaker", format_func=order_labels.__getitem__)
     return list(scene), speaker
 
@@ -183,6 +194,7 @@ def sidebar(rt, sending: bool = False) -> ChatSettings:
         conversations.sidebar({n: persona_label(rt, n) for n in rt.persona_names()})
         persona = _persona_picker(rt)
         scene, next_speaker = _scene_picker(rt)
+        setting = world.setting_inputs()
         character.import_card(rt)
         user = character.user_inputs()
         greeting = character.greeting_picker(engine(rt), persona, user, history(), sending)
@@ -201,6 +213,7 @@ def sidebar(rt, sending: bool = False) -> ChatSettings:
         greeting=greeting,
         scene=scene,
         next_speaker=next_speaker,
+        setting=setting,
     )
 
 
@@ -296,9 +309,29 @@ def speaker_of(msg: dict[str, Any]) -> str:
     return msg["role"]
 
 
+_shown: dict[str, Any] = {}  # persona -> its regex scripts, for this run (render() clears it)
+
+
+def shown_text(msg: dict[str, Any], depth: int = 0) -> str:
+    """A message as the page shows it: the display-only regex scripts of its character applied."""
+    persona = msg.get("name") or msg.get("persona") or "base"
+    if persona not in _shown:
+        try:
+            chat = engine(state.runtime())
+            _shown[persona] = chat.scripts(chat.character(None if persona == "base" else persona))
+        except Exception as exc:  # a broken card or script file must not take the page down
+            log.warning("regex scripts of %s: %s", persona, exc)
+            _shown[persona] = None
+    scripts = _shown[persona]
+    if scripts is None or not scripts.shows(msg["role"]):
+        return msg["content"]
+    return scripts.display(msg["content"], msg["role"], depth)
+
+
 def show_message(msg: dict[str, Any], index: int | None = None, last_reply: bool = False) -> None:
+    depth = len(history()) - 1 - index if index is not None else 0
     with st.chat_message(speaker_of(msg)):
-        st.markdown(msg["content"] or ("…" if msg["role"] == "assistant" else ""))
+        st.markdown(shown_text(msg, depth) or ("…" if msg["role"] == "assistant" else ""))
         if msg["role"] == "assistant":
             show_retrieval(msg)
             character.show_prompt(msg.get("prompt"))
@@ -358,6 +391,7 @@ def _solo_turn(settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]
             mode=settings.mode,
             condense=settings.condense,
             params=settings.params,
+            setting=settings.setting,
         )
 
     return make
@@ -374,6 +408,7 @@ def _scene_turn(settings: ChatSettings, speaker: str):
             history=earlier,
             user=settings.user,
             params=settings.params,
+            setting=settings.setting,
         )
 
     return make
@@ -388,6 +423,7 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, pr
         st.session_state["pending"] = pending
         try:
             chat, turn = _prepare(rt, settings, make_turn)
+            _kept(turn, prompt)
             pending["sources"] = turn.sources
             pending["standalone"] = turn.question if turn.sources is not None and turn.question != prompt else ""
             pending["prompt"] = {
@@ -423,6 +459,15 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, pr
     return pending
 
 
+def _kept(turn, prompt: str) -> None:
+    """What the turn leaves the chat: its timed lore state, and the user's message as regex scripts left it."""
+    st.session_state["lore_state"] = turn.lore_state
+    if prompt and turn.user_text and turn.user_text != prompt:
+        said = next((m for m in reversed(history()) if m["role"] == "user" and m["content"] == prompt), None)
+        if said is not None:
+            said["content"] = turn.user_text
+
+
 def _reply_to(rt, settings: ChatSettings, persona: str, name: str | None = None) -> dict[str, Any]:
     """A new, empty reply of `persona` (a scene line when `name` is given)."""
     msg = {
@@ -446,12 +491,12 @@ def _scene_names(rt, settings: ChatSettings) -> dict[str, str]:
 
 def scene_round(rt, settings: ChatSettings) -> None:
     """The characters' answer to the scene so far: one round, or the one character picked to speak next."""
-    from rolechat.conversation.scene import speaking_order
+    import random
 
     if settings.next_speaker in settings.scene:
         speakers = [settings.next_speaker]
     else:
-        speakers = speaking_order(settings.scene, history(), settings.next_speaker, _scene_names(rt, settings))
+        speakers = engine(rt).speaking_order(settings.scene, history(), settings.next_speaker, rng=random.Random())
     for speaker in speakers:
         history().append(
             _generate(rt, settings, _reply_to(rt, settings, speaker, speaker), _scene_turn(settings, speaker))
@@ -516,8 +561,20 @@ def regenerate(rt, settings: ChatSettings) -> None:
     conversations.persist()
 
 
+def _scene_opening(rt, settings: ChatSettings) -> list[dict[str, Any]]:
+    """A new scene opens with each character's group greeting (SillyTavern's group chat)."""
+    names = _scene_names(rt, settings)
+    try:
+        opening = engine(rt).scene_greetings(settings.scene, settings.user)
+    except ValueError as exc:  # a broken card must not take the page down: it opens without greetings
+        log.warning("scene greetings: %s", exc)
+        return []
+    return [{**m, "greeting": True, "persona": m["name"], "persona_label": names[m["name"]]} for m in opening]
+
+
 def render() -> None:
     st.title(t("chat.title"))
+    _shown.clear()
     recover_pending()
     try:
         with st.spinner(t("chat.loading")):
@@ -541,7 +598,7 @@ def render() -> None:
     hist = history()
     if settings.scene:
         if not character.started(hist):
-            hist[:] = []
+            hist[:] = _scene_opening(rt, settings)
     else:
         character.open_with_greeting(
             engine(rt), settings.persona, persona_label(rt, settings.persona), settings.user, settings.greeting, hist

@@ -27,6 +27,7 @@ from typing import Any
 import streamlit as st
 
 from rolechat.conversation import chats
+from ui import world
 from ui.i18n import t
 
 __all__ = [
@@ -82,6 +83,8 @@ def persist() -> None:
         )
         log_.created = log_.created or time.time()
     log_.messages = hist
+    log_.setting = world.saved()
+    log_.order = st.session_state.get("next_speaker") or ""
     try:
         chats.save_chat(log_)
     except (OSError, ValueError) as exc:
@@ -95,6 +98,7 @@ def new_chat() -> None:
     st.session_state.pop("pending", None)
     st.session_state.pop("chat_id", None)
     st.session_state.pop("chat_created", None)
+    world.restore(None)  # a new chat binds no lorebook of its own (SillyTavern's chat lore is per chat)
 
 
 def _open(chat_id: str) -> None:
@@ -109,6 +113,9 @@ def _open(chat_id: str) -> None:
     st.session_state["chat_created"] = saved.created
     if saved.user_name:
         st.session_state["user_name"] = saved.user_name
+    world.restore(saved.setting)
+    if saved.order:
+        st.session_state["next_speaker"] = saved.order
     if saved.scene:
         st.session_state["scene"] = list(saved.characters)
     else:

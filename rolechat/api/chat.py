@@ -2,9 +2,13 @@
 
 Each persona is a "model" (`base` is the plain base model). A request may add `"knowledge_base": "NAME"`
 (and `"k"`) to answer from a knowledge base; the reply then carries `sources` (`[n]` in the text is
-`sources[n-1]`). `"rolechat": {"user_name", "user_description", "show_prompt"}` says who the user is in the
-conversation ({{user}} in cards) and asks for "what the model saw" (`prompt_parts`, first chunk when
-streaming). Streaming follows OpenAI's chunk format, `stream_options.include_usage` included.
+`sources[n-1]`). `"rolechat": {"user_name", "user_description", "show_prompt", "lorebooks", "scenario",
+"authors_note", "lore_state", "scene", "scene_name", "speaker", "order"}` says who the user is in the
+conversation ({{user}} in cards), asks for "what the model saw" (`prompt_parts`, first chunk when streaming),
+and gives the chat its lorebooks, scenario override, author's note, timed lore state and scene. Every response
+carries `rolechat: {"lore_state", "user_text"}` (and `speaker` in a scene): the state to send with the next
+request, and the user's message as regex scripts left it. Streaming follows OpenAI's chunk format,
+`stream_options.include_usage` included.
 """
 
 from __future__ import annotations
@@ -109,8 +113,9 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
     }
     options = req.rolechat or RolechatOptions()
     user = UserPersona(options.user_name, options.user_description)
-    if options.scene:
-        return _prepare_scene(svc, req, options, user, system, params)
+    setting = _setting(options)
+    if options.scene or options.scene_name:
+        return _prepare_scene(svc, req, options, user, system, params, setting)
     turn = svc.engine.prepare(
         messages[-1]["content"],
         character=persona,
@@ -120,6 +125,7 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         k=req.k,
         system=system,
         params=params,
+        setting=setting,
     )
     if turn.sources:  # as clients see them: no server paths
         turn.sources = public_sources(req.knowledge_base, turn.sources, svc.engine)
@@ -131,8 +137,50 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
     return turn, stream
 
 
-def _prepare_scene(svc: Services, req: ChatRequest, options: RolechatOptions, user: Any, system: str, params: dict):
+def _setting(options: RolechatOptions) -> Any:
+    """The chat's setting from the request: library lorebooks only (a client names no server file)."""
+    from rolechat.conversation.books import load_book
+    from rolechat.conversation.lorebook import CardError
+    from rolechat.conversation.setting import AuthorsNote, ChatSetting
+
+    for name in options.lorebooks:
+        try:
+            load_book(name, library_only=True)
+        except CardError as exc:
+            raise APIError(404, str(exc), param="rolechat.lorebooks", code="lorebook_not_found") from None
+    note = options.authors_note
+    return ChatSetting(
+        lorebooks=list(options.lorebooks),
+        scenario=options.scenario,
+        authors_note=AuthorsNote(**note.model_dump()) if note is not None and note.text else None,
+        lore_state=dict(options.lore_state or {}),
+    )
+
+
+def _scene_of(svc: Services, options: RolechatOptions, setting: Any) -> tuple[list[str], str, dict[str, Any]]:
+    """(characters, order, speaking_order keywords) of `scene` or of the saved scene `scene_name` (whose books
+    and scenario then join the chat's)."""
+    if options.scene_name:
+        from rolechat.conversation.scene import load_scene
+
+        try:
+            saved = load_scene(options.scene_name)
+        except ValueError as exc:
+            raise APIError(404, str(exc), param="rolechat.scene_name", code="scene_not_found") from None
+        merged = saved.setting(setting.lorebooks, setting.scenario)
+        setting.lorebooks, setting.scenario = merged.lorebooks, merged.scenario
+        kwargs = {"allow_self": saved.allow_self_responses, "muted": saved.muted}
+        return list(saved.characters), options.order or saved.order, kwargs
+    scene = [resolve_persona(svc.runtime, name) or name for name in options.scene or []]
+    return scene, options.order or "natural", {}
+
+
+def _prepare_scene(
+    svc: Services, req: ChatRequest, options: RolechatOptions, user: Any, system: str, params: dict, setting: Any
+):
     """A scene turn: the speaker (given, or the next by `order`) replies with its own card and adapter."""
+    import random
+
     if req.knowledge_base:
         raise APIError(400, "A scene answers without a knowledge base.", param="knowledge_base")
     history = [
@@ -140,8 +188,11 @@ def _prepare_scene(svc: Services, req: ChatRequest, options: RolechatOptions, us
         for m in req.messages[:-1]
         if m.role in ("user", "assistant")
     ]
-    scene = [resolve_persona(svc.runtime, name) or name for name in options.scene]
-    speaker = options.speaker or svc.engine.next_speaker(scene, history, options.order)
+    scene, order, kwargs = _scene_of(svc, options, setting)
+    heard = [*history, {"role": "user", "content": req.messages[-1].text()}]
+    if options.speaker is None and order == "manual":
+        raise APIError(400, "The manual order picks nobody: name the speaker.", param="rolechat.speaker")
+    speaker = options.speaker or svc.engine.next_speaker(scene, heard, order, rng=random.Random(req.seed), **kwargs)
     if speaker not in scene:
         raise APIError(400, f"speaker {speaker!r} is not in the scene ({', '.join(scene)}).", param="rolechat.speaker")
     turn = svc.engine.prepare_scene(
@@ -152,6 +203,7 @@ def _prepare_scene(svc: Services, req: ChatRequest, options: RolechatOptions, us
         user=user,
         system=system,
         params=params,
+        setting=setting,
     )
     return turn, svc.engine.stream(turn)
 
@@ -198,8 +250,9 @@ async def chat_completions(req: ChatRequest, request: Request):
     extra: dict[str, Any] = {"sources": turn.sources or []} if req.knowledge_base else {}
     if req.rolechat and req.rolechat.show_prompt:
         extra["prompt_parts"] = turn.what_the_model_saw()
+    extra["rolechat"] = {"lore_state": turn.lore_state, "user_text": turn.user_text}  # for the client's next turn
     if turn.speaker:  # a scene: who replied
-        extra["rolechat"] = {"speaker": turn.speaker}
+        extra["rolechat"]["speaker"] = turn.speaker
 
     if not req.stream:
         try:

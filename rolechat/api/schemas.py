@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 
 __all__ = [
+    "AuthorsNoteOptions",
     "ChatMessage",
     "ChatRequest",
     "HistoryMessage",
@@ -94,19 +95,37 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
+class AuthorsNoteOptions(BaseModel):
+    """SillyTavern's Author's Note for this chat (`rolechat.authors_note`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Text = Field(default="", max_length=20000)
+    depth: Int = Field(default=4, ge=0, le=1000)
+    role: Literal["system", "user", "assistant"] = "system"
+    position: Literal["in_chat", "after_story", "before_story"] = "in_chat"
+    interval: Int = Field(default=1, ge=0, le=1000)
+
+
 class RolechatOptions(BaseModel):
     """rolechat's own request extension (field `rolechat`): who the user is in the conversation ({{user}} in
-    cards), whether the response shows "what the model saw" (`prompt_parts`), and a multi-character scene:
-    `scene` names its characters (personas), `speaker` who replies (default: the next by `order`); the
-    assistant messages of the history carry the persona that said them in `name`."""
+    cards), whether the response shows "what the model saw" (`prompt_parts`), what the chat adds around its
+    characters (`lorebooks` from the library, a `scenario` override, an `authors_note`, and `lore_state`, the
+    timed lore effects the previous response returned), and a multi-character scene: `scene` names its
+    characters (personas) or `scene_name` a saved scene, `speaker` who replies (default: the next by `order`);
+    the assistant messages of the history carry the persona that said them in `name`."""
 
     model_config = ConfigDict(extra="forbid")
     user_name: Text = Field(default="", max_length=100)
     user_description: Text = Field(default="", max_length=4000)
     show_prompt: Bool = False
+    lorebooks: list[Text] = Field(default_factory=list, max_length=32)
+    scenario: Text = Field(default="", max_length=20000)
+    authors_note: AuthorsNoteOptions | None = None
+    lore_state: dict[str, dict[str, dict[str, Any]]] | None = None
     scene: list[Text] | None = Field(default=None, min_length=2, max_length=16)
+    scene_name: Text | None = Field(default=None, max_length=256)
     speaker: Text | None = Field(default=None, max_length=256)
-    order: Literal["natural", "round-robin"] = "natural"
+    order: Literal["natural", "list", "manual", "round-robin"] | None = None
 
 
 class ChatRequest(BaseModel):

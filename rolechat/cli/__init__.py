@@ -35,9 +35,9 @@ def _root(
 
 
 def _register() -> None:
-    from rolechat.cli import character, chat, export, kb, serve, train
+    from rolechat.cli import character, chat, export, kb, lorebook, scene, serve, train
 
-    for module in (chat, kb, train, serve, character, export):
+    for module in (chat, kb, train, serve, character, lorebook, scene, export):
         module.register(app)
     from rolechat.cli import classify
 

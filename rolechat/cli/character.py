@@ -1,7 +1,7 @@
 """`rolechat character ...`: import character cards as personas, export them, attach lorebooks, list them.
 
 rolechat character import 凛.png [--name rin] [--overwrite]
-rolechat character export rin --out rin.png            (or .json, --version v2|v3)
+rolechat character export rin --out rin.png            (or .json: the card's own version unless --version v2|v3)
 rolechat character import-lorebook world.json --name rin [--replace]
 rolechat character import-memory lines.txt --name rin [--replace]   (角色：「台词」 script, or JSONL of query/reply)
 rolechat character list [--json]
@@ -50,10 +50,10 @@ def import_card(
         highlight=False,
         soft_wrap=True,
     )
-    _warn_risky(book)
+    warn_risky(book)
 
 
-def _warn_risky(book) -> None:
+def warn_risky(book) -> None:
     """Warn about lorebook key patterns that can take exponential time to match (they run time-limited)."""
     for label, key in book.risky_keys() if book is not None else []:
         err_console.print(
@@ -69,13 +69,15 @@ def _warn_risky(book) -> None:
 def export_card(
     name: str = typer.Argument(..., help="Persona name of the character."),
     out: Path = typer.Option(..., "--out", "-o", help="Card file to write: .png (both chunks) or .json."),
-    version: str = typer.Option("v2", "--version", help="JSON card version: v2 or v3 (PNG holds both)."),
+    version: str | None = typer.Option(
+        None, "--version", help="JSON card version: v2 or v3 (default: the card's own; PNG holds both)."
+    ),
 ) -> None:
     """Export a character as a card other tools import (SillyTavern and others)."""
     from rolechat.conversation.characters import character_roots, export_character
     from rolechat.conversation.lorebook import CardError
 
-    if version not in ("v2", "v3"):
+    if version not in (None, "v2", "v3"):
         fail(f"--version must be v2 or v3, got {version!r}")
     try:
         path = export_character(name, out, version=version, roots=character_roots(_persona_dirs()))
@@ -104,7 +106,7 @@ def import_lorebook(
         highlight=False,
         soft_wrap=True,
     )
-    _warn_risky(book)
+    warn_risky(book)
 
 
 @character_app.command("import-memory")
@@ -158,71 +160,124 @@ def _memory_size(folder: Path) -> int:
         fail(str(exc))
 
 
+def lore_rows(book) -> list[dict]:
+    """A book's entries as rows for listings: keys, logic, order, position and SillyTavern's settings."""
+    rows = []
+    for e in book.entries if book else []:
+        where = f"@depth {e.depth} ({e.role})" if e.position == "at_depth" else e.position
+        timed = ", ".join(f"{k} {getattr(e, k)}" for k in ("sticky", "cooldown", "delay") if getattr(e, k))
+        rows.append(
+            {
+                "label": e.label,
+                "keys": e.keys,
+                "secondary_keys": e.secondary_keys if e.selective else [],
+                "logic": e.selective_logic if e.selective and e.secondary_keys else "",
+                "constant": e.constant,
+                "enabled": e.enabled,
+                "order": e.insertion_order,
+                "position": where,
+                "probability": e.probability if e.use_probability else 100,
+                "group": e.group,
+                "timed": timed,
+            }
+        )
+    return rows
+
+
+def lore_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table("entry", "keys", "order", "position", "settings", "on")
+    for e in rows:
+        keys = "(always)" if e["constant"] else ", ".join(e["keys"])
+        if e["logic"]:
+            keys += f"; {e['logic']}: {', '.join(e['secondary_keys'])}"
+        more = [
+            f"{e['probability']:g}%" if e["probability"] != 100 else "",
+            f"group {e['group']}" if e["group"] else "",
+            e["timed"],
+        ]
+        values = (e["label"], keys, e["order"], e["position"], "; ".join(m for m in more if m))
+        table.add_row(*(escape(str(v)) for v in values), "yes" if e["enabled"] else "no")
+    return table
+
+
+def _show_info(entry, char, user: str) -> dict:
+    from rolechat.conversation.card import example_dialogues, greetings, group_greetings, system_prompt
+    from rolechat.conversation.regexscripts import card_scripts
+
+    note = char.depth_prompt
+    book = char.character_book
+    return {
+        "name": entry.name,
+        "character": char.display_name,
+        "spec": char.spec,
+        "adapter": entry.has_adapter,
+        "system_prompt": system_prompt(char, user),
+        "greetings": greetings(char, user),
+        "group_greetings": group_greetings(char, user)
+        if char.group_only_greetings or "group_greetings" in char.extensions
+        else [],
+        "example_dialogues": example_dialogues(char, user),
+        "post_history_instructions": char.post_history_instructions,
+        "characters_note": {"text": note[0], "depth": note[1], "role": note[2]} if note else None,
+        "talkativeness": char.talkativeness,
+        "lorebook": lore_rows(book),
+        "lorebook_settings": {
+            "name": book.name,
+            "scan_depth": book.scan_depth,
+            "token_budget": book.token_budget,
+            "recursive_scanning": book.recursive_scanning,
+        }
+        if book
+        else None,
+        "regex_scripts": [
+            {"name": r.name, "find": r.find, "replace": r.replace, "where": r.where} for r in card_scripts(char)
+        ],
+        "memory_entries": _memory_size(entry.path),
+        "creator_notes": char.creator_notes,
+    }
+
+
 @character_app.command("show")
 def show_character(
     name: str = typer.Argument(..., help="Persona name of the character."),
     user: str = typer.Option("用户", "--user-name", help="Name {{user}} stands for."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
-    """Show what a character sends the model: system prompt, greetings, example dialogues, lorebook entries."""
-    from rolechat.conversation.card import example_dialogues, greetings, system_prompt
+    """Show what a character sends the model: system prompt, greetings, example dialogues, post-history
+    instructions, the character's note, lorebook entries and regex scripts."""
     from rolechat.conversation.characters import character_roots, find_character
     from rolechat.conversation.lorebook import CardError
 
     try:
         entry, char = find_character(name, character_roots(_persona_dirs()))
+        info = _show_info(entry, char, user)
     except (CardError, ValueError) as exc:
         fail(str(exc))
-    book = char.character_book
-    lore = [
-        {
-            "label": e.label,
-            "keys": e.keys,
-            "secondary_keys": e.secondary_keys if e.selective else [],
-            "logic": e.selective_logic if e.selective and e.secondary_keys else "",
-            "constant": e.constant,
-            "enabled": e.enabled,
-            "order": e.insertion_order,
-            "position": e.position,
-        }
-        for e in (book.entries if book else [])
-    ]
-    info = {
-        "name": entry.name,
-        "character": char.display_name,
-        "adapter": entry.has_adapter,
-        "system_prompt": system_prompt(char, user),
-        "greetings": greetings(char, user),
-        "example_dialogues": example_dialogues(char, user),
-        "post_history_instructions": char.post_history_instructions,
-        "lorebook": lore,
-        "memory_entries": _memory_size(entry.path),
-        "creator_notes": char.creator_notes,
-    }
     if as_json:
         console.print_json(json.dumps(info, ensure_ascii=False))
         return
-    from rich.table import Table
-
+    say = lambda label, text: console.print(f"[bold]{label}[/] {escape(str(text))}", highlight=False)
     console.rule(f"{escape(char.display_name)} ({escape(entry.name)})")
-    console.print(f"[bold]system prompt[/]\n{escape(info['system_prompt'])}", highlight=False)
+    say("system prompt\n", info["system_prompt"])
     for n, greeting in enumerate(info["greetings"]):
-        console.print(f"[bold]greeting {n}[/] {escape(greeting)}", highlight=False)
+        say(f"greeting {n}", greeting)
+    for n, greeting in enumerate(info["group_greetings"]):
+        say(f"group greeting {n}", greeting)
     for n, block in enumerate(info["example_dialogues"], 1):
-        turns = " / ".join(f"{t['role']}: {t['content']}" for t in block)
-        console.print(f"[bold]example {n}[/] {escape(turns)}", highlight=False)
-    if lore:
-        table = Table("entry", "keys", "secondary", "order", "position", "on")
-        for e in lore:
-            keys = "(always)" if e["constant"] else ", ".join(e["keys"])
-            second = f"{e['logic']}: {', '.join(e['secondary_keys'])}" if e["logic"] else ""
-            table.add_row(
-                *(escape(str(v)) for v in (e["label"], keys, second, e["order"], e["position"])),
-                "yes" if e["enabled"] else "no",
-            )
-        console.print(table)
+        say(f"example {n}", " / ".join(f"{t['role']}: {t['content']}" for t in block))
+    if char.post_history_instructions.strip():
+        say("post-history instructions", char.post_history_instructions.strip())
+    if info["characters_note"]:
+        note = info["characters_note"]
+        say(f"character's note (depth {note['depth']}, {note['role']})", note["text"])
+    if info["lorebook"]:
+        console.print(lore_table(info["lorebook"]))
+    for script in info["regex_scripts"]:
+        say(f"regex script {script['name']}", f"{script['find']} -> {script['replace']} ({script['where']})")
     if info["memory_entries"]:
-        console.print(f"[bold]memory[/] {info['memory_entries']} remembered exchanges (memory.jsonl)", highlight=False)
+        say("memory", f"{info['memory_entries']} remembered exchanges (memory.jsonl)")
     if char.creator_notes.strip():
         console.print(f"[dim]creator notes (never sent): {escape(char.creator_notes.strip())}[/]", highlight=False)
 

@@ -1,8 +1,17 @@
-"""`rolechat chat` (terminal chat, one-shot or interactive) and `rolechat personas`."""
+"""`rolechat chat` (terminal chat with a persona, a character or a scene, one-shot or interactive) and
+`rolechat personas`.
+
+A chat may bind lorebooks (`--lorebook NAME_OR_FILE`, repeatable: library books or files), override the
+character's scenario (`--scenario`) and add an author's note (`--authors-note` and its `--note-*` flags), as a
+SillyTavern chat does; `--prompt-file FILE` writes every turn's prompt view (each part, why it is there or not,
+and the exact messages) to FILE (JSON when it ends in .json). Scenes (`--scene`) are run by `rolechat.cli.scene`.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -70,8 +79,58 @@ def banner(rt) -> None:
             )
 
 
-def _stream_reply(engine, turn) -> str:
-    stream = engine.stream(turn)
+@dataclass
+class Talk:
+    """What every turn of one `rolechat chat` run shares: the engine, the user, the sampling parameters, the
+    chat's setting (lorebooks, scenario, author's note, timed lore state) and where the prompt view goes."""
+
+    engine: Any
+    user: Any
+    params: dict[str, Any]
+    setting: Any
+    show_prompt: bool = False
+    prompt_file: Path | None = None
+    quiet: bool = False
+    turns: list[Any] = field(default_factory=list)
+
+    def prepared(self, turn: Any) -> Any:
+        """Show and record a prepared turn (the prompt view), keep its timed lore state for the next one."""
+        if self.show_prompt:
+            print_parts(turn)
+        self.setting.lore_state = turn.lore_state
+        if self.prompt_file is not None:
+            from rolechat.conversation.report import report
+
+            self.turns.append(turn)
+            text = report(self.turns, as_json=self.prompt_file.suffix.lower() == ".json")
+            try:
+                self.prompt_file.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                fail(f"--prompt-file {self.prompt_file}: {exc}")
+        return turn
+
+    def say(self, turn: Any, name: str | None = None) -> str:
+        """Generate and print the reply of `turn` (under `name` in a scene); the text the chat keeps."""
+        from rolechat.conversation.scene import clean_reply
+
+        stream = self.engine.stream(turn)
+        shows = turn.scripts is not None and turn.scripts.shows("assistant")
+        if self.quiet or shows:
+            text = stream.join()
+            kept = clean_reply(text, name) if name else text
+            shown = turn.scripts.display(kept, "assistant", 0) if shows else kept
+            if self.quiet:
+                typer.echo(f"{name}: {shown}" if name else shown)
+            else:
+                console.print(f"{name}: {shown}" if name else shown, markup=False, highlight=False, soft_wrap=True)
+            return kept
+        if name:
+            console.print(f"[bold magenta]{escape(name)}:[/] ", end="", highlight=False)
+        text = _stream_reply(stream)
+        return clean_reply(text, name) if name else text
+
+
+def _stream_reply(stream) -> str:
     for piece in stream:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
@@ -84,6 +143,25 @@ def _stream_reply(engine, turn) -> str:
     return stream.text
 
 
+def chat_setting(lorebooks: list[str] | None, scenario: str, note: dict[str, Any], max_bytes: int):
+    """The ChatSetting of the command's flags: every lorebook read now (a bad one ends the command naming it)."""
+    from rolechat.conversation.books import load_book
+    from rolechat.conversation.lorebook import CardError
+    from rolechat.conversation.setting import AuthorsNote, ChatSetting
+
+    books = list(lorebooks or [])
+    for name in books:
+        try:
+            load_book(name, max_bytes)
+        except CardError as exc:
+            fail(f"--lorebook {name}: {exc}")
+    try:
+        authors_note = AuthorsNote(**note) if note.get("text") else None
+    except ValueError as exc:
+        fail(str(exc))
+    return ChatSetting(lorebooks=books, scenario=scenario or "", authors_note=authors_note)
+
+
 def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, str]]:
     """The chat's opening: the character's greeting number `index` as the first assistant turn (or nothing)."""
     try:
@@ -93,212 +171,204 @@ def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, st
     return [{"role": "assistant", "content": greeting}] if greeting else []
 
 
-def _scene(engine, characters: list[str], order: str, message: str | None, user, params, show_prompt, quiet) -> None:
-    """`chat --scene A,B`: each message from the user gets one round, every character replying once in the
-    scene's speaker order, each with its own card and adapter; lines print as `名字: reply`."""
-    from rolechat.conversation.scene import clean_reply, speaking_order
+def _solo_turn(talk: Talk, persona: str | None, history: list[dict[str, str]], line: str) -> None:
+    """One exchange: the turn's prompt (shown, recorded), the reply printed, both kept in `history`."""
+    turn = talk.prepared(
+        talk.engine.prepare(
+            line, character=persona, history=history, user=talk.user, params=talk.params, setting=talk.setting
+        )
+    )
+    reply = talk.say(turn)
+    history += [{"role": "user", "content": turn.user_text}, {"role": "assistant", "content": reply}]
+
+
+def _solo(talk: Talk, rt, persona: str | None, message: str | None, greeting: int) -> None:
+    """A chat with one persona or character: one message (`message`) or an interactive loop."""
+    from rolechat.llm import PersonaError
 
     try:
-        names = engine.scene_names(characters)
-        speaking_order(characters, [], order, names)  # checks the scene and the order
-    except ValueError as exc:
+        rt.manifest(persona)
+    except PersonaError as exc:
         fail(str(exc))
-    history: list[dict[str, str]] = []
-
-    def round_of(line: str) -> None:
-        said = line
-        for speaker in speaking_order(characters, [*history, {"role": "user", "content": line}], order, names):
-            turn = engine.prepare_scene(
-                said, characters=characters, speaker=speaker, history=history, user=user, params=params
-            )
-            if show_prompt:
-                print_parts(turn)
-            if said:
-                history.append({"role": "user", "content": said})
-                said = ""
-            if quiet:
-                reply = clean_reply(engine.stream(turn).join(), names[speaker])
-                typer.echo(f"{names[speaker]}: {reply}")
-            else:
-                console.print(f"[bold magenta]{escape(names[speaker])}:[/] ", end="", highlight=False)
-                reply = clean_reply(_stream_reply(engine, turn), names[speaker])
-            history.append({"role": "assistant", "content": reply, "name": speaker})
-
+    history = _opening(talk.engine, persona, talk.user, greeting)
     if message is not None:
         try:
-            round_of(message)
+            _solo_turn(talk, persona, history, message)
         except ValueError as exc:
             fail(str(exc))
         return
-    err_console.print(f"[dim]scene: {', '.join(names.values())} · order: {order} · /reset, /exit[/]", highlight=False)
+    err_console.print(f"[dim]{HELP}[/]")
+    for opening in history:
+        console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
     while True:
         try:
-            line = console.input("[bold cyan]scene>[/] ").strip()
+            line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
         except (EOFError, KeyboardInterrupt):
             console.print()
             return
         if not line:
             continue
-        if line in ("/exit", "/quit"):
-            return
-        if line == "/reset":
-            history = []
-            err_console.print("[dim]history cleared[/]")
+        if line.startswith("/"):
+            done, persona, history = _command(talk, rt, line, persona, history, greeting)
+            if done:
+                return
             continue
         try:
-            round_of(line)
+            _solo_turn(talk, persona, history, line)
         except ValueError as exc:
             err_console.print(str(exc), style="red", markup=False, highlight=False)
         except KeyboardInterrupt:
             console.print("\n[dim](stopped)[/]")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    @config_flags("llm", "chat")
-    def chat(
-        persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
-        message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
-        seed: int | None = typer.Option(None, help="Seed for reproducible sampling."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
-        user_name: str = USER_NAME_OPTION,
-        user_description: str = USER_DESCRIPTION_OPTION,
-        greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
-        show_prompt: bool = SHOW_PROMPT_OPTION,
-        scene: str | None = typer.Option(
-            None, "--scene", help="A scene with several characters, comma-separated persona names (e.g. A,B)."
-        ),
-        order: str = typer.Option(
-            "natural", "--order", help="Scene speaker order: natural (who is named speaks first) or round-robin."
-        ),
-        config: Overrides | None = None,
-    ) -> None:
-        """Chat with the base model, a persona or a character in the terminal (streaming).
+def _command(talk: Talk, rt, line: str, persona, history, greeting: int):
+    """An interactive command: (whether to exit, the persona, the history)."""
+    from rolechat.llm import PersonaError
 
-        A chat with a character opens with its greeting, as the first turn the model sees. With --scene, every
-        message gets one round: each character replies once, with its own card and adapter."""
-        from rolechat.llm import PersonaError
-
-        rt = load_runtime_or_fail(config["llm"])
-        if not quiet:
-            banner(rt)
-        engine = engine_or_fail(rt, chat_overrides=config["chat"])
-        user = user_persona(user_name, user_description)
-        params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
-        if scene is not None:
-            characters = [c.strip() for c in scene.split(",") if c.strip()]
-            _scene(engine, characters, order, message, user, params, show_prompt, quiet)
-            return
+    cmd, _, arg = line.partition(" ")
+    if cmd in ("/exit", "/quit"):
+        return True, persona, history
+    if cmd == "/reset":
+        history = _opening(talk.engine, persona, talk.user, greeting)
+        talk.setting.lore_state = {}
+        err_console.print("[dim]history cleared[/]")
+    elif cmd == "/personas":
+        rt.reload_personas()
+        err_console.print(", ".join(rt.persona_names()))
+    elif cmd == "/persona":
+        rt.reload_personas()
         try:
-            rt.manifest(persona)
+            rt.manifest(arg.strip() or None)
         except PersonaError as exc:
-            fail(str(exc))
-        history = _opening(engine, persona, user, greeting)
-
-        def prepare(line: str):
-            turn = engine.prepare(line, character=persona, history=history, user=user, params=params)
-            if show_prompt:
-                print_parts(turn)
-            return turn
-
-        if message is not None:
-            try:
-                turn = prepare(message)
-            except ValueError as exc:
-                fail(str(exc))
-            if quiet:
-                typer.echo(engine.stream(turn).join())
-            else:
-                _stream_reply(engine, turn)
-            return
-        err_console.print(f"[dim]{HELP}[/]")
+            err_console.print(str(exc), style="red", markup=False, highlight=False)
+            return False, persona, history
+        persona = arg.strip() or None
+        history = _opening(talk.engine, persona, talk.user, 0)
+        talk.setting.lore_state = {}
+        err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
         for opening in history:
             console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
-        while True:
-            try:
-                line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
-            except (EOFError, KeyboardInterrupt):
-                console.print()
-                return
-            if not line:
-                continue
-            if line.startswith("/"):
-                cmd, _, arg = line.partition(" ")
-                if cmd in ("/exit", "/quit"):
-                    return
-                if cmd == "/reset":
-                    history = _opening(engine, persona, user, greeting)
-                    err_console.print("[dim]history cleared[/]")
-                elif cmd == "/personas":
-                    rt.reload_personas()
-                    err_console.print(", ".join(rt.persona_names()))
-                elif cmd == "/persona":
-                    rt.reload_personas()
-                    try:
-                        rt.manifest(arg.strip() or None)
-                    except PersonaError as exc:
-                        err_console.print(str(exc), style="red", markup=False, highlight=False)
-                        continue
-                    persona = arg.strip() or None
-                    history = _opening(engine, persona, user, 0)
-                    err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
-                    for opening in history:
-                        console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
-                else:
-                    err_console.print(f"[dim]{HELP}[/]")
-                continue
-            try:
-                turn = prepare(line)
-            except ValueError as exc:
-                err_console.print(str(exc), style="red", markup=False, highlight=False)
-                continue
-            try:
-                reply = _stream_reply(engine, turn)
-            except KeyboardInterrupt:
-                console.print("\n[dim](stopped)[/]")
-                continue
-            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+    else:
+        err_console.print(f"[dim]{HELP}[/]")
+    return False, persona, history
 
-    @app.command()
-    @config_flags("llm")
-    def personas(
-        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-        config: Overrides | None = None,
-    ) -> None:
-        """List personas (adapters and characters) under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken
-        ones included."""
-        from rolechat import settings
-        from rolechat.llm import LoadError, describe, discover, resolve_model
-        from rolechat.llm.runtime import persona_roots
 
-        cfg = build("llm", config["llm"])
-        try:
-            is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
-        except LoadError:
-            is_demo = False
-        rows = describe(discover(persona_roots(cfg, is_demo)))
-        if as_json:
-            console.print_json(json.dumps(rows, ensure_ascii=False))
-            return
-        if not rows:
-            console.print(f"no personas yet in {settings.personas_dir()} — train one with `rolechat train`")
-            return
-        from rich.table import Table
+LOREBOOK_OPTION = typer.Option(
+    None,
+    "--lorebook",
+    "-l",
+    help="A lorebook this chat scans besides the character's: a name in $ROLECHAT_HOME/lorebooks or a file "
+    "(SillyTavern world info, lorebook_v3, a card's book); repeatable.",
+)
+SCENARIO_OPTION = typer.Option(
+    "", "--scenario", help="This chat's scenario, instead of the card's (SillyTavern's override)."
+)
+PROMPT_FILE_OPTION = typer.Option(
+    None,
+    "--prompt-file",
+    help="Write each turn's prompt view to FILE: every part with its book and why it is in (or out), and the "
+    "exact messages sent (JSON when FILE ends in .json).",
+)
 
-        table = Table("name", "display name", "kind", "base model", "system prompt", "status")
-        for r in rows:
-            kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
-            table.add_row(
-                *(
-                    escape(v)
-                    for v in (
-                        r["name"],
-                        r["display_name"],
-                        kind,
-                        r["base_model"],
-                        r["system_prompt"][:40].replace("\n", " "),
-                    )
-                ),
-                "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
-            )
-        console.print(table)
+
+def _note_options(text: str, depth: int, role: str, position: str, interval: int) -> dict[str, Any]:
+    return {"text": text, "depth": depth, "role": role, "position": position, "interval": interval}
+
+
+@config_flags("llm", "chat")
+def chat(
+    persona: str | None = typer.Option(None, "--persona", "-p", help="Persona name (default: base model)."),
+    message: str | None = typer.Option(None, "--message", "-m", help="One-shot: print the reply and exit."),
+    seed: int | None = typer.Option(None, help="Seed for reproducible sampling (and lore and scene rolls)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="One-shot: print only the reply."),
+    user_name: str = USER_NAME_OPTION,
+    user_description: str = USER_DESCRIPTION_OPTION,
+    greeting: int = typer.Option(0, "--greeting", help="Which greeting opens the chat (0 = the first message)."),
+    show_prompt: bool = SHOW_PROMPT_OPTION,
+    prompt_file: Path | None = PROMPT_FILE_OPTION,
+    lorebook: list[str] | None = LOREBOOK_OPTION,
+    scenario: str = SCENARIO_OPTION,
+    authors_note: str = typer.Option("", "--authors-note", help="The author's note: text added every turn."),
+    note_depth: int = typer.Option(4, "--note-depth", help="Author's note: messages from the end (in_chat)."),
+    note_role: str = typer.Option("system", "--note-role", help="Author's note role: system, user or assistant."),
+    note_position: str = typer.Option(
+        "in_chat", "--note-position", help="Author's note: in_chat (at its depth), after_story or before_story."
+    ),
+    note_interval: int = typer.Option(1, "--note-interval", help="Author's note every N user messages; 0 = off."),
+    scene: str | None = typer.Option(
+        None, "--scene", help="A scene: a saved scene's name (`rolechat scene create`) or persona names A,B."
+    ),
+    order: str | None = typer.Option(
+        None, "--order", help="Scene speaker order: natural, list, manual or round-robin (default: the scene's)."
+    ),
+    speaker: str | None = typer.Option(None, "--speaker", help="Scene: who replies (the manual order's pick)."),
+    config: Overrides | None = None,
+) -> None:
+    """Chat with the base model, a persona or a character in the terminal (streaming).
+
+    A chat with a character opens with its greeting, as the first turn the model sees. With --scene, every
+    message gets a round of replies in the scene's speaker order, each with its speaker's card and adapter."""
+    rt = load_runtime_or_fail(config["llm"])
+    if not quiet:
+        banner(rt)
+    engine = engine_or_fail(rt, chat_overrides=config["chat"])
+    note = _note_options(authors_note, note_depth, note_role, note_position, note_interval)
+    setting = chat_setting(lorebook, scenario, note, engine.chat_cfg.card_max_bytes)
+    user = user_persona(user_name, user_description)
+    params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
+    talk = Talk(engine, user, params, setting, show_prompt, prompt_file, quiet)
+    if scene is not None:
+        from rolechat.cli.scene import run_scene
+
+        run_scene(talk, scene, order, speaker, message, seed)
+        return
+    _solo(talk, rt, persona, message, greeting)
+
+
+@config_flags("llm")
+def personas(
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    config: Overrides | None = None,
+) -> None:
+    """List personas (adapters and characters) under $ROLECHAT_HOME/personas (and llm.persona_dirs), broken
+    ones included."""
+    from rolechat import settings
+    from rolechat.llm import LoadError, describe, discover, resolve_model
+    from rolechat.llm.runtime import persona_roots
+
+    cfg = build("llm", config["llm"])
+    try:
+        is_demo = resolve_model(cfg.model, cfg.default_hub_model).is_demo
+    except LoadError:
+        is_demo = False
+    rows = describe(discover(persona_roots(cfg, is_demo)))
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        console.print(f"no personas yet in {settings.personas_dir()} — train one with `rolechat train`")
+        return
+    from rich.table import Table
+
+    table = Table("name", "display name", "kind", "base model", "system prompt", "status")
+    for r in rows:
+        kind = ("adapter + card" if r["adapter"] else "prompt-only card") if r["kind"] == "character" else "adapter"
+        table.add_row(
+            *(
+                escape(v)
+                for v in (
+                    r["name"],
+                    r["display_name"],
+                    kind,
+                    r["base_model"],
+                    r["system_prompt"][:40].replace("\n", " "),
+                )
+            ),
+            "ok" if r["ok"] else f"[red]broken[/]: {escape(r['error'])}",
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chat)
+    app.command()(personas)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,13 +44,33 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def listed(rows: list, as_json: bool, empty: str) -> bool:
+    """`rows` as JSON with --json, or `empty` when there are none: True when that was all there is to print."""
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return True
+    if not rows:
+        console.print(empty)
+    return not rows
+
+
+def done_or_fail(action, errors: tuple[type[Exception], ...], done: str) -> None:
+    """Run `action()`; an error of `errors` ends the command with its message, else `done` is printed."""
+    try:
+        action()
+    except errors as exc:
+        fail(str(exc))
+    console.print(escape(done), highlight=False)
+
+
 def print_parts(turn) -> None:
-    """--show-prompt: every part of the prompt with its token count (dropped ones marked), to stderr."""
+    """--show-prompt: every part of the prompt with its token count and why it is there (dropped and left-out
+    ones marked), to stderr (`--prompt-file` writes the whole of it, `conversation.report`)."""
     from rich.table import Table
 
     from rolechat.conversation.assembly import NOT_SENT
 
-    table = Table("kind", "part", "tokens", "sent", "text", title="what the model saw", title_justify="left")
+    table = Table("kind", "part", "tokens", "sent", "why", "text", title="what the model saw", title_justify="left")
     for part in turn.parts:
         text = " ".join(part.text.split())
         table.add_row(
@@ -57,6 +78,7 @@ def print_parts(turn) -> None:
             escape(part.label),
             str(part.tokens),
             "no" if part.kind in NOT_SENT else "yes" if part.included else "[yellow]dropped[/]",
+            escape(part.why),
             escape(text[:60] + ("…" if len(text) > 60 else "")) if part.kind != "notice" else escape(text),
         )
     err_console.print(table)

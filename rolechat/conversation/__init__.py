@@ -1,7 +1,9 @@
 """The conversation layer: the one place that joins the model runtime (`rolechat.llm`) and the knowledge
 bases (`rolechat.rag`) into the messages the runtime renders. The app, the CLI and the API call it;
 it never imports them. See `rolechat.conversation.engine` for the interface, `card` and `lorebook` for
-characters and world info, `memory` for a character's memory of its lines.
+characters and world info, `worldinfo` for the scan over a turn's books, `setting` for what a chat adds
+(its books, scenario, author's note, timed lore state), `scene` for group chats, `regexscripts` for
+SillyTavern's regex scripts, `memory` for a character's memory of its lines.
 """
 
 from importlib import import_module
@@ -32,12 +34,17 @@ _EXPORTS = {
     "LoreEntry": "lorebook",
     "CharacterMemory": "memory",
     "import_memory": "memory",
+    "AuthorsNote": "setting",
+    "ChatSetting": "setting",
+    "Scene": "scene",
 }
 
 __all__ = [
+    "AuthorsNote",
     "CardError",
     "Character",
     "CharacterMemory",
+    "ChatSetting",
     "ContextOverflow",
     "ConversationConfig",
     "Engine",
@@ -45,6 +52,7 @@ __all__ = [
     "LoreEntry",
     "Lorebook",
     "PromptPart",
+    "Scene",
     "Turn",
     "UserPersona",
     "apply_macros",

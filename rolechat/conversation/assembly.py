@@ -29,7 +29,7 @@ __all__ = ["Assembly", "ContextOverflow", "Piece", "PromptPart", "DROP_ORDER", "
 DROP_ORDER = ("example", "history", "summary", "knowledge", "memory", "lore-triggered", "lore-constant")
 MESSAGE_OVERHEAD = 5  # tokens a chat template adds per message (ChatML: <|im_start|>role\n ... <|im_end|>\n)
 CONTIGUOUS = ("example", "history")  # kinds kept as an unbroken run (no gaps in a conversation)
-NOT_SENT = ("question", "notice")  # kinds shown in "what the model saw" that never reach the model
+NOT_SENT = ("question", "notice", "lore-skipped")  # kinds shown in "what the model saw" that never reach the model
 
 
 class ContextOverflow(ValueError):
@@ -40,10 +40,13 @@ class ContextOverflow(ValueError):
 class PromptPart:
     """One piece of the prompt, for the "what the model saw" view.
 
-    kind: system, card, user-persona, lore-constant, lore-triggered, memory, knowledge, example, history,
-    message, depth-prompt (the card's character's note), post-history, summary (of older turns no longer sent)
-    (and, never sent: question, the standalone question a knowledge base was searched with; notice, what the
-    lorebook scan cut short, such as an entry turned off because its key pattern took too long).
+    kind: system, card, user-persona, lore-constant, lore-triggered, authors-note, memory, knowledge, example,
+    history, message, depth-prompt (the card's character's note), post-history, summary (of older turns no
+    longer sent) (and, never sent: question, the standalone question a knowledge base was searched with;
+    lore-skipped, an entry the scan activated but left out, `why` saying why; notice, what the lorebook scan cut
+    short, such as an entry turned off because its key pattern took too long). `source` names the lorebook a
+    lore part came from; `why` says why it is there (the key that activated it, its order and position) or why
+    it is not.
     """
 
     kind: str
@@ -51,6 +54,8 @@ class PromptPart:
     tokens: int
     text: str
     included: bool = True  # False: over its budget or the context, not sent
+    source: str = ""
+    why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,13 +64,17 @@ class PromptPart:
             "tokens": self.tokens,
             "text": self.text,
             "included": self.included,
+            "source": self.source,
+            "why": self.why,
         }
 
 
 @dataclass
 class Piece:
-    """A part plus where it goes: `place` is system, example, history or message; `messages` are the turns an
-    example block or a history turn contributes; `budget_key` names its ConversationConfig budget."""
+    """A part plus where it goes: `place` is system, examples (the example-dialogue section closing the system
+    message), history, message, depth (injected into the chat: `payload` is (depth, role, group)) or notice
+    (shown, never sent); `messages` are the turns a history turn contributes; `budget_key` names its
+    ConversationConfig budget."""
 
     part: PromptPart
     place: str
@@ -120,6 +129,13 @@ class Assembly:
         their share of the template's overhead, and the pieces dropped last are then put back while the
         prompt still fits (the estimate may overshoot by a piece or two)."""
         dropped: list[Piece] = []
+        kept = sum(p.part.tokens for p in self.pieces if p.included and p.part.kind not in DROP_ORDER)
+        if kept > 2 * budget:  # what is never dropped is twice the room: no need to render it to know
+            raise ContextOverflow(
+                f"the system prompt, the character's card and the message need about {kept} tokens, but the context "
+                f"leaves room for {budget} (context length minus the reply's max_new_tokens): shorten the message "
+                "or the card, or lower max_new_tokens"
+            )
         # a long history would be rendered and tokenized whole just to learn that most of it goes: drop on an
         # estimate first (content tokens plus a few per message for the template's role markers)
         messages = self.messages()

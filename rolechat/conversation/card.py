@@ -6,8 +6,11 @@ Interface (stable; the engine and the CLI are written against it):
     char.to_dict()                       # the V2/V3 `data` object (unknown fields and extensions kept)
     char.to_card("v3")                   # the whole card: {"spec": "chara_card_v3", "spec_version": "3.0", "data"}
     apply_macros("{{char}}对{{user}}说", char, "小明")     # {{char}}/<BOT>/<CHAR> and {{user}}/<USER>
+    replace_original("{{original}}，再加一句", "默认提示")   # SillyTavern's {{original}}: once, case-insensitive
     greetings(char, "小明")              # [first_mes, *alternate_greetings], macros applied
+    group_greetings(char, "小明")        # the greetings a scene opens with (group-only ones when it has any)
     example_dialogues(char, "小明")      # mes_example's <START> blocks as [[{"role", "content"}, ...], ...]
+    example_text(blocks, "小明", "林夕")  # blocks as the prompt shows them: `名字：台词` lines
     system_prompt(char, "小明", before=[...lore...], after=[...lore...])   # the character definition
 
 What reaches a prompt: system_prompt, description, personality, scenario, first_mes / alternate_greetings,
@@ -32,7 +35,10 @@ __all__ = [
     "Character",
     "apply_macros",
     "example_dialogues",
+    "example_text",
     "greetings",
+    "group_greetings",
+    "replace_original",
     "system_prompt",
 ]
 
@@ -88,7 +94,7 @@ class Character:
     character_book: Lorebook | None = None
     # V3 additions (None: absent from the card, and left out when writing it)
     nickname: str | None = None  # replaces the name in {{char}}
-    group_only_greetings: list[str] = field(default_factory=list)
+    group_only_greetings: list[str] | None = None  # None: absent (an empty list, as SillyTavern writes, is kept)
     assets: list[dict[str, Any]] | None = None
     creator_notes_multilingual: dict[str, str] | None = None
     source: list[str] | None = None
@@ -121,6 +127,17 @@ class Character:
         role = note.get("role", "system")
         return note["prompt"], depth, role if role in ("system", "user", "assistant") else "system"
 
+    @property
+    def talkativeness(self) -> float:
+        """How readily the character speaks up in a scene (SillyTavern's `extensions.talkativeness`, 0-1;
+        0.5 when absent or unreadable)."""
+        value = self.extensions.get("talkativeness")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return 0.5
+        return min(max(number, 0.0), 1.0) if number == number else 0.5
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Character:
         """From a V1 flat card, a V2/V3 card (`spec` + `data`) or a bare `data` object.
@@ -145,13 +162,14 @@ class Character:
                 if data.get(key) in (None, "") and isinstance(top, str) and top:
                     data[key] = top
         else:
-            data, where, spec, card_extra = d, "", "chara_card_v1", {}
+            data, where, spec, card_extra = _v1(d), "", "chara_card_v1", {}
         prefix = f"{where}." if where else ""
         values: dict[str, Any] = {k: _str(data.get(k), prefix + k) for k in _STRING_FIELDS}
         if not values["name"].strip():
             raise CardError(f"{prefix}name: a character needs a name")
         values["alternate_greetings"] = _str_list(data.get("alternate_greetings"), prefix + "alternate_greetings")
-        values["group_only_greetings"] = _str_list(data.get("group_only_greetings"), prefix + "group_only_greetings")
+        if data.get("group_only_greetings") is not None:
+            values["group_only_greetings"] = _str_list(data["group_only_greetings"], prefix + "group_only_greetings")
         values["tags"] = _str_list(data.get("tags"), prefix + "tags", split_commas=True)
         values["extensions"] = _dict(data.get("extensions"), prefix + "extensions")
         book = data.get("character_book")
@@ -189,7 +207,7 @@ class Character:
         )
         if self.character_book is not None:
             out["character_book"] = self.character_book.to_dict()
-        if self.group_only_greetings:
+        if self.group_only_greetings is not None:
             out["group_only_greetings"] = list(self.group_only_greetings)
         for key in _V3_OPTIONAL:
             if getattr(self, key) is not None:
@@ -211,6 +229,35 @@ class Character:
         for key, value in self.card_extra.items():
             card.setdefault(key, copy.deepcopy(value))
         return card
+
+
+# Pygmalion / text-generation-webui character JSON: SillyTavern's import maps these names (importFromJson).
+_PYGMALION = {
+    "char_name": "name",
+    "char_persona": "description",
+    "char_greeting": "first_mes",
+    "example_dialogue": "mes_example",
+    "world_scenario": "scenario",
+}
+
+
+def _v1(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The fields of a flat (V1 or Pygmalion) card; CardError for a JSON object that is no card at all.
+
+    SillyTavern takes any object with a `name` as a V1 card; rolechat also wants one of its other fields, so a
+    stray JSON file (a package.json, a settings file) is refused instead of becoming an empty character."""
+    if "char_name" in d and "name" not in d:
+        d = {
+            **{k: v for k, v in d.items() if k not in _PYGMALION},
+            **{_PYGMALION[k]: d[k] for k in _PYGMALION if k in d},
+        }
+    if "name" not in d or not any(k in d for k in _V1_FIELDS[1:]):
+        keys = ", ".join(list(d)[:6]) or "none"
+        raise CardError(
+            "not a character card: expected `spec` and `data` (a V2/V3 card), or `name` with `description`, "
+            f"`personality`, `scenario`, `first_mes` or `mes_example` (a V1 card); this JSON has keys: {keys}"
+        )
+    return d
 
 
 # -- macros ---------------------------------------------------------------------------------------------
@@ -244,10 +291,37 @@ def apply_macros(text: str, char: Character | str, user: str = DEFAULT_USER) -> 
     return _MACRO.sub(replace, text)
 
 
+_ORIGINAL = re.compile(r"\{\{original\}\}", re.IGNORECASE)
+
+
+def replace_original(text: str, original: str) -> str:
+    """SillyTavern's `{{original}}` in a card's system prompt or post-history instructions: the prompt the card
+    overrides, the first time it appears (any letter case); later ones become nothing (script.js,
+    substituteParams)."""
+    used = []
+
+    def replace(_: re.Match[str]) -> str:
+        used.append(True)
+        return original if len(used) == 1 else ""
+
+    return _ORIGINAL.sub(replace, text)
+
+
 def greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
     """The greetings a chat can open with: first_mes, then each alternate greeting (blank ones left out)."""
     found = [character.first_mes, *character.alternate_greetings]
     return [apply_macros(g, character, user).strip() for g in found if g and g.strip()]
+
+
+def group_greetings(character: Character, user: str = DEFAULT_USER) -> list[str]:
+    """The greetings a scene can open with: the V3 `group_only_greetings` (or the `group_greetings` of
+    SillyTavern's group-greetings extension) when the card has any, else its ordinary greetings."""
+    extension = character.extensions.get("group_greetings")
+    own = character.group_only_greetings or (
+        [g for g in extension if isinstance(g, str)] if isinstance(extension, list) else []
+    )
+    found = [apply_macros(g, character, user).strip() for g in own if g and g.strip()]
+    return found or greetings(character, user)
 
 
 _START = re.compile(r"<start>", re.IGNORECASE)
@@ -258,14 +332,17 @@ def _speaker_pattern(names: Sequence[str], macros: Sequence[str]) -> str:
     return rf"^\s*(?:{'|'.join(options)})\s*[:：]\s?"
 
 
-def example_dialogues(character: Character, user: str = DEFAULT_USER) -> list[list[dict[str, str]]]:
-    """`mes_example` as example conversations: one list of {"role", "content"} turns per `<START>` block.
+def example_dialogues(
+    character: Character, user: str = DEFAULT_USER, text: str | None = None
+) -> list[list[dict[str, str]]]:
+    """`mes_example` (or `text`, e.g. a lore entry placed with the examples) as example conversations: one list
+    of {"role", "content"} turns per `<START>` block.
 
     A line opening with `{{user}}:` (or `<USER>:`, or the user's name) starts a user turn; `{{char}}:` (or
     `<BOT>:`, `<CHAR>:`, the character's name) an assistant turn; other lines continue the turn before them.
     Full-width colons count. Macros are applied to the contents.
     """
-    text = character.mes_example or ""
+    text = (character.mes_example if text is None else text) or ""
     if not text.strip():
         return []
     user_line = re.compile(_speaker_pattern([user], [r"\{\{\s*user\s*\}\}", r"<user>"]), re.IGNORECASE)
@@ -296,6 +373,12 @@ def example_dialogues(character: Character, user: str = DEFAULT_USER) -> list[li
     return blocks
 
 
+def example_text(blocks: Sequence[Sequence[Mapping[str, str]]], user: str, char: str) -> list[str]:
+    """Example-dialogue blocks as the prompt shows them: one text per block, a `名字：台词` line per turn."""
+    names = {"user": user, "assistant": char}
+    return ["\n".join(f"{names.get(t['role'], char)}：{t['content']}" for t in block) for block in blocks if block]
+
+
 def system_prompt(
     character: Character,
     user: str = DEFAULT_USER,
@@ -311,7 +394,7 @@ def system_prompt(
     none; then lore placed `before` the character, the description, personality and scenario, lore placed
     `after`, and the user's own description. SillyTavern's default story string in the same order.
     """
-    head = character.system_prompt.replace("{{original}}", original) if character.system_prompt.strip() else original
+    head = replace_original(character.system_prompt, original) if character.system_prompt.strip() else original
     parts = [head.strip(), *(b.strip() for b in before)]
     if character.description.strip():
         parts.append(character.description.strip())

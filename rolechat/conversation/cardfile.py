@@ -181,7 +181,10 @@ def read_card(path: str | Path, max_bytes: int | None = None) -> Character:
 
 
 def read_avatar(path: str | Path) -> bytes | None:
-    """The picture of a PNG card (or a CHARX card's main icon) as PNG bytes, without card text; None for JSON."""
+    """The picture of a PNG card (or a CHARX card's main icon) as PNG bytes, without card text; None for JSON.
+
+    A PNG card's picture is its own bytes with only the card's text chunks (`chara`, `ccv3`) taken out: every
+    other chunk (colour profile, metadata, other tools' text) stays, and goes out again with an export."""
     path = Path(path)
     signature = _signature(path)
     if signature.startswith(_ZIP_SIGNATURE):
@@ -195,11 +198,54 @@ def read_avatar(path: str | Path) -> bytes | None:
         return None
     try:
         with _image(path, source) as image:
+            image.load()  # a picture that does not decode is refused here, not at export
+            if image.format == "PNG" and source is path:
+                return _without_card_chunks(path.read_bytes())
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")  # no pnginfo: the card chunks stay behind
             return buffer.getvalue()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise CardError(f"{path.name}: unreadable PNG ({exc})") from None
+
+
+# PNG chunks are length, type, data, CRC; only the card's own text chunks are taken out or put in (as
+# SillyTavern's character-card-parser.js does with png-chunks-extract): the rest of the file stays byte for byte.
+_CARD_KEYWORDS = (b"chara", b"ccv3")
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, whole chunk bytes) of each chunk after the signature, up to IEND."""
+    chunks, at = [], len(_PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        kind, end = data[at + 4 : at + 8], at + 12 + int.from_bytes(data[at : at + 4], "big")
+        chunks.append((kind, data[at:end]))
+        at = end
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _without_card_chunks(data: bytes) -> bytes:
+    keep = [
+        raw
+        for kind, raw in _png_chunks(data)
+        if not (kind in (b"tEXt", b"zTXt", b"iTXt") and raw[8:].split(b"\0", 1)[0].lower() in _CARD_KEYWORDS)
+    ]
+    return _PNG_SIGNATURE + b"".join(keep)
+
+
+def _with_card_chunks(data: bytes, texts: list[tuple[str, str]]) -> bytes:
+    """`data` (a PNG) without its card chunks, with `texts` as tEXt chunks just before IEND."""
+    import zlib
+
+    added = b""
+    for keyword, text in texts:
+        body = b"tEXt" + keyword.encode("latin-1") + b"\0" + text.encode("latin-1")
+        added += (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    chunks = _png_chunks(_without_card_chunks(data))
+    before = b"".join(raw for kind, raw in chunks if kind != b"IEND")
+    end = b"".join(raw for kind, raw in chunks if kind == b"IEND")
+    return _PNG_SIGNATURE + before + added + end
 
 
 def _charx_icon(path: Path) -> str | None:
@@ -246,40 +292,49 @@ def write_card(
     character: Character,
     path: str | Path,
     *,
-    version: str = "v2",
+    version: str | None = None,
     avatar: str | Path | bytes | None = None,
 ) -> Path:
-    """Write a card: `.json` as `version` ("v2" or "v3"); `.png` with both `chara` (V2) and `ccv3` (V3) text
-    chunks on `avatar` (an image file or PNG bytes; a placeholder drawn from the name when None)."""
+    """Write a card: `.json` as `version` ("v2" or "v3"; default: the spec the card was read from); `.png` with
+    both `chara` (V2) and `ccv3` (V3) text chunks on `avatar` (an image file or PNG bytes, its other chunks
+    kept; a placeholder drawn from the name when None)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    version = version or ("v3" if character.spec == "chara_card_v3" else "v2")
     if suffix == ".json":
         text = json.dumps(character.to_card(version), ensure_ascii=False, indent=2) + "\n"
         _atomic_write(path, text.encode("utf-8"))
         return path
     if suffix != ".png":
         raise CardError(f"{path.name}: a card is written as .png or .json")
+    texts = []
+    for name, version_ in (("chara", "v2"), ("ccv3", "v3")):
+        payload = json.dumps(character.to_card(version_), ensure_ascii=False).encode("utf-8")
+        texts.append((name, base64.b64encode(payload).decode("ascii")))
+    _atomic_write(path, _with_card_chunks(_png_bytes(character, avatar), texts))
+    return path
+
+
+def _png_bytes(character: Character, avatar: str | Path | bytes | None) -> bytes:
+    """The picture as PNG bytes: a PNG avatar as it is (its other chunks kept), anything else re-encoded."""
     from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
 
     if avatar is None:
         image = placeholder_avatar(character.name)
     else:
+        raw = avatar if isinstance(avatar, bytes) else Path(avatar).read_bytes()
+        if raw.startswith(_PNG_SIGNATURE) and any(kind == b"IEND" for kind, _ in _png_chunks(raw)):
+            return raw
         try:
-            image = Image.open(io.BytesIO(avatar) if isinstance(avatar, bytes) else Path(avatar))
+            image = Image.open(io.BytesIO(raw))
             image.load()
         except (OSError, ValueError) as exc:
             raise CardError(f"avatar: unreadable image ({exc})") from None
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         image = image.convert("RGBA")
-    info = PngInfo()
-    for name, version_ in (("chara", "v2"), ("ccv3", "v3")):
-        payload = json.dumps(character.to_card(version_), ensure_ascii=False).encode("utf-8")
-        info.add_text(name, base64.b64encode(payload).decode("ascii"))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    _atomic_write(path, buffer.getvalue())
-    return path
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -356,12 +411,21 @@ def _st_entry(key: str, d: Any, where: str) -> dict[str, Any]:
     return entry
 
 
+_BOOK_SETTINGS = ("name", "description", "scan_depth", "token_budget", "recursive_scanning", "extensions")
+
+
 def _world_info(d: Mapping[str, Any], name: str) -> Lorebook:
+    """SillyTavern's world-info file. The book's own settings come from its top level, else from
+    `originalData` (the card book SillyTavern converted it from, which it keeps there)."""
     entries = [
         LoreEntry.from_dict(_st_entry(str(k), v, f"entries.{k}"), f"entries.{k}") for k, v in d["entries"].items()
     ]
-    book_name = d.get("name")
-    return Lorebook(entries=entries, name=book_name if isinstance(book_name, str) and book_name else name)
+    original = d.get("originalData") if isinstance(d.get("originalData"), Mapping) else {}
+    settings = {k: d[k] if d.get(k) is not None else original.get(k) for k in _BOOK_SETTINGS}
+    book = Lorebook.from_dict({**{k: v for k, v in settings.items() if v is not None}, "entries": []}, "world info")
+    book.entries = entries
+    book.name = book.name or name
+    return book
 
 
 def read_lorebook(path: str | Path, max_bytes: int | None = None) -> Lorebook:

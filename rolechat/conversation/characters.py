@@ -22,9 +22,11 @@ from rolechat import settings
 from rolechat.conversation.card import Character, system_prompt
 from rolechat.conversation.cardfile import read_avatar, read_card, read_lorebook, write_card
 from rolechat.conversation.lorebook import CardError, Lorebook
+from rolechat.conversation.regexscripts import card_scripts
 from rolechat.llm.personas import AVATAR, BASE_PERSONA, MANIFEST, PersonaEntry, PersonaManifest, check_name, discover
 
 __all__ = [
+    "add_regex_scripts",
     "attach_lorebook",
     "import_card",
     "import_lorebook",
@@ -33,6 +35,7 @@ __all__ = [
     "find_character",
     "load_character",
     "persona_name",
+    "read_upload",
     "save_character",
 ]
 
@@ -142,7 +145,11 @@ def import_card(
     `max_bytes`: the largest card read (`chat.card_max_mb`; None: its default).
     """
     read = lambda p: (read_card(p, max_bytes), read_avatar(p))
-    character, avatar = _read_upload(source, filename or "card.png", read)
+    character, avatar = read_upload(source, filename or "card.png", read)
+    try:
+        card_scripts(character)  # a card whose regex scripts cannot be read is refused, naming the field
+    except CardError as exc:
+        raise CardError(f"{Path(filename or str(source)).name}: {exc}") from None
     folder = save_character(character, name, root=root, avatar=avatar, overwrite=overwrite)
     return folder, character
 
@@ -157,11 +164,11 @@ def import_lorebook(
     max_bytes: int | None = None,
 ) -> tuple[Path, Lorebook]:
     """Attach the lorebook in a file (a path, or the bytes of an upload named `filename`) to character `name`."""
-    book = _read_upload(source, filename or "lorebook.json", lambda p: read_lorebook(p, max_bytes))
+    book = read_upload(source, filename or "lorebook.json", lambda p: read_lorebook(p, max_bytes))
     return attach_lorebook(name, book, replace=replace, root=root), book
 
 
-def _read_upload(source: str | Path | bytes, filename: str, read):
+def read_upload(source: str | Path | bytes, filename: str, read):
     """`read(path)` of a file, or of uploaded bytes written to a temporary file under their own name (in
     $ROLECHAT_HOME's cache: an upload never writes outside ROLECHAT_HOME, even for a moment)."""
     if not isinstance(source, bytes):
@@ -214,8 +221,23 @@ def attach_lorebook(name: str, book: Lorebook, *, replace: bool = False, root: s
 
 
 def export_character(
-    name: str, out: str | Path, *, version: str = "v2", roots: Iterable[str | Path] | None = None
+    name: str, out: str | Path, *, version: str | None = None, roots: Iterable[str | Path] | None = None
 ) -> Path:
-    """Write character `name` as a card file (`.png` with its avatar, or `.json` as `version`)."""
+    """Write character `name` as a card file (`.png` with its avatar, or `.json` as `version`: by default the
+    spec it was imported as)."""
     entry, character = find_character(name, roots)
     return write_card(character, out, version=version, avatar=entry.avatar)
+
+
+def add_regex_scripts(name: str, scripts: list, *, root: str | Path | None = None) -> Path:
+    """Add regex scripts (`regexscripts.RegexScript`) to character `name`'s card (`extensions.regex_scripts`),
+    as SillyTavern's "import as scoped script" does; they export with the card."""
+    folder = (Path(root).expanduser() if root else settings.personas_dir()) / name
+    entry, character = find_character(name, [folder.parent])
+    own = character.extensions.get("regex_scripts")
+    character.extensions["regex_scripts"] = [*(own if isinstance(own, list) else []), *(s.to_dict() for s in scripts)]
+    manifest = entry.manifest
+    assert manifest is not None
+    manifest.card = character.to_card(_card_version(character))
+    _write_folder(entry.path, manifest, None)
+    return entry.path

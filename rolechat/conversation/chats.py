@@ -1,10 +1,11 @@
 """Saved conversations: one JSON file per chat under `$ROLECHAT_HOME/chats/<id>.json`.
 
 A `ChatLog` is what a chat needs to be listed, resumed and exported: its title, its characters (one persona
-for a solo chat, two or more for a scene), the user's name, and its messages in the chat page's shape
-({"role", "content", ...}; a scene's assistant lines carry "name", the persona that said them). A reply that
-was regenerated keeps its alternatives as swipes: "swipes" (every text, in order) and "swipe" (the index
-shown, whose text is "content").
+for a solo chat, two or more for a scene), the user's name, its messages in the chat page's shape
+({"role", "content", ...}; a scene's assistant lines carry "name", the persona that said them), and its
+setting (`setting.ChatSetting.as_dict()`: the lorebooks bound to it, its scenario override, author's note and
+timed lore state) with a scene's speaker order. A reply that was regenerated keeps its alternatives as swipes:
+"swipes" (every text, in order) and "swipe" (the index shown, whose text is "content").
 
 Every save is atomic (a temporary file in the same folder, flushed to disk, then renamed over the old one), so
 a killed app leaves either the previous or the new file, never half of one. A file that cannot be read is
@@ -60,6 +61,8 @@ class ChatLog:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     summary: dict[str, Any] | None = None  # the summary of older turns, when the history outgrew the context
+    setting: dict[str, Any] = field(default_factory=dict)  # ChatSetting.as_dict(): books, scenario, note, lore state
+    order: str = ""  # a scene's speaker order ("": the default)
 
     @property
     def scene(self) -> bool:
@@ -177,6 +180,13 @@ def _read(path: Path) -> ChatLog:
     characters = data.get("characters", [])
     if not isinstance(characters, list) or not all(isinstance(c, str) for c in characters):
         raise ChatFileError(f"{path}: characters: expected a list of persona names")
+    setting = data.get("setting") or {}
+    try:
+        from rolechat.conversation.setting import ChatSetting
+
+        ChatSetting.from_dict(setting)
+    except (TypeError, ValueError) as exc:
+        raise ChatFileError(f"{path}: setting.{exc}") from None
     try:
         return ChatLog(
             id=path.stem,
@@ -187,6 +197,8 @@ def _read(path: Path) -> ChatLog:
             created=float(data.get("created") or path.stat().st_mtime),
             updated=float(data.get("updated") or path.stat().st_mtime),
             summary=data.get("summary") if isinstance(data.get("summary"), dict) else None,
+            setting=dict(setting),
+            order=str(data.get("order") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise ChatFileError(f"{path}: {exc}") from None

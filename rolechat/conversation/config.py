@@ -2,8 +2,9 @@
 
 Token budgets for each part of the prompt. The system prompt with the character's card, the new message and
 the post-history instructions always go in; every other part takes at most its budget and only the room the
-parts above it left (0 = no budget of its own: whatever room is left). Then the bounds on what a card may
-cost: its file's size, and the time and checks one turn's lorebook scan may take.
+parts above it left (0 = no budget of its own: whatever room is left). Then SillyTavern's world-info settings
+(lore_*: the scan over every lorebook of a turn, see `worldinfo`), the global lorebooks, and the bounds on
+what a card may cost: its file's size, and the time and checks one turn's lorebook scan may take.
 
 Build one with `rolechat.settings.build(ConversationConfig, "chat", file_data, overrides)`.
 """
@@ -14,7 +15,9 @@ from dataclasses import dataclass, field, fields
 
 from rolechat.settings import ConfigError
 
-__all__ = ["ConversationConfig"]
+__all__ = ["ConversationConfig", "STRATEGIES"]
+
+STRATEGIES = ("character_first", "global_first", "evenly")  # SillyTavern's world_info_character_strategy
 
 
 def _help(text: str) -> dict:
@@ -26,11 +29,65 @@ class ConversationConfig:
     """Per-part token budgets of the prompt the engine assembles (the model's context is the hard limit), and
     the bounds on what a card and its lorebook may cost."""
 
-    lore_tokens: int = field(
-        default=1024,
+    lore_budget_percent: float = field(
+        default=25.0,
         metadata=_help(
-            "most tokens of lorebook entries per turn (always-on entries first, then triggered ones by insertion "
-            "order); a card's own lorebook budget, when smaller, wins; 0 = no limit but the context"
+            "lorebook entries per turn may take this share (percent) of the room the context leaves the prompt "
+            "(SillyTavern's Context %); entries go in by order, highest first, and the first that does not fit "
+            "ends the scan"
+        ),
+    )
+    lore_tokens: int = field(
+        default=0,
+        metadata=_help(
+            "most tokens of lorebook entries per turn whatever lore_budget_percent allows (SillyTavern's Budget "
+            "Cap); 0 = no cap"
+        ),
+    )
+    lore_scan_depth: int = field(
+        default=2,
+        metadata=_help(
+            "messages (newest first, the new one included) scanned for lorebook keys; a book or an entry may set "
+            "its own; 0 = none"
+        ),
+    )
+    lore_include_names: bool = field(
+        default=True,
+        metadata=_help("scan each message as `name: text`, so a name activates the entries it is a key of"),
+    )
+    lore_whole_words: bool = field(
+        default=True,
+        metadata=_help(
+            "a one-word key matches only between non-word characters (ASCII letters, digits and _ are word "
+            "characters, as in SillyTavern: a Chinese key still matches inside Chinese text); entries may override"
+        ),
+    )
+    lore_case_sensitive: bool = field(
+        default=False, metadata=_help("lorebook keys match letter case exactly; entries may override")
+    )
+    lore_recursive: bool = field(
+        default=True, metadata=_help("activated entries' content is scanned too and can activate more entries")
+    )
+    lore_max_recursion_steps: int = field(
+        default=0, metadata=_help("most scan sweeps per turn (1 = no recursion); 0 = until nothing new activates")
+    )
+    lore_group_scoring: bool = field(
+        default=False,
+        metadata=_help(
+            "in an inclusion group, only the entries with the most keys found take part; entries may override"
+        ),
+    )
+    lore_strategy: str = field(
+        default="character_first",
+        metadata=_help(
+            "how the character's and the global books share the budget after the chat's own books: "
+            "character_first, global_first or evenly (all by order)"
+        ),
+    )
+    global_lorebooks: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "lorebooks (names in $ROLECHAT_HOME/lorebooks) every chat scans, as SillyTavern's global world info"
         ),
     )
     memory_tokens: int = field(
@@ -63,8 +120,9 @@ class ConversationConfig:
     lore_regex_timeout: float = field(
         default=0.25,
         metadata=_help(
-            "seconds one lorebook key pattern (a key written /pattern/, or any key of a use_regex entry) may take to "
-            "match one text; a pattern that takes longer turns its entry off (a notice in what the model saw)"
+            "seconds one card-supplied pattern (a lorebook key written /pattern/flags, a regex script's find) may take "
+            "on one text; a key pattern that takes longer turns its entry off (a notice in what the model saw), a "
+            "script's is skipped"
         ),
     )
     lore_scan_seconds: float = field(
@@ -81,6 +139,13 @@ class ConversationConfig:
             "past it the scan stops with what it found (a notice says so)"
         ),
     )
+    card_regex: bool = field(
+        default=True,
+        metadata=_help(
+            "apply a card's own regex scripts (data.extensions.regex_scripts) besides the global ones in "
+            "$ROLECHAT_HOME/regex (SillyTavern asks once per card; importing it is that consent here)"
+        ),
+    )
     card_max_mb: float = field(
         default=20.0,
         metadata=_help(
@@ -90,6 +155,15 @@ class ConversationConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.lore_strategy not in STRATEGIES:
+            raise ConfigError(f"chat.lore_strategy must be one of {', '.join(STRATEGIES)}, got {self.lore_strategy!r}")
+        for name in ("lore_scan_depth", "lore_max_recursion_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"chat.{name} must be a whole number >= 0, got {value!r}")
+        percent = self.lore_budget_percent
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+            raise ConfigError(f"chat.lore_budget_percent must be a number in (0, 100], got {percent!r}")
         for f in fields(self):
             if not f.name.endswith("_tokens"):
                 continue

@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,6 +63,7 @@ from typing import Any
 from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
 from rolechat.conversation.pieces import PieceMaker
+from rolechat.conversation.setting import ChatSetting
 from rolechat.llm import GenerationParams, GenerationStats
 
 MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
@@ -71,7 +73,25 @@ __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "Context
 log = logging.getLogger(__name__)
 
 CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
+CARDS_CACHED = 64  # parsed characters kept (per manifest card, see Engine._card_of)
+_CARDS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_CARDS_LOCK = threading.Lock()
 CONDENSE_TOKENS = 96  # a rewritten question is short
+
+
+def _longest_token(tokenizer: Any) -> int:
+    """The most characters one token of `tokenizer` can stand for (its longest vocabulary entry: byte-level and
+    SentencePiece pieces are never shorter than the text they decode to), once per tokenizer."""
+    key = id(tokenizer)
+    if key not in _LONGEST:
+        try:
+            _LONGEST[key] = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
+        except (AttributeError, TypeError):  # not a transformers tokenizer (a stub): tokenize everything
+            _LONGEST[key] = 1 << 30
+    return _LONGEST[key]
+
+
+_LONGEST: dict[int, int] = {}
 
 
 @dataclass
@@ -100,6 +120,9 @@ class Turn:
     prompt_tokens: int = 0  # the rendered prompt's length in tokens
     speaker: str = ""  # in a scene: the persona that replies
     budget: int = 0  # what the context leaves for the prompt
+    lore_state: dict[str, Any] = field(default_factory=dict)  # timed lore effects for the chat's next turn
+    user_text: str = ""  # the new message as the chat keeps it (after the regex scripts on user input)
+    scripts: Any = None  # the regex scripts of the turn (regexscripts.ScriptSet), for its reply
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.parts]
@@ -123,6 +146,34 @@ class FixedReply:
 
     def cancel(self) -> None:
         return None
+
+
+class RewrittenReply:
+    """A reply that regex scripts rewrite (AI output): the generation runs to its end, then the rewritten text,
+    the one a chat keeps, comes as one piece. Shaped like a GenerationStream."""
+
+    def __init__(self, stream: Any, rewrite: Any) -> None:
+        self._stream, self._rewrite = stream, rewrite
+        self.text = ""
+
+    @property
+    def stats(self) -> Any:
+        return self._stream.stats
+
+    def __iter__(self) -> Iterator[str]:
+        self.text = self._rewrite("".join(self._stream))
+        yield self.text
+
+    def join(self) -> str:
+        for _ in self:
+            pass
+        return self.text
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def cancel(self) -> None:
+        self._stream.cancel()
 
 
 def source_rows(docs: Sequence[Any], snippet_chars: int = 300) -> list[dict[str, Any]]:
@@ -221,14 +272,27 @@ class Engine:
 
     @staticmethod
     def _card_of(manifest: Any) -> Any:
+        """The character of a persona manifest, parsed once while the manifest holds the same card (a card with a
+        book of thousands of entries takes seconds to read; a turn must not read it again)."""
         if manifest is None or not getattr(manifest, "card", None):
             return None
         from rolechat.conversation.card import CardError, Character
 
+        card = manifest.card
+        with _CARDS_LOCK:
+            cached = _CARDS.get(id(card))
+            if cached is not None and cached[0] is card:
+                _CARDS.move_to_end(id(card))
+                return cached[1]
         try:
-            return Character.from_dict(manifest.card)
+            character = Character.from_dict(card)
         except CardError as exc:
             raise CardError(f"persona {manifest.name!r}: persona.json: card.{exc}") from None
+        with _CARDS_LOCK:
+            _CARDS[id(card)] = (card, character)  # the card itself is kept, so its id is not reused meanwhile
+            while len(_CARDS) > CARDS_CACHED:
+                _CARDS.popitem(last=False)
+        return character
 
     def greetings(self, character: Any, user: UserPersona | None = None) -> list[str]:
         """The character's first message then its alternate greetings, macros applied ([] without a card)."""
@@ -315,9 +379,12 @@ class Engine:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as plain text, as the runtime encodes message text (cached: history turns are
-        counted again every turn)."""
+        counted again every turn). A text too long for the whole context even at the tokenizer's longest token
+        is not tokenized: its lower bound (already more than the context) is returned."""
         if not text:
             return 0
+        if len(text) > self.too_long():
+            return len(text) // _longest_token(self.runtime.tokenizer)
         count = self._counts.get(text)
         if count is None:
             from rolechat.llm.encoding import encode_text
@@ -328,12 +395,19 @@ class Engine:
             self._counts[text] = count
         return count
 
+    def too_long(self) -> int:
+        """Characters past which a text cannot fit the context whatever it holds (context length times the
+        tokenizer's longest token): such a text is neither tokenized nor run through macros."""
+        return self.runtime.info.context_length * _longest_token(self.runtime.tokenizer)
+
     def pieces(self) -> PieceMaker:
         """The maker of a turn's pieces, counting with this engine's (cached) token counter."""
         from rolechat.conversation.patterns import ScanLimits
         from rolechat.rag import prompts
 
-        return PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT, ScanLimits.of(self.chat_cfg))
+        make = PieceMaker(self.count_tokens, self.rag_cfg.prompt or prompts.ANSWER_PROMPT, ScanLimits.of(self.chat_cfg))
+        make.too_long = self.too_long()
+        return make
 
     def budget(self, gen: GenerationParams) -> int:
         """Prompt tokens the context allows: its length minus the reply's room (at most half the context)."""
@@ -354,28 +428,40 @@ class Engine:
         system: str = "",
         params: GenerationParams | Mapping[str, Any] | None = None,
         summary: str = "",
+        setting: ChatSetting | None = None,
+        lines: Sequence[tuple[str, str]] | None = None,
+        kept: str | None = None,
     ) -> Turn:
         """Build the turn for `message` (see the module docstring). `summary`: the summary of older turns that
-        are no longer in `history` (`summary.summarise`), at the end of the system part.
+        are no longer in `history` (`summary.summarise`), at the end of the system part. `setting`: the chat's
+        lorebooks, scenario override, author's note and timed lore state (`setting.ChatSetting`). `lines`: what
+        the lorebook scan reads, (speaker name, text) oldest first with the new message last (default: the
+        history and the message, named after the user and the character). `kept`: what the chat keeps of the
+        message when `message` already went through the user-input regex scripts (a scene's transcript).
 
         Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
-        parts that are never dropped do not fit the context."""
-        if character is None or isinstance(character, str):
-            persona = None if character in (None, "", "base") else character
-            manifest = self.runtime.manifest(persona)  # PersonaError (a ValueError) for an unknown persona
-            card = self._card_of(manifest)
-        else:  # a Character given as it is, on the base model
-            persona, manifest, card = None, None, character
-        user = user or UserPersona()
+        parts that are never dropped do not fit the context; CardError for a lorebook that cannot be read."""
+        persona, manifest, card = self._who(character)
+        user, setting = user or UserPersona(), setting or ChatSetting()
         gen = self.runtime.params(params)
-        past = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
+        scripts = self.scripts(card, user)
+        if kept is None:
+            kept = message = scripts.user_input(message)  # the prompt's copy may differ (prompt-only scripts)
+        message = scripts.prompt(message, "user", 0)
+        past = scripts.prompt_history(
+            [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
+        )
         make = self.pieces()
-        scan = [*[m["content"] for m in past], message]
-        pieces = make.system(manifest, card, user, system, scan, self.memory(persona, scan[-2:], user))
+        lines = list(lines) if lines is not None else self._lines(past, message, card, manifest, user)
+        user_messages = sum(m["role"] == "user" for m in past) + 1
+        placed, found = self._lore(card, persona, setting, lines, user, gen, make, scripts, user_messages)
+        said = [*[m["content"] for m in past], message]
+        memory = self.memory(persona, said[-2:], user)
+        pieces = make.system(manifest, card, user, system, placed, memory, setting.scenario)
         if summary.strip() and not knowledge_base:
             text = f"此前对话的概要：{summary.strip()}"
             pieces.append(Piece(make.part("summary", "summary of earlier turns", text), "system"))
-        parts_before: list[PromptPart] = []
+        question, sources, parts_before = "", None, []
         if knowledge_base:
             question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
             sources = source_rows(docs)
@@ -386,33 +472,77 @@ class Engine:
             if not docs:
                 from rolechat.rag import prompts
 
-                return Turn(
-                    persona=persona,
-                    messages=[],
-                    params=gen,
-                    parts=[*parts_before, *(p.part for p in pieces)],
-                    sources=sources,
-                    question=question,
-                    fixed_reply=prompts.NOT_FOUND,
-                    budget=self.budget(gen),
-                )
+                parts = [*parts_before, *(p.part for p in pieces + placed.shown)]
+                return Turn(persona, [], gen, parts, sources, question, prompts.NOT_FOUND, budget=self.budget(gen))
             pieces += make.knowledge(docs, sources, question)
             build = make.builder(answer_prompt=make.answer_prompt(question))
         else:
-            question, sources = "", None
-            pieces += make.examples(card, user)
-            pieces += make.history(past)
-            pieces.append(
-                Piece(make.part("message", "user", message), "message", [{"role": "user", "content": message}])
-            )
+            pieces += self._conversation(make, card, user, placed, past, message)
             build = make.builder()
-        pieces += make.depth_note(card, user)
-        pieces += make.post_history(card, user)
+        pieces += [*placed.depth, *make.depth_note(card, user), *make.post_history(card, user), *placed.shown]
+        turn = self._fit(pieces, build, gen, persona)
+        turn.parts[:0] = parts_before
+        turn.sources, turn.question = sources, question
+        return self._kept(turn, found.state, kept, scripts)
+
+    @staticmethod
+    def _conversation(make: PieceMaker, card, user, placed, past, message: str) -> list[Piece]:
+        """A turn without a knowledge base: the example dialogues, the history, the new message."""
+        pieces = [*make.examples(card, user, placed), *make.history(past)]
+        said = [{"role": "user", "content": message}]
+        return [*pieces, Piece(make.part("message", "user", message), "message", said)]
+
+    @staticmethod
+    def _kept(turn: Turn, state: dict[str, Any], kept: str, scripts: Any) -> Turn:
+        """What the turn leaves for the chat: the timed lore state, the message as kept, the regex scripts (and
+        a notice of those that changed something)."""
+        turn.lore_state, turn.user_text, turn.scripts = state, kept, scripts
+        if scripts.applied:
+            text = "; ".join(dict.fromkeys(scripts.applied))
+            turn.parts.append(PromptPart("notice", "regex scripts", 0, f"applied: {text}"))
+        return turn
+
+    def _who(self, character: Any) -> tuple[str | None, Any, Any]:
+        """(persona, manifest, card) of a persona name (None/"base": the base model) or a `Character`."""
+        if character is None or isinstance(character, str):
+            persona = None if character in (None, "", "base") else character
+            manifest = self.runtime.manifest(persona)  # PersonaError (a ValueError) for an unknown persona
+            return persona, manifest, self._card_of(manifest)
+        return None, None, character  # a Character given as it is, on the base model
+
+    @staticmethod
+    def _lines(past, message: str, card: Any, manifest: Any, user: UserPersona) -> list[tuple[str, str]]:
+        """What the lorebook scan reads: each message with who said it (SillyTavern's `name: text`)."""
+        char = card.display_name if card is not None else (manifest.display_name if manifest else "") or "assistant"
+        return [*((user.name if m["role"] == "user" else char, m["content"]) for m in past), (user.name, message)]
+
+    def _lore(self, card, persona, setting, lines, user, gen, make, scripts, user_messages: int):
+        """The world-info scan of this turn and its pieces (lore.turn_lore), within the room the reply leaves."""
+        import random
+
+        from rolechat.conversation.lore import turn_lore
+
+        macro = make.macro(card, user)
+        return turn_lore(
+            card,
+            persona,
+            setting,
+            lines,
+            self.count_tokens,
+            self.chat_cfg,
+            budget=self.budget(gen),
+            user=user,
+            macro=lambda text: scripts.lore(macro(text)),
+            rng=random.Random(gen.seed),
+            user_messages=user_messages,
+        )
+
+    def _fit(self, pieces: list[Piece], build: Any, gen: GenerationParams, persona: str | None) -> Turn:
+        """The turn of `pieces`: each kind within its budget, the whole within the context (see `assembly`)."""
         assembly = Assembly(pieces, build)
         cfg = self.chat_cfg
         assembly.apply_budgets(
             {
-                "lore": cfg.lore_tokens,
                 "memory": cfg.memory_tokens,
                 "knowledge": cfg.knowledge_tokens,
                 "example": cfg.examples_tokens,
@@ -438,16 +568,8 @@ class Engine:
             budget = context - MIN_REPLY_TOKENS
             total = assembly.fit(measure, budget)  # ContextOverflow again if even that is too little
             gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, context - total))
-        return Turn(
-            persona=persona,
-            messages=assembly.messages(),
-            params=gen,
-            parts=[*parts_before, *(p.part for p in pieces)],
-            sources=sources,
-            question=question,
-            prompt_tokens=total,
-            budget=budget,
-        )
+        parts = [p.part for p in pieces]
+        return Turn(persona, assembly.messages(), gen, parts, prompt_tokens=total, budget=budget)
 
     # -- the pieces ---------------------------------------------------------------------------------------
 
@@ -462,10 +584,34 @@ class Engine:
     # -- generation ---------------------------------------------------------------------------------------
 
     def stream(self, turn: Turn) -> Any:
-        """The reply as a stream of text pieces (a GenerationStream, or a FixedReply for known answers)."""
+        """The reply as a stream of text pieces (a GenerationStream, or a FixedReply for known answers); when
+        regex scripts rewrite AI output, a RewrittenReply (the text the chat keeps)."""
         if turn.fixed_reply is not None:
             return FixedReply(turn.fixed_reply, self.count_tokens(turn.fixed_reply))
-        return self.runtime.stream(turn.messages, persona=turn.persona, params=turn.params, persona_system=False)
+        stream = self.runtime.stream(turn.messages, persona=turn.persona, params=turn.params, persona_system=False)
+        scripts = turn.scripts
+        return (
+            RewrittenReply(stream, scripts.ai_output)
+            if scripts is not None and scripts.rewrites("assistant")
+            else stream
+        )
+
+    def scripts(self, card: Any, user: UserPersona | None = None) -> Any:
+        """The regex scripts a chat with `card` (a Character or None) runs: the global ones, then the card's own
+        (unless chat.card_regex is off), with the card's macros (`regexscripts.ScriptSet`)."""
+        from rolechat.conversation.patterns import ScanLimits
+        from rolechat.conversation.regexscripts import ScriptSet, card_scripts, global_scripts
+
+        own = card_scripts(card) if self.chat_cfg.card_regex else []
+        return ScriptSet(
+            [*global_scripts(), *own], self.pieces().macro(card, user or UserPersona()), ScanLimits.of(self.chat_cfg)
+        )
+
+    def display(
+        self, character: Any, text: str, role: str, depth: int | None = None, user: UserPersona | None = None
+    ) -> str:
+        """`text` as the app and the CLI show it: the display-only regex scripts of `character` applied."""
+        return self.scripts(self.character(character), user).display(text, role, depth)
 
     def reply(self, message: str, **kwargs: Any) -> tuple[Turn, Any]:
         """prepare() then stream()."""
@@ -492,11 +638,44 @@ class Engine:
         """persona -> the name it goes by, for every character of a scene (PersonaError for an unknown one)."""
         return {p: self.display_name(p) for p in characters}
 
-    def next_speaker(self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural"):
-        """Who speaks next in the scene (`scene.ORDERS`: natural or round-robin)."""
-        from rolechat.conversation.scene import next_speaker
+    def talkativeness(self, characters: Sequence[str]) -> dict[str, float]:
+        """persona -> how readily it speaks up (its card's talkativeness; 0.5 without a card)."""
+        found = {}
+        for persona in characters:
+            card = self.character(persona)
+            found[persona] = card.talkativeness if card is not None else 0.5
+        return found
 
-        return next_speaker(characters, history, order, self.scene_names(characters))
+    def speaking_order(
+        self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural", **kwargs: Any
+    ) -> list[str]:
+        """Who speaks after `history`, in order (`scene.speaking_order`: natural, list, manual, round-robin;
+        keyword arguments rng, allow_self, muted as there), with the characters' names and talkativeness."""
+        from rolechat.conversation.scene import speaking_order
+
+        names, talk = self.scene_names(characters), self.talkativeness(characters)
+        return speaking_order(characters, history, order, names, talkativeness=talk, **kwargs)
+
+    def next_speaker(
+        self, characters: Sequence[str], history: Sequence[Mapping[str, Any]], order: str = "natural", **kwargs: Any
+    ) -> str:
+        """Who speaks next in the scene (the first of `speaking_order`); ValueError when nobody does (manual)."""
+        found = self.speaking_order(characters, history, order, **kwargs)
+        if not found:
+            raise ValueError(f"speaker order {order!r} picks nobody: name the speaker")
+        return found[0]
+
+    def scene_greetings(self, characters: Sequence[str], user: UserPersona | None = None) -> list[dict[str, Any]]:
+        """How a new scene opens: each character's first group greeting (`card.group_greetings`), in order."""
+        from rolechat.conversation.card import group_greetings
+
+        opening = []
+        for persona in characters:
+            card = self.character(persona)
+            found = group_greetings(card, (user or UserPersona()).name) if card is not None else []
+            if found:
+                opening.append({"role": "assistant", "content": found[0], "name": persona})
+        return opening
 
     def prepare_scene(
         self,
@@ -523,7 +702,17 @@ class Engine:
         check_scene(characters, speaker)
         user = user or UserPersona()
         names = self.scene_names(characters)
-        past, last = scene_transcript(history, message, speaker, names, user.name)
+        kept = self.scripts(self.character(speaker), user).user_input(message) if message else ""
+        past, last = scene_transcript(history, kept, speaker, names, user.name)
+        said = [m for m in history if m.get("role") in ("user", "assistant") and m.get("content")]
+        lines = [
+            (
+                user.name if m["role"] == "user" else names.get(m.get("name") or m.get("persona") or "", "?"),
+                m["content"],
+            )
+            for m in said
+        ]
+        lines += [(user.name, kept)] if kept else []
         gen = self.runtime.params(params)
         stops = [s for s in stop_strings(speaker, names, user.name) if s not in gen.stop]
         gen = replace(gen, stop=[*gen.stop, *stops])
@@ -535,6 +724,8 @@ class Engine:
             user=user,
             system=f"{note}\n\n{system}" if system else note,
             params=gen,
+            lines=lines,
+            kept=kept,
             **kwargs,
         )
         turn.speaker = speaker

@@ -1,60 +1,41 @@
 """Lorebooks (world info): entries of background text that enter the prompt when their keys appear in the chat.
 
-The data follows the Character Card V2/V3 `character_book` shape; the activation follows SillyTavern's world
-info. Interface (stable; the engine is written against it):
+The data follows the Character Card V2/V3 `character_book` shape, with SillyTavern's own per-entry settings read
+from each entry's `extensions` (where SillyTavern's card export writes them). Interface (stable):
 
     book = Lorebook.from_dict(card_data["character_book"])   # CardError naming the field on bad input
-    active = book.activate(["用户：我们去长安城吧"], count_tokens, budget=300)
-    before = [e.content for e in active if e.position == "before_char"]   # above the character definition
-    after = [e.content for e in active if e.position == "after_char"]     # below it
-    book.to_dict()                                            # the card's `character_book` again
+    book.to_dict()                                            # the card's `character_book` again, unchanged
+    entry.matches("我们去长安城吧")                            # its keys against one text
 
-`activate` returns the entries themselves; their `content` is raw card text, so apply
+Which entries a chat activates is the world-info scan's (`worldinfo.scan` over several books, or
+`worldinfo.activate(book, messages, count_tokens)` over one); entry `content` is raw card text, so apply
 `rolechat.conversation.card.apply_macros` to it before it enters a prompt.
 
-Activation rules, as SillyTavern applies them:
+Key matching, as SillyTavern's `WorldInfoBuffer.matchKeys` (public/scripts/world-info.js):
 
-- Only `enabled` entries with non-blank content take part. `constant` entries are always on.
-- The scan text is the last `scan_depth` messages (the entry's own `scan_depth` overrides the book's; the
-  book's default is 2; 0 means only recursion can activate the entry).
-- A key matches as a substring: Chinese has no word boundaries. Case-insensitive unless the entry is
-  `case_sensitive`. A key written `/pattern/flags` is a regular expression (JavaScript flags i, m, s honoured).
-  With `use_regex` (V3) every key is a pattern (one that does not compile matches literally).
-  `match_whole_words` (SillyTavern's per-entry setting, in `extensions`) makes one-word keys match whole words.
-- An entry needs one primary key. If it is `selective` and has secondary keys, `selective_logic` decides:
-  AND_ANY (also one secondary), AND_ALL (all secondaries), NOT_ANY (no secondary), NOT_ALL (not every secondary).
-- Recursion (unless `recursive_scanning` is false): the content of activated entries is scanned too, and can
-  activate more entries, for at most `max_recursion_steps` sweeps (0: until nothing new activates).
-  Per entry: `exclude_recursion` (only the chat can activate it), `prevent_recursion` (its content activates
-  nothing), `delay_until_recursion` (only recursion can activate it).
-- Budget: entries are admitted constant first, then those the chat activated, then recursion's, each group
-  by `priority` (or `insertion_order` when an entry has none), highest first; the first entry that does not
-  fit ends the activation (an entry with SillyTavern's `ignore_budget` in its extensions goes in regardless).
-  The result comes back sorted by `insertion_order` (lower = earlier in the prompt).
+- A key written `/pattern/flags` (flags of g, i, m, s, u, y; no unescaped `/` inside) is a JavaScript-style
+  regular expression: ASCII `\\w`, `\\b`, `\\d` unless `u`; case from its own `i` flag. It runs time-bounded
+  (`patterns.TimedPattern`). Any other key is literal text, whatever `use_regex` says (SillyTavern writes
+  `use_regex: true` on every exported entry and never reads it).
+- A literal key is case-insensitive unless the entry (or the scan) is case-sensitive.
+- With "match whole words" (the scan's default, an entry may override it) a one-word key must stand between
+  non-word characters, where a word character is ASCII `[A-Za-z0-9_]` as in JavaScript's `\\W`: a Chinese key
+  inside Chinese text matches, `king` inside `liking` does not. A key of several words matches as a substring.
 
-SillyTavern features without a place in rolechat (probability, inclusion groups, timed effects, @depth
-positions, vector matching) are kept in `extensions` so they survive a round trip, but do not change activation.
-V3 decorators (`@@name value` lines opening an entry's content) are kept apart in `decorators`, so `content`
-is prompt text; `@@activate` and `@@dont_activate` are honoured, the others are kept for the round trip.
+V3 decorators (`@@name value` lines opening an entry's content) are kept apart in `decorators`, so `content` is
+prompt text; `@@activate` and `@@dont_activate` are honoured.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import re
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rolechat.conversation.patterns import (
-    PatternTimeout,
-    Scan,
-    ScanLimits,
-    ScanStopped,
-    TimedPattern,
-    nested_quantifiers,
-)
+from rolechat.conversation.patterns import Scan, ScanLimits, TimedPattern, js_pattern, nested_quantifiers
 
 __all__ = [
     "CardError",
@@ -64,13 +45,18 @@ __all__ = [
     "LoreNotice",
     "Lorebook",
     "POSITIONS",
+    "ROLES",
     "ScanLimits",
 ]
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's default: the last two messages
+DEFAULT_DEPTH = 4  # SillyTavern's default depth of an @depth entry
+DEFAULT_WEIGHT = 100  # an inclusion group member's weight
 LOGICS = ("AND_ANY", "NOT_ALL", "NOT_ANY", "AND_ALL")  # SillyTavern's numeric selectiveLogic is the index
-POSITIONS = ("before_char", "after_char")
-_SCAN_SEPARATOR = "\n\x01"  # SillyTavern marks each message with \x01; a key never spans two messages
+# SillyTavern's numeric positions are the index: before/after the character's definition, top/bottom of the
+# author's note, @depth in the chat, before/after the example dialogues, a named outlet.
+POSITIONS = ("before_char", "after_char", "an_top", "an_bottom", "at_depth", "em_top", "em_bottom", "outlet")
+ROLES = ("system", "user", "assistant")  # an @depth entry's role; SillyTavern's numeric role is the index
 
 
 class CardError(ValueError):
@@ -120,14 +106,44 @@ def _number(value: Any, where: str, default: Any = None) -> Any:
     if isinstance(value, bool):
         raise CardError(f"{where}: expected a number, got {value!r}")
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise CardError(f"{where}: expected a number, got {value!r}")
         return int(value) if float(value).is_integer() else value
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             raise CardError(f"{where}: expected a number, got {value!r}") from None
-        return int(number) if number.is_integer() else number
+        return _number(number, where, default)
     raise CardError(f"{where}: expected a number, got {type(value).__name__}")
+
+
+def _count(value: Any, where: str, default: Any = None) -> Any:
+    """A whole number >= 0 (or `default` when absent)."""
+    number = _number(value, where, default)
+    if number is not default and (not isinstance(number, int) or number < 0):
+        raise CardError(f"{where}: expected a whole number >= 0, got {value!r}")
+    return number
+
+
+def _level(value: Any, where: str) -> bool | int:
+    """SillyTavern's "delay until recursion": false, true (level 1) or a recursion level."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    return _count(value, where, False)
+
+
+def _role(value: Any, where: str) -> str:
+    if value is None or value == "":
+        return "system"
+    if isinstance(value, str) and value.strip().lower() in ROLES:
+        return value.strip().lower()
+    index = _number(value, where)
+    if index not in range(len(ROLES)):
+        raise CardError(f"{where}: expected 0 (system), 1 (user) or 2 (assistant), got {value!r}")
+    return ROLES[index]
 
 
 def _dict(value: Any, where: str) -> dict[str, Any]:
@@ -140,46 +156,48 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
 
 # -- matching -------------------------------------------------------------------------------------------
 
-_REGEX_KEY = re.compile(r"^/(.+)/([a-zA-Z]*)$", re.DOTALL)
-_JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}  # the `regex` package's flags have these values
 Predicate = Callable[["_Text", Scan], bool]
+_ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")  # JavaScript's \w, no u flag
 
 
-@functools.lru_cache(maxsize=4096)
-def _matcher(key: str, case_sensitive: bool, whole_words: bool, use_regex: bool) -> Predicate | None:
-    """A predicate for one key, or None when the key can never match (blank, or a broken /regex/). Patterns run
-    with a time limit (`patterns.TimedPattern`); a pattern that once timed out stays off in this process."""
+def _whole_word(needle: str) -> Callable[[str], bool]:
+    r"""Whether `needle` occurs between non-word characters (SillyTavern's `(?:^|\W)key(?:$|\W)`), by plain
+    search: no pattern to compile for each of a large book's keys."""
+
+    def found(text: str) -> bool:
+        at = text.find(needle)
+        while at >= 0:
+            end = at + len(needle)
+            if (at == 0 or text[at - 1] not in _ASCII_WORD) and (end == len(text) or text[end] not in _ASCII_WORD):
+                return True
+            at = text.find(needle, at + 1)
+        return False
+
+    return found
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _matcher(key: str, case_sensitive: bool, whole_words: bool) -> Predicate | None:
+    """A predicate for one key, or None when the key can never match (blank). `/pattern/flags` keys run with
+    a time limit (`patterns.TimedPattern`); a pattern that once timed out stays off in this process."""
     key = key.strip()
     if not key:
         return None
-    pattern = _key_pattern(key)
+    pattern = js_pattern(key)
     if pattern is not None:  # its own flags decide case, as in SillyTavern
-        source, flags = pattern
-        timed = TimedPattern.compile(source, flags)
-        return None if timed is None else lambda text, scan: timed.search(text.raw, scan)
-    if use_regex:
-        timed = TimedPattern.compile(key, 0 if case_sensitive else re.IGNORECASE)
+        timed = TimedPattern.js(*pattern)
         if timed is not None:
             return lambda text, scan: timed.search(text.raw, scan)
-        # a key that is not a valid pattern matches literally
-    if whole_words and re.fullmatch(r"\w+", key):
-        words = re.compile(rf"(?:^|\W){re.escape(key)}(?:$|\W)", 0 if case_sensitive else re.IGNORECASE)
-        return lambda text, scan: words.search(text.raw) is not None  # an escaped word: linear time
+        # not a pattern that compiles: SillyTavern matches it as plain text
+    needle = key if case_sensitive else key.lower()
+    if whole_words and len(needle.split()) == 1:
+        word = _whole_word(needle)
+        if case_sensitive:
+            return lambda text, scan: word(text.raw)
+        return lambda text, scan: word(text.lowered)
     if case_sensitive:
-        return lambda text, scan: key in text.raw
-    folded = key.lower()
-    return lambda text, scan: folded in text.lowered
-
-
-def _key_pattern(key: str) -> tuple[str, int] | None:
-    """(pattern, flags) of a key written `/pattern/flags` (JavaScript flags i, m, s honoured), else None."""
-    slashed = _REGEX_KEY.match(key)
-    if not slashed:
-        return None
-    flags = 0
-    for flag in slashed.group(2):
-        flags |= _JS_FLAGS.get(flag, 0)
-    return slashed.group(1), flags
+        return lambda text, scan: needle in text.raw
+    return lambda text, scan: needle in text.lowered
 
 
 class _Text:
@@ -211,15 +229,53 @@ class LoreNotice:
 
 # -- entries --------------------------------------------------------------------------------------------
 
-# SillyTavern keeps its own per-entry settings in `extensions` under these names (snake_case, except
-# selectiveLogic); a card exported by SillyTavern carries them there.
-_EXT_FIELDS = {
-    "scan_depth": "scan_depth",
-    "match_whole_words": "match_whole_words",
-    "exclude_recursion": "exclude_recursion",
-    "prevent_recursion": "prevent_recursion",
-    "delay_until_recursion": "delay_until_recursion",
-}
+
+@dataclass(frozen=True)
+class _Setting:
+    """One of SillyTavern's per-entry settings kept in `extensions`: the entry attribute, its key there, its
+    default, and how a value is read."""
+
+    attr: str
+    key: str
+    default: Any
+    read: Callable[[Any, str], Any]
+
+
+def _flag(default: bool | None):
+    return lambda value, where: _bool(value, where, default)
+
+
+def _any_number(default: Any):
+    return lambda value, where: _number(value, where, default)
+
+
+def _whole(default: Any):
+    return lambda value, where: _count(value, where, default)
+
+
+# SillyTavern's own card export (src/endpoints/characters.js, convertWorldInfoToCharacterBook) writes these keys;
+# its import (public/scripts/world-info.js, convertCharacterBook) reads them back with these defaults.
+_SETTINGS = (
+    _Setting("scan_depth", "scan_depth", None, _whole(None)),
+    _Setting("match_whole_words", "match_whole_words", None, _flag(None)),
+    _Setting("exclude_recursion", "exclude_recursion", False, _flag(False)),
+    _Setting("prevent_recursion", "prevent_recursion", False, _flag(False)),
+    _Setting("delay_until_recursion", "delay_until_recursion", False, _level),
+    _Setting("depth", "depth", DEFAULT_DEPTH, _whole(DEFAULT_DEPTH)),
+    _Setting("role", "role", "system", _role),
+    _Setting("probability", "probability", 100, _any_number(100)),
+    _Setting("use_probability", "useProbability", True, _flag(True)),
+    _Setting("group", "group", "", lambda value, where: _str(value, where)),
+    _Setting("group_override", "group_override", False, _flag(False)),
+    _Setting("group_weight", "group_weight", DEFAULT_WEIGHT, _any_number(DEFAULT_WEIGHT)),
+    _Setting("use_group_scoring", "use_group_scoring", None, _flag(None)),
+    _Setting("sticky", "sticky", 0, _whole(0)),
+    _Setting("cooldown", "cooldown", 0, _whole(0)),
+    _Setting("delay", "delay", 0, _whole(0)),
+    _Setting("ignore_budget", "ignore_budget", False, _flag(False)),
+    _Setting("outlet", "outlet_name", "", lambda value, where: _str(value, where)),
+)
+_ENCODE = {"role": ROLES.index}  # how SillyTavern writes a value back (its role is a number)
 _ENTRY_FIELDS = (
     "keys",
     "content",
@@ -237,6 +293,16 @@ _ENTRY_FIELDS = (
     "secondary_keys",
     "position",
 )
+# Extra text some entries are matched against besides the chat (newer SillyTavern's "additional matching
+# sources"): extension key -> the name of the text (`worldinfo.Buffer`'s extra texts).
+MATCH_SOURCES = {
+    "match_persona_description": "persona",
+    "match_character_description": "description",
+    "match_character_personality": "personality",
+    "match_character_depth_prompt": "depth_prompt",
+    "match_scenario": "scenario",
+    "match_creator_notes": "creator_notes",
+}
 
 
 @dataclass
@@ -245,6 +311,7 @@ class LoreEntry:
 
     >>> LoreEntry(keys=["长安"], content="长安是大唐的都城。", insertion_order=10)
     >>> LoreEntry(keys=["剑"], secondary_keys=["师父"], selective=True, selective_logic="AND_ALL", content="...")
+    >>> LoreEntry(keys=["雨"], content="窗外下着雨。", position="at_depth", depth=2, role="user", sticky=3)
     """
 
     keys: list[str] = field(default_factory=list)
@@ -254,63 +321,126 @@ class LoreEntry:
     selective_logic: str = "AND_ANY"  # one of LOGICS
     constant: bool = False
     enabled: bool = True
-    insertion_order: int | float = 100
-    priority: int | float | None = None  # budget rank; None: insertion_order ranks
+    insertion_order: int | float = 100  # SillyTavern's "order": higher wins the budget, and sits later
+    priority: int | float | None = None  # the V2 spec's field, kept; SillyTavern (and rolechat) rank by order
     position: str = "before_char"  # one of POSITIONS
-    case_sensitive: bool | None = None  # None: the book's default (case-insensitive)
-    use_regex: bool | None = None  # V3: every key is a pattern
-    match_whole_words: bool | None = None
-    scan_depth: int | None = None  # None: the book's
-    exclude_recursion: bool = False
-    prevent_recursion: bool = False
-    delay_until_recursion: bool = False
+    depth: int = DEFAULT_DEPTH  # at_depth: messages from the end of the chat
+    role: str = "system"  # at_depth: one of ROLES
+    case_sensitive: bool | None = None  # None: the scan's setting
+    use_regex: bool | None = None  # kept for the round trip; a key is a pattern only when written /.../
+    match_whole_words: bool | None = None  # None: the scan's setting
+    scan_depth: int | None = None  # None: the book's, else the scan's
+    exclude_recursion: bool = False  # only the chat can activate it
+    prevent_recursion: bool = False  # its content activates nothing
+    delay_until_recursion: bool | int = False  # only recursion can activate it (a number: from that level on)
+    probability: int | float = 100  # percent chance to go in once activated (with use_probability)
+    use_probability: bool = True
+    group: str = ""  # inclusion groups, comma-separated: one entry per group goes in
+    group_override: bool = False  # wins its group (highest order first) instead of a weighted draw
+    group_weight: int | float = DEFAULT_WEIGHT
+    use_group_scoring: bool | None = None  # None: the scan's setting
+    sticky: int = 0  # stays active this many messages after activating
+    cooldown: int = 0  # cannot activate for this many messages after activating (or after sticky ends)
+    delay: int = 0  # cannot activate before the chat has this many messages
+    ignore_budget: bool = False  # goes in even when the budget is spent
+    outlet: str = ""  # position "outlet": the name it is stored under
     id: int | str | None = None
     comment: str = ""
     name: str = ""
     extensions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, written back unchanged
     decorators: list[str] = field(default_factory=list)  # V3 `@@name value` lines that opened the content
+    card_position: Any = field(default=None, compare=False, repr=False)  # the spec's `position` as read
+    has_extensions: bool = field(default=True, compare=False, repr=False)  # written back when read or non-empty
 
     def __post_init__(self) -> None:
         if self.selective_logic not in LOGICS:
             raise CardError(f"selective_logic: expected one of {', '.join(LOGICS)}, got {self.selective_logic!r}")
         if self.position not in POSITIONS:
             raise CardError(f"position: expected one of {', '.join(POSITIONS)}, got {self.position!r}")
-        if self.scan_depth is not None and (not isinstance(self.scan_depth, int) or self.scan_depth < 0):
-            raise CardError(f"scan_depth: expected a whole number >= 0, got {self.scan_depth!r}")
+        if self.role not in ROLES:
+            raise CardError(f"role: expected one of {', '.join(ROLES)}, got {self.role!r}")
+        for name in ("scan_depth", "depth", "sticky", "cooldown", "delay"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise CardError(f"{name}: expected a whole number >= 0, got {value!r}")
+        level = self.delay_until_recursion
+        if not isinstance(level, bool) and (not isinstance(level, int) or level < 0):
+            raise CardError(f"delay_until_recursion: expected true, false or a level >= 0, got {level!r}")
 
     @property
     def label(self) -> str:
         """A short human name for listings: comment, name, first key or id."""
         return self.comment or self.name or (self.keys[0] if self.keys else "") or f"#{self.id}"
 
+    @property
+    def recursion_level(self) -> int:
+        """The recursion level "delay until recursion" waits for (0: not delayed)."""
+        level = self.delay_until_recursion
+        return 1 if level is True else 0 if level is False else int(level)
+
+    @property
+    def groups(self) -> list[str]:
+        return [g.strip() for g in self.group.split(",") if g.strip()]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the entry's keys, content or timing change (a timed effect then lapses)."""
+        parts = [*self.keys, "\x00", *self.secondary_keys, "\x00", self.content, str(self.sticky), str(self.cooldown)]
+        return hashlib.sha1("\x01".join(parts).encode("utf-8")).hexdigest()[:12]
+
     # -- matching --
 
-    def _predicates(self, keys: Sequence[str], case_sensitive: bool) -> list[Predicate]:
-        found = (_matcher(k, case_sensitive, bool(self.match_whole_words), bool(self.use_regex)) for k in keys)
+    def _predicates(self, keys: Sequence[str], case_sensitive: bool, whole_words: bool) -> list[Predicate]:
+        found = (_matcher(k, case_sensitive, whole_words) for k in keys)
         return [m for m in found if m is not None]
 
-    def matches(self, text: str | _Text, case_sensitive: bool = False, scan: Scan | None = None) -> bool:
+    def matched_key(self, text: _Text, scan: Scan, case_sensitive: bool = False, whole_words: bool = True):
+        """The first primary key found in `text` when the secondary keys (if any) agree, else None."""
+        case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
+        words = self.match_whole_words if self.match_whole_words is not None else whole_words
+        primary = next((k for k in self.keys if (m := _matcher(k, case, words)) and m(text, scan)), None)
+        if primary is None:
+            return None
+        secondary = self._predicates(self.secondary_keys, case, words) if self.selective else []
+        if not secondary:
+            return primary
+        hits = [m(text, scan) for m in secondary]
+        if self.selective_logic == "AND_ANY":
+            ok = any(hits)
+        elif self.selective_logic == "AND_ALL":
+            ok = all(hits)
+        elif self.selective_logic == "NOT_ANY":
+            ok = not any(hits)
+        else:  # NOT_ALL
+            ok = not all(hits)
+        return primary if ok else None
+
+    def score(self, text: _Text, scan: Scan, case_sensitive: bool = False, whole_words: bool = True) -> int:
+        """SillyTavern's group score: primary keys found, plus secondary ones under AND ANY (or AND ALL, when
+        all are found)."""
+        case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
+        words = self.match_whole_words if self.match_whole_words is not None else whole_words
+        primary = sum(m(text, scan) for m in self._predicates(self.keys, case, words))
+        if not self.keys:
+            return 0
+        secondary = self._predicates(self.secondary_keys, case, words)
+        found = sum(m(text, scan) for m in secondary)
+        if secondary and self.selective_logic == "AND_ANY":
+            return primary + found
+        if secondary and self.selective_logic == "AND_ALL" and found == len(secondary):
+            return primary + found
+        return primary
+
+    def matches(
+        self, text: str | _Text, case_sensitive: bool = False, scan: Scan | None = None, whole_words: bool = True
+    ) -> bool:
         """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`.
 
         Key patterns run within `scan`'s limits (default: `ConversationConfig`'s): PatternTimeout when one took
         too long (the entry is then off), ScanStopped when the scan's budget is spent."""
         text = text if isinstance(text, _Text) else _Text(text)
-        scan = scan or Scan(_default_limits())
-        case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
-        if not any(m(text, scan) for m in self._predicates(self.keys, case)):
-            return False
-        secondary = self._predicates(self.secondary_keys, case) if self.selective else []
-        if not secondary:
-            return True
-        hits = [m(text, scan) for m in secondary]
-        if self.selective_logic == "AND_ANY":
-            return any(hits)
-        if self.selective_logic == "AND_ALL":
-            return all(hits)
-        if self.selective_logic == "NOT_ANY":
-            return not any(hits)
-        return not all(hits)  # NOT_ALL
+        return self.matched_key(text, scan or Scan(_default_limits()), case_sensitive, whole_words) is not None
 
     # -- (de)serialisation --
 
@@ -320,82 +450,63 @@ class LoreEntry:
         if not isinstance(d, Mapping):
             raise CardError(f"{where}: expected an object")
         ext = _dict(d.get("extensions"), f"{where}.extensions")
-
-        def pick(name: str) -> Any:  # the spec's own field wins over SillyTavern's copy in extensions
-            return d[name] if d.get(name) is not None else ext.get(_EXT_FIELDS.get(name, name))
-
-        logic = ext.get("selectiveLogic", d.get("selective_logic"))
-        if isinstance(logic, str) and logic.upper() in LOGICS:
-            logic = logic.upper()
-        elif logic is None:
-            logic = "AND_ANY"
-        else:
-            index = _number(logic, f"{where}.extensions.selectiveLogic")
-            if index not in range(len(LOGICS)):
-                raise CardError(f"{where}.extensions.selectiveLogic: expected 0-3, got {logic!r}")
-            logic = LOGICS[index]
-        position = d.get("position")
-        if position in (None, ""):
-            position = "before_char"
-        elif isinstance(position, (int, float)) and not isinstance(position, bool):
-            position = "before_char" if position == 0 else "after_char"  # SillyTavern's numeric positions
-        elif position not in POSITIONS:
-            raise CardError(f"{where}.position: expected 'before_char' or 'after_char', got {position!r}")
-        scan_depth = _number(pick("scan_depth"), f"{where}.scan_depth")
-        if scan_depth is not None and (not isinstance(scan_depth, int) or scan_depth < 0):
-            raise CardError(f"{where}.scan_depth: expected a whole number >= 0, got {scan_depth!r}")
+        settings = {s.attr: s.read(ext.get(s.key), f"{where}.extensions.{s.key}") for s in _SETTINGS}
+        if d.get("scan_depth") is not None:  # a top-level copy (some writers) wins, as the spec's own fields do
+            settings["scan_depth"] = _count(d["scan_depth"], f"{where}.scan_depth")
         decorators, content = _split_decorators(_str(d.get("content"), f"{where}.content"))
         entry_id = d.get("id")
         if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, (int, str))):
             raise CardError(f"{where}.id: expected a number or a string")
+        case = d["case_sensitive"] if d.get("case_sensitive") is not None else ext.get("case_sensitive")
         return cls(
             keys=_str_list(d.get("keys"), f"{where}.keys", split_commas=True),
             content=content,
             decorators=decorators,
             secondary_keys=_str_list(d.get("secondary_keys"), f"{where}.secondary_keys", split_commas=True),
             selective=bool(_bool(d.get("selective"), f"{where}.selective")),
-            selective_logic=logic,
+            selective_logic=_logic(ext.get("selectiveLogic", d.get("selective_logic")), where),
             constant=bool(_bool(d.get("constant"), f"{where}.constant")),
             enabled=bool(_bool(d.get("enabled"), f"{where}.enabled", True)),
             insertion_order=_number(d.get("insertion_order"), f"{where}.insertion_order", 100),
             priority=_number(d.get("priority"), f"{where}.priority"),
-            position=position,
-            case_sensitive=_bool(pick("case_sensitive"), f"{where}.case_sensitive", None),
+            position=_position(d.get("position"), ext.get("position"), where),
+            card_position=copy.deepcopy(d.get("position")),
+            case_sensitive=_bool(case, f"{where}.case_sensitive", None),
             use_regex=_bool(d.get("use_regex"), f"{where}.use_regex", None),
-            match_whole_words=_bool(pick("match_whole_words"), f"{where}.extensions.match_whole_words", None),
-            scan_depth=scan_depth,
-            exclude_recursion=bool(_bool(pick("exclude_recursion"), f"{where}.extensions.exclude_recursion")),
-            prevent_recursion=bool(_bool(pick("prevent_recursion"), f"{where}.extensions.prevent_recursion")),
-            delay_until_recursion=bool(
-                _bool(pick("delay_until_recursion"), f"{where}.extensions.delay_until_recursion")
-            ),
             id=entry_id,
             comment=_str(d.get("comment"), f"{where}.comment"),
             name=_str(d.get("name"), f"{where}.name"),
             extensions=ext,
+            has_extensions="extensions" in d,
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _ENTRY_FIELDS},
+            **settings,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The card spec's entry shape; SillyTavern's settings also go to `extensions`, where it reads them."""
+        """The card spec's entry shape; SillyTavern's settings go to `extensions`, where it reads them. A card
+        read and written back unchanged is the same card: a setting is (re)written only when it changed."""
         ext = copy.deepcopy(self.extensions)
-        for attr, key in _EXT_FIELDS.items():
-            value = getattr(self, attr)
-            if key in ext or value not in (None, False):
-                ext[key] = value
+        for s in _SETTINGS:
+            value = getattr(self, s.attr)
+            try:
+                was = s.read(ext.get(s.key), s.key)
+            except CardError:
+                was = None
+            if value != was and not (s.key not in ext and value == s.default):
+                ext[s.key] = _ENCODE.get(s.attr, lambda v: v)(value)
         if "selectiveLogic" in ext or self.selective_logic != "AND_ANY":
             ext["selectiveLogic"] = LOGICS.index(self.selective_logic)
-        if ext.get("position") in (0, 1):  # SillyTavern's numeric copy follows an edited position
+        if "position" in ext or self.position not in ("before_char", "after_char"):
             ext["position"] = POSITIONS.index(self.position)
         out: dict[str, Any] = {
             "keys": list(self.keys),
             "content": "\n".join([*self.decorators, self.content]) if self.decorators else self.content,
-            "extensions": ext,
-            "enabled": self.enabled,
-            "insertion_order": self.insertion_order,
         }
-        if self.case_sensitive is not None:
-            out["case_sensitive"] = self.case_sensitive
+        if ext or self.has_extensions:
+            out["extensions"] = ext
+        out.update(enabled=self.enabled, insertion_order=self.insertion_order)
+        if self.case_sensitive is not None and ext.get("case_sensitive") != self.case_sensitive:
+            out["case_sensitive"] = self.case_sensitive  # SillyTavern keeps it in extensions only
         if self.use_regex is not None:
             out["use_regex"] = self.use_regex
         out["constant"] = self.constant
@@ -408,9 +519,44 @@ class LoreEntry:
         out["comment"] = self.comment
         out["selective"] = self.selective
         out["secondary_keys"] = list(self.secondary_keys)
-        out["position"] = self.position
+        out["position"] = self._card_position()
         out.update(copy.deepcopy(self.extra))
         return out
+
+    def _card_position(self) -> Any:
+        """The spec's `position`: as read while it still means the same side of the character, else derived."""
+        before = self.position == "before_char"
+        if self.card_position in ("before_char", "after_char") and (self.card_position == "before_char") == before:
+            return self.card_position
+        return "before_char" if before else "after_char"
+
+
+def _logic(value: Any, where: str) -> str:
+    if isinstance(value, str) and value.upper() in LOGICS:
+        return value.upper()
+    if value is None:
+        return "AND_ANY"
+    index = _number(value, f"{where}.extensions.selectiveLogic")
+    if index not in range(len(LOGICS)):
+        raise CardError(f"{where}.extensions.selectiveLogic: expected 0-3, got {value!r}")
+    return LOGICS[index]
+
+
+def _position(spec: Any, numeric: Any, where: str) -> str:
+    """SillyTavern's numeric `extensions.position` (0-7) when present, else the spec's before_char/after_char
+    (as SillyTavern's import reads them)."""
+    if numeric is not None and numeric != "":
+        index = _number(numeric, f"{where}.extensions.position")
+        if index not in range(len(POSITIONS)):
+            raise CardError(f"{where}.extensions.position: expected 0-{len(POSITIONS) - 1}, got {numeric!r}")
+        return POSITIONS[index]
+    if spec in (None, ""):
+        return "before_char"
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return "before_char" if spec == 0 else "after_char"
+    if spec not in POSITIONS:
+        raise CardError(f"{where}.position: expected 'before_char' or 'after_char', got {spec!r}")
+    return spec
 
 
 # -- books ----------------------------------------------------------------------------------------------
@@ -421,22 +567,27 @@ _MAX_STEPS_KEY = "rolechat/max_recursion_steps"
 
 @dataclass
 class Lorebook:
-    """A lorebook: entries plus the scanning settings.
+    """A lorebook: entries plus the card spec's scanning settings.
+
+    `scan_depth`, `token_budget` and `recursive_scanning` are the V2 spec's book fields. SillyTavern ignores them
+    (its own exports never write them); rolechat honours them for the book's own entries (see docs/characters.md).
 
     >>> book = Lorebook(entries=[LoreEntry(keys=["长安"], content="长安是都城。")], token_budget=500)
-    >>> [e.content for e in book.activate(["我想去长安"], len)]
+    >>> [e.content for e in worldinfo.activate(book, ["我想去长安"], len)]
     ['长安是都城。']
     """
 
     entries: list[LoreEntry] = field(default_factory=list)
     name: str = ""
     description: str = ""
-    scan_depth: int | None = None  # None: DEFAULT_SCAN_DEPTH
+    scan_depth: int | None = None  # None: the scan's
     token_budget: int | None = None  # None: no limit of its own
-    recursive_scanning: bool | None = None  # None: on (SillyTavern's default)
-    max_recursion_steps: int = 0  # scan sweeps in all; 0: until nothing new activates; 1: no recursion
+    recursive_scanning: bool | None = None  # None: the scan's (on by default)
+    max_recursion_steps: int = 0  # scan sweeps in all; 0: the scan's; 1: no recursion
     extensions: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # SillyTavern's exports have no book `extensions`: written back only when the book had it or it holds something
+    has_extensions: bool = field(default=True, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.scan_depth is not None and (not isinstance(self.scan_depth, int) or self.scan_depth < 0):
@@ -446,53 +597,14 @@ class Lorebook:
         if not isinstance(self.max_recursion_steps, int) or self.max_recursion_steps < 0:
             raise CardError(f"max_recursion_steps: expected a whole number >= 0, got {self.max_recursion_steps!r}")
 
-    def activate(
-        self,
-        messages: Sequence[str],
-        count_tokens: Callable[[str], int],
-        budget: int | None = None,
-        *,
-        substitute: Callable[[str], str] | None = None,
-        limits: ScanLimits | None = None,
-        notices: list[LoreNotice] | None = None,
-    ) -> list[LoreEntry]:
-        """The entries `messages` (oldest first, most recent last) activate, sorted by insertion order.
-
-        `budget` (tokens) caps the book's own `token_budget` (the smaller applies; None for both: no limit).
-        `substitute` rewrites keys before matching (e.g. to replace `{{char}}` and `{{user}}` in them).
-        `limits` bound what the scan may cost (default: `ConversationConfig`'s lore_* settings); an entry whose
-        key pattern took too long stays out, and so do entries not yet checked when the scan's time or checks
-        run out: each such cut is appended to `notices` (a `LoreNotice`) when a list is given.
-        """
-        caps = [b for b in (self.token_budget, budget) if b is not None]
-        entries = [e for e in self.entries if e.enabled and e.content.strip()]
-        if substitute is not None:
-            entries = [_Substituted.of(e, substitute) for e in entries]  # keys rewritten, the original entry returned
-        depth = self.scan_depth if self.scan_depth is not None else DEFAULT_SCAN_DEPTH
-        run = _Activation(entries, messages, depth, Scan(limits or _default_limits()))
-        step = 1
-        while True:
-            new, overflow = run.admit(run.sweep(step), count_tokens, min(caps) if caps else None)
-            if run.stopped or overflow or self.recursive_scanning is False:
-                break
-            if self.max_recursion_steps and step >= self.max_recursion_steps:
-                break
-            if not new and not (step == 1 and run.delayed_left()):
-                break
-            step += 1
-        if notices is not None:
-            notices.extend(run.notices)
-        return run.result()
-
     def risky_keys(self) -> list[tuple[str, str]]:
         """(entry label, key) of each key pattern with nested quantifiers (`/(a+)+$/`): the shape that can take
         exponential time to match. Matching gives each pattern a time limit and turns its entry off past it."""
         found = []
         for entry in self.entries:
             for key in (*entry.keys, *entry.secondary_keys):
-                pattern = _key_pattern(key.strip())
-                source = pattern[0] if pattern else key.strip() if entry.use_regex else None
-                if source and nested_quantifiers(source):
+                pattern = js_pattern(key.strip())
+                if pattern is not None and nested_quantifiers(pattern[0]):
                     found.append((entry.label, key.strip()))
         return found
 
@@ -509,19 +621,17 @@ class Lorebook:
         if not isinstance(raw_entries, list):
             raise CardError(f"{where}.entries: expected a list")
         ext = _dict(d.get("extensions"), f"{where}.extensions")
-        steps = _number(ext.get(_MAX_STEPS_KEY), f"{where}.extensions.{_MAX_STEPS_KEY}", 0)
-        scan_depth = _number(d.get("scan_depth"), f"{where}.scan_depth")
-        budget = _number(d.get("token_budget"), f"{where}.token_budget")
         try:
             return cls(
                 entries=[LoreEntry.from_dict(e, f"{where}.entries[{n}]") for n, e in enumerate(raw_entries)],
                 name=_str(d.get("name"), f"{where}.name"),
                 description=_str(d.get("description"), f"{where}.description"),
-                scan_depth=scan_depth,
-                token_budget=budget,
+                scan_depth=_count(d.get("scan_depth"), f"{where}.scan_depth"),
+                token_budget=_count(d.get("token_budget"), f"{where}.token_budget"),
                 recursive_scanning=_bool(d.get("recursive_scanning"), f"{where}.recursive_scanning", None),
-                max_recursion_steps=steps,
+                max_recursion_steps=_count(ext.get(_MAX_STEPS_KEY), f"{where}.extensions.{_MAX_STEPS_KEY}", 0),
                 extensions=ext,
+                has_extensions="extensions" in d,
                 extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _BOOK_FIELDS},
             )
         except CardError as exc:
@@ -545,7 +655,8 @@ class Lorebook:
             out["token_budget"] = self.token_budget
         if self.recursive_scanning is not None:
             out["recursive_scanning"] = self.recursive_scanning
-        out["extensions"] = ext
+        if ext or self.has_extensions:
+            out["extensions"] = ext
         out["entries"] = [e.to_dict() for e in self.entries]
         out.update(copy.deepcopy(self.extra))
         return out
@@ -562,7 +673,7 @@ def _split_decorators(content: str) -> tuple[list[str], str]:
     return lines[:n], "\n".join(lines[n:]).strip("\n")
 
 
-def _forced(entry: LoreEntry) -> bool | None:
+def forced(entry: LoreEntry) -> bool | None:
     """`@@activate` (on in any case) -> True, `@@dont_activate` -> False, else None: the keys decide."""
     names = {d.split(None, 1)[0] for d in entry.decorators if not d.startswith("@@@")}
     if "@@activate" in names:
@@ -570,117 +681,7 @@ def _forced(entry: LoreEntry) -> bool | None:
     return False if "@@dont_activate" in names else None
 
 
-def _rank(entry: LoreEntry) -> float:
-    return float(entry.priority if entry.priority is not None else entry.insertion_order)
-
-
 def _default_limits() -> ScanLimits:
     from rolechat.conversation.config import ConversationConfig
 
     return ScanLimits.of(ConversationConfig())
-
-
-class _Activation:
-    """One activation under way: the scanned texts, what is done and admitted, the scan's cost and its notices."""
-
-    def __init__(self, entries: list[LoreEntry], messages: Sequence[str], depth: int, scan: Scan) -> None:
-        self.entries, self.messages, self.depth, self.scan = entries, list(messages), depth, scan
-        self.chats: dict[int, _Text] = {}
-        self.combined: dict[int, _Text] = {}  # chat + recursion text, per scan depth, for the current sweep
-        self.recursion: list[str] = []  # contents that recursion scans
-        self.accepted: list[tuple[int, LoreEntry]] = []  # (index in entries, entry)
-        self.done: set[int] = set()
-        self.used = 0
-        self.notices: list[LoreNotice] = []
-        self.stopped = False  # the scan's time or checks ran out
-
-    def text(self, depth: int, step: int) -> _Text:
-        if depth not in self.chats:
-            recent = self.messages[-depth:] if depth > 0 else []
-            self.chats[depth] = _Text("".join(_SCAN_SEPARATOR + m for m in recent))
-        if step == 1:
-            return self.chats[depth]
-        if depth not in self.combined:
-            self.combined[depth] = _Text(self.chats[depth].raw + "".join(self.recursion))
-        return self.combined[depth]
-
-    def sweep(self, step: int) -> list[tuple[tuple, int]]:
-        """The entries sweep `step` activates, in admission order: constant first, then the chat's, then
-        recursion's, each group by rank (stable: equal ranks keep the book's order)."""
-        self.combined.clear()
-        found = []
-        for i, entry in enumerate(self.entries):
-            if i not in self.done:
-                place = self._place(i, entry, step)
-                if place is not None:
-                    found.append((place, i))
-        found.sort(key=lambda item: item[0])
-        return found
-
-    def _place(self, i: int, entry: LoreEntry, step: int) -> tuple | None:
-        forced = _forced(entry)
-        if forced is False:
-            return None
-        if step == 1 and (entry.constant or forced):
-            return (0, -_rank(entry))
-        if (step == 1 and entry.delay_until_recursion) or (step > 1 and entry.exclude_recursion) or self.stopped:
-            return None
-        depth = entry.scan_depth if entry.scan_depth is not None else self.depth
-        try:
-            self.scan.check()
-            if not entry.matches(self.text(depth, step), scan=self.scan):
-                return None
-        except PatternTimeout as exc:
-            self.done.add(i)
-            self.notices.append(LoreNotice(_original(entry).label, str(exc)))
-            return None
-        except ScanStopped as exc:
-            self.stopped = True
-            self.notices.append(LoreNotice("", str(exc)))
-            return None
-        return (1, -_rank(entry)) if step == 1 else (2, step, -_rank(entry))
-
-    def admit(self, found: list[tuple[tuple, int]], count_tokens: Callable[[str], int], limit: int | None):
-        """Admit what a sweep found within the token limit: (entries admitted, whether one did not fit)."""
-        new, overflow = 0, False
-        for _, i in found:
-            entry = self.entries[i]
-            self.done.add(i)
-            if not entry.extensions.get("ignore_budget"):  # SillyTavern's "ignore budget" entries always go in
-                if overflow:
-                    continue
-                tokens = count_tokens(_original(entry).content)
-                if limit is not None and self.used + tokens > limit:
-                    overflow = True
-                    continue
-                self.used += tokens
-            self.accepted.append((i, entry))
-            new += 1
-            if not entry.prevent_recursion:
-                self.recursion.append(_SCAN_SEPARATOR + _original(entry).content)
-        return new, overflow
-
-    def delayed_left(self) -> bool:
-        return any(e.delay_until_recursion for j, e in enumerate(self.entries) if j not in self.done)
-
-    def result(self) -> list[LoreEntry]:
-        self.accepted.sort(key=lambda item: (item[1].insertion_order, item[0]))
-        return [_original(e) for _, e in self.accepted]
-
-
-@dataclass
-class _Substituted(LoreEntry):
-    """An entry whose keys went through a substitution, remembering the entry it came from."""
-
-    source: LoreEntry | None = None
-
-    @classmethod
-    def of(cls, entry: LoreEntry, substitute: Callable[[str], str]) -> _Substituted:
-        values = {f: getattr(entry, f) for f in entry.__dataclass_fields__}
-        values["keys"] = [substitute(k) for k in entry.keys]
-        values["secondary_keys"] = [substitute(k) for k in entry.secondary_keys]
-        return cls(**values, source=entry)
-
-
-def _original(entry: LoreEntry) -> LoreEntry:
-    return entry.source if isinstance(entry, _Substituted) and entry.source is not None else entry

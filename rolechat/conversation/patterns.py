@@ -1,7 +1,9 @@
-"""Patterns a card supplies (lorebook keys written `/pattern/flags`, V3 `use_regex` keys), matched at bounded cost.
+"""Patterns a card supplies (lorebook keys written `/pattern/flags`, regex scripts), matched at bounded cost.
 
     scan = Scan(ScanLimits(regex_timeout=0.25, scan_seconds=3.0, max_checks=50000))   # one per activation
     pattern = TimedPattern.compile("(a+)+$", regex.IGNORECASE)   # None when it does not compile
+    js_pattern("/第.章/i")               # ("第.章", "i"): a key written as a JavaScript regex, else None
+    pattern = TimedPattern.js("第.章", "i")   # compiled with JavaScript's meaning of the flags
     pattern.search("aaaa…!", scan)       # bool; PatternTimeout when it took longer than regex_timeout (the
                                          # pattern then stays off: it raises at once from then on)
     scan.check()                         # before each entry check: ScanStopped past max_checks or scan_seconds
@@ -16,12 +18,46 @@ spent, ScanStopped ends the activation with what it found.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
-__all__ = ["PatternTimeout", "Scan", "ScanLimits", "ScanStopped", "TimedPattern", "nested_quantifiers"]
+__all__ = ["PatternTimeout", "Scan", "ScanLimits", "ScanStopped", "TimedPattern", "js_pattern", "nested_quantifiers"]
 
 log = logging.getLogger(__name__)
+
+
+# SillyTavern's parseRegexFromString (public/scripts/world-info.js): /pattern/ with JavaScript's flags, and no
+# unescaped `/` inside the pattern (otherwise the key is plain text).
+_JS_KEY = re.compile(r"^/([\s\S]+?)/([gimsuy]*)$")
+_UNESCAPED_SLASH = re.compile(r"(^|[^\\])/")
+
+
+def js_pattern(key: str) -> tuple[str, str] | None:
+    """(pattern, flags) of a key written `/pattern/flags` as SillyTavern reads one, else None."""
+    found = _JS_KEY.match(key)
+    if not found or _UNESCAPED_SLASH.search(found.group(1)):
+        return None
+    return found.group(1), found.group(2)
+
+
+def _end_of_input(source: str) -> str:
+    """JavaScript's `$` (without the m flag) matches only at the very end; Python's also before a final newline:
+    each unescaped `$` outside a character class becomes `\\Z`."""
+    out, klass, escaped = [], False, False
+    for char in source:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            klass = True
+        elif char == "]":
+            klass = False
+        elif char == "$" and not klass:
+            char = "\\Z"
+        out.append(char)
+    return "".join(out)
 
 
 class PatternTimeout(Exception):
@@ -98,12 +134,37 @@ class TimedPattern:
         except (regex.error, RecursionError, OverflowError, ValueError, MemoryError):
             return None
 
+    @classmethod
+    def js(cls, source: str, flags: str = "") -> TimedPattern | None:
+        """A pattern with JavaScript's flags: i, m, s as in Python; without u, `\\w`, `\\d`, `\\b` are ASCII (as
+        JavaScript's are); y anchors the match at the start; g changes nothing for a test."""
+        import regex
+
+        value = regex.ASCII if "u" not in flags else 0
+        for flag, bit in (("i", regex.IGNORECASE), ("m", regex.MULTILINE), ("s", regex.DOTALL)):
+            if flag in flags:
+                value |= bit
+        if "m" not in flags:
+            source = _end_of_input(source)
+        return cls.compile(rf"\G(?:{source})" if "y" in flags else source, value)
+
     def search(self, text: str, scan: Scan) -> bool:
+        return (
+            self._timed(scan, lambda timeout: self.compiled.search(text, timeout=timeout, concurrent=True)) is not None
+        )
+
+    def sub(self, replace, text: str, count: int, scan: Scan) -> str:
+        """`text` with matches replaced by `replace(match)` (`count` 0: every match), time-bounded as `search`."""
+        return self._timed(
+            scan, lambda timeout: self.compiled.sub(replace, text, count, timeout=timeout, concurrent=True)
+        )
+
+    def _timed(self, scan: Scan, run):
         if self.failure is not None:
             raise PatternTimeout(self.failure)
         timeout = scan.timeout()
         try:
-            return self.compiled.search(text, timeout=timeout, concurrent=True) is not None
+            return run(timeout)
         except TimeoutError:
             if timeout < scan.limits.regex_timeout:  # cut short by the scan's own budget: not this pattern's fault
                 raise scan.spent() from None

@@ -1,8 +1,19 @@
-"""The pieces of one turn: what a character card, its lorebook, the user persona, the history, a knowledge
-base's passages and the new message each contribute to the prompt, as `Piece`s (a `PromptPart` with its token
-count, plus where it goes), and how the pieces that are kept become the messages the runtime renders.
+"""The pieces of one turn: what a character card, the lore, the user persona, the history, a knowledge base's
+passages and the new message each contribute to the prompt, as `Piece`s (a `PromptPart` with its token count,
+plus where it goes), and how the pieces that are kept become the messages the runtime renders.
 
-`Assembly` (assembly.py) decides which pieces are kept; the engine (engine.py) puts them together.
+`Assembly` (assembly.py) decides which pieces are kept; the engine (engine.py) puts them together; `lore` turns
+the world-info scan into pieces by position.
+
+The system message follows SillyTavern's story string: the author's note placed before it, the system prompt,
+the caller's system text, lore before the character, description, personality, scenario, lore after, the user
+persona, the author's note placed after it (then rolechat's character memory and the summary of older turns),
+and last the example dialogues, as `名字：台词` text (SillyTavern's text completion keeps them in the prompt
+text too: sent as turns they read as a conversation that happened, and the greeting would follow an example's
+reply as a second assistant turn). Injections at a depth (the author's note, the character's note, @depth lore)
+go between the chat's messages as SillyTavern's `doChatInject` puts them; as the chat templates here take system
+text only as the first message, a system-role injection inside the chat is sent as a user message, and one at
+depth 0 (after the new message) joins the final user turn.
 """
 
 from __future__ import annotations
@@ -14,8 +25,11 @@ from rolechat.conversation.assembly import Piece, PromptPart
 
 if TYPE_CHECKING:
     from rolechat.conversation.engine import UserPersona
+    from rolechat.conversation.lore import Placed
 
-__all__ = ["PieceMaker"]
+__all__ = ["EXAMPLES_HEADER", "PieceMaker"]
+
+EXAMPLES_HEADER = "示例对话（只示范说话的方式）："
 
 
 class PieceMaker:
@@ -27,107 +41,104 @@ class PieceMaker:
         self.count_tokens = count_tokens
         self.answer_template = answer_template
         self.lore_limits = lore_limits  # lorebook.ScanLimits; None: ConversationConfig's defaults
+        self.too_long = 1 << 62  # characters past which a text cannot fit the context: no macros for it
 
     def part(self, kind: str, label: str, text: str) -> PromptPart:
         return PromptPart(kind, label, self.count_tokens(text), text)
 
-    def system(
-        self, manifest: Any, card: Any, user: UserPersona, system: str, scan: list[str], memory: list[PromptPart]
-    ) -> list[Piece]:
-        """System prompt, caller's system text, lore before, card, lore after, user persona, memory.
+    def macro(self, card: Any, user: UserPersona) -> Callable[[str | None], str]:
+        """The macro substitution of this turn's card and user (`{{user}}` alone without a card)."""
 
-        With a card, the pieces joined are exactly `card.system_prompt(character, user, before=..., after=...,
-        user_description=...)`, the text training renders (the manifest's `system_prompt` is that text for the
-        default user, so it is not added again); without one, the persona's system prompt as trained."""
-        pieces: list[Piece] = []
-
-        def macro(text: str | None) -> str:
+        def apply(text: str | None) -> str:
+            if text and len(text) > self.too_long:  # it cannot be sent anyway: ContextOverflow says so
+                return text
             if card is None:  # no character: only {{user}} has a value (a trained prompt is sent as it is)
                 return (text or "").replace("{{user}}", user.name)
             from rolechat.conversation.card import apply_macros
 
             return apply_macros(text or "", card, user.name)
 
+        return apply
+
+    def system(
+        self,
+        manifest: Any,
+        card: Any,
+        user: UserPersona,
+        system: str,
+        lore: Placed,
+        memory: list[PromptPart],
+        scenario: str | None = None,
+    ) -> list[Piece]:
+        """The system message's pieces in story-string order (see the module docstring); `scenario` overrides
+        the card's (a chat's or scene's scenario override).
+
+        With a card, the card's pieces are those of `card.system_prompt(character, user, ...)`, the text training
+        renders; without one, the persona's system prompt as trained."""
+        pieces: list[Piece] = list(lore.note_before)
+        macro = self.macro(card, user)
+
         def add(kind: str, label: str, text: str) -> None:
             if text and text.strip():
                 pieces.append(Piece(self.part(kind, label, macro(text.strip()).strip()), "system"))
 
         if card is not None:
-            from rolechat.conversation.card import DEFAULT_SYSTEM_PROMPT
+            from rolechat.conversation.card import DEFAULT_SYSTEM_PROMPT, replace_original
 
             head = card.system_prompt
             add(
                 "system",
                 "system prompt",
-                head.replace("{{original}}", DEFAULT_SYSTEM_PROMPT) if head.strip() else DEFAULT_SYSTEM_PROMPT,
+                replace_original(head, DEFAULT_SYSTEM_PROMPT) if head.strip() else DEFAULT_SYSTEM_PROMPT,
             )
         else:
             prompt = manifest.system_prompt if manifest else ""
             if prompt.strip():
                 pieces.append(Piece(self.part("system", "system prompt", prompt), "system"))  # as trained
         add("system", "caller's system message", system)
-        before, after = self.lore(card, scan, user, macro)
-        pieces += before
+        pieces += lore.before
         if card is not None:
             add("card", "description", card.description)
             if card.personality.strip():
                 add("card", "personality", f"{{{{char}}}}的性格：{card.personality.strip()}")
-            if card.scenario.strip():
-                add("card", "scenario", f"场景：{card.scenario.strip()}")
-        pieces += after
+            told = card.scenario if scenario is None or not scenario.strip() else scenario
+            if told.strip():
+                label = "scenario" if scenario is None or not scenario.strip() else "scenario (this chat's override)"
+                add("card", label, f"场景：{told.strip()}")
+        elif scenario and scenario.strip():
+            add("card", "scenario (this chat's override)", f"场景：{scenario.strip()}")
+        pieces += lore.after
         if user.description:
             add("user-persona", f"user: {user.name}", f"关于{{{{user}}}}：{user.description}")
+        pieces += lore.note_after
         for rank, part in enumerate(memory):
             pieces.append(Piece(part, "system", budget_key="memory", rank=rank))
         return pieces
 
-    def lore(self, card: Any, scan: list[str], user: UserPersona, macro: Any) -> tuple[list[Piece], list[Piece]]:
-        book = getattr(card, "character_book", None) if card is not None else None
-        if book is None or not book.entries:
-            return [], []
-        # the book's own token_budget applies here; chat.lore_tokens in apply_budgets, so what it leaves out is
-        # still listed (dropped) in what the model saw
-        macro_keys = any("{{" in k or "<" in k for e in book.entries for k in (*e.keys, *e.secondary_keys))
-        notices: list[Any] = []
-        entries = book.activate(
-            scan,
-            self.count_tokens,
-            None,
-            substitute=macro if macro_keys else None,
-            limits=self.lore_limits,
-            notices=notices,
-        )
-        # always-on entries first (they win the budget when the context is full), insertion order inside each
-        ordered = sorted(entries, key=lambda e: not e.constant)
-        before: list[Piece] = []
-        after: list[Piece] = []
-        for rank, entry in enumerate(ordered):
-            text = macro(entry.content).strip()
-            if not text:
-                continue
-            kind = "lore-constant" if entry.constant else "lore-triggered"
-            label = f"{'always-on' if entry.constant else 'triggered'}: {entry.label}"
-            piece = Piece(self.part(kind, label, text), "system", budget_key="lore", rank=rank)
-            (after if entry.position == "after_char" else before).append(piece)
-        # what the scan cut short, for "what the model saw" only (place "notice": never sent, never dropped)
-        after += [Piece(PromptPart("notice", "lorebook", 0, str(notice)), "notice") for notice in notices]
-        return before, after
+    def examples(self, card: Any, user: UserPersona, lore: Placed | None = None) -> list[Piece]:
+        """The example-dialogue blocks (the card's, with lore placed before and after them), as `名字：台词` text
+        closing the system message; each block a piece the example budget (and a full context) may drop."""
+        from rolechat.conversation.card import example_dialogues, example_text
 
-    def examples(self, card: Any, user: UserPersona) -> list[Piece]:
-        if card is None or not (card.mes_example or "").strip():
-            return []
-        from rolechat.conversation.card import example_dialogues
-
+        char = card.display_name if card is not None else "assistant"
         pieces = []
-        for rank, block in enumerate(example_dialogues(card, user.name)):
-            msgs = [{"role": m["role"], "content": m["content"]} for m in block if m.get("content")]
-            if not msgs:
-                continue
-            text = "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
-            tokens = sum(self.count_tokens(m["content"]) for m in msgs)
-            part = PromptPart("example", f"example dialogue {rank + 1}", tokens, text)
-            pieces.append(Piece(part, "example", msgs, budget_key="example", rank=rank))
+        for piece in reversed(lore.em_top) if lore else ():  # SillyTavern puts each in front: highest order first
+            pieces.append(self._lore_block(piece, card, user, char))
+        blocks = example_dialogues(card, user.name) if card is not None else []
+        for rank, text in enumerate(example_text(blocks, user.name, char)):
+            part = PromptPart("example", f"example dialogue {rank + 1}", self.count_tokens(text), text)
+            pieces.append(Piece(part, "examples", budget_key="example", rank=rank))
+        pieces += [self._lore_block(p, card, user, char) for p in (lore.em_bottom if lore else ())]
         return pieces
+
+    def _lore_block(self, piece: Piece, card: Any, user: UserPersona, char: str) -> Piece:
+        """A lore entry placed with the examples, parsed as example dialogue like the card's own."""
+        from rolechat.conversation.card import Character, example_dialogues, example_text
+
+        who = card if card is not None else Character(name=char)
+        text = "\n\n".join(example_text(example_dialogues(who, user.name, piece.part.text), user.name, char))
+        piece.part.text, piece.part.tokens = text, self.count_tokens(text)
+        return piece
 
     def history(self, past: list[dict[str, str]]) -> list[Piece]:
         n = len(past)
@@ -137,32 +148,26 @@ class PieceMaker:
         ]
 
     def depth_note(self, card: Any, user: UserPersona) -> list[Piece]:
-        """The card's character's note (SillyTavern's depth prompt): `depth` messages from the end, in its role.
-
-        A system-role note joins the end of the system part instead: chat templates here take system text only
-        as the first message."""
+        """The card's character's note (SillyTavern's depth prompt): `depth` messages from the end, in its role."""
         note = getattr(card, "depth_prompt", None) if card is not None else None
         if not note:
             return []
-        from rolechat.conversation.card import apply_macros
+        from rolechat.conversation.lore import depth_piece
 
         text, depth, role = note
-        text = apply_macros(text.strip(), card, user.name)
+        text = self.macro(card, user)(text.strip())
         label = f"character's note (depth {depth}, {role})"
-        if role == "system":
-            return [Piece(self.part("depth-prompt", label, text), "system")]
-        return [
-            Piece(self.part("depth-prompt", label, text), "depth", [{"role": role, "content": text}], payload=depth)
-        ]
+        return [depth_piece(Piece(self.part("depth-prompt", label, text), "depth"), depth, role, 1)]
 
     def post_history(self, card: Any, user: UserPersona) -> list[Piece]:
+        """The card's post-history instructions (its `{{original}}` is the default ones: none in rolechat)."""
         text = (getattr(card, "post_history_instructions", "") or "").strip() if card is not None else ""
         if not text:
             return []
-        from rolechat.conversation.card import apply_macros
+        from rolechat.conversation.card import replace_original
 
-        text = apply_macros(text, card, user.name)
-        return [Piece(self.part("post-history", "post-history instructions", text), "message")]
+        text = self.macro(card, user)(replace_original(text, "")).strip()
+        return [Piece(self.part("post-history", "post-history instructions", text), "message")] if text else []
 
     def knowledge(self, docs: list[Any], sources: list[dict[str, Any]], question: str) -> list[Piece]:
         pieces = []
@@ -185,27 +190,50 @@ class PieceMaker:
         return render
 
     def builder(self, answer_prompt: Any = None):
-        """How included pieces become messages: system, example turns, history, the last user turn."""
+        """How included pieces become messages: the system message (examples last), the history with the
+        injections at their depths, the last user turn."""
 
         def build(included: Sequence[Piece]) -> list[dict[str, str]]:
             system = "\n\n".join(p.part.text for p in included if p.place == "system")
+            examples = [p.part.text for p in included if p.place == "examples" and p.part.text]
+            if examples:
+                system = "\n\n".join(t for t in (system, EXAMPLES_HEADER, *examples) if t)
             messages = [{"role": "system", "content": system}] if system else []
-            for piece in included:
-                if piece.place == "example":
-                    messages.extend(dict(m) for m in piece.messages)
             chat = [dict(m) for p in included if p.place == "history" for m in p.messages]
             if answer_prompt is not None:
                 last = answer_prompt([p.payload for p in included if p.part.kind == "knowledge"])
             else:
                 last = next(p.part.text for p in included if p.part.kind == "message")
             after = [p.part.text for p in included if p.part.kind == "post-history"]
-            for note in (p for p in included if p.place == "depth"):
-                if note.payload == 0:  # depth 0: after the last message, i.e. in the final user turn
-                    after.insert(0, note.part.text)
-                else:  # `depth` messages before the end, counting the new message
-                    chat.insert(max(len(chat) + 1 - note.payload, 0), dict(note.messages[0]))
-            messages += chat
-            messages.append({"role": "user", "content": "\n\n".join([last, *after])})
-            return messages
+            chat.append({"role": "user", "content": last})
+            chat = _inject(chat, [p for p in included if p.place == "depth"], after)
+            return messages + [{**m, "role": "user"} if m["role"] == "system" else m for m in chat]
 
         return build
+
+
+def _inject(chat: list[dict[str, str]], pieces: Sequence[Piece], after: list[str]) -> list[dict[str, str]]:
+    """SillyTavern's doChatInject: at each depth (messages from the end, the new message included), one message
+    per role, assistant then user then system, each the injections of that depth and role joined by lines.
+    Depth 0 text of system or user role, and `after` (the post-history instructions), close the final turn."""
+    groups: dict[int, dict[str, list[tuple[int, int, str]]]] = {}
+    for n, piece in enumerate(pieces):
+        depth, role, group = piece.payload
+        groups.setdefault(depth, {}).setdefault(role, []).append((group, n, piece.part.text))
+    closing: list[str] = []
+    backwards = list(reversed(chat))
+    inserted = 0
+    for depth in sorted(groups):
+        roles = {role: "\n".join(t for _, _, t in sorted(found)) for role, found in groups[depth].items()}
+        made = [{"role": r, "content": roles[r]} for r in ("system", "user", "assistant") if roles.get(r)]
+        if depth == 0:
+            closing += [m["content"] for m in made if m["role"] != "assistant"]
+            made = [m for m in made if m["role"] == "assistant"]
+        at = depth + inserted
+        backwards[at:at] = made
+        inserted += len(made)
+    out = list(reversed(backwards))
+    final = next(i for i in range(len(out) - 1, -1, -1) if out[i]["role"] == "user")
+    if closing or after:
+        out[final] = {**out[final], "content": "\n\n".join([out[final]["content"], *closing, *after])}
+    return out

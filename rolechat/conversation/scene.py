@@ -14,18 +14,40 @@ Scene history messages are the solo shape plus `name`: the persona name of the c
 assistant line ({"role": "assistant", "content": ..., "name": "alpha"}; "persona", the app's key for a solo
 reply, is read when there is no "name"); user lines need no name.
 
-Speaker order (`ORDERS`): "natural" (characters named in the last message speak first, in the order they are
-named, then the others round-robin), "round-robin" (in the scene's order, starting after the last speaker),
-or the caller names the speaker itself.
+Speaker order (`ORDERS`), as SillyTavern's group reply strategies (public/scripts/group-chats.js):
+
+- "natural": the characters named in the message that prompts the round (the user's, else the last line), in
+  the order they are named, then each character whose talkativeness (its card's `extensions.talkativeness`,
+  0.5 when absent) beats a random roll, in random order; when nobody does, one at random among the talkative
+  ones. A character does not answer its own line unless the scene allows self-responses. SillyTavern finds
+  names as ASCII words only (`\\b\\w+\\b`), so a Chinese name is never "named"; rolechat also finds a name
+  written without spaces as a substring (a Chinese name inside Chinese text).
+- "list": every character once, in the scene's order.
+- "manual": nobody speaks unless the user picks who does.
+- "round-robin" (rolechat's own): every character once, in the scene's order, starting after the last speaker.
+
+Muted characters never speak in a round (the user may still pick one). A `Scene` is a saved group
+(`$ROLECHAT_HOME/scenes/NAME.json`): its characters, order, muted ones, its own lorebooks and a scenario that
+overrides every card's (`setting()`), as a SillyTavern group chat binds them.
 """
 
 from __future__ import annotations
 
+import json
+import random
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "ORDERS",
+    "Scene",
+    "delete_scene",
+    "list_scenes",
+    "load_scene",
+    "save_scene",
     "CONTINUE_CUE",
     "clean_reply",
     "scene_note",
@@ -35,7 +57,7 @@ __all__ = [
     "stop_strings",
 ]
 
-ORDERS = ("natural", "round-robin")
+ORDERS = ("natural", "list", "manual", "round-robin")
 CONTINUE_CUE = "（请继续）"  # the user turn a speaker answers when it spoke last and nobody has spoken since
 SEPARATORS = ("：", ":")
 
@@ -72,11 +94,22 @@ def _rotation(characters: Sequence[str], last: str | None) -> list[str]:
     return [characters[(start + i) % len(characters)] for i in range(len(characters))]
 
 
+_ASCII_WORD = re.compile(r"\b\w+\b", re.ASCII)
+
+
 def _mentioned(text: str, characters: Sequence[str], names: Mapping[str, str]) -> list[str]:
-    """Characters named in `text` (by display name or persona name), in the order they are first named."""
+    """Characters named in `text`, in the order they are first named: a name of ASCII words when one of its
+    words is a word of the text (SillyTavern's extractAllWords), any other name as a substring."""
+    words = [(m.start(), m.group().lower()) for m in _ASCII_WORD.finditer(text)]
     found = []
     for persona in characters:
-        spots = [text.find(n) for n in {names.get(persona, persona), persona} if n and n in text]
+        spots = []
+        for name in {names.get(persona, persona), persona}:
+            own = {w.lower() for w in _ASCII_WORD.findall(name)}
+            if own and _ASCII_WORD.sub("", name).strip(" _-.'") == "":
+                spots += [at for at, word in words if word in own]
+            elif name and name in text:
+                spots.append(text.find(name))
         if spots:
             found.append((min(spots), persona))
     return [p for _, p in sorted(found)]
@@ -87,21 +120,47 @@ def speaking_order(
     history: Sequence[Mapping[str, Any]],
     order: str = "natural",
     names: Mapping[str, str] | None = None,
+    *,
+    talkativeness: Mapping[str, float] | None = None,
+    rng: random.Random | None = None,
+    allow_self: bool = False,
+    muted: Sequence[str] = (),
 ) -> list[str]:
-    """One round of the scene: every character once, in the order they speak after `history`.
-
-    natural: the characters named in the last message first (not its own author), then the rest round-robin;
-    round-robin: the scene's order, starting after the last character who spoke."""
+    """Who speaks after `history`, in order (see the module docstring): natural, list, manual (nobody) or
+    round-robin. `talkativeness`: persona -> 0..1 (default 0.5); `rng` draws natural order's rolls."""
     check_scene(characters, order=order)
     names = names or {}
-    last = _last_speaker(history, characters)
-    rotation = _rotation(characters, last)
-    if order == "round-robin" or not history:
-        return rotation
-    final = history[-1]
+    active = [c for c in characters if c not in muted]
+    if order == "manual" or not active:
+        return []
+    if order == "list":
+        return active
+    if order == "round-robin":
+        return [c for c in _rotation(characters, _last_speaker(history, characters)) if c in active]
+    return _natural(active, history, names, talkativeness or {}, rng or random.Random(), allow_self)
+
+
+def _natural(members, history, names, talkativeness, rng, allow_self) -> list[str]:
+    """SillyTavern's activateNaturalOrder: the named ones, then the talkative ones, else one at random."""
+    final = history[-1] if history else {}
     author = final.get("name") if final.get("role") == "assistant" else None
-    first = [p for p in _mentioned(final.get("content") or "", characters, names) if p != author]
-    return [*first, *(p for p in rotation if p not in first)]
+    banned = None if allow_self else author  # a character does not answer its own line
+    chosen = [p for p in _mentioned(final.get("content") or "", members, names) if p != banned]
+    shuffled = list(members)
+    rng.shuffle(shuffled)
+    chatty = []
+    for persona in shuffled:
+        if persona == banned:
+            continue
+        talk = talkativeness.get(persona, 0.5)
+        if talk >= rng.random():
+            chosen.append(persona)
+        if talk > 0:
+            chatty.append(persona)
+    if not chosen:
+        pool = chatty or list(members)
+        chosen.append(pool[int(rng.random() * len(pool))])
+    return list(dict.fromkeys(chosen))
 
 
 def next_speaker(
@@ -109,9 +168,13 @@ def next_speaker(
     history: Sequence[Mapping[str, Any]],
     order: str = "natural",
     names: Mapping[str, str] | None = None,
+    **kwargs: Any,
 ) -> str:
-    """Who speaks next (the first of `speaking_order`)."""
-    return speaking_order(characters, history, order, names)[0]
+    """Who speaks next (the first of `speaking_order`); ValueError when the order picks nobody (manual)."""
+    found = speaking_order(characters, history, order, names, **kwargs)
+    if not found:
+        raise ValueError(f"speaker order {order!r} picks nobody: name the speaker")
+    return found[0]
 
 
 def stop_strings(speaker: str, names: Mapping[str, str], user_name: str) -> list[str]:
@@ -174,3 +237,107 @@ def clean_reply(text: str, speaker_name: str) -> str:
         if text.startswith(prefix):
             return text[len(prefix) :].strip()
     return text
+
+
+# -- saved scenes (SillyTavern's groups) ----------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """A saved scene: who is in it and how they take turns, plus what its chats add around the characters.
+
+    >>> Scene("茶馆", ["suwan", "xiaoman"], order="list", lorebooks=["长安"], scenario="上元夜的茶馆")
+    """
+
+    name: str
+    characters: list[str]
+    order: str = "natural"
+    allow_self_responses: bool = False
+    muted: list[str] = field(default_factory=list)
+    lorebooks: list[str] = field(default_factory=list)
+    scenario: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or Path(self.name).name != self.name:
+            raise ValueError(f"not a scene name: {self.name!r}")
+        check_scene(self.characters, order=self.order)
+        unknown = [m for m in self.muted if m not in self.characters]
+        if unknown:
+            raise ValueError(f"muted {', '.join(unknown)} not in the scene ({', '.join(self.characters)})")
+
+    def setting(self, extra_books: Sequence[str] = (), scenario: str = "") -> Any:
+        """The ChatSetting of one of its chats: the scene's books first, then `extra_books` (the chat's own);
+        `scenario` (the chat's) wins over the scene's."""
+        from rolechat.conversation.setting import ChatSetting
+
+        books = list(dict.fromkeys([*self.lorebooks, *extra_books]))
+        return ChatSetting(lorebooks=books, scenario=scenario or self.scenario)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "scene") -> Scene:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}: expected an object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+        for name in ("characters", "muted", "lorebooks"):
+            value = d.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{where}.{name}: expected a list of names")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scenes_dir() -> Path:
+    from rolechat import settings
+
+    path = settings.home() / "scenes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_scene(scene: Scene, *, replace: bool = False) -> Path:
+    """Write `scene` as `$ROLECHAT_HOME/scenes/NAME.json`; FileExistsError unless `replace`."""
+    path = scenes_dir() / f"{scene.name}.json"
+    if path.exists() and not replace:
+        raise FileExistsError(f"scene {scene.name!r} already exists ({path}); pass --replace to replace it")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(scene.as_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_scene(name: str) -> Scene:
+    """The saved scene `name`; ValueError naming the saved ones when there is none, or the file and field."""
+    from rolechat.limits import InputError, load_json
+
+    path = scenes_dir() / f"{name}.json"
+    if Path(name).name != name or not path.is_file():
+        known = ", ".join(s.name for s in list_scenes()) or "none"
+        raise ValueError(f"no scene {name!r}; scenes: {known} (create one with `rolechat scene create`)")
+    try:
+        return Scene.from_dict(load_json(path.read_text(encoding="utf-8")), path.name)
+    except (InputError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+
+
+def list_scenes() -> list[Scene]:
+    """The saved scenes that can be read (a broken file is left out; `load_scene` says why)."""
+    found = []
+    for path in sorted(scenes_dir().glob("*.json")):
+        try:
+            found.append(load_scene(path.stem))
+        except ValueError:
+            continue
+    return found
+
+
+def delete_scene(name: str) -> None:
+    load_scene(name)  # ValueError naming the scenes there are
+    (scenes_dir() / f"{name}.json").unlink()
