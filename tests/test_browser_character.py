@@ -22,7 +22,11 @@ SAMPLE = ROOT / "examples" / "characters" / "suwan.json"  # 苏晚, a storytelle
 def png_card(out):
     from rolechat.conversation import Character, write_card
 
-    return write_card(Character.from_dict(json.loads(SAMPLE.read_text(encoding="utf-8"))), out)
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    # the tiny test tokenizer spends 1-2 tokens per character: the book's 400 tokens would not hold the
+    # always-on entry beside the triggered ones (higher insertion orders come first, as in SillyTavern)
+    data["data"]["character_book"]["token_budget"] = 2000
+    return write_card(Character.from_dict(data), out)
 
 
 def test_import_a_png_card_see_its_greeting_and_the_triggered_lore(_isolated_home, tiny_qwen2, tmp_path):
