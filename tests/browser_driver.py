@@ -390,6 +390,7 @@ def run_scene_flow(
             ".filter(m => m.innerText.includes('词元/秒')).length >= 2"
         )
         page.wait_for_timeout(1500)  # the app reruns once a reply is complete (to draw its actions): let it land
+        page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for()  # and its last run end
 
     result = SceneFlowResult()
     with app_page(url, out_dir, timeout_ms, viewport) as page:

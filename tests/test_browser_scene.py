@@ -15,6 +15,10 @@ from tests.browser_driver import missing_browser, run_scene_flow, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+# both named, beta first: natural order (the default, as SillyTavern's) has the named ones answer in the order
+# named; an unnamed one speaks only when its talkativeness beats a random roll
+MESSAGE = "贝塔，你好，阿尔法也说说"
+
 
 def test_a_two_character_scene_both_speak_and_the_chat_is_listed_after_a_reload(_isolated_home, tiny_qwen2, tmp_path):
     reason = missing_browser()
@@ -35,7 +39,7 @@ def test_a_two_character_scene_both_speak_and_the_chat_is_listed_after_a_reload(
     shots = tmp_path / "shots"
     server = start_server(env, tmp_path / "streamlit.log")
     try:
-        result = run_scene_flow(server.url, shots, ("阿尔法 (alpha)", "贝塔 (beta)"), "贝塔，你好")
+        result = run_scene_flow(server.url, shots, ("阿尔法 (alpha)", "贝塔 (beta)"), MESSAGE)
     except Exception:
         print(server.log_tail())
         raise
@@ -53,4 +57,4 @@ def test_a_two_character_scene_both_speak_and_the_chat_is_listed_after_a_reload(
     def text(shown: str) -> str:  # the message without its action icons (drawn once the reply is complete)
         return shown.split("edit icon")[0].strip()
 
-    assert "贝塔，你好" in resumed[0] and text(resumed[1]) == text(first) and text(resumed[2]) == text(second)
+    assert MESSAGE in resumed[0] and text(resumed[1]) == text(first) and text(resumed[2]) == text(second)
