@@ -148,7 +148,7 @@ class RAGConfig:
         ),
     )
     extract_threshold: float = field(
-        default=0.6,
+        default=0.74,
         metadata=_help(
             "extract: the confidence (0-1, the best sentence's match with the question: embedder cosine and the "
             "share of the question's terms it holds) below which the answer is 'not in the knowledge base'; "

@@ -37,15 +37,15 @@ from rolechat.rag.lexical import query_terms, tokenize
 
 __all__ = ["Extract", "Sentence", "extract", "split_sentences", "DENSE_SHARE", "THRESHOLD", "LEAD_IN", "NO_ANSWER"]
 
-DENSE_SHARE = 0.5  # weight of the dense cosine in `confidence` (calibrated, bench/bench_extract.py)
-THRESHOLD = 0.6  # default rag.extract_threshold (calibrated, bench/bench_extract.py)
+DENSE_SHARE = 0.75  # weight of the dense cosine in `confidence` (calibrated, bench/bench_extract.py)
+THRESHOLD = 0.74  # default rag.extract_threshold (calibrated, bench/bench_extract.py)
 SECOND_RATIO = 0.9  # a second sentence is quoted when its score is at least this share of the best one's
 MAX_CANDIDATES = 16  # sentences embedded per question (the lexically best ones)
 MIN_CHARS = 4  # shorter "sentences" (list markers, a lone heading word) are never an answer
 TITLE_CHARS = 24  # a line this short without any punctuation is a title, not an answer
 HEADING_SHARE = 1.0  # a question term found only in the heading path counts this much
 BM25_SHARE = 0.1  # weight of normalised sentence BM25 in the ranking (not in the confidence)
-RANK_SHARE = 0.05  # weight of 1 / the chunk's retrieval rank in the ranking (not in the confidence)
+RANK_SHARE = 0.2  # weight of 1 / the chunk's retrieval rank in the ranking (not in the confidence)
 
 LEAD_IN = "知识库原文摘录（抽取式回答，未经模型改写）："
 NO_ANSWER = "知识库里没有找到这个问题的答案（抽取式回答）。最接近的资料："
