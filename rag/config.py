@@ -148,10 +148,10 @@ class RAGConfig:
         ),
     )
     extract_threshold: float = field(
-        default=0.74,
+        default=0.77,
         metadata=_help(
-            "extract: the confidence (0-1, the best sentence's match with the question: embedder cosine and the "
-            "share of the question's terms it holds) below which the answer is 'not in the knowledge base'; "
+            "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
+            "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
             "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)"
         ),
     )

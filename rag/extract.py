@@ -10,15 +10,23 @@ knowledge base holds no answer (and shows the closest sources) when even the bes
 
 Each sentence of the chunks is scored against the question by two judges:
 
-- lexical: the IDF-weighted share of the question's terms (`lexical.query_terms`) the sentence holds, the
-  chunk's heading path counting for half (a question names its subject; the sentence under a heading often
-  does not), plus BM25 over the candidate sentences as a tie-breaker;
 - dense: the cosine between the question's and the sentence's embeddings (the knowledge base's embedder,
-  multilingual-e5-small by default, which reads Chinese).
+  multilingual-e5-small by default, which reads Chinese);
+- lexical: the IDF-weighted share of the question's terms (`lexical.query_terms`) the sentence holds, the
+  chunk's heading path counting too (a question names its subject; the sentence under a heading often
+  does not), plus BM25 over the candidate sentences.
 
-`confidence` = DENSE_SHARE x dense + (1 - DENSE_SHARE) x lexical share, of the best sentence; below
-`threshold` the answer is "not in the knowledge base". The weights and the default threshold were calibrated
-on cmrc2018 with unanswerable questions (docs/benchmarks.md, "Extractive answers"; bench/bench_extract.py).
+The sentences are ranked by DENSE_RANK x dense + LEXICAL_RANK x lexical + BM25_SHARE x BM25 + RANK_SHARE / the chunk's
+retrieval rank, and the best one is quoted with the next best of the same chunk (an answer often takes two
+sentences, and a question reworded away from the text is often nearest to the sentence before the answer).
+
+Whether to answer at all is `confidence` = DENSE_SHARE x the best sentence's cosine + (1 - DENSE_SHARE) x its
+chunk's coverage (the IDF-weighted share of the question's terms found anywhere in the chunk, heading included):
+below `threshold` the answer is "not in the knowledge base". The chunk's coverage, not the sentence's, because a
+question asked in other words shares few terms with the answering sentence but names the subject its chunk is
+about, while a question the documents do not answer names something (a 保质期, an owner) that no retrieved chunk
+holds. The weights and the default threshold were calibrated on cmrc2018 with unanswerable questions plus the demo
+benchmark's questions (docs/benchmarks.md, "Extractive answers"; bench/bench_extract.py).
 """
 
 from __future__ import annotations
@@ -35,15 +43,26 @@ import numpy as np
 
 from rolechat.rag.lexical import query_terms, tokenize
 
-__all__ = ["Extract", "Sentence", "extract", "split_sentences", "DENSE_SHARE", "THRESHOLD", "LEAD_IN", "NO_ANSWER"]
+__all__ = [
+    "Extract",
+    "Sentence",
+    "extract",
+    "rank_sentences",
+    "split_sentences",
+    "DENSE_SHARE",
+    "THRESHOLD",
+    "LEAD_IN",
+    "NO_ANSWER",
+]
 
-DENSE_SHARE = 0.75  # weight of the dense cosine in `confidence` (calibrated, bench/bench_extract.py)
-THRESHOLD = 0.74  # default rag.extract_threshold (calibrated, bench/bench_extract.py)
-SECOND_RATIO = 0.9  # a second sentence is quoted when its score is at least this share of the best one's
+DENSE_SHARE = 0.8  # weight of the sentence's cosine in `confidence`, the rest its chunk's coverage (calibrated)
+THRESHOLD = 0.77  # default rag.extract_threshold (bench/bench_extract.py; docs/benchmarks.md says how it was set)
 MAX_CANDIDATES = 16  # sentences embedded per question (the lexically best ones)
 MIN_CHARS = 4  # shorter "sentences" (list markers, a lone heading word) are never an answer
 TITLE_CHARS = 24  # a line this short without any punctuation is a title, not an answer
 HEADING_SHARE = 1.0  # a question term found only in the heading path counts this much
+DENSE_RANK = 0.75  # weight of the sentence's cosine in the ranking
+LEXICAL_RANK = 0.25  # weight of the sentence's term share in the ranking (not in the confidence)
 BM25_SHARE = 0.1  # weight of normalised sentence BM25 in the ranking (not in the confidence)
 RANK_SHARE = 0.2  # weight of 1 / the chunk's retrieval rank in the ranking (not in the confidence)
 
@@ -66,6 +85,7 @@ class Sentence:
     heading: float = 0.0  # ... found only in its chunk's heading path
     dense: float = 0.0
     bm25: float = 0.0
+    chunk_cover: float = 0.0  # IDF-weighted share of the question's terms found anywhere in its chunk
 
     @property
     def lexical(self) -> float:
@@ -73,11 +93,11 @@ class Sentence:
 
     @property
     def confidence(self) -> float:
-        return DENSE_SHARE * self.dense + (1 - DENSE_SHARE) * self.lexical
+        return DENSE_SHARE * self.dense + (1 - DENSE_SHARE) * self.chunk_cover
 
     @property
     def score(self) -> float:
-        return self.confidence + BM25_SHARE * self.bm25 + RANK_SHARE / self.rank
+        return DENSE_RANK * self.dense + LEXICAL_RANK * self.lexical + BM25_SHARE * self.bm25 + RANK_SHARE / self.rank
 
 
 @dataclass
@@ -87,7 +107,7 @@ class Extract:
     text: str
     grounded: bool
     confidence: float
-    sentences: list[Sentence] = field(default_factory=list)  # the quoted ones (grounded) or the best tried
+    sentences: list[Sentence] = field(default_factory=list)  # the quoted ones, best first (or the best tried)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -184,6 +204,10 @@ def rank_sentences(
                 sentence.heading += weight / total
     for (sentence, _), value in zip(found, _bm25(terms, texts)):
         sentence.bm25 = value
+    chunks = [(doc.page_content + " " + (doc.metadata.get("headings") or "")).lower() for doc in docs]
+    covered = [sum(w for t, w in weights.items() if t in text) / total for text in chunks]
+    for sentence, _ in found:
+        sentence.chunk_cover = covered[sentence.rank - 1]
     sentences = sorted(
         (s for s, _ in found), key=lambda s: s.lexical + BM25_SHARE * s.bm25 + RANK_SHARE / s.rank, reverse=True
     )
@@ -211,6 +235,10 @@ def closest_sources(docs: Sequence[Any], limit: int = 3, chars: int = 80) -> lis
     return lines
 
 
+def _position(sentence: Sentence, docs: Sequence[Any]) -> int:
+    return docs[sentence.rank - 1].page_content.find(sentence.text)
+
+
 def extract(
     question: str,
     docs: Sequence[Any],
@@ -226,8 +254,10 @@ def extract(
         text = "\n".join([NO_ANSWER, *closest_sources(docs)]) if docs else NO_ANSWER
         return Extract(text, False, best.confidence if best else 0.0, ranked[:1])
     chosen = [best]
-    for other in ranked[1:2]:
-        if other.score >= SECOND_RATIO * best.score and other.confidence >= threshold:
+    for other in ranked[1:]:  # the next best sentence of the same chunk, in the document's order
+        if other.rank == best.rank:
             chosen.append(other)
-    lines = [LEAD_IN, *(f"「{s.text}」[{s.citation}]" for s in chosen)]
+            break
+    in_order = sorted(chosen, key=lambda s: _position(s, docs))
+    lines = [LEAD_IN, *(f"「{s.text}」[{s.citation}]" for s in in_order)]
     return Extract("\n".join(lines), True, best.confidence, chosen)
