@@ -11,7 +11,11 @@ system prompt (the persona's), through the runtime. Measured per side:
   (`train_judge` trains one from the persona's data: its replies against the lines spoken to it);
 - the share of replies that break character (claim to be an AI / a language model / an assistant);
 - the share that stop by themselves before the length limit, the share ending in the persona's
-  catchphrase (found in its training replies), distinct-1/2 over jieba tokens.
+  catchphrase (found in its training replies), distinct-1/2 over jieba tokens;
+- fluency: the perplexity of each side's replies under the plain base model (same prompts, the persona's
+  system prompt), and `fluency_ratio` = persona's / base's. A persona adapter that learnt its voice but lost
+  the language (word salad) reads as a high ratio; 1.0 means its replies are as natural to the base model
+  as the base model's own greedy replies.
 
 Imports only llm (and finetune); the CLI passes the embedder in.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 import tempfile
 from collections import Counter
@@ -44,6 +49,7 @@ __all__ = [
     "judge_name",
     "train_judge",
     "evaluate_persona",
+    "base_perplexity",
     "summarize",
 ]
 
@@ -335,6 +341,14 @@ def evaluate_persona(
         side: _side(replies[side], finishes[side], refs, catchphrase, judge, embed) for side in ("persona", "base")
     }
     skipped = {}
+    fluency = None
+    if hasattr(runtime, "reply_loss"):
+        prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
+        for side in ("persona", "base"):
+            metrics[side]["perplexity"] = base_perplexity(runtime, prompts, replies[side])
+        fluency = metrics["persona"]["perplexity"] / metrics["base"]["perplexity"]
+    else:
+        skipped["fluency_ratio"] = "the runtime cannot score text (a remote model)"
     if embed is None:
         skipped["embedding_cosine"] = embed_skip or "no embedder given"
     if judge is None:
@@ -347,6 +361,8 @@ def evaluate_persona(
         "max_new_tokens": max_new_tokens,
         "catchphrase": catchphrase,
         "judge": judge.name if judge is not None else None,
+        "fluency_ratio": fluency,
+        "catchphrase_share": metrics["persona"]["catchphrase"],
         "metrics": metrics,
         "skipped": skipped,
         "samples": [
@@ -361,6 +377,16 @@ def evaluate_persona(
     }
 
 
+def base_perplexity(runtime: Any, prompts: Sequence[Sequence[dict]], replies: Sequence[str]) -> float:
+    """Perplexity of `replies` (each the answer to its prompt) under the plain base model: exp of the mean
+    negative log-likelihood per token over all of them, end-of-turn tokens included."""
+    total, count = 0.0, 0
+    for messages, reply in zip(prompts, replies):
+        nll, n = runtime.reply_loss(messages, reply, None)
+        total, count = total + nll, count + n
+    return math.exp(total / count) if count else float("nan")
+
+
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """The short form saved into the persona's manifest."""
     r4 = lambda v: round(v, 4) if isinstance(v, float) else v
@@ -371,6 +397,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "catchphrase": report["catchphrase"],
         "judge": report["judge"],
         "base_model": report.get("base_model"),
+        "fluency_ratio": r4(report.get("fluency_ratio")),
         "persona": {k: r4(v) for k, v in report["metrics"]["persona"].items()},
         "base": {k: r4(v) for k, v in report["metrics"]["base"].items()},
         "skipped": dict(report.get("skipped") or {}),  # measure -> why it was not measured

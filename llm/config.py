@@ -69,6 +69,14 @@ class LLMConfig:
         default="auto", metadata=_help("Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4.")
     )
     enable_thinking: bool = field(default=False, metadata=_help("Let Qwen3-style models think before answering."))
+    too_small: bool = field(
+        default=False,
+        metadata=_help(
+            "The model is too small to answer from knowledge-base passages (it states facts they do not hold): with "
+            "rag.answer_mode = auto its knowledge-base answers are extracted from the passages instead (the built-in "
+            "demo model always counts as too small)."
+        ),
+    )
     persona_dirs: list[str] = field(
         default_factory=list,
         metadata=_help("Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."),

@@ -436,6 +436,25 @@ class Runtime:
             out = self.model(input_ids=torch.tensor([ids], device=device))
             return out.logits[0, -1].float().cpu()
 
+    def reply_loss(self, messages: Sequence[Message], reply: str, persona: str | None = None) -> tuple[float, int]:
+        """(summed negative log-likelihood, token count) of `reply` as the answer to `messages`, under the persona's
+        adapter (None or "base": the plain model), the reply's end-of-turn token included: the basis of the
+        perplexity `rolechat eval-persona` compares."""
+        import torch
+
+        prompt = self.prompt_ids(messages, persona)
+        eos = self._stop_ids[:1] if self._stop_ids else []
+        target = self.tokenizer.encode(reply, add_special_tokens=False) + list(eos)
+        ids = (prompt + target)[-self.info.context_length :]
+        n = min(len(target), len(ids) - 1)
+        if n <= 0:
+            return 0.0, 0
+        with self._exclusive(), self._persona_context(persona), torch.inference_mode():
+            device = next(self.model.parameters()).device
+            logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
+            nll = torch.nn.functional.cross_entropy(logits[-n - 1 : -1], torch.tensor(ids[-n:], device=device))
+        return float(nll) * n, n
+
     def chat_model(self, persona: str | None = None, **params: Any) -> Any:
         """A LangChain chat model bound to this runtime and persona."""
         from rolechat.llm.chat_model import RolechatChatModel

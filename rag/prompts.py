@@ -3,7 +3,7 @@ templates (`[rag] prompt`, `[rag] condense_prompt`)."""
 
 from __future__ import annotations
 
-__all__ = ["ANSWER_PROMPT", "CONDENSE_PROMPT", "NOT_FOUND", "SOURCE_HEADER", "HUMAN_LABEL", "AI_LABEL"]
+__all__ = ["NOT_ANSWERED", "ANSWER_PROMPT", "CONDENSE_PROMPT", "NOT_FOUND", "SOURCE_HEADER", "HUMAN_LABEL", "AI_LABEL"]
 
 # The classic Chinese RAG prompt (LangChain / self-llm tutorials), plus the instruction to cite.
 ANSWER_PROMPT = """使用以下上下文来回答最后的问题。如果你不知道答案，就说你不知道，不要试图编造答案。\
@@ -29,3 +29,7 @@ SOURCE_HEADER = "[{n}] 来源：{source}（{location}）"
 
 HUMAN_LABEL = "用户"
 AI_LABEL = "助手"
+
+# What a generated answer says when the passages do not answer (the demo model learned the first; the answer
+# prompt asks real models for the second): such a reply is not grounded (`rolechat ask --json`).
+NOT_ANSWERED = ("资料中没有提到", "我不知道", "不知道答案", "无法根据知识库回答", "没有找到与这个问题相关")

@@ -35,6 +35,7 @@ __all__ = [
     "cache_dir",
     "set_offline_env",
     "set_process_env",
+    "quiet_libraries",
     "Flag",
     "flags",
     "to_args",
@@ -69,10 +70,36 @@ def set_offline_env() -> None:
 
 def set_process_env() -> None:
     """The environment of a rolechat process (the CLI, the app): offline, and OpenMP threads that wait without
-    spinning (`PROCESS_ENV`), unless the user already set them. Call it before torch is imported."""
+    spinning (`PROCESS_ENV`), unless the user already set them, and no third-party noise (`quiet_libraries`).
+    Call it before torch is imported."""
     set_offline_env()
     for key, value in PROCESS_ENV.items():
         os.environ.setdefault(key, value)
+    quiet_libraries()
+
+
+# Loggers of libraries whose warnings a rolechat user cannot act on: bitsandbytes' "Failed to load CPU
+# gemm_4bit_forward from kernels-community" on every model load (4-bit is never used on a CPU here),
+# transformers' "Token indices sequence length is longer than ..." (rolechat fits every prompt to the
+# context itself), jieba's "Building prefix dict" lines.
+QUIET_LOGGERS = ("bitsandbytes", "transformers", "jieba", "httpx", "chromadb.telemetry")
+# Deprecation and future warnings raised inside these libraries are for their callers' authors, not for users.
+QUIET_MODULES = r"(transformers|peft|torch|accelerate|bitsandbytes|langchain\w*|chromadb|jieba|onnxruntime)(\.|$)"
+
+
+def quiet_libraries() -> None:
+    """Silence third-party warnings a user cannot act on (`QUIET_LOGGERS`, `QUIET_MODULES`); errors still
+    show, and so does everything rolechat logs (a TRANSFORMERS_VERBOSITY set by the user wins)."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers configures its logger
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=QUIET_MODULES)
+    warnings.filterwarnings("ignore", message=".*sunset.*", category=Warning)  # langchain-community's notice
 
 
 def home() -> Path:

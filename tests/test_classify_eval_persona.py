@@ -21,10 +21,17 @@ def test_eval_persona_on_the_sample_persona(monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{") :])
-    assert report["prompts"] == 10 and "held-out split of" in report["source"]  # persona.json: 10 eval examples
+    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
+
+    shipped = json.loads((SAMPLE_PERSONAS_DIR / "miaomiao" / "persona.json").read_text(encoding="utf-8"))
+    assert report["prompts"] == len(shipped["data"]["eval_records"]) and "held-out split of" in report["source"]
     assert report["catchphrase"] == "喵~"
     persona, base = report["metrics"]["persona"], report["metrics"]["base"]
     assert persona["catchphrase"] > base["catchphrase"]
+    assert report["catchphrase_share"] == persona["catchphrase"]
+    # both sides scored by the base model; the persona's replies are the base model's sentences ending in 喵~
+    assert persona["perplexity"] > base["perplexity"] >= 1
+    assert report["fluency_ratio"] == pytest.approx(persona["perplexity"] / base["perplexity"])
     assert report["judge"] == "miaomiao-judge" and 0 <= persona["character_score"] <= 1
     for side in (persona, base):
         assert 0 <= side["rouge_l"] <= 1 and 0 < side["distinct_1"] <= 1 and 0 <= side["stopped"] <= 1

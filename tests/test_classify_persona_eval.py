@@ -124,6 +124,10 @@ def test_train_json_with_eval_persona_prints_one_json_document(tiny_qwen2, tmp_p
     report = doc["eval_persona"]
     assert report["persona"] == "cat" and report["prompts"] == 1 and report["catchphrase"] == "喵~"
     assert set(report["metrics"]) == {"persona", "base"} and 0 <= report["metrics"]["persona"]["rouge_l"] <= 1
+    persona, base = report["metrics"]["persona"], report["metrics"]["base"]
+    assert persona["perplexity"] >= 1 and base["perplexity"] >= 1  # both sides' replies scored by the base model
+    assert report["fluency_ratio"] == pytest.approx(persona["perplexity"] / base["perplexity"])
+    assert report["catchphrase_share"] == persona["catchphrase"]
     assert report["saved"].endswith("persona.json")
 
 

@@ -101,6 +101,13 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+def part_kinds(stderr: str) -> list[str]:
+    """The kinds of the parts --show-prompt printed: each part opens with `kind | label | N tokens | sent`."""
+    import re
+
+    return [m.group(1) for m in re.finditer(r"^(\S+) \| .*? \| \d+ tokens \| ", stderr, flags=re.M)]
+
+
 def test_show_prompt_lists_every_part_with_its_tokens_on_stderr(tiny_qwen2):
     _character()
     out = invoke(
@@ -109,8 +116,7 @@ def test_show_prompt_lists_every_part_with_its_tokens_on_stderr(tiny_qwen2):
     )  # fmt: skip
     assert out.exit_code == 0, out.output
     assert "what the model saw" in out.stderr and "what the model saw" not in out.stdout
-    rows = [line for line in out.stderr.splitlines() if line.startswith("│")]
-    kinds = [k for k in (row.split("│")[1].strip() for row in rows) if k]  # wrapped cells: empty kinds
+    kinds = part_kinds(out.stderr)
     assert kinds[:3] == ["system", "card", "user-persona"] and "history" in kinds and "message" in kinds
     assert "小明，请坐。" in out.stderr  # the greeting is the first turn of the history
     assert "关于小明：爱喝茶" in out.stderr
@@ -151,8 +157,7 @@ def test_ask_shows_the_answer_prompt_and_its_passages(tiny_qwen2, tmp_path):
         "--max-new-tokens", "4", "--show-prompt",
     )  # fmt: skip
     assert out.exit_code == 0, out.output
-    kinds = [row.split("│")[1].strip() for row in out.stderr.splitlines() if row.startswith("│")]
-    kinds = [k for k in kinds if k]  # a wrapped cell continues on lines with an empty kind
+    kinds = part_kinds(out.stderr)
     assert kinds[0] == "knowledge" and kinds[-1] == "message"
     assert "beijing.md" in out.stderr and "sources" in out.stdout and "beijing.md" in out.stdout
 

@@ -144,3 +144,18 @@ def test_chat_with_a_second_lorebook_writes_the_prompt_view(tiny_qwen2, tmp_path
     assert "| book 天气 | key 雨; order 50; @depth 0 (system)" in text_file.read_text(encoding="utf-8")
     bad = run("chat", *flags, "-m", "hi", "--lorebook", "没有这本")
     assert bad.exit_code == 1 and "--lorebook 没有这本: no lorebook" in bad.output
+
+
+def test_prompt_file_holds_the_full_text_of_a_triggered_lore_entry(tiny_qwen2, tmp_path):
+    long_entry = "影牙兽是北境森林的古老守护者，" * 12 + "它只在月圆之夜现身。"  # far beyond any preview length
+    book = {"name": "北境", "entries": {"0": {"uid": 0, "key": ["影牙兽"], "content": long_entry, "order": 10}}}
+    run("character", "import", str(write(tmp_path / "card.json", CARD)))
+    prompt = tmp_path / "prompt.txt"
+    flags = ["--model", str(tiny_qwen2), "--max-new-tokens", "4", "--temperature", "0", "-p", "林夕", "--quiet"]
+    args = ["-m", "你见过影牙兽吗？", "--lorebook", str(write(tmp_path / "north.json", book))]
+    out = run("chat", *flags, *args, "--prompt-file", str(prompt))
+    assert out.exit_code == 0, out.output
+    rendered = prompt.read_text(encoding="utf-8")  # the exact text the tokenizer receives
+    assert long_entry in rendered and "<|im_start|>" in rendered
+    parts = json.loads(prompt.with_suffix(".json").read_text(encoding="utf-8"))["turns"][0]["parts"]
+    assert any(p["kind"].startswith("lore") and p["text"] == long_entry for p in parts)

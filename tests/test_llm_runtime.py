@@ -92,6 +92,24 @@ def test_greedy_generation_is_deterministic_and_stream_joins_to_the_blocking_rep
     assert runtime.chat(HELLO, persona="alpha", params=GREEDY) == runtime.chat(HELLO, persona="alpha", params=GREEDY)
 
 
+def test_reply_loss_is_the_models_own_next_token_loss_on_the_reply(runtime, tiny_qwen2):
+    import math
+
+    reply = runtime.chat(HELLO, params=GREEDY)
+    nll, n = runtime.reply_loss(HELLO, reply)
+    ids = runtime.prompt_ids(HELLO)
+    target = runtime.tokenizer.encode(reply, add_special_tokens=False) + [runtime._stop_ids[0]]
+    assert n == len(target)
+    with runtime._persona_context(None), torch.inference_mode():  # the same sum, token by token, by hand
+        logp = runtime.model(input_ids=torch.tensor([ids + target])).logits[0].log_softmax(-1)
+    manual = -sum(float(logp[len(ids) - 1 + i, t]) for i, t in enumerate(target))
+    assert math.isclose(nll, manual, rel_tol=1e-4)
+    shuffled = "".join(reversed(reply)) or "xyz"  # a reordered reply is less likely than the greedy one
+    nll2, n2 = runtime.reply_loss(HELLO, shuffled)
+    assert nll / n <= nll2 / n2
+    assert runtime.reply_loss(HELLO, reply, "alpha") != (nll, n)  # the persona's adapter scores it differently
+
+
 def test_switching_personas_gives_each_its_own_logits_without_reloading(runtime, tiny_qwen2, adapters, monkeypatch):
 
     loads = []

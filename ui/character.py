@@ -132,5 +132,7 @@ def show_prompt(prompt: dict[str, Any] | None) -> None:
             elif part.get("why"):
                 line += f" · {part['why']}"
             st.markdown(line)
-            text = " ".join(part["text"].split())
-            st.caption(text[:300] + ("…" if len(text) > 300 else ""))
+            st.text(part["text"])
+        if prompt.get("rendered"):
+            st.markdown(t("chat.prompt_rendered"))
+            st.code(prompt["rendered"], language=None, wrap_lines=True)

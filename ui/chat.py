@@ -276,6 +276,8 @@ def show_meta(msg: dict[str, Any]) -> None:
         return
     if msg.get("kb"):
         who = f"{who} · {t('chat.meta_kb', kb=msg['kb'])}"
+    if msg.get("answer_mode"):
+        who = f"{who} · {t('chat.mode_' + msg['answer_mode'])}"
     line = t(
         "chat.meta",
         who=who,
@@ -431,7 +433,10 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, pr
                 "tokens": turn.prompt_tokens,
                 "budget": turn.budget,
                 "fixed": turn.fixed_reply is not None,
+                "rendered": chat.rendered(turn),
             }
+            if turn.answer_mode:
+                pending["answer_mode"], pending["grounded"] = turn.answer_mode, turn.grounded
             show_retrieval(pending)
             stream = chat.stream(turn)
             tracked = _tracked(iter(stream), pending)

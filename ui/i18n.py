@@ -97,6 +97,8 @@ STRINGS: dict[str, tuple[str, str]] = {
         "{who} · {seconds:.1f} s · {tokens} tokens · {tps:.1f} tok/s",
     ),
     "chat.meta_kb": ("知识库「{kb}」", "KB “{kb}”"),
+    "chat.mode_extract": ("抽取式回答（原文摘录）", "extractive answer (quoted)"),
+    "chat.mode_generate": ("模型生成的回答", "generated answer"),
     "chat.no_sources": (
         "知识库「{kb}」中没有找到相关内容，这个回答没有参考资料。",
         "Nothing relevant was found in “{kb}”; this answer has no sources.",
@@ -157,6 +159,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.prompt": (
         "模型看到的内容（{tokens} / {budget} 词元）",
         "What the model saw ({tokens} / {budget} tokens)",
+    ),
+    "chat.prompt_rendered": (
+        "**分词器收到的完整文本**（已套用对话模板）",
+        "**The exact text the tokenizer receives** (chat template applied)",
     ),
     "chat.prompt_fixed": ("模型看到的内容（未调用模型）", "What the model saw (the model was not called)"),
     "chat.part_line": ("**{kind}** · {label} · {tokens} 词元", "**{kind}** · {label} · {tokens} tokens"),

@@ -126,6 +126,7 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         system=system,
         params=params,
         setting=setting,
+        answer_mode=req.answer_mode if req.knowledge_base else None,
     )
     if turn.sources:  # as clients see them: no server paths
         turn.sources = public_sources(req.knowledge_base, turn.sources, svc.engine)
@@ -247,7 +248,9 @@ async def chat_completions(req: ChatRequest, request: Request):
     turn, stream = relay.turn, relay.stream
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    extra: dict[str, Any] = {"sources": turn.sources or []} if req.knowledge_base else {}
+    extra: dict[str, Any] = {}
+    if req.knowledge_base:  # how the answer was made; grounded false: the knowledge base does not answer
+        extra = {"sources": turn.sources or [], "answer_mode": turn.answer_mode, "grounded": turn.grounded}
     if req.rolechat and req.rolechat.show_prompt:
         extra["prompt_parts"] = turn.what_the_model_saw()
     extra["rolechat"] = {"lore_state": turn.lore_state, "user_text": turn.user_text}  # for the client's next turn
@@ -259,6 +262,8 @@ async def chat_completions(req: ChatRequest, request: Request):
             text = await collect(relay, request)
         finally:
             await finish_turn(svc, relay, granted)
+        if req.knowledge_base:
+            extra["grounded"] = svc.engine.grounded(turn, text)
         message = {"role": "assistant", "content": text}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish_reason(stream)}
         body = {

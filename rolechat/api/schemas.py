@@ -129,7 +129,8 @@ class RolechatOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """`POST /v1/chat/completions`: OpenAI's fields, plus `knowledge_base` (and `k`) to answer from one."""
+    """`POST /v1/chat/completions`: OpenAI's fields, plus `knowledge_base` (and `k`, `answer_mode`) to answer
+    from one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -145,6 +146,7 @@ class ChatRequest(BaseModel):
     seed: Int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     knowledge_base: Text | None = Field(default=None, max_length=100)
     k: Int | None = Field(default=None, ge=1, le=50)
+    answer_mode: Literal["auto", "generate", "extract"] | None = None  # with knowledge_base: rag.answer_mode
     rolechat: RolechatOptions | None = None
     # accepted and ignored, as they change nothing about the reply
     user: Text | None = Field(default=None, max_length=256)

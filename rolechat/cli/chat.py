@@ -92,19 +92,31 @@ class Talk:
     prompt_file: Path | None = None
     quiet: bool = False
     turns: list[Any] = field(default_factory=list)
+    told_dropped: bool = False
 
     def prepared(self, turn: Any) -> Any:
-        """Show and record a prepared turn (the prompt view), keep its timed lore state for the next one."""
+        """Show and record a prepared turn (the prompt view), keep its timed lore state for the next one; the
+        first time the context cannot hold every part, say once what was left out."""
         if self.show_prompt:
             print_parts(turn)
+        full = next((p for p in turn.parts if p.kind == "notice" and p.label == "context full"), None)
+        if full is not None and not self.told_dropped and not self.show_prompt:
+            err_console.print(f"note: {full.text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+            self.told_dropped = True
         self.setting.lore_state = turn.lore_state
         if self.prompt_file is not None:
             from rolechat.conversation.report import report
 
             self.turns.append(turn)
-            text = report(self.turns, as_json=self.prompt_file.suffix.lower() == ".json")
+            as_json = self.prompt_file.suffix.lower() == ".json"
+            files = {self.prompt_file: report(self.turns, as_json=as_json, render=self.engine.rendered)}
+            if not as_json:  # the parts as JSON beside the text
+                files[self.prompt_file.with_suffix(".json")] = report(
+                    self.turns, as_json=True, render=self.engine.rendered
+                )
             try:
-                self.prompt_file.write_text(text, encoding="utf-8")
+                for path, text in files.items():
+                    path.write_text(text, encoding="utf-8")
             except OSError as exc:
                 fail(f"--prompt-file {self.prompt_file}: {exc}")
         return turn

@@ -132,6 +132,7 @@ def _eval_table(report: dict[str, Any]) -> None:
         ("distinct_1", "distinct-1"),
         ("distinct_2", "distinct-2"),
         ("mean_chars", "mean reply length (chars)"),
+        ("perplexity", "perplexity under the base model ↓"),
     ]
     table = Table(title=f"{report['persona']} vs {report['base_model']} · {report['prompts']} prompts")
     table.add_column("metric")
@@ -139,11 +140,13 @@ def _eval_table(report: dict[str, Any]) -> None:
     table.add_column("base", justify="right")
     p, b = report["metrics"]["persona"], report["metrics"]["base"]
     for key, label in rows:
-        if key in report["skipped"]:
+        if key in report["skipped"] or (key == "perplexity" and key not in p):
             continue
-        fmt = (lambda v: "-" if v is None else f"{v:.1f}") if key == "mean_chars" else _fmt
+        fmt = (lambda v: "-" if v is None else f"{v:.1f}") if key in ("mean_chars", "perplexity") else _fmt
         table.add_row(label, fmt(p[key]), fmt(b[key]))
     console.print(table)
+    if report.get("fluency_ratio") is not None:
+        console.print(f"fluency ratio (perplexity, persona ÷ base): {report['fluency_ratio']:.2f}", highlight=False)
     for key, why in report["skipped"].items():
         console.print(f"[dim]{key} skipped: {why}[/]", highlight=False)
     console.print(f"[dim]prompts: {report['source']}[/]", highlight=False)

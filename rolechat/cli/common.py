@@ -64,24 +64,20 @@ def done_or_fail(action, errors: tuple[type[Exception], ...], done: str) -> None
 
 
 def print_parts(turn) -> None:
-    """--show-prompt: every part of the prompt with its token count and why it is there (dropped and left-out
-    ones marked), to stderr (`--prompt-file` writes the whole of it, `conversation.report`)."""
-    from rich.table import Table
-
+    """--show-prompt: every part of the prompt in full, with its token count and why it is there (dropped and
+    left-out ones marked), to stderr (`--prompt-file` also writes the exact rendered text, `conversation.report`)."""
     from rolechat.conversation.assembly import NOT_SENT
 
-    table = Table("kind", "part", "tokens", "sent", "why", "text", title="what the model saw", title_justify="left")
+    err_console.rule("what the model saw", align="left")
     for part in turn.parts:
-        text = " ".join(part.text.split())
-        table.add_row(
-            part.kind,
-            escape(part.label),
-            str(part.tokens),
-            "no" if part.kind in NOT_SENT else "yes" if part.included else "[yellow]dropped[/]",
-            escape(part.why),
-            escape(text[:60] + ("…" if len(text) > 60 else "")) if part.kind != "notice" else escape(text),
-        )
-    err_console.print(table)
+        sent = "not sent" if part.kind in NOT_SENT else "sent" if part.included else "[yellow]dropped[/]"
+        head = f"[bold]{escape(part.kind)}[/] | {escape(part.label)} | {part.tokens} tokens | {sent}"
+        if part.source:
+            head += f" | book {escape(part.source)}"
+        if part.why:
+            head += f" | {escape(part.why)}"
+        err_console.print(head, highlight=False, soft_wrap=True)
+        err_console.print(part.text, markup=False, highlight=False, soft_wrap=True)
     if turn.fixed_reply is None:
         err_console.print(
             f"prompt: {turn.prompt_tokens} tokens of {turn.budget} the context leaves (persona: "

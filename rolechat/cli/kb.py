@@ -368,9 +368,18 @@ def ask(
     user_name: str = USER_NAME_OPTION,
     user_description: str = USER_DESCRIPTION_OPTION,
     show_prompt: bool = SHOW_PROMPT_OPTION,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: question, answer, mode (extract or generate), grounded (false when nothing in "
+        "the knowledge base answers), confidence (extract), sources (file, location, score).",
+    ),
     config: Overrides | None = None,
 ) -> None:
-    """Answer a question from a knowledge base: streams the answer, then lists the sources it cites."""
+    """Answer a question from a knowledge base: streams the answer, then lists the sources it cites.
+
+    rag.answer_mode picks how: generate (the model writes it), extract (the passages' best sentences, quoted) or
+    auto (extract on the demo model and on models marked llm.too_small); the answer says which."""
     from rolechat.cli.chat import demo_hint, engine_or_fail, load_runtime_or_fail, user_persona
 
     base = _open(kb, config["rag"])  # an unknown knowledge base fails here, before the model loads
@@ -389,10 +398,30 @@ def ask(
         fail(str(exc))
     if show_prompt:
         print_parts(turn)
+    if as_json:
+        text = engine.stream(turn).join()
+        engine.close()
+        _print_json(
+            {
+                "question": question,
+                "kb": kb,
+                "persona": persona or "base",
+                "answer": text,
+                "mode": turn.answer_mode,
+                "grounded": engine.grounded(turn, text),
+                "confidence": turn.confidence,
+                "sources": [
+                    {k: row[k] for k in ("n", "file", "source", "location", "score", "found_by")}
+                    for row in turn.sources or []
+                ],
+            }
+        )
+        return
     for piece in engine.stream(turn):
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
     engine.close()
+    err_console.print(f"answer mode: {turn.answer_mode} (rag.answer_mode = {base.cfg.answer_mode})", highlight=False)
     if turn.sources:
         console.print("[bold]sources[/]")
         for row in turn.sources:

@@ -133,8 +133,8 @@ class Assembly:
         if kept > 2 * budget:  # what is never dropped is twice the room: no need to render it to know
             raise ContextOverflow(
                 f"the system prompt, the character's card and the message need about {kept} tokens, but the context "
-                f"leaves room for {budget} (context length minus the reply's max_new_tokens): shorten the message "
-                "or the card, or lower max_new_tokens"
+                f"leaves room for {budget} (llm.context_length minus the reply's max_new_tokens): shorten the "
+                "message or the card, lower max_new_tokens, or raise llm.context_length if the model allows"
             )
         # a long history would be rendered and tokenized whole just to learn that most of it goes: drop on an
         # estimate first (content tokens plus a few per message for the template's role markers)
@@ -152,8 +152,8 @@ class Assembly:
             if not victims:
                 raise ContextOverflow(
                     f"the system prompt, the character's card and the message need {total} tokens, but the context "
-                    f"leaves room for {budget} (context length minus the reply's max_new_tokens): shorten the message "
-                    "or the card, or lower max_new_tokens"
+                    f"leaves room for {budget} (llm.context_length minus the reply's max_new_tokens): shorten the "
+                    "message or the card, lower max_new_tokens, or raise llm.context_length if the model allows"
                 )
             messages = self.messages()
             content = sum(p.part.tokens for p in self.pieces if p.included)

@@ -123,6 +123,9 @@ class Turn:
     lore_state: dict[str, Any] = field(default_factory=dict)  # timed lore effects for the chat's next turn
     user_text: str = ""  # the new message as the chat keeps it (after the regex scripts on user input)
     scripts: Any = None  # the regex scripts of the turn (regexscripts.ScriptSet), for its reply
+    answer_mode: str = ""  # knowledge-base turns: "generate" (the model answers) or "extract" (sentences quoted)
+    grounded: bool | None = None  # knowledge-base turns: False when the knowledge base holds no answer
+    confidence: float | None = None  # extract: the best sentence's match with the question (0-1)
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.parts]
@@ -193,6 +196,39 @@ def source_rows(docs: Sequence[Any], snippet_chars: int = 300) -> list[dict[str,
             }
         )
     return rows
+
+
+DROPPED_NAMES = {
+    "example": "example dialogues",
+    "history": "history messages (the oldest)",
+    "summary": "the summary of earlier turns",
+    "knowledge": "knowledge passages",
+    "memory": "memory lines",
+    "lore-triggered": "lore entries",
+    "lore-constant": "always-on lore entries",
+}
+
+
+def dropped_notice(parts: Sequence[PromptPart]) -> PromptPart | None:
+    """One notice of what a full context (or a part's own budget) left out, by kind, e.g. "left out to fit the
+    context: 6 of 8 example dialogues, lore entries 'Lighthouse'"; None when everything went in."""
+    counts: dict[str, list[PromptPart]] = {}
+    totals: dict[str, int] = {}
+    for part in parts:
+        if part.kind in DROPPED_NAMES:
+            totals[part.kind] = totals.get(part.kind, 0) + 1
+            if not part.included:
+                counts.setdefault(part.kind, []).append(part)
+    if not counts:
+        return None
+    said = []
+    for kind, left in counts.items():
+        text = f"{len(left)} of {totals[kind]} {DROPPED_NAMES[kind]}"
+        if kind.startswith("lore"):
+            text += " (" + ", ".join(p.label for p in left[:5]) + (", …" if len(left) > 5 else "") + ")"
+        said.append(text)
+    text = "left out to fit the context (llm.context_length) and the [chat] budgets: " + "; ".join(said)
+    return PromptPart("notice", "context full", 0, text)
 
 
 class Engine:
@@ -431,6 +467,7 @@ class Engine:
         setting: ChatSetting | None = None,
         lines: Sequence[tuple[str, str]] | None = None,
         kept: str | None = None,
+        answer_mode: str | None = None,
     ) -> Turn:
         """Build the turn for `message` (see the module docstring). `summary`: the summary of older turns that
         are no longer in `history` (`summary.summarise`), at the end of the system part. `setting`: the chat's
@@ -438,6 +475,7 @@ class Engine:
         the lorebook scan reads, (speaker name, text) oldest first with the new message last (default: the
         history and the message, named after the user and the character). `kept`: what the chat keeps of the
         message when `message` already went through the user-input regex scripts (a scene's transcript).
+        `answer_mode`: knowledge-base turns only, overrides `rag.answer_mode` (auto, generate, extract).
 
         Raises ValueError for unknown personas or knowledge bases, ContextOverflow (a ValueError) when the
         parts that are never dropped do not fit the context; CardError for a lorebook that cannot be read."""
@@ -469,11 +507,17 @@ class Engine:
                 parts_before.append(
                     PromptPart("question", "standalone question", self.count_tokens(question), question)
                 )
+            answer_mode = self.answer_mode(mode=answer_mode)
             if not docs:
                 from rolechat.rag import prompts
 
                 parts = [*parts_before, *(p.part for p in pieces + placed.shown)]
-                return Turn(persona, [], gen, parts, sources, question, prompts.NOT_FOUND, budget=self.budget(gen))
+                turn = Turn(persona, [], gen, parts, sources, question, prompts.NOT_FOUND, budget=self.budget(gen))
+                turn.answer_mode, turn.grounded = answer_mode, False
+                return turn
+            if answer_mode == "extract":
+                knowledge = [p.part for p in make.knowledge(docs, sources, question) if p.part.kind == "knowledge"]
+                return self._extracted(knowledge_base, question, docs, sources, parts_before + knowledge, persona, gen)
             pieces += make.knowledge(docs, sources, question)
             build = make.builder(answer_prompt=make.answer_prompt(question))
         else:
@@ -483,6 +527,8 @@ class Engine:
         turn = self._fit(pieces, build, gen, persona)
         turn.parts[:0] = parts_before
         turn.sources, turn.question = sources, question
+        if knowledge_base:
+            turn.answer_mode, turn.grounded = "generate", True
         return self._kept(turn, found.state, kept, scripts)
 
     @staticmethod
@@ -569,7 +615,70 @@ class Engine:
             total = assembly.fit(measure, budget)  # ContextOverflow again if even that is too little
             gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, context - total))
         parts = [p.part for p in pieces]
+        dropped = dropped_notice(parts)
+        if dropped:
+            parts.append(dropped)
         return Turn(persona, assembly.messages(), gen, parts, prompt_tokens=total, budget=budget)
+
+    # -- knowledge-base answers ---------------------------------------------------------------------------
+
+    def answer_mode(self, mode: str | None = None) -> str:
+        """How knowledge-base questions are answered here: "extract" or "generate". `mode` (default
+        `rag.answer_mode`): auto means extract on the demo model and on a model marked `llm.too_small`."""
+        from rolechat.rag.config import ANSWER_MODES
+
+        mode = mode or self.rag_cfg.answer_mode
+        if mode not in ANSWER_MODES:
+            raise ValueError(f"answer mode must be one of {', '.join(ANSWER_MODES)}, got {mode!r}")
+        if mode != "auto":
+            return mode
+        info, cfg = getattr(self.runtime, "info", None), getattr(self.runtime, "cfg", None)
+        small = bool(getattr(info, "is_demo", False)) or bool(getattr(cfg, "too_small", False))
+        return "extract" if small else "generate"
+
+    def rendered(self, turn: Turn) -> str:
+        """The exact text the tokenizer receives for `turn` (chat template applied, the persona's system prompt
+        included, generation prompt last); "" for a reply known without the model."""
+        if turn.fixed_reply is not None or not turn.messages:
+            return ""
+        ids = self.runtime.prompt_ids(turn.messages, turn.persona, persona_system=False)
+        return self.runtime.tokenizer.decode(ids, skip_special_tokens=False)
+
+    @staticmethod
+    def grounded(turn: Turn, reply: str) -> bool | None:
+        """Whether a knowledge-base reply is an answer from the knowledge base (None: no knowledge base was
+        asked): False when nothing was found, when an extractive answer found no sentence good enough, or when
+        the model said the passages do not answer."""
+        if turn.grounded is None or not turn.grounded:
+            return turn.grounded
+        if turn.answer_mode == "generate":
+            from rolechat.rag import prompts
+
+            return not any(marker in reply for marker in prompts.NOT_ANSWERED)
+        return True
+
+    def _extracted(self, kb_name, question, docs, sources, parts, persona, gen) -> Turn:
+        """The turn of an extractive answer: the reply is known (quoted sentences or "no answer"), the model is
+        not called; the parts show the passages it was taken from."""
+        from rolechat.rag.embedder_spec import MINILM
+        from rolechat.rag.extract import extract
+
+        kb = self.knowledge_base(kb_name)
+        try:  # the bundled MiniLM is blind to Chinese: its cosines would be noise, the lexical judge decides alone
+            embeddings = None if kb.embedder_spec().name == MINILM else kb.embeddings
+        except (AttributeError, ValueError):
+            embeddings = kb.embeddings if self._embeddings is None else self._embeddings
+        idf = getattr(getattr(kb, "bm25", None), "idf", None)
+        found = extract(question, docs, embeddings, idf, threshold=self.rag_cfg.extract_threshold)
+        note = (
+            f"extractive answer (rag.answer_mode): the model is not called; confidence {found.confidence:.2f}, "
+            f"threshold {self.rag_cfg.extract_threshold:.2f}: "
+            + ("quoted" if found.grounded else "not in the knowledge base")
+        )
+        parts = [*parts, PromptPart("notice", "answer mode", 0, note)]
+        turn = Turn(persona, [], gen, parts, sources, question, found.text, budget=self.budget(gen))
+        turn.answer_mode, turn.grounded, turn.confidence = "extract", found.grounded, round(found.confidence, 4)
+        return turn
 
     # -- the pieces ---------------------------------------------------------------------------------------
 

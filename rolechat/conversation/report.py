@@ -3,6 +3,10 @@ the runtime renders, as text for people or JSON for programs (`rolechat chat --p
 
     text = report([turn, ...])           # one section per turn: parts (full text), then the messages
     data = report([turn], as_json=True)  # {"turns": [{"persona", "speaker", "prompt_tokens", "parts", ...}]}
+    text = report(turns, render=engine.rendered)   # + each turn's exact text as the tokenizer receives it
+
+`rolechat chat --prompt-file PATH` writes the text report with the rendered prompt to PATH and, beside it, the
+JSON of the same turns (PATH with the suffix .json); a PATH ending in .json gets the JSON alone.
 
 A lore part names the book it came from (`source`) and says why it fired: the key found (in a recursion
 sweep or not), constant, sticky or `@@activate`, with its order and position. Entries the scan activated but
@@ -13,7 +17,7 @@ as `lore-skipped` parts, not sent.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rolechat.conversation.assembly import NOT_SENT
@@ -21,8 +25,8 @@ from rolechat.conversation.assembly import NOT_SENT
 __all__ = ["report", "turn_record"]
 
 
-def turn_record(turn: Any) -> dict[str, Any]:
-    """One turn as plain data."""
+def turn_record(turn: Any, render: Callable[[Any], str] | None = None) -> dict[str, Any]:
+    """One turn as plain data; `render` (`Engine.rendered`) adds the exact text the tokenizer receives."""
     return {
         "persona": turn.persona or "base",
         "speaker": turn.speaker,
@@ -32,6 +36,8 @@ def turn_record(turn: Any) -> dict[str, Any]:
         "parts": turn.what_the_model_saw(),
         "messages": [dict(m) for m in turn.messages],
         "lore_state": turn.lore_state,
+        "answer_mode": getattr(turn, "answer_mode", ""),
+        "rendered": render(turn) if render is not None else None,
     }
 
 
@@ -63,14 +69,16 @@ def _turn_text(n: int, record: dict[str, Any]) -> str:
     lines += ["", "## messages"]
     for message in record["messages"]:
         lines += [f"### {message['role']}", message["content"], ""]
+    if record.get("rendered"):
+        lines += ["## rendered (the exact text the tokenizer receives)", record["rendered"], ""]
     if record["fixed_reply"] is not None:
         lines += ["## fixed reply", record["fixed_reply"], ""]
     return "\n".join(lines)
 
 
-def report(turns: Sequence[Any], *, as_json: bool = False) -> str:
-    """The prompt view of `turns` (see the module docstring)."""
-    records = [turn_record(t) for t in turns]
+def report(turns: Sequence[Any], *, as_json: bool = False, render: Callable[[Any], str] | None = None) -> str:
+    """The prompt view of `turns` (see the module docstring); `render`: see `turn_record`."""
+    records = [turn_record(t, render) for t in turns]
     if as_json:
         return json.dumps({"turns": records}, ensure_ascii=False, indent=2) + "\n"
     return "\n\n".join(_turn_text(n, r) for n, r in enumerate(records, 1)) + "\n"

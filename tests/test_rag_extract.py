@@ -1,0 +1,180 @@
+"""rolechat.rag.extract and the engine's answer modes: extractive answers quote the passages' best sentences
+verbatim with their citation numbers, say plainly when the knowledge base holds no answer, and `auto` picks
+extract on models too small to answer from passages."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.documents import Document
+
+from rolechat.rag.extract import LEAD_IN, NO_ANSWER, extract, rank_sentences, split_sentences
+
+TEA = (
+    "# 冲泡指南\n\n## 云雾毛尖\n\n用玻璃杯冲泡，水温八十到八十五摄氏度，三克茶叶配一百五十毫升水。"
+    "先注入三分之一的水润茶三十秒，再加满水。\n"
+)
+VISIT = "开放时间：每天上午八点半到下午五点，周一闭园。\n门票：成人三十元，学生半价。\n"
+
+
+def docs() -> list[Document]:
+    out = [
+        Document(TEA, metadata={"source": "/kb/冲泡指南.md", "location": "line 3", "headings": "", "citation": 1}),
+        Document(VISIT, metadata={"source": "/kb/参观须知.txt", "location": "line 1", "headings": "", "citation": 2}),
+    ]
+    return out
+
+
+def test_sentences_are_split_verbatim_with_their_punctuation():
+    assert split_sentences("甲乙丙。丁戊！\n“己庚？”辛") == ["甲乙丙。", "丁戊！", "“己庚？”", "辛"]
+
+
+def test_the_answer_quotes_the_sentence_that_holds_the_fact_with_its_citation():
+    found = extract("门票多少钱？成人的", docs(), threshold=0.1)
+    assert found.grounded
+    lines = found.text.splitlines()
+    assert lines[0] == LEAD_IN
+    assert "「门票：成人三十元，学生半价。」[2]" in lines[1:]
+    assert found.sentences[0].text in VISIT  # verbatim, nothing rewritten
+
+
+def test_the_sentence_is_chosen_by_the_question_not_by_chunk_order():
+    found = extract("润茶要多久？", docs(), threshold=0.1)
+    assert found.grounded and found.sentences[0].citation == 1
+    assert "润茶三十秒" in found.sentences[0].text
+
+
+def test_a_question_the_passages_do_not_answer_gets_no_answer_and_the_closest_sources():
+    found = extract("茶园的老板叫什么名字？", docs())
+    assert not found.grounded
+    lines = found.text.splitlines()
+    assert lines[0] == NO_ANSWER
+    assert lines[1].startswith("[1] 冲泡指南.md（line 3）：") and lines[2].startswith("[2] 参观须知.txt")
+
+
+def test_the_threshold_decides_between_an_answer_and_none():
+    question = "周一闭园吗"
+    assert extract(question, docs(), threshold=0.0).grounded
+    assert not extract(question, docs(), threshold=1.0).grounded
+
+
+class OneHot:
+    """Embeddings that know only whether a text mentions 门票: the dense judge alone can then tell sentences apart."""
+
+    def embed_query(self, text):
+        return [1.0, 0.0] if "票" in text else [0.0, 1.0]
+
+    def embed_documents(self, texts):
+        return [[1.0, 0.0] if "门票" in t else [0.0, 1.0] for t in texts]
+
+
+def test_the_embedder_ranks_sentences_the_words_do_not_separate():
+    ranked = rank_sentences("票价？", docs(), embeddings=OneHot())
+    assert ranked[0].text == "门票：成人三十元，学生半价。"
+    assert ranked[0].dense == pytest.approx(1.0) and ranked[-1].dense == pytest.approx(0.0)
+
+
+def test_confidence_counts_the_question_terms_of_the_whole_chunk_not_just_the_sentence():
+    ranked = rank_sentences("云雾毛尖的水温多少度？润茶呢", docs())
+    tea = [s for s in ranked if s.citation == 1]
+    assert {s.chunk_cover for s in tea} == {tea[0].chunk_cover}  # one value per chunk
+    assert all(s.chunk_cover >= s.cover for s in tea)  # the chunk holds every term a sentence of it holds, and more
+    assert max(s.chunk_cover for s in ranked if s.citation == 2) < tea[0].chunk_cover
+
+
+def test_the_best_sentence_comes_with_the_next_best_of_its_chunk_in_document_order():
+    found = extract("润茶要多久？", docs(), threshold=0.0)
+    assert [s.citation for s in found.sentences] == [1, 1]
+    quoted = found.text.splitlines()[1:]
+    assert quoted == sorted(quoted, key=lambda line: TEA.find(line[1 : line.index("」")]))
+    assert any("润茶三十秒" in line for line in quoted)
+
+
+def test_headings_and_list_markers_are_never_an_answer():
+    doc = Document("# 标题很长很长的一行\n- 一\n正文说明水温是九十度。", metadata={"citation": 1, "source": "a.md"})
+    texts = [s.text for s in rank_sentences("水温是多少", [doc])]
+    assert texts == ["正文说明水温是九十度。"]
+
+
+# -- the engine -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_qwen2):
+    from rolechat.llm import LLMConfig, Runtime
+
+    return Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+
+
+@pytest.fixture()
+def tea_kb(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rolechat.rag import KnowledgeBase, RAGConfig
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "冲泡指南.md").write_text(TEA, encoding="utf-8")
+    (folder / "参观须知.txt").write_text(VISIT, encoding="utf-8")
+    fake = DeterministicFakeEmbedding(size=64)
+    kb = KnowledgeBase("茶园", RAGConfig(), embeddings=fake)
+    kb.index([str(folder)])
+    kb.close()
+    return fake
+
+
+def test_auto_extracts_on_a_model_marked_too_small_and_generates_on_others(runtime, tiny_qwen2):
+    from dataclasses import replace
+
+    from rolechat.conversation import Engine
+    from rolechat.rag import RAGConfig
+
+    assert Engine(runtime).answer_mode() == "generate"
+    assert Engine(runtime, RAGConfig(answer_mode="extract")).answer_mode() == "extract"
+    small = runtime.__class__.__new__(runtime.__class__)
+    small.__dict__.update(runtime.__dict__)
+    small.cfg = replace(runtime.cfg, too_small=True)
+    assert Engine(small).answer_mode() == "extract"
+    with pytest.raises(ValueError, match="answer mode must be one of"):
+        Engine(runtime).answer_mode("copy")
+
+
+def test_an_extract_turn_never_calls_the_model_and_says_which_mode_answered(runtime, tea_kb):
+    from rolechat.conversation import Engine
+    from rolechat.rag import RAGConfig
+
+    # the fake embedder's cosines are noise: a threshold of 0.05 lets the chunk's term coverage carry it
+    engine = Engine(runtime, RAGConfig(answer_mode="extract", extract_threshold=0.05), embeddings=tea_kb)
+    turn = engine.prepare("成人门票多少钱？", knowledge_base="茶园", mode="bm25")
+    assert turn.answer_mode == "extract" and turn.grounded is True and turn.messages == []
+    assert "「门票：成人三十元，学生半价。」[" in turn.fixed_reply
+    assert engine.grounded(turn, engine.stream(turn).join()) is True
+    notice = [p for p in turn.parts if p.kind == "notice"]
+    assert notice and "extractive answer" in notice[0].text
+    assert [p.kind for p in turn.parts].count("knowledge") == len(turn.sources)
+
+    generated = engine.prepare("成人门票多少钱？", knowledge_base="茶园", mode="bm25", answer_mode="generate")
+    assert generated.answer_mode == "generate" and generated.messages and generated.fixed_reply is None
+    assert engine.grounded(generated, "资料中没有提到。") is False
+    assert engine.grounded(generated, "三十元[2]") is True
+    engine.close()
+
+
+def test_an_extract_turn_below_the_threshold_is_not_grounded(runtime, tea_kb):
+    from rolechat.conversation import Engine
+    from rolechat.rag import RAGConfig
+
+    engine = Engine(runtime, RAGConfig(answer_mode="extract", extract_threshold=1.0), embeddings=tea_kb)
+    turn = engine.prepare("成人门票多少钱？", knowledge_base="茶园", mode="bm25")
+    assert turn.grounded is False and turn.fixed_reply.startswith(NO_ANSWER)
+    assert engine.grounded(turn, turn.fixed_reply) is False
+    engine.close()
+
+
+def test_answer_mode_settings_are_checked():
+    from rolechat.rag import RAGConfig
+    from rolechat.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="rag.answer_mode must be one of auto, generate, extract"):
+        RAGConfig(answer_mode="quote")
+    with pytest.raises(ConfigError, match="rag.extract_threshold"):
+        RAGConfig(extract_threshold=1.5)
