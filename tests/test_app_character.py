@@ -49,7 +49,7 @@ def test_a_character_chat_opens_with_its_greeting_and_shows_what_the_model_saw(m
     seen = next(e for e in at.chat_message[2].expander if e.label.startswith("模型看到的内容"))
     lines = [m.value for m in seen.markdown]
     assert any("触发的设定" in line and "茶园" in line and "词元" in line for line in lines)
-    assert "茶园在城东。" in [c.value for c in seen.caption]
+    assert "茶园在城东。" in [c.value for c in seen.text]  # each part in full (the rendered prompt holds it too)
     total = history[-1]["prompt"]["tokens"]
     assert 0 < total <= history[-1]["prompt"]["budget"] and f"（{total} / " in seen.label
 
