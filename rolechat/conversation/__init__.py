@@ -18,7 +18,7 @@ _EXPORTS = {
     "Engine": "engine",
     "FixedReply": "engine",
     "Turn": "engine",
-    "UserPersona": "engine",
+    "UserPersona": "setting",
     "source_rows": "engine",
     "Character": "card",
     "apply_macros": "card",

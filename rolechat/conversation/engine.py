@@ -63,7 +63,7 @@ from typing import Any
 from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
 from rolechat.conversation.pieces import PieceMaker
-from rolechat.conversation.setting import ChatSetting
+from rolechat.conversation.setting import ChatSetting, UserPersona
 from rolechat.llm import GenerationParams, GenerationStats
 
 MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
@@ -92,18 +92,6 @@ def _longest_token(tokenizer: Any) -> int:
 
 
 _LONGEST: dict[int, int] = {}
-
-
-@dataclass
-class UserPersona:
-    """Who the user is in the conversation: `{{user}}` is the name; the description goes in the system part."""
-
-    name: str = "用户"
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = (self.name or "").strip() or "用户"
-        self.description = (self.description or "").strip()
 
 
 @dataclass

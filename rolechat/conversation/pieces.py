@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from rolechat.conversation.assembly import Piece, PromptPart
 
 if TYPE_CHECKING:
-    from rolechat.conversation.engine import UserPersona
     from rolechat.conversation.lore import Placed
+    from rolechat.conversation.setting import UserPersona
 
 __all__ = ["EXAMPLES_HEADER", "PieceMaker"]
 

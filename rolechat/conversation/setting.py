@@ -17,9 +17,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AN_POSITIONS", "AuthorsNote", "ChatSetting"]
+__all__ = ["AN_POSITIONS", "AuthorsNote", "ChatSetting", "UserPersona"]
 
 AN_POSITIONS = ("in_chat", "after_story", "before_story")  # SillyTavern's note positions 1, 0 and 2
+
+
+@dataclass
+class UserPersona:
+    """Who the user is in the conversation: `{{user}}` is the name; the description goes in the system part."""
+
+    name: str = "用户"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = (self.name or "").strip() or "用户"
+        self.description = (self.description or "").strip()
 
 
 @dataclass
