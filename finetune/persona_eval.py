@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from rolechat.finetune.data import Dataset, load_dataset
+from rolechat.llm.remote import RemoteError
 
 __all__ = [
     "EvalError",
@@ -342,13 +343,15 @@ def evaluate_persona(
     }
     skipped = {}
     fluency = None
-    if hasattr(runtime, "reply_loss"):
-        prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
-        for side in ("persona", "base"):
-            metrics[side]["perplexity"] = base_perplexity(runtime, prompts, replies[side])
-        fluency = metrics["persona"]["perplexity"] / metrics["base"]["perplexity"]
+    prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
+    try:
+        perplexity = {side: base_perplexity(runtime, prompts, replies[side]) for side in ("persona", "base")}
+    except RemoteError as exc:  # a remote server generates but does not score text
+        skipped["fluency_ratio"] = str(exc)
     else:
-        skipped["fluency_ratio"] = "the runtime cannot score text (a remote model)"
+        for side, value in perplexity.items():
+            metrics[side]["perplexity"] = value
+        fluency = perplexity["persona"] / perplexity["base"]
     if embed is None:
         skipped["embedding_cosine"] = embed_skip or "no embedder given"
     if judge is None:

@@ -263,6 +263,9 @@ class RemoteRuntime(Runtime):
     def logits(self, messages: Sequence[Mapping[str, str]], persona: str | None = None) -> Any:
         raise RemoteError("next-token logits are not available from a remote server (llm.backend = openai)")
 
+    def reply_loss(self, messages: Sequence[Mapping[str, str]], reply: str, persona: str | None = None) -> Any:
+        raise RemoteError("a reply's likelihood is not available from a remote server (llm.backend = openai)")
+
     def chat_model(self, persona: str | None = None, **params: Any) -> Any:
         from rolechat.llm.chat_model import RolechatChatModel
 

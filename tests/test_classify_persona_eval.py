@@ -142,3 +142,21 @@ def test_train_json_reports_the_persona_even_when_its_check_fails(tiny_qwen2, tm
     doc = json.loads(result.stdout)
     assert doc["eval_persona"] is None and doc["output"].endswith("cat")
     assert "error:" in result.stderr and "held-out" in result.stderr
+
+
+def test_a_remote_runtime_skips_the_fluency_ratio_and_says_why(tiny_qwen2, monkeypatch):
+    """A server generates but cannot score text: the report skips fluency with the server's reason, the rest
+    is measured (RemoteRuntime inherits Runtime's methods, so only its own refusal tells the two apart)."""
+    from rolechat.finetune.persona_eval import EvalItem, evaluate_persona
+    from rolechat.llm import LLMConfig, load_runtime
+    from rolechat.llm.remote import RemoteRuntime
+    from rolechat.settings import personas_dir
+    from tests.app_support import make_adapter
+
+    make_adapter(tiny_qwen2, personas_dir() / "cat", 1)
+    runtime = load_runtime(LLMConfig(model=str(tiny_qwen2), max_new_tokens=4))
+    monkeypatch.setattr(runtime, "reply_loss", RemoteRuntime.reply_loss.__get__(runtime))
+    items = [EvalItem([{"role": "user", "content": "你好"}], "你好喵~")]
+    report = evaluate_persona(runtime, "cat", items, max_new_tokens=4, catchphrase="喵~")
+    assert report["fluency_ratio"] is None and "remote server" in report["skipped"]["fluency_ratio"]
+    assert "perplexity" not in report["metrics"]["persona"] and 0 <= report["metrics"]["persona"]["rouge_l"] <= 1
