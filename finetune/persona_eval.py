@@ -325,11 +325,10 @@ def evaluate_persona(
     replies: dict[str, list[str]] = {"persona": [], "base": []}
     finishes: dict[str, list[str]] = {"persona": [], "base": []}
     total = len(items) * 2
+    # the base model answers with the persona's system prompt (and scores both sides' replies with it)
+    prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
     for i, item in enumerate(items):
-        for side, msgs, who in (
-            ("persona", item.messages, persona),
-            ("base", ([{"role": "system", "content": system}] if system else []) + item.messages, None),
-        ):
+        for side, msgs, who in (("persona", item.messages, persona), ("base", prompts[i], None)):
             stream = runtime.stream(msgs, who, params)
             replies[side].append(stream.join().strip())
             finishes[side].append(stream.stats.finish_reason)
@@ -342,16 +341,7 @@ def evaluate_persona(
         side: _side(replies[side], finishes[side], refs, catchphrase, judge, embed) for side in ("persona", "base")
     }
     skipped = {}
-    fluency = None
-    prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
-    try:
-        perplexity = {side: base_perplexity(runtime, prompts, replies[side]) for side in ("persona", "base")}
-    except RemoteError as exc:  # a remote server generates but does not score text
-        skipped["fluency_ratio"] = str(exc)
-    else:
-        for side, value in perplexity.items():
-            metrics[side]["perplexity"] = value
-        fluency = perplexity["persona"] / perplexity["base"]
+    fluency = _fluency(runtime, prompts, replies, metrics, skipped)
     if embed is None:
         skipped["embedding_cosine"] = embed_skip or "no embedder given"
     if judge is None:
@@ -378,6 +368,19 @@ def evaluate_persona(
             for i, item in enumerate(items[:samples])
         ],
     }
+
+
+def _fluency(runtime: Any, prompts: list, replies: dict[str, list[str]], metrics: dict, skipped: dict) -> float | None:
+    """Each side's perplexity under the base model into `metrics`, and the persona's / the base's; None (and
+    the reason in `skipped`) where the runtime cannot score text."""
+    try:
+        perplexity = {side: base_perplexity(runtime, prompts, replies[side]) for side in ("persona", "base")}
+    except RemoteError as exc:  # a remote server generates but does not score text
+        skipped["fluency_ratio"] = str(exc)
+        return None
+    for side, value in perplexity.items():
+        metrics[side]["perplexity"] = value
+    return perplexity["persona"] / perplexity["base"]
 
 
 def base_perplexity(runtime: Any, prompts: Sequence[Sequence[dict]], replies: Sequence[str]) -> float:
