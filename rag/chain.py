@@ -1,30 +1,34 @@
-"""The answer chain (LCEL): question (+ history -> standalone question) -> retrieve -> prompt -> model -> answer.
+"""The knowledge-base answer as a LangChain Runnable, and the text shapes of its passages.
 
-    chain = build_chain(kb.retriever(), chat_model)
+    from rolechat.conversation.knowledge import answer_chain
+    chain = answer_chain(engine, "示例知识库")            # the engine's own pipeline and prompts
     out = chain.invoke({"question": "怎么部署？", "chat_history": []})
     out["answer"], out["sources"]          # sources[i] is citation [i+1]
-    for piece in chain.stream({...}):      # {"sources": [...]} first, then {"answer": "tok"} pieces
+    for piece in chain.stream({...}):      # {"question", "standalone_question", "sources"}, then {"answer": piece}
         ...
 
-Works with any LangChain chat model. When retrieval finds nothing, the model is not called and the
-answer is `prompts.NOT_FOUND`.
+`build_chain` only gives a LangChain shape to an answer function (question, history) -> (standalone question,
+passages, reply pieces); the prompts are built where every other turn's are, in the conversation engine
+(`rolechat.conversation.knowledge`), so a chain and a chat never answer the same question differently.
+`format_context` is the numbered passages block the answer prompt (`rag.prompts`) holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
-from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableBranch, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import Runnable
 
 from rolechat.rag import prompts
 
 __all__ = ["build_chain", "answer_stream", "format_context", "format_sources", "history_text"]
+
+# (question, history) -> (standalone question, ranked passages, the reply's pieces)
+Answer = Callable[[str, list[dict[str, str]]], tuple[str, list[Document], Iterator[str]]]
 
 
 def _source_name(doc: Document) -> str:
@@ -48,7 +52,34 @@ def format_sources(docs: Sequence[Document]) -> list[str]:
 
 def history_text(history: Sequence[Any] | None) -> str:
     """Chat history as text: accepts LangChain messages, (role, content) pairs or {"role", "content"} dicts."""
-    lines = []
+    return "\n".join(
+        f"{prompts.HUMAN_LABEL if m['role'] == 'user' else prompts.AI_LABEL}：{m['content']}"
+        for m in _as_dicts(history)
+    )
+
+
+def build_chain(answer: Answer) -> Runnable:
+    """A Runnable over `answer`: input {"question", "chat_history"?}; output {"question", "standalone_question",
+    "sources", "answer"}. Streaming yields the first three keys at once, then {"answer": piece} as it comes
+    (`invoke` joins them)."""
+    from langchain_core.runnables import RunnableGenerator
+    from langchain_core.runnables.utils import AddableDict
+
+    def run(inputs: Iterator[dict[str, Any]]) -> Iterator[AddableDict]:
+        for given in inputs:
+            question = given["question"]
+            history = _as_dicts(given.get("chat_history"))
+            standalone, docs, pieces = answer(question, history)
+            yield AddableDict(question=question, standalone_question=standalone, sources=docs)
+            for piece in pieces:
+                yield AddableDict(answer=piece)
+
+    return RunnableGenerator(run)
+
+
+def _as_dicts(history: Sequence[Any] | None) -> list[dict[str, str]]:
+    """Chat history as {"role", "content"} dicts from LangChain messages, (role, content) pairs or dicts."""
+    out = []
     for item in history or []:
         if isinstance(item, BaseMessage):
             role, content = item.type, item.content
@@ -56,56 +87,12 @@ def history_text(history: Sequence[Any] | None) -> str:
             role, content = item.get("role", "user"), item.get("content", "")
         else:
             role, content = item
-        label = prompts.HUMAN_LABEL if role in ("human", "user") else prompts.AI_LABEL
-        lines.append(f"{label}：{content}")
-    return "\n".join(lines)
+        out.append({"role": "user" if role in ("human", "user") else "assistant", "content": str(content)})
+    return out
 
 
-def build_chain(
-    retriever: Runnable, chat_model: Runnable, prompt: str | None = None, condense_prompt: str | None = None
-) -> Runnable:
-    """Input {"question", "chat_history"?}; output {"question", "standalone_question", "sources", "answer"}."""
-    answer_prompt = ChatPromptTemplate.from_messages([("human", prompt or prompts.ANSWER_PROMPT)])
-    condense = ChatPromptTemplate.from_messages([("human", condense_prompt or prompts.CONDENSE_PROMPT)])
-    condense_chain = condense | chat_model | StrOutputParser()
-
-    def standalone(inputs: dict) -> str:
-        history = inputs.get("chat_history")
-        if not history:
-            return inputs["question"]
-        rewritten = condense_chain.invoke({"chat_history": history_text(history), "question": inputs["question"]})
-        return rewritten.strip() or inputs["question"]
-
-    def retrieve(inputs: dict) -> list[Document]:
-        docs = retriever.invoke(inputs["standalone_question"])
-        for n, doc in enumerate(docs, 1):
-            doc.metadata["citation"] = n
-        return docs
-
-    generate = (
-        RunnableLambda(lambda x: {"context": format_context(x["sources"]), "question": x["standalone_question"]})
-        | answer_prompt
-        | chat_model
-        | StrOutputParser()
-    )
-    answer = RunnableBranch((lambda x: not x["sources"], RunnableLambda(lambda x: prompts.NOT_FOUND)), generate)
-    return (
-        RunnablePassthrough.assign(standalone_question=RunnableLambda(standalone))
-        .assign(sources=RunnableLambda(retrieve))
-        .assign(answer=answer)
-    )
-
-
-def answer_stream(
-    retriever: Runnable,
-    chat_model: Runnable,
-    question: str,
-    chat_history: Sequence[Any] | None = None,
-    prompt: str | None = None,
-    condense_prompt: str | None = None,
-) -> Iterator[dict]:
+def answer_stream(chain: Runnable, question: str, chat_history: Sequence[Any] | None = None) -> Iterator[dict]:
     """Yield {"sources": [Document, ...]} once, then {"answer": text piece} as the model streams."""
-    chain = build_chain(retriever, chat_model, prompt, condense_prompt)
     for piece in chain.stream({"question": question, "chat_history": list(chat_history or [])}):
         if "sources" in piece:
             yield {"sources": piece["sources"]}

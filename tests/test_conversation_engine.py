@@ -295,7 +295,7 @@ def test_a_knowledge_turn_sends_the_answer_prompt_with_its_passages_and_sources(
 
     engine = Engine(runtime, embeddings=city_kb)
     turn = engine.prepare("北京有什么？", knowledge_base="城市", k=3, mode="bm25", params={"max_new_tokens": 8})
-    docs = engine.knowledge_base("城市").search("北京有什么？", k=3, mode="bm25")
+    docs = engine.knowledge.base("城市").search("北京有什么？", k=3, mode="bm25")
     assert turn.messages == [
         {"role": "user", "content": prompts.ANSWER_PROMPT.format(context=format_context(docs), question="北京有什么？")}
     ]
@@ -316,7 +316,7 @@ def test_knowledge_passages_stay_within_their_budget(runtime, city_kb):
     passages = [p for p in turn.parts if p.kind == "knowledge"]
     kept = [p for p in passages if p.included]
     assert len(passages) == 5 and len(kept) == 2 and sum(p.tokens for p in kept) <= 130  # 60 tokens each
-    docs = engine.knowledge_base("城市").search("北京有什么？", k=5, mode="bm25")
+    docs = engine.knowledge.base("城市").search("北京有什么？", k=5, mode="bm25")
     sent = [d for d, p in zip(docs, passages) if p.included]
     assert turn.messages[-1]["content"] == prompts.ANSWER_PROMPT.format(
         context=format_context(sent), question="北京有什么？"

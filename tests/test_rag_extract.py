@@ -128,14 +128,14 @@ def test_auto_extracts_on_a_model_marked_too_small_and_generates_on_others(runti
     from rolechat.conversation import Engine
     from rolechat.rag import RAGConfig
 
-    assert Engine(runtime).answer_mode() == "generate"
-    assert Engine(runtime, RAGConfig(answer_mode="extract")).answer_mode() == "extract"
+    assert Engine(runtime).knowledge.mode() == "generate"
+    assert Engine(runtime, RAGConfig(answer_mode="extract")).knowledge.mode() == "extract"
     small = runtime.__class__.__new__(runtime.__class__)
     small.__dict__.update(runtime.__dict__)
     small.cfg = replace(runtime.cfg, too_small=True)
-    assert Engine(small).answer_mode() == "extract"
+    assert Engine(small).knowledge.mode() == "extract"
     with pytest.raises(ValueError, match="answer mode must be one of"):
-        Engine(runtime).answer_mode("copy")
+        Engine(runtime).knowledge.mode("copy")
 
 
 def test_an_extract_turn_never_calls_the_model_and_says_which_mode_answered(runtime, tea_kb):

@@ -1,6 +1,6 @@
 """Knowledge-base routes: list, list documents, search, upload documents to index (a background job with
 a status route), delete a document. All go through `rolechat.rag`; after a change the engine drops its
-cached handle (`engine.forget_knowledge_base`), so the next chat sees the new index.
+cached handle (`engine.knowledge.forget`), so the next chat sees the new index.
 
     GET    /v1/knowledge_bases                          -> {"object": "list", "data": [{"id", "documents", "chunks"}]}
     GET    /v1/knowledge_bases/{name}/documents         -> {"object": "list", "data": [{"id", "file", "chunks", ...}]}
@@ -65,7 +65,7 @@ def public_sources(name: str, rows: list[dict[str, Any]], engine: Any) -> list[d
     """Source rows (search hits, chat sources) with `source` as the id clients see (`public_ids`)."""
     if not rows:
         return rows
-    known = [d.path for d in engine.knowledge_base(name).documents()]
+    known = [d.path for d in engine.knowledge.base(name).documents()]
     ids = public_ids(name, {r["source"] for r in rows if r.get("source")}, known)
     return [{**r, "source": ids.get(r.get("source", ""), r.get("file", ""))} for r in rows]
 
@@ -123,7 +123,7 @@ class IndexJobs:
                     job.report = _public_report(job.knowledge_base, kb.index(paths, progress=progress).to_dict())
                 finally:
                     kb.close()
-                    self.engine.forget_knowledge_base(job.knowledge_base)
+                    self.engine.knowledge.forget(job.knowledge_base)
             job.status = "succeeded"
         except Exception as exc:  # the job's status says what went wrong; the server goes on
             log.exception("indexing %s failed", job.knowledge_base)
@@ -217,7 +217,7 @@ def list_documents(name: str) -> dict[str, Any]:
 @router.post("/v1/knowledge_bases/{name}/search")
 def search(name: str, req: SearchRequest, request: Request) -> dict[str, Any]:
     engine = services(request).engine
-    kb = engine.knowledge_base(_existing(name))
+    kb = engine.knowledge.base(_existing(name))
     rows = []
     for rank, doc in enumerate(kb.search(req.query, req.k, req.mode), 1):
         meta = doc.metadata
@@ -299,7 +299,7 @@ def delete_document(name: str, document: str, request: Request) -> dict[str, Any
             removed = kb.delete_document(path)
         finally:
             kb.close()
-            svc.engine.forget_knowledge_base(name)
+            svc.engine.knowledge.forget(name)
     upload = uploads_dir(name) / Path(path).name
     if Path(path) == upload:
         upload.unlink(missing_ok=True)

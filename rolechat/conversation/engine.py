@@ -62,6 +62,7 @@ from typing import Any
 
 from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
+from rolechat.conversation.knowledge import Found, Knowledge, source_rows
 from rolechat.conversation.pieces import PieceMaker
 from rolechat.conversation.setting import ChatSetting, UserPersona
 from rolechat.llm import GenerationParams, GenerationStats
@@ -72,11 +73,9 @@ __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "Context
 
 log = logging.getLogger(__name__)
 
-CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
 CARDS_CACHED = 64  # parsed characters kept (per manifest card, see Engine._card_of)
 _CARDS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
 _CARDS_LOCK = threading.Lock()
-CONDENSE_TOKENS = 96  # a rewritten question is short
 
 
 def _longest_token(tokenizer: Any) -> int:
@@ -114,6 +113,7 @@ class Turn:
     answer_mode: str = ""  # knowledge-base turns: "generate" (the model answers) or "extract" (sentences quoted)
     grounded: bool | None = None  # knowledge-base turns: False when the knowledge base holds no answer
     confidence: float | None = None  # extract: the best sentence's match with the question (0-1)
+    docs: list[Any] = field(default_factory=list)  # knowledge-base turns: the passages, ranked (LangChain Documents)
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.parts]
@@ -167,25 +167,6 @@ class RewrittenReply:
         self._stream.cancel()
 
 
-def source_rows(docs: Sequence[Any], snippet_chars: int = 300) -> list[dict[str, Any]]:
-    """Numbered sources as plain dicts, the one shape the API returns, the app shows and the CLI prints."""
-    rows = []
-    for n, d in enumerate(docs, 1):
-        text = " ".join(d.page_content.split())
-        rows.append(
-            {
-                "n": n,
-                "source": d.metadata.get("source", ""),
-                "file": Path(d.metadata.get("source", "")).name,
-                "location": d.metadata.get("location", ""),
-                "score": d.metadata.get("score"),
-                "found_by": d.metadata.get("found_by"),
-                "snippet": text[:snippet_chars] + ("…" if len(text) > snippet_chars else ""),
-            }
-        )
-    return rows
-
-
 DROPPED_NAMES = {
     "example": "example dialogues",
     "history": "history messages (the oldest)",
@@ -231,59 +212,19 @@ class Engine:
         self.rag_cfg = rag_cfg or RAGConfig()
         self.chat_cfg = chat_cfg or ConversationConfig()
         self._embeddings = embeddings
-        self._kbs: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self.knowledge = Knowledge(runtime, self.rag_cfg, embeddings)  # the knowledge bases turns answer from
         self._counts: dict[str, int] = {}
         self._memories: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # memory.jsonl -> (stamp, index)
         self._memory_lock = threading.Lock()
 
-    # -- knowledge bases ----------------------------------------------------------------------------------
-
-    def knowledge_base(self, name: str) -> Any:
-        """The opened knowledge base `name`; ValueError naming the known ones when there is none."""
-        from rolechat.rag import KnowledgeBase, list_kbs
-
-        with self._lock:
-            if name not in self._kbs:
-                available = list_kbs()
-                if name not in available:
-                    raise ValueError(
-                        f"knowledge base {name!r} not found; available: {', '.join(available) or 'none'}"
-                        " (create one with `rolechat index DIR --kb NAME`)"
-                    )
-                self._kbs[name] = KnowledgeBase(name, self.rag_cfg, embeddings=self._embeddings)
-            return self._kbs[name]
-
-    def forget_knowledge_base(self, name: str) -> None:
-        """Drop a cached handle (after the knowledge base was deleted or rebuilt)."""
-        with self._lock:
-            kb = self._kbs.pop(name, None)
-        if kb is not None:
-            kb.close()
-
     def close(self) -> None:
         """Close every knowledge base this engine opened (the engine stays usable)."""
-        for name in list(self._kbs):
-            self.forget_knowledge_base(name)
+        self.knowledge.close()
 
     @property
     def embeddings(self) -> Any:
         """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
         return self._embeddings
-
-    def standalone_question(self, question: str, history: Sequence[Mapping[str, str]], persona: str | None) -> str:
-        """Rewrite a follow-up into a question that stands alone (greedy, short, by the same model)."""
-        from rolechat.rag import prompts
-        from rolechat.rag.chain import history_text
-
-        recent = list(history)[-CONDENSE_MESSAGES:]
-        if not recent:
-            return question
-        template = self.rag_cfg.condense_prompt or prompts.CONDENSE_PROMPT
-        text = template.format(chat_history=history_text(recent), question=question)
-        params = {"temperature": 0.0, "max_new_tokens": CONDENSE_TOKENS}
-        rewritten = self.runtime.chat([{"role": "user", "content": text}], persona, params)
-        return " ".join(rewritten.split()) or question
 
     # -- characters ---------------------------------------------------------------------------------------
 
@@ -487,37 +428,51 @@ class Engine:
         if summary.strip() and not knowledge_base:
             text = f"此前对话的概要：{summary.strip()}"
             pieces.append(Piece(make.part("summary", "summary of earlier turns", text), "system"))
-        question, sources, parts_before = "", None, []
         if knowledge_base:
-            question, docs = self._retrieve(message, past, persona, knowledge_base, k, mode, condense)
-            sources = source_rows(docs)
-            if question != message:
-                parts_before.append(
-                    PromptPart("question", "standalone question", self.count_tokens(question), question)
-                )
-            answer_mode = self.answer_mode(mode=answer_mode)
-            if not docs:
-                from rolechat.rag import prompts
-
-                parts = [*parts_before, *(p.part for p in pieces + placed.shown)]
-                turn = Turn(persona, [], gen, parts, sources, question, prompts.NOT_FOUND, budget=self.budget(gen))
-                turn.answer_mode, turn.grounded = answer_mode, False
-                return turn
-            if answer_mode == "extract":
-                knowledge = [p.part for p in make.knowledge(docs, sources, question) if p.part.kind == "knowledge"]
-                return self._extracted(knowledge_base, question, docs, sources, parts_before + knowledge, persona, gen)
-            pieces += make.knowledge(docs, sources, question)
-            build = make.builder(answer_prompt=make.answer_prompt(question))
+            got = self.knowledge.answer(
+                message,
+                name=knowledge_base,
+                past=past,
+                persona=persona,
+                k=k,
+                retrieval=mode,
+                condense=condense,
+                answer_mode=answer_mode,
+            )
+            turn = self._knowledge_turn(got, message, pieces, placed, make, card, user, gen, persona)
         else:
             pieces += self._conversation(make, card, user, placed, past, message)
-            build = make.builder()
-        pieces += [*placed.depth, *make.depth_note(card, user), *make.post_history(card, user), *placed.shown]
-        turn = self._fit(pieces, build, gen, persona)
-        turn.parts[:0] = parts_before
-        turn.sources, turn.question = sources, question
-        if knowledge_base:
-            turn.answer_mode, turn.grounded = "generate", True
+            turn = self._fit([*pieces, *self._closing(placed, make, card, user)], make.builder(), gen, persona)
         return self._kept(turn, found.state, kept, scripts)
+
+    def _knowledge_turn(self, got: Found, message: str, pieces, placed, make, card, user, gen, persona) -> Turn:
+        """The turn of a knowledge-base question: the passages in the answer prompt, or a reply known without the
+        model (nothing found, or the quoted sentences of an extractive answer, with the passages they came from)."""
+        before = []
+        if got.question != message:
+            before.append(PromptPart("question", "standalone question", self.count_tokens(got.question), got.question))
+        if got.reply is None:
+            pieces = [*pieces, *make.knowledge(got.docs, got.sources, got.question)]
+            pieces += self._closing(placed, make, card, user)
+            turn = self._fit(pieces, make.builder(answer_prompt=make.answer_prompt(got.question)), gen, persona)
+            turn.parts[:0] = before
+        else:
+            if got.docs:  # quoted: show the passages the sentences were taken from
+                passages = make.knowledge(got.docs, got.sources, got.question)
+                shown = [p.part for p in passages if p.part.kind == "knowledge"]
+                parts = [*before, *shown, PromptPart("notice", "answer mode", 0, got.note)]
+            else:
+                parts = [*before, *(p.part for p in pieces + placed.shown)]
+            turn = Turn(persona, [], gen, parts, fixed_reply=got.reply, budget=self.budget(gen))
+        turn.sources, turn.question, turn.docs = got.sources, got.question, got.docs
+        turn.answer_mode, turn.grounded, turn.confidence = got.mode, got.grounded, got.confidence
+        return turn
+
+    @staticmethod
+    def _closing(placed, make: PieceMaker, card, user) -> list[Piece]:
+        """What every turn ends with: lore at depth, the character's note, post-history instructions, the lore
+        entries shown but not sent."""
+        return [*placed.depth, *make.depth_note(card, user), *make.post_history(card, user), *placed.shown]
 
     @staticmethod
     def _conversation(make: PieceMaker, card, user, placed, past, message: str) -> list[Piece]:
@@ -608,22 +563,6 @@ class Engine:
             parts.append(dropped)
         return Turn(persona, assembly.messages(), gen, parts, prompt_tokens=total, budget=budget)
 
-    # -- knowledge-base answers ---------------------------------------------------------------------------
-
-    def answer_mode(self, mode: str | None = None) -> str:
-        """How knowledge-base questions are answered here: "extract" or "generate". `mode` (default
-        `rag.answer_mode`): auto means extract on the demo model and on a model marked `llm.too_small`."""
-        from rolechat.rag.config import ANSWER_MODES
-
-        mode = mode or self.rag_cfg.answer_mode
-        if mode not in ANSWER_MODES:
-            raise ValueError(f"answer mode must be one of {', '.join(ANSWER_MODES)}, got {mode!r}")
-        if mode != "auto":
-            return mode
-        info, cfg = getattr(self.runtime, "info", None), getattr(self.runtime, "cfg", None)
-        small = bool(getattr(info, "is_demo", False)) or bool(getattr(cfg, "too_small", False))
-        return "extract" if small else "generate"
-
     def rendered(self, turn: Turn) -> str:
         """The exact text the tokenizer receives for `turn` (chat template applied, the persona's system prompt
         included, generation prompt last); "" for a reply known without the model."""
@@ -634,49 +573,8 @@ class Engine:
 
     @staticmethod
     def grounded(turn: Turn, reply: str) -> bool | None:
-        """Whether a knowledge-base reply is an answer from the knowledge base (None: no knowledge base was
-        asked): False when nothing was found, when an extractive answer found no sentence good enough, or when
-        the model said the passages do not answer."""
-        if turn.grounded is None or not turn.grounded:
-            return turn.grounded
-        if turn.answer_mode == "generate":
-            from rolechat.rag import prompts
-
-            return not any(marker in reply for marker in prompts.NOT_ANSWERED)
-        return True
-
-    def _extracted(self, kb_name, question, docs, sources, parts, persona, gen) -> Turn:
-        """The turn of an extractive answer: the reply is known (quoted sentences or "no answer"), the model is
-        not called; the parts show the passages it was taken from."""
-        from rolechat.rag.embedder_spec import MINILM
-        from rolechat.rag.extract import extract
-
-        kb = self.knowledge_base(kb_name)
-        try:  # the bundled MiniLM is blind to Chinese: its cosines would be noise, the lexical judge decides alone
-            embeddings = None if kb.embedder_spec().name == MINILM else kb.embeddings
-        except (AttributeError, ValueError):
-            embeddings = kb.embeddings if self._embeddings is None else self._embeddings
-        idf = getattr(getattr(kb, "bm25", None), "idf", None)
-        found = extract(question, docs, embeddings, idf, threshold=self.rag_cfg.extract_threshold)
-        note = (
-            f"extractive answer (rag.answer_mode): the model is not called; confidence {found.confidence:.2f}, "
-            f"threshold {self.rag_cfg.extract_threshold:.2f}: "
-            + ("quoted" if found.grounded else "not in the knowledge base")
-        )
-        parts = [*parts, PromptPart("notice", "answer mode", 0, note)]
-        turn = Turn(persona, [], gen, parts, sources, question, found.text, budget=self.budget(gen))
-        turn.answer_mode, turn.grounded, turn.confidence = "extract", found.grounded, round(found.confidence, 4)
-        return turn
-
-    # -- the pieces ---------------------------------------------------------------------------------------
-
-    def _retrieve(self, message, past, persona, kb_name, k, mode, condense) -> tuple[str, list[Any]]:
-        kb = self.knowledge_base(kb_name)
-        question = self.standalone_question(message, past, persona) if condense else message
-        docs = kb.retriever(mode, k).invoke(question)
-        for n, doc in enumerate(docs, 1):
-            doc.metadata["citation"] = n
-        return question, docs
+        """Whether `reply` to a knowledge-base turn answers from the knowledge base (`Knowledge.grounded`)."""
+        return Knowledge.grounded(turn.answer_mode, turn.grounded, reply)
 
     # -- generation ---------------------------------------------------------------------------------------
 
