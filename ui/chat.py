@@ -369,76 +369,42 @@ def _stats(stream) -> dict[str, Any]:
     }
 
 
-def _prepare(rt, settings: ChatSettings, make_turn):
-    """The engine's turn (retrieval and the follow-up rewrite happen here, before streaming)."""
-    chat = engine(rt, with_kb=bool(settings.kb))
-    try:
-        with st.spinner(t("chat.retrieving")) if settings.kb else contextlib.nullcontext():
-            turn = make_turn(chat)
-    finally:
-        chat.close()
-    return chat, turn
+def _session(rt, settings: ChatSettings):
+    """The chat shown as a `conversation.Session`: its history is the page's own list, its summary the saved
+    chat's; a new engine per run, so indexing done elsewhere is always seen."""
+    from rolechat.conversation.session import Session, Summary
+
+    scene = list(settings.scene)
+    return Session(
+        engine(rt, with_kb=bool(settings.kb)),
+        persona=settings.persona,
+        characters=scene,
+        order=settings.next_speaker if settings.next_speaker not in scene else "natural",
+        user=settings.user,
+        setting=settings.setting,
+        knowledge_base=settings.kb,
+        k=settings.k,
+        retrieval=settings.mode,
+        condense=settings.condense,
+        params=settings.params,
+        history=history(),
+        summary=Summary.of(conversations.saved_summary(), len(history())),
+    )
 
 
-def _solo_turn(settings: ChatSettings, prompt: str, earlier: list[dict[str, Any]], summary: str = ""):
-    def make(chat):
-        return chat.prepare(
-            prompt,
-            character=settings.persona,
-            history=earlier,
-            summary=summary,
-            user=settings.user,
-            knowledge_base=settings.kb,
-            k=settings.k,
-            mode=settings.mode,
-            condense=settings.condense,
-            params=settings.params,
-            setting=settings.setting,
-        )
-
-    return make
-
-
-def _scene_turn(settings: ChatSettings, speaker: str):
-    earlier = [m for m in history() if m.get("content")]
-
-    def make(chat):
-        return chat.prepare_scene(
-            "",
-            characters=settings.scene,
-            speaker=speaker,
-            history=earlier,
-            user=settings.user,
-            params=settings.params,
-            setting=settings.setting,
-        )
-
-    return make
-
-
-def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, prompt: str = "") -> dict[str, Any]:
-    """Stream one reply into the page, recording it in `pending` as it comes; returns `pending`, complete."""
+def _generate(rt, settings: ChatSettings, pending: dict[str, Any], reply) -> dict[str, Any]:
+    """Stream one reply into the page, recording it in `pending` as it comes; `pending`, complete and recorded
+    in the history (a failure is shown in it)."""
     started = time.perf_counter()
     with st.chat_message(speaker_of(pending)):
         stop_slot = st.empty()
         stop_slot.button(t("chat.stop"), icon=":material/stop_circle:", key=f"stop_{len(history())}", type="tertiary")
         st.session_state["pending"] = pending
         try:
-            chat, turn = _prepare(rt, settings, make_turn)
-            _kept(turn, prompt)
-            pending["sources"] = turn.sources
-            pending["standalone"] = turn.question if turn.sources is not None and turn.question != prompt else ""
-            pending["prompt"] = {
-                "parts": turn.what_the_model_saw(),
-                "tokens": turn.prompt_tokens,
-                "budget": turn.budget,
-                "fixed": turn.fixed_reply is not None,
-                "rendered": chat.rendered(turn),
-            }
-            if turn.answer_mode:
-                pending["answer_mode"], pending["grounded"] = turn.answer_mode, turn.grounded
-            show_retrieval(pending)
-            stream = chat.stream(turn)
+            with st.spinner(t("chat.retrieving")) if settings.kb else contextlib.nullcontext():
+                turn = reply.turn  # retrieval and the follow-up rewrite happen here, before streaming
+            _show_turn(reply.session.engine, turn, pending)
+            stream = reply.stream
             tracked = _tracked(iter(stream), pending)
             try:
                 st.write_stream(tracked)
@@ -454,23 +420,29 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], make_turn, pr
         stop_slot.empty()
         character.show_prompt(pending.get("prompt"))
         show_meta(pending)
-    if pending.get("name"):
-        from rolechat.conversation.scene import clean_reply
-
-        pending["content"] = clean_reply(pending["content"], pending.get("persona_label") or pending["name"])
+    reply.finish(pending["content"], entry=pending)
     if pending.get("swipes"):
         pending["swipes"][pending["swipe"]] = pending["content"]
     st.session_state.pop("pending", None)
     return pending
 
 
-def _kept(turn, prompt: str) -> None:
-    """What the turn leaves the chat: its timed lore state, and the user's message as regex scripts left it."""
+def _show_turn(chat, turn, pending: dict[str, Any]) -> None:
+    """What the page keeps of a prepared turn: the timed lore state, the sources, what the model saw."""
     st.session_state["lore_state"] = turn.lore_state
-    if prompt and turn.user_text and turn.user_text != prompt:
-        said = next((m for m in reversed(history()) if m["role"] == "user" and m["content"] == prompt), None)
-        if said is not None:
-            said["content"] = turn.user_text
+    pending["sources"] = turn.sources
+    asked = next((m["content"] for m in reversed(history()) if m["role"] == "user"), "")
+    pending["standalone"] = turn.question if turn.sources is not None and turn.question != asked else ""
+    pending["prompt"] = {
+        "parts": turn.what_the_model_saw(),
+        "tokens": turn.prompt_tokens,
+        "budget": turn.budget,
+        "fixed": turn.fixed_reply is not None,
+        "rendered": chat.rendered(turn),
+    }
+    if turn.answer_mode:
+        pending["answer_mode"], pending["grounded"] = turn.answer_mode, turn.grounded
+    show_retrieval(pending)
 
 
 def _reply_to(rt, settings: ChatSettings, persona: str, name: str | None = None) -> dict[str, Any]:
@@ -494,46 +466,41 @@ def _scene_names(rt, settings: ChatSettings) -> dict[str, str]:
     return engine(rt).scene_names(settings.scene)
 
 
-def scene_round(rt, settings: ChatSettings) -> None:
-    """The characters' answer to the scene so far: one round, or the one character picked to speak next."""
+def answer(rt, settings: ChatSettings, pick: str | None = None, pending: dict[str, Any] | None = None) -> None:
+    """The session's answer to the chat so far, streamed into the page: a solo reply, or a scene's round (or
+    `pick` alone); each reply saved as it completes, a long chat's dropped turns summarised in the background.
+    `pending`: the entry a regenerated reply goes into (its swipes)."""
     import random
 
-    if settings.next_speaker in settings.scene:
-        speakers = [settings.next_speaker]
-    else:
-        speakers = engine(rt).speaking_order(settings.scene, history(), settings.next_speaker, rng=random.Random())
-    for speaker in speakers:
-        history().append(
-            _generate(rt, settings, _reply_to(rt, settings, speaker, speaker), _scene_turn(settings, speaker))
-        )
-        conversations.persist()
+    session = _session(rt, settings)
+    try:
+        for reply in session.replies(pick, rng=random.Random()):
+            entry = pending or _reply_to(rt, settings, reply.speaker or settings.persona, reply.speaker)
+            _generate(rt, settings, entry, reply)
+            conversations.persist()
+            job = session.summary_job(reply)
+            if job is not None:
+                conversations.summarise_later(job)
+    finally:
+        session.engine.close()
+
+
+def scene_round(rt, settings: ChatSettings) -> None:
+    """The characters' answer to the scene so far: one round, or the one character picked to speak next."""
+    answer(rt, settings, pick=settings.next_speaker if settings.next_speaker in settings.scene else None)
 
 
 def respond(rt, settings: ChatSettings, prompt: str) -> None:
     """Append the user's message (saved at once), stream the reply (or a scene's round) into the page, then
     record it in the history."""
-    hist = history()
-    said = [m for m in hist if m.get("content")]
     user = {"role": "user", "content": prompt}
-    hist.append(user)
+    history().append(user)
     conversations.persist()
     show_message(user)
     if settings.scene:
         scene_round(rt, settings)
-        return
-    summary, covers = conversations.summary_of(said)
-    earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
-    reply = _generate(
-        rt, settings, _reply_to(rt, settings, settings.persona), _solo_turn(settings, prompt, earlier, summary), prompt
-    )
-    hist.append(reply)
-    conversations.persist()
-    from rolechat.conversation.summary import dropped_history
-
-    dropped = dropped_history((reply.get("prompt") or {}).get("parts") or [])
-    if dropped and not settings.kb:
-        persona = None if settings.persona == "base" else settings.persona
-        conversations.summarise_later(rt, said, covers, dropped, summary, settings.user.name, persona)
+    else:
+        answer(rt, settings)
 
 
 def regenerate(rt, settings: ChatSettings) -> None:
@@ -549,20 +516,13 @@ def regenerate(rt, settings: ChatSettings) -> None:
     if speaker:
         if speaker not in settings.scene:  # the scene changed since: answer in the speaker's scene as saved
             settings = ChatSettings(**{**settings.__dict__, "scene": sorted({speaker, *settings.scene})})
-        make = _scene_turn(settings, speaker)
-        prompt = ""
     else:
         if not hist or hist[-1]["role"] != "user":
             hist.append(old)
             return
-        prompt = hist[-1]["content"]
-        said = [m for m in hist[:-1] if m.get("content")]
-        summary, covers = conversations.summary_of(said)
-        earlier = [{"role": m["role"], "content": m["content"]} for m in said[covers:]]
         persona = old.get("persona") or settings.persona
-        settings = ChatSettings(**{**settings.__dict__, "persona": persona, "kb": old.get("kb")})
-        make = _solo_turn(settings, prompt, earlier, summary)
-    hist.append(_generate(rt, settings, pending, make, prompt))
+        settings = ChatSettings(**{**settings.__dict__, "persona": persona, "kb": old.get("kb"), "scene": []})
+    answer(rt, settings, pick=speaker, pending=pending)
     conversations.persist()
 
 

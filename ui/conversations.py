@@ -7,9 +7,10 @@
   persona, or its scene's characters, are selected again). A chat file that cannot be read is named there and
   left in place.
 - The open chat can be downloaded as JSON or Markdown.
-- Long chats: when a reply's prompt had to leave out older turns, those turns (and a few more) are summarised
-  by the same model in a background thread and stored with the chat; later turns send the summary instead of
-  them (a "summary" part in what the model saw). Solo chats only: a scene sends what fits.
+- Long chats: when a reply's prompt had to leave out older turns, the session's summary job
+  (`conversation.session`) runs in a background thread and its summary is stored with the chat; later turns
+  send the summary instead of them (a "summary" part in what the model saw). Solo chats only: a scene sends
+  what fits.
 - Every message can be edited or deleted; the last reply can be regenerated, keeping the earlier texts as
   swipes (◀ ▶ between them).
 
@@ -36,7 +37,7 @@ __all__ = [
     "message_actions",
     "new_chat",
     "characters",
-    "summary_of",
+    "saved_summary",
     "summarise_later",
     "REGENERATE",
 ]
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 REGENERATE = "regenerate"  # session key set by the regenerate button; the page regenerates on the next run
 LISTED = 30  # saved chats listed in the sidebar
-SUMMARY_SLACK = 4  # messages summarised beyond the ones dropped, so the next turns fit again for a while
-KEEP_RECENT = 2  # the latest messages are never summarised away
 
 _summarising: set[str] = set()  # chats whose summary is being written (one job per chat at a time)
 _summarising_lock = threading.Lock()
@@ -219,47 +218,39 @@ def message_actions(index: int, msg: dict[str, Any], last_reply: bool) -> None:
 # -- long chats -----------------------------------------------------------------------------------------
 
 
-def summary_of(messages: list[dict[str, Any]]) -> tuple[str, int]:
-    """(summary text, how many of `messages` it stands for) of the chat shown; ("", 0) without one."""
+def saved_summary() -> dict[str, Any] | None:
+    """The saved summary ({"text", "covers"}) of the chat shown; None without one (`Summary.of` checks it)."""
     chat_id = st.session_state.get("chat_id")
     if not chat_id:
-        return "", 0
+        return None
     try:
-        summary = chats.load_chat(chat_id).summary
+        return chats.load_chat(chat_id).summary
     except (OSError, ValueError):
-        return "", 0
-    if not summary or not summary.get("text") or not 0 < int(summary.get("covers", 0)) <= len(messages):
-        return "", 0  # none yet, or messages were deleted since: send what fits
-    return str(summary["text"]), int(summary["covers"])
+        return None
 
 
-def summarise_later(
-    rt, messages: list[dict[str, Any]], covers: int, dropped: int, previous: str, user_name: str, persona: str | None
-) -> None:
-    """Summarise the `dropped` oldest unsummarised messages (after the first `covers`) in the background."""
+def summarise_later(job) -> None:
+    """Run a session's summary job (`Session.summary_job`) in the background and save its summary with the chat
+    shown; one job per chat at a time."""
     chat_id = st.session_state.get("chat_id")
-    upto = min(covers + dropped + SUMMARY_SLACK, len(messages) - KEEP_RECENT)
-    if not chat_id or upto <= covers:
+    if not chat_id:
         return
     with _summarising_lock:
         if chat_id in _summarising:
             return
         _summarising.add(chat_id)
-    part = [dict(m) for m in messages[covers:upto]]
 
-    def job() -> None:
-        from rolechat.conversation.summary import summarise
-
+    def run() -> None:
         try:
-            text = summarise(rt, part, previous, user_name or "用户", persona=persona)
-            if not text:  # nothing written: keep sending what fits, as before
+            summary = job.run()
+            if summary is None:  # nothing written: keep sending what fits, as before
                 log.warning("the model wrote no summary for chat %s", chat_id)
                 return
-            chats.update_summary(chat_id, {"text": text, "covers": upto, "updated": time.time()})
+            chats.update_summary(chat_id, {**summary.as_dict(), "updated": time.time()})
         except Exception:  # a failed summary leaves the chat as it was: the turns are dropped, as before
             log.exception("summarising chat %s", chat_id)
         finally:
             with _summarising_lock:
                 _summarising.discard(chat_id)
 
-    threading.Thread(target=job, name=f"summary-{chat_id}", daemon=True).start()
+    threading.Thread(target=run, name=f"summary-{chat_id}", daemon=True).start()

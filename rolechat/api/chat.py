@@ -7,8 +7,11 @@ Each persona is a "model" (`base` is the plain base model). A request may add `"
 conversation ({{user}} in cards), asks for "what the model saw" (`prompt_parts`, first chunk when streaming),
 and gives the chat its lorebooks, scenario override, author's note, timed lore state and scene. Every response
 carries `rolechat: {"lore_state", "user_text"}` (and `speaker` in a scene): the state to send with the next
-request, and the user's message as regex scripts left it. Streaming follows OpenAI's chunk format,
-`stream_options.include_usage` included.
+request, and the user's message as regex scripts left it; when a prompt had to leave older turns out, they are
+summarised and `rolechat.summary` ({"text", "covers"}, in the last chunk when streaming) is to be sent back as
+`rolechat.summary`, as the app keeps it with a chat. Every turn runs through a `conversation.Session`, as in
+the app and the CLI: a scene reply comes without the speaker's own leading name. Streaming follows OpenAI's
+chunk format, `stream_options.include_usage` included.
 """
 
 from __future__ import annotations
@@ -87,9 +90,8 @@ def _clip_fixed(svc: Services, turn: Any, stop: list[str] | None, max_tokens: in
     return cut
 
 
-def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, Any]:
-    """Runs on the relay thread: persona, token limit, the engine's turn, and its stream."""
-    from rolechat.conversation import UserPersona
+def _prepare(svc: Services, req: ChatRequest, texts: list[str], held: dict[str, Any]) -> tuple[Any, Any]:
+    """Runs on the relay thread: persona, token limit, the request's `Session` and its reply (kept in `held`)."""
     from rolechat.rag import list_kbs
 
     persona = resolve_persona(svc.runtime, req.model)
@@ -101,9 +103,33 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
             param="knowledge_base",
             code="knowledge_base_not_found",
         )
-    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-    system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer") and m["content"])
-    history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
+    options = req.rolechat or RolechatOptions()
+    session = held["session"] = _session(svc, req, options, persona)
+    speaker = _speaker(svc, req, options, session) if options.scene or options.scene_name else None
+    reply = held["reply"] = session.reply(speaker)
+    turn = reply.turn
+    if turn.sources:  # as clients see them: no server paths
+        turn.sources = public_sources(req.knowledge_base, turn.sources, svc.engine)
+    # a reply known without the model: the request's stop and max_tokens still apply
+    length_cut = turn.fixed_reply is not None and _clip_fixed(svc, turn, req.stop_list(), req.max_new_tokens())
+    stream = reply.stream
+    if length_cut:  # re-tokenizing the cut text may count differently; the reply never exceeds max_tokens
+        stream.stats.finish_reason = "length"
+        stream.stats.completion_tokens = min(stream.stats.completion_tokens, req.max_new_tokens())
+    return turn, stream
+
+
+def _session(svc: Services, req: ChatRequest, options: RolechatOptions, persona: str | None) -> Any:
+    """The conversation the request carries: its messages, who the user is, the chat's setting and summary."""
+    from rolechat.conversation import UserPersona
+    from rolechat.conversation.session import Session, Summary
+
+    system = "\n\n".join(m.text() for m in req.messages if m.role in ("system", "developer") and m.text())
+    history = [
+        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+        for m in req.messages
+        if m.role in ("user", "assistant")
+    ]
     params = {
         "temperature": req.temperature,
         "top_p": req.top_p,
@@ -111,31 +137,20 @@ def _prepare(svc: Services, req: ChatRequest, texts: list[str]) -> tuple[Any, An
         "max_new_tokens": req.max_new_tokens(),
         "stop": req.stop_list(),
     }
-    options = req.rolechat or RolechatOptions()
-    user = UserPersona(options.user_name, options.user_description)
-    setting = _setting(options)
-    if options.scene or options.scene_name:
-        return _prepare_scene(svc, req, options, user, system, params, setting)
-    turn = svc.engine.prepare(
-        messages[-1]["content"],
-        character=persona,
-        history=history,
-        user=user,
+    saved = options.summary.model_dump() if options.summary is not None else None
+    return Session(
+        svc.engine,
+        persona=persona,
+        user=UserPersona(options.user_name, options.user_description),
+        setting=_setting(options),
         knowledge_base=req.knowledge_base,
         k=req.k,
+        answer_mode=req.answer_mode,
         system=system,
         params=params,
-        setting=setting,
-        answer_mode=req.answer_mode if req.knowledge_base else None,
+        history=history,
+        summary=Summary.of(saved, sum(1 for m in history[:-1] if m["content"])),
     )
-    if turn.sources:  # as clients see them: no server paths
-        turn.sources = public_sources(req.knowledge_base, turn.sources, svc.engine)
-    length_cut = turn.fixed_reply is not None and _clip_fixed(svc, turn, req.stop_list(), req.max_new_tokens())
-    stream = svc.engine.stream(turn)
-    if length_cut:  # re-tokenizing the cut text may count differently; the reply never exceeds max_tokens
-        stream.stats.finish_reason = "length"
-        stream.stats.completion_tokens = min(stream.stats.completion_tokens, req.max_new_tokens())
-    return turn, stream
 
 
 def _setting(options: RolechatOptions) -> Any:
@@ -158,9 +173,13 @@ def _setting(options: RolechatOptions) -> Any:
     )
 
 
-def _scene_of(svc: Services, options: RolechatOptions, setting: Any) -> tuple[list[str], str, dict[str, Any]]:
-    """(characters, order, speaking_order keywords) of `scene` or of the saved scene `scene_name` (whose books
-    and scenario then join the chat's)."""
+def _speaker(svc: Services, req: ChatRequest, options: RolechatOptions, session: Any) -> str:
+    """Make `session` the request's scene (`scene`, or the saved scene `scene_name`, whose books and scenario
+    then join the chat's); who replies: `speaker`, or the next by `order`."""
+    import random
+
+    if req.knowledge_base:
+        raise APIError(400, "A scene answers without a knowledge base.", param="knowledge_base")
     if options.scene_name:
         from rolechat.conversation.scene import load_scene
 
@@ -168,45 +187,39 @@ def _scene_of(svc: Services, options: RolechatOptions, setting: Any) -> tuple[li
             saved = load_scene(options.scene_name)
         except ValueError as exc:
             raise APIError(404, str(exc), param="rolechat.scene_name", code="scene_not_found") from None
+        setting = session.setting
         merged = saved.setting(setting.lorebooks, setting.scenario)
         setting.lorebooks, setting.scenario = merged.lorebooks, merged.scenario
-        kwargs = {"allow_self": saved.allow_self_responses, "muted": saved.muted}
-        return list(saved.characters), options.order or saved.order, kwargs
-    scene = [resolve_persona(svc.runtime, name) or name for name in options.scene or []]
-    return scene, options.order or "natural", {}
-
-
-def _prepare_scene(
-    svc: Services, req: ChatRequest, options: RolechatOptions, user: Any, system: str, params: dict, setting: Any
-):
-    """A scene turn: the speaker (given, or the next by `order`) replies with its own card and adapter."""
-    import random
-
-    if req.knowledge_base:
-        raise APIError(400, "A scene answers without a knowledge base.", param="knowledge_base")
-    history = [
-        {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-        for m in req.messages[:-1]
-        if m.role in ("user", "assistant")
-    ]
-    scene, order, kwargs = _scene_of(svc, options, setting)
-    heard = [*history, {"role": "user", "content": req.messages[-1].text()}]
-    if options.speaker is None and order == "manual":
+        session.characters, session.order = list(saved.characters), options.order or saved.order
+        session.allow_self, session.muted = saved.allow_self_responses, list(saved.muted)
+    else:
+        session.characters = [resolve_persona(svc.runtime, name) or name for name in options.scene or []]
+        session.order = options.order or "natural"
+    if options.speaker is None and session.order == "manual":
         raise APIError(400, "The manual order picks nobody: name the speaker.", param="rolechat.speaker")
-    speaker = options.speaker or svc.engine.next_speaker(scene, heard, order, rng=random.Random(req.seed), **kwargs)
-    if speaker not in scene:
-        raise APIError(400, f"speaker {speaker!r} is not in the scene ({', '.join(scene)}).", param="rolechat.speaker")
-    turn = svc.engine.prepare_scene(
-        req.messages[-1].text(),
-        characters=scene,
-        speaker=speaker,
-        history=history,
-        user=user,
-        system=system,
-        params=params,
-        setting=setting,
-    )
-    return turn, svc.engine.stream(turn)
+    if options.speaker is not None and options.speaker not in session.characters:
+        scene = ", ".join(session.characters)
+        raise APIError(400, f"speaker {options.speaker!r} is not in the scene ({scene}).", param="rolechat.speaker")
+    found = session.speakers(options.speaker, random.Random(req.seed))
+    if not found:
+        raise ValueError(f"speaker order {session.order!r} picks nobody: name the speaker")
+    return found[0]
+
+
+async def _summary(held: dict[str, Any], options: RolechatOptions | None) -> dict[str, Any] | None:
+    """The chat's summary for the client's next request: written now when this turn had to leave older turns
+    out, else the one the request sent (None without one)."""
+    session, reply = held.get("session"), held.get("reply")
+    job = session.summary_job(reply) if session is not None and reply is not None else None
+    if job is not None:
+        try:
+            written = await run_in_threadpool(job.run)
+        except Exception:  # the reply stands; the turns are dropped, as before
+            log.exception("summarising the chat")
+            written = None
+        if written is not None:
+            return written.as_dict()
+    return options.summary.model_dump() if options is not None and options.summary is not None else None
 
 
 def _usage(stream: Any) -> dict[str, int]:
@@ -244,7 +257,8 @@ def _check(svc: Services, req: ChatRequest) -> list[str]:
 async def chat_completions(req: ChatRequest, request: Request):
     svc = services(request)
     texts = _check(svc, req)
-    granted, relay = await start_turn(svc, request, partial(_prepare, svc, req, texts))
+    held: dict[str, Any] = {}
+    granted, relay = await start_turn(svc, request, partial(_prepare, svc, req, texts, held))
     turn, stream = relay.turn, relay.stream
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -260,8 +274,11 @@ async def chat_completions(req: ChatRequest, request: Request):
     if not req.stream:
         try:
             text = await collect(relay, request)
+            summary = await _summary(held, req.rolechat)
         finally:
             await finish_turn(svc, relay, granted)
+        if summary is not None:
+            extra["rolechat"]["summary"] = summary
         if req.knowledge_base:
             extra["grounded"] = svc.engine.grounded(turn, text)
         message = {"role": "assistant", "content": text}
@@ -295,7 +312,9 @@ async def chat_completions(req: ChatRequest, request: Request):
             log.exception("generation failed mid-stream")
             yield f"data: {json.dumps(internal_error().body())}\n\n"
             return
-        yield chunk([{"index": 0, "delta": {}, "finish_reason": _finish_reason(stream)}])
+        summary = await _summary(held, req.rolechat)
+        last = {"rolechat": {"summary": summary}} if summary is not None else {}
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": _finish_reason(stream)}], **last)
         if include_usage:
             yield chunk([], usage=_usage(stream))
         yield "data: [DONE]\n\n"

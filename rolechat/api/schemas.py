@@ -106,11 +106,21 @@ class AuthorsNoteOptions(BaseModel):
     interval: Int = Field(default=1, ge=0, le=1000)
 
 
+class SummaryOptions(BaseModel):
+    """The summary of a long chat's oldest messages (`rolechat.summary`), as the previous response returned it:
+    `covers` is how many of the request's earlier user and assistant messages it stands for."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Text = Field(default="", max_length=20000)
+    covers: Int = Field(default=0, ge=0, le=1_000_000)
+
+
 class RolechatOptions(BaseModel):
     """rolechat's own request extension (field `rolechat`): who the user is in the conversation ({{user}} in
     cards), whether the response shows "what the model saw" (`prompt_parts`), what the chat adds around its
     characters (`lorebooks` from the library, a `scenario` override, an `authors_note`, and `lore_state`, the
-    timed lore effects the previous response returned), and a multi-character scene: `scene` names its
+    timed lore effects the previous response returned, and `summary`, the summary of older turns it returned),
+    and a multi-character scene: `scene` names its
     characters (personas) or `scene_name` a saved scene, `speaker` who replies (default: the next by `order`);
     the assistant messages of the history carry the persona that said them in `name`."""
 
@@ -126,6 +136,7 @@ class RolechatOptions(BaseModel):
     scene_name: Text | None = Field(default=None, max_length=256)
     speaker: Text | None = Field(default=None, max_length=256)
     order: Literal["natural", "list", "manual", "round-robin"] | None = None
+    summary: SummaryOptions | None = None
 
 
 class ChatRequest(BaseModel):

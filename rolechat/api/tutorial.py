@@ -24,6 +24,7 @@ from rolechat.api.errors import APIError
 from rolechat.api.schemas import HistoryMessage, TutorialRequest
 from rolechat.api.services import Services, services
 from rolechat.api.turns import check_prompt, check_prompt_tokens, collect, finish_turn, resolve_persona, start_turn
+from rolechat.conversation.session import Session
 
 __all__ = ["router"]
 
@@ -46,7 +47,9 @@ def _prepare(svc: Services, req: TutorialRequest, history: list[dict[str, str]])
     check_prompt_tokens(svc, [m["content"] for m in history] + [req.prompt], param="history")
     system = "\n\n".join(m["content"] for m in history if m["role"] == "system")
     params = {"temperature": req.temperature, "top_p": req.top_p}
-    turn = svc.engine.prepare(req.prompt, character=persona, history=history, system=system, params=params)
+    said = [m for m in history if m["role"] in ("user", "assistant")] + [{"role": "user", "content": req.prompt}]
+    reply = Session(svc.engine, persona=persona, system=system, params=params, history=said).reply()
+    turn = reply.turn
     if req.max_length is not None:  # ChatGLM's max_length bounds prompt + reply
         room = req.max_length - turn.prompt_tokens
         if room < 1:
@@ -56,8 +59,7 @@ def _prepare(svc: Services, req: TutorialRequest, history: list[dict[str, str]])
                 param="max_length",
             )
         turn.params = replace(turn.params, max_new_tokens=min(turn.params.max_new_tokens, room))
-    stream = svc.engine.stream(turn)
-    return turn, stream
+    return turn, reply.stream
 
 
 @router.post("/")

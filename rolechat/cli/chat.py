@@ -81,29 +81,29 @@ def banner(rt) -> None:
 
 @dataclass
 class Talk:
-    """What every turn of one `rolechat chat` run shares: the engine, the user, the sampling parameters, the
-    chat's setting (lorebooks, scenario, author's note, timed lore state) and where the prompt view goes."""
+    """One `rolechat chat` run: its conversation (a `Session`: the character or scene, the user, the sampling
+    parameters, the chat's setting, the history) and how turns are shown (the prompt view and where it goes)."""
 
-    engine: Any
-    user: Any
-    params: dict[str, Any]
-    setting: Any
+    session: Any
     show_prompt: bool = False
     prompt_file: Path | None = None
     quiet: bool = False
     turns: list[Any] = field(default_factory=list)
     told_dropped: bool = False
 
+    @property
+    def engine(self) -> Any:
+        return self.session.engine
+
     def prepared(self, turn: Any) -> Any:
-        """Show and record a prepared turn (the prompt view), keep its timed lore state for the next one; the
-        first time the context cannot hold every part, say once what was left out."""
+        """Show and record a prepared turn (the prompt view); the first time the context cannot hold every part,
+        say once what was left out."""
         if self.show_prompt:
             print_parts(turn)
         full = next((p for p in turn.parts if p.kind == "notice" and p.label == "context full"), None)
         if full is not None and not self.told_dropped and not self.show_prompt:
             err_console.print(f"note: {full.text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
             self.told_dropped = True
-        self.setting.lore_state = turn.lore_state
         if self.prompt_file is not None:
             from rolechat.conversation.report import report
 
@@ -121,15 +121,26 @@ class Talk:
                 fail(f"--prompt-file {self.prompt_file}: {exc}")
         return turn
 
-    def say(self, turn: Any, name: str | None = None) -> str:
-        """Generate and print the reply of `turn` (under `name` in a scene); the text the chat keeps."""
-        from rolechat.conversation.scene import clean_reply
+    def answer(self, pick: str | None = None, rng: Any = None) -> int:
+        """The session's answer to the chat so far (a scene: a round, or `pick` alone), each reply printed as it
+        streams; a long chat's dropped turns summarised. How many replies there were."""
+        count = 0
+        for reply in self.session.replies(pick, rng):
+            self.prepared(reply.turn)
+            name = self.session.names()[reply.speaker] if reply.speaker else None
+            self.say(reply, name)
+            count += 1
+            job = self.session.summary_job(reply)
+            if job is not None:
+                self.session.summary = job.run() or self.session.summary
+        return count
 
-        stream = self.engine.stream(turn)
+    def say(self, reply: Any, name: str | None = None) -> str:
+        """Print `reply` (under `name` in a scene) and record it; the text the chat keeps."""
+        turn, stream = reply.turn, reply.stream
         shows = turn.scripts is not None and turn.scripts.shows("assistant")
         if self.quiet or shows:
-            text = stream.join()
-            kept = clean_reply(text, name) if name else text
+            kept = reply.finish(stream.join())["content"]
             shown = turn.scripts.display(kept, "assistant", 0) if shows else kept
             if self.quiet:
                 typer.echo(f"{name}: {shown}" if name else shown)
@@ -138,8 +149,7 @@ class Talk:
             return kept
         if name:
             console.print(f"[bold magenta]{escape(name)}:[/] ", end="", highlight=False)
-        text = _stream_reply(stream)
-        return clean_reply(text, name) if name else text
+        return reply.finish(_stream_reply(stream))["content"]
 
 
 def _stream_reply(stream) -> str:
@@ -174,38 +184,38 @@ def chat_setting(lorebooks: list[str] | None, scenario: str, note: dict[str, Any
     return ChatSetting(lorebooks=books, scenario=scenario or "", authors_note=authors_note)
 
 
-def _opening(engine, persona: str | None, user, index: int) -> list[dict[str, str]]:
-    """The chat's opening: the character's greeting number `index` as the first assistant turn (or nothing)."""
+def _restart(talk: Talk, greeting: int) -> list[dict[str, Any]]:
+    """Start the session's chat over: no history, summary or lore state; the greeting number `greeting` opens it."""
+    from rolechat.conversation.session import Summary
+
+    session = talk.session
+    session.history.clear()
+    session.summary = Summary()
+    session.setting.lore_state = {}
     try:
-        greeting = engine.greeting(persona, user, index)
+        return session.start(greeting)
     except IndexError as exc:
         fail(str(exc))
-    return [{"role": "assistant", "content": greeting}] if greeting else []
 
 
-def _solo_turn(talk: Talk, persona: str | None, history: list[dict[str, str]], line: str) -> None:
-    """One exchange: the turn's prompt (shown, recorded), the reply printed, both kept in `history`."""
-    turn = talk.prepared(
-        talk.engine.prepare(
-            line, character=persona, history=history, user=talk.user, params=talk.params, setting=talk.setting
-        )
-    )
-    reply = talk.say(turn)
-    history += [{"role": "user", "content": turn.user_text}, {"role": "assistant", "content": reply}]
+def _turn(talk: Talk, line: str) -> None:
+    """One exchange: the user's line recorded, the reply printed and recorded."""
+    talk.session.say(line)
+    talk.answer()
 
 
-def _solo(talk: Talk, rt, persona: str | None, message: str | None, greeting: int) -> None:
+def _solo(talk: Talk, rt, message: str | None, greeting: int) -> None:
     """A chat with one persona or character: one message (`message`) or an interactive loop."""
     from rolechat.llm import PersonaError
 
     try:
-        rt.manifest(persona)
+        rt.manifest(talk.session.persona)
     except PersonaError as exc:
         fail(str(exc))
-    history = _opening(talk.engine, persona, talk.user, greeting)
+    history = _restart(talk, greeting)
     if message is not None:
         try:
-            _solo_turn(talk, persona, history, message)
+            _turn(talk, message)
         except ValueError as exc:
             fail(str(exc))
         return
@@ -214,35 +224,33 @@ def _solo(talk: Talk, rt, persona: str | None, message: str | None, greeting: in
         console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
     while True:
         try:
-            line = console.input(f"[bold cyan]{persona or 'base'}>[/] ").strip()
+            line = console.input(f"[bold cyan]{talk.session.persona or 'base'}>[/] ").strip()
         except (EOFError, KeyboardInterrupt):
             console.print()
             return
         if not line:
             continue
         if line.startswith("/"):
-            done, persona, history = _command(talk, rt, line, persona, history, greeting)
-            if done:
+            if _command(talk, rt, line, greeting):
                 return
             continue
         try:
-            _solo_turn(talk, persona, history, line)
+            _turn(talk, line)
         except ValueError as exc:
             err_console.print(str(exc), style="red", markup=False, highlight=False)
         except KeyboardInterrupt:
             console.print("\n[dim](stopped)[/]")
 
 
-def _command(talk: Talk, rt, line: str, persona, history, greeting: int):
-    """An interactive command: (whether to exit, the persona, the history)."""
+def _command(talk: Talk, rt, line: str, greeting: int) -> bool:
+    """An interactive command; whether to exit."""
     from rolechat.llm import PersonaError
 
     cmd, _, arg = line.partition(" ")
     if cmd in ("/exit", "/quit"):
-        return True, persona, history
+        return True
     if cmd == "/reset":
-        history = _opening(talk.engine, persona, talk.user, greeting)
-        talk.setting.lore_state = {}
+        _restart(talk, greeting)
         err_console.print("[dim]history cleared[/]")
     elif cmd == "/personas":
         rt.reload_personas()
@@ -253,16 +261,14 @@ def _command(talk: Talk, rt, line: str, persona, history, greeting: int):
             rt.manifest(arg.strip() or None)
         except PersonaError as exc:
             err_console.print(str(exc), style="red", markup=False, highlight=False)
-            return False, persona, history
-        persona = arg.strip() or None
-        history = _opening(talk.engine, persona, talk.user, 0)
-        talk.setting.lore_state = {}
-        err_console.print(f"[dim]persona: {persona or 'base'} (history cleared)[/]")
-        for opening in history:
+            return False
+        talk.session.persona = arg.strip() or None
+        err_console.print(f"[dim]persona: {talk.session.persona or 'base'} (history cleared)[/]")
+        for opening in _restart(talk, 0):
             console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
     else:
         err_console.print(f"[dim]{HELP}[/]")
-    return False, persona, history
+    return False
 
 
 LOREBOOK_OPTION = typer.Option(
@@ -323,18 +329,21 @@ def chat(
     rt = load_runtime_or_fail(config["llm"])
     if not quiet:
         banner(rt)
+    from rolechat.conversation.session import Session
+
     engine = engine_or_fail(rt, chat_overrides=config["chat"])
     note = _note_options(authors_note, note_depth, note_role, note_position, note_interval)
     setting = chat_setting(lorebook, scenario, note, engine.chat_cfg.card_max_bytes)
     user = user_persona(user_name, user_description)
     params = {"seed": seed}  # temperature, top_p, max_new_tokens...: the --llm flags set the runtime's defaults
-    talk = Talk(engine, user, params, setting, show_prompt, prompt_file, quiet)
+    session = Session(engine, persona=persona, user=user, setting=setting, params=params)
+    talk = Talk(session, show_prompt, prompt_file, quiet)
     if scene is not None:
         from rolechat.cli.scene import run_scene
 
         run_scene(talk, scene, order, speaker, message, seed)
         return
-    _solo(talk, rt, persona, message, greeting)
+    _solo(talk, rt, message, greeting)
 
 
 @config_flags("llm")

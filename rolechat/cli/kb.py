@@ -386,20 +386,20 @@ def ask(
     base.close()
     rt = load_runtime_or_fail(config["llm"])
     demo_hint(rt.info)
+    from rolechat.conversation.session import Session
+
     engine = engine_or_fail(rt, base.cfg, config["chat"])
+    session = Session(engine, persona=persona, user=user_persona(user_name, user_description), knowledge_base=kb)
+    session.say(question)
     try:
-        turn = engine.prepare(
-            question,
-            character=persona,
-            user=user_persona(user_name, user_description),
-            knowledge_base=kb,
-        )
+        reply = session.reply()
+        turn = reply.turn
     except ValueError as exc:  # an unknown or broken persona, a bad mode, a prompt that cannot fit
         fail(str(exc))
     if show_prompt:
         print_parts(turn)
     if as_json:
-        text = engine.stream(turn).join()
+        text = reply.stream.join()
         engine.close()
         _print_json(
             {
@@ -417,7 +417,7 @@ def ask(
             }
         )
         return
-    for piece in engine.stream(turn):
+    for piece in reply.stream:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     console.print()
     engine.close()

@@ -26,66 +26,45 @@ scene_app = typer.Typer(
 )
 
 
-def _resolve(talk, spec: str, order: str | None):
-    """(characters, order, allow self-responses, muted) of `--scene`: a saved scene's name, or names A,B (the
-    chat's own books and scenario then join a saved scene's)."""
+def _resolve(session, spec: str, order: str | None) -> None:
+    """Make `session` the scene of `--scene`: a saved scene's name, or names A,B (the chat's own books and
+    scenario then join a saved scene's)."""
     from rolechat.conversation.scene import load_scene
 
     if "," in spec:
-        characters = [c.strip() for c in spec.split(",") if c.strip()]
-        return characters, order or "natural", False, []
+        session.characters = [c.strip() for c in spec.split(",") if c.strip()]
+        session.order = order or "natural"
+        return
     try:
         scene = load_scene(spec.strip())
     except ValueError as exc:
         fail(f"{exc}; a scene of personas names at least two characters, comma-separated (A,B)")
-    chat = talk.setting
+    chat = session.setting
     merged = scene.setting(chat.lorebooks, chat.scenario)
     chat.lorebooks, chat.scenario = merged.lorebooks, merged.scenario
-    return list(scene.characters), order or scene.order, scene.allow_self_responses, list(scene.muted)
+    session.characters, session.order = list(scene.characters), order or scene.order
+    session.allow_self, session.muted = scene.allow_self_responses, list(scene.muted)
 
 
 def run_scene(talk, spec: str, order: str | None, speaker: str | None, message: str | None, seed: int | None) -> None:
     """`chat --scene`: a round per message (or the `--speaker` alone), printed as `名字: reply`."""
-    characters, order, allow_self, muted = _resolve(talk, spec, order)
-    engine, user = talk.engine, talk.user
+    session = talk.session
+    _resolve(session, spec, order)
     try:
-        names = engine.scene_names(characters)
-        engine.speaking_order(characters, [], order)  # checks the scene and the order
+        names = session.names()
+        talk.engine.speaking_order(session.characters, [], session.order)  # checks the scene and the order
     except ValueError as exc:
         fail(str(exc))
-    if speaker is not None and speaker not in characters:
-        fail(f"--speaker {speaker!r} is not in the scene ({', '.join(characters)})")
+    if speaker is not None and speaker not in session.characters:
+        fail(f"--speaker {speaker!r} is not in the scene ({', '.join(session.characters)})")
     rng = random.Random(seed)
-    history = engine.scene_greetings(characters, user)
+    session.start()
 
     def round_of(line: str, pick: str | None = None) -> None:
-        said = line
-        heard = [*history, {"role": "user", "content": line}] if line else history
-        speakers = (
-            [pick]
-            if pick
-            else engine.speaking_order(characters, heard, order, rng=rng, allow_self=allow_self, muted=muted)
-        )
-        if not speakers:
+        if line:
+            session.say(line)
+        if not talk.answer(pick, rng):
             err_console.print("[dim]nobody speaks in manual order: /speak NAME (or --speaker NAME)[/]")
-        for who in speakers:
-            turn = talk.prepared(
-                engine.prepare_scene(
-                    said,
-                    characters=characters,
-                    speaker=who,
-                    history=history,
-                    user=user,
-                    params=talk.params,
-                    setting=talk.setting,
-                )
-            )
-            if said:
-                history.append({"role": "user", "content": turn.user_text})
-                said = ""
-            history.append({"role": "assistant", "content": talk.say(turn, names[who]), "name": who})
-        if said:  # nobody spoke: the user's line stays in the scene
-            history.append({"role": "user", "content": said})
 
     if message is not None:
         try:
@@ -93,16 +72,17 @@ def run_scene(talk, spec: str, order: str | None, speaker: str | None, message: 
         except ValueError as exc:
             fail(str(exc))
         return
-    _loop(talk, history, names, order, round_of)
+    _loop(talk, names, round_of)
 
 
-def _loop(talk, history, names, order, round_of) -> None:
+def _loop(talk, names, round_of) -> None:
+    session = talk.session
     err_console.print(
-        f"[dim]scene: {', '.join(names.values())} · order: {order} · /speak NAME, /reset, /exit[/]", highlight=False
+        f"[dim]scene: {', '.join(names.values())} · order: {session.order} · /speak NAME, /reset, /exit[/]",
+        highlight=False,
     )
-    for line in history:
+    for line in session.history:
         console.print(f"{names[line['name']]}: {line['content']}", markup=False, highlight=False, soft_wrap=True)
-    opening = list(history)
     while True:
         try:
             line = console.input("[bold cyan]scene>[/] ").strip()
@@ -112,8 +92,9 @@ def _loop(talk, history, names, order, round_of) -> None:
         if line in ("/exit", "/quit"):
             return
         if line == "/reset":
-            history[:] = opening
-            talk.setting.lore_state = {}
+            session.history.clear()
+            session.setting.lore_state = {}
+            session.start()
             err_console.print("[dim]history cleared[/]")
             continue
         pick = None
