@@ -9,8 +9,7 @@ by an incremental manifest, dense/BM25/hybrid retrievers, and a cited LCEL answe
 Never imports llm/: the chain takes any LangChain chat model.
 """
 
-from importlib import import_module
-from typing import Any
+from rolechat.exports import lazy
 
 # name -> submodule; imported on first use, so `from rolechat.rag.config import RAGConfig` (the CLI's start-up
 # path) does not pull in LangChain and Chroma.
@@ -33,33 +32,5 @@ _EXPORTS = {
     "format_context": "chain",
 }
 
-__all__ = [
-    "RAGConfig",
-    "KnowledgeBase",
-    "IndexReport",
-    "FileOutcome",
-    "DocumentInfo",
-    "Progress",
-    "list_kbs",
-    "delete_kb",
-    "EmbedderMismatch",
-    "ReembedReport",
-    "EmbedderSpec",
-    "resolve_spec",
-    "build_chain",
-    "answer_stream",
-    "format_sources",
-    "format_context",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(f"rolechat.rag.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

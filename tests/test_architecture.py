@@ -35,6 +35,7 @@ SOURCES: dict[str, list[str]] = {
     "settings": [
         "rolechat/__init__.py",
         "rolechat/settings.py",
+        "rolechat/exports.py",
         "rolechat/limits.py",
         "rolechat/encoder.py",
         "rolechat/charsmap.py",
@@ -49,6 +50,7 @@ SOURCES: dict[str, list[str]] = {
 }
 PREFIXES = [
     ("rolechat.settings", "settings"),
+    ("rolechat.exports", "settings"),
     ("rolechat.encoder", "settings"),
     ("rolechat.charsmap", "settings"),
     ("rolechat.limits", "settings"),

@@ -6,8 +6,7 @@ characters and world info, `worldinfo` for the scan over a turn's books, `settin
 SillyTavern's regex scripts, `memory` for a character's memory of its lines.
 """
 
-from importlib import import_module
-from typing import Any
+from rolechat.exports import lazy
 
 # name -> submodule; imported on first use, so `from rolechat.conversation.config import ConversationConfig`
 # (the CLI's start-up path, which builds a flag per config field) does not pull in the model runtime.
@@ -39,42 +38,5 @@ _EXPORTS = {
     "Scene": "scene",
 }
 
-__all__ = [
-    "AuthorsNote",
-    "CardError",
-    "Character",
-    "CharacterMemory",
-    "ChatSetting",
-    "ContextOverflow",
-    "ConversationConfig",
-    "Engine",
-    "FixedReply",
-    "LoreEntry",
-    "Lorebook",
-    "PromptPart",
-    "Scene",
-    "Turn",
-    "UserPersona",
-    "apply_macros",
-    "example_dialogues",
-    "greetings",
-    "import_memory",
-    "read_card",
-    "read_lorebook",
-    "source_rows",
-    "system_prompt",
-    "write_card",
-    "write_lorebook",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(f"rolechat.conversation.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)
