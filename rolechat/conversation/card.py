@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rolechat.conversation.fields import CardError, as_dict, as_number, as_str, as_str_list
@@ -57,15 +57,6 @@ _STRING_FIELDS = (
     "character_version",
 )
 _V3_OPTIONAL = ("nickname", "assets", "creator_notes_multilingual", "source", "creation_date", "modification_date")
-_DATA_FIELDS = (
-    *_STRING_FIELDS,
-    "alternate_greetings",
-    "tags",
-    "extensions",
-    "character_book",
-    "group_only_greetings",
-    *_V3_OPTIONAL,
-)
 SPECS = {"v2": ("chara_card_v2", "2.0"), "v3": ("chara_card_v3", "3.0")}
 
 
@@ -231,6 +222,9 @@ class Character:
             card.setdefault(key, copy.deepcopy(value))
         return card
 
+
+# The `data` fields of the specs, as Character holds them; any other field of a card's `data` goes to `extra`.
+_DATA_FIELDS = frozenset(f.name for f in fields(Character)) - {"spec", "extra", "card_extra"}
 
 # Pygmalion / text-generation-webui character JSON: SillyTavern's import maps these names (importFromJson).
 _PYGMALION = {
