@@ -2,11 +2,11 @@
 
 A package's `__init__` that imported its submodules eagerly would make every start-up path pay for all of
 them: `from rolechat.rag.config import RAGConfig` (the CLI builds a flag per config field) would pull in
-LangChain and Chroma. Instead the package maps each public name to the submodule defining it:
+LangChain and Chroma. Instead the package lists the names each submodule exports, as the imports it replaces
+would:
 
-    _EXPORTS = {"RAGConfig": "config", "KnowledgeBase": "knowledge_base"}
-    __all__ = list(_EXPORTS)
-    __getattr__, __dir__ = lazy(__name__, _EXPORTS)
+    _EXPORTS = {"config": ["RAGConfig"], "knowledge_base": ["KnowledgeBase", "list_kbs"]}
+    __all__, __getattr__, __dir__ = lazy(__name__, _EXPORTS)
 
 The ground layer: imports nothing of the project.
 """
@@ -14,25 +14,28 @@ The ground layer: imports nothing of the project.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from typing import Any
 
 __all__ = ["lazy"]
 
 
-def lazy(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The module-level `__getattr__` and `__dir__` of `package`, whose name `n` lives in submodule
-    `exports[n]`; a name is imported once, then found on the package like any other attribute."""
+def lazy(
+    package: str, exports: Mapping[str, Sequence[str]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """The `__all__`, `__getattr__` and `__dir__` of `package`, which exports the names `exports[sub]` of each
+    submodule `sub`; a name is imported once, then found on the package like any other attribute."""
+    home = {name: sub for sub, names in exports.items() for name in names}
 
     def attribute(name: str) -> Any:
-        if name not in exports:
+        if name not in home:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(f"{package}.{exports[name]}"), name)
+        value = getattr(import_module(f"{package}.{home[name]}"), name)
         setattr(sys.modules[package], name, value)
         return value
 
     def names() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *exports})
+        return sorted({*vars(sys.modules[package]), *home})
 
-    return attribute, names
+    return list(home), attribute, names

@@ -13,9 +13,8 @@ def package(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "__init__.py").write_text(
         "from rolechat.exports import lazy\n"
-        "_EXPORTS = {'Heavy': 'heavy'}\n"
-        "__all__ = list(_EXPORTS)\n"
-        "__getattr__, __dir__ = lazy(__name__, _EXPORTS)\n",
+        "_EXPORTS = {'heavy': ['Heavy']}\n"
+        "__all__, __getattr__, __dir__ = lazy(__name__, _EXPORTS)\n",
         encoding="utf-8",
     )
     (folder / "heavy.py").write_text("LOADS = []\nclass Heavy:\n    pass\nLOADS.append(1)\n", encoding="utf-8")
