@@ -9,57 +9,25 @@ by an incremental manifest, dense/BM25/hybrid retrievers, and a cited LCEL answe
 Never imports llm/: the chain takes any LangChain chat model.
 """
 
-from importlib import import_module
-from typing import Any
+from rolechat.exports import lazy
 
-# name -> submodule; imported on first use, so `from rolechat.rag.config import RAGConfig` (the CLI's start-up
-# path) does not pull in LangChain and Chroma.
+# submodule -> the names it exports, imported on first use, so `from rolechat.rag.config import RAGConfig`
+# (the CLI's start-up path) does not pull in LangChain and Chroma.
 _EXPORTS = {
-    "RAGConfig": "config",
-    "KnowledgeBase": "knowledge_base",
-    "IndexReport": "knowledge_base",
-    "FileOutcome": "knowledge_base",
-    "DocumentInfo": "knowledge_base",
-    "Progress": "knowledge_base",
-    "list_kbs": "knowledge_base",
-    "delete_kb": "knowledge_base",
-    "EmbedderMismatch": "knowledge_base",
-    "ReembedReport": "knowledge_base",
-    "EmbedderSpec": "embedder_spec",
-    "resolve_spec": "embedder_spec",
-    "build_chain": "chain",
-    "answer_stream": "chain",
-    "format_sources": "chain",
-    "format_context": "chain",
+    "config": ["RAGConfig"],
+    "knowledge_base": [
+        "DocumentInfo",
+        "EmbedderMismatch",
+        "FileOutcome",
+        "IndexReport",
+        "KnowledgeBase",
+        "Progress",
+        "ReembedReport",
+        "delete_kb",
+        "list_kbs",
+    ],
+    "embedder_spec": ["EmbedderSpec", "resolve_spec"],
+    "chain": ["build_chain", "answer_stream", "format_sources", "format_context"],
 }
 
-__all__ = [
-    "RAGConfig",
-    "KnowledgeBase",
-    "IndexReport",
-    "FileOutcome",
-    "DocumentInfo",
-    "Progress",
-    "list_kbs",
-    "delete_kb",
-    "EmbedderMismatch",
-    "ReembedReport",
-    "EmbedderSpec",
-    "resolve_spec",
-    "build_chain",
-    "answer_stream",
-    "format_sources",
-    "format_context",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(f"rolechat.rag.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from rolechat.rag.lexical import query_terms, tokenize
+from rolechat.rag.lexical import bm25_scores, query_terms, tokenize
+from rolechat.rag.ranking import chunk_body
 
 __all__ = [
     "Extract",
@@ -115,20 +115,17 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
 
 
-def _body(doc: Any) -> tuple[str, str]:
+def _parts(doc: Any) -> tuple[str, str]:
     """(heading path, text without it) of a retrieved chunk."""
     headings = (doc.metadata.get("headings") or "").strip()
-    text = doc.page_content
-    if headings and text.startswith(headings):
-        text = text[len(headings) :]
-    return headings, text
+    return headings, chunk_body(doc.page_content, headings)
 
 
 def _candidates(docs: Sequence[Any]) -> list[tuple[Sentence, str]]:
     out = []
     for rank, doc in enumerate(docs, 1):
         citation = int(doc.metadata.get("citation", rank))
-        headings, body = _body(doc)
+        headings, body = _parts(doc)
         for line in split_sentences(body):
             if line.lstrip().startswith("#"):  # a heading line is context, not an answer
                 continue
@@ -148,23 +145,11 @@ def _local_idf(terms: Iterable[str], texts: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _bm25(terms: Sequence[str], texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> list[float]:
-    tokens = [tokenize(t) for t in texts]
-    if not tokens:
-        return []
-    avg = sum(len(t) for t in tokens) / len(tokens) or 1.0
-    df = Counter(term for toks in tokens for term in set(toks))
-    scores = []
-    for toks in tokens:
-        tf = Counter(toks)
-        value = 0.0
-        for term in terms:
-            if tf[term]:
-                idf = math.log(1 + (len(tokens) - df[term] + 0.5) / (df[term] + 0.5))
-                value += idf * tf[term] * (k1 + 1) / (tf[term] + k1 * (1 - b + b * len(toks) / avg))
-        scores.append(value)
-    top = max(scores) or 1.0
-    return [s / top for s in scores]
+def _bm25(terms: list[str], texts: list[str]) -> list[float]:
+    """BM25 of each text over the candidates as the corpus, over the best one's."""
+    scores = bm25_scores(terms, [tokenize(text) for text in texts])
+    top = max(scores, default=0.0) or 1.0
+    return [score / top for score in scores]
 
 
 def _embed(embeddings: Any, question: str, texts: list[str]) -> np.ndarray:
@@ -226,7 +211,7 @@ def closest_sources(docs: Sequence[Any], limit: int = 3, chars: int = 80) -> lis
     """ "[n] file（location）：opening…" lines of the best-ranked chunks."""
     lines = []
     for n, doc in enumerate(docs[:limit], 1):
-        _, body = _body(doc)
+        _, body = _parts(doc)
         text = " ".join(body.split())
         name = Path(doc.metadata.get("source", "?")).name
         location = doc.metadata.get("location", "")

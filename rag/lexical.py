@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tokenize", "query_terms", "BM25Index", "ids_digest", "TOKENIZER_VERSION"]
+__all__ = ["tokenize", "query_terms", "bm25_scores", "BM25Index", "ids_digest", "TOKENIZER_VERSION"]
 
 log = logging.getLogger(__name__)
 _JIEBA_LOCK = threading.Lock()
@@ -89,6 +89,25 @@ def _bm25s():
     return bm25s
 
 
+def _index(corpus: list[list[str]]):
+    """A bm25s index of tokenized texts, with the Lucene/Elasticsearch defaults every BM25 score here uses."""
+    retriever = _bm25s().BM25(k1=1.2, b=0.75)
+    retriever.index(corpus, show_progress=False)
+    return retriever
+
+
+def bm25_scores(terms: list[str], texts: list[list[str]]) -> list[float]:
+    """The BM25 score of each tokenized text for the query `terms` (each counted once), `texts` being the
+    whole corpus: how the knowledge base's index scores chunks, for a handful of texts scored once."""
+    if not any(texts):  # bm25s cannot index a corpus without a token
+        return [0.0] * len(texts)
+    index = _index(texts)
+    known = [t for t in dict.fromkeys(terms) if t in index.vocab_dict]
+    if not known:
+        return [0.0] * len(texts)
+    return [float(score) for score in index.get_scores(known)]
+
+
 def ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
@@ -105,15 +124,9 @@ class BM25Index:
 
     def build(self, rows: list[tuple[str, str]]) -> None:
         """Build from (chunk_id, space-joined tokens) and save atomically."""
-        bm25s = _bm25s()
-
         self._ids = [r[0] for r in rows]
         self.digest = ids_digest(self._ids)
-        retriever = None
-        if rows:
-            corpus = [r[1].split(" ") if r[1] else [] for r in rows]
-            retriever = bm25s.BM25(k1=1.2, b=0.75)  # the Lucene/Elasticsearch defaults
-            retriever.index(corpus, show_progress=False)
+        retriever = _index([r[1].split(" ") if r[1] else [] for r in rows]) if rows else None
         self._retriever = retriever
         self._vocab = dict(retriever.vocab_dict) if retriever is not None else {}
         tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")

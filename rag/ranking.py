@@ -27,9 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rolechat.rag.manifest import ChunkRow
-
-__all__ = ["RankWeights", "rank", "opens_section", "LINE_KINDS"]
+__all__ = ["RankWeights", "rank", "opens_section", "chunk_body", "LINE_KINDS"]
 
 # Kinds whose sections are their heading paths (a file without headings is one section): Markdown, text, HTML
 # and docx are read as one block with line locations, and a PDF page break is not a new topic. Every other kind
@@ -62,9 +60,10 @@ def opens_section(headings: str, location: str, before: tuple[str, str] | None, 
 _SENTENCE_END = re.compile(r"[。！？!?；;…\n]+|\. ")
 
 
-def _body(row: ChunkRow) -> str:
-    prefix = f"{row.headings}\n" if row.headings else ""
-    return row.text[len(prefix) :] if prefix and row.text.startswith(prefix) else row.text
+def chunk_body(text: str, headings: str) -> str:
+    """A chunk's text without the heading path the splitter writes on its first line."""
+    prefix = f"{headings}\n" if headings else ""
+    return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
 
 def _best_sentence(body: str, terms: list[tuple[str, float]]) -> float:
@@ -108,7 +107,7 @@ def rank(kb, terms: list[str], hits: list[tuple[str, float]], weights: RankWeigh
                 heading = row.headings.lower()
                 in_heading = sum(idf[t] for t in present if t in heading)
                 rest = [(t, idf[t]) for t in present if t not in heading]
-                best = _best_sentence(_body(row).lower(), rest) if rest else 0.0
+                best = _best_sentence(chunk_body(row.text, row.headings).lower(), rest) if rest else 0.0
                 value += weights.sentence * (in_heading + best) / total
             if cid in starts:
                 value += weights.lead

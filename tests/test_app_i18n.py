@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tests.app_support import app_test
+from ui import i18n
 from ui.i18n import STRINGS
 
 
@@ -27,3 +28,12 @@ def test_every_page_renders_in_english(monkeypatch, tiny_qwen2, page, title):
     assert not at.exception
     assert at.title[0].value == title
     assert at.radio(key="lang").value == "en"  # the choice survives the page switch
+
+
+def test_a_malformed_entry_of_the_table_names_its_key(tmp_path):
+    table = tmp_path / "strings.toml"
+    table.write_text('"nav.chat" = ["聊天", "Chat"]\n"nav.kb" = ["知识库"]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"nav\.kb must be \[Chinese, English\], got \['知识库'\]"):
+        i18n._load(table)
+    table.write_text('"nav.chat" = ["聊天", "Chat"]\n', encoding="utf-8")
+    assert i18n._load(table) == {"nav.chat": ("聊天", "Chat")}

@@ -4,7 +4,8 @@
     cli, api, ui on top;  nothing imports the ui or the cli.
 
 Each layer may import only the layers listed for it in ALLOWED (and third-party packages). There are
-no exceptions: a file that belongs to no layer, or an edge not in the table, fails the test.
+no exceptions: a file that belongs to no layer, or an edge not in the table, fails the test. Within and across
+layers, no two modules import each other (lazy imports count), and no module imports another's `_private` name.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SOURCES: dict[str, list[str]] = {
     "settings": [
         "rolechat/__init__.py",
         "rolechat/settings.py",
+        "rolechat/exports.py",
         "rolechat/limits.py",
         "rolechat/encoder.py",
         "rolechat/charsmap.py",
@@ -48,6 +50,7 @@ SOURCES: dict[str, list[str]] = {
 }
 PREFIXES = [
     ("rolechat.settings", "settings"),
+    ("rolechat.exports", "settings"),
     ("rolechat.encoder", "settings"),
     ("rolechat.charsmap", "settings"),
     ("rolechat.limits", "settings"),
@@ -156,6 +159,172 @@ def test_the_package_level_import_graph_has_no_loop():
 
     for node in sorted(graph):
         visit(node, [])
+
+
+# Offenders that issue 29 is removing in these folders right now (the llm.runtime <-> llm.remote and llm.demo
+# circles, finetune's private imports): the two module-level checks below report them as expected failures, and
+# fail on any offender elsewhere. Empty this once those changes land.
+PENDING = ("llm/", "finetune/")
+
+
+def module_of(path: Path) -> str:
+    """The import name of a source file: llm/runtime.py is rolechat.llm.runtime, ui/chat.py is ui.chat."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    if parts[0] in FEATURE_FOLDERS:
+        parts.insert(0, "rolechat")
+    return ".".join(parts)
+
+
+def product_files() -> list[Path]:
+    return [path for layer in ALLOWED for path in files_of(layer)]
+
+
+def modules_imported(path: Path, modules: set[str]) -> set[str]:
+    """The project modules `path` imports, anywhere in the file (inside functions and under TYPE_CHECKING too: a
+    lazy import still makes a circle of design). `from pkg import sub` names the submodule alone: a package's
+    __init__ runs before any of its submodules whoever imports them."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            named = {f"{node.module}.{alias.name}" for alias in node.names}
+            found |= named if named <= modules else {*named, node.module}
+    return found & modules
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the other project modules it imports."""
+    paths = {module_of(path): path for path in product_files()}
+    return {name: modules_imported(path, set(paths)) - {name} for name, path in paths.items()}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The nodes one or more edges away from `start`."""
+    found: set[str] = set()
+    todo = list(graph.get(start, ()))
+    while todo:
+        node = todo.pop()
+        if node not in found:
+            found.add(node)
+            todo.extend(graph.get(node, ()))
+    return found
+
+
+def shortest_circle(graph: dict[str, set[str]], start: str) -> list[str]:
+    """The shortest path start -> ... -> start (breadth first), or [] when `start` is on no circle."""
+    parent: dict[str, str] = {}
+    layer = [start]
+    while layer:
+        following = []
+        for node in layer:
+            for nxt in sorted(graph.get(node, ())):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [*reversed(path), start]
+                if nxt not in parent:
+                    parent[nxt] = node
+                    following.append(nxt)
+        layer = following
+    return []
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per group of modules that import each other (a strongly connected component), each written
+    as a path from its first module back to it."""
+    reach = {node: reachable(graph, node) for node in graph}
+    circles: list[list[str]] = []
+    placed: set[str] = set()
+    for node in sorted(graph):
+        if node in placed or node not in reach[node]:
+            continue
+        placed |= {other for other in reach[node] if node in reach[other]}
+        circles.append(shortest_circle(graph, node))
+    return circles
+
+
+def pending(paths: list[str]) -> bool:
+    """Whether all these source files lie in the folders whose offenders are being removed (`PENDING`)."""
+    return all(path.startswith(PENDING) for path in paths)
+
+
+def source_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[:2] in (["rolechat", f] for f in FEATURE_FOLDERS):
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def report(offenders: list[tuple[list[str], str]]) -> None:
+    """Fails on offenders outside `PENDING`; marks the test an expected failure while only pending ones remain."""
+    assert [line for where, line in offenders if not pending(where)] == []
+    if offenders:
+        pytest.xfail("being fixed in " + ", ".join(PENDING) + ": " + "; ".join(line for _, line in offenders))
+
+
+def test_circles_are_found_in_a_made_up_graph():
+    graph = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": set(), "e": {"e2"}, "e2": {"e"}, "f": {"a"}}
+    assert import_circles(graph) == [["a", "b", "c", "a"], ["e", "e2", "e"]]
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert shortest_circle({"a": {"b", "c"}, "b": {"c"}, "c": {"a"}}, "a") == ["a", "c", "a"]
+
+
+def test_no_two_modules_of_the_project_import_each_other_even_lazily():
+    circles = import_circles(module_graph())
+    report([([source_of(m) for m in circle], " -> ".join(circle)) for circle in circles])
+
+
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__")
+
+
+def private_imports(path: Path) -> list[str]:
+    """`_name`s `path` imports from project modules (a module's private helper is its own business)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and layer_of_import(node.module or ""):
+            found += [f"{node.module}.{a.name}" for a in node.names if private(a.name)]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if layer_of_import(a.name) and any(map(private, a.name.split(".")))]
+    return found
+
+
+def test_private_names_are_found_in_a_made_up_module(tmp_path):
+    source = tmp_path / "made_up.py"
+    source.write_text(
+        "from rolechat import __version__\n"
+        "from rolechat.llm.generation import GenerationStats, _DONE\n"
+        "import rolechat.rag._hidden\n"
+        "from json import _default_decoder\n"
+        "def later():\n"
+        "    from rolechat.conversation.lorebook import _level\n",
+        encoding="utf-8",
+    )
+    assert private_imports(source) == [
+        "rolechat.llm.generation._DONE",
+        "rolechat.rag._hidden",
+        "rolechat.conversation.lorebook._level",
+    ]
+
+
+def test_an_offender_outside_the_pending_folders_fails_the_check():
+    with pytest.raises(AssertionError):
+        report([(["rag/extract.py"], "rag/extract.py imports rolechat.rag.ranking._body")])
+    with pytest.raises(AssertionError):  # a circle through llm/ and rag/ is not llm/'s alone
+        report([(["llm/runtime.py", "rag/chain.py"], "rolechat.llm.runtime -> rolechat.rag.chain")])
+
+
+def test_no_module_imports_a_private_name_of_another():
+    offenders = [
+        ([str(path.relative_to(ROOT))], f"{path.relative_to(ROOT)} imports {name}")
+        for path in product_files()
+        for name in private_imports(path)
+    ]
+    report(offenders)
 
 
 def test_the_feature_folders_are_only_imported_under_the_rolechat_name():

@@ -6,75 +6,22 @@ characters and world info, `worldinfo` for the scan over a turn's books, `settin
 SillyTavern's regex scripts, `memory` for a character's memory of its lines.
 """
 
-from importlib import import_module
-from typing import Any
+from rolechat.exports import lazy
 
-# name -> submodule; imported on first use, so `from rolechat.conversation.config import ConversationConfig`
-# (the CLI's start-up path, which builds a flag per config field) does not pull in the model runtime.
+# submodule -> the names it exports, imported on first use, so `from rolechat.conversation.config import
+# ConversationConfig` (the CLI's start-up path, which builds a flag per config field) does not pull in the model
+# runtime.
 _EXPORTS = {
-    "ContextOverflow": "assembly",
-    "PromptPart": "assembly",
-    "ConversationConfig": "config",
-    "Engine": "engine",
-    "FixedReply": "engine",
-    "Turn": "engine",
-    "UserPersona": "setting",
-    "source_rows": "engine",
-    "Character": "card",
-    "apply_macros": "card",
-    "example_dialogues": "card",
-    "greetings": "card",
-    "system_prompt": "card",
-    "read_card": "cardfile",
-    "read_lorebook": "cardfile",
-    "write_card": "cardfile",
-    "write_lorebook": "cardfile",
-    "CardError": "lorebook",
-    "Lorebook": "lorebook",
-    "LoreEntry": "lorebook",
-    "CharacterMemory": "memory",
-    "import_memory": "memory",
-    "AuthorsNote": "setting",
-    "ChatSetting": "setting",
-    "Scene": "scene",
+    "assembly": ["ContextOverflow", "PromptPart"],
+    "config": ["ConversationConfig"],
+    "engine": ["Engine", "FixedReply", "Turn", "source_rows"],
+    "setting": ["UserPersona", "AuthorsNote", "ChatSetting"],
+    "card": ["Character", "apply_macros", "example_dialogues", "greetings", "system_prompt"],
+    "cardfile": ["read_card", "read_lorebook", "write_card", "write_lorebook"],
+    "fields": ["CardError"],
+    "lorebook": ["Lorebook", "LoreEntry"],
+    "memory": ["CharacterMemory", "import_memory"],
+    "scene": ["Scene"],
 }
 
-__all__ = [
-    "AuthorsNote",
-    "CardError",
-    "Character",
-    "CharacterMemory",
-    "ChatSetting",
-    "ContextOverflow",
-    "ConversationConfig",
-    "Engine",
-    "FixedReply",
-    "LoreEntry",
-    "Lorebook",
-    "PromptPart",
-    "Scene",
-    "Turn",
-    "UserPersona",
-    "apply_macros",
-    "example_dialogues",
-    "greetings",
-    "import_memory",
-    "read_card",
-    "read_lorebook",
-    "source_rows",
-    "system_prompt",
-    "write_card",
-    "write_lorebook",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(f"rolechat.conversation.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from rolechat.conversation.lorebook import CardError, Lorebook, _dict, _number, _str, _str_list
+from rolechat.conversation.fields import CardError, as_dict, as_number, as_str, as_str_list
+from rolechat.conversation.lorebook import Lorebook
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -56,15 +57,6 @@ _STRING_FIELDS = (
     "character_version",
 )
 _V3_OPTIONAL = ("nickname", "assets", "creator_notes_multilingual", "source", "creation_date", "modification_date")
-_DATA_FIELDS = (
-    *_STRING_FIELDS,
-    "alternate_greetings",
-    "tags",
-    "extensions",
-    "character_book",
-    "group_only_greetings",
-    *_V3_OPTIONAL,
-)
 SPECS = {"v2": ("chara_card_v2", "2.0"), "v3": ("chara_card_v3", "3.0")}
 
 
@@ -164,31 +156,31 @@ class Character:
         else:
             data, where, spec, card_extra = _v1(d), "", "chara_card_v1", {}
         prefix = f"{where}." if where else ""
-        values: dict[str, Any] = {k: _str(data.get(k), prefix + k) for k in _STRING_FIELDS}
+        values: dict[str, Any] = {k: as_str(data.get(k), prefix + k) for k in _STRING_FIELDS}
         if not values["name"].strip():
             raise CardError(f"{prefix}name: a character needs a name")
-        values["alternate_greetings"] = _str_list(data.get("alternate_greetings"), prefix + "alternate_greetings")
+        values["alternate_greetings"] = as_str_list(data.get("alternate_greetings"), prefix + "alternate_greetings")
         if data.get("group_only_greetings") is not None:
-            values["group_only_greetings"] = _str_list(data["group_only_greetings"], prefix + "group_only_greetings")
-        values["tags"] = _str_list(data.get("tags"), prefix + "tags", split_commas=True)
-        values["extensions"] = _dict(data.get("extensions"), prefix + "extensions")
+            values["group_only_greetings"] = as_str_list(data["group_only_greetings"], prefix + "group_only_greetings")
+        values["tags"] = as_str_list(data.get("tags"), prefix + "tags", split_commas=True)
+        values["extensions"] = as_dict(data.get("extensions"), prefix + "extensions")
         book = data.get("character_book")
         values["character_book"] = Lorebook.from_dict(book, prefix + "character_book") if book else None
         if data.get("nickname") is not None:
-            values["nickname"] = _str(data["nickname"], prefix + "nickname")
+            values["nickname"] = as_str(data["nickname"], prefix + "nickname")
         if data.get("assets") is not None:
             assets = data["assets"]
             if not isinstance(assets, list) or not all(isinstance(a, dict) for a in assets):
                 raise CardError(f"{prefix}assets: expected a list of objects")
             values["assets"] = copy.deepcopy(assets)
         if data.get("creator_notes_multilingual") is not None:
-            values["creator_notes_multilingual"] = _dict(
+            values["creator_notes_multilingual"] = as_dict(
                 data["creator_notes_multilingual"], prefix + "creator_notes_multilingual"
             )
         if data.get("source") is not None:
-            values["source"] = _str_list(data["source"], prefix + "source")
+            values["source"] = as_str_list(data["source"], prefix + "source")
         for key in ("creation_date", "modification_date"):
-            values[key] = _number(data.get(key), prefix + key)
+            values[key] = as_number(data.get(key), prefix + key)
         extra = {k: copy.deepcopy(v) for k, v in data.items() if k not in _DATA_FIELDS}
         return cls(**values, spec=spec, extra=extra, card_extra=card_extra)
 
@@ -230,6 +222,9 @@ class Character:
             card.setdefault(key, copy.deepcopy(value))
         return card
 
+
+# The `data` fields of the specs, as Character holds them; any other field of a card's `data` goes to `extra`.
+_DATA_FIELDS = frozenset(f.name for f in fields(Character)) - {"spec", "extra", "card_extra"}
 
 # Pygmalion / text-generation-webui character JSON: SillyTavern's import maps these names (importFromJson).
 _PYGMALION = {

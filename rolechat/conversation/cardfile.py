@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rolechat.conversation.card import Character
-from rolechat.conversation.lorebook import CardError, Lorebook, LoreEntry, _bool, _number, _str_list
+from rolechat.conversation.fields import CardError, as_bool, as_number, as_str_list
+from rolechat.conversation.lorebook import Lorebook, LoreEntry
 from rolechat.limits import InputError, check_archive, load_json
 
 __all__ = [
@@ -387,14 +388,14 @@ def _st_entry(key: str, d: Any, where: str) -> dict[str, Any]:
     if not isinstance(d, Mapping):
         raise CardError(f"{where}: expected an object")
     entry: dict[str, Any] = {
-        "keys": _str_list(d.get("key"), f"{where}.key", split_commas=True),
-        "secondary_keys": _str_list(d.get("keysecondary"), f"{where}.keysecondary", split_commas=True),
-        "insertion_order": _number(d.get("order"), f"{where}.order", 100),
-        "enabled": not _bool(d.get("disable"), f"{where}.disable"),
+        "keys": as_str_list(d.get("key"), f"{where}.key", split_commas=True),
+        "secondary_keys": as_str_list(d.get("keysecondary"), f"{where}.keysecondary", split_commas=True),
+        "insertion_order": as_number(d.get("order"), f"{where}.order", 100),
+        "enabled": not as_bool(d.get("disable"), f"{where}.disable"),
     }
     if "uid" not in d:
         entry["id"] = int(key) if key.isdigit() else key
-    position = _number(d.get("position"), f"{where}.position", 0)
+    position = as_number(d.get("position"), f"{where}.position", 0)
     entry["position"] = "before_char" if position == 0 else "after_char"
     ext: dict[str, Any] = dict(d["extensions"]) if isinstance(d.get("extensions"), Mapping) else {}
     ext["position"] = position

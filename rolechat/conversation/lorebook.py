@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rolechat.conversation.fields import CardError, as_bool, as_count, as_dict, as_number, as_str, as_str_list
 from rolechat.conversation.patterns import Scan, ScanLimits, TimedPattern, js_pattern, nested_quantifiers
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "POSITIONS",
     "ROLES",
     "ScanLimits",
+    "ScanText",
 ]
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's default: the last two messages
@@ -59,71 +61,7 @@ POSITIONS = ("before_char", "after_char", "an_top", "an_bottom", "at_depth", "em
 ROLES = ("system", "user", "assistant")  # an @depth entry's role; SillyTavern's numeric role is the index
 
 
-class CardError(ValueError):
-    """A character card or lorebook is unusable; the message names the file (when known) and the field."""
-
-
-# -- validation helpers (shared with card.py) ------------------------------------------------------------
-
-
-def _str(value: Any, where: str, default: str = "") -> str:
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # community cards sometimes hold a number where a string belongs (a version "1")
-    raise CardError(f"{where}: expected a string, got {type(value).__name__}")
-
-
-def _str_list(value: Any, where: str, *, split_commas: bool = False) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):  # a keys field written as one "a, b" string (SillyTavern's plaintext key input)
-        if not split_commas:
-            return [value] if value else []
-        return [k.strip() for k in value.split(",") if k.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CardError(f"{where}: expected a list of strings")
-    return list(value)
-
-
-def _bool(value: Any, where: str, default: bool | None = False) -> bool | None:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a lax writer's "true"
-        return value.strip().lower() == "true"
-    raise CardError(f"{where}: expected true or false, got {value!r}")
-
-
-def _number(value: Any, where: str, default: Any = None) -> Any:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise CardError(f"{where}: expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise CardError(f"{where}: expected a number, got {value!r}")
-        return int(value) if float(value).is_integer() else value
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise CardError(f"{where}: expected a number, got {value!r}") from None
-        return _number(number, where, default)
-    raise CardError(f"{where}: expected a number, got {type(value).__name__}")
-
-
-def _count(value: Any, where: str, default: Any = None) -> Any:
-    """A whole number >= 0 (or `default` when absent)."""
-    number = _number(value, where, default)
-    if number is not default and (not isinstance(number, int) or number < 0):
-        raise CardError(f"{where}: expected a whole number >= 0, got {value!r}")
-    return number
+# -- SillyTavern's own field forms (the plain readers are `fields`') ------------------------------------
 
 
 def _level(value: Any, where: str) -> bool | int:
@@ -132,7 +70,7 @@ def _level(value: Any, where: str) -> bool | int:
         return False
     if isinstance(value, bool):
         return value
-    return _count(value, where, False)
+    return as_count(value, where, False)
 
 
 def _role(value: Any, where: str) -> str:
@@ -140,23 +78,15 @@ def _role(value: Any, where: str) -> str:
         return "system"
     if isinstance(value, str) and value.strip().lower() in ROLES:
         return value.strip().lower()
-    index = _number(value, where)
+    index = as_number(value, where)
     if index not in range(len(ROLES)):
         raise CardError(f"{where}: expected 0 (system), 1 (user) or 2 (assistant), got {value!r}")
     return ROLES[index]
 
 
-def _dict(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise CardError(f"{where}: expected an object")
-    return copy.deepcopy(value)
-
-
 # -- matching -------------------------------------------------------------------------------------------
 
-Predicate = Callable[["_Text", Scan], bool]
+Predicate = Callable[["ScanText", Scan], bool]
 _ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")  # JavaScript's \w, no u flag
 
 
@@ -200,7 +130,7 @@ def _matcher(key: str, case_sensitive: bool, whole_words: bool) -> Predicate | N
     return lambda text, scan: needle in text.lowered
 
 
-class _Text:
+class ScanText:
     """Scanned text, lower-cased once for all the case-insensitive keys."""
 
     __slots__ = ("raw", "_lowered")
@@ -242,15 +172,15 @@ class _Setting:
 
 
 def _flag(default: bool | None):
-    return lambda value, where: _bool(value, where, default)
+    return lambda value, where: as_bool(value, where, default)
 
 
 def _any_number(default: Any):
-    return lambda value, where: _number(value, where, default)
+    return lambda value, where: as_number(value, where, default)
 
 
 def _whole(default: Any):
-    return lambda value, where: _count(value, where, default)
+    return lambda value, where: as_count(value, where, default)
 
 
 # SillyTavern's own card export (src/endpoints/characters.js, convertWorldInfoToCharacterBook) writes these keys;
@@ -265,7 +195,7 @@ _SETTINGS = (
     _Setting("role", "role", "system", _role),
     _Setting("probability", "probability", 100, _any_number(100)),
     _Setting("use_probability", "useProbability", True, _flag(True)),
-    _Setting("group", "group", "", lambda value, where: _str(value, where)),
+    _Setting("group", "group", "", lambda value, where: as_str(value, where)),
     _Setting("group_override", "group_override", False, _flag(False)),
     _Setting("group_weight", "group_weight", DEFAULT_WEIGHT, _any_number(DEFAULT_WEIGHT)),
     _Setting("use_group_scoring", "use_group_scoring", None, _flag(None)),
@@ -273,7 +203,7 @@ _SETTINGS = (
     _Setting("cooldown", "cooldown", 0, _whole(0)),
     _Setting("delay", "delay", 0, _whole(0)),
     _Setting("ignore_budget", "ignore_budget", False, _flag(False)),
-    _Setting("outlet", "outlet_name", "", lambda value, where: _str(value, where)),
+    _Setting("outlet", "outlet_name", "", lambda value, where: as_str(value, where)),
 )
 _ENCODE = {"role": ROLES.index}  # how SillyTavern writes a value back (its role is a number)
 _ENTRY_FIELDS = (
@@ -395,7 +325,7 @@ class LoreEntry:
         found = (_matcher(k, case_sensitive, whole_words) for k in keys)
         return [m for m in found if m is not None]
 
-    def matched_key(self, text: _Text, scan: Scan, case_sensitive: bool = False, whole_words: bool = True):
+    def matched_key(self, text: ScanText, scan: Scan, case_sensitive: bool = False, whole_words: bool = True):
         """The first primary key found in `text` when the secondary keys (if any) agree, else None."""
         case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
         words = self.match_whole_words if self.match_whole_words is not None else whole_words
@@ -416,7 +346,7 @@ class LoreEntry:
             ok = not all(hits)
         return primary if ok else None
 
-    def score(self, text: _Text, scan: Scan, case_sensitive: bool = False, whole_words: bool = True) -> int:
+    def score(self, text: ScanText, scan: Scan, case_sensitive: bool = False, whole_words: bool = True) -> int:
         """SillyTavern's group score: primary keys found, plus secondary ones under AND ANY (or AND ALL, when
         all are found)."""
         case = self.case_sensitive if self.case_sensitive is not None else case_sensitive
@@ -433,13 +363,13 @@ class LoreEntry:
         return primary
 
     def matches(
-        self, text: str | _Text, case_sensitive: bool = False, scan: Scan | None = None, whole_words: bool = True
+        self, text: str | ScanText, case_sensitive: bool = False, scan: Scan | None = None, whole_words: bool = True
     ) -> bool:
         """Do the keys (and, for a selective entry, the secondary keys) match `text`? Ignores `constant`.
 
         Key patterns run within `scan`'s limits (default: `ConversationConfig`'s): PatternTimeout when one took
         too long (the entry is then off), ScanStopped when the scan's budget is spent."""
-        text = text if isinstance(text, _Text) else _Text(text)
+        text = text if isinstance(text, ScanText) else ScanText(text)
         return self.matched_key(text, scan or Scan(_default_limits()), case_sensitive, whole_words) is not None
 
     # -- (de)serialisation --
@@ -449,33 +379,33 @@ class LoreEntry:
         """From the card spec's entry shape (SillyTavern's settings read from `extensions` too)."""
         if not isinstance(d, Mapping):
             raise CardError(f"{where}: expected an object")
-        ext = _dict(d.get("extensions"), f"{where}.extensions")
+        ext = as_dict(d.get("extensions"), f"{where}.extensions")
         settings = {s.attr: s.read(ext.get(s.key), f"{where}.extensions.{s.key}") for s in _SETTINGS}
         if d.get("scan_depth") is not None:  # a top-level copy (some writers) wins, as the spec's own fields do
-            settings["scan_depth"] = _count(d["scan_depth"], f"{where}.scan_depth")
-        decorators, content = _split_decorators(_str(d.get("content"), f"{where}.content"))
+            settings["scan_depth"] = as_count(d["scan_depth"], f"{where}.scan_depth")
+        decorators, content = _split_decorators(as_str(d.get("content"), f"{where}.content"))
         entry_id = d.get("id")
         if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, (int, str))):
             raise CardError(f"{where}.id: expected a number or a string")
         case = d["case_sensitive"] if d.get("case_sensitive") is not None else ext.get("case_sensitive")
         return cls(
-            keys=_str_list(d.get("keys"), f"{where}.keys", split_commas=True),
+            keys=as_str_list(d.get("keys"), f"{where}.keys", split_commas=True),
             content=content,
             decorators=decorators,
-            secondary_keys=_str_list(d.get("secondary_keys"), f"{where}.secondary_keys", split_commas=True),
-            selective=bool(_bool(d.get("selective"), f"{where}.selective")),
+            secondary_keys=as_str_list(d.get("secondary_keys"), f"{where}.secondary_keys", split_commas=True),
+            selective=bool(as_bool(d.get("selective"), f"{where}.selective")),
             selective_logic=_logic(ext.get("selectiveLogic", d.get("selective_logic")), where),
-            constant=bool(_bool(d.get("constant"), f"{where}.constant")),
-            enabled=bool(_bool(d.get("enabled"), f"{where}.enabled", True)),
-            insertion_order=_number(d.get("insertion_order"), f"{where}.insertion_order", 100),
-            priority=_number(d.get("priority"), f"{where}.priority"),
+            constant=bool(as_bool(d.get("constant"), f"{where}.constant")),
+            enabled=bool(as_bool(d.get("enabled"), f"{where}.enabled", True)),
+            insertion_order=as_number(d.get("insertion_order"), f"{where}.insertion_order", 100),
+            priority=as_number(d.get("priority"), f"{where}.priority"),
             position=_position(d.get("position"), ext.get("position"), where),
             card_position=copy.deepcopy(d.get("position")),
-            case_sensitive=_bool(case, f"{where}.case_sensitive", None),
-            use_regex=_bool(d.get("use_regex"), f"{where}.use_regex", None),
+            case_sensitive=as_bool(case, f"{where}.case_sensitive", None),
+            use_regex=as_bool(d.get("use_regex"), f"{where}.use_regex", None),
             id=entry_id,
-            comment=_str(d.get("comment"), f"{where}.comment"),
-            name=_str(d.get("name"), f"{where}.name"),
+            comment=as_str(d.get("comment"), f"{where}.comment"),
+            name=as_str(d.get("name"), f"{where}.name"),
             extensions=ext,
             has_extensions="extensions" in d,
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _ENTRY_FIELDS},
@@ -536,7 +466,7 @@ def _logic(value: Any, where: str) -> str:
         return value.upper()
     if value is None:
         return "AND_ANY"
-    index = _number(value, f"{where}.extensions.selectiveLogic")
+    index = as_number(value, f"{where}.extensions.selectiveLogic")
     if index not in range(len(LOGICS)):
         raise CardError(f"{where}.extensions.selectiveLogic: expected 0-3, got {value!r}")
     return LOGICS[index]
@@ -546,7 +476,7 @@ def _position(spec: Any, numeric: Any, where: str) -> str:
     """SillyTavern's numeric `extensions.position` (0-7) when present, else the spec's before_char/after_char
     (as SillyTavern's import reads them)."""
     if numeric is not None and numeric != "":
-        index = _number(numeric, f"{where}.extensions.position")
+        index = as_number(numeric, f"{where}.extensions.position")
         if index not in range(len(POSITIONS)):
             raise CardError(f"{where}.extensions.position: expected 0-{len(POSITIONS) - 1}, got {numeric!r}")
         return POSITIONS[index]
@@ -620,16 +550,16 @@ class Lorebook:
             raw_entries = []
         if not isinstance(raw_entries, list):
             raise CardError(f"{where}.entries: expected a list")
-        ext = _dict(d.get("extensions"), f"{where}.extensions")
+        ext = as_dict(d.get("extensions"), f"{where}.extensions")
         try:
             return cls(
                 entries=[LoreEntry.from_dict(e, f"{where}.entries[{n}]") for n, e in enumerate(raw_entries)],
-                name=_str(d.get("name"), f"{where}.name"),
-                description=_str(d.get("description"), f"{where}.description"),
-                scan_depth=_count(d.get("scan_depth"), f"{where}.scan_depth"),
-                token_budget=_count(d.get("token_budget"), f"{where}.token_budget"),
-                recursive_scanning=_bool(d.get("recursive_scanning"), f"{where}.recursive_scanning", None),
-                max_recursion_steps=_count(ext.get(_MAX_STEPS_KEY), f"{where}.extensions.{_MAX_STEPS_KEY}", 0),
+                name=as_str(d.get("name"), f"{where}.name"),
+                description=as_str(d.get("description"), f"{where}.description"),
+                scan_depth=as_count(d.get("scan_depth"), f"{where}.scan_depth"),
+                token_budget=as_count(d.get("token_budget"), f"{where}.token_budget"),
+                recursive_scanning=as_bool(d.get("recursive_scanning"), f"{where}.recursive_scanning", None),
+                max_recursion_steps=as_count(ext.get(_MAX_STEPS_KEY), f"{where}.extensions.{_MAX_STEPS_KEY}", 0),
                 extensions=ext,
                 has_extensions="extensions" in d,
                 extra={k: copy.deepcopy(v) for k, v in d.items() if k not in _BOOK_FIELDS},

@@ -45,7 +45,7 @@ from rolechat.conversation.lorebook import (
     Lorebook,
     LoreEntry,
     LoreNotice,
-    _Text,
+    ScanText,
     forced,
 )
 from rolechat.conversation.patterns import PatternTimeout, Scan, ScanLimits, ScanStopped
@@ -165,21 +165,21 @@ class _Buffer:
         self.depth_buffer = [line.strip() for line in reversed(lines)]
         self.recurse: list[str] = []
         self.extra = extra
-        self._cache: dict[tuple, _Text] = {}
+        self._cache: dict[tuple, ScanText] = {}
 
-    def text(self, entry: LoreEntry, depth: int, recursion: bool) -> _Text:
+    def text(self, entry: LoreEntry, depth: int, recursion: bool) -> ScanText:
         extras = tuple(
             name for key, name in MATCH_SOURCES.items() if entry.extensions.get(key) and self.extra.get(name)
         )
         cache_key = (depth, recursion, len(self.recurse), extras)
         if cache_key not in self._cache:
             if depth <= 0:  # SillyTavern: a scan depth of 0 sees nothing, not even recursion
-                self._cache[cache_key] = _Text("")
+                self._cache[cache_key] = ScanText("")
             else:
                 parts = [_MARK + _JOIN.join(self.depth_buffer[:depth]), *(self.extra[n] for n in extras)]
                 if recursion:
                     parts += self.recurse
-                self._cache[cache_key] = _Text(_JOIN.join(parts))
+                self._cache[cache_key] = ScanText(_JOIN.join(parts))
         return self._cache[cache_key]
 
 
