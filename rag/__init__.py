@@ -1,12 +1,13 @@
 """Documents in, answers with sources out: loading, decoding, splitting, Chroma + BM25 indexes kept in step
-by an incremental manifest, dense/BM25/hybrid retrievers, and a cited LCEL answer chain.
+by an incremental manifest, dense/BM25/hybrid retrievers (LangChain `BaseRetriever`s), and the LangChain shape of
+a cited answer chain (`chain.build_chain`).
 
     kb = KnowledgeBase("产品手册", RAGConfig())
     kb.index(["docs/"])
-    for piece in answer_stream(kb.retriever(), chat_model, "怎么重置密码？"):
-        ...   # {"sources": [...]} first, then {"answer": "..."} pieces
+    docs = kb.retriever("hybrid", 5).invoke("怎么重置密码？")
 
-Never imports llm/: the chain takes any LangChain chat model.
+Never imports llm/: answers are made by the conversation layer (`rolechat.conversation`, whose
+`answer_chain(engine, "产品手册")` is the Runnable users compose).
 """
 
 from rolechat.exports import lazy

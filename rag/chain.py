@@ -1,6 +1,6 @@
 """The knowledge-base answer as a LangChain Runnable, and the text shapes of its passages.
 
-    from rolechat.conversation.knowledge import answer_chain
+    from rolechat.conversation.session import answer_chain
     chain = answer_chain(engine, "示例知识库")            # the engine's own pipeline and prompts
     out = chain.invoke({"question": "怎么部署？", "chat_history": []})
     out["answer"], out["sources"]          # sources[i] is citation [i+1]
@@ -9,7 +9,8 @@
 
 `build_chain` only gives a LangChain shape to an answer function (question, history) -> (standalone question,
 passages, reply pieces); the prompts are built where every other turn's are, in the conversation engine
-(`rolechat.conversation.knowledge`), so a chain and a chat never answer the same question differently.
+(`rolechat.conversation.knowledge`, asked through a `Session`), so a chain and a chat never answer one question
+differently.
 `format_context` is the numbered passages block the answer prompt (`rag.prompts`) holds.
 """
 

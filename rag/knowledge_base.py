@@ -3,7 +3,7 @@
     kb = KnowledgeBase("产品手册", cfg)
     report = kb.index(["docs/"], progress=print)     # incremental; safe to kill and re-run
     hits = kb.search("怎么重置密码", k=5, mode="hybrid")
-    chain = build_chain(kb.retriever(), chat_model)
+    retriever = kb.retriever("hybrid", 5)            # a LangChain BaseRetriever (the engine's, and a chain's)
 
 Indexing is incremental: files are compared by content hash, chunks by content-hash ids, vectors are
 cached by text hash, so only new text is ever embedded. See rag/manifest.py for why a killed run

@@ -123,3 +123,109 @@ def test_the_app_the_cli_and_the_api_send_the_same_prompt(monkeypatch, tiny_qwen
     text = Runtime.load(LLMConfig(model=str(tiny_qwen2))).tokenizer.decode(app_ids)
     assert "林夕去过北京。" in text and "关于小明：一个爱喝茶的学生" in text  # triggered lore, the user persona
     assert ("使用以下上下文来回答" in text) is kb  # the knowledge-base answer prompt only with a knowledge base
+
+
+SUWAN = Character(
+    name="苏婉",
+    description="{{char}}是茶馆的老板娘。",
+    personality="爽快",
+    first_mes="哟，{{user}}来了。",
+    post_history_instructions="{{char}}只说一句话。",
+)
+
+
+def scene_from_app(monkeypatch, model, recorded) -> list[int]:
+    at = app_test(monkeypatch, model).run()
+    at.sidebar.multiselect(key="scene").select("linxi").select("suwan").run()
+    at.sidebar.text_input(key="user_name").set_value(USER[0]).run()
+    at.sidebar.text_area(key="user_description").set_value(USER[1]).run()
+    at.sidebar.selectbox(key="next_speaker").select("suwan").run()
+    recorded.clear()
+    at.chat_input[0].set_value(MESSAGE).run()
+    assert not at.exception
+    assert [m.get("name") for m in at.session_state["history"]] == ["linxi", "suwan", None, "suwan"]
+    assert len(recorded) == 1 and recorded[0][0] == "suwan"
+    return recorded[0][1]
+
+
+def scene_from_cli(model, recorded) -> list[int]:
+    from rolechat.cli import app
+
+    user = ["--user-name", USER[0], "--user-description", USER[1], "--max-new-tokens", "12", "--temperature", "0"]
+    args = ["chat", "--scene", "linxi,suwan", "--speaker", "suwan", "-m", MESSAGE, "--model", str(model), *user]
+    recorded.clear()
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(recorded) == 1 and recorded[0][0] == "suwan"
+    return recorded[0][1]
+
+
+def scene_from_api(model, recorded) -> list[int]:
+    from fastapi.testclient import TestClient
+
+    from rolechat.api import create_app
+    from rolechat.conversation import Engine, UserPersona
+
+    rt = Runtime.load(LLMConfig(model=str(model)))
+    engine = Engine(rt)
+    opening = engine.scene_greetings(["linxi", "suwan"], UserPersona(*USER))  # a client sends the greetings itself
+    body = {
+        "model": "suwan",
+        "messages": [*opening, {"role": "user", "content": MESSAGE}],
+        "temperature": 0,
+        "max_tokens": 12,
+        "rolechat": {
+            "user_name": USER[0],
+            "user_description": USER[1],
+            "scene": ["linxi", "suwan"],
+            "speaker": "suwan",
+        },
+    }
+    recorded.clear()
+    with TestClient(create_app(rt, engine=engine)) as client:
+        response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["rolechat"]["speaker"] == "suwan"
+    assert len(recorded) == 1 and recorded[0][0] == "suwan"
+    return recorded[0][1]
+
+
+def test_the_three_doors_send_the_same_prompt_for_a_scene_turn(monkeypatch, tiny_qwen2, recorded, character_and_kb):
+    from rolechat.conversation.characters import save_character
+
+    save_character(SUWAN, "suwan")
+    app_ids = scene_from_app(monkeypatch, tiny_qwen2, recorded)
+    cli_ids = scene_from_cli(tiny_qwen2, recorded)
+    api_ids = scene_from_api(tiny_qwen2, recorded)
+    assert app_ids == cli_ids == api_ids
+    text = Runtime.load(LLMConfig(model=str(tiny_qwen2))).tokenizer.decode(app_ids)
+    assert "林夕：小明，请坐。" in text and "你只扮演苏婉" in text  # the others' lines, named; the scene note
+    assert "<|im_start|>assistant\n哟，小明来了。" in text  # the speaker's own greeting is its own turn
+
+
+def test_every_door_runs_its_turns_through_the_session(monkeypatch, tiny_qwen2, recorded, character_and_kb):
+    """No door prepares a turn of its own: with Session.prepare refusing, the app, the CLI and the API all fail."""
+    from rolechat.conversation.session import Session
+
+    def refuse(self, speaker=None):
+        raise ValueError("session refused")
+
+    monkeypatch.setattr(Session, "prepare", refuse)
+    from rolechat.cli import app
+
+    result = CliRunner().invoke(app, ["chat", "-p", "linxi", "-m", MESSAGE, "--model", str(tiny_qwen2)])
+    assert result.exit_code != 0 and "session refused" in result.output
+    at = app_test(monkeypatch, tiny_qwen2).run()
+    at.sidebar.selectbox(key="persona").select("linxi").run()
+    at.chat_input[0].set_value(MESSAGE).run()
+    assert at.session_state["history"][-1]["error"] == "session refused"
+    from fastapi.testclient import TestClient
+
+    from rolechat.api import create_app
+
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2)))
+    with TestClient(create_app(rt)) as client:
+        body = {"model": "linxi", "messages": [{"role": "user", "content": MESSAGE}]}
+        response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400 and "session refused" in response.json()["error"]["message"]
+    assert recorded == []

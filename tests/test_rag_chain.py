@@ -9,7 +9,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.messages import AIMessage, HumanMessage
 
 from rolechat.conversation import Engine
-from rolechat.conversation.knowledge import answer_chain
+from rolechat.conversation.session import answer_chain
 from rolechat.llm import LLMConfig, Runtime
 from rolechat.rag import KnowledgeBase, RAGConfig
 from rolechat.rag.chain import answer_stream, format_context, format_sources

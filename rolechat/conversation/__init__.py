@@ -1,6 +1,8 @@
 """The conversation layer: the one place that joins the model runtime (`rolechat.llm`) and the knowledge
 bases (`rolechat.rag`) into the messages the runtime renders. The app, the CLI and the API call it;
-it never imports them. See `rolechat.conversation.engine` for the interface, `card` and `lorebook` for
+it never imports them. Each door holds a `session.Session` (a chat or a scene, turn by turn); the session asks
+`engine.Engine` for each turn's prompt, and the engine asks `knowledge` for knowledge-base answers. See `engine`
+for the interface, `card` and `lorebook` for
 characters and world info, `worldinfo` for the scan over a turn's books, `setting` for what a chat adds
 (its books, scenario, author's note, timed lore state), `scene` for group chats, `regexscripts` for
 SillyTavern's regex scripts, `memory` for a character's memory of its lines.
@@ -14,7 +16,9 @@ from rolechat.exports import lazy
 _EXPORTS = {
     "assembly": ["ContextOverflow", "PromptPart"],
     "config": ["ConversationConfig"],
-    "engine": ["Engine", "FixedReply", "Turn", "source_rows"],
+    "engine": ["Engine", "FixedReply", "Turn"],
+    "knowledge": ["Knowledge", "source_rows"],
+    "session": ["Session", "Summary", "answer_chain"],
     "setting": ["UserPersona", "AuthorsNote", "ChatSetting"],
     "card": ["Character", "apply_macros", "example_dialogues", "greetings", "system_prompt"],
     "cardfile": ["read_card", "read_lorebook", "write_card", "write_lorebook"],

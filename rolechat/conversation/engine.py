@@ -62,14 +62,14 @@ from typing import Any
 
 from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
-from rolechat.conversation.knowledge import Found, Knowledge, source_rows
+from rolechat.conversation.knowledge import Found, Knowledge
 from rolechat.conversation.pieces import PieceMaker
 from rolechat.conversation.setting import ChatSetting, UserPersona
 from rolechat.llm import GenerationParams, GenerationStats
 
 MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
 
-__all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow", "source_rows"]
+__all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "ContextOverflow"]
 
 log = logging.getLogger(__name__)
 

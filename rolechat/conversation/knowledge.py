@@ -11,14 +11,14 @@ Every door asks through the engine (`Engine.prepare(..., knowledge_base=NAME)`),
                                                       # (nothing found, or an extractive answer)
 
 Retrieval is the knowledge base's LangChain retriever (`KnowledgeBase.retriever`, a `BaseRetriever` over
-Chroma + BM25); `answer_chain` exposes the same pipeline, prompts included, as a LangChain Runnable
+Chroma + BM25); `session.answer_chain` exposes the same pipeline, prompts included, as a LangChain Runnable
 (`rolechat.rag.chain.build_chain`) for users who compose chains.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +26,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
-    from langchain_core.runnables import Runnable
 
-    from rolechat.conversation.engine import Engine
     from rolechat.rag import KnowledgeBase, RAGConfig
 
-__all__ = ["Knowledge", "Found", "answer_chain", "source_rows", "CONDENSE_MESSAGES", "CONDENSE_TOKENS"]
+__all__ = ["Knowledge", "Found", "source_rows", "CONDENSE_MESSAGES", "CONDENSE_TOKENS"]
 
 CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
 CONDENSE_TOKENS = 96  # a rewritten question is short
@@ -202,17 +200,3 @@ class Knowledge:
 
             return not any(marker in reply for marker in prompts.NOT_ANSWERED)
         return True
-
-
-def answer_chain(engine: Engine, knowledge_base: str, **chat: Any) -> Runnable:
-    """The engine's knowledge-base answer as a LangChain Runnable (`rag.chain.build_chain`): input
-    {"question", "chat_history"?}, output {"question", "standalone_question", "sources", "answer"}; streaming
-    gives the sources first, then the answer's pieces. `chat`: more `Engine.prepare` keywords (character, user,
-    k, mode, answer_mode, params...). The prompt is the engine's, exactly as every door sends it."""
-    from rolechat.rag.chain import build_chain
-
-    def run(question: str, history: list[dict[str, str]]) -> tuple[str, list[Document], Iterator[str]]:
-        turn = engine.prepare(question, history=history, knowledge_base=knowledge_base, **chat)
-        return turn.question, list(turn.docs), iter(engine.stream(turn))
-
-    return build_chain(run)

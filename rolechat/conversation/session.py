@@ -28,11 +28,23 @@ from typing import TYPE_CHECKING, Any
 from rolechat.conversation.setting import ChatSetting, UserPersona
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
+    from langchain_core.runnables import Runnable
+
     from rolechat.conversation.card import Character
     from rolechat.conversation.engine import Engine, Turn
     from rolechat.llm.generation import GenerationStats
 
-__all__ = ["Session", "Reply", "CleanedReply", "Summary", "SummaryJob", "SUMMARY_SLACK", "KEEP_RECENT"]
+__all__ = [
+    "Session",
+    "Reply",
+    "CleanedReply",
+    "Summary",
+    "SummaryJob",
+    "answer_chain",
+    "SUMMARY_SLACK",
+    "KEEP_RECENT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +302,8 @@ class Session:
         for speaker in self.speakers(pick, rng):
             reply = Reply(self, speaker)
             yield reply
-            reply.finish()
+            if reply.entry is None:
+                reply.finish(reply.stream.join())
 
     def reply(self, speaker: str | None = None) -> Reply:
         """The reply of `speaker` (a scene's persona; None in a solo chat), its turn prepared now, not yet
@@ -381,3 +394,18 @@ class Session:
             self.user.name or "用户",
             turn.persona,
         )
+
+
+def answer_chain(engine: Engine, knowledge_base: str, **session: Any) -> Runnable:
+    """A knowledge-base session as a LangChain Runnable (`rag.chain.build_chain`): input {"question",
+    "chat_history"?}, output {"question", "standalone_question", "sources", "answer"}; streaming gives the sources
+    first, then the answer's pieces. `session`: more `Session` fields (persona, user, k, retrieval, answer_mode,
+    params...). The prompt is the engine's, exactly as every door sends it."""
+    from rolechat.rag.chain import build_chain
+
+    def run(question: str, history: list[dict[str, str]]) -> tuple[str, list[Document], Iterator[str]]:
+        said = [*history, {"role": "user", "content": question}]
+        reply = Session(engine, knowledge_base=knowledge_base, history=said, **session).reply()
+        return reply.turn.question, list(reply.turn.docs), iter(reply.stream)
+
+    return build_chain(run)
