@@ -1,10 +1,10 @@
 """A classifier training run: labelled file -> LoRA + classification head (HF Trainer) -> classifier folder.
 
-The run mirrors persona training: data are validated before torch loads, progress goes to the same
-JSON-lines progress file (`runs_dir()/classifiers/NAME/progress.jsonl`, read by the app), checkpoints
-every `save_steps` let `--resume` continue after a kill, and the folder is written into a staging
-directory and renamed into place at the end. Accuracy and macro-F1 on the held-out split are measured
-before and after training; the confusion matrix is drawn into `confusion.png`.
+The run follows the skeleton persona training follows (`finetune.runs`): data are validated before torch
+loads, progress goes to the same JSON-lines progress file (`runs_dir()/classifiers/NAME/progress.jsonl`,
+read by the app), checkpoints every `save_steps` let `--resume` continue after a kill, and the folder is
+written into a staging directory and renamed into place at the end. Accuracy and macro-F1 on the held-out
+split are measured before and after training; the confusion matrix is drawn into `confusion.png`.
 """
 
 from __future__ import annotations

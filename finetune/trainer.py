@@ -5,7 +5,7 @@
 same code runs on one CPU, one GPU, or several GPUs under `accelerate launch` / `torchrun` (DDP): only
 the main process writes files. The adapter is written into a staging folder and renamed into place at
 the end, so a crash never leaves a half persona; checkpoints in `runs_dir()/<persona>/` let `--resume`
-continue after a kill.
+continue after a kill (the run folder is `finetune.runs`', shared with classifier training).
 """
 
 from __future__ import annotations
