@@ -12,16 +12,15 @@ include the classification head (`classifier` for BERT-family encoders, `score` 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rolechat import settings as rc
+from rolechat.llm.manifest import Entry, Manifest, is_folder_name
 
 __all__ = [
     "MANIFEST",
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "classifier.json"
 HEADS = ("pre_classifier", "classifier", "score")  # DistilBERT's two layers, BERT/RoBERTa, decoders
-_NAME = re.compile(r"^[\w][\w-]{0,63}$")
 
 
 class ClassifierError(ValueError):
@@ -49,7 +47,7 @@ class ClassifierError(ValueError):
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not is_folder_name(name):
         raise ClassifierError(f"invalid classifier name {name!r}: use letters, digits, '_' or '-' (max 64)")
     return name
 
@@ -63,8 +61,12 @@ def classifier_path(name: str) -> Path:
 
 
 @dataclass
-class ClassifierManifest:
-    """What a classifier is, saved as classifier.json beside its adapter."""
+class ClassifierManifest(Manifest):
+    """What a classifier is, saved as classifier.json beside its adapter (read and written by `llm.manifest`,
+    as persona manifests are)."""
+
+    FILE, ERROR, MISSING = MANIFEST, ClassifierError, "train it with rolechat train-classifier"
+    REQUIRED = ("name", "labels")
 
     name: str
     labels: list[str]
@@ -104,41 +106,12 @@ class ClassifierManifest:
     def label2id(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
-    def save(self, folder: str | Path) -> Path:
-        from rolechat.llm.personas import write_manifest
-
-        return write_manifest(Path(folder) / MANIFEST, asdict(self))
-
-    @classmethod
-    def load(cls, folder: str | Path) -> ClassifierManifest:
-        path = Path(folder) / MANIFEST
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ClassifierError(f"{path}: missing (train it with rolechat train-classifier)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ClassifierError(f"{path}: invalid JSON: {exc}") from None
-        if not isinstance(raw, dict) or "name" not in raw or "labels" not in raw:
-            raise ClassifierError(f"{path}: expected an object with 'name' and 'labels'")
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
-        except (ClassifierError, TypeError) as exc:
-            raise ClassifierError(f"{path}: {exc}") from None
-
 
 @dataclass
-class ClassifierEntry:
+class ClassifierEntry(Entry):
     """One classifier folder as found on disk: usable (`manifest` set) or broken (`error` set)."""
 
-    name: str
-    path: Path
     manifest: ClassifierManifest | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def discover_classifiers(root: str | Path | None = None) -> list[ClassifierEntry]:

@@ -1,25 +1,23 @@
 """A classifier training run: labelled file -> LoRA + classification head (HF Trainer) -> classifier folder.
 
-The run mirrors persona training: data are validated before torch loads, progress goes to the same
-JSON-lines progress file (`runs_dir()/classifiers/NAME/progress.jsonl`, read by the app), checkpoints
-every `save_steps` let `--resume` continue after a kill, and the folder is written into a staging
-directory and renamed into place at the end. Accuracy and macro-F1 on the held-out split are measured
-before and after training; the confusion matrix is drawn into `confusion.png`.
+The run follows the skeleton persona training follows (`finetune.runs`): data are validated before torch
+loads, progress goes to the same JSON-lines progress file (`runs_dir()/classifiers/NAME/progress.jsonl`,
+read by the app), checkpoints every `save_steps` let `--resume` continue after a kill, and the folder is
+written into a staging directory and renamed into place at the end. Accuracy and macro-F1 on the held-out
+split are measured before and after training; the confusion matrix is drawn into `confusion.png`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rolechat import settings as rc
+from rolechat.finetune import runs
 from rolechat.finetune.batching import LengthGroupedSampler
 from rolechat.finetune.classifier import (
     ClassifierManifest,
@@ -30,8 +28,7 @@ from rolechat.finetune.classifier import (
 from rolechat.finetune.classify_config import ClassifyConfig
 from rolechat.finetune.classify_data import LabeledData, LabeledRow, load_labeled, stratified_split
 from rolechat.finetune.model import TrainError
-from rolechat.finetune.progress import ProgressLog, plot_loss, progress_callback, read_progress
-from rolechat.finetune.trainer import _data_hash, _place, _resume_point, start_over
+from rolechat.finetune.progress import ProgressLog, progress_callback
 
 __all__ = [
     "ClassifyResult",
@@ -46,26 +43,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-
 
 def classify_run_dir(name: str) -> Path:
-    """Checkpoints, progress file and run record of one classifier's training."""
-    return rc.runs_dir() / "classifiers" / name
+    """Checkpoints, progress file and run record of one classifier's training (see finetune.runs)."""
+    return runs.run_folder("classifiers", name).path
 
 
 def classify_progress_path(name: str) -> Path:
-    return classify_run_dir(name) / "progress.jsonl"
+    return runs.run_folder("classifiers", name).progress_path
 
 
-@dataclass
-class ClassifyResult:
-    """A finished run: where the classifier went and what it measured."""
-
-    name: str
-    output: Path
-    manifest: ClassifierManifest
-    metrics: dict[str, Any] = field(default_factory=dict)
+class ClassifyResult(runs.RunResult):
+    """A finished classifier run: where the classifier went, its ClassifierManifest and what it measured."""
 
 
 def resolve_base(cfg: ClassifyConfig, llm_cfg: Any = None) -> Any:
@@ -261,29 +250,12 @@ def _training_args(cfg: ClassifyConfig, folder: Path, device: str, n_train: int)
     cuda = device.startswith("cuda")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
-        output_dir=str(folder),
-        per_device_train_batch_size=cfg.batch_size,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.schedule,
-        warmup_steps=math.ceil(steps * cfg.warmup_ratio),
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        eval_strategy="no",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        **runs.schedule_args(cfg, folder, steps),
+        eval_strategy="no",  # held-out scores are measured before and after, not during
         bf16=bf16,
         fp16=cuda and not bf16,
         use_cpu=device == "cpu",
         report_to=[],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
     )
@@ -308,146 +280,102 @@ def train_classifier(
     started with. Failures are written to the progress file before they propagate.
     """
     check_name(name)
-    folder = classify_run_dir(name)
-    progress = ProgressLog(folder / "progress.jsonl", fresh=not resume)
-    try:
-        if resume:
-            last, run = _resume_point(folder, folder / RUN_FILE)
-            cfg, data, out = ClassifyConfig(**run["config"]), run["data"], run.get("out") or out
-            description = run.get("description", "")
-            if _data_hash(data) != run["data_hash"]:
-                raise TrainError(f"{data} changed since the run started; start over with --overwrite")
+    run = runs.run_folder("classifiers", name)
+    progress = run.progress_log(fresh=not resume)
+    with runs.failures_reported(progress):
+        last, record = run.resume() if resume else (None, None)
+        if record is not None:
+            cfg, data, out = ClassifyConfig(**record["config"]), record["data"], record.get("out") or out
+            description = record.get("description", "")
         else:
-            last, run = None, None
             cfg = cfg or ClassifyConfig()
-            if data is None:
-                raise TrainError("--data is required (except with --resume)")
+            runs.require_data(data)
         labeled = load_labeled(
             data, text_column=cfg.text_column, label_column=cfg.label_column, strict=cfg.strict
         )  # bad data fails here, before torch loads
         final = Path(out).expanduser() if out else rc.classifiers_dir() / name
-        if not resume:
-            if final.exists() and not overwrite:
-                raise TrainError(f"classifier folder {final} already exists; pass --overwrite to replace it")
-            start_over(folder, f"classifier {name!r}", overwrite)
-        if run is not None and run["labels"] != labeled.labels:
+        if record is None:
+            runs.check_free(final, "classifier folder", overwrite)
+            run.start_over(f"classifier {name!r}", overwrite)
+        elif record["labels"] != labeled.labels:
             raise TrainError(f"{data}: its labels changed since the run started; start over with --overwrite")
-        return _run(labeled, name, cfg, llm_cfg, progress, last, run, final, description, callbacks, show_progress)
-    except BaseException as exc:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted (resume with --resume)"
-        progress.write("error", status="failed", step=progress.step, error=message)
-        raise
+        job = _Job(name, labeled, cfg, llm_cfg, final, description, last, record)
+        return _run(job, run, progress, callbacks, show_progress)
+
+
+@dataclass
+class _Job:
+    """One classifier run's inputs: the labelled rows, the settings, where the folder goes."""
+
+    name: str
+    labeled: LabeledData
+    cfg: ClassifyConfig
+    llm_cfg: Any
+    final: Path
+    description: str = ""
+    last: str | None = None  # the checkpoint a resumed run continues from
+    record: dict[str, Any] | None = None  # the run record (run.json), written when the run starts
+
+
+@dataclass(frozen=True)
+class _Base:
+    """The base model a classifier trains on and how it reads texts."""
+
+    source: str
+    model_id: str
+    device: str
+    pooling: str
+    text_prefix: str
+
+    @classmethod
+    def choose(cls, cfg: ClassifyConfig, llm_cfg: Any) -> _Base:
+        from rolechat.llm.loader import pick_device
+
+        resolved = resolve_base(cfg, llm_cfg)
+        device = pick_device(getattr(llm_cfg, "device", "auto") if llm_cfg is not None else "auto")
+        return cls(resolved.source, resolved.model_id, device, *reading(cfg, resolved.source))
+
+    @classmethod
+    def recorded(cls, base: dict[str, Any]) -> _Base:
+        """The base a resumed run started with (records of older versions have no pooling or prefix)."""
+        pooling, prefix = base.get("pooling", "head"), base.get("text_prefix", "")
+        return cls(base["source"], base["model_id"], base["device"], pooling, prefix)
 
 
 def _run(
-    labeled: LabeledData,
-    name: str,
-    cfg: ClassifyConfig,
-    llm_cfg: Any,
-    progress: ProgressLog,
-    last: str | None,
-    run: dict[str, Any] | None,
-    final: Path,
-    description: str,
-    callbacks: Sequence[Any],
-    show_progress: bool,
+    job: _Job, run: runs.RunFolder, progress: ProgressLog, callbacks: Sequence[Any], show_progress: bool
 ) -> ClassifyResult:
+    """Train the head and LoRA (continuing from `job.last`), score before and after, publish the folder."""
     from transformers import DataCollatorWithPadding
-    from transformers.trainer_callback import PrinterCallback
 
-    from rolechat.llm.loader import fingerprint, pick_device
+    from rolechat.llm.loader import fingerprint
 
-    folder = classify_run_dir(name)
-    if run is not None:
-        source, model_id, device = run["base"]["source"], run["base"]["model_id"], run["base"]["device"]
-        pooling, prefix = run["base"].get("pooling", "head"), run["base"].get("text_prefix", "")
-    else:
-        resolved = resolve_base(cfg, llm_cfg)
-        source, model_id = resolved.source, resolved.model_id
-        device = pick_device(getattr(llm_cfg, "device", "auto") if llm_cfg is not None else "auto")
-        pooling, prefix = reading(cfg, source)
-    trust = bool(getattr(llm_cfg, "trust_remote_code", False))
+    cfg, labeled = job.cfg, job.labeled
+    base = _Base.recorded(job.record["base"]) if job.record is not None else _Base.choose(cfg, job.llm_cfg)
+    trust = bool(getattr(job.llm_cfg, "trust_remote_code", False))
     model, tokenizer, architecture = load_base_classifier(
-        source, labeled.labels, device=device, trust_remote_code=trust, pooling=pooling
+        base.source, labeled.labels, device=base.device, trust_remote_code=trust, pooling=base.pooling
     )
     base_print = fingerprint(model.config)
-    train_rows, eval_rows = stratified_split(labeled.rows, cfg.eval_ratio, cfg.seed)
-    label_ids = {label: i for i, label in enumerate(labeled.labels)}
-
-    def rows_of(rows: list[LabeledRow]) -> _Rows:
-        return _Rows(
-            encode_texts(tokenizer, [prefix + r.text for r in rows], cfg.max_length, architecture),
-            [label_ids[r.label] for r in rows],
-        )
-
-    train_set, eval_set = rows_of(train_rows), rows_of(eval_rows)
-    model, saved = _wrap(model, cfg, pooling)
+    train_set, eval_set = _encoded_split(labeled, cfg, tokenizer, base.text_prefix, architecture)
+    model, saved = _wrap(model, cfg, base.pooling)
     n_labels = len(labeled.labels)
-    if run is None:
-        before = _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2)
-        run = {
-            "classifier": name,
-            "data": str(Path(labeled.path).resolve()),
-            "data_hash": _data_hash(labeled.path),
-            "labels": labeled.labels,
-            "out": str(final),
-            "description": description,
-            "config": cfg.to_dict(),
-            "base": {
-                "source": source,
-                "model_id": model_id,
-                "device": device,
-                "pooling": pooling,
-                "text_prefix": prefix,
-            },
-            "before": before,
-        }
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / RUN_FILE).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
-    before = run["before"]
-    args = _training_args(cfg, folder, device, len(train_set))
+    if job.record is None:
+        job.record = _run_record(job, base, _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2))
+        run.write_record(job.record)
+    before = job.record["before"]
     truncated = sum(1 for n in train_set.lengths + eval_set.lengths if n >= cfg.max_length)
-    progress.write(
-        "start",
-        persona=name,
-        task="classify",
-        max_steps=None,
-        resumed_from=last,
-        device=device,
-        examples={"train": len(train_set), "eval": len(eval_set)},
-        data={**labeled.summary(), "truncated": truncated},
-    )
-    if before is not None:
-        progress.write("eval", phase="before", step=0, accuracy=before["accuracy"], macro_f1=before["macro_f1"])
+    _announce(progress, job, base.device, (train_set, eval_set), truncated, before)
     trainer = _trainer_class()(
         model=model,
-        args=args,
+        args=_training_args(cfg, run.path, base.device, len(train_set)),
         train_dataset=train_set,
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[progress_callback(progress, show_progress), *callbacks],
     )
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
-    runtime = time.perf_counter() - started
+    output, runtime = runs.fit(trainer, job.last)
     after = _evaluate(model, tokenizer, eval_set, n_labels, cfg.batch_size * 2)
-    pick = lambda s, k: s[k] if s else None
-    metrics = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "train_runtime_s": round(runtime, 2),
-        "train_rows": len(train_set),
-        "eval_rows": len(eval_set),
-        "accuracy_before": pick(before, "accuracy"),
-        "accuracy_after": pick(after, "accuracy"),
-        "macro_f1_before": pick(before, "macro_f1"),
-        "macro_f1_after": pick(after, "macro_f1"),
-        "confusion_after": pick(after, "confusion"),
-        "resumed_from": Path(last).name if last else None,
-    }
+    metrics = _metrics(output, trainer, runtime, (train_set, eval_set), before, after, job.last)
     if after is not None:
         progress.write(
             "eval",
@@ -457,33 +385,112 @@ def _run(
             macro_f1=after["macro_f1"],
         )
     manifest = ClassifierManifest(
-        name=name,
+        name=job.name,
         labels=labeled.labels,
-        base_model=model_id,
-        base_source=source,
+        base_model=base.model_id,
+        base_source=base.source,
         base_fingerprint=base_print,
         architecture=architecture,
         heads=saved,
-        pooling=pooling,
-        text_prefix=prefix,
+        pooling=base.pooling,
+        text_prefix=base.text_prefix,
         text_column=cfg.text_column,
         label_column=cfg.label_column,
         max_length=cfg.max_length,
-        description=description,
+        description=job.description,
         data={**labeled.summary(), "truncated": truncated},
         hyperparameters=cfg.to_dict(),
         metrics=metrics,
     )
-    staging = folder / "staging"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = run.fresh_staging()
     model.save_pretrained(str(staging))
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    plot_loss(read_progress(progress.path), staging / "loss.png", title=name if name.isascii() else "")
     if after is not None:
-        plot_confusion(after["confusion"], labeled.labels, staging / "confusion.png", title=name)
-    manifest.save(staging)  # last: discovery lists only folders with a manifest
-    _place(staging, final, overwrite=True)
-    for ckpt in folder.glob("checkpoint-*"):
-        shutil.rmtree(ckpt, ignore_errors=True)
-    progress.write("done", status="done", step=trainer.state.global_step, output=final, metrics=metrics)
-    return ClassifyResult(name, final, manifest, metrics)
+        plot_confusion(after["confusion"], labeled.labels, staging / "confusion.png", title=job.name)
+    run.publish(job.final, manifest, metrics, progress, step=trainer.state.global_step, title=job.name, overwrite=True)
+    return ClassifyResult(job.name, job.final, manifest, metrics)
+
+
+def _encoded_split(
+    labeled: LabeledData, cfg: ClassifyConfig, tokenizer: Any, prefix: str, architecture: str
+) -> tuple[_Rows, _Rows]:
+    """The stratified (train, held-out) split, tokenized (each text after the base's prefix)."""
+    label_ids = {label: i for i, label in enumerate(labeled.labels)}
+
+    def rows_of(rows: list[LabeledRow]) -> _Rows:
+        return _Rows(
+            encode_texts(tokenizer, [prefix + r.text for r in rows], cfg.max_length, architecture),
+            [label_ids[r.label] for r in rows],
+        )
+
+    train_rows, eval_rows = stratified_split(labeled.rows, cfg.eval_ratio, cfg.seed)
+    return rows_of(train_rows), rows_of(eval_rows)
+
+
+def _run_record(job: _Job, base: _Base, before: dict[str, Any] | None) -> dict[str, Any]:
+    """The run record (run.json): what --resume needs to continue this run as it started."""
+    return {
+        "classifier": job.name,
+        **runs.data_record(job.labeled.path),
+        "labels": job.labeled.labels,
+        "out": str(job.final),
+        "description": job.description,
+        "config": job.cfg.to_dict(),
+        "base": {
+            "source": base.source,
+            "model_id": base.model_id,
+            "device": base.device,
+            "pooling": base.pooling,
+            "text_prefix": base.text_prefix,
+        },
+        "before": before,
+    }
+
+
+def _announce(
+    progress: ProgressLog,
+    job: _Job,
+    device: str,
+    sets: tuple[_Rows, _Rows],
+    truncated: int,
+    before: dict[str, Any] | None,
+) -> None:
+    """The progress file's "start" line (and the held-out scores before training, when there is a split)."""
+    progress.write(
+        "start",
+        persona=job.name,
+        task="classify",
+        max_steps=None,
+        resumed_from=job.last,
+        device=device,
+        examples={"train": len(sets[0]), "eval": len(sets[1])},
+        data={**job.labeled.summary(), "truncated": truncated},
+    )
+    if before is not None:
+        progress.write("eval", phase="before", step=0, accuracy=before["accuracy"], macro_f1=before["macro_f1"])
+
+
+def _metrics(
+    output: Any,
+    trainer: Any,
+    runtime: float,
+    sets: tuple[_Rows, _Rows],
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    last: str | None,
+) -> dict[str, Any]:
+    """What the run measured: the common run metrics, then accuracy and macro-F1 before and after."""
+
+    def pick(scored: dict[str, Any] | None, key: str) -> Any:
+        return scored[key] if scored else None
+
+    return {
+        **runs.run_metrics(output, trainer, runtime),
+        "train_rows": len(sets[0]),
+        "eval_rows": len(sets[1]),
+        "accuracy_before": pick(before, "accuracy"),
+        "accuracy_after": pick(after, "accuracy"),
+        "macro_f1_before": pick(before, "macro_f1"),
+        "macro_f1_after": pick(after, "macro_f1"),
+        "confusion_after": pick(after, "confusion"),
+        "resumed_from": Path(last).name if last else None,
+    }

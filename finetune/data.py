@@ -14,18 +14,14 @@ Accepted record shapes (the format is detected per record):
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rolechat.limits import MAX_DEPTH, InputError, check_depth, load_json
+from rolechat.finetune.records import DataError, Issue, Reading, RecordError, iter_json, read_records, read_text
 
 __all__ = ["DataError", "Issue", "Conversation", "Dataset", "load_dataset"]
-
-log = logging.getLogger(__name__)
 
 _ROLES = {
     "human": "user",
@@ -36,25 +32,6 @@ _ROLES = {
     "model": "assistant",
     "system": "system",
 }
-
-
-class DataError(ValueError):
-    """The data file cannot be used (unreadable, not JSON, or a bad record under --strict)."""
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One rejected record: where it is and what is wrong with it."""
-
-    file: str
-    line: int
-    record: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}: record {self.record}"
-        return f"{where}: field {self.field!r}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 @dataclass
@@ -68,14 +45,10 @@ class Conversation:
 
 
 @dataclass
-class Dataset:
+class Dataset(Reading):
     """The usable conversations of a file plus what was rejected and why."""
 
-    path: str
     conversations: list[Conversation] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    records: int = 0
-    duplicates: int = 0
     formats: Counter = field(default_factory=Counter)
 
     @property
@@ -91,96 +64,10 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "file": self.path,
-            "records": self.records,
-            "conversations": len(self.conversations),
-            "skipped": len(self.issues),
-            "duplicates_removed": self.duplicates,
+            **self.tally("conversations", len(self.conversations)),
             "formats": dict(self.formats),
             "assistant_turns": sum(sum(m["role"] == "assistant" for m in c.messages) for c in self.conversations),
         }
-
-
-class _Bad(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
-def _iter_json(text: str, name: str) -> Iterator[tuple[int, Any]]:
-    """(line, record) pairs from a JSON array or from JSON lines, with precise positions on syntax errors."""
-    decoder = json.JSONDecoder()
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("["):
-        pos = text.index("[") + 1
-        line = text.count("\n", 0, pos) + 1
-        last = pos
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(text) and text[pos] == "]":
-                return
-            line += text.count("\n", last, pos)
-            last = pos
-            try:
-                obj, end = decoder.raw_decode(text, pos)
-                check_depth(obj)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
-            except (InputError, RecursionError, ValueError) as exc:  # too deep (or too long a number) to read
-                raise DataError(f"{name}:{line}: {_too_deep(exc)}") from None
-            yield line, obj
-            pos = end
-            while pos < len(text) and text[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(text) and text[pos] == ",":
-                pos += 1
-            elif pos < len(text) and text[pos] == "]":
-                return
-            else:
-                doc_line = text.count("\n", 0, pos) + 1
-                col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-                raise DataError(f"{name}:{doc_line}:{col}: malformed JSON: expected ',' or ']' after a record")
-    elif stripped.startswith("{") and not _looks_like_jsonl(stripped):
-        try:
-            obj = json.loads(text)
-            check_depth(obj)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
-        except (InputError, RecursionError, ValueError) as exc:
-            raise DataError(f"{name}: {_too_deep(exc)}") from None
-        records = obj.get("data") if isinstance(obj, dict) else None
-        if not isinstance(records, list):
-            raise DataError(f"{name}: expected a JSON array of records, JSON lines, or an object with a 'data' array")
-        for rec in records:
-            yield 0, rec
-    else:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = load_json(raw)
-            except InputError as exc:
-                record = _Malformed(f"malformed JSON: {str(exc).removeprefix('invalid JSON ')}")
-            yield number, record
-
-
-def _looks_like_jsonl(text: str) -> bool:
-    first = text.split("\n", 1)[0].strip()
-    try:
-        load_json(first)
-        return True
-    except InputError:
-        return False
-
-
-def _too_deep(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, InputError | ValueError) else f"nested deeper than {MAX_DEPTH} levels"
-
-
-@dataclass
-class _Malformed:
-    message: str
 
 
 def _text(rec: dict, key: str, *, required: bool, where: str | None = None) -> str:
@@ -188,10 +75,10 @@ def _text(rec: dict, key: str, *, required: bool, where: str | None = None) -> s
     label = where or key
     if value is None:
         if required:
-            raise _Bad(label, "missing")
+            raise RecordError(label, "missing")
         return ""
     if not isinstance(value, str):
-        raise _Bad(label, f"must be a string, got {type(value).__name__}")
+        raise RecordError(label, f"must be a string, got {type(value).__name__}")
     return value
 
 
@@ -201,14 +88,14 @@ def _alpaca(rec: dict) -> tuple[list[dict[str, str]], str]:
     output = _text(rec, "output", required=True)
     prompt = f"{instruction}\n{extra}" if instruction.strip() and extra.strip() else instruction or extra
     if not prompt.strip():
-        raise _Bad("instruction", "empty (and no input)")
+        raise RecordError("instruction", "empty (and no input)")
     messages: list[dict[str, str]] = []
     history = rec.get("history") or []
     if not isinstance(history, list):
-        raise _Bad("history", f"must be a list of [user, assistant] pairs, got {type(history).__name__}")
+        raise RecordError("history", f"must be a list of [user, assistant] pairs, got {type(history).__name__}")
     for i, pair in enumerate(history):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise _Bad(f"history[{i}]", "must be a [user, assistant] pair of strings")
+            raise RecordError(f"history[{i}]", "must be a [user, assistant] pair of strings")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
     return messages, _text(rec, "system", required=False)
@@ -217,21 +104,21 @@ def _alpaca(rec: dict) -> tuple[list[dict[str, str]], str]:
 def _turns(rec: dict, key: str, role_key: str, text_key: str) -> tuple[list[dict[str, str]], str]:
     turns = rec[key]
     if not isinstance(turns, list) or not turns:
-        raise _Bad(key, "must be a non-empty list of messages")
+        raise RecordError(key, "must be a non-empty list of messages")
     system = _text(rec, "system", required=False)
     messages = []
     for i, turn in enumerate(turns):
         where = f"{key}[{i}]"
         if not isinstance(turn, dict):
-            raise _Bad(where, f"must be an object, got {type(turn).__name__}")
+            raise RecordError(where, f"must be an object, got {type(turn).__name__}")
         raw_role = turn.get(role_key)
         role = _ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
-            raise _Bad(f"{where}.{role_key}", f"unknown role {raw_role!r}")
+            raise RecordError(f"{where}.{role_key}", f"unknown role {raw_role!r}")
         content = _text(turn, text_key, required=True, where=f"{where}.{text_key}")
         if role == "system":
             if messages:
-                raise _Bad(where, "a system message may only come first")
+                raise RecordError(where, "a system message may only come first")
             system = content
             continue
         messages.append({"role": role, "content": content})
@@ -240,7 +127,7 @@ def _turns(rec: dict, key: str, role_key: str, text_key: str) -> tuple[list[dict
 
 def _conversation(rec: Any) -> tuple[list[dict[str, str]], str, str]:
     if not isinstance(rec, dict):
-        raise _Bad("", f"a record must be a JSON object, got {type(rec).__name__}")
+        raise RecordError("", f"a record must be a JSON object, got {type(rec).__name__}")
     if "conversations" in rec:
         messages, system = _turns(rec, "conversations", "from", "value")
         kind = "sharegpt"
@@ -251,7 +138,7 @@ def _conversation(rec: Any) -> tuple[list[dict[str, str]], str, str]:
         messages, system = _alpaca(rec)
         kind = "alpaca"
     else:
-        raise _Bad("", "unknown record shape: expected instruction/output, conversations or messages")
+        raise RecordError("", "unknown record shape: expected instruction/output, conversations or messages")
     _check_turns(messages, "conversations" if kind == "sharegpt" else "messages" if kind == "openai" else "")
     return messages, system, kind
 
@@ -261,54 +148,29 @@ def _check_turns(messages: list[dict[str, str]], key: str) -> None:
         expected = "user" if i % 2 == 0 else "assistant"
         where = f"{key}[{i}]" if key else ("output" if m["role"] == "assistant" else "instruction")
         if m["role"] != expected:
-            raise _Bad(where, f"expected a {expected} message here (turns must alternate, starting with the user)")
+            raise RecordError(
+                where, f"expected a {expected} message here (turns must alternate, starting with the user)"
+            )
         if m["role"] == "assistant" and not m["content"].strip():
-            raise _Bad(where, "empty reply")
+            raise RecordError(where, "empty reply")
     if not messages or messages[-1]["role"] != "assistant":
-        raise _Bad(key or "output", "the conversation must end with an assistant reply")
+        raise RecordError(key or "output", "the conversation must end with an assistant reply")
 
 
 def load_dataset(path: str | Path, *, strict: bool = False, dedupe: bool = True) -> Dataset:
     """Read and validate a data file. Bad records are skipped and listed in `.issues` (raised when `strict`)."""
-    path = Path(path)
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-    out = Dataset(name)
-    seen: set[str] = set()
-    for number, (line, rec) in enumerate(_iter_json(text, name), start=1):
-        out.records += 1
-        try:
-            if isinstance(rec, _Malformed):
-                raise _Bad("", rec.message)
-            messages, system, kind = _conversation(rec)
-        except _Bad as bad:
-            issue = Issue(name, line, number, bad.field, bad.message)
-            if strict:
-                raise DataError(f"{issue} (--strict stops at the first bad record)") from None
-            out.issues.append(issue)
-            continue
-        key = json.dumps([system, messages], ensure_ascii=False)
-        if key in seen:
-            out.duplicates += 1
-            if dedupe:
-                continue
-        seen.add(key)
+    parsed = read_records(
+        iter_json(read_text(path), name),
+        name,
+        _conversation,
+        key=lambda item: json.dumps([item[1], item[0]], ensure_ascii=False),
+        strict=strict,
+        dedupe=dedupe,
+    )
+    out = Dataset(name, parsed.issues, parsed.records, parsed.duplicates)
+    for line, number, (messages, system, kind) in parsed.items:
         out.formats[kind] += 1
         out.conversations.append(Conversation(messages, system, line, number))
-    if out.records == 0:
-        raise DataError(f"{name}: no records")
-    if not out.conversations:
-        first = out.issues[0] if out.issues else None
-        raise DataError(
-            f"{name}: no usable records ({len(out.issues)} rejected" + (f"; first: {first})" if first else ")")
-        )
-    if out.issues:
-        log.warning("%s: skipped %d bad record(s); first: %s", name, len(out.issues), out.issues[0])
+    parsed.warn_skipped()
     return out

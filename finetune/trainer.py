@@ -5,20 +5,17 @@
 same code runs on one CPU, one GPU, or several GPUs under `accelerate launch` / `torchrun` (DDP): only
 the main process writes files. The adapter is written into a staging folder and renamed into place at
 the end, so a crash never leaves a half persona; checkpoints in `runs_dir()/<persona>/` let `--resume`
-continue after a kill.
+continue after a kill (the run folder is `finetune.runs`', shared with classifier training).
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import logging
 import math
 import os
 import random
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +34,19 @@ from rolechat.finetune.config import TrainConfig
 from rolechat.finetune.data import Conversation, DataError, Dataset, load_dataset
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
-from rolechat.finetune.progress import ProgressLog, plot_loss, progress_callback, read_progress
+from rolechat.finetune.progress import ProgressLog, progress_callback
+from rolechat.finetune.runs import (
+    RunFolder,
+    RunResult,
+    check_free,
+    data_record,
+    failures_reported,
+    fit,
+    require_data,
+    run_folder,
+    run_metrics,
+    schedule_args,
+)
 from rolechat.llm.memoryfile import (
     MEMORY_FILE,
     TRAIN_SOURCE,
@@ -53,17 +62,15 @@ __all__ = ["Prepared", "TrainResult", "held_out", "prepare", "train", "run_dir",
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-
 
 def run_dir(persona: str) -> Path:
-    """Checkpoints, progress file and run record of one persona's training."""
-    return rc.runs_dir() / persona
+    """Checkpoints, progress file and run record of one persona's training (see finetune.runs)."""
+    return run_folder(persona).path
 
 
 def progress_path(persona: str) -> Path:
     """Where a run's JSON-lines progress goes (see finetune.progress for the format)."""
-    return run_dir(persona) / "progress.jsonl"
+    return run_folder(persona).progress_path
 
 
 @dataclass
@@ -105,13 +112,12 @@ def _describe_system(conv: Conversation) -> str:
 
 
 @dataclass
-class TrainResult:
-    """A finished run: where the adapter went and what it measured."""
+class TrainResult(RunResult):
+    """A finished persona run: where the adapter went, its PersonaManifest and what it measured."""
 
-    persona: str
-    output: Path
-    manifest: PersonaManifest
-    metrics: dict[str, Any] = field(default_factory=dict)
+    @property
+    def persona(self) -> str:
+        return self.name
 
 
 def prepare(data: str | Path | Dataset, cfg: TrainConfig, llm_cfg: Any, *, system: str | None = None) -> Prepared:
@@ -193,23 +199,6 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
     return padding_fraction(rows, row_batches)
 
 
-def start_over(folder: Path, what: str, overwrite: bool) -> None:
-    """Before a fresh run: refuse while an unfinished run of `what` left checkpoints, unless overwrite removes them."""
-    if not any(folder.glob("checkpoint-*")):
-        return
-    if not overwrite:
-        raise TrainError(
-            f"an unfinished run of {what} has checkpoints in {folder}; pass --resume to continue it or "
-            "--overwrite to start over"
-        )
-    for old in folder.glob("checkpoint-*"):
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _data_hash(path: str | Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def _trainer_class():
     from transformers import Trainer
 
@@ -285,37 +274,22 @@ def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train:
     steps_per_epoch = _steps_per_epoch(cfg, n_train, world)
     total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
     evaluating = bool(cfg.eval_steps and has_eval)
-    save_steps = cfg.eval_steps if cfg.early_stopping else cfg.save_steps
     return TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=cfg.batch_size,
+        **{
+            **schedule_args(cfg, out, total),
+            "save_steps": cfg.eval_steps if cfg.early_stopping else cfg.save_steps,  # the best model's checkpoint
+        },
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.schedule,
-        warmup_steps=math.ceil(total * cfg.warmup_ratio),
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=cfg.save_total_limit,
         eval_strategy="steps" if evaluating else "no",
         eval_steps=cfg.eval_steps if evaluating else None,
         load_best_model_at_end=bool(cfg.early_stopping),
         metric_for_best_model="eval_loss" if cfg.early_stopping else None,
         greater_is_better=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         bf16=prec == "bf16",
         fp16=prec == "fp16",
         use_cpu=device == "cpu",
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        label_names=["labels"],
         dataloader_num_workers=cfg.num_workers,
         dataloader_pin_memory=device != "cpu",
         train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
@@ -336,18 +310,22 @@ def _check_reporter(name: str) -> None:
         raise TrainError(f"--report-to {name}: the {module} package is not installed (pip install {module})")
 
 
-def _place(staging: Path, final: Path, overwrite: bool) -> None:
-    """Move the finished adapter folder into place; an existing persona is replaced only with overwrite."""
-    if final.exists():
-        if not overwrite:
-            raise TrainError(f"{final} already exists; pass --overwrite to replace it")
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-        shutil.move(str(staging), str(final))
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(final))
+@dataclass
+class _Job:
+    """One persona run's inputs: its data, its settings and the persona fields its manifest gets."""
+
+    persona: str
+    data: Any  # a loaded Dataset, or (resumed) the data file's path
+    cfg: TrainConfig
+    llm_cfg: Any
+    final: Path  # the persona folder the adapter goes to
+    system: str | None = None
+    display_name: str = ""
+    description: str = ""
+    card: dict[str, Any] | None = None
+    last: str | None = None  # the checkpoint a resumed run continues from
+    record: dict[str, Any] | None = None  # the run record (run.json), written when the run starts
+    overwrite: bool = False  # the finished adapter may replace what is in `final`
 
 
 def train(
@@ -376,71 +354,83 @@ def train(
     """
     check_name(persona)
     main = os.environ.get("RANK", "0") == "0"  # torchrun / accelerate launch set RANK; one process otherwise
-    folder = run_dir(persona)
-    record_path = folder / RUN_FILE
-    progress = ProgressLog(folder / "progress.jsonl", enabled=main, fresh=not resume)
-    try:
+    run = run_folder(persona)
+    progress = run.progress_log(fresh=not resume, enabled=main)
+    with failures_reported(progress):
         if resume:
-            last, run = _resume_point(folder, record_path)
-            cfg, data, system = TrainConfig(**run["config"]), run["data"], run["system"]
-            display_name, description = run.get("display_name", ""), run.get("description", "")
-            card = run.get("card") or None
-            out = run.get("out") or out
-            llm_cfg = _llm_config(llm_cfg, run["llm"])
-            if _data_hash(data) != run["data_hash"]:
-                raise TrainError(f"{data} changed since the run started; start over with --overwrite")
+            job = _resumed_job(persona, run, llm_cfg, out)
         else:
-            last, run = None, None
-            cfg = cfg or TrainConfig()
-            if data is None:
-                raise TrainError("--data is required (except with --resume)")
-            llm_cfg = _llm_config(llm_cfg, {})
-            data = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)  # fail on bad data before torch loads
-        final = Path(out).expanduser() if out else rc.personas_dir() / persona
-        previous = _character_manifest(final)
-        if previous is not None and not resume:
-            card = card if card is not None else previous.card
-            system = system if system is not None else previous.system_prompt
-            display_name = display_name or previous.display_name
-            description = description or previous.description
-        prompt_only = previous is not None and not (final / "adapter_config.json").exists()
-        if not resume and final.exists() and not overwrite and not prompt_only:
-            raise TrainError(f"persona folder {final} already exists; pass --overwrite to replace it")
-        if not resume and main:
-            start_over(folder, repr(persona), overwrite)
-        _check_reporter(cfg.report_to)
-        cfg = effective(cfg, llm_cfg)
-        device = check_device(cfg, llm_cfg.device)
-        from accelerate import PartialState
+            fields = {"system": system, "display_name": display_name, "description": description, "card": card}
+            job = _fresh_job(persona, data, cfg, llm_cfg, out, **fields)
+            _claim_folders(job, run, overwrite, main)
+        return _train_job(job, run, progress, callbacks, show_progress)
 
-        state = PartialState(cpu=device == "cpu")  # on CPU, DDP (gloo) only starts when asked for
-        prepared = prepare(data, cfg, llm_cfg, system=system)
-        result = _run(
-            prepared,
-            persona,
-            cfg,
-            llm_cfg,
-            device=device,
-            state=state,
-            progress=progress,
-            last=last,
-            run=run,
-            final=final,
-            data=data,
-            display_name=display_name,
-            description=description,
-            overwrite=overwrite or resume or prompt_only,
-            callbacks=callbacks,
-            show_progress=show_progress,
-            card=card,
-        )
-        return result
-    except BaseException as exc:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted (resume with --resume)"
-        progress.write("error", status="failed", step=progress.step, error=message)
-        raise
+
+def _persona_folder(persona: str, out: str | Path | None) -> Path:
+    return Path(out).expanduser() if out else rc.personas_dir() / persona
+
+
+def _resumed_job(persona: str, run: RunFolder, llm_cfg: Any, out: str | Path | None) -> _Job:
+    """An interrupted run's job, from its run record: the data, settings and persona fields it started with."""
+    last, record = run.resume()
+    return _Job(
+        persona,
+        record["data"],
+        TrainConfig(**record["config"]),
+        _llm_config(llm_cfg, record["llm"]),
+        _persona_folder(persona, record.get("out") or out),
+        system=record["system"],
+        display_name=record.get("display_name", ""),
+        description=record.get("description", ""),
+        card=record.get("card") or None,
+        last=last,
+        record=record,
+        overwrite=True,
+    )
+
+
+def _fresh_job(
+    persona: str, data: Any, cfg: TrainConfig | None, llm_cfg: Any, out: str | Path | None, **fields: Any
+) -> _Job:
+    """A new run's job. The data is read now, so a bad file fails before torch loads. Training into a
+    character's folder keeps its card, system prompt and names unless new ones are given."""
+    cfg = cfg or TrainConfig()
+    require_data(data)
+    llm_cfg = _llm_config(llm_cfg, {})
+    dataset = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
+    job = _Job(persona, dataset, cfg, llm_cfg, _persona_folder(persona, out), **fields)
+    previous = _character_manifest(job.final)
+    if previous is not None:
+        job.card = job.card if job.card is not None else previous.card
+        job.system = job.system if job.system is not None else previous.system_prompt
+        job.display_name = job.display_name or previous.display_name
+        job.description = job.description or previous.description
+    return job
+
+
+def _claim_folders(job: _Job, run: RunFolder, overwrite: bool, main: bool) -> None:
+    """Before a fresh run: an existing persona is replaced only with overwrite, except a prompt-only character
+    (a card without an adapter), which gains one; an unfinished run's checkpoints also go only with overwrite."""
+    prompt_only = _character_manifest(job.final) is not None and not (job.final / "adapter_config.json").exists()
+    if not prompt_only:
+        check_free(job.final, "persona folder", overwrite)
+    if main:
+        run.start_over(repr(job.persona), overwrite)
+    job.overwrite = overwrite or prompt_only
+
+
+def _train_job(
+    job: _Job, run: RunFolder, progress: ProgressLog, callbacks: Sequence[Any], show_progress: bool
+) -> TrainResult:
+    """Check the settings against this machine, prepare the data with the base model's template, train."""
+    _check_reporter(job.cfg.report_to)
+    job.cfg = effective(job.cfg, job.llm_cfg)
+    device = check_device(job.cfg, job.llm_cfg.device)
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device == "cpu")  # on CPU, DDP (gloo) only starts when asked for
+    prepared = prepare(job.data, job.cfg, job.llm_cfg, system=job.system)
+    return _run(prepared, job, run, progress, device=device, state=state, callbacks=callbacks, show=show_progress)
 
 
 def write_training_memory(staging: Path, final: Path, dataset: Dataset | None) -> int:
@@ -502,129 +492,143 @@ def _llm_config(llm_cfg: Any, saved: dict[str, Any]) -> Any:
     return llm_cfg
 
 
-def _resume_point(folder: Path, record_path: Path) -> tuple[str, dict[str, Any]]:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not record_path.is_file():
-        raise TrainError(f"nothing to resume: {record_path} not found (start the run without --resume)")
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        raise TrainError(
-            f"nothing to resume: no checkpoint in {folder} yet (they are written every --save-steps steps)"
-        )
-    return last, json.loads(record_path.read_text(encoding="utf-8"))
-
-
 def _run(
     prepared: Prepared,
-    persona: str,
-    cfg: TrainConfig,
-    llm_cfg: Any,
+    job: _Job,
+    run: RunFolder,
+    progress: ProgressLog,
     *,
     device: str,
     state: Any,
-    progress: ProgressLog,
-    last: str | None,
-    run: dict[str, Any] | None,
-    final: Path,
-    data: str | Path,
-    display_name: str,
-    description: str,
-    overwrite: bool,
     callbacks: Sequence[Any],
-    show_progress: bool,
-    card: dict[str, Any] | None = None,
+    show: bool,
 ) -> TrainResult:
-    from transformers import EarlyStoppingCallback
-    from transformers.trainer_callback import PrinterCallback
-
-    main, world = state.is_main_process, state.num_processes
-    folder = run_dir(persona)
+    """Train on the prepared examples (continuing from `job.last`), measure, and publish the persona folder."""
+    cfg, world = job.cfg, state.num_processes
     model, tokenizer = load_trainable(
         prepared.source,
         cfg,
         device=device,
-        trust_remote_code=llm_cfg.trust_remote_code,
+        trust_remote_code=job.llm_cfg.trust_remote_code,
         local_rank=state.local_process_index,
     )
-    from rolechat.llm.loader import fingerprint
+    rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
+    eval_collator = PadCollator(tokenizer.pad_token_id)
+    if job.record is None:
+        before = evaluate_loss(model, rows[1].rows, eval_collator, cfg.batch_size)
+        job.record = _run_record(job, prepared, before)
+        if state.is_main_process:
+            run.write_record(job.record)
+    before = job.record["eval_loss_before"]
+    prec = precision(cfg, device)
+    args = _training_args(cfg, run.path, device, prec, len(rows[0]), bool(rows[1].rows), world)
+    _announce(progress, job, prepared, rows, device=device, prec=prec, world=world, before=before)
+    bar = progress_callback(progress, show and state.is_main_process, world=world)
+    trainer = _make_trainer(model, tokenizer, args, rows, cfg, [bar, *callbacks], world)
+    bar.tokens = lambda: (trainer.real_tokens, trainer.seen_tokens)
+    output, runtime = fit(trainer, job.last)
+    # Under FSDP / DeepSpeed ZeRO-3 the parameters are sharded: evaluate through the wrapper on every rank.
+    after = evaluate_loss(trainer.model_wrapped if world > 1 else model, rows[1].rows, eval_collator, cfg.batch_size)
+    metrics = _metrics(output, trainer, runtime, state, before, after, job.last)
+    if after is not None:
+        progress.write(
+            "eval", phase="after", step=trainer.state.global_step, eval_loss=after, perplexity=perplexity(after)
+        )
+    manifest = _persona_manifest(job, prepared, model, metrics)
+    _publish(trainer, job, run, prepared, manifest, metrics, progress, state)
+    return TrainResult(job.persona, job.final, manifest, metrics)
 
-    train_rows, eval_rows = ExampleDataset(prepared.train), ExampleDataset(prepared.eval)
+
+def _run_record(job: _Job, prepared: Prepared, before: float | None) -> dict[str, Any]:
+    """The run record (run.json): what --resume needs to continue this run as it started."""
+    llm_cfg = job.llm_cfg
+    return {
+        "persona": job.persona,
+        **data_record(prepared.data.path),
+        "system": prepared.system,
+        "display_name": job.display_name,
+        "description": job.description,
+        "card": job.card or {},
+        "out": str(job.final),
+        "config": job.cfg.to_dict(),
+        "eval_loss_before": before,
+        "llm": {
+            "model": prepared.source,
+            "template": llm_cfg.template,
+            "device": llm_cfg.device,
+            "trust_remote_code": llm_cfg.trust_remote_code,
+        },
+    }
+
+
+def _announce(
+    progress: ProgressLog,
+    job: _Job,
+    prepared: Prepared,
+    rows: tuple[ExampleDataset, ExampleDataset],
+    *,
+    device: str,
+    prec: str,
+    world: int,
+    before: float | None,
+) -> None:
+    """The progress file's "start" line (and the held-out loss before training, when there is a split)."""
+    progress.write(
+        "start",
+        persona=job.persona,
+        max_steps=None,
+        resumed_from=job.last,
+        device=device,
+        precision=prec,
+        examples={"train": len(rows[0]), "eval": len(rows[1])},
+        padding_expected=expected_padding(rows[0].lengths, job.cfg, world),
+        data=prepared.summary(),
+    )
+    if before is not None:
+        progress.write("eval", phase="before", step=0, eval_loss=before, perplexity=perplexity(before))
+
+
+def _make_trainer(
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    rows: tuple[ExampleDataset, ExampleDataset],
+    cfg: TrainConfig,
+    callbacks: list[Any],
+    world: int,
+) -> Any:
+    """The counting Trainer over (train, eval) rows: packed or padded batches, early stopping when asked."""
+    from transformers import EarlyStoppingCallback
+
+    train_rows, eval_rows = rows
     sparse = cfg.sparse_logits and "logits_to_keep" in inspect.signature(model.get_base_model().forward).parameters
     collator = (
         PackCollator(sparse, max_row=cfg.max_length, pad_id=tokenizer.pad_token_id or 0)
         if cfg.packing
         else PadCollator(tokenizer.pad_token_id, sparse_logits=sparse)
     )
-    eval_collator = PadCollator(tokenizer.pad_token_id)
-    if run is None:
-        before = evaluate_loss(model, eval_rows.rows, eval_collator, cfg.batch_size)
-        path = prepared.data.path
-        run = {
-            "persona": persona,
-            "data": str(Path(path).resolve()),
-            "data_hash": _data_hash(path),
-            "system": prepared.system,
-            "display_name": display_name,
-            "description": description,
-            "card": card or {},
-            "out": str(final),
-            "config": cfg.to_dict(),
-            "eval_loss_before": before,
-            "llm": {
-                "model": prepared.source,
-                "template": llm_cfg.template,
-                "device": llm_cfg.device,
-                "trust_remote_code": llm_cfg.trust_remote_code,
-            },
-        }
-        if main:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / RUN_FILE).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
-    before = run["eval_loss_before"]
-    prec = precision(cfg, device)
-    args = _training_args(cfg, folder, device, prec, len(train_rows), bool(eval_rows.rows), world)
-    pad_expected = expected_padding(train_rows.lengths, cfg, world)
-    progress.write(
-        "start",
-        persona=persona,
-        max_steps=None,
-        resumed_from=last,
-        device=device,
-        precision=prec,
-        examples={"train": len(train_rows), "eval": len(eval_rows)},
-        padding_expected=pad_expected,
-        data=prepared.summary(),
-    )
-    if before is not None:
-        progress.write("eval", phase="before", step=0, eval_loss=before, perplexity=perplexity(before))
-    bar = progress_callback(progress, show_progress and main, world=world)
-    extra = [bar, *callbacks]
     if cfg.early_stopping:
-        extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping))
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)]
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=eval_rows if eval_rows.rows else None,
         data_collator=collator,
-        callbacks=extra,
+        callbacks=callbacks,
     )
     if args.train_sampling_strategy == "group_by_length":
         trainer.tokens_per_step = supervised_tokens(train_rows.rows) / _steps_per_epoch(cfg, len(train_rows), world)
-    bar.tokens = lambda: (trainer.real_tokens, trainer.seen_tokens)
-    trainer.remove_callback(PrinterCallback)  # our bar and progress file replace the raw log dicts
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
-    runtime = time.perf_counter() - started
-    # Under FSDP / DeepSpeed ZeRO-3 the parameters are sharded: evaluate through the wrapper on every rank.
-    after = evaluate_loss(trainer.model_wrapped if world > 1 else model, eval_rows.rows, eval_collator, cfg.batch_size)
+    return trainer
+
+
+def _metrics(
+    output: Any, trainer: Any, runtime: float, state: Any, before: float | None, after: float | None, last: str | None
+) -> dict[str, Any]:
+    """What the run measured: the common run metrics, tokens/s and padding, held-out loss and perplexity."""
     real, seen = _sum_over_ranks(state, [trainer.real_tokens, trainer.seen_tokens])
-    metrics = {
-        "train_loss": output.training_loss,
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "train_runtime_s": round(runtime, 2),
+    return {
+        **run_metrics(output, trainer, runtime),
         "real_tokens": real,
         "tokens_per_s": round(real / runtime, 1) if runtime else None,
         "padding_fraction": round(1 - real / seen, 4) if seen else 0.0,
@@ -634,41 +638,51 @@ def _run(
         "perplexity_after": perplexity(after),
         "resumed_from": Path(last).name if last else None,
     }
-    if after is not None:
-        progress.write(
-            "eval", phase="after", step=trainer.state.global_step, eval_loss=after, perplexity=perplexity(after)
-        )
-    manifest = PersonaManifest(
-        name=persona,
-        display_name=display_name or persona,
+
+
+def _persona_manifest(job: _Job, prepared: Prepared, model: Any, metrics: dict[str, Any]) -> PersonaManifest:
+    from rolechat.llm.loader import fingerprint
+
+    return PersonaManifest(
+        name=job.persona,
+        display_name=job.display_name or job.persona,
         system_prompt=prepared.system,
         base_model=prepared.model_id,
         base_fingerprint=fingerprint(model.config),
-        template=llm_cfg.template,
+        template=job.llm_cfg.template,
         stop=list(prepared.fmt.stop_strings),
         enable_thinking=False,
-        description=description,
+        description=job.description,
         data=prepared.summary(),
-        hyperparameters=cfg.to_dict(),
+        hyperparameters=job.cfg.to_dict(),
         metrics=metrics,
-        card=dict(card or {}),
+        card=dict(job.card or {}),
     )
-    staging = folder / "staging"
+
+
+def _publish(
+    trainer: Any,
+    job: _Job,
+    run: RunFolder,
+    prepared: Prepared,
+    manifest: PersonaManifest,
+    metrics: dict[str, Any],
+    progress: ProgressLog,
+    state: Any,
+) -> None:
+    """Save the adapter into the staging folder (every rank takes part), then, on the main process, add the
+    character's avatar and memory and publish the folder."""
+    main = state.is_main_process
     if main:
-        shutil.rmtree(staging, ignore_errors=True)
+        run.fresh_staging()
     state.wait_for_everyone()
-    trainer.save_model(str(staging))  # every rank: gathers sharded (FSDP/ZeRO-3) weights; main writes
+    trainer.save_model(str(run.staging))  # every rank: gathers sharded (FSDP/ZeRO-3) weights; main writes
     if main:
+        staging, final = run.staging, job.final
         (staging / "training_args.bin").unlink(missing_ok=True)
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        plot_loss(read_progress(progress.path), staging / "loss.png", title=persona if persona.isascii() else "")
         if (final / AVATAR).is_file():  # a character's picture stays with it
             shutil.copy2(final / AVATAR, staging / AVATAR)
-        write_training_memory(staging, final, prepared.data if cfg.memory else None)
-        manifest.save(staging)  # last: discover() only lists folders with a manifest
-        _place(staging, final, overwrite)
-        for ckpt in folder.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
-        progress.write("done", status="done", step=trainer.state.global_step, output=final, metrics=metrics)
+        write_training_memory(staging, final, prepared.data if job.cfg.memory else None)
+        step, title = trainer.state.global_step, job.persona
+        run.publish(final, manifest, metrics, progress, step=step, title=title, overwrite=job.overwrite)
     state.wait_for_everyone()
-    return TrainResult(persona, final, manifest, metrics)

@@ -14,15 +14,13 @@ folder later keeps the card.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rolechat.limits import InputError, load_json
+from rolechat.llm.manifest import Entry, Manifest, is_folder_name
 
 __all__ = [
     "AVATAR",
@@ -39,16 +37,6 @@ __all__ = [
 MANIFEST = "persona.json"
 AVATAR = "avatar.png"  # a character's picture, beside the manifest
 BASE_PERSONA = "base"  # the plain base model, adapters disabled
-_NAME = re.compile(r"^[\w][\w-]{0,63}$")
-
-
-def write_manifest(path: Path, data: dict[str, Any]) -> Path:
-    """Write a manifest (persona.json, classifier.json) whole or not at all: a temp file, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 class PersonaError(ValueError):
@@ -57,7 +45,7 @@ class PersonaError(ValueError):
 
 def check_name(name: str) -> str:
     """Persona names are folder names: letters (any script), digits, '_' and '-' (peft adapter names); not "base"."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not is_folder_name(name):
         raise PersonaError(f"invalid persona name {name!r}: use letters, digits, '_' or '-' (max 64)")
     if name == BASE_PERSONA:
         raise PersonaError(f"{BASE_PERSONA!r} is reserved for the plain base model")
@@ -65,13 +53,17 @@ def check_name(name: str) -> str:
 
 
 @dataclass
-class PersonaManifest:
+class PersonaManifest(Manifest):
     """What a persona is, saved as persona.json beside its adapter.
 
     >>> m = PersonaManifest(name="miaomiao", display_name="喵喵", system_prompt="你是一只猫。",
     ...                     base_model="rolechat-demo")
     >>> m.save(folder); PersonaManifest.load(folder).system_prompt
+
+    Reading and writing are `llm.manifest`'s, shared with classifier manifests.
     """
+
+    FILE, ERROR, MISSING = MANIFEST, PersonaError, f"every persona folder needs a {MANIFEST}"
 
     name: str
     display_name: str = ""
@@ -101,42 +93,12 @@ class PersonaManifest:
             raise PersonaError(f"{MANIFEST}: field 'card' must be an object (a character card)")
         self.display_name = self.display_name or self.name
 
-    def save(self, folder: str | Path) -> Path:
-        return write_manifest(Path(folder) / MANIFEST, asdict(self))
-
-    @classmethod
-    def load(cls, folder: str | Path) -> PersonaManifest:
-        path = Path(folder) / MANIFEST
-        try:
-            raw = load_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PersonaError(f"{path}: missing (every persona folder needs a {MANIFEST})") from None
-        except (InputError, UnicodeDecodeError) as exc:  # bad JSON, or nested beyond what anything can walk
-            raise PersonaError(f"{path}: invalid JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise PersonaError(f"{path}: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if "name" not in raw:
-            raise PersonaError(f"{path}: missing field 'name'")
-        try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
-        except (PersonaError, TypeError) as exc:
-            raise PersonaError(f"{path}: {exc}" + (f" (unknown fields: {unknown})" if unknown else "")) from None
-
 
 @dataclass
-class PersonaEntry:
+class PersonaEntry(Entry):
     """One persona folder as found on disk: usable (`manifest` set) or broken (`error` set)."""
 
-    name: str
-    path: Path
     manifest: PersonaManifest | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
     @property
     def has_adapter(self) -> bool:

@@ -192,64 +192,15 @@ def run_persona_eval(
 ) -> dict[str, Any]:
     """The body of `rolechat eval-persona` (and of `rolechat train --eval-persona`): prints the report (a table, or
     JSON with `json_out`) unless `emit` is False, and returns it."""
-    from rolechat.finetune.classifier import Classifier, ClassifierError
-    from rolechat.finetune.data import DataError, load_dataset
-    from rolechat.finetune.model import TrainError
-    from rolechat.finetune.persona_eval import (
-        EvalError,
-        evaluate_persona,
-        held_out_items,
-        items_from,
-        judge_name,
-        summarize,
-    )
-    from rolechat.finetune.persona_eval import train_judge as fit_judge
-    from rolechat.llm.loader import LoadError
-    from rolechat.llm.personas import PersonaError
-    from rolechat.llm.runtime import load_runtime
+    from rolechat.finetune.persona_eval import evaluate_persona
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg, llm_cfg = build("classify", {}), build("llm", llm_overrides or {})
-    try:
-        with err_console.status("loading the model…"):
-            rt = load_runtime(llm_cfg)
-        manifest = rt.manifest(persona)
-    except (LoadError, PersonaError) as exc:
-        fail(str(exc))
-    if manifest is None:
-        fail("pick a persona to evaluate, not the base model")
-    entry = next(e for e in rt.personas() if e.name == persona)
-    try:
-        items, dataset, held = held_out_items(manifest, entry.path)
-        source = f"held-out split of {dataset.path} ({len(items)} prompts)"
-    except (EvalError, DataError) as exc:
-        if data is None:
-            fail(str(exc))
-        dataset, held = None, set()
-    if data is not None:
-        try:
-            user_data = load_dataset(data)
-        except DataError as exc:
-            fail(str(exc))
-        items, source = items_from(user_data), f"{data} ({len(user_data.conversations)} prompts)"
+    rt, manifest, entry = _load_persona(persona, llm_cfg)
+    items, dataset, held, source = _eval_prompts(manifest, entry, data)
     if limit:
         items = items[:limit]
-    judge_ref = judge or judge_name(persona)
-    clf, judge_skip = None, ""
-    try:
-        if train_judge:
-            if dataset is None:
-                fail("--train-judge needs the persona's training data, which was not found")
-            err_console.print(f"training the character judge {judge_name(persona)}…", highlight=False)
-            fit_judge(persona, dataset, held, cfg, llm_cfg)
-            judge_ref = judge_name(persona)
-        clf = Classifier.load(judge_ref, device=llm_cfg.device)
-    except ClassifierError as exc:
-        if judge or train_judge:
-            fail(str(exc))
-        judge_skip = f"no judge classifier {judge_ref!r} (train one with --train-judge)"
-    except (EvalError, DataError, TrainError, LoadError) as exc:
-        fail(str(exc))
+    clf, judge_skip = _judge(persona, judge, train_judge, dataset, held, cfg, llm_cfg)
     if catchphrase is None and dataset is not None:  # the habit of all its training replies, not just the held-out
         from rolechat.finetune.persona_eval import detect_catchphrase
 
@@ -271,145 +222,235 @@ def run_persona_eval(
             source=source,
             on_reply=lambda done, total: status.update(f"generating… {done}/{total}"),
         )
-    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
-
     if save:
-        if entry.path.resolve().parent == SAMPLE_PERSONAS_DIR.resolve():
-            report["saved"] = "not saved: the shipped sample persona is read-only"
-        else:
-            manifest.evaluation = summarize(report)
-            try:
-                manifest.save(entry.path)
-                report["saved"] = str(entry.path / "persona.json")
-            except OSError as exc:
-                report["saved"] = f"not saved: {exc}"
-    if not emit:
-        return report
-    if json_out:
-        console.print_json(json.dumps(report, ensure_ascii=False))
-        return report
-    _eval_table(report)
-    if report.get("saved"):
-        console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)
+        report["saved"] = _save_summary(report, manifest, entry)
+    if emit:
+        _emit_report(report, json_out)
     return report
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("train-classifier")
-    @config_flags("classify")
-    def train_classifier_cmd(
-        data: Path | None = typer.Option(None, "--data", "-d", help="CSV / TSV / JSONL with text and label columns."),
-        name: str = typer.Option(..., "--name", "-n", help="Classifier (folder) name."),
-        out: Path | None = typer.Option(None, "--out", help="Folder (default: $ROLECHAT_HOME/classifiers/NAME)."),
-        description: str = typer.Option("", "--description", help="One line about the classifier."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its last checkpoint."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace an existing classifier / stale checkpoints."
-        ),
-        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-        config: Overrides | None = None,
-    ) -> None:
-        """Train a text classifier (LoRA + classification head): accuracy and macro-F1 before and after."""
-        run_classifier_training(
-            data,
-            name,
-            (config or {}).get("classify", {}),
-            out=out,
-            description=description,
-            resume=resume,
-            overwrite=overwrite,
-            json_out=json_out,
-        )
+def _load_persona(persona: str, llm_cfg: Any) -> tuple[Any, Any, Any]:
+    """(runtime, manifest, folder entry) of the persona to evaluate; the base model is refused."""
+    from rolechat.llm.loader import LoadError
+    from rolechat.llm.personas import PersonaError
+    from rolechat.llm.runtime import load_runtime
 
-    @app.command()
-    def classify(
-        texts: list[str] | None = typer.Argument(None, help="Texts to classify ('-' or none: read stdin)."),
-        adapter: str | None = typer.Option(None, "--adapter", "-a", help="Classifier name (or folder)."),
-        file: Path | None = typer.Option(
-            None, "--file", "-f", help="Texts: one per line, or a CSV/TSV/JSONL text column."
-        ),
-        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
-        list_all: bool = typer.Option(False, "--list", help="List the classifiers and exit."),
-        json_out: bool = typer.Option(False, "--json", help="JSON lines: label, score and every label's probability."),
-    ) -> None:
-        """Classify texts with a trained classifier adapter."""
-        from rolechat.finetune.classifier import Classifier, ClassifierError, discover_classifiers
-        from rolechat.llm.loader import LoadError
+    try:
+        with err_console.status("loading the model…"):
+            rt = load_runtime(llm_cfg)
+        manifest = rt.manifest(persona)
+    except (LoadError, PersonaError) as exc:
+        fail(str(exc))
+    if manifest is None:
+        fail("pick a persona to evaluate, not the base model")
+    return rt, manifest, next(e for e in rt.personas() if e.name == persona)
 
-        if list_all:
-            entries = discover_classifiers()
-            if json_out:
-                rows = [
-                    {
-                        "name": e.name,
-                        "path": str(e.path),
-                        "ok": e.ok,
-                        "error": e.error,
-                        "labels": e.manifest.labels if e.manifest else [],
-                        "accuracy": e.manifest.metrics.get("accuracy_after") if e.manifest else None,
-                    }
-                    for e in entries
-                ]
-                console.print_json(json.dumps(rows, ensure_ascii=False))
-                return
-            for e in entries:
-                if e.ok:
-                    acc = (e.manifest.metrics or {}).get("accuracy_after")
-                    labels = ", ".join(e.manifest.labels)
-                    console.print(f"{e.name}  labels: {labels}  accuracy {_fmt(acc)}", highlight=False)
-                else:
-                    console.print(f"[red]{e.name}[/]  {e.error}", highlight=False)
-            if not entries:
-                console.print("no classifiers yet: rolechat train-classifier --data FILE --name NAME")
-            return
-        if not adapter:
-            fail("--adapter NAME is required (rolechat classify --list shows them)")
-        cfg, llm_cfg = _configs()
-        items = _texts(texts or [], file, cfg.text_column)
-        if not items:
-            fail("no texts to classify")
-        try:
-            clf = Classifier.load(adapter, device=llm_cfg.device, trust_remote_code=llm_cfg.trust_remote_code)
-        except (ClassifierError, LoadError) as exc:
+
+def _eval_prompts(manifest: Any, entry: Any, data: Path | None) -> tuple[list, Any, set, str]:
+    """(prompts, the persona's training data or None, its held-out records, where the prompts come from):
+    `data` when given, else the held-out split of the data the persona was trained on."""
+    from rolechat.finetune.data import DataError, load_dataset
+    from rolechat.finetune.persona_eval import EvalError, held_out_items, items_from
+
+    items, source = [], ""
+    try:
+        items, dataset, held = held_out_items(manifest, entry.path)
+        source = f"held-out split of {dataset.path} ({len(items)} prompts)"
+    except (EvalError, DataError) as exc:
+        if data is None:
             fail(str(exc))
-        preds = clf.predict(items, batch_size=batch_size)
-        if json_out:
-            for text, p in zip(items, preds):
-                probs = {k: round(v, 6) for k, v in p.probabilities.items()}
-                row = {"text": text, "label": p.label, "score": round(p.score, 6), "probabilities": probs}
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-            return
-        for text, p in zip(items, preds):
-            short = text if len(text) <= 60 else text[:59] + "…"
-            console.print(f"[bold]{p.label}[/] {p.score:.3f}  {short}", highlight=False)
+        dataset, held = None, set()
+    if data is not None:
+        try:
+            user_data = load_dataset(data)
+        except DataError as exc:
+            fail(str(exc))
+        items, source = items_from(user_data), f"{data} ({len(user_data.conversations)} prompts)"
+    return items, dataset, held, source
 
-    @app.command("eval-persona")
-    def eval_persona(
-        persona: str = typer.Option(..., "--persona", "-p", help="Persona to evaluate."),
-        data: Path | None = typer.Option(
-            None, "--data", "-d", help="Prompts with reference replies (default: the persona's held-out split)."
-        ),
-        max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1, help="Length limit of each reply."),
-        limit: int = typer.Option(0, "--limit", min=0, help="Evaluate at most N prompts (0 = all)."),
-        judge: str | None = typer.Option(None, "--judge", help="Character judge classifier (default: PERSONA-judge)."),
-        train_judge: bool = typer.Option(
-            False, "--train-judge", help="Train the judge first: the persona's replies vs the lines spoken to it."
-        ),
-        catchphrase: str | None = typer.Option(
-            None, "--catchphrase", help="Ending to count (default: found in the reference replies)."
-        ),
-        save: bool = typer.Option(True, "--save/--no-save", help="Save a summary into the persona's manifest."),
-        json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ) -> None:
-        """Does the persona speak like its character? Persona vs base model on held-out prompts."""
-        run_persona_eval(
-            persona,
-            data,
-            max_new_tokens=max_new_tokens,
-            limit=limit,
-            judge=judge,
-            train_judge=train_judge,
-            catchphrase=catchphrase,
-            save=save,
-            json_out=json_out,
-        )
+
+def _judge(persona: str, judge: str | None, train_judge: bool, dataset, held, cfg, llm_cfg) -> tuple[Any, str]:
+    """(the character judge classifier or None, why it is skipped): `judge`, else PERSONA-judge, trained
+    first with `train_judge`. A missing default judge only skips the score; a named one is an error."""
+    from rolechat.finetune.classifier import Classifier, ClassifierError
+    from rolechat.finetune.data import DataError
+    from rolechat.finetune.model import TrainError
+    from rolechat.finetune.persona_eval import EvalError, judge_name
+    from rolechat.finetune.persona_eval import train_judge as fit_judge
+    from rolechat.llm.loader import LoadError
+
+    judge_ref = judge or judge_name(persona)
+    try:
+        if train_judge:
+            if dataset is None:
+                fail("--train-judge needs the persona's training data, which was not found")
+            err_console.print(f"training the character judge {judge_name(persona)}…", highlight=False)
+            fit_judge(persona, dataset, held, cfg, llm_cfg)
+            judge_ref = judge_name(persona)
+        return Classifier.load(judge_ref, device=llm_cfg.device), ""
+    except ClassifierError as exc:
+        if judge or train_judge:
+            fail(str(exc))
+        return None, f"no judge classifier {judge_ref!r} (train one with --train-judge)"
+    except (EvalError, DataError, TrainError, LoadError) as exc:
+        fail(str(exc))
+
+
+def _save_summary(report: dict[str, Any], manifest: Any, entry: Any) -> str:
+    """Keep the report's summary in the persona's manifest; says where, or why not."""
+    from rolechat.finetune.persona_eval import summarize
+    from rolechat.llm.demo import SAMPLE_PERSONAS_DIR
+
+    if entry.path.resolve().parent == SAMPLE_PERSONAS_DIR.resolve():
+        return "not saved: the shipped sample persona is read-only"
+    manifest.evaluation = summarize(report)
+    try:
+        manifest.save(entry.path)
+    except OSError as exc:
+        return f"not saved: {exc}"
+    return str(entry.path / "persona.json")
+
+
+def _emit_report(report: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        console.print_json(json.dumps(report, ensure_ascii=False))
+        return
+    _eval_table(report)
+    if report.get("saved"):
+        console.print(f"[dim]summary: {report['saved']}[/]", highlight=False)
+
+
+_DATA = typer.Option(None, "--data", "-d", help="CSV / TSV / JSONL with text and label columns.")
+_NAME = typer.Option(..., "--name", "-n", help="Classifier (folder) name.")
+_OUT = typer.Option(None, "--out", help="Folder (default: $ROLECHAT_HOME/classifiers/NAME).")
+_DESCRIPTION = typer.Option("", "--description", help="One line about the classifier.")
+_RESUME = typer.Option(False, "--resume", help="Continue the interrupted run from its last checkpoint.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing classifier / stale checkpoints.")
+
+
+@config_flags("classify")
+def train_classifier_cmd(
+    data: Path | None = _DATA,
+    name: str = _NAME,
+    out: Path | None = _OUT,
+    description: str = _DESCRIPTION,
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    config: Overrides | None = None,
+) -> None:
+    """Train a text classifier (LoRA + classification head): accuracy and macro-F1 before and after."""
+    run_classifier_training(
+        data,
+        name,
+        (config or {}).get("classify", {}),
+        out=out,
+        description=description,
+        resume=resume,
+        overwrite=overwrite,
+        json_out=json_out,
+    )
+
+
+def classify(
+    texts: list[str] | None = typer.Argument(None, help="Texts to classify ('-' or none: read stdin)."),
+    adapter: str | None = typer.Option(None, "--adapter", "-a", help="Classifier name (or folder)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Texts: one per line, or a CSV/TSV/JSONL text column."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+    list_all: bool = typer.Option(False, "--list", help="List the classifiers and exit."),
+    json_out: bool = typer.Option(False, "--json", help="JSON lines: label, score and every label's probability."),
+) -> None:
+    """Classify texts with a trained classifier adapter."""
+    from rolechat.finetune.classifier import Classifier, ClassifierError
+    from rolechat.llm.loader import LoadError
+
+    if list_all:
+        _list_classifiers(json_out)
+        return
+    if not adapter:
+        fail("--adapter NAME is required (rolechat classify --list shows them)")
+    cfg, llm_cfg = _configs()
+    items = _texts(texts or [], file, cfg.text_column)
+    if not items:
+        fail("no texts to classify")
+    try:
+        clf = Classifier.load(adapter, device=llm_cfg.device, trust_remote_code=llm_cfg.trust_remote_code)
+    except (ClassifierError, LoadError) as exc:
+        fail(str(exc))
+    preds = clf.predict(items, batch_size=batch_size)
+    if json_out:
+        for text, p in zip(items, preds):
+            probs = {k: round(v, 6) for k, v in p.probabilities.items()}
+            row = {"text": text, "label": p.label, "score": round(p.score, 6), "probabilities": probs}
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    for text, p in zip(items, preds):
+        short = text if len(text) <= 60 else text[:59] + "…"
+        console.print(f"[bold]{p.label}[/] {p.score:.3f}  {short}", highlight=False)
+
+
+def _list_classifiers(json_out: bool) -> None:
+    """`rolechat classify --list`: every classifier folder, broken ones with the reason."""
+    from rolechat.finetune.classifier import discover_classifiers
+
+    entries = discover_classifiers()
+    if json_out:
+        rows = [
+            {
+                "name": e.name,
+                "path": str(e.path),
+                "ok": e.ok,
+                "error": e.error,
+                "labels": e.manifest.labels if e.manifest else [],
+                "accuracy": e.manifest.metrics.get("accuracy_after") if e.manifest else None,
+            }
+            for e in entries
+        ]
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    for e in entries:
+        if e.ok:
+            acc = (e.manifest.metrics or {}).get("accuracy_after")
+            labels = ", ".join(e.manifest.labels)
+            console.print(f"{e.name}  labels: {labels}  accuracy {_fmt(acc)}", highlight=False)
+        else:
+            console.print(f"[red]{e.name}[/]  {e.error}", highlight=False)
+    if not entries:
+        console.print("no classifiers yet: rolechat train-classifier --data FILE --name NAME")
+
+
+def eval_persona(
+    persona: str = typer.Option(..., "--persona", "-p", help="Persona to evaluate."),
+    data: Path | None = typer.Option(
+        None, "--data", "-d", help="Prompts with reference replies (default: the persona's held-out split)."
+    ),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1, help="Length limit of each reply."),
+    limit: int = typer.Option(0, "--limit", min=0, help="Evaluate at most N prompts (0 = all)."),
+    judge: str | None = typer.Option(None, "--judge", help="Character judge classifier (default: PERSONA-judge)."),
+    train_judge: bool = typer.Option(
+        False, "--train-judge", help="Train the judge first: the persona's replies vs the lines spoken to it."
+    ),
+    catchphrase: str | None = typer.Option(
+        None, "--catchphrase", help="Ending to count (default: found in the reference replies)."
+    ),
+    save: bool = typer.Option(True, "--save/--no-save", help="Save a summary into the persona's manifest."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Does the persona speak like its character? Persona vs base model on held-out prompts."""
+    run_persona_eval(
+        persona,
+        data,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        judge=judge,
+        train_judge=train_judge,
+        catchphrase=catchphrase,
+        save=save,
+        json_out=json_out,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-classifier")(train_classifier_cmd)
+    app.command()(classify)
+    app.command("eval-persona")(eval_persona)

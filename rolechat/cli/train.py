@@ -41,13 +41,11 @@ def _print_lint(prepared, cfg, data) -> None:
     )
     console.print(f"system prompt: {prepared.system or '(none)'}", highlight=False)
     if s["system_mismatch"]:
-        console.print(
+        _print_listed(
             f"[yellow]{s['system_mismatch']} record(s) have their own, different system prompt[/] and are trained "
             "under the persona's (--strict refuses them):",
-            highlight=False,
+            s["system_mismatch_first"],
         )
-        for line in s["system_mismatch_first"]:
-            console.print(f"  {line}", highlight=False)
     if prepared.fmt.thinking_only:
         console.print(
             "thinking-only template (its generation prompt opens a think block): trained in its own format, "
@@ -72,13 +70,11 @@ def _print_lint(prepared, cfg, data) -> None:
         highlight=False,
     )
     if s["parity"]:
-        console.print(
+        _print_listed(
             f"[red]train/infer parity: {s['parity']} example(s) would not be trained on the ids inference "
             "feeds the model[/]",
-            highlight=False,
+            s["parity_first"],
         )
-        for line in s["parity_first"]:
-            console.print(f"  {line}", highlight=False)
     else:
         console.print("train/infer parity: every example matches the inference prompt", highlight=False)
     pad = expected_padding([len(e.input_ids) for e in prepared.train], cfg)  # cfg: effective() settings
@@ -97,6 +93,13 @@ def _print_lint(prepared, cfg, data) -> None:
         rendered.append(("⟦" + part + "⟧") if i % 2 else part, style="bold green" if i % 2 else "dim")
     console.print(rendered)
     console.rule()
+
+
+def _print_listed(header: str, lines: list[str]) -> None:
+    """A finding of the lint and the first records it concerns, indented under it."""
+    console.print(header, highlight=False)
+    for line in lines:
+        console.print(f"  {line}", highlight=False)
 
 
 def _character(name_or_file: str, persona, system, display_name, description):
@@ -141,184 +144,208 @@ def _print_result(persona: str, result) -> None:
     console.print(f"chat with it: rolechat chat --persona {persona}", highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    @config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
-    def train(
-        data: Path | None = typer.Option(
-            None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL (classify: CSV / TSV / JSONL)."
-        ),
-        persona: str | None = typer.Option(
-            None, "--persona", "-p", "--name", help="Persona (folder) name (default: the --character's name)."
-        ),
-        task: str = typer.Option(
-            "persona",
-            "--task",
-            help="persona (a LoRA persona) or classify (a text classifier, as `rolechat train-classifier`: the "
-            "[train] flags it shares, --epochs, --lr, --batch-size ..., and --base apply; its own settings such as "
-            "classify.text_column come from the config file or ROLECHAT_CLASSIFY_*).",
-        ),
-        character: str | None = typer.Option(
-            None,
-            "--character",
-            help="Train for a character: a card file (.png/.json) or an imported character's name. Its system "
-            "prompt and name go into the persona, its card is kept with the adapter.",
-        ),
-        system: str | None = typer.Option(
-            None, "--system", help="System prompt (default: the --character's, else the dataset's)."
-        ),
-        display_name: str = typer.Option("", "--display-name", help="Name shown in the app (default: --persona)."),
-        description: str = typer.Option("", "--description", help="One line about the persona."),
-        dry_run: bool = typer.Option(
-            False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training."
-        ),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue the persona's interrupted run from its last checkpoint."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints."),
-        out: Path | None = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME)."),
-        json_out: bool = typer.Option(
-            False,
-            "--json",
-            help="Print the result (or lint) as one JSON document; with --eval-persona the report is its "
-            "'eval_persona' key.",
-        ),
-        eval_persona: bool = typer.Option(
-            False, "--eval-persona", help="Afterwards, compare the persona with the base model (rolechat eval-persona)."
-        ),
-        config: Overrides | None = None,
-    ) -> None:
-        """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
-        from rolechat.finetune.data import DataError
+_DATA = typer.Option(
+    None, "--data", "-d", help="Alpaca / ShareGPT / OpenAI JSON or JSONL (classify: CSV / TSV / JSONL)."
+)
+_PERSONA = typer.Option(
+    None, "--persona", "-p", "--name", help="Persona (folder) name (default: the --character's name)."
+)
+_TASK = typer.Option(
+    "persona",
+    "--task",
+    help="persona (a LoRA persona) or classify (a text classifier, as `rolechat train-classifier`: the "
+    "[train] flags it shares, --epochs, --lr, --batch-size ..., and --base apply; its own settings such as "
+    "classify.text_column come from the config file or ROLECHAT_CLASSIFY_*).",
+)
+_CHARACTER = typer.Option(
+    None,
+    "--character",
+    help="Train for a character: a card file (.png/.json) or an imported character's name. Its system "
+    "prompt and name go into the persona, its card is kept with the adapter.",
+)
+_SYSTEM = typer.Option(None, "--system", help="System prompt (default: the --character's, else the dataset's).")
+_DISPLAY_NAME = typer.Option("", "--display-name", help="Name shown in the app (default: --persona).")
+_DESCRIPTION = typer.Option("", "--description", help="One line about the persona.")
+_DRY_RUN = typer.Option(False, "--dry-run", help="Lint the data (counts, lengths, label mask); no training.")
+_RESUME = typer.Option(False, "--resume", help="Continue the persona's interrupted run from its last checkpoint.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing persona / stale checkpoints.")
+_OUT = typer.Option(None, "--out", help="Adapter folder (default: $ROLECHAT_HOME/personas/NAME).")
+_JSON = typer.Option(
+    False,
+    "--json",
+    help="Print the result (or lint) as one JSON document; with --eval-persona the report is its 'eval_persona' key.",
+)
+_EVAL_PERSONA = typer.Option(
+    False, "--eval-persona", help="Afterwards, compare the persona with the base model (rolechat eval-persona)."
+)
 
-        if task not in ("persona", "classify"):
-            fail(f"--task must be persona or classify, got {task!r}")
-        if task == "classify":
-            from rolechat.cli.classify import classify_overrides, run_classifier_training
 
-            if persona is None:
-                fail("--name is required with --task classify")
-            run_classifier_training(
-                data,
+@config_flags("train", "llm", aliases={"train.learning_rate": ["--lr"], "llm.model": ["--base"]})
+def train(
+    data: Path | None = _DATA,
+    persona: str | None = _PERSONA,
+    task: str = _TASK,
+    character: str | None = _CHARACTER,
+    system: str | None = _SYSTEM,
+    display_name: str = _DISPLAY_NAME,
+    description: str = _DESCRIPTION,
+    dry_run: bool = _DRY_RUN,
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+    out: Path | None = _OUT,
+    json_out: bool = _JSON,
+    eval_persona: bool = _EVAL_PERSONA,
+    config: Overrides | None = None,
+) -> None:
+    """Train a persona LoRA adapter; it appears in chat, the API and the app at once."""
+    if task not in ("persona", "classify"):
+        fail(f"--task must be persona or classify, got {task!r}")
+    if task == "classify":
+        _train_classifier(data, persona, config or {}, out, description, resume, overwrite, json_out)
+        return
+    card, avatar = None, None
+    if character is not None:
+        card, avatar, persona, system, display_name, description = _character(
+            character, persona, system, display_name, description
+        )
+    persona = _checked_persona(persona)
+    cfg, llm_cfg = _configs(config)
+    if data is None and not resume:
+        fail("--data is required (except with --resume)")
+    if dry_run:
+        _lint(data, cfg, llm_cfg, system, json_out)
+        return
+    fields = {"system": system, "display_name": display_name, "description": description, "card": card}
+    result = _train_persona(data, persona, cfg, llm_cfg, out=out, resume=resume, overwrite=overwrite, **fields)
+    if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
+        return
+    if avatar is not None and not (result.output / "avatar.png").exists():
+        (result.output / "avatar.png").write_bytes(avatar)
+    _report(persona, result, json_out, eval_persona, (config or {}).get("llm") or {})
+
+
+def _train_classifier(data, name, config: Overrides, out, description, resume, overwrite, json_out) -> None:
+    """`rolechat train --task classify`: `rolechat train-classifier` with the [train] flags both share."""
+    from rolechat.cli.classify import classify_overrides, run_classifier_training
+
+    if name is None:
+        fail("--name is required with --task classify")
+    run_classifier_training(
+        data,
+        name,
+        classify_overrides(config),
+        out=out,
+        description=description,
+        resume=resume,
+        overwrite=overwrite,
+        json_out=json_out,
+    )
+
+
+def _checked_persona(persona: str | None) -> str:
+    from rolechat.llm.personas import PersonaError, check_name
+
+    if persona is None:
+        fail("--persona is required (or --character, whose name it then takes)")
+    try:
+        return check_name(persona)
+    except PersonaError as exc:
+        fail(str(exc))
+
+
+def _lint(data, cfg, llm_cfg, system, json_out: bool) -> None:
+    """--dry-run: validate, render and tokenize the data as training would, and show what training would see."""
+    from rolechat.finetune.data import DataError
+    from rolechat.finetune.model import TrainError
+    from rolechat.finetune.trainer import effective, prepare
+    from rolechat.llm.loader import LoadError
+
+    cfg = effective(cfg, llm_cfg)
+    try:
+        prepared = prepare(data, cfg, llm_cfg, system=system)
+    except (DataError, TrainError, LoadError) as exc:
+        fail(str(exc))
+    if not json_out:
+        _print_lint(prepared, cfg, data)
+        return
+    from rolechat.finetune.encode import show_example
+
+    lint = {
+        **prepared.summary(),
+        "model_id": prepared.model_id,
+        "template": prepared.fmt.name,
+        "system": prepared.system or "",
+        "issues": [str(i) for i in prepared.data.issues[:20]],
+        "example": show_example(prepared.tokenizer, prepared.train[0]) if prepared.train else "",
+    }
+    console.print_json(json.dumps(lint, ensure_ascii=False))
+
+
+def _train_persona(data, persona: str, cfg, llm_cfg, **options: Any):
+    """Run the training (finetune.trainer.train); its errors end the command with their message."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rolechat.finetune.data import DataError
+    from rolechat.finetune.model import TrainError
+    from rolechat.finetune.trainer import progress_path
+    from rolechat.finetune.trainer import train as run_training
+    from rolechat.llm.loader import LoadError
+    from rolechat.llm.personas import PersonaError
+
+    err_console.print(f"progress: {progress_path(persona)}", highlight=False)
+    try:
+        return run_training(data, persona, cfg, llm_cfg, **options)
+    except (DataError, TrainError, LoadError, PersonaError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; continue with: rolechat train --persona {persona} --resume", code=130)
+
+
+def _report(persona: str, result, json_out: bool, eval_persona: bool, llm: dict[str, Any]) -> None:
+    """The trained persona (a summary, or one JSON document), then with --eval-persona its evaluation."""
+    doc: dict[str, Any] = {"output": str(result.output), "metrics": result.metrics}
+    if not json_out:
+        _print_result(persona, result)
+    if eval_persona:
+        from rolechat.cli.classify import run_persona_eval
+
+        try:
+            doc["eval_persona"] = run_persona_eval(
                 persona,
-                classify_overrides(config or {}),
-                out=out,
-                description=description,
-                resume=resume,
-                overwrite=overwrite,
                 json_out=json_out,
+                llm_overrides=llm,
+                max_new_tokens=llm.get("max_new_tokens") or 96,
+                emit=not json_out,  # with --json, one document: the report goes under "eval_persona"
             )
-            return
-        from rolechat.llm.personas import PersonaError, check_name
-
-        card, avatar = None, None
-        if character is not None:
-            card, avatar, persona, system, display_name, description = _character(
-                character, persona, system, display_name, description
-            )
-        if persona is None:
-            fail("--persona is required (or --character, whose name it then takes)")
-        try:
-            check_name(persona)
-        except PersonaError as exc:
-            fail(str(exc))
-        cfg, llm_cfg = _configs(config)
-        if data is None and not resume:
-            fail("--data is required (except with --resume)")
-        if dry_run:
-            from rolechat.finetune.model import TrainError
-            from rolechat.finetune.trainer import effective, prepare
-            from rolechat.llm.loader import LoadError
-
-            cfg = effective(cfg, llm_cfg)
-            try:
-                prepared = prepare(data, cfg, llm_cfg, system=system)
-            except (DataError, TrainError, LoadError) as exc:
-                fail(str(exc))
+        except typer.Exit:  # the check failed (its error is on stderr); the trained persona is still reported
             if json_out:
-                from rolechat.finetune.encode import show_example
+                doc["eval_persona"] = None
+                console.print_json(json.dumps(doc, ensure_ascii=False))
+            raise
+    if json_out:
+        console.print_json(json.dumps(doc, ensure_ascii=False))
 
-                lint = {
-                    **prepared.summary(),
-                    "model_id": prepared.model_id,
-                    "template": prepared.fmt.name,
-                    "system": prepared.system or "",
-                    "issues": [str(i) for i in prepared.data.issues[:20]],
-                    "example": show_example(prepared.tokenizer, prepared.train[0]) if prepared.train else "",
-                }
-                console.print_json(json.dumps(lint, ensure_ascii=False))
-            else:
-                _print_lint(prepared, cfg, data)
-            return
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        from rolechat.finetune.model import TrainError
-        from rolechat.finetune.trainer import progress_path
-        from rolechat.finetune.trainer import train as run_training
-        from rolechat.llm.loader import LoadError
 
-        err_console.print(f"progress: {progress_path(persona)}", highlight=False)
-        try:
-            result = run_training(
-                data,
-                persona,
-                cfg,
-                llm_cfg,
-                system=system,
-                display_name=display_name,
-                description=description,
-                out=out,
-                resume=resume,
-                overwrite=overwrite,
-                card=card,
-            )
-        except (DataError, TrainError, LoadError, PersonaError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail(f"interrupted; continue with: rolechat train --persona {persona} --resume", code=130)
-        if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
-            return
-        if avatar is not None and not (result.output / "avatar.png").exists():
-            (result.output / "avatar.png").write_bytes(avatar)
-        doc: dict[str, Any] = {"output": str(result.output), "metrics": result.metrics}
-        if not json_out:
-            _print_result(persona, result)
-        if eval_persona:
-            from rolechat.cli.classify import run_persona_eval
+@config_flags("llm", aliases={"llm.model": ["--base"]})
+def merge(
+    persona: str = typer.Option(..., "--persona", "-p", help="Persona to merge into its base model."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged model (+ tokenizer, chat template)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    config: Overrides | None = None,
+) -> None:
+    """Merge a persona adapter into a full-precision copy of its base model (for vLLM, llama.cpp, ...)."""
+    from rolechat.finetune.merge import MergeError, merge_persona
+    from rolechat.llm.loader import LoadError
+    from rolechat.llm.personas import PersonaError
 
-            llm = (config or {}).get("llm") or {}
-            try:
-                doc["eval_persona"] = run_persona_eval(
-                    persona,
-                    json_out=json_out,
-                    llm_overrides=llm,
-                    max_new_tokens=llm.get("max_new_tokens") or 96,
-                    emit=not json_out,  # with --json, one document: the report goes under "eval_persona"
-                )
-            except typer.Exit:  # the check failed (its error is on stderr); the trained persona is still reported
-                if json_out:
-                    doc["eval_persona"] = None
-                    console.print_json(json.dumps(doc, ensure_ascii=False))
-                raise
-        if json_out:
-            console.print_json(json.dumps(doc, ensure_ascii=False))
+    llm_cfg = build("llm", config["llm"])
+    try:
+        with err_console.status("merging…"):
+            path = merge_persona(persona, out, llm_cfg, overwrite=overwrite)
+    except (MergeError, LoadError, PersonaError) as exc:
+        fail(str(exc))
+    console.print(f"[bold green]merged[/] {persona} -> {path}", highlight=False)
 
-    @app.command()
-    @config_flags("llm", aliases={"llm.model": ["--base"]})
-    def merge(
-        persona: str = typer.Option(..., "--persona", "-p", help="Persona to merge into its base model."),
-        out: Path = typer.Option(..., "--out", help="Folder for the merged model (+ tokenizer, chat template)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
-        config: Overrides | None = None,
-    ) -> None:
-        """Merge a persona adapter into a full-precision copy of its base model (for vLLM, llama.cpp, ...)."""
-        from rolechat.finetune.merge import MergeError, merge_persona
-        from rolechat.llm.loader import LoadError
-        from rolechat.llm.personas import PersonaError
 
-        llm_cfg = build("llm", config["llm"])
-        try:
-            with err_console.status("merging…"):
-                path = merge_persona(persona, out, llm_cfg, overwrite=overwrite)
-        except (MergeError, LoadError, PersonaError) as exc:
-            fail(str(exc))
-        console.print(f"[bold green]merged[/] {persona} -> {path}", highlight=False)
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(merge)
