@@ -36,9 +36,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
 from rolechat.llm.demo.chars import common_chars, is_han
-from rolechat.llm.demo.dialogues import CORPUS_DIR
+from rolechat.llm.demo.layout import CORPUS_DIR, DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from rolechat.llm.demo import phrases as P
+import rolechat.llm.demo.phrases as P
+from rolechat.llm.demo.layout import CORPUS_DIR
 
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 DIALOGUES_FILE = CORPUS_DIR / "dialogues.jsonl"
 
 Fact = tuple[str, list[tuple[str, str]], str]  # passage, [(question, answer sentence)], topic name
