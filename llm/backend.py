@@ -140,7 +140,6 @@ class Backend(Protocol):
 
     # -- generation -------------------------------------------------------------------------------------------
 
-    @abstractmethod
     def stream(
         self,
         messages: Sequence[Message],
@@ -172,8 +171,8 @@ class Backend(Protocol):
 
 class BackendBase(Backend):
     """The persona registry and prompt assembly both backends share. A backend subclasses it and implements the
-    protocol's abstract methods (`load`, `reload_personas`, `stream`, `logits`, `reply_loss`); until it has them
-    all it cannot be instantiated."""
+    protocol's abstract methods (`load`, `reload_personas`, `logits`, `reply_loss`) and `_generate` (a reply to
+    prompt ids); until it has them all it cannot be instantiated."""
 
     parallel_generations: int = 1
 
@@ -348,6 +347,22 @@ class BackendBase(Backend):
         return ids, p
 
     # -- generation -------------------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        persona: str | None = None,
+        params: ParamOverrides = None,
+        persona_system: bool = True,
+    ) -> TextStream:
+        """Stream a reply as text pieces; `persona` None or "base" = the plain model. `persona_system=False` sends
+        the messages without adding the persona's system prompt (see prepare_messages)."""
+        ids, p = self.request(messages, persona, params, persona_system)
+        return self._generate(ids, p, persona)
+
+    @abstractmethod
+    def _generate(self, ids: list[int], params: GenerationParams, persona: str | None) -> TextStream:
+        """The reply to prompt `ids` (from `request`: rendered, trimmed, persona applied), streamed."""
 
     def chat(self, messages: Sequence[Message], persona: str | None = None, params: ParamOverrides = None) -> str:
         """The blocking reply: the joined stream."""

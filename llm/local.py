@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rolechat.llm.backend import BackendBase, Message, ParamOverrides
+from rolechat.llm.backend import BackendBase, Message
 from rolechat.llm.batching import BatchedStream, BatchScheduler, supports_batching
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import GenerationStream
@@ -213,28 +213,21 @@ class Runtime(BackendBase):
 
     # -- generation -----------------------------------------------------------------------------------
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        persona: str | None = None,
-        params: ParamOverrides = None,
-        persona_system: bool = True,
-    ) -> GenerationStream:
-        """Stream a reply as text pieces (see GenerationStream); `persona` None or "base" = the plain model.
-        `persona_system=False` sends the messages without adding the persona's system prompt (see prepare_messages)."""
-        ids, p = self.request(messages, persona, params, persona_system)
+    def _generate(self, ids: list[int], params: GenerationParams, persona: str | None) -> GenerationStream:
+        """Batched with the other requests by the scheduler, or on its own through `generate` (see the module
+        docstring)."""
         if self._scheduler is not None:
             return BatchedStream(
                 self._scheduler,
                 self.tokenizer,
                 ids,
-                p,
+                params,
                 persona=persona,
                 adapter=self._adapter_key(persona),
                 stop_ids=self._stop_ids,
                 stop_strings=self.format.stop_strings,
             )
-        return self._generate_stream(ids, p, persona)
+        return self._generate_stream(ids, params, persona)
 
     def _generate_stream(self, ids: Sequence[int], p: GenerationParams, persona: str | None) -> GenerationStream:
         """One reply at a time through transformers' `generate`, under the model lock (models that cannot batch)."""

@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rolechat.llm.backend import BackendBase, Message, ParamOverrides
-from rolechat.llm.config import LLMConfig
+from rolechat.llm.backend import BackendBase, Message
+from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import TextStream
 from rolechat.llm.loader import LoadError, ResolvedModel, resolve_model
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, discover, folders_stamp
@@ -196,31 +196,26 @@ class RemoteRuntime(BackendBase):
 
     # -- generation ---------------------------------------------------------------------------------
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        persona: str | None = None,
-        params: ParamOverrides = None,
-        persona_system: bool = True,
-    ) -> RemoteStream:
-        ids, p = self.request(messages, persona, params, persona_system)
+    def _generate(self, ids: list[int], params: GenerationParams, persona: str | None) -> RemoteStream:
+        """The reply to `ids` from the server's `/v1/completions`, with the same sampling settings and stop
+        tokens the in-process runtime would use."""
         body: dict[str, Any] = {
             "model": self.served_name(persona),
             "prompt": ids,
-            "max_tokens": p.max_new_tokens,
-            "temperature": p.temperature,
-            "top_p": 1.0 if p.greedy else p.top_p,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": 1.0 if params.greedy else params.top_p,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "stop": [s for s in (*self.format.stop_strings, *p.stop) if s],
+            "stop": [s for s in (*self.format.stop_strings, *params.stop) if s],
             # vLLM / SGLang sampling extensions, so a greedy reply equals the in-process one
-            "top_k": -1 if p.greedy or not p.top_k else p.top_k,
-            "repetition_penalty": p.repetition_penalty,
+            "top_k": -1 if params.greedy or not params.top_k else params.top_k,
+            "repetition_penalty": params.repetition_penalty,
             "stop_token_ids": self._stop_ids,
             "skip_special_tokens": True,
         }
-        if p.seed is not None:
-            body["seed"] = p.seed
+        if params.seed is not None:
+            body["seed"] = params.seed
         return RemoteStream(self._client, f"{self.cfg.base_url.rstrip('/')}/completions", body, len(ids))
 
     def logits(self, messages: Sequence[Message], persona: str | None = None) -> NoReturn:

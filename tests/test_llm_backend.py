@@ -47,7 +47,7 @@ def test_a_backend_missing_a_method_is_not_a_backend():
     class Unfinished(BackendBase):  # the shared half alone: no way to load or generate
         pass
 
-    assert sorted(BackendBase.__abstractmethods__) == ["load", "logits", "reload_personas", "reply_loss", "stream"]
+    assert sorted(BackendBase.__abstractmethods__) == ["_generate", "load", "logits", "reload_personas", "reply_loss"]
     with pytest.raises(TypeError, match="abstract"):
         Unfinished(None, None, None, None, None, device="cpu", dtype="float32")
 
