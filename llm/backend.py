@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
+from rolechat.llm.demo.layout import DEMO_HINT, SAMPLE_PERSONAS_DIR
 from rolechat.llm.encoding import encode_prompt, encode_text, fit_prompt
 from rolechat.llm.generation import TextStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, same_base
@@ -187,8 +188,6 @@ class BackendBase(Backend):
         device: str,
         dtype: str,
     ) -> None:
-        from rolechat.llm.demo.layout import DEMO_HINT
-
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.format: ChatFormat = resolve_format(tokenizer, cfg.template)
@@ -209,7 +208,7 @@ class BackendBase(Backend):
         # Persona bookkeeping has its own lock, so listing personas never waits for a reply to finish.
         self._lock = threading.RLock()
         self._entries: dict[str, PersonaEntry] = {}
-        self._loaded: dict[str, tuple[Path, float]] = {}  # usable adapter personas: (folder, weights' mtime)
+        self._loaded: dict[str, tuple[Path, float]] = {}  # usable adapter personas: (folder, weights' mtime or 0)
         self._prompt_only: set[str] = set()  # character personas without an adapter: the base model
         self._persona_stamp: object = None
 
@@ -380,7 +379,5 @@ def persona_roots(cfg: LLMConfig, is_demo: bool) -> list[Path]:
     the sample personas shipped for it (your own personas win on a name clash)."""
     roots = [settings.personas_dir(), *(Path(p).expanduser() for p in cfg.persona_dirs)]
     if is_demo:
-        from rolechat.llm.demo.layout import SAMPLE_PERSONAS_DIR
-
         roots.append(SAMPLE_PERSONAS_DIR)
     return roots
