@@ -23,11 +23,13 @@ from typing import Any
 
 from rolechat.llm.config import GenerationParams
 
-__all__ = ["GenerationStats", "GenerationStream", "TextStream"]
+__all__ = ["STREAM_END", "GenerationStats", "GenerationStream", "TextStream"]
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
+# A producer (generate's streamer here, the batch scheduler in llm.batching) puts lists of new token ids on the
+# stream's queue, then this: the reply is complete (or was cancelled).
+STREAM_END = object()
 
 
 @dataclass
@@ -60,7 +62,7 @@ class _TokenQueue:
         self.q.put(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        self.q.put(_DONE)
+        self.q.put(STREAM_END)
 
 
 class TextStream:
@@ -159,7 +161,7 @@ class GenerationStream(TextStream):
         return kwargs
 
     def _start(self, streamer: _TokenQueue, errors: list) -> Any:
-        """Start producing token ids into `streamer.q` (ending with `_DONE`); returns a handle whose `join()`
+        """Start producing token ids into `streamer.q` (ending with `STREAM_END`); returns a handle whose `join()`
         returns once the model has stopped working on this reply."""
         worker = threading.Thread(target=self._worker, args=(streamer, errors), daemon=True)
         worker.start()
@@ -211,7 +213,7 @@ class GenerationStream(TextStream):
             try:
                 while True:
                     item = streamer.q.get()
-                    if item is _DONE:
+                    if item is STREAM_END:
                         done = True
                         break
                     ids.extend(item)
