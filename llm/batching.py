@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rolechat.llm.config import GenerationParams
-from rolechat.llm.generation import _DONE, GenerationStream
+from rolechat.llm.generation import STREAM_END, GenerationStream
 
 __all__ = ["BatchScheduler", "BatchedStream", "supports_batching"]
 
@@ -427,7 +427,7 @@ class BatchScheduler:
         leaving, self._leaving = self._leaving, []
         for row in leaving:
             row.finished.set()
-            row.out.put(_DONE)
+            row.out.put(STREAM_END)
 
 
 class BatchedStream(GenerationStream):

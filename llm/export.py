@@ -101,7 +101,7 @@ def serving_plan(cfg: LLMConfig, persona_roots: list[Path] | None = None, served
     """The plan for `cfg`'s base model and the persona folders (default: the runtime's persona roots)."""
     from transformers import AutoConfig
 
-    from rolechat.llm.runtime import persona_roots as default_roots
+    from rolechat.llm.backend import persona_roots as default_roots
 
     resolved = resolve_model(cfg.model, cfg.default_hub_model)
     model_config = AutoConfig.from_pretrained(resolved.source, trust_remote_code=cfg.trust_remote_code)

@@ -23,11 +23,13 @@ from typing import Any
 
 from rolechat.llm.config import GenerationParams
 
-__all__ = ["GenerationStats", "GenerationStream"]
+__all__ = ["STREAM_END", "GenerationStats", "GenerationStream", "TextStream"]
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
+# A producer (generate's streamer here, the batch scheduler in llm.batching) puts lists of new token ids on the
+# stream's queue, then this: the reply is complete (or was cancelled).
+STREAM_END = object()
 
 
 @dataclass
@@ -60,10 +62,50 @@ class _TokenQueue:
         self.q.put(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        self.q.put(_DONE)
+        self.q.put(STREAM_END)
 
 
-class GenerationStream:
+class TextStream:
+    """A reply as text pieces, whoever produces them: iterate for the pieces; `.text` and `.stats` describe the
+    reply once iteration ends; `join()` is the blocking reply. Subclasses produce the pieces in `_run`
+    (in-process generation here, a server's event stream in `llm.remote`)."""
+
+    def __init__(self, prompt_tokens: int) -> None:
+        self.text = ""
+        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
+        self._cancel = threading.Event()
+        self._iter: Iterator[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def cancel(self) -> None:
+        """Stop generating as soon as possible (the next token boundary)."""
+        self._cancel.set()
+
+    def close(self) -> None:
+        """Cancel and finish now: the producer stops at its next token and anything it holds (a lock, a
+        connection) is released before this returns (call it from the consuming thread, not while another
+        thread is iterating)."""
+        self._cancel.set()
+        if self._iter is not None:
+            self._iter.close()
+        if not self.stats.finish_reason:
+            self.stats.finish_reason = "cancelled"
+
+    def join(self) -> str:
+        """Consume everything and return the whole reply."""
+        for _ in self:
+            pass
+        return self.text
+
+    def _run(self) -> Iterator[str]:
+        raise NotImplementedError
+
+
+class GenerationStream(TextStream):
     """Iterate for text pieces; `.text` and `.stats` describe the reply once iteration ends.
 
     The `lock` (if given) is held from the first piece until generation has fully stopped, and
@@ -82,39 +124,12 @@ class GenerationStream:
         lock: threading.Lock | None = None,
         context: Callable[[], AbstractContextManager] = nullcontext,
     ) -> None:
+        super().__init__(prompt_tokens=len(input_ids))
         self.model, self.tokenizer, self.params = model, tokenizer, params
         self.input_ids = list(input_ids)
         self.stop_ids = list(stop_ids)
         self.stop_strings = [s for s in (*stop_strings, *params.stop) if s]
         self.lock, self.context = lock, context
-        self.text = ""
-        self.stats = GenerationStats(prompt_tokens=len(self.input_ids))
-        self._cancel = threading.Event()
-        self._iter: Iterator[str] | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def cancel(self) -> None:
-        """Stop generating as soon as possible (the next token boundary)."""
-        self._cancel.set()
-
-    def close(self) -> None:
-        """Cancel and finish now: the model stops at its next token and the lock is released before this
-        returns (call it from the consuming thread, not while another thread is iterating)."""
-        self._cancel.set()
-        if self._iter is not None:
-            self._iter.close()
-        if not self.stats.finish_reason:
-            self.stats.finish_reason = "cancelled"
-
-    def join(self) -> str:
-        """Consume everything and return the whole reply."""
-        for _ in self:
-            pass
-        return self.text
 
     def _generate_kwargs(self, streamer: _TokenQueue) -> dict[str, Any]:
         import torch
@@ -146,7 +161,7 @@ class GenerationStream:
         return kwargs
 
     def _start(self, streamer: _TokenQueue, errors: list) -> Any:
-        """Start producing token ids into `streamer.q` (ending with `_DONE`); returns a handle whose `join()`
+        """Start producing token ids into `streamer.q` (ending with `STREAM_END`); returns a handle whose `join()`
         returns once the model has stopped working on this reply."""
         worker = threading.Thread(target=self._worker, args=(streamer, errors), daemon=True)
         worker.start()
@@ -198,7 +213,7 @@ class GenerationStream:
             try:
                 while True:
                     item = streamer.q.get()
-                    if item is _DONE:
+                    if item is STREAM_END:
                         done = True
                         break
                     ids.extend(item)

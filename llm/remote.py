@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from rolechat.llm.backend import BackendBase, Message
 from rolechat.llm.config import GenerationParams, LLMConfig
-from rolechat.llm.generation import GenerationStats
-from rolechat.llm.loader import LoadError, ResolvedModel, fingerprint, resolve_model
-from rolechat.llm.personas import BASE_PERSONA, discover, folders_stamp
-from rolechat.llm.runtime import Runtime, RuntimeInfo
-from rolechat.llm.templates import resolve_format, stop_token_ids
+from rolechat.llm.generation import TextStream
+from rolechat.llm.loader import LoadError, ResolvedModel, resolve_model
+from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, discover, folders_stamp
+
+if TYPE_CHECKING:
+    import httpx
+    from transformers import GenerationConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 __all__ = ["RemoteRuntime", "RemoteStream", "RemoteError"]
 
@@ -40,34 +42,14 @@ def _headers(cfg: LLMConfig) -> dict[str, str]:
     return {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
 
 
-class RemoteStream:
+class RemoteStream(TextStream):
     """A reply streamed from the server's `/v1/completions`, shaped like GenerationStream: iterate for text
     pieces; `.text` and `.stats` describe the reply; closing (or `cancel`) drops the connection, which makes
     vLLM abort the request."""
 
-    def __init__(self, client: Any, url: str, body: dict[str, Any], prompt_tokens: int) -> None:
+    def __init__(self, client: httpx.Client, url: str, body: dict[str, Any], prompt_tokens: int) -> None:
+        super().__init__(prompt_tokens)
         self._client, self._url, self._body = client, url, body
-        self.text = ""
-        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
-        self._cancel = threading.Event()
-        self._iter: Iterator[str] | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def close(self) -> None:
-        if self._iter is not None:
-            self._iter.close()
-
-    def join(self) -> str:
-        for _ in self:
-            pass
-        return self.text
 
     def _run(self) -> Iterator[str]:
         import httpx
@@ -110,8 +92,8 @@ class RemoteStream:
             self.stats.elapsed = time.perf_counter() - start
 
 
-class RemoteRuntime(Runtime):
-    """A Runtime whose forward passes run on an OpenAI-compatible server (see the module docstring).
+class RemoteRuntime(BackendBase):
+    """A backend whose forward passes run on an OpenAI-compatible server (see the module docstring).
 
     >>> rt = load_runtime(LLMConfig(backend="openai", base_url="http://127.0.0.1:8001/v1", model="llm/demo/model"))
     >>> rt.chat([{"role": "user", "content": "你好"}], persona="miaomiao", params={"temperature": 0})
@@ -119,41 +101,22 @@ class RemoteRuntime(Runtime):
 
     parallel_generations = 64  # requests it can have in flight: the engine batches them (server.max_concurrent auto)
 
-    def __init__(self, cfg: LLMConfig, tokenizer: Any, model_config: Any, resolved: ResolvedModel) -> None:
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        tokenizer: PreTrainedTokenizerBase,
+        model_config: PretrainedConfig,
+        resolved: ResolvedModel,
+    ) -> None:
         import httpx
 
-        from rolechat.llm.demo import DEMO_HINT
-
-        self.cfg = cfg
-        self.base_model = self.model = None  # no weights here
-        self.tokenizer = tokenizer
-        self.format = resolve_format(tokenizer, cfg.template)
-        gen_cfg = _generation_config(resolved.source)
-        self._stop_ids = stop_token_ids(tokenizer, self.format, gen_cfg)
-        max_pos = getattr(model_config, "max_position_embeddings", None) or 4096
+        device = f"remote {cfg.base_url}"
+        super().__init__(
+            cfg, tokenizer, resolved, model_config, _generation_config(resolved.source), device=device, dtype="remote"
+        )
         self._client = httpx.Client(base_url=cfg.base_url.rstrip("/"), headers=_headers(cfg), timeout=cfg.timeout)
         self._served = self._served_models()
         self.served_base = cfg.served_model or self._base_name()
-        self.info = RuntimeInfo(
-            model_id=resolved.model_id,
-            source=resolved.source,
-            device=f"remote {cfg.base_url}",
-            dtype="remote",
-            is_demo=resolved.is_demo,
-            fingerprint=fingerprint(model_config),
-            template=self.format.name,
-            context_length=cfg.context_length or min(int(max_pos), 32768),
-            hint=DEMO_HINT if resolved.is_demo else "",
-        )
-        self._model_max_new = min(int(getattr(gen_cfg, "max_new_tokens", None) or 512), 2048)
-        self._model_lock = threading.Lock()
-        self._lock = threading.RLock()
-        self._entries = {}
-        self._loaded = {}
-        self._prompt_only = set()
-        self._layers = None
-        self._active = None
-        self._scheduler = None
         self.reload_personas()
 
     @classmethod
@@ -204,7 +167,7 @@ class RemoteRuntime(Runtime):
 
     # -- personas -----------------------------------------------------------------------------------
 
-    def reload_personas(self) -> list[Any]:
+    def reload_personas(self) -> list[PersonaEntry]:
         """Persona folders as in-process; an adapter persona is usable when the server serves it by name."""
         with self._lock:
             self._persona_stamp = folders_stamp(self.persona_roots())  # before the scan: a change during it counts
@@ -233,46 +196,36 @@ class RemoteRuntime(Runtime):
 
     # -- generation ---------------------------------------------------------------------------------
 
-    def stream(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        persona: str | None = None,
-        params: GenerationParams | Mapping[str, Any] | None = None,
-        persona_system: bool = True,
-    ) -> RemoteStream:
-        ids, p = self.request(messages, persona, params, persona_system)
+    def _generate(self, ids: list[int], params: GenerationParams, persona: str | None) -> RemoteStream:
+        """The reply to `ids` from the server's `/v1/completions`, with the same sampling settings and stop
+        tokens the in-process runtime would use."""
         body: dict[str, Any] = {
             "model": self.served_name(persona),
             "prompt": ids,
-            "max_tokens": p.max_new_tokens,
-            "temperature": p.temperature,
-            "top_p": 1.0 if p.greedy else p.top_p,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": 1.0 if params.greedy else params.top_p,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "stop": [s for s in (*self.format.stop_strings, *p.stop) if s],
+            "stop": [s for s in (*self.format.stop_strings, *params.stop) if s],
             # vLLM / SGLang sampling extensions, so a greedy reply equals the in-process one
-            "top_k": -1 if p.greedy or not p.top_k else p.top_k,
-            "repetition_penalty": p.repetition_penalty,
+            "top_k": -1 if params.greedy or not params.top_k else params.top_k,
+            "repetition_penalty": params.repetition_penalty,
             "stop_token_ids": self._stop_ids,
             "skip_special_tokens": True,
         }
-        if p.seed is not None:
-            body["seed"] = p.seed
+        if params.seed is not None:
+            body["seed"] = params.seed
         return RemoteStream(self._client, f"{self.cfg.base_url.rstrip('/')}/completions", body, len(ids))
 
-    def logits(self, messages: Sequence[Mapping[str, str]], persona: str | None = None) -> Any:
+    def logits(self, messages: Sequence[Message], persona: str | None = None) -> NoReturn:
         raise RemoteError("next-token logits are not available from a remote server (llm.backend = openai)")
 
-    def reply_loss(self, messages: Sequence[Mapping[str, str]], reply: str, persona: str | None = None) -> Any:
+    def reply_loss(self, messages: Sequence[Message], reply: str, persona: str | None = None) -> NoReturn:
         raise RemoteError("a reply's likelihood is not available from a remote server (llm.backend = openai)")
 
-    def chat_model(self, persona: str | None = None, **params: Any) -> Any:
-        from rolechat.llm.chat_model import RolechatChatModel
 
-        return RolechatChatModel(runtime=self, persona=persona, **params)
-
-
-def _generation_config(source: str) -> Any:
+def _generation_config(source: str) -> GenerationConfig | None:
     from transformers import GenerationConfig
 
     try:

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from rolechat import settings
-from rolechat.llm import LLMConfig, Runtime, load_runtime
+from rolechat.llm import Backend, LLMConfig, Runtime, load_runtime
 from rolechat.llm.remote import RemoteError, RemoteRuntime
 from tests.app_support import make_adapter
 from tests.openai_engine import create_engine_app, serve
@@ -51,6 +51,14 @@ def test_every_persona_gives_the_in_process_greedy_reply(engine, tiny_qwen2):
             assert remote.chat(messages, persona, GREEDY) == local.chat(messages, persona, GREEDY)
     models = [r["model"] for r in app.state.requests]
     assert {"tiny-base", "alpha", "beta"} <= set(models)
+
+
+def test_both_loaded_backends_satisfy_the_backend_protocol(engine, tiny_qwen2):
+    local, _, url = engine
+    remote = load_runtime(remote_config(tiny_qwen2, url))
+    assert isinstance(local, Backend) and isinstance(remote, Backend)
+    assert not isinstance(remote, Runtime)  # it shares BackendBase with the local runtime, not the local runtime itself
+    assert remote.count_tokens("讲个故事") == local.count_tokens("讲个故事") > 0
 
 
 def test_the_server_gets_the_locally_rendered_token_ids_with_the_sampling_settings(engine, tiny_qwen2):

@@ -11,7 +11,7 @@ import torch
 from rolechat import settings
 from rolechat.llm import LLMConfig, PersonaManifest, Runtime, fingerprint
 from rolechat.llm import loader as llm_loader
-from rolechat.llm import runtime as llm_runtime
+from rolechat.llm import local as llm_local
 from rolechat.llm.personas import PersonaError
 
 GREEDY = {"temperature": 0, "max_new_tokens": 12}
@@ -113,7 +113,7 @@ def test_reply_loss_is_the_models_own_next_token_loss_on_the_reply(runtime, tiny
 def test_switching_personas_gives_each_its_own_logits_without_reloading(runtime, tiny_qwen2, adapters, monkeypatch):
 
     loads = []
-    monkeypatch.setattr(llm_runtime, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(llm_local, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
     monkeypatch.setattr(llm_loader, "load_model_and_tokenizer", lambda *a, **k: loads.append(a))
     base_model = runtime.base_model
     expected = {

@@ -14,19 +14,18 @@ import logging
 import os
 from pathlib import Path
 
+from rolechat.llm.demo.layout import (
+    DEMO_HINT,
+    DEMO_MODEL_ID,
+    MARKER_FILE,
+    SAMPLE_PERSONAS_DIR,
+    SHIPPED_MODEL_DIR,
+)
+
 __all__ = ["DEMO_MODEL_ID", "DEMO_HINT", "SAMPLE_PERSONAS_DIR", "SHIPPED_MODEL_DIR", "demo_model_path", "is_demo_path"]
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL_ID = "rolechat-demo"
-DEMO_HINT = (
-    "演示模型：设置 ROLECHAT_LLM_MODEL=/path/to/Qwen3-1.7B 或在 rolechat.toml 的 [llm] model 使用真实模型 "
-    "(demo model: point ROLECHAT_LLM_MODEL or [llm] model at a real one)"
-)
-MARKER_FILE = "rolechat_demo.json"
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "model"
-# Persona adapters trained on the shipped model (with `rolechat train`), offered whenever the demo model runs.
-SAMPLE_PERSONAS_DIR = Path(__file__).resolve().parent / "personas"
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MARKER_FILE)
 
 

@@ -35,10 +35,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rolechat.llm.demo import DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
 from rolechat.llm.demo.chars import common_chars, is_han
-from rolechat.llm.demo.dialogues import CORPUS_DIR
+from rolechat.llm.demo.layout import CORPUS_DIR, DEMO_MODEL_ID, MARKER_FILE, SHIPPED_MODEL_DIR
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +501,128 @@ def _save(model, tok, out: Path, cfg: BuildSettings, command: str, n_tokens: int
     log.info("saved %s after %d steps", out, steps_done)
 
 
+def _continued_model(out: Path, cfg: BuildSettings, dialogues: list[dict], prose: list[str]):
+    """`--base`: the built model's tokenizer and weights with a longer context, grown by `--add-chars` and
+    `--deepen`; the tokenizer and config are saved to `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.base)
+    tok.model_max_length = cfg.positions
+    model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32, max_position_embeddings=cfg.positions)
+    tok.save_pretrained(out)
+    if cfg.add_chars:
+        made = extend_tokenizer(out, _chars_to_add(_texts(dialogues, prose), cfg.add_chars))
+        tok = AutoTokenizer.from_pretrained(out)
+        tok.model_max_length = cfg.positions
+        _grow_embeddings(model, made, len(tok))
+        log.info("tokenizer: %d tokens added, vocab %d", len(made), len(tok))
+    if cfg.deepen:
+        deepen(model, cfg.deepen)
+        log.info("layers: %d", model.config.num_hidden_layers)
+    model.config.save_pretrained(out)
+    return tok, model
+
+
+def _new_model(out: Path, cfg: BuildSettings, dialogues: list[dict], prose: list[str]):
+    """From scratch: a tokenizer trained on the corpus and a randomly initialised Qwen2 of the configured size;
+    the tokenizer and config are saved to `out`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tok = train_tokenizer(_texts(dialogues, prose), cfg.vocab_size, cfg.positions, cfg.token_bytes)
+    mcfg = AutoConfig.for_model(
+        "qwen2",
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.hidden_size // cfg.heads,
+        max_position_embeddings=cfg.positions,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        use_cache=True,
+    )
+    # Train on the tokenizer exactly as the runtime will load it (AutoTokenizer on the saved folder).
+    mcfg.save_pretrained(out)
+    tok.save_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    return tok, AutoModelForCausalLM.from_config(mcfg, dtype=torch.float32)
+
+
+def _lr_at(cfg: BuildSettings, step: int) -> float:
+    """Linear warmup, then cosine down to 5% of `cfg.lr` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+@dataclass
+class _Run:
+    """One training run's fixed parts: where it saves, how it logs, and what `_save` records."""
+
+    out: Path
+    cfg: BuildSettings
+    command: str
+    device: torch.device
+    progress: bool
+    n_tokens: int
+    t0: float
+
+
+def _train(model, tok, examples: list, run: _Run):
+    """`cfg.steps` optimiser steps over shuffled, length-bucketed batches (the short ones first while the
+    curriculum lasts), saving every `cfg.save_every` steps; returns the last step's loss."""
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = run.cfg
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    rng = random.Random(cfg.seed)
+    in_curriculum = cfg.curriculum_steps > 0
+    batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
+    cursor, epoch = 0, 0
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="training demo model", disable=not run.progress, unit="step")
+    for step in bar:
+        if in_curriculum and step >= cfg.curriculum_steps:  # the short examples are learnt: now every length
+            in_curriculum, cursor = False, len(batches)
+        if cursor >= len(batches):
+            epoch += 1
+            batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
+            cursor = 0
+        x, w = _tensors(examples, batches[cursor], tok.pad_token_id, cfg)
+        x, w = x.to(run.device), w.to(run.device)
+        cursor += 1
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        loss = _loss(model, x, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            _save(model, tok, run.out, cfg, run.command, run.n_tokens, run.t0, step + 1)
+        if step % 10 == 0 or step == cfg.steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            if not run.progress:
+                log.info(
+                    "step %d/%d loss %.3f epoch %d (%.0f s)",
+                    step,
+                    cfg.steps,
+                    loss.item(),
+                    epoch,
+                    time.perf_counter() - run.t0,
+                )
+    return loss
+
+
 def build(
     out_dir: str | Path = SHIPPED_MODEL_DIR,
     settings: BuildSettings | None = None,
@@ -507,8 +632,6 @@ def build(
 ) -> Path:
     """Train tokenizer + model from the corpus and save them (with generation config and marker) to out_dir."""
     import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     cfg = settings or BuildSettings()
     out = Path(out_dir)
@@ -519,51 +642,11 @@ def build(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before the model is made: its initial weights come from this seed
     dialogues, prose = load_corpus(corpus_dir, cfg.extra)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.base:  # continue a built model: same tokenizer and weights, longer context
-        tok = AutoTokenizer.from_pretrained(cfg.base)
-        tok.model_max_length = cfg.positions
-        model = AutoModelForCausalLM.from_pretrained(
-            cfg.base, dtype=torch.float32, max_position_embeddings=cfg.positions
-        )
-        tok.save_pretrained(out)
-        if cfg.add_chars:
-            made = extend_tokenizer(out, _chars_to_add(_texts(dialogues, prose), cfg.add_chars))
-            tok = AutoTokenizer.from_pretrained(out)
-            tok.model_max_length = cfg.positions
-            _grow_embeddings(model, made, len(tok))
-            log.info("tokenizer: %d tokens added, vocab %d", len(made), len(tok))
-        if cfg.deepen:
-            deepen(model, cfg.deepen)
-            log.info("layers: %d", model.config.num_hidden_layers)
-        mcfg = model.config
-        mcfg.save_pretrained(out)
-    else:
-        tok = train_tokenizer(_texts(dialogues, prose), cfg.vocab_size, cfg.positions, cfg.token_bytes)
-        mcfg = AutoConfig.for_model(
-            "qwen2",
-            vocab_size=len(tok),
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.layers,
-            num_attention_heads=cfg.heads,
-            num_key_value_heads=cfg.kv_heads,
-            head_dim=cfg.hidden_size // cfg.heads,
-            max_position_embeddings=cfg.positions,
-            rope_theta=10000.0,
-            tie_word_embeddings=True,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=None,
-            use_cache=True,
-        )
-        # Train on the tokenizer exactly as the runtime will load it (AutoTokenizer on the saved folder).
-        mcfg.save_pretrained(out)
-        tok.save_pretrained(out)
-        tok = AutoTokenizer.from_pretrained(out)
-        model = AutoModelForCausalLM.from_config(mcfg, dtype=torch.float32)
+    make = _continued_model if cfg.base else _new_model
+    tok, model = make(out, cfg, dialogues, prose)
     model.to(device)
     examples = _examples(tok, dialogues, prose, cfg)
     n_tokens = sum(len(ids) for ids, _ in examples)
@@ -578,50 +661,7 @@ def build(
     long = sum(len(ids) > cfg.block_size for ids, _ in examples)
     if long:
         log.warning("%d examples longer than block_size %d are left out", long, cfg.block_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.05)
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    rng = random.Random(cfg.seed)
-    in_curriculum = cfg.curriculum_steps > 0
-    batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
-    cursor, epoch = 0, 0
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="training demo model", disable=not progress, unit="step")
-    for step in bar:
-        if in_curriculum and step >= cfg.curriculum_steps:  # the short examples are learnt: now every length
-            in_curriculum, cursor = False, len(batches)
-        if cursor >= len(batches):
-            epoch += 1
-            batches = _batches(examples, cfg.curriculum_len if in_curriculum else cfg.block_size, cfg.batch_tokens, rng)
-            cursor = 0
-        x, w = _tensors(examples, batches[cursor], tok.pad_token_id, cfg)
-        x, w = x.to(device), w.to(device)
-        cursor += 1
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        loss = _loss(model, x, w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-            _save(model, tok, out, cfg, command, n_tokens, t0, step + 1)
-        if step % 10 == 0 or step == cfg.steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
-            if not progress:
-                log.info(
-                    "step %d/%d loss %.3f epoch %d (%.0f s)",
-                    step,
-                    cfg.steps,
-                    loss.item(),
-                    epoch,
-                    time.perf_counter() - t0,
-                )
+    loss = _train(model, tok, examples, _Run(out, cfg, command, device, progress, n_tokens, t0))
     model.eval()
     _save(model, tok, out, cfg, command, n_tokens, t0, cfg.steps)
     log.info("saved demo model (final loss %.3f) to %s in %.0f s", loss.item(), out, time.perf_counter() - t0)

@@ -15,11 +15,12 @@ import argparse
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from rolechat.llm.demo import phrases as P
+import rolechat.llm.demo.phrases as P
+from rolechat.llm.demo.layout import CORPUS_DIR
 
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 DIALOGUES_FILE = CORPUS_DIR / "dialogues.jsonl"
 
 Fact = tuple[str, list[tuple[str, str]], str]  # passage, [(question, answer sentence)], topic name
@@ -30,67 +31,99 @@ def _turn(rng: random.Random, topic: str) -> tuple[str, str]:
     return rng.choice(questions), rng.choice(answers)
 
 
-def _place(rng: random.Random) -> Fact:
-    name = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_TAILS)
-    where, year, known = rng.choice(P.PROVINCES), rng.randint(1200, 2015), rng.choice(P.FAMOUS_FOR)
-    passage = f"{name}位于{where}，始建于{year}年，以{known}闻名。"
-    qa = [
-        (f"{name}在哪里？", f"{name}位于{where}。"),
-        (f"{name}是哪一年建成的？", f"{name}始建于{year}年。"),
-        (f"{name}以什么闻名？", f"{name}以{known}闻名。"),
-    ]
-    return passage, qa, name
+@dataclass(frozen=True)
+class _FactKind:
+    """One kind of made-up fact: `draw` picks its random parts (in a fixed order, so a seed gives the same
+    corpus), the templates turn them into the passage and the questions it answers."""
+
+    draw: Callable[[random.Random], dict[str, str | int]]  # always holds "name": what the passage is about
+    passage: str
+    qa: tuple[tuple[str, str], ...]
+
+    def __call__(self, rng: random.Random) -> Fact:
+        parts = self.draw(rng)
+        qa = [(q.format(**parts), a.format(**parts)) for q, a in self.qa]
+        return self.passage.format(**parts), qa, str(parts["name"])
 
 
-def _person(rng: random.Random) -> Fact:
-    name = rng.choice(P.SURNAMES) + rng.choice(P.GIVEN) + rng.choice(P.GIVEN)
-    job, city, hobby = rng.choice(P.JOBS), rng.choice(P.CITIES), rng.choice(P.HOBBIES)
-    passage = f"{name}是一名{job}，出生在{city}，平时喜欢{hobby}。"
-    qa = [
-        (f"{name}是做什么工作的？", f"{name}是一名{job}。"),
-        (f"{name}出生在哪里？", f"{name}出生在{city}。"),
-        (f"{name}有什么爱好？", f"{name}平时喜欢{hobby}。"),
-    ]
-    return passage, qa, name
+_PLACE = _FactKind(
+    lambda rng: {
+        "name": rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_TAILS),
+        "where": rng.choice(P.PROVINCES),
+        "year": rng.randint(1200, 2015),
+        "known": rng.choice(P.FAMOUS_FOR),
+    },
+    "{name}位于{where}，始建于{year}年，以{known}闻名。",
+    (
+        ("{name}在哪里？", "{name}位于{where}。"),
+        ("{name}是哪一年建成的？", "{name}始建于{year}年。"),
+        ("{name}以什么闻名？", "{name}以{known}闻名。"),
+    ),
+)
+_PERSON = _FactKind(
+    lambda rng: {
+        "name": rng.choice(P.SURNAMES) + rng.choice(P.GIVEN) + rng.choice(P.GIVEN),
+        "job": rng.choice(P.JOBS),
+        "city": rng.choice(P.CITIES),
+        "hobby": rng.choice(P.HOBBIES),
+    },
+    "{name}是一名{job}，出生在{city}，平时喜欢{hobby}。",
+    (
+        ("{name}是做什么工作的？", "{name}是一名{job}。"),
+        ("{name}出生在哪里？", "{name}出生在{city}。"),
+        ("{name}有什么爱好？", "{name}平时喜欢{hobby}。"),
+    ),
+)
 
 
-def _product(rng: random.Random) -> Fact:
-    item = rng.choice(P.CITIES[:6]) + "牌" + rng.choice(P.ITEMS)
-    price, weight = rng.randint(12, 899), rng.randint(50, 2000)
-    c1, c2 = rng.sample(P.COLORS, 2)
-    passage = f"{item}售价{price}元，重约{weight}克，有{c1}和{c2}两种颜色。"
-    qa = [
-        (f"{item}多少钱？", f"{item}售价{price}元。"),
-        (f"{item}有多重？", f"{item}重约{weight}克。"),
-        (f"{item}有哪些颜色？", f"{item}有{c1}和{c2}两种颜色。"),
-    ]
-    return passage, qa, item
+def _draw_product(rng: random.Random) -> dict[str, str | int]:
+    parts: dict[str, str | int] = {
+        "name": rng.choice(P.CITIES[:6]) + "牌" + rng.choice(P.ITEMS),
+        "price": rng.randint(12, 899),
+        "weight": rng.randint(50, 2000),
+    }
+    parts["c1"], parts["c2"] = rng.sample(P.COLORS, 2)
+    return parts
 
 
-def _schedule(rng: random.Random) -> Fact:
-    org = rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.ORGS)
-    start, end, rest = rng.randint(7, 10), rng.randint(17, 21), rng.choice(P.WEEKDAYS)
-    passage = f"{org}每天{start}点开门，{end}点关门，{rest}闭馆休息。"
-    qa = [
-        (f"{org}几点开门？", f"{org}每天{start}点开门。"),
-        (f"{org}几点关门？", f"{org}每天{end}点关门。"),
-        (f"{org}哪天休息？", f"{org}{rest}闭馆休息。"),
-    ]
-    return passage, qa, org
+_PRODUCT = _FactKind(
+    _draw_product,
+    "{name}售价{price}元，重约{weight}克，有{c1}和{c2}两种颜色。",
+    (
+        ("{name}多少钱？", "{name}售价{price}元。"),
+        ("{name}有多重？", "{name}重约{weight}克。"),
+        ("{name}有哪些颜色？", "{name}有{c1}和{c2}两种颜色。"),
+    ),
+)
+_SCHEDULE = _FactKind(
+    lambda rng: {
+        "name": rng.choice(P.PLACE_HEADS) + rng.choice(P.PLACE_HEADS) + rng.choice(P.ORGS),
+        "start": rng.randint(7, 10),
+        "end": rng.randint(17, 21),
+        "rest": rng.choice(P.WEEKDAYS),
+    },
+    "{name}每天{start}点开门，{end}点关门，{rest}闭馆休息。",
+    (
+        ("{name}几点开门？", "{name}每天{start}点开门。"),
+        ("{name}几点关门？", "{name}每天{end}点关门。"),
+        ("{name}哪天休息？", "{name}{rest}闭馆休息。"),
+    ),
+)
+_EVENT = _FactKind(
+    lambda rng: {
+        "name": rng.choice(P.CITIES) + rng.choice(P.EVENTS),
+        "month": rng.randint(1, 12),
+        "day": rng.randint(1, 28),
+        "where": rng.choice(P.CITIES) + rng.choice(P.ORGS),
+    },
+    "{name}将于{month}月{day}日在{where}举行，欢迎大家参加。",
+    (
+        ("{name}什么时候举行？", "{name}将于{month}月{day}日举行。"),
+        ("{name}在哪里举行？", "{name}在{where}举行。"),
+    ),
+)
 
-
-def _event(rng: random.Random) -> Fact:
-    event = rng.choice(P.CITIES) + rng.choice(P.EVENTS)
-    month, day, where = rng.randint(1, 12), rng.randint(1, 28), rng.choice(P.CITIES) + rng.choice(P.ORGS)
-    passage = f"{event}将于{month}月{day}日在{where}举行，欢迎大家参加。"
-    qa = [
-        (f"{event}什么时候举行？", f"{event}将于{month}月{day}日举行。"),
-        (f"{event}在哪里举行？", f"{event}在{where}举行。"),
-    ]
-    return passage, qa, event
-
-
-FACT_MAKERS: list[Callable[[random.Random], Fact]] = [_place, _person, _product, _schedule, _event]
+FACT_MAKERS: list[Callable[[random.Random], Fact]] = [_PLACE, _PERSON, _PRODUCT, _SCHEDULE, _EVENT]
 
 RAG_SYSTEMS = [
     "你是一个知识库问答助手。请根据下面的资料回答用户的问题，并用 [编号] 标注出处。资料中没有的内容请说不知道。\n\n资料：\n{ctx}",
