@@ -161,12 +161,6 @@ def test_the_package_level_import_graph_has_no_loop():
         visit(node, [])
 
 
-# Offenders that issue 29 is removing in these folders right now (the llm.runtime <-> llm.remote and llm.demo
-# circles, finetune's private imports): the two module-level checks below report them as expected failures, and
-# fail on any offender elsewhere. Empty this once those changes land.
-PENDING = ("llm/", "finetune/")
-
-
 def module_of(path: Path) -> str:
     """The import name of a source file: llm/runtime.py is rolechat.llm.runtime, ui/chat.py is ui.chat."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -247,25 +241,6 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
-def pending(paths: list[str]) -> bool:
-    """Whether all these source files lie in the folders whose offenders are being removed (`PENDING`)."""
-    return all(path.startswith(PENDING) for path in paths)
-
-
-def source_of(module: str) -> str:
-    parts = module.split(".")
-    if parts[:2] in (["rolechat", f] for f in FEATURE_FOLDERS):
-        parts = parts[1:]
-    return "/".join(parts)
-
-
-def report(offenders: list[tuple[list[str], str]]) -> None:
-    """Fails on offenders outside `PENDING`; marks the test an expected failure while only pending ones remain."""
-    assert [line for where, line in offenders if not pending(where)] == []
-    if offenders:
-        pytest.xfail("being fixed in " + ", ".join(PENDING) + ": " + "; ".join(line for _, line in offenders))
-
-
 def test_circles_are_found_in_a_made_up_graph():
     graph = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": set(), "e": {"e2"}, "e2": {"e"}, "f": {"a"}}
     assert import_circles(graph) == [["a", "b", "c", "a"], ["e", "e2", "e"]]
@@ -275,7 +250,7 @@ def test_circles_are_found_in_a_made_up_graph():
 
 def test_no_two_modules_of_the_project_import_each_other_even_lazily():
     circles = import_circles(module_graph())
-    report([([source_of(m) for m in circle], " -> ".join(circle)) for circle in circles])
+    assert [" -> ".join(circle) for circle in circles] == []
 
 
 def private(name: str) -> bool:
@@ -311,20 +286,9 @@ def test_private_names_are_found_in_a_made_up_module(tmp_path):
     ]
 
 
-def test_an_offender_outside_the_pending_folders_fails_the_check():
-    with pytest.raises(AssertionError):
-        report([(["rag/extract.py"], "rag/extract.py imports rolechat.rag.ranking._body")])
-    with pytest.raises(AssertionError):  # a circle through llm/ and rag/ is not llm/'s alone
-        report([(["llm/runtime.py", "rag/chain.py"], "rolechat.llm.runtime -> rolechat.rag.chain")])
-
-
 def test_no_module_imports_a_private_name_of_another():
-    offenders = [
-        ([str(path.relative_to(ROOT))], f"{path.relative_to(ROOT)} imports {name}")
-        for path in product_files()
-        for name in private_imports(path)
-    ]
-    report(offenders)
+    offenders = [f"{path.relative_to(ROOT)} imports {m}" for path in product_files() for m in private_imports(path)]
+    assert offenders == []
 
 
 def test_the_feature_folders_are_only_imported_under_the_rolechat_name():
