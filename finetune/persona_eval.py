@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from rolechat.finetune.data import Dataset, load_dataset
+from rolechat.llm.backend import PromptTooLong
 from rolechat.llm.remote import RemoteError
 
 __all__ = [
@@ -329,7 +330,10 @@ def evaluate_persona(
     prompts = [([{"role": "system", "content": system}] if system else []) + item.messages for item in items]
     for i, item in enumerate(items):
         for side, msgs, who in (("persona", item.messages, persona), ("base", prompts[i], None)):
-            stream = runtime.stream(msgs, who, params)
+            try:
+                stream = runtime.stream(msgs, who, params)
+            except PromptTooLong as exc:  # the runtime drops nothing: say which sample is too long
+                raise EvalError(f"sample {i + 1}: {exc}") from None
             replies[side].append(stream.join().strip())
             finishes[side].append(stream.stats.finish_reason)
             if on_reply is not None:

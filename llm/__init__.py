@@ -9,7 +9,7 @@ Knows nothing of `rag` or `finetune`. torch/transformers/peft load only when a m
 LangChain adapter (`llm.chat_model.RolechatChatModel`) only when it is asked for.
 """
 
-from rolechat.llm.backend import Backend
+from rolechat.llm.backend import Backend, PromptTooLong
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.encoding import encode_prompt, encode_turns
 from rolechat.llm.generation import GenerationStats, GenerationStream, TextStream
@@ -30,6 +30,7 @@ __all__ = [
     "PersonaEntry",
     "PersonaError",
     "PersonaManifest",
+    "PromptTooLong",
     "Runtime",
     "RuntimeInfo",
     "TemplateError",

@@ -7,8 +7,8 @@ the API, the CLI, the app, persona evaluation) see only this surface.
 
 Both extend `BackendBase`, which owns everything that does not touch the forward pass, so the two can never
 render a different prompt for the same chat: the persona registry (which folders, which personas are usable,
-their manifests) and prompt assembly (the persona's system prompt, the chat template, trimming to the
-context, the sampling settings). A backend adds how it loads, how it (re)loads persona adapters, and how it
+their manifests) and prompt assembly (the persona's system prompt, the chat template, the check that a prompt
+fits the context, the sampling settings). A backend adds how it loads, how it (re)loads persona adapters, and how it
 generates. There is no "switch adapter" call: every request names its persona, and the backend selects that
 persona's adapter (or its served LoRA module) for that request only.
 """
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.demo.layout import DEMO_HINT, SAMPLE_PERSONAS_DIR
-from rolechat.llm.encoding import encode_prompt, encode_text, fit_prompt
+from rolechat.llm.encoding import encode_prompt, encode_text
 from rolechat.llm.generation import TextStream
 from rolechat.llm.loader import ResolvedModel, fingerprint, same_base
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, PersonaError, PersonaManifest, folders_stamp
@@ -40,13 +40,27 @@ if TYPE_CHECKING:
 
     from rolechat.llm.chat_model import RolechatChatModel
 
-__all__ = ["Backend", "BackendBase", "Message", "ParamOverrides", "RuntimeInfo", "persona_roots"]
+__all__ = ["Backend", "BackendBase", "Message", "ParamOverrides", "PromptTooLong", "RuntimeInfo", "persona_roots"]
 
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, str]
 # sampling settings for one request: whole, or the fields to change (None values keep the default)
 ParamOverrides = GenerationParams | Mapping[str, object] | None
+
+
+class PromptTooLong(ValueError):
+    """A prompt that leaves the reply too little of the context. The backend never drops a turn: a chat is
+    fitted by the conversation layer; a caller sending messages itself shortens them (LangChain:
+    `trim_messages` before the chat model)."""
+
+    def __init__(self, tokens: int, budget: int, context: int) -> None:
+        super().__init__(
+            f"the prompt is {tokens} tokens, but llm.context_length ({context}) leaves {budget} for it after the "
+            "reply's room (max_new_tokens, at most half the context): send fewer or shorter messages, lower "
+            "max_new_tokens, or raise llm.context_length if the model allows"
+        )
+        self.tokens, self.budget, self.context = tokens, budget, context
 
 
 @dataclass(frozen=True)
@@ -136,7 +150,7 @@ class Backend(Protocol):
         max_new_tokens: int | None = None,
         persona_system: bool = True,
     ) -> list[int]:
-        """The prompt's token ids with the oldest turns dropped to fit the context."""
+        """The prompt's token ids; `PromptTooLong` when they leave the reply too little of the context."""
         ...
 
     # -- generation -------------------------------------------------------------------------------------------
@@ -301,8 +315,8 @@ class BackendBase(Backend):
     def prompt_ids(
         self, messages: Sequence[Message], persona: str | None = None, persona_system: bool = True
     ) -> list[int]:
-        """The prompt's token ids exactly as rendered, nothing dropped (`encode` trims to the context; the
-        conversation engine measures with this and fits the context itself)."""
+        """The prompt's token ids exactly as rendered, whatever their length (the conversation engine measures
+        with this while it fits a chat to the context; `encode` refuses a prompt that does not fit)."""
         msgs = self.prepare_messages(messages, persona, persona_system)
         return encode_prompt(self.tokenizer, self.format, msgs, enable_thinking=self._thinking(persona))
 
@@ -313,7 +327,9 @@ class BackendBase(Backend):
         max_new_tokens: int | None = None,
         persona_system: bool = True,
     ) -> list[int]:
-        """Prompt token ids, with the oldest turns dropped to fit the context budget (never the system prompt).
+        """Prompt token ids, exactly as rendered; `PromptTooLong` when they leave the reply less room than it may
+        claim (`max_new_tokens`, at most half the context). Nothing is dropped here: fitting a chat to the
+        context is the conversation layer's (`rolechat.conversation`), which decides what may go.
 
         Message text is always plain text to the tokenizer (`llm.encoding`): a `<|im_end|>` typed by a user
         never becomes the template's control token.
@@ -321,10 +337,13 @@ class BackendBase(Backend):
         msgs = self.prepare_messages(messages, persona, persona_system)
         if not msgs or msgs[-1]["role"] != "user":
             raise ValueError("the conversation must end with a user message")
+        ids = encode_prompt(self.tokenizer, self.format, msgs, enable_thinking=self._thinking(persona))
         # The reply may claim at most half the context, so a long max_new_tokens never starves the prompt.
         reply = min(max_new_tokens or self.params().max_new_tokens, self.info.context_length // 2)
         budget = self.info.context_length - reply
-        return fit_prompt(self.tokenizer, self.format, msgs, budget, enable_thinking=self._thinking(persona))
+        if len(ids) > budget:
+            raise PromptTooLong(len(ids), budget, self.info.context_length)
+        return ids
 
     def request(
         self,
@@ -333,7 +352,7 @@ class BackendBase(Backend):
         params: ParamOverrides = None,
         persona_system: bool = True,
     ) -> tuple[list[int], GenerationParams]:
-        """What one generation needs, whichever backend runs it: the prompt ids (trimmed to the context) and
+        """What one generation needs, whichever backend runs it: the prompt ids (within the context) and
         the sampling settings, with the persona's stop strings added and the reply capped to the room left."""
         p = self.params(params)
         manifest = self.manifest(persona)
@@ -361,7 +380,7 @@ class BackendBase(Backend):
 
     @abstractmethod
     def _generate(self, ids: list[int], params: GenerationParams, persona: str | None) -> TextStream:
-        """The reply to prompt `ids` (from `request`: rendered, trimmed, persona applied), streamed."""
+        """The reply to prompt `ids` (from `request`: rendered, within the context, persona applied), streamed."""
 
     def chat(self, messages: Sequence[Message], persona: str | None = None, params: ParamOverrides = None) -> str:
         """The blocking reply: the joined stream."""

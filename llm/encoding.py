@@ -1,7 +1,7 @@
 """Chats -> token ids, for inference AND training: the one place rendered conversations become ids.
 
-- `encode_prompt`: the ids the model sees before it answers. `Runtime.encode` feeds exactly these (after
-  `fit_prompt` has dropped what does not fit the context).
+- `encode_prompt`: the ids the model sees before it answers. `Runtime.encode` feeds exactly these (the
+  conversation layer has fitted the chat to the context; the runtime only counts and generates).
 - `encode_turns`: for each assistant reply, the prompt ids before it (`encode_prompt` of the history) and the
   reply's own ids (the reply as plain text, then the end-of-turn marker). Training concatenates them
   (`supervised_rows`), so a supervised reply always follows exactly the ids inference feeds the model: a
@@ -13,16 +13,13 @@
   (`<think>…</think>`, what a thinking model wrote) is left to the template, which drops it from the
   history as Qwen3's templates do. Text holding no such string is tokenized exactly as
   `tokenizer(render_prompt(...))` always did, so adapters trained before keep their ids.
-- `fit_prompt`: the oldest turns dropped until the prompt fits a token budget, in O(n log n) at worst (a
-  galloping search from an estimate, each probe one render; 3 renders for 1,000 turns), with the same
-  result as dropping one turn at a time.
 """
 
 from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +33,6 @@ __all__ = [
     "encode_prompt",
     "encode_text",
     "encode_turns",
-    "fit_prompt",
     "supervised_rows",
 ]
 
@@ -308,91 +304,3 @@ def check_row(
                 f"reply plus end of turn is {_show(tokenizer, reply[:4])}…"
             )
     return None
-
-
-def _first_fit(n: int, fits: Callable[[int], bool], guess: int, known: Mapping[int, bool]) -> int:
-    """The smallest i in [0, n) with fits(i), n when none, for a monotone `fits` (False... then True...),
-    searched by galloping from `guess`: a few probes when the guess is close, O(log n) at worst."""
-    seen = dict(known)
-
-    def ok(i: int) -> bool:
-        if i not in seen:
-            seen[i] = fits(i)
-        return seen[i]
-
-    guess = min(max(guess, 0), n - 1)
-    step = 1
-    if ok(guess):
-        hi, lo = guess, guess - 1
-        while lo >= 0 and ok(lo):
-            hi, step = lo, step * 2
-            lo = hi - step
-        lo = max(lo, -1)
-    else:
-        lo, hi = guess, guess + 1
-        while hi < n and not ok(hi):
-            lo, step = hi, step * 2
-            hi = lo + step
-        hi = min(hi, n)
-    while hi - lo > 1:  # not fits(lo) (or lo == -1), fits(hi) (or hi == n)
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def fit_prompt(
-    tokenizer: Any, fmt: ChatFormat, messages: Sequence[Message], budget: int, *, enable_thinking: bool = False
-) -> list[int]:
-    """Prompt ids within `budget` tokens: the oldest turns dropped first (never the system message), a
-    history always starting with the user; one message too long on its own keeps its longest tail that fits.
-
-    The result equals dropping one message at a time and re-rendering until it fits (whenever a shorter
-    history never renders longer, as with every chat template we know), but costs a few renders (a
-    galloping search from an estimate, O(log n) renders at worst) instead of one per dropped turn.
-    """
-    msgs = check_messages(messages)
-    system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
-    turns = msgs[len(system) :]
-
-    def encode(ms: list[dict[str, str]]) -> list[int]:
-        return encode_prompt(tokenizer, fmt, system + ms, enable_thinking=enable_thinking)
-
-    ids = encode(turns)
-    if len(ids) <= budget or not turns:
-        return ids
-    if len(turns) == 1:
-        return _fit_tail(encode, turns[-1], budget)
-    # Where a history may start: its first message, then each later user message.
-    starts = [0] + [i for i in range(1, len(turns)) if turns[i]["role"] == "user"]
-    # Estimate each start's length from character counts, then search from there.
-    per_char = len(ids) / max(1, sum(len(m["content"]) + 1 for m in system + turns))
-    over, dropped, guess = len(ids) - budget, 0.0, len(starts) - 1
-    for j in range(1, len(starts)):
-        dropped += sum(len(m["content"]) + 1 for m in turns[starts[j - 1] : starts[j]]) * per_char
-        if dropped >= over:
-            guess = j
-            break
-    found: dict[int, list[int]] = {}
-
-    def fits(j: int) -> bool:
-        found[j] = encode(turns[starts[j] :])
-        return len(found[j]) <= budget
-
-    j = _first_fit(len(starts), fits, guess, {0: False})
-    return found[j] if j < len(starts) else _fit_tail(encode, turns[-1], budget)
-
-
-def _fit_tail(encode: Callable[[list[dict[str, str]]], list[int]], last: dict[str, str], budget: int) -> list[int]:
-    """The longest tail of the last message that fits (the question is usually at the end): a bisection."""
-    content = last["content"]
-    lo, hi = 0, len(content)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(encode([{**last, "content": content[len(content) - mid :]}])) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return encode([{**last, "content": content[len(content) - lo :]}])

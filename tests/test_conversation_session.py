@@ -138,3 +138,23 @@ def test_a_long_chat_summarises_what_its_prompt_left_out(tiny_qwen2):
     assert "此前对话的概要：他们约好在东门茶馆见面。" in later.turn.messages[0]["content"]
     sent = " ".join(p.text for p in later.turn.parts if p.kind == "history")
     assert "第0件事" not in sent  # the summarised turns are no longer sent
+
+
+def test_a_summary_of_more_than_the_context_holds_keeps_the_newest_lines(tiny_qwen2, monkeypatch):
+    """Short requests outside the chat (summaries, standalone questions) are fitted by the engine's one fitter: the
+    oldest transcript lines go, the newest stay; the runtime itself never trims."""
+    from rolechat.conversation.summary import summarise
+
+    small = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=1024))
+    sent = []
+    original = Runtime.chat
+
+    def chat(self, messages, persona=None, params=None):
+        sent.append(messages[-1]["content"])
+        return original(self, messages, persona, params)
+
+    monkeypatch.setattr(Runtime, "chat", chat)
+    messages = [{"role": "user", "content": f"第{n}件事：明天早上八点在东门茶馆见面，带上旧书。"} for n in range(60)]
+    summarise(Engine(small).ask, messages, user_name="小明")
+    assert len(sent) == 1 and "第59件事" in sent[0] and "第0件事：" not in sent[0]
+    assert len(small.prompt_ids([{"role": "user", "content": sent[0]}])) <= 1024 - 200  # the summary's room

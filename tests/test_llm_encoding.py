@@ -7,7 +7,6 @@ models' own templates.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import pytest
@@ -18,7 +17,6 @@ from rolechat.llm.encoding import (
     encode_prompt,
     encode_text,
     encode_turns,
-    fit_prompt,
     supervised_rows,
 )
 from rolechat.llm.templates import EMPTY_THINK, TemplateError, render_prompt, resolve_format
@@ -233,78 +231,6 @@ def test_plain_text_and_replies_never_hold_control_ids(formats):
     msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "好<|im_end|>\n<|im_start|>user\n"}]
     (turn,) = encode_turns(tok, fmt, msgs)
     assert control_tokens(tok).isdisjoint(turn.reply[:-1]) and turn.reply[-1] == tok.convert_tokens_to_ids("<|im_end|>")
-
-
-# -- 5. history trimming ---------------------------------------------------------------------------------------
-
-
-def brute_force(tok, fmt, msgs, budget):
-    """The former Runtime.encode: drop one message at a time from the oldest, re-rendering each time."""
-
-    def ids_of(ms):
-        return encode_prompt(tok, fmt, ms)
-
-    system = msgs[:1] if msgs[0]["role"] == "system" else []
-    turns = msgs[len(system) :]
-    ids = ids_of(system + turns)
-    while len(ids) > budget and len(turns) > 1:
-        turns = turns[1:]
-        while turns and turns[0]["role"] != "user":
-            turns = turns[1:]
-        ids = ids_of(system + turns)
-    if len(ids) > budget:
-        last = dict(turns[-1])
-        content = last["content"]
-        lo, hi = 0, len(content)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if len(ids_of(system + [{**last, "content": content[len(content) - mid :]}])) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        ids = ids_of(system + [{**last, "content": content[len(content) - lo :]}])
-    return ids
-
-
-def random_chat(rng, turns, greeting=False, system=True):
-    lines = ["你好。", "今天天气很好，我们去公园散步吧。", "臣妾做不到啊！" * 3, "北京是中国的首都。" * 8, "嗯"]
-    msgs = [SYSTEM] if system else []
-    if greeting:
-        msgs.append({"role": "assistant", "content": "本宫在此。"})
-    for i in range(turns):
-        msgs.append({"role": "user", "content": f"{i}:" + rng.choice(lines)})
-        msgs.append({"role": "assistant", "content": rng.choice(lines)})
-    msgs.append({"role": "user", "content": "最后的问题" + rng.choice(lines)})
-    return msgs
-
-
-@pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "glm4", "tiny-qwen2"])
-def test_trimming_gives_the_same_ids_as_dropping_one_turn_at_a_time(formats, name):
-    tok, fmt = formats[name]
-    rng = random.Random(name)
-    cases = [
-        (random_chat(rng, 40), 300),
-        (random_chat(rng, 40), 120),
-        (random_chat(rng, 25, greeting=True), 200),
-        (random_chat(rng, 25, system=False), 90),
-        (random_chat(rng, 3), 10_000),  # fits: nothing dropped
-        (random_chat(rng, 6)[:-1] + [{"role": "user", "content": "很长的背景。" * 80 + "问题在最后"}], 100),
-    ]
-    for budget in (60, 150, 400, 2000):
-        cases.append((random_chat(rng, 30, greeting=budget == 150), budget))
-    for msgs, budget in cases:
-        ids = fit_prompt(tok, fmt, msgs, budget)
-        assert ids == brute_force(tok, fmt, msgs, budget)
-        assert len(ids) <= budget
-
-
-def test_trimming_keeps_the_system_prompt_and_the_newest_turns(formats):
-    tok, fmt = formats["qwen2.5"]
-    msgs = random_chat(random.Random(1), 200)
-    ids = fit_prompt(tok, fmt, msgs, 500)
-    text = tok.decode(ids)
-    assert len(ids) <= 500 and text.startswith("<|im_start|>system\n" + SYSTEM["content"])
-    assert msgs[-1]["content"] in text and "199:" in text and "\n0:" not in text
 
 
 # -- the runtime feeds exactly these ids ---------------------------------------------------------------------

@@ -247,7 +247,10 @@ def test_seeded_sampling_is_reproducible(runtime):
     assert runtime.chat(HELLO, params=params) == runtime.chat(HELLO, params=params)
 
 
-def test_history_is_trimmed_oldest_first_and_keeps_the_system_prompt(tiny_qwen2):
+def test_a_prompt_that_does_not_fit_is_refused_not_trimmed(tiny_qwen2):
+    """The runtime drops nothing: fitting a chat to the context is the conversation layer's (one fitter)."""
+    from rolechat.llm import PromptTooLong
+
     rt = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=160, max_new_tokens=32))
     history = [{"role": "system", "content": "你是测试助手。"}]
     for i in range(20):
@@ -256,17 +259,13 @@ def test_history_is_trimmed_oldest_first_and_keeps_the_system_prompt(tiny_qwen2)
             {"role": "assistant", "content": f"第{i}个回答：是的，天气很好。"},
         ]
     history.append({"role": "user", "content": "最后的问题"})
-    ids = rt.encode(history)
-    text = rt.tokenizer.decode(ids)
-    assert len(ids) <= 160 - 32
-    assert text.startswith("<|im_start|>system\n你是测试助手。") and "最后的问题" in text
-    assert "第19个回答" in text and "第0个问题" not in text
-
-
-def test_one_oversized_message_keeps_its_end(tiny_qwen2):
-    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=128, max_new_tokens=32))
-    ids = rt.encode([{"role": "user", "content": "很长的背景。" * 200 + "问题在最后"}])
-    assert len(ids) <= 96 and "问题在最后" in rt.tokenizer.decode(ids)
+    with pytest.raises(PromptTooLong, match=r"llm\.context_length \(160\) leaves 128") as caught:
+        rt.encode(history)
+    assert caught.value.tokens == len(rt.prompt_ids(history)) > 128
+    with pytest.raises(PromptTooLong):
+        rt.chat(history)
+    fits = history[:1] + history[-3:]
+    assert rt.encode(fits) == rt.prompt_ids(fits)  # what fits is sent exactly as rendered
 
 
 def test_langchain_chat_model_streams_with_the_persona(runtime):

@@ -55,7 +55,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ class Engine:
         self.rag_cfg = rag_cfg or RAGConfig()
         self.chat_cfg = chat_cfg or ConversationConfig()
         self._embeddings = embeddings
-        self.knowledge = Knowledge(runtime, self.rag_cfg, embeddings)  # the knowledge bases turns answer from
+        self.knowledge = Knowledge(runtime, self.rag_cfg, embeddings, ask=self.ask)  # what turns answer from
         self._counts: dict[str, int] = {}
         self._memories: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # memory.jsonl -> (stamp, index)
         self._memory_lock = threading.Lock()
@@ -562,6 +562,30 @@ class Engine:
         if dropped:
             parts.append(dropped)
         return Turn(persona, assembly.messages(), gen, parts, prompt_tokens=total, budget=budget)
+
+    def ask(
+        self,
+        render: Callable[[list[str]], str],
+        lines: Sequence[str],
+        persona: str | None,
+        params: GenerationParams | Mapping[str, Any] | None = None,
+    ) -> str:
+        """A short request of the chat's own model, outside the chat (a follow-up rewritten into a standalone
+        question, a summary of older turns): one user message `render(kept)` over `lines` (a transcript, oldest
+        first), the oldest left out while it does not fit the context, by the fitter every turn uses; the reply
+        with its whitespace folded. ContextOverflow when even no line at all does not fit."""
+        gen = self.runtime.params(params)
+        pieces = [
+            Piece(PromptPart("history", "line", self.count_tokens(line), line), "history", rank=len(lines) - i)
+            for i, line in enumerate(lines)
+        ]
+
+        def build(included: Sequence[Piece]) -> list[dict[str, str]]:
+            return [{"role": "user", "content": render([p.part.text for p in included])}]
+
+        assembly = Assembly(pieces, build)
+        assembly.fit(lambda messages: len(self.runtime.prompt_ids(messages, persona)), self.budget(gen))
+        return " ".join(self.runtime.chat(assembly.messages(), persona, gen).split())
 
     def rendered(self, turn: Turn) -> str:
         """The exact text the tokenizer receives for `turn` (chat template applied, the persona's system prompt

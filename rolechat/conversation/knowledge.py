@@ -18,7 +18,7 @@ Chroma + BM25); `session.answer_chain` exposes the same pipeline, prompts includ
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,9 @@ __all__ = ["Knowledge", "Found", "source_rows", "CONDENSE_MESSAGES", "CONDENSE_T
 
 CONDENSE_MESSAGES = 6  # earlier messages handed to the standalone-question rewrite
 CONDENSE_TOKENS = 96  # a rewritten question is short
+
+# (render the prompt from the lines kept, transcript lines oldest first, persona, sampling) -> the model's reply
+Ask = Callable[[Callable[[list[str]], str], Sequence[str], "str | None", Mapping[str, Any]], str]
 
 
 def source_rows(docs: Sequence[Document], snippet_chars: int = 300) -> list[dict[str, Any]]:
@@ -71,9 +74,10 @@ class Found:
 class Knowledge:
     """The knowledge bases one engine answers from. Thread-safe: each is opened once and shared."""
 
-    def __init__(self, runtime: Any, rag_cfg: RAGConfig, embeddings: Embeddings | None = None) -> None:
+    def __init__(self, runtime: Any, rag_cfg: RAGConfig, embeddings: Embeddings | None = None, *, ask: Ask) -> None:
         self.runtime = runtime
         self.rag_cfg = rag_cfg
+        self.ask = ask  # a short request of the model, fitted to the context (`Engine.ask`)
         self.embeddings = embeddings  # None: each knowledge base's own embedder
         self._open: dict[str, KnowledgeBase] = {}
         self._lock = threading.Lock()
@@ -132,10 +136,12 @@ class Knowledge:
         if not recent:
             return question
         template = self.rag_cfg.condense_prompt or prompts.CONDENSE_PROMPT
-        text = template.format(chat_history=history_text(recent), question=question)
+
+        def render(kept: list[str]) -> str:
+            return template.format(chat_history="\n".join(kept), question=question)
+
         params = {"temperature": 0.0, "max_new_tokens": CONDENSE_TOKENS}
-        rewritten = self.runtime.chat([{"role": "user", "content": text}], persona, params)
-        return " ".join(rewritten.split()) or question
+        return self.ask(render, [history_text([m]) for m in recent], persona, params) or question
 
     def retrieve(self, name: str, question: str, k: int | None = None, mode: str | None = None) -> list[Document]:
         """The passages of knowledge base `name` for `question`, ranked, each numbered for citation."""

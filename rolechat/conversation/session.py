@@ -82,7 +82,7 @@ class Summary:
 class SummaryJob:
     """Summarising the messages a turn had to leave out (and a few more), continuing the previous summary."""
 
-    runtime: Any
+    engine: Engine
     messages: list[dict[str, Any]]
     previous: str
     covers: int  # the new summary's `covers`
@@ -93,7 +93,7 @@ class SummaryJob:
         """The new summary, written by the chat's own model; None when the model wrote nothing."""
         from rolechat.conversation.summary import summarise
 
-        text = summarise(self.runtime, self.messages, self.previous, self.user_name, persona=self.persona)
+        text = summarise(self.engine.ask, self.messages, self.previous, self.user_name, persona=self.persona)
         return Summary(text, self.covers) if text else None
 
 
@@ -387,7 +387,7 @@ class Session:
         if upto <= summary.covers:
             return None
         return SummaryJob(
-            self.engine.runtime,
+            self.engine,
             said[summary.covers : upto],
             summary.text,
             upto,

@@ -8,7 +8,7 @@ background thread and stores the result with the chat (`chats.update_summary`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["SUMMARY_PROMPT", "SUMMARY_TOKENS", "dropped_history", "summarise"]
@@ -32,7 +32,7 @@ def dropped_history(parts: Sequence[Any]) -> int:
 
 
 def summarise(
-    runtime: Any,
+    ask: Callable[..., str],
     messages: Sequence[Mapping[str, Any]],
     previous: str = "",
     user_name: str = "用户",
@@ -40,7 +40,8 @@ def summarise(
     persona: str | None = None,
 ) -> str:
     """The summary of `messages` (continuing `previous`, the summary of what came before them), written by the
-    chat's own model (`persona`: its adapter; None: the base model); "" when the model wrote nothing."""
+    chat's own model (`persona`: its adapter; None: the base model) through `ask` (`Engine.ask`, which leaves
+    the oldest lines out while the prompt does not fit the context); "" when the model wrote nothing."""
     lines = []
     for msg in messages:
         if not (msg.get("content") or "").strip():
@@ -50,6 +51,8 @@ def summarise(
     if not lines:
         return previous
     head = f"之前的概要：{previous}\n\n" if previous.strip() else ""
-    prompt = SUMMARY_PROMPT.format(previous=head, transcript="\n".join(lines))
-    params = {"temperature": 0.0, "max_new_tokens": SUMMARY_TOKENS}
-    return " ".join(runtime.chat([{"role": "user", "content": prompt}], persona, params).split())
+
+    def render(kept: list[str]) -> str:
+        return SUMMARY_PROMPT.format(previous=head, transcript="\n".join(kept))
+
+    return ask(render, lines, persona, {"temperature": 0.0, "max_new_tokens": SUMMARY_TOKENS})
