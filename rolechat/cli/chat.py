@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import build, console, err_console, fail, print_parts
+from rolechat.cli.common import attempt, build, console, err_console, fail, print_parts, typed_lines
 from rolechat.cli.options import Overrides, config_flags
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
@@ -222,24 +222,11 @@ def _solo(talk: Talk, rt, message: str | None, greeting: int) -> None:
     err_console.print(f"[dim]{HELP}[/]")
     for opening in history:
         console.print(opening["content"], markup=False, highlight=False, soft_wrap=True)
-    while True:
-        try:
-            line = console.input(f"[bold cyan]{talk.session.persona or 'base'}>[/] ").strip()
-        except (EOFError, KeyboardInterrupt):
-            console.print()
+    for line in typed_lines(lambda: f"[bold cyan]{talk.session.persona or 'base'}>[/] "):
+        if not line.startswith("/"):
+            attempt(lambda line=line: _turn(talk, line))
+        elif _command(talk, rt, line, greeting):
             return
-        if not line:
-            continue
-        if line.startswith("/"):
-            if _command(talk, rt, line, greeting):
-                return
-            continue
-        try:
-            _turn(talk, line)
-        except ValueError as exc:
-            err_console.print(str(exc), style="red", markup=False, highlight=False)
-        except KeyboardInterrupt:
-            console.print("\n[dim](stopped)[/]")
 
 
 def _command(talk: Talk, rt, line: str, greeting: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -84,3 +85,26 @@ def print_parts(turn) -> None:
             f"{turn.persona or 'base'})",
             highlight=False,
         )
+
+
+def typed_lines(prompt: Callable[[], str]) -> Iterator[str]:
+    """The lines the user types at `prompt()` (markup), stripped, blank ones skipped, until end of input or Ctrl-C."""
+    while True:
+        try:
+            line = console.input(prompt()).strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if line:
+            yield line
+
+
+def attempt(step: Callable[[], object]) -> None:
+    """One step of an interactive chat: a ValueError is said in red and the chat goes on; Ctrl-C stops the
+    step only."""
+    try:
+        step()
+    except ValueError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False)
+    except KeyboardInterrupt:
+        console.print("\n[dim](stopped)[/]")

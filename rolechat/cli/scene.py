@@ -19,7 +19,7 @@ import random
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import console, done_or_fail, err_console, fail, listed
+from rolechat.cli.common import attempt, console, done_or_fail, err_console, fail, listed, typed_lines
 
 scene_app = typer.Typer(
     help="Scenes (SillyTavern's group chats): characters, turn order, lorebooks.", no_args_is_help=True
@@ -83,12 +83,7 @@ def _loop(talk, names, round_of) -> None:
     )
     for line in session.history:
         console.print(f"{names[line['name']]}: {line['content']}", markup=False, highlight=False, soft_wrap=True)
-    while True:
-        try:
-            line = console.input("[bold cyan]scene>[/] ").strip()
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return
+    for line in typed_lines(lambda: "[bold cyan]scene>[/] "):
         if line in ("/exit", "/quit"):
             return
         if line == "/reset":
@@ -105,14 +100,7 @@ def _loop(talk, names, round_of) -> None:
                 err_console.print(f"no {wanted!r} in the scene ({', '.join(names)})", style="red", markup=False)
                 continue
             line = ""
-        if not line and pick is None:
-            continue
-        try:
-            round_of(line, pick)
-        except ValueError as exc:
-            err_console.print(str(exc), style="red", markup=False, highlight=False)
-        except KeyboardInterrupt:
-            console.print("\n[dim](stopped)[/]")
+        attempt(lambda line=line, pick=pick: round_of(line, pick))
 
 
 # -- saved scenes --------------------------------------------------------------------------------------

@@ -58,14 +58,29 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from rolechat.conversation.assembly import Assembly, ContextOverflow, Piece, PromptPart
+from rolechat.conversation.assembly import Assembly, ContextOverflow, MessageBuilder, Piece, PromptPart
 from rolechat.conversation.config import ConversationConfig
 from rolechat.conversation.knowledge import Found, Knowledge
 from rolechat.conversation.pieces import PieceMaker
 from rolechat.conversation.setting import ChatSetting, UserPersona
 from rolechat.llm import GenerationParams, GenerationStats
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from transformers import PreTrainedTokenizerBase
+
+    from rolechat.conversation.card import Character
+    from rolechat.conversation.memory import CharacterMemory
+    from rolechat.conversation.regexscripts import ScriptSet
+    from rolechat.llm import Backend, PersonaManifest, TextStream
+    from rolechat.rag import RAGConfig
+
+# who a turn is with: a persona name (None or "base": the plain base model) or a card used as it is
+Who: TypeAlias = "str | Character | None"
+Params: TypeAlias = "GenerationParams | Mapping[str, Any] | None"
 
 MIN_REPLY_TOKENS = 64  # the shortest reply a prompt may squeeze max_new_tokens down to
 
@@ -74,11 +89,11 @@ __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "Context
 log = logging.getLogger(__name__)
 
 CARDS_CACHED = 64  # parsed characters kept (per manifest card, see Engine._card_of)
-_CARDS: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_CARDS: OrderedDict[int, tuple[dict[str, Any], Character]] = OrderedDict()
 _CARDS_LOCK = threading.Lock()
 
 
-def _longest_token(tokenizer: Any) -> int:
+def _longest_token(tokenizer: PreTrainedTokenizerBase) -> int:
     """The most characters one token of `tokenizer` can stand for (its longest vocabulary entry: byte-level and
     SentencePiece pieces are never shorter than the text they decode to), once per tokenizer."""
     key = id(tokenizer)
@@ -109,11 +124,11 @@ class Turn:
     budget: int = 0  # what the context leaves for the prompt
     lore_state: dict[str, Any] = field(default_factory=dict)  # timed lore effects for the chat's next turn
     user_text: str = ""  # the new message as the chat keeps it (after the regex scripts on user input)
-    scripts: Any = None  # the regex scripts of the turn (regexscripts.ScriptSet), for its reply
+    scripts: ScriptSet | None = None  # the regex scripts of the turn, for its reply
     answer_mode: str = ""  # knowledge-base turns: "generate" (the model answers) or "extract" (sentences quoted)
     grounded: bool | None = None  # knowledge-base turns: False when the knowledge base holds no answer
     confidence: float | None = None  # extract: the best sentence's match with the question (0-1)
-    docs: list[Any] = field(default_factory=list)  # knowledge-base turns: the passages, ranked (LangChain Documents)
+    docs: list[Document] = field(default_factory=list)  # knowledge-base turns: the passages, ranked
 
     def what_the_model_saw(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.parts]
@@ -139,21 +154,21 @@ class FixedReply:
         return None
 
 
-class RewrittenReply:
-    """A reply that regex scripts rewrite (AI output): the generation runs to its end, then the rewritten text,
-    the one a chat keeps, comes as one piece. Shaped like a GenerationStream."""
+class WrappedReply:
+    """A reply made from another stream, shaped like a GenerationStream: its stats, and closing or cancelling it,
+    are the wrapped stream's; `join` reads it to its end. Subclasses say what `__iter__` yields and `text` is."""
 
-    def __init__(self, stream: Any, rewrite: Any) -> None:
-        self._stream, self._rewrite = stream, rewrite
-        self.text = ""
+    text: str
+
+    def __init__(self, stream: TextStream | WrappedReply) -> None:
+        self._stream = stream
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> GenerationStats:
         return self._stream.stats
 
     def __iter__(self) -> Iterator[str]:
-        self.text = self._rewrite("".join(self._stream))
-        yield self.text
+        raise NotImplementedError
 
     def join(self) -> str:
         for _ in self:
@@ -166,6 +181,23 @@ class RewrittenReply:
     def cancel(self) -> None:
         self._stream.cancel()
 
+
+class RewrittenReply(WrappedReply):
+    """A reply that regex scripts rewrite (AI output): the generation runs to its end, then the rewritten text,
+    the one a chat keeps, comes as one piece."""
+
+    def __init__(self, stream: TextStream, rewrite: Callable[[str], str]) -> None:
+        super().__init__(stream)
+        self._rewrite = rewrite
+        self.text = ""
+
+    def __iter__(self) -> Iterator[str]:
+        self.text = self._rewrite("".join(self._stream))
+        yield self.text
+
+
+# what `Engine.stream` gives: the model's stream, a reply known without it, or a rewritten one
+ReplyStream: TypeAlias = "TextStream | FixedReply | WrappedReply"
 
 DROPPED_NAMES = {
     "example": "example dialogues",
@@ -204,7 +236,11 @@ class Engine:
     """Assembles every prompt. Thread-safe: knowledge bases are opened once and shared."""
 
     def __init__(
-        self, runtime: Any, rag_cfg: Any = None, embeddings: Any = None, chat_cfg: ConversationConfig | None = None
+        self,
+        runtime: Backend,
+        rag_cfg: RAGConfig | None = None,
+        embeddings: Embeddings | None = None,
+        chat_cfg: ConversationConfig | None = None,
     ) -> None:
         from rolechat.rag import RAGConfig
 
@@ -214,7 +250,7 @@ class Engine:
         self._embeddings = embeddings
         self.knowledge = Knowledge(runtime, self.rag_cfg, embeddings, ask=self.ask)  # what turns answer from
         self._counts: dict[str, int] = {}
-        self._memories: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # memory.jsonl -> (stamp, index)
+        self._memories: dict[Path, tuple[tuple[int, int, int], CharacterMemory]] = {}  # memory.jsonl -> (stamp, index)
         self._memory_lock = threading.Lock()
 
     def close(self) -> None:
@@ -222,13 +258,13 @@ class Engine:
         self.knowledge.close()
 
     @property
-    def embeddings(self) -> Any:
+    def embeddings(self) -> Embeddings | None:
         """The embeddings knowledge bases are opened with (None: each one's configured embedder)."""
         return self._embeddings
 
     # -- characters ---------------------------------------------------------------------------------------
 
-    def character(self, character: Any) -> Any:
+    def character(self, character: Who) -> Character | None:
         """The `Character` of a persona name (None when the persona has no card), or `character` itself."""
         if character is None or isinstance(character, str):
             persona = None if character in (None, "", "base") else character
@@ -236,7 +272,7 @@ class Engine:
         return character
 
     @staticmethod
-    def _card_of(manifest: Any) -> Any:
+    def _card_of(manifest: PersonaManifest | None) -> Character | None:
         """The character of a persona manifest, parsed once while the manifest holds the same card (a card with a
         book of thousands of entries takes seconds to read; a turn must not read it again)."""
         if manifest is None or not getattr(manifest, "card", None):
@@ -259,7 +295,7 @@ class Engine:
                 _CARDS.popitem(last=False)
         return character
 
-    def greetings(self, character: Any, user: UserPersona | None = None) -> list[str]:
+    def greetings(self, character: Who, user: UserPersona | None = None) -> list[str]:
         """The character's first message then its alternate greetings, macros applied ([] without a card)."""
         card = self.character(character)
         if card is None:
@@ -268,7 +304,7 @@ class Engine:
 
         return greetings(card, (user or UserPersona()).name)
 
-    def greeting(self, character: Any, user: UserPersona | None = None, index: int = 0) -> str:
+    def greeting(self, character: Who, user: UserPersona | None = None, index: int = 0) -> str:
         """Greeting number `index` (0 = first_mes); "" when the character has none. IndexError when out of range."""
         options = self.greetings(character, user)
         if not options:
@@ -277,7 +313,7 @@ class Engine:
             raise IndexError(f"greeting {index} out of range: the character has {len(options)} (0-{len(options) - 1})")
         return options[index]
 
-    def memory(self, character: Any, texts: Sequence[str], user: UserPersona) -> list[PromptPart]:
+    def memory(self, character: Who, texts: Sequence[str], user: UserPersona) -> list[PromptPart]:
         """The character's remembered exchanges most like `texts` (the recent conversation, newest last), packed
         greedily into `chat.memory_tokens`, as memory parts (most relevant first); [] for a character without
         a memory (`character`: a persona name; a `Character` used without a folder has none).
@@ -298,7 +334,7 @@ class Engine:
         kept = memory.recall(texts, self.count_tokens, self.chat_cfg.memory_tokens, speaker)
         return [PromptPart("memory", f"memory: {entry.source or 'line'}", tokens, text) for entry, text, tokens in kept]
 
-    def _memory_of(self, folder: Path) -> Any:
+    def _memory_of(self, folder: Path) -> CharacterMemory:
         """The cached index of `folder`'s memory.jsonl (None without one), rebuilt when the file changes."""
         import hashlib
 
@@ -383,7 +419,7 @@ class Engine:
         self,
         message: str,
         *,
-        character: Any = None,
+        character: Who = None,
         history: Sequence[Mapping[str, Any]] = (),
         user: UserPersona | None = None,
         knowledge_base: str | None = None,
@@ -391,7 +427,7 @@ class Engine:
         mode: str | None = None,
         condense: bool = True,
         system: str = "",
-        params: GenerationParams | Mapping[str, Any] | None = None,
+        params: Params = None,
         summary: str = "",
         setting: ChatSetting | None = None,
         lines: Sequence[tuple[str, str]] | None = None,
@@ -482,7 +518,7 @@ class Engine:
         return [*pieces, Piece(make.part("message", "user", message), "message", said)]
 
     @staticmethod
-    def _kept(turn: Turn, state: dict[str, Any], kept: str, scripts: Any) -> Turn:
+    def _kept(turn: Turn, state: dict[str, Any], kept: str, scripts: ScriptSet) -> Turn:
         """What the turn leaves for the chat: the timed lore state, the message as kept, the regex scripts (and
         a notice of those that changed something)."""
         turn.lore_state, turn.user_text, turn.scripts = state, kept, scripts
@@ -491,7 +527,7 @@ class Engine:
             turn.parts.append(PromptPart("notice", "regex scripts", 0, f"applied: {text}"))
         return turn
 
-    def _who(self, character: Any) -> tuple[str | None, Any, Any]:
+    def _who(self, character: Who) -> tuple[str | None, PersonaManifest | None, Character | None]:
         """(persona, manifest, card) of a persona name (None/"base": the base model) or a `Character`."""
         if character is None or isinstance(character, str):
             persona = None if character in (None, "", "base") else character
@@ -500,7 +536,13 @@ class Engine:
         return None, None, character  # a Character given as it is, on the base model
 
     @staticmethod
-    def _lines(past, message: str, card: Any, manifest: Any, user: UserPersona) -> list[tuple[str, str]]:
+    def _lines(
+        past: list[dict[str, str]],
+        message: str,
+        card: Character | None,
+        manifest: PersonaManifest | None,
+        user: UserPersona,
+    ) -> list[tuple[str, str]]:
         """What the lorebook scan reads: each message with who said it (SillyTavern's `name: text`)."""
         char = card.display_name if card is not None else (manifest.display_name if manifest else "") or "assistant"
         return [*((user.name if m["role"] == "user" else char, m["content"]) for m in past), (user.name, message)]
@@ -526,7 +568,7 @@ class Engine:
             user_messages=user_messages,
         )
 
-    def _fit(self, pieces: list[Piece], build: Any, gen: GenerationParams, persona: str | None) -> Turn:
+    def _fit(self, pieces: list[Piece], build: MessageBuilder, gen: GenerationParams, persona: str | None) -> Turn:
         """The turn of `pieces`: each kind within its budget, the whole within the context (see `assembly`)."""
         assembly = Assembly(pieces, build)
         cfg = self.chat_cfg
@@ -568,7 +610,7 @@ class Engine:
         render: Callable[[list[str]], str],
         lines: Sequence[str],
         persona: str | None,
-        params: GenerationParams | Mapping[str, Any] | None = None,
+        params: Params = None,
     ) -> str:
         """A short request of the chat's own model, outside the chat (a follow-up rewritten into a standalone
         question, a summary of older turns): one user message `render(kept)` over `lines` (a transcript, oldest
@@ -602,7 +644,7 @@ class Engine:
 
     # -- generation ---------------------------------------------------------------------------------------
 
-    def stream(self, turn: Turn) -> Any:
+    def stream(self, turn: Turn) -> ReplyStream:
         """The reply as a stream of text pieces (a GenerationStream, or a FixedReply for known answers); when
         regex scripts rewrite AI output, a RewrittenReply (the text the chat keeps)."""
         if turn.fixed_reply is not None:
@@ -615,7 +657,7 @@ class Engine:
             else stream
         )
 
-    def scripts(self, card: Any, user: UserPersona | None = None) -> Any:
+    def scripts(self, card: Character | None, user: UserPersona | None = None) -> ScriptSet:
         """The regex scripts a chat with `card` (a Character or None) runs: the global ones, then the card's own
         (unless chat.card_regex is off), with the card's macros (`regexscripts.ScriptSet`)."""
         from rolechat.conversation.patterns import ScanLimits
@@ -627,12 +669,12 @@ class Engine:
         )
 
     def display(
-        self, character: Any, text: str, role: str, depth: int | None = None, user: UserPersona | None = None
+        self, character: Who, text: str, role: str, depth: int | None = None, user: UserPersona | None = None
     ) -> str:
         """`text` as the app and the CLI show it: the display-only regex scripts of `character` applied."""
         return self.scripts(self.character(character), user).display(text, role, depth)
 
-    def reply(self, message: str, **kwargs: Any) -> tuple[Turn, Any]:
+    def reply(self, message: str, **kwargs: Any) -> tuple[Turn, ReplyStream]:
         """prepare() then stream()."""
         turn = self.prepare(message, **kwargs)
         return turn, self.stream(turn)
@@ -705,7 +747,7 @@ class Engine:
         history: Sequence[Mapping[str, Any]] = (),
         user: UserPersona | None = None,
         system: str = "",
-        params: GenerationParams | Mapping[str, Any] | None = None,
+        params: Params = None,
         **kwargs: Any,
     ) -> Turn:
         """The turn of `speaker` in a scene with `characters` (persona names): its own card and adapter, the

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
 
+    from rolechat.llm import Backend
     from rolechat.rag import KnowledgeBase, RAGConfig
 
 __all__ = ["Knowledge", "Found", "source_rows", "CONDENSE_MESSAGES", "CONDENSE_TOKENS"]
@@ -74,7 +75,7 @@ class Found:
 class Knowledge:
     """The knowledge bases one engine answers from. Thread-safe: each is opened once and shared."""
 
-    def __init__(self, runtime: Any, rag_cfg: RAGConfig, embeddings: Embeddings | None = None, *, ask: Ask) -> None:
+    def __init__(self, runtime: Backend, rag_cfg: RAGConfig, embeddings: Embeddings | None = None, *, ask: Ask) -> None:
         self.runtime = runtime
         self.rag_cfg = rag_cfg
         self.ask = ask  # a short request of the model, fitted to the context (`Engine.ask`)

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rolechat.conversation.engine import WrappedReply
 from rolechat.conversation.setting import ChatSetting, UserPersona
 
 if TYPE_CHECKING:
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
     from rolechat.conversation.card import Character
-    from rolechat.conversation.engine import Engine, Turn
-    from rolechat.llm.generation import GenerationStats
+    from rolechat.conversation.engine import Engine, ReplyStream, Turn
 
 __all__ = [
     "Session",
@@ -97,20 +97,17 @@ class SummaryJob:
         return Summary(text, self.covers) if text else None
 
 
-class CleanedReply:
+class CleanedReply(WrappedReply):
     """A scene reply without the leading `自己的名字：` a model may write and without surrounding blanks
     (`scene.clean_reply`), while it streams: the first characters are held back only until they can no longer
-    be the speaker's name, and trailing blanks until more text follows. Shaped like a GenerationStream."""
+    be the speaker's name, and trailing blanks until more text follows."""
 
-    def __init__(self, stream: Any, speaker_name: str) -> None:
+    def __init__(self, stream: ReplyStream, speaker_name: str) -> None:
         from rolechat.conversation.scene import SEPARATORS
 
-        self._stream, self._name = stream, speaker_name
+        super().__init__(stream)
+        self._name = speaker_name
         self._prefixes = [f"{speaker_name}{sep}" for sep in SEPARATORS]
-
-    @property
-    def stats(self) -> GenerationStats:
-        return self._stream.stats
 
     @property
     def text(self) -> str:
@@ -151,17 +148,6 @@ class CleanedReply:
         if not started and head.strip():  # the whole reply was shorter than the name it might have been
             yield head.rstrip()
 
-    def join(self) -> str:
-        for _ in self:
-            pass
-        return self.text
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def cancel(self) -> None:
-        self._stream.cancel()
-
 
 class Reply:
     """One speaker's reply: its turn and stream, prepared when first asked for (so a door can show a failure
@@ -173,7 +159,7 @@ class Reply:
         self.before = 0  # content-bearing messages of the history before this turn's user message
         self.entry: dict[str, Any] | None = None  # the history entry, once recorded
         self._turn: Turn | None = None
-        self._stream: Any = None
+        self._stream: ReplyStream | None = None
 
     def start(self) -> None:
         """Prepare the turn (once); its stream opens when first asked for, so a door may still adjust the turn."""
@@ -191,7 +177,7 @@ class Reply:
         return self._turn
 
     @property
-    def stream(self) -> Any:
+    def stream(self) -> ReplyStream:
         """The reply's text pieces (a scene line cleaned as it streams; see `CleanedReply`)."""
         if self._stream is None:
             stream = self.session.engine.stream(self.turn)
@@ -323,14 +309,7 @@ class Session:
             if speaker is None:
                 raise ValueError("a scene turn needs its speaker")
             turn = self.engine.prepare_scene(
-                message,
-                characters=self.characters,
-                speaker=speaker,
-                history=before,
-                user=self.user,
-                system=self.system,
-                params=self.params,
-                setting=self.setting,
+                message, characters=self.characters, speaker=speaker, history=before, **self._around()
             )
         else:
             if not message:
@@ -348,16 +327,18 @@ class Session:
             character=self.persona,
             history=before[summary.covers :],
             summary=summary.text,
-            user=self.user,
             knowledge_base=self.knowledge_base,
             k=self.k,
             mode=self.retrieval,
             condense=self.condense,
-            system=self.system,
-            params=self.params,
-            setting=self.setting,
             answer_mode=self.answer_mode if self.knowledge_base else None,
+            **self._around(),
         )
+
+    def _around(self) -> dict[str, Any]:
+        """What every turn of this chat is prepared with: who the user is, the caller's system text, the sampling
+        settings, the chat's setting."""
+        return {"user": self.user, "system": self.system, "params": self.params, "setting": self.setting}
 
     def clean(self, text: str, speaker: str | None) -> str:
         """The reply as the chat keeps it: a scene line without the speaker's own leading name."""
