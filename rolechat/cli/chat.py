@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import attempt, build, console, err_console, fail, print_parts, typed_lines
+from rolechat.cli.common import attempt, build, console, err_console, fail, or_fail, print_parts, typed_lines
 from rolechat.cli.options import Overrides, config_flags
 
 HELP = """commands: /persona NAME (switch), /personas (list), /reset (clear history), /help, /exit"""
@@ -214,10 +214,7 @@ def _solo(talk: Talk, rt, message: str | None, greeting: int) -> None:
         fail(str(exc))
     history = _restart(talk, greeting)
     if message is not None:
-        try:
-            _turn(talk, message)
-        except ValueError as exc:
-            fail(str(exc))
+        or_fail(lambda: _turn(talk, message))
         return
     err_console.print(f"[dim]{HELP}[/]")
     for opening in history:

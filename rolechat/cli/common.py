@@ -87,6 +87,14 @@ def print_parts(turn) -> None:
         )
 
 
+def or_fail(step: Callable[[], object]) -> None:
+    """Run a one-shot step (`chat -m`): a ValueError ends the command with its message."""
+    try:
+        step()
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def typed_lines(prompt: Callable[[], str]) -> Iterator[str]:
     """The lines the user types at `prompt()` (markup), stripped, blank ones skipped, until end of input or Ctrl-C."""
     while True:

@@ -19,7 +19,7 @@ import random
 import typer
 from rich.markup import escape
 
-from rolechat.cli.common import attempt, console, done_or_fail, err_console, fail, listed, typed_lines
+from rolechat.cli.common import attempt, console, done_or_fail, err_console, fail, listed, or_fail, typed_lines
 
 scene_app = typer.Typer(
     help="Scenes (SillyTavern's group chats): characters, turn order, lorebooks.", no_args_is_help=True
@@ -67,10 +67,7 @@ def run_scene(talk, spec: str, order: str | None, speaker: str | None, message: 
             err_console.print("[dim]nobody speaks in manual order: /speak NAME (or --speaker NAME)[/]")
 
     if message is not None:
-        try:
-            round_of(message, speaker)
-        except ValueError as exc:
-            fail(str(exc))
+        or_fail(lambda: round_of(message, speaker))
         return
     _loop(talk, names, round_of)
 
