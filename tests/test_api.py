@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -360,3 +361,56 @@ def test_a_manual_scene_needs_a_speaker_and_a_saved_scene_is_named(server, tiny_
     assert any(p["label"].startswith("scenario") and "雨夜" in p["text"] for p in listed.json()["prompt_parts"])
     missing = client.post("/v1/chat/completions", json={**body, "rolechat": {"scene_name": "没有"}})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "scene_not_found"
+
+
+def test_a_long_chat_gets_a_summary_to_send_back(tiny_qwen2, monkeypatch):
+    """When the prompt had to leave older turns out, the response carries their summary; sent back with the
+    same history, it stands in for them (as the app keeps a summary with a saved chat)."""
+    from fastapi.testclient import TestClient
+
+    from rolechat.api import create_app
+    from rolechat.conversation.summary import SUMMARY_PROMPT
+
+    head = SUMMARY_PROMPT.split("{previous}")[0]
+    original = Runtime.chat
+
+    def chat(self, messages, persona=None, params=None):
+        if messages[-1]["content"].startswith(head):
+            return "小明和店家约好八点在东门茶馆见面。"  # the tiny model's own summary would be blank
+        return original(self, messages, persona, params)
+
+    monkeypatch.setattr(Runtime, "chat", chat)
+    rt = Runtime.load(LLMConfig(model=str(tiny_qwen2), context_length=512))
+    history = []
+    for n in range(12):
+        history += [
+            {"role": "user", "content": f"第{n}件事：明天早上八点在东门茶馆见面，记得带上旧书。"},
+            {"role": "assistant", "content": f"好的，第{n}件事我记下了。"},
+        ]
+    body = {
+        "model": "base",
+        "messages": [*history, {"role": "user", "content": "我们约在哪里？"}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "rolechat": {"show_prompt": True},
+    }
+    with TestClient(create_app(rt)) as client:
+        first = client.post("/v1/chat/completions", json=body).json()
+        summary = first["rolechat"]["summary"]
+        assert summary["text"] == "小明和店家约好八点在东门茶馆见面。" and 0 < summary["covers"] <= len(history)
+        assert any(p["kind"] == "history" and not p["included"] for p in first["prompt_parts"])
+        again = client.post(
+            "/v1/chat/completions", json={**body, "rolechat": {"show_prompt": True, "summary": summary}}
+        )
+        parts = again.json()["prompt_parts"]
+        assert [p["text"] for p in parts if p["kind"] == "summary"] == [f"此前对话的概要：{summary['text']}"]
+        sent = " ".join(p["text"] for p in parts if p["kind"] == "history")
+        assert "第0件事" not in sent  # the summarised turns are no longer sent
+        streamed = client.post("/v1/chat/completions", json={**body, "stream": True}).text
+        chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+        last = next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"])
+        assert last["rolechat"]["summary"] == summary  # streaming: in the chunk with finish_reason
+        stale = {**body, "rolechat": {"show_prompt": True, "summary": {"text": "x", "covers": 999}}}
+        assert not any(
+            p["kind"] == "summary" for p in client.post("/v1/chat/completions", json=stale).json()["prompt_parts"]
+        )
