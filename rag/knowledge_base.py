@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,12 @@ from rolechat.rag.ranking import opens_section
 from rolechat.rag.splitting import SPLITTER_VERSION, split_file
 from rolechat.rag.store import MAX_BATCH, all_ids, collection_name, open_client, open_collection
 from rolechat.settings import ConfigError, kb_dir
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
 
 __all__ = [
     "KnowledgeBase",
@@ -246,19 +253,21 @@ def _under(path: str, roots: list[Path]) -> bool:
 class KnowledgeBase:
     """One named knowledge base. `embeddings` replaces the configured embedder (any LangChain Embeddings)."""
 
-    def __init__(self, name: str, cfg: RAGConfig | None = None, embeddings=None, root: Path | None = None):
+    def __init__(
+        self, name: str, cfg: RAGConfig | None = None, embeddings: Embeddings | None = None, root: Path | None = None
+    ) -> None:
         self.name = validate_name(name)
         self.cfg = cfg or RAGConfig()
         self.path = (root or kb_dir()) / self.name
         self._embeddings = embeddings
         self._manifest: Manifest | None = None
-        self._collection = None
+        self._collection: Collection | None = None
         self._bm25: BM25Index | None = None
         self._starts: tuple[str, frozenset[str]] = ("", frozenset())  # (BM25 digest, ids of section openers)
 
     # ----------------------------------------------------------------- parts
     @property
-    def embeddings(self):
+    def embeddings(self) -> Embeddings:
         if self._embeddings is None:
             from rolechat.rag.embedder import shared_embedder
 
@@ -307,7 +316,7 @@ class KnowledgeBase:
         return self._manifest
 
     @property
-    def collection(self):
+    def collection(self) -> Collection:
         if self._collection is None:
             client = open_client(self.cfg.chroma_url, self.path / "chroma")
             self._collection = open_collection(client, self.collection_name())
@@ -605,7 +614,7 @@ class KnowledgeBase:
         except Exception:
             pass
         if name is None:
-            self._collection = None
+            self._collection: Collection | None = None
 
     # ----------------------------------------------------------------- re-embedding
     def reembed(self, spec: EmbedderSpec, progress: ProgressCallback | None = None) -> ReembedReport:
@@ -737,13 +746,13 @@ class KnowledgeBase:
         self._sync_bm25(force=True)
         return report.chunks_removed
 
-    def retriever(self, mode: str | None = None, k: int | None = None):
+    def retriever(self, mode: str | None = None, k: int | None = None) -> BaseRetriever:
         """A LangChain retriever over this knowledge base (dense, bm25 or hybrid)."""
         from rolechat.rag.retrievers import make_retriever
 
         return make_retriever(self, mode or self.cfg.mode, k or self.cfg.k)
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None):
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Document]:
         """Ranked `Document`s; metadata has source, location, score and found_by."""
         return self.retriever(mode, k).invoke(query)
 
