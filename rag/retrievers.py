@@ -208,28 +208,20 @@ def _reranker(name: str):
 
 
 def make_retriever(kb, mode: str, k: int) -> BaseRetriever:
+    """The retriever of `mode` over `kb`, its settings taken from the knowledge base's RAGConfig."""
     cfg = kb.cfg
-    ranking = {
-        "coverage_weight": cfg.coverage_weight,
-        "sentence_weight": cfg.sentence_weight,
-        "lead_weight": cfg.lead_weight,
-    }
     if mode == "dense":
         return DenseRetriever(kb=kb, k=k)
     if mode == "bm25":
-        return BM25Retriever(kb=kb, k=k, min_score=cfg.min_bm25_score, fetch_k=cfg.fetch_k, **ranking)
+        return _configured(BM25Retriever, cfg, kb=kb, k=k, min_score=cfg.min_bm25_score)
     if mode == "hybrid":
-        return HybridRetriever(
-            kb=kb,
-            k=k,
-            fetch_k=cfg.fetch_k,
-            fusion=cfg.fusion,
-            dense_weight=cfg.dense_weight,
-            bm25_weight=cfg.bm25_weight,
-            min_dense_score=cfg.min_dense_score,
-            min_bm25_score=cfg.min_bm25_score,
-            min_coverage=cfg.min_coverage,
-            **ranking,
-            reranker=_reranker(cfg.reranker) if cfg.reranker else None,
-        )
+        reranker = _reranker(cfg.reranker) if cfg.reranker else None
+        return _configured(HybridRetriever, cfg, kb=kb, k=k, reranker=reranker)
     raise ValueError(f"unknown retrieval mode {mode!r}; use dense, bm25 or hybrid")
+
+
+def _configured(kind: type[BaseRetriever], cfg: Any, **given: Any) -> BaseRetriever:
+    """A retriever of `kind` whose settings named as in RAGConfig (fetch_k, fusion, the weights and floors)
+    come from `cfg`; `given` sets the rest (and wins)."""
+    same = {name: getattr(cfg, name) for name in kind.model_fields if name not in given and hasattr(cfg, name)}
+    return kind(**same, **given)

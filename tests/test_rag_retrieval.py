@@ -255,3 +255,18 @@ def test_cross_encoder_reranker_orders_the_fused_candidates(tmp_path):
     expected = [d.page_content for _, d in sorted(zip(scores, candidates), key=lambda p: -float(p[0]))][:3]
     assert [h.page_content for h in hits] == expected
     assert [h.metadata["rank"] for h in hits] == [1, 2, 3] and "rerank_score" in hits[0].metadata
+
+
+def test_each_retriever_takes_its_settings_from_the_config():
+    from rolechat.rag.retrievers import make_retriever
+
+    class KB:
+        cfg = RAGConfig(dense_weight=0.7, fetch_k=11, min_bm25_score=0.5, fusion="rrf", lead_weight=0.3)
+
+    hybrid = make_retriever(KB(), "hybrid", 3)
+    assert (hybrid.k, hybrid.fetch_k, hybrid.fusion, hybrid.dense_weight) == (3, 11, "rrf", 0.7)
+    assert (hybrid.min_bm25_score, hybrid.lead_weight, hybrid.reranker) == (0.5, 0.3, None)
+    bm25 = make_retriever(KB(), "bm25", 4)
+    assert (bm25.k, bm25.min_score, bm25.fetch_k, bm25.lead_weight) == (4, 0.5, 11, 0.3)
+    with pytest.raises(ValueError, match="unknown retrieval mode 'fuzzy'"):
+        make_retriever(KB(), "fuzzy", 3)

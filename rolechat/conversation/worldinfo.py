@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rolechat.conversation.config import STRATEGIES
@@ -72,18 +72,9 @@ class ScanSettings:
 
     @classmethod
     def of(cls, cfg: Any) -> ScanSettings:
-        """The settings of a ConversationConfig."""
-        return cls(
-            scan_depth=cfg.lore_scan_depth,
-            include_names=cfg.lore_include_names,
-            recursive=cfg.lore_recursive,
-            case_sensitive=cfg.lore_case_sensitive,
-            whole_words=cfg.lore_whole_words,
-            max_recursion_steps=cfg.lore_max_recursion_steps,
-            group_scoring=cfg.lore_group_scoring,
-            strategy=cfg.lore_strategy,
-            limits=ScanLimits.of(cfg),
-        )
+        """The settings of a ConversationConfig: each field is its `lore_<field>` (the scan limits its own)."""
+        named = {f.name: getattr(cfg, f"lore_{f.name}") for f in fields(cls) if f.name != "limits"}
+        return cls(**named, limits=ScanLimits.of(cfg))
 
 
 def budget_of(percent: float, cap: int, context: int) -> int:
