@@ -1,6 +1,6 @@
 """Lorebook activation speed: a 200-entry lorebook over a 50-turn chat, timed per turn (p50 / p95).
 
-.venv/bin/python bench/bench_lorebook.py [--entries 200] [--turns 50] [--scan-depth 4] [--repeats 5]
+.venv/bin/python bench/bench_lorebook.py [--entries 200] [--turns 50] [--scan-depth 4] [--repeats 5] [--budget N]
 
 The lorebook is generated from a fixed seed: Chinese keys (2-4 characters) drawn from a vocabulary, a
 tenth of the entries regex keys, a fifth selective (all four logics), a few constant, recursion on. Each
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import sys
 import time
@@ -66,6 +67,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=50)
     parser.add_argument("--scan-depth", type=int, nargs="+", default=[4, 100])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="the scan's token budget, as the engine passes it (default: none, only the book's token_budget of 600)",
+    )
     args = parser.parse_args()
 
     from tokenizers import Tokenizer
@@ -87,7 +94,7 @@ def main() -> None:
             for turn in range(1, args.turns + 1):
                 history = messages[: turn * 2]
                 start = time.perf_counter()
-                got = activate(book, history, count_tokens)
+                got = activate(book, history, count_tokens, args.budget)
                 times.append((time.perf_counter() - start) * 1000)
                 active.append(len(got))
         times.sort()
@@ -97,9 +104,11 @@ def main() -> None:
                     "entries": args.entries,
                     "turns": args.turns,
                     "scan_depth": depth,
+                    "budget": args.budget,
                     "p50_ms": round(statistics.median(times), 3),
                     "p95_ms": round(times[int(len(times) * 0.95) - 1], 3),
                     "mean_active_entries": round(statistics.mean(active), 1),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 }
             )
         )

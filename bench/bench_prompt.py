@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -105,7 +106,9 @@ def main() -> None:
     rng = random.Random(1)
     past = history(args.history, rng)
     params = {"max_new_tokens": 256}
+    started = time.perf_counter()
     engine.prepare("你好", character=card, history=past, user=user, params=params)  # warm-up: caches, imports
+    first_ms = (time.perf_counter() - started) * 1000
     times, tokens, lore, dropped = [], [], [], []
     for _ in range(args.turns):
         message = (
@@ -129,6 +132,8 @@ def main() -> None:
         "history_turns": args.history,
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(q[18], 2),
+        "first_turn_ms": round(first_ms, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "mean_prompt_tokens": round(statistics.mean(tokens)),
         "mean_lore_entries_sent": round(statistics.mean(lore), 1),
         "mean_history_messages_dropped": round(statistics.mean(dropped), 1),

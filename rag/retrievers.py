@@ -32,7 +32,7 @@ COVERAGE_POWER = 3.0
 
 def _documents(kb, scored: list[tuple[str, float]], found_by: str) -> list[Document]:
     rows = {c.id: c for c in kb.manifest.chunks([cid for cid, _ in scored])}
-    files = kb.manifest.files()
+    files = kb.manifest.files(row.path for row in rows.values())
     docs = []
     for cid, score in scored:
         row = rows.get(cid)
@@ -56,14 +56,15 @@ class DenseRetriever(_KBRetriever):
     min_score: float = -1.0
 
     def scored(self, query: str, k: int) -> list[tuple[str, float]]:
-        collection = self.kb.collection
-        total = collection.count()
-        if not total:
+        # Chroma returns what it has when asked for more; counting its records first cost 5-6 ms per query at
+        # 30,000 chunks (docs/benchmarks.md "Scale curves"). An empty knowledge base is told by the manifest (one
+        # row read), and its query is not embedded.
+        if not self.kb.manifest.has_chunks():
             return []
         vector = self.kb.embeddings.embed_query(query)
-        res = collection.query(
-            query_embeddings=[list(map(float, vector))], n_results=min(k, total), include=["distances"]
-        )
+        res = self.kb.collection.query(query_embeddings=[list(map(float, vector))], n_results=k, include=["distances"])
+        if not res["ids"] or not res["ids"][0]:
+            return []
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0])]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):

@@ -143,6 +143,84 @@ def test_search_results_carry_source_location_score_and_retriever(tmp_path):
         kb.search("x", mode="fuzzy")
 
 
+class _FormerPath:
+    """The manifest and collection as the retrievers used them before the scale fixes: every file row read per
+    query, and Chroma's records counted before each dense query (a query asking at most that many)."""
+
+    def __init__(self, kb):
+        self.kb = kb
+
+    def __getattr__(self, name):
+        return getattr(self.kb, name)
+
+    @property
+    def manifest(self):
+        kb_manifest = self.kb.manifest
+
+        class Manifest:
+            def __getattr__(self, name):
+                return getattr(kb_manifest, name)
+
+            def files(self, paths=None):
+                return kb_manifest.files()
+
+        return Manifest()
+
+    @property
+    def collection(self):
+        collection = self.kb.collection
+
+        class Collection:
+            def __getattr__(self, name):
+                return getattr(collection, name)
+
+            def query(self, n_results, **kwargs):
+                return collection.query(n_results=min(n_results, collection.count()), **kwargs)
+
+        return Collection()
+
+
+def test_results_equal_the_former_path_that_read_every_file_and_counted_chroma(tmp_path):
+    """Reading only the hits' file rows and querying Chroma without counting it first give the same documents,
+    scores and metadata (the former path is replayed by a wrapper), k above the collection's size included."""
+    from rolechat.rag.retrievers import make_retriever
+
+    kb, _ = build(tmp_path, ConceptEmbedding())
+    former = _FormerPath(kb)
+    for mode in ("dense", "bm25", "hybrid"):
+        for question, _source in QUESTIONS:
+            for k in (1, 5, 50):
+                now = make_retriever(kb, mode, k).invoke(question)
+                then = make_retriever(former, mode, k).invoke(question)
+                assert [(d.id, d.page_content, d.metadata) for d in now] == [
+                    (d.id, d.page_content, d.metadata) for d in then
+                ]
+                assert all(d.metadata["kind"] == "markdown" for d in now)
+    assert len(make_retriever(kb, "dense", 50).invoke("年假")) == len(DOCS)
+    files = kb.manifest.files()
+    some = sorted(files)[:3]
+    assert kb.manifest.files(some + ["/no/such/file.md", some[0]]) == {p: files[p] for p in some}
+    assert kb.manifest.files([]) == {}
+
+
+def test_an_empty_knowledge_base_answers_nothing_without_embedding_the_query(tmp_path):
+    class Counting(ConceptEmbedding):
+        queries = 0
+
+        def embed_query(self, text):
+            Counting.queries += 1
+            return super().embed_query(text)
+
+    kb = KnowledgeBase("empty", RAGConfig(), embeddings=Counting())
+    (tmp_path / "docs").mkdir()
+    kb.index([tmp_path / "docs"])
+    assert not kb.manifest.has_chunks()
+    assert kb.search("年假怎么申请", mode="dense") == [] and kb.search("年假怎么申请", mode="hybrid") == []
+    assert Counting.queries == 0
+    built, _ = build(tmp_path, Counting(), name="office2")
+    assert built.manifest.has_chunks() and built.search("年假怎么申请", mode="dense")
+
+
 def test_qa_files_squad_and_jsonl(tmp_path):
     squad = tmp_path / "squad.json"
     squad.write_text(
