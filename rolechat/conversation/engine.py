@@ -89,6 +89,7 @@ __all__ = ["Engine", "FixedReply", "PromptPart", "Turn", "UserPersona", "Context
 log = logging.getLogger(__name__)
 
 CARDS_CACHED = 64  # parsed characters kept (per manifest card, see Engine._card_of)
+COUNTS_CACHED = 1 << 16  # token counts of texts kept (history messages are counted again every turn)
 _CARDS: OrderedDict[int, tuple[dict[str, Any], Character]] = OrderedDict()
 _CARDS_LOCK = threading.Lock()
 
@@ -391,8 +392,11 @@ class Engine:
             from rolechat.llm.encoding import encode_text
 
             count = len(encode_text(self.runtime.tokenizer, text))
-            if len(self._counts) > 8192:
-                self._counts.clear()
+            while len(self._counts) >= COUNTS_CACHED:  # the oldest counts go first, one by one: clearing them all
+                try:  # at once made a chat longer than the cache re-tokenize its whole history every turn
+                    del self._counts[next(iter(self._counts))]
+                except (StopIteration, KeyError, RuntimeError):  # another thread changed it meanwhile
+                    break
             self._counts[text] = count
         return count
 
