@@ -106,14 +106,7 @@ class Manifest:
         cols = "path, sha256, size, kind, encoding, chunks, indexed_at"
         if paths is None:
             return {r[0]: FileRow(*r) for r in self._rows(f"SELECT {cols} FROM files")}
-        paths = list(dict.fromkeys(paths))
-        found: dict[str, FileRow] = {}
-        for start in range(0, len(paths), 900):
-            part = paths[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for r in self._rows(f"SELECT {cols} FROM files WHERE path IN ({marks})", part):
-                found[r[0]] = FileRow(*r)
-        return found
+        return {r[0]: FileRow(*r) for r in self._rows_where(cols, "files", "path", dict.fromkeys(paths))}
 
     def has_chunks(self) -> bool:
         """Whether any chunk is indexed (one row read, whatever the size)."""
@@ -129,13 +122,18 @@ class Manifest:
         if ids is None:
             return [ChunkRow(*r) for r in self._rows(f"SELECT {cols} FROM chunks ORDER BY path, ord")]
         ids = list(ids)
-        found: dict[str, ChunkRow] = {}
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for r in self._rows(f"SELECT {cols} FROM chunks WHERE id IN ({marks})", part):
-                found[r[0]] = ChunkRow(*r)
+        found = {r[0]: ChunkRow(*r) for r in self._rows_where(cols, "chunks", "id", ids)}
         return [found[i] for i in ids if i in found]
+
+    def _rows_where(self, cols: str, table: str, key: str, values: Iterable[str]) -> list[tuple]:
+        """The rows of `table` whose `key` is one of `values`, asked in batches of 900 (under SQLite's limit of
+        999 parameters per statement)."""
+        values = list(values)
+        rows: list[tuple] = []
+        for start in range(0, len(values), 900):
+            part = values[start : start + 900]
+            rows += self._rows(f"SELECT {cols} FROM {table} WHERE {key} IN ({','.join('?' * len(part))})", part)
+        return rows
 
     def outline(self) -> list[tuple[str, str, str, str]]:
         """(id, path, headings, location) of every chunk, in file and chunk order."""
