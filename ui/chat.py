@@ -445,20 +445,20 @@ def _show_turn(chat, turn, pending: dict[str, Any]) -> None:
     show_retrieval(pending)
 
 
-def _reply_to(rt, settings: ChatSettings, persona: str, name: str | None = None) -> dict[str, Any]:
-    """A new, empty reply of `persona` (a scene line when `name` is given)."""
+def _reply_to(rt, settings: ChatSettings, reply) -> dict[str, Any]:
+    """A new, empty entry for `reply` (a scene line under its speaker's name)."""
+    persona = reply.speaker or settings.persona
     msg = {
         "role": "assistant",
         "content": "",
         "persona": persona,
-        "persona_label": persona_label(rt, persona),
+        "persona_label": reply.name or persona_label(rt, persona),
         "kb": settings.kb,
         "sources": None,
         "stats": {},
     }
-    if name:
-        msg["name"] = name
-        msg["persona_label"] = _scene_names(rt, settings)[name]
+    if reply.speaker:
+        msg["name"] = reply.speaker
     return msg
 
 
@@ -475,7 +475,7 @@ def answer(rt, settings: ChatSettings, pick: str | None = None, pending: dict[st
     session = _session(rt, settings)
     try:
         for reply in session.replies(pick, rng=random.Random()):
-            entry = pending or _reply_to(rt, settings, reply.speaker or settings.persona, reply.speaker)
+            entry = pending or _reply_to(rt, settings, reply)
             _generate(rt, settings, entry, reply)
             conversations.persist()
             job = session.summary_job(reply)

@@ -127,8 +127,7 @@ class Talk:
         count = 0
         for reply in self.session.replies(pick, rng):
             self.prepared(reply.turn)
-            name = self.session.names()[reply.speaker] if reply.speaker else None
-            self.say(reply, name)
+            self.say(reply, reply.name)
             count += 1
             job = self.session.summary_job(reply)
             if job is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rolechat.conversation.engine import WrappedReply
+from rolechat.conversation.scene import SEPARATORS, clean_reply
 from rolechat.conversation.setting import ChatSetting, UserPersona
 
 if TYPE_CHECKING:
@@ -70,9 +71,11 @@ class Summary:
             covers = int(saved.get("covers", 0))
         except (TypeError, ValueError):
             return cls()
-        if not 0 < covers <= messages:
-            return cls()
-        return cls(str(saved["text"]), covers)
+        return cls(str(saved["text"]), covers).within(messages)
+
+    def within(self, messages: int) -> Summary:
+        """This summary when it stands for some of `messages` (content-bearing, oldest first), else none."""
+        return self if 0 < self.covers <= messages else Summary()
 
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "covers": self.covers}
@@ -103,16 +106,12 @@ class CleanedReply(WrappedReply):
     be the speaker's name, and trailing blanks until more text follows."""
 
     def __init__(self, stream: ReplyStream, speaker_name: str) -> None:
-        from rolechat.conversation.scene import SEPARATORS
-
         super().__init__(stream)
         self._name = speaker_name
         self._prefixes = [f"{speaker_name}{sep}" for sep in SEPARATORS]
 
     @property
     def text(self) -> str:
-        from rolechat.conversation.scene import clean_reply
-
         return clean_reply(self._stream.text, self._name)
 
     def _undecided(self, head: str) -> bool:
@@ -158,6 +157,7 @@ class Reply:
         self.speaker = speaker  # a scene's speaker (persona); None in a solo chat
         self.before = 0  # content-bearing messages of the history before this turn's user message
         self.entry: dict[str, Any] | None = None  # the history entry, once recorded
+        self._name: str | None = None
         self._turn: Turn | None = None
         self._stream: ReplyStream | None = None
 
@@ -165,6 +165,13 @@ class Reply:
         """Prepare the turn (once); its stream opens when first asked for, so a door may still adjust the turn."""
         if self._turn is None:
             self._turn, self.before = self.session.prepare(self.speaker)
+
+    @property
+    def name(self) -> str | None:
+        """The name a scene's speaker goes by (asked once); None in a solo chat."""
+        if self.speaker and self._name is None:
+            self._name = self.session.names()[self.speaker]
+        return self._name
 
     @property
     def started(self) -> bool:
@@ -182,7 +189,7 @@ class Reply:
         if self._stream is None:
             stream = self.session.engine.stream(self.turn)
             if self.speaker:
-                stream = CleanedReply(stream, self.session.names()[self.speaker])
+                stream = CleanedReply(stream, self.name)
             self._stream = stream
         return self._stream
 
@@ -194,7 +201,7 @@ class Reply:
             return self.entry
         if text is None:
             text = self._stream.text if self._stream is not None else ""
-        kept = self.session.clean(text, self.speaker) if self.started else text
+        kept = clean_reply(text, self.name) if self.name and self.started else text
         entry = entry if entry is not None else {"role": "assistant"}
         entry.update(role="assistant", content=kept)
         if self.speaker:
@@ -321,7 +328,7 @@ class Session:
         return turn, len(before)
 
     def _solo_turn(self, message: str, before: list[dict[str, Any]]) -> Turn:
-        summary = self.summary if 0 < self.summary.covers <= len(before) else Summary()
+        summary = self.summary.within(len(before))
         return self.engine.prepare(
             message,
             character=self.persona,
@@ -340,14 +347,6 @@ class Session:
         settings, the chat's setting."""
         return {"user": self.user, "system": self.system, "params": self.params, "setting": self.setting}
 
-    def clean(self, text: str, speaker: str | None) -> str:
-        """The reply as the chat keeps it: a scene line without the speaker's own leading name."""
-        if not speaker:
-            return text
-        from rolechat.conversation.scene import clean_reply
-
-        return clean_reply(text, self.names()[speaker])
-
     # -- long chats -----------------------------------------------------------------------------------------------
 
     def summary_job(self, reply: Reply) -> SummaryJob | None:
@@ -363,7 +362,7 @@ class Session:
         if self.is_scene or turn.sources is not None or not dropped:
             return None
         said = _said(self.history)[: reply.before]
-        summary = self.summary if 0 < self.summary.covers <= len(said) else Summary()
+        summary = self.summary.within(len(said))
         upto = min(summary.covers + dropped + SUMMARY_SLACK, len(said) - KEEP_RECENT)
         if upto <= summary.covers:
             return None
