@@ -1,6 +1,6 @@
 """The local model runtime: load a base model, render chats, stream tokens, switch persona adapters.
 
-A walk through: `backend` says what a runtime offers (the `Backend` protocol) and holds the half both backends
+A walk through: `backend` says what a runtime offers (`Backend`, an abstract base) and holds the half both backends
 share (personas, prompts); `local` runs the model in this process, `remote` on an OpenAI-compatible server;
 `runtime.load_runtime` picks one. Below them: `templates` and `encoding` (chat text -> ids, also for training),
 `generation` and `batching` (streaming), `loader`, `personas`, `config`.

@@ -1,27 +1,27 @@
-"""What a model backend offers (`Backend`), and the half of it that needs no weights (`BackendBase`).
+"""What a model backend is (`Backend`): the half that needs no weights, written once, and what each backend adds.
 
-Two backends implement the protocol: the in-process runtime (`llm.local.Runtime`: one base model with every
-persona adapter loaded into it) and the remote one (`llm.remote.RemoteRuntime`: an OpenAI-compatible server
-runs the forward pass). `llm.runtime.load_runtime` picks one for a config; callers (the conversation engine,
-the API, the CLI, the app, persona evaluation) see only this surface.
+Two backends extend it: the in-process runtime (`llm.local.Runtime`: one base model with every persona adapter
+loaded into it) and the remote one (`llm.remote.RemoteRuntime`: an OpenAI-compatible server runs the forward
+pass), as LLaMA-Factory's engines extend its `BaseEngine`. `llm.runtime.load_runtime` picks one for a config;
+callers (the conversation engine, the API, the CLI, the app, persona evaluation) see only this surface.
 
-Both extend `BackendBase`, which owns everything that does not touch the forward pass, so the two can never
-render a different prompt for the same chat: the persona registry (which folders, which personas are usable,
-their manifests) and prompt assembly (the persona's system prompt, the chat template, the check that a prompt
-fits the context, the sampling settings). A backend adds how it loads, how it (re)loads persona adapters, and how it
-generates. There is no "switch adapter" call: every request names its persona, and the backend selects that
-persona's adapter (or its served LoRA module) for that request only.
+`Backend` owns everything that does not touch the forward pass, so the two can never render a different prompt
+for the same chat: the persona registry (which folders, which personas are usable, their manifests) and prompt
+assembly (the persona's system prompt, the chat template, the check that a prompt fits the context, the
+sampling settings). A backend adds how it loads, how it (re)loads persona adapters, and how it generates. There
+is no "switch adapter" call: every request names its persona, and the backend selects that persona's adapter
+(or its served LoRA module) for that request only.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from rolechat import settings
 from rolechat.llm.config import GenerationParams, LLMConfig
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from rolechat.llm.chat_model import RolechatChatModel
 
-__all__ = ["Backend", "BackendBase", "Message", "ParamOverrides", "PromptTooLong", "RuntimeInfo", "persona_roots"]
+__all__ = ["Backend", "Message", "ParamOverrides", "PromptTooLong", "RuntimeInfo", "persona_roots"]
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,11 @@ class RuntimeInfo:
     hint: str = ""
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """A loaded base model with its personas, as every caller uses it.
+class Backend(ABC):
+    """A loaded base model with its personas, as every caller uses it: the persona registry and prompt assembly
+    that both backends share, written once here, and the abstract part each backend adds (`load`,
+    `reload_personas`, `logits`, `reply_loss`, and `_generate`, a reply to prompt ids). Until a backend has them
+    all it cannot be instantiated.
 
     >>> rt = load_runtime()                       # llm.runtime: in-process or remote, per llm.backend
     >>> rt.persona_names()                        # ['base', 'miaomiao', ...]
@@ -92,104 +94,7 @@ class Backend(Protocol):
     info: RuntimeInfo
     tokenizer: PreTrainedTokenizerBase
     format: ChatFormat
-    parallel_generations: int  # generations it runs at once (server.max_concurrent auto)
-
-    @classmethod
-    @abstractmethod
-    def load(cls, cfg: LLMConfig | None = None) -> Self:
-        """Load the base model (or connect to its server) and scan the persona folders."""
-        ...
-
-    # -- personas: which ones exist and are usable; each request names one ----------------------------------
-
-    def persona_roots(self) -> list[Path]:
-        """The folders personas are looked for in."""
-        ...
-
-    def personas(self) -> list[PersonaEntry]:
-        """Every persona folder found, usable or not (`entry.error` says why not)."""
-        ...
-
-    def persona_names(self) -> list[str]:
-        """Selectable personas: "base" first."""
-        ...
-
-    def manifest(self, persona: str | None) -> PersonaManifest | None:
-        """The persona's manifest (None for the base model); PersonaError when it is not available."""
-        ...
-
-    @abstractmethod
-    def reload_personas(self) -> list[PersonaEntry]:
-        """Scan the persona folders again: new or changed adapters become usable, removed ones go."""
-        ...
-
-    def refresh_personas(self) -> list[PersonaEntry]:
-        """`reload_personas` only when a persona folder changed since the last scan."""
-        ...
-
-    # -- prompts ----------------------------------------------------------------------------------------------
-
-    def params(self, overrides: ParamOverrides = None) -> GenerationParams:
-        """The configured sampling settings with `overrides` applied."""
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        """How many tokens `text` takes as plain message text."""
-        ...
-
-    def prompt_ids(
-        self, messages: Sequence[Message], persona: str | None = None, persona_system: bool = True
-    ) -> list[int]:
-        """The prompt's token ids exactly as rendered, nothing dropped."""
-        ...
-
-    def encode(
-        self,
-        messages: Sequence[Message],
-        persona: str | None = None,
-        max_new_tokens: int | None = None,
-        persona_system: bool = True,
-    ) -> list[int]:
-        """The prompt's token ids; `PromptTooLong` when they leave the reply too little of the context."""
-        ...
-
-    # -- generation -------------------------------------------------------------------------------------------
-
-    def stream(
-        self,
-        messages: Sequence[Message],
-        persona: str | None = None,
-        params: ParamOverrides = None,
-        persona_system: bool = True,
-    ) -> TextStream:
-        """Stream a reply as text pieces; `persona` None or "base" = the plain model."""
-        ...
-
-    def chat(self, messages: Sequence[Message], persona: str | None = None, params: ParamOverrides = None) -> str:
-        """The blocking reply: the joined stream."""
-        ...
-
-    @abstractmethod
-    def logits(self, messages: Sequence[Message], persona: str | None = None) -> torch.Tensor:
-        """Next-token logits after the prompt (diagnostics); RemoteError where the server cannot give them."""
-        ...
-
-    @abstractmethod
-    def reply_loss(self, messages: Sequence[Message], reply: str, persona: str | None = None) -> tuple[float, int]:
-        """(summed negative log-likelihood, token count) of `reply` as the answer to `messages`."""
-        ...
-
-    def chat_model(self, persona: str | None = None, **params: float | None) -> RolechatChatModel:
-        """A LangChain chat model bound to this backend and persona."""
-        ...
-
-
-class BackendBase(Backend):
-    """The persona registry and prompt assembly both backends share. A backend subclasses it and implements the
-    protocol's abstract methods (`load`, `reload_personas`, `logits`, `reply_loss`) and `_generate` (a reply to
-    prompt ids); until it has them all it cannot be instantiated."""
-
-    parallel_generations: int = 1
+    parallel_generations: int = 1  # generations it runs at once (server.max_concurrent auto)
 
     def __init__(
         self,
@@ -226,9 +131,27 @@ class BackendBase(Backend):
         self._prompt_only: set[str] = set()  # character personas without an adapter: the base model
         self._persona_stamp: object = None
 
-    # -- personas ---------------------------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def load(cls, cfg: LLMConfig | None = None) -> Self:
+        """Load the base model (or connect to its server) and scan the persona folders."""
+
+    @abstractmethod
+    def reload_personas(self) -> list[PersonaEntry]:
+        """Scan the persona folders again: new or changed adapters become usable, removed ones go."""
+
+    @abstractmethod
+    def logits(self, messages: Sequence[Message], persona: str | None = None) -> torch.Tensor:
+        """Next-token logits after the prompt (diagnostics); RemoteError where the server cannot give them."""
+
+    @abstractmethod
+    def reply_loss(self, messages: Sequence[Message], reply: str, persona: str | None = None) -> tuple[float, int]:
+        """(summed negative log-likelihood, token count) of `reply` as the answer to `messages`."""
+
+    # -- personas: which ones exist and are usable; each request names one ----------------------------------
 
     def persona_roots(self) -> list[Path]:
+        """The folders personas are looked for in."""
         return persona_roots(self.cfg, self.info.is_demo)
 
     def personas(self) -> list[PersonaEntry]:
@@ -242,6 +165,7 @@ class BackendBase(Backend):
             return [BASE_PERSONA, *sorted({*self._loaded, *self._prompt_only})]
 
     def manifest(self, persona: str | None) -> PersonaManifest | None:
+        """The persona's manifest (None for the base model); PersonaError when it is not available."""
         if persona in (None, "", BASE_PERSONA):
             return None
         with self._lock:
@@ -279,6 +203,7 @@ class BackendBase(Backend):
     # -- prompts ----------------------------------------------------------------------------------------------
 
     def params(self, overrides: ParamOverrides = None) -> GenerationParams:
+        """The configured sampling settings with `overrides` applied."""
         if isinstance(overrides, GenerationParams):
             return overrides
         values = self.cfg.generation_defaults()
@@ -287,6 +212,7 @@ class BackendBase(Backend):
         return GenerationParams(**values)
 
     def count_tokens(self, text: str) -> int:
+        """How many tokens `text` takes as plain message text."""
         return len(encode_text(self.tokenizer, text))
 
     def prepare_messages(

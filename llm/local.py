@@ -10,7 +10,7 @@ decode step (`llm.max_batch` rows at most). Models whose cache cannot be batched
 serialized by the model lock. A persona's system prompt (from its manifest) is applied automatically.
 A prompt-only character (a persona folder with a character card and no adapter) is selectable like any
 persona; it generates with the base model (adapters disabled) and its own system prompt.
-The persona registry and prompt assembly it shares with the remote backend live in `llm.backend.BackendBase`.
+The persona registry and prompt assembly it shares with the remote backend live in `llm.backend.Backend`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rolechat.llm.backend import BackendBase, Message
+from rolechat.llm.backend import Backend, Message
 from rolechat.llm.batching import BatchedStream, BatchScheduler, supports_batching
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import GenerationStream
@@ -36,8 +36,9 @@ __all__ = ["Runtime"]
 log = logging.getLogger(__name__)
 
 
-class Runtime(BackendBase):
-    """A loaded base model plus persona adapters, in this process (see `llm.backend.Backend` for the surface).
+class Runtime(Backend):
+    """A loaded base model plus persona adapters, in this process (`llm.backend.Backend`: the surface, the
+    shared half).
 
     >>> rt = load_runtime()                       # llm.runtime; the demo model unless configured otherwise
     >>> rt.persona_names()                        # ['base', 'miaomiao', ...]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rolechat.llm.backend import BackendBase, Message
+from rolechat.llm.backend import Backend, Message
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import TextStream
 from rolechat.llm.loader import LoadError, ResolvedModel, resolve_model
@@ -92,7 +92,7 @@ class RemoteStream(TextStream):
             self.stats.elapsed = time.perf_counter() - start
 
 
-class RemoteRuntime(BackendBase):
+class RemoteRuntime(Backend):
     """A backend whose forward passes run on an OpenAI-compatible server (see the module docstring).
 
     >>> rt = load_runtime(LLMConfig(backend="openai", base_url="http://127.0.0.1:8001/v1", model="llm/demo/model"))

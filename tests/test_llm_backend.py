@@ -1,5 +1,5 @@
 """Both backends (in-process `Runtime`, server-backed `RemoteRuntime`) offer the whole `Backend` surface, with
-the protocol's parameters, so a caller written against the protocol runs on either. (That live instances pass
+its parameters, so a caller written against `Backend` runs on either. (That live instances pass
 `isinstance(rt, Backend)` is checked in tests/test_llm_remote.py, which has both loaded.)"""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import inspect
 import pytest
 
 from rolechat.llm import Backend, Runtime, load_runtime
-from rolechat.llm.backend import BackendBase
 from rolechat.llm.remote import RemoteRuntime
 
 METHODS = sorted(
     n for n, v in vars(Backend).items() if not n.startswith("_") and (callable(v) or isinstance(v, classmethod))
 )
+ABSTRACT = ["_generate", "load", "logits", "reload_personas", "reply_loss"]
 ATTRIBUTES = sorted(Backend.__annotations__)
 
 
@@ -31,8 +31,8 @@ def test_the_protocol_names_what_callers_use():
 
 @pytest.mark.parametrize("backend", [Runtime, RemoteRuntime])
 @pytest.mark.parametrize("name", METHODS)
-def test_each_backend_implements_every_method_with_the_protocols_parameters(backend, name):
-    assert issubclass(backend, BackendBase) and not inspect.isabstract(backend)
+def test_each_backend_implements_every_method_with_the_surfaces_parameters(backend, name):
+    assert issubclass(backend, Backend) and not inspect.isabstract(backend)
     method = getattr(backend, name, None)
     assert callable(method), f"{backend.__name__} lacks {name}"
     assert parameters(method) == parameters(getattr(Backend, name)), f"{backend.__name__}.{name}"
@@ -44,10 +44,10 @@ def test_a_backend_missing_a_method_is_not_a_backend():
 
     assert not isinstance(Partial(), Backend)
 
-    class Unfinished(BackendBase):  # the shared half alone: no way to load or generate
+    class Unfinished(Backend):  # the shared half alone: no way to load or generate
         pass
 
-    assert sorted(BackendBase.__abstractmethods__) == ["_generate", "load", "logits", "reload_personas", "reply_loss"]
+    assert sorted(Backend.__abstractmethods__) == ABSTRACT
     with pytest.raises(TypeError, match="abstract"):
         Unfinished(None, None, None, None, None, device="cpu", dtype="float32")
 

@@ -57,7 +57,7 @@ def test_both_loaded_backends_satisfy_the_backend_protocol(engine, tiny_qwen2):
     local, _, url = engine
     remote = load_runtime(remote_config(tiny_qwen2, url))
     assert isinstance(local, Backend) and isinstance(remote, Backend)
-    assert not isinstance(remote, Runtime)  # it shares BackendBase with the local runtime, not the local runtime itself
+    assert not isinstance(remote, Runtime)  # it shares Backend with the local runtime, not the local runtime itself
     assert remote.count_tokens("讲个故事") == local.count_tokens("讲个故事") > 0
 
 
