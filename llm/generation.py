@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from rolechat.llm.config import GenerationParams
@@ -46,6 +46,10 @@ class GenerationStats:
     def tokens_per_second(self) -> float:
         gen_time = self.elapsed - (self.time_to_first_token or 0.0)
         return (self.completion_tokens - 1) / gen_time if self.completion_tokens > 1 and gen_time > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every figure, tokens per second included (the app keeps this with each reply)."""
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
 
 
 class _TokenQueue:

@@ -49,7 +49,7 @@ def test_plain_chat_streams_the_runtimes_reply_and_shows_model_and_stats(monkeyp
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     history = at.session_state["history"]
     assert history[-1]["content"] == expected(history[:1], "base")
-    assert history[-1]["stats"]["tokens"] > 0
+    assert history[-1]["stats"]["completion_tokens"] > 0
     meta = at.chat_message[1].caption[-1].value
     assert "基础模型" in meta and "词元/秒" in meta
 
@@ -216,4 +216,4 @@ def test_rag_reply_stats_are_the_models_own_token_counts(monkeypatch, tiny_qwen2
     at.sidebar.selectbox(key="mode").select("bm25").run()
     at.chat_input[0].set_value("北京").run()
     assert not at.exception
-    assert at.session_state["history"][-1]["stats"]["tokens"] == 12  # greedy, no end token: max_new_tokens
+    assert at.session_state["history"][-1]["stats"]["completion_tokens"] == 12  # greedy, no end token: max_new_tokens

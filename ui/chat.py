@@ -282,7 +282,7 @@ def show_meta(msg: dict[str, Any]) -> None:
         "chat.meta",
         who=who,
         seconds=stats.get("seconds", 0.0),
-        tokens=stats.get("tokens", 0),
+        tokens=stats.get("completion_tokens", stats.get("tokens", 0)),  # "tokens" in chats saved before 12/2026
         tps=stats.get("tokens_per_second", 0.0),
     )
     if msg.get("stopped"):
@@ -359,16 +359,6 @@ def _tracked(pieces: Iterator[str], pending: dict[str, Any]) -> Iterator[str]:
             close()  # stops the generation thread and releases the runtime
 
 
-def _stats(stream) -> dict[str, Any]:
-    s = stream.stats
-    return {
-        "tokens": s.completion_tokens,
-        "tokens_per_second": s.tokens_per_second,
-        "first_token": s.time_to_first_token,
-        "finish_reason": s.finish_reason,
-    }
-
-
 def _session(rt, settings: ChatSettings):
     """The chat shown as a `conversation.Session`: its history is the page's own list, its summary the saved
     chat's; a new engine per run, so indexing done elsewhere is always seen."""
@@ -410,7 +400,7 @@ def _generate(rt, settings: ChatSettings, pending: dict[str, Any], reply) -> dic
                 st.write_stream(tracked)
             finally:
                 tracked.close()  # closes the stream's iterator: stops the generation thread
-            pending["stats"] = {"seconds": time.perf_counter() - started, **_stats(stream)}
+            pending["stats"] = {"seconds": time.perf_counter() - started, **stream.stats.as_dict()}
             pending["tone"] = _tone(pending["content"])
         except Exception as exc:  # shown in the conversation, never swallowed
             log.exception("generation failed")
