@@ -7,10 +7,10 @@ encoder (BERT family) or decoder (Qwen family) through `AutoModelForSequenceClas
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from rolechat.finetune.config import check_lora_run
+from rolechat.finetune.config import LoraRun
 from rolechat.settings import setting
 
 __all__ = ["ClassifyConfig"]
@@ -20,8 +20,11 @@ POOLINGS = ("auto", "mean", "head")
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(LoraRun):
     """How a text-classifier adapter is trained."""
+
+    SECTION: ClassVar[str] = "classify"
+    SCHEDULES: ClassVar[tuple[str, ...]] = SCHEDULES
 
     model: str = setting(
         "",
@@ -69,22 +72,12 @@ class ClassifyConfig:
     strict: bool = setting(False, "Fail on the first bad row instead of skipping it.")
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ValueError(f"classify.{name} {message}, got {getattr(self, name)!r}")
+        need = self.need
 
         need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "must name a column")
         need(isinstance(self.label_column, str) and bool(self.label_column), "label_column", "must name a column")
         need(self.text_column != self.label_column, "label_column", "must differ from text_column")
-        check_lora_run(self, need, SCHEDULES)
+        self.check_run()
         need(self.max_length >= 8, "max_length", "must be >= 8")
         need(self.pooling in POOLINGS, "pooling", f"must be one of {', '.join(POOLINGS)}")
         need(self.lora_layers >= 0, "lora_layers", "must be >= 0")
-
-    @property
-    def target(self) -> str | list[str]:
-        """What peft's LoraConfig.target_modules expects."""
-        return "all-linear" if self.target_modules == ["all-linear"] else list(self.target_modules)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -6,48 +6,71 @@ is trained on exactly the model and template the runtime serves it with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from rolechat.settings import setting
 
-__all__ = ["TrainConfig"]
+__all__ = ["LoraRun", "TrainConfig"]
 
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 REPORTERS = ("none", "tensorboard", "swanlab")
 
 
-def check_lora_run(cfg: Any, need: Callable[[bool, str, str], None], schedules: tuple[str, ...]) -> None:
-    """The checks persona and classifier training share: optimizer, schedule, batch, LoRA and held-out split
-    (`need(ok, field, message)` raises the section's precise error). Turns a comma-separated
-    target_modules string into a list."""
-    if isinstance(cfg.target_modules, str):
-        cfg.target_modules = [m.strip() for m in cfg.target_modules.split(",") if m.strip()]
-    need(cfg.epochs > 0, "epochs", "must be > 0")
-    need(cfg.max_steps >= 0, "max_steps", "must be >= 0")
-    need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
-    need(cfg.schedule in schedules, "schedule", f"must be one of {', '.join(schedules)}")
-    need(0 <= cfg.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-    need(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
-    need(cfg.batch_size >= 1, "batch_size", "must be >= 1")
-    need(cfg.rank >= 1, "rank", "must be >= 1")
-    need(cfg.alpha >= 1, "alpha", "must be >= 1")
-    need(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
-    need(
-        bool(cfg.target_modules) and all(isinstance(m, str) and m for m in cfg.target_modules),
-        "target_modules",
-        "must name at least one module (or all-linear)",
-    )
-    need(0 <= cfg.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
-    need(cfg.save_steps >= 1, "save_steps", "must be >= 1")
-    need(cfg.save_total_limit >= 1, "save_total_limit", "must be >= 1")
-    need(cfg.logging_steps >= 1, "logging_steps", "must be >= 1")
+class LoraRun:
+    """What persona and classifier training settings share (both dataclasses extend it): the checks of the
+    optimizer, schedule, batch, LoRA and held-out split, `target` and `to_dict`. A subclass names its config
+    `SECTION` (for errors such as "train.rank must be >= 1") and its `SCHEDULES`."""
+
+    SECTION: ClassVar[str]
+    SCHEDULES: ClassVar[tuple[str, ...]]
+
+    def need(self, ok: bool, name: str, message: str) -> None:
+        """Raise the section's precise error about field `name` unless `ok`."""
+        if not ok:
+            raise ValueError(f"{self.SECTION}.{name} {message}, got {getattr(self, name)!r}")
+
+    def check_run(self) -> None:
+        """The shared checks; turns a comma-separated target_modules string into a list."""
+        cfg, need = cast(Any, self), self.need
+        if isinstance(cfg.target_modules, str):
+            cfg.target_modules = [m.strip() for m in cfg.target_modules.split(",") if m.strip()]
+        need(cfg.epochs > 0, "epochs", "must be > 0")
+        need(cfg.max_steps >= 0, "max_steps", "must be >= 0")
+        need(cfg.learning_rate > 0, "learning_rate", "must be > 0")
+        need(cfg.schedule in self.SCHEDULES, "schedule", f"must be one of {', '.join(self.SCHEDULES)}")
+        need(0 <= cfg.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        need(cfg.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(cfg.batch_size >= 1, "batch_size", "must be >= 1")
+        need(cfg.rank >= 1, "rank", "must be >= 1")
+        need(cfg.alpha >= 1, "alpha", "must be >= 1")
+        need(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+        need(
+            bool(cfg.target_modules) and all(isinstance(m, str) and m for m in cfg.target_modules),
+            "target_modules",
+            "must name at least one module (or all-linear)",
+        )
+        need(0 <= cfg.eval_ratio < 0.5, "eval_ratio", "must be in [0, 0.5)")
+        need(cfg.save_steps >= 1, "save_steps", "must be >= 1")
+        need(cfg.save_total_limit >= 1, "save_total_limit", "must be >= 1")
+        need(cfg.logging_steps >= 1, "logging_steps", "must be >= 1")
+
+    @property
+    def target(self) -> str | list[str]:
+        """What peft's LoraConfig.target_modules expects."""
+        modules = cast(Any, self).target_modules
+        return "all-linear" if modules == ["all-linear"] else list(modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(cast(Any, self))
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(LoraRun):
     """How a persona adapter is trained. Every field has a CLI flag of the same name (`--eval-ratio` ...)."""
+
+    SECTION: ClassVar[str] = "train"
+    SCHEDULES: ClassVar[tuple[str, ...]] = SCHEDULES
 
     epochs: float = setting(3.0, "Passes over the training data (ignored when max_steps > 0).")
     max_steps: int = setting(0, "Stop after this many optimizer steps; 0 = use epochs.")
@@ -102,11 +125,8 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ValueError(f"train.{name} {message}, got {getattr(self, name)!r}")
-
-        check_lora_run(self, need, SCHEDULES)
+        need = self.need
+        self.check_run()
         need(self.grad_accum >= 1, "grad_accum", "must be >= 1")
         need(self.max_length >= 16, "max_length", "must be >= 16")
         need(self.eval_steps >= 0, "eval_steps", "must be >= 0")
@@ -119,11 +139,3 @@ class TrainConfig:
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
         need(self.report_to in REPORTERS, "report_to", f"must be one of {', '.join(REPORTERS)}")
         need(self.num_workers >= 0, "num_workers", "must be >= 0")
-
-    @property
-    def target(self) -> str | list[str]:
-        """What peft's LoraConfig.target_modules expects."""
-        return "all-linear" if self.target_modules == ["all-linear"] else list(self.target_modules)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -126,8 +126,8 @@ def failures_reported(progress: ProgressLog) -> Iterator[None]:
 
 
 def schedule_args(cfg: Any, folder: Path, total_steps: int) -> dict[str, Any]:
-    """The TrainingArguments both runs take alike from the fields their configs share (`finetune.config.
-    check_lora_run` checks them): checkpoint folder, batch, epochs or steps, schedule, logging, checkpoints, seeds."""
+    """The TrainingArguments both runs take alike from the fields their configs share (`finetune.config.LoraRun`
+    checks them): checkpoint folder, batch, epochs or steps, schedule, logging, checkpoints, seeds."""
     return {
         "output_dir": str(folder),
         "per_device_train_batch_size": cfg.batch_size,
