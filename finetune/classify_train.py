@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +335,15 @@ class _Base:
         device = pick_device(getattr(llm_cfg, "device", "auto") if llm_cfg is not None else "auto")
         return cls(resolved.source, resolved.model_id, device, *reading(cfg, resolved.source))
 
+    def described(self) -> dict[str, str]:
+        """What the classifier's manifest says of its base and how it reads texts."""
+        return {
+            "base_model": self.model_id,
+            "base_source": self.source,
+            "pooling": self.pooling,
+            "text_prefix": self.text_prefix,
+        }
+
     @classmethod
     def recorded(cls, base: dict[str, Any]) -> _Base:
         """The base a resumed run started with (records of older versions have no pooling or prefix)."""
@@ -387,13 +396,10 @@ def _run(
     manifest = ClassifierManifest(
         name=job.name,
         labels=labeled.labels,
-        base_model=base.model_id,
-        base_source=base.source,
+        **base.described(),
         base_fingerprint=base_print,
         architecture=architecture,
         heads=saved,
-        pooling=base.pooling,
-        text_prefix=base.text_prefix,
         text_column=cfg.text_column,
         label_column=cfg.label_column,
         max_length=cfg.max_length,
@@ -435,13 +441,7 @@ def _run_record(job: _Job, base: _Base, before: dict[str, Any] | None) -> dict[s
         "out": str(job.final),
         "description": job.description,
         "config": job.cfg.to_dict(),
-        "base": {
-            "source": base.source,
-            "model_id": base.model_id,
-            "device": base.device,
-            "pooling": base.pooling,
-            "text_prefix": base.text_prefix,
-        },
+        "base": asdict(base),
         "before": before,
     }
 
