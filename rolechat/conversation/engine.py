@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -682,12 +681,6 @@ class Engine:
         """prepare() then stream()."""
         turn = self.prepare(message, **kwargs)
         return turn, self.stream(turn)
-
-    def complete(self, message: str, **kwargs: Any) -> tuple[Turn, str, float]:
-        """Blocking: (turn, reply text, seconds)."""
-        start = time.perf_counter()
-        turn, stream = self.reply(message, **kwargs)
-        return turn, stream.join(), time.perf_counter() - start
 
     # -- scenes (several characters, one adapter each; see `scene`) ----------------------------------------
 
