@@ -1,57 +1,19 @@
 """The same knowledge base on a real Chroma server (`chroma run`) on loopback."""
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import httpx
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from rolechat.rag import KnowledgeBase, RAGConfig, delete_kb
 from rolechat.rag.store import all_ids, collection_name
+from tests.servers import chroma_server
 
 pytestmark = pytest.mark.slow
-CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def chroma_url(tmp_path):
-    if not Path(CHROMA).exists():
-        pytest.skip("the chroma CLI (shipped with the chromadb wheel) is not installed")
-    port = free_port()
-    log = open(tmp_path / "chroma.log", "wb")
-    proc = subprocess.Popen(
-        [CHROMA, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    with chroma_server(tmp_path / "chroma") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_index_search_and_delete_through_a_chroma_server(tmp_path, chroma_url):
