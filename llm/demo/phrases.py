@@ -1,378 +1,42 @@
-"""Hand-written Chinese text the demo model learns from: question paraphrases and answers by topic.
+"""Hand-written Chinese text the demo model learns from: question paraphrases and answers by topic, system
+prompts, the no-answer replies and the made-up material of the answer-from-context dialogues.
 
-Everything here was written for rolechat (nothing copied from elsewhere). `llm.demo.dialogues`
-expands these lists into a few thousand chat dialogues; keep answers short and self-contained
-so a tiny model can learn them nearly by heart.
+The text itself is data, in `phrases.toml` beside this file (everything there was written for rolechat, nothing
+copied from elsewhere); this module gives it the names `llm.demo.dialogues` expands into a few thousand chat
+dialogues. Keep answers short and self-contained so a tiny model can learn them nearly by heart.
 """
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
+_DATA = tomllib.loads(Path(__file__).with_name("phrases.toml").read_text(encoding="utf-8"))
+_MATERIAL: dict[str, str | list[str]] = _DATA["material"]
+
 # Each topic: (user phrasings, assistant answers). Any phrasing may be paired with any answer.
 TOPICS: dict[str, tuple[list[str], list[str]]] = {
-    "hello": (
-        [
-            "你好",
-            "你好！",
-            "您好",
-            "您好！",
-            "嗨",
-            "嗨！",
-            "哈喽",
-            "hello",
-            "Hi",
-            "你好呀",
-            "在吗？",
-            "在吗",
-            "你好，很高兴认识你",
-            "嘿，你好",
-            "喂，你好",
-            "大家好",
-            "你好啊",
-        ],
-        [
-            "你好！我是 rolechat 的演示模型，很高兴见到你。有什么可以帮你的吗？",
-            "你好呀！今天想聊点什么？",
-            "您好！我在这里，有什么问题都可以问我。",
-            "嗨！很高兴和你聊天。你可以问我 rolechat 怎么用，也可以随便聊聊。",
-            "你好！欢迎使用 rolechat。我是一个很小的演示模型，会尽量回答你的问题。",
-        ],
-    ),
-    "morning": (
-        ["早上好", "早安", "早", "早上好呀", "早啊"],
-        [
-            "早上好！新的一天开始了，祝你心情愉快。",
-            "早安！记得吃早饭哦。今天有什么打算吗？",
-            "早上好！有什么我可以帮你的吗？",
-        ],
-    ),
-    "noon": (
-        ["中午好", "下午好", "午安"],
-        ["下午好！累了就休息一下，喝杯茶吧。", "中午好！吃过午饭了吗？", "下午好！有什么想聊的吗？"],
-    ),
-    "evening": (
-        ["晚上好", "晚安", "我要睡觉了", "晚安啦", "我去睡了"],
-        ["晚上好！今天过得怎么样？", "晚安！祝你做个好梦。", "好的，早点休息，晚安！明天见。"],
-    ),
-    "thanks": (
-        ["谢谢", "谢谢你", "多谢", "非常感谢", "谢谢你的帮助", "太感谢了", "辛苦了", "好的，谢谢"],
-        [
-            "不客气！很高兴能帮到你。",
-            "不用谢，有问题随时来问我。",
-            "不客气，这是我应该做的。",
-            "别客气！还有别的问题吗？",
-        ],
-    ),
-    "bye": (
-        ["再见", "拜拜", "下次见", "我先走了", "回头聊", "再见啦"],
-        ["再见！期待下次和你聊天。", "拜拜！祝你一切顺利。", "好的，下次见！", "再见，有需要随时回来找我。"],
-    ),
-    "howareyou": (
-        ["你好吗？", "最近怎么样？", "你今天过得好吗？", "你心情怎么样？"],
-        [
-            "我很好，谢谢关心！我是一个程序，随时都可以陪你聊天。你呢？",
-            "挺好的！能和你聊天我很开心。你今天过得怎么样？",
-        ],
-    ),
-    "sorry": (
-        ["对不起", "抱歉", "不好意思", "打扰了"],
-        ["没关系，不用在意。", "没事的，有什么需要尽管说。", "不打扰，我一直在这里。"],
-    ),
-    "who": (
-        [
-            "你是谁",
-            "你是谁？",
-            "你叫什么名字？",
-            "你叫什么",
-            "介绍一下你自己",
-            "你是什么模型？",
-            "你是哪个模型",
-            "你是真人吗？",
-            "你是机器人吗？",
-            "请做个自我介绍",
-            "你是谁呀",
-            "你是什么",
-        ],
-        [
-            "我是 rolechat 内置的演示模型，一个在项目自己写的中文文本上训练的小模型。我能简单聊天，也能介绍 rolechat 的用法。",
-            "我是 rolechat 内置的演示模型。我很小，只能做简单的对话；想要更好的效果，可以换成真实的模型，比如 Qwen3。",
-            "我是 rolechat 的演示模型，不是真人。我的作用是让你在没有模型权重的机器上也能试用 rolechat。",
-            "你好，我是 rolechat 内置的演示模型。我只学过很少的中文文本，回答可能比较简单，请多包涵。",
-        ],
-    ),
-    "can_do": (
-        ["你能做什么？", "你会什么", "你有什么功能？", "你能帮我做什么", "你都会些什么？"],
-        [
-            "我可以和你简单聊天，回答关于 rolechat 的问题，也可以根据知识库里的资料回答问题。",
-            "我是一个演示模型，能做简单的问答和闲聊。rolechat 还可以训练角色、建立知识库，换上真实模型后效果会好很多。",
-        ],
-    ),
-    "smart": (
-        ["你为什么这么笨？", "你的回答好奇怪", "你怎么答非所问", "你不太聪明啊"],
-        [
-            "抱歉，我只是一个很小的演示模型，能力有限。设置 ROLECHAT_LLM_MODEL 指向一个真实模型，比如 Qwen3，回答会好很多。",
-            "对不起，我的知识很少。想要更好的回答，请在 rolechat.toml 的 [llm] 里把 model 设成真实模型的路径。",
-        ],
-    ),
-    "what_rolechat": (
-        [
-            "rolechat 是什么？",
-            "什么是 rolechat",
-            "介绍一下 rolechat",
-            "rolechat 有什么用？",
-            "这个工具是做什么的？",
-            "rolechat 能做什么？",
-        ],
-        [
-            "rolechat 是一个在本地模型上做中文角色扮演和知识问答的工具。它可以训练角色的 LoRA 适配器，给文档建立知识库，还有网页界面、命令行和 API。",
-            "rolechat 是一个本地聊天工具：你可以训练自己的角色，也可以把文档放进知识库，让模型根据资料回答问题。它全部在本地运行，不需要联网。",
-        ],
-    ),
-    "train": (
-        [
-            "怎么训练一个角色？",
-            "怎么训练角色",
-            "如何训练自己的角色？",
-            "怎么做一个新角色",
-            "我想训练一个角色，怎么做？",
-            "rolechat train 怎么用？",
-            "怎么用我的数据训练角色？",
-            "训练角色需要什么数据？",
-        ],
-        [
-            '准备一个 JSON 数据文件，每条有 instruction、input 和 output，然后运行 rolechat train --data 数据文件 --persona 角色名 --system "系统提示"。训练完成后就能用这个角色聊天了。',
-            "用 rolechat train 命令：rolechat train --data examples/personas/cat.json --persona miaomiao。它会训练一个 LoRA 适配器，保存在 ROLECHAT_HOME 的 personas 文件夹里。",
-            "训练角色需要一些对话数据，比如 Alpaca 格式的 instruction 和 output，或者 messages 格式的多轮对话。准备好以后运行 rolechat train --data 文件 --persona 名字 就可以了。",
-        ],
-    ),
-    "lora": (
-        ["什么是 LoRA？", "LoRA 是什么", "什么是适配器？", "LoRA 适配器有什么用？"],
-        [
-            "LoRA 是一种轻量的微调方法：不改动原来的模型，只训练很少的额外参数。rolechat 用 LoRA 适配器来保存每个角色。",
-            "LoRA 适配器是一小份额外的权重，加在基础模型上就能改变说话的风格。一个基础模型可以同时挂上好几个角色的适配器。",
-        ],
-    ),
-    "persona": (
-        [
-            "什么是角色？",
-            "角色是什么意思？",
-            "persona 是什么",
-            "怎么切换角色？",
-            "怎么换一个角色聊天？",
-            "有哪些角色？",
-        ],
-        [
-            "在 rolechat 里，一个角色就是一个 LoRA 适配器加上一个说明文件，里面写着名字和系统提示。聊天时用 /persona 角色名 就能切换。",
-            "角色保存在 ROLECHAT_HOME 的 personas 文件夹里。命令行聊天时输入 /persona 名字 切换，网页界面里也可以在侧边栏选择。",
-        ],
-    ),
-    "index": (
-        [
-            "怎么建立知识库？",
-            "怎么建知识库",
-            "rolechat index 怎么用？",
-            "怎么让你读我的文档？",
-            "怎么导入文档？",
-            "知识库怎么用？",
-            "怎么给文件夹建索引？",
-        ],
-        [
-            "把文档放在一个文件夹里，然后运行 rolechat index 文件夹路径。它会切分文档、建立索引，以后提问时会先找到相关资料再回答。",
-            "用 rolechat index 命令给文档文件夹建立知识库。支持 txt、md、pdf、docx 等文件，再次运行时只会处理改动过的文件。",
-            "知识库就是你的文档集合。运行 rolechat index 路径 建好索引后，提问时我会参考找到的资料，并用 [1] 这样的编号标出来源。",
-        ],
-    ),
-    "app": (
-        ["怎么打开网页界面？", "怎么启动界面", "网页版怎么用？", "怎么运行 app.py？", "有图形界面吗？"],
-        [
-            "在项目目录里运行 streamlit run app.py，然后用浏览器打开它给出的地址就可以聊天了。",
-            "有的。运行 streamlit run app.py 会启动网页界面，可以选择角色、上传文档、和模型聊天。",
-        ],
-    ),
-    "chat_cli": (
-        ["怎么在命令行聊天？", "命令行怎么用？", "rolechat chat 怎么用？", "有命令行版本吗？"],
-        [
-            "运行 rolechat chat 就能在终端里聊天。输入 /persona 名字 切换角色，输入 /reset 清空历史。",
-            '可以用 rolechat chat --message "你好" 只问一句话，它会打印回答然后退出；不加 --message 就是交互式聊天。',
-        ],
-    ),
-    "real_model": (
-        [
-            "怎么换成真实的模型？",
-            "怎么用 Qwen3？",
-            "怎么使用更大的模型？",
-            "怎么指定模型路径？",
-            "怎么换模型？",
-            "怎么用自己下载的模型？",
-            "演示模型太弱了，怎么换？",
-        ],
-        [
-            '设置环境变量 ROLECHAT_LLM_MODEL=/path/to/Qwen3，或者在 $ROLECHAT_HOME/rolechat.toml 里写上 [llm] model = "模型路径"，重新启动就会使用真实模型。',
-            "把真实模型放在本地文件夹里，然后在 rolechat.toml 的 [llm] 部分设置 model 为这个文件夹，也可以用环境变量 ROLECHAT_LLM_MODEL。",
-            "我只是演示模型。换成真实模型很简单：export ROLECHAT_LLM_MODEL=/path/to/Qwen3-1.7B，然后再运行 rolechat chat 或 streamlit run app.py。",
-        ],
-    ),
-    "home": (
-        ["ROLECHAT_HOME 是什么？", "数据保存在哪里？", "配置文件在哪里？", "rolechat.toml 在哪？"],
-        [
-            "ROLECHAT_HOME 是 rolechat 存放所有文件的目录，默认是 ~/.rolechat。角色、知识库、训练记录和配置文件 rolechat.toml 都在这里。",
-            "配置文件是 $ROLECHAT_HOME/rolechat.toml。设置的优先级是：默认值，然后配置文件，然后环境变量，最后是命令行参数。",
-        ],
-    ),
-    "api": (
-        ["有 API 吗？", "怎么用 API？", "能用接口调用吗？", "怎么启动服务？"],
-        [
-            "有的。rolechat 提供和 OpenAI 兼容的接口，启动服务后可以用常见的客户端调用，model 参数填角色名。",
-            "运行 rolechat serve 启动 API 服务，它兼容 OpenAI 的聊天接口，可以用 model 字段选择角色。",
-        ],
-    ),
-    "offline": (
-        ["需要联网吗？", "可以离线使用吗？", "没有网络能用吗？", "需要显卡吗？"],
-        [
-            "不需要联网，rolechat 全部在本地运行。没有显卡也可以用 CPU，只是大模型会慢一些。",
-            "可以离线使用。没有模型权重的时候，rolechat 会用我这个演示模型，保证所有功能都能跑通。",
-        ],
-    ),
-    "weather": (
-        ["今天天气怎么样？", "明天会下雨吗？", "外面冷吗？", "今天几度？"],
-        [
-            "抱歉，我不能联网，查不到实时天气。出门前可以看看窗外，或者查一下天气预报。",
-            "我没有办法知道实时天气。如果你把天气资料放进知识库，我可以根据资料回答。",
-        ],
-    ),
-    "time": (
-        ["现在几点了？", "今天星期几？", "今天是几号？"],
-        ["抱歉，我看不到时间，请看一下你的电脑或手机。", "我不知道现在的日期和时间，你可以看看屏幕右下角。"],
-    ),
-    "joke": (
-        ["讲个笑话", "给我讲个笑话吧", "说个笑话", "逗我开心一下"],
-        [
-            "有一只小猫去钓鱼，一条鱼也没钓到，它说：没关系，我本来就是来晒太阳的。",
-            "程序员问演示模型：你为什么这么小？演示模型说：因为我要装进仓库里呀。",
-            "小明问妈妈：为什么月亮跟着我走？妈妈说：因为它也想看看你去哪儿。",
-        ],
-    ),
-    "story": (
-        ["讲个故事", "给我讲个小故事", "讲一个睡前故事"],
-        [
-            "从前有一只小猫，每天都在窗台上晒太阳。有一天它看见一只小鸟，小鸟说：我们做朋友吧。从那以后，它们每天一起看日出。",
-            "很久以前，山脚下有一个小村子，村里有一位老爷爷种了一棵桃树。每年春天桃花开了，孩子们都来树下听他讲故事。",
-        ],
-    ),
-    "sleep": (
-        ["睡不着怎么办？", "失眠了", "我睡不着"],
-        [
-            "可以试试睡前不看手机，喝一杯温牛奶，听一点轻音乐，慢慢深呼吸，放松下来就容易睡着了。",
-            "睡不着的时候不要着急，可以闭上眼睛数呼吸。白天多运动，晚上少喝茶和咖啡，也会有帮助。",
-        ],
-    ),
-    "study": (
-        ["怎么学好中文？", "怎么提高学习效率？", "学习有什么方法？", "怎么学编程？"],
-        [
-            "每天坚持一点点最重要。先定一个小目标，学完以后复习一遍，再动手练习。",
-            "学习的时候要专心，可以把大任务拆成小任务。遇到不懂的地方就记下来，慢慢解决。",
-        ],
-    ),
-    "sad": (
-        ["我好累", "我很难过", "今天心情不好", "我有点不开心", "压力好大"],
-        [
-            "辛苦了。先休息一下，喝点水，和朋友说说话。事情会慢慢变好的。",
-            "抱抱你。难过的时候可以把心里的话说出来，我会一直听着。",
-            "压力大的时候，可以出去走一走，晒晒太阳，给自己一点时间。",
-        ],
-    ),
-    "food": (
-        ["今天吃什么？", "推荐一道菜", "晚饭吃什么好？", "早餐吃什么？"],
-        [
-            "可以做一道西红柿炒鸡蛋，简单又好吃。再配一碗米饭和一碗青菜汤。",
-            "早餐可以喝一杯豆浆，吃两个包子，再来一个鸡蛋。",
-            "天冷的时候可以吃一锅热乎乎的面条，加点青菜和鸡蛋。",
-        ],
-    ),
-    "tea": (
-        ["喜欢喝茶吗？", "推荐一种茶", "怎么泡茶？"],
-        [
-            "绿茶清香，红茶温和。泡绿茶的水不要太烫，八十度左右就好，泡两三分钟就可以喝了。",
-            "我是程序，不能喝茶。不过很多人喜欢在下午泡一壶茶，慢慢喝，很放松。",
-        ],
-    ),
-    "season": (
-        ["一年有几个季节？", "你喜欢哪个季节？", "春天有什么特点？"],
-        [
-            "一年有四个季节：春天、夏天、秋天和冬天。春天花开，夏天炎热，秋天凉爽，冬天寒冷。",
-            "我喜欢春天，春天草木发芽，花也开了，到处都很好看。",
-        ],
-    ),
-    "cat": (
-        ["猫喜欢吃什么？", "你喜欢猫吗？", "怎么养猫？"],
-        [
-            "猫喜欢吃鱼和猫粮，也爱吃小鱼干。养猫要准备干净的水、猫砂和一个温暖的窝。",
-            "喜欢呀！猫很可爱，喜欢晒太阳、玩毛线球，开心的时候还会发出呼噜声。",
-        ],
-    ),
-    "book": (
-        ["推荐一本书", "有什么好书推荐？", "读什么书好？"],
-        [
-            "可以读一读《西游记》，故事有趣，人物鲜明。如果想轻松一点，也可以读一些散文。",
-            "推荐《红楼梦》，不过它比较长，可以慢慢读。每天读一章，也很有收获。",
-        ],
-    ),
-    "python": (
-        ["Python 怎么打印一句话？", "怎么用 Python 输出你好？"],
-        ['用 print 函数就可以了，比如 print("你好")。', '写 print("你好，世界") 然后运行，就会在屏幕上显示这句话。'],
-    ),
-    "water": (
-        ["水的沸点是多少？", "水在多少度结冰？"],
-        ["在一个标准大气压下，水在一百摄氏度沸腾，在零摄氏度结冰。"],
-    ),
-    "capital": (
-        ["中国的首都是哪里？", "北京是哪个国家的首都？"],
-        ["中国的首都是北京。北京有故宫、长城和颐和园等名胜古迹。"],
-    ),
-    "exercise": (
-        ["怎么锻炼身体？", "推荐一种运动", "怎么保持健康？"],
-        [
-            "每天散步半小时就很好。也可以跑步、游泳或者打太极拳，重要的是坚持。",
-            "早睡早起，多吃蔬菜水果，每天动一动，身体就会越来越好。",
-        ],
-    ),
+    name: (topic["ask"], topic["answer"]) for name, topic in _DATA["topics"].items()
 }
+SYSTEM_PROMPTS: list[str] = _DATA["system_prompts"]
+NO_ANSWER: list[str] = _DATA["no_answer"]  # answers when the context does not contain the answer
 
-# Persona-ish system prompts, so the model tolerates a system message (replies stay the same).
-SYSTEM_PROMPTS = [
-    "你是一个友好的中文助手。",
-    "你是一个乐于助人的助手，请用简洁的中文回答。",
-    "你是 rolechat 的助手，回答要简短、准确。",
-    "You are a helpful assistant.",
-    "你是一位耐心的老师，请用通俗的语言回答。",
-    "你是小助手，说话亲切自然。",
-    "请用中文回答用户的问题。",
-    "你是一个聊天机器人，名叫小荣。",
-    "你是一个知识丰富的助手，回答时条理清楚。",
-    "你是一个温柔的陪伴者，请耐心地回应对方。",
-    "你是客服助手，请礼貌地回答。",
-    "你是一位古风角色，说话文雅。",
-    "你是一只可爱的猫咪。",
-]
 
-# Fictional material for the answer-from-context (RAG) dialogues.
-PLACE_HEADS = list("青白云金银石松竹梅兰桃柳清明安平长乐宁远东西南北")
-PLACE_TAILS = ["镇", "湖", "山", "桥", "园", "村", "城", "岛", "谷", "寺"]
-PROVINCES = ["江南", "西北", "东海之滨", "南方山区", "北方平原", "长江边上", "大山深处", "海岛上"]
-FAMOUS_FOR = ["茶叶", "瓷器", "桃花", "温泉", "丝绸", "古桥", "竹林", "小吃", "剪纸", "荷花", "梅花", "石刻"]
-SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高")
-GIVEN = list("明华伟芳敏静丽强磊洋艳杰娟涛超秀英平刚桂")
-JOBS = ["老师", "医生", "厨师", "工程师", "画家", "作家", "农民", "司机", "护士", "设计师", "程序员", "摄影师"]
-HOBBIES = ["下棋", "钓鱼", "画画", "唱歌", "跑步", "养花", "读书", "爬山", "弹琴", "写字", "游泳", "做饭"]
-CITIES = ["北京", "上海", "杭州", "成都", "西安", "广州", "南京", "武汉", "长沙", "苏州", "青岛", "昆明"]
-ITEMS = ["保温杯", "台灯", "雨伞", "背包", "茶壶", "笔记本", "耳机", "闹钟", "水杯", "围巾"]
-COLORS = ["红色", "蓝色", "白色", "黑色", "绿色", "黄色", "灰色", "粉色"]
-ORGS = ["图书馆", "博物馆", "游泳馆", "美术馆", "科技馆", "体育馆", "档案馆", "植物园"]
-WEEKDAYS = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"]
-EVENTS = ["读书会", "音乐会", "运动会", "书法展", "茶文化节", "灯会", "摄影展", "美食节"]
+def _material(name: str) -> list[str]:
+    return list(_MATERIAL[name])  # a string stands for the list of its characters
 
-# Answers when the context does not contain the answer.
-NO_ANSWER = [
-    "资料中没有提到{topic}的相关信息，我无法回答这个问题。",
-    "根据现有资料，我找不到关于{topic}的内容。",
-    "抱歉，资料里没有关于{topic}的说明。",
-]
+
+PLACE_HEADS = _material("place_heads")
+PLACE_TAILS = _material("place_tails")
+PROVINCES = _material("provinces")
+FAMOUS_FOR = _material("famous_for")
+SURNAMES = _material("surnames")
+GIVEN = _material("given")
+JOBS = _material("jobs")
+HOBBIES = _material("hobbies")
+CITIES = _material("cities")
+ITEMS = _material("items")
+COLORS = _material("colors")
+ORGS = _material("orgs")
+WEEKDAYS = _material("weekdays")
+EVENTS = _material("events")
