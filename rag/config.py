@@ -148,11 +148,12 @@ class RAGConfig:
         ),
     )
     extract_threshold: float = field(
-        default=0.77,
+        default=0.80,
         metadata=_help(
-            "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
-            "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
-            "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)"
+            "extract: the confidence (0-1: the best sentence's embedder cosine with the question, the share of "
+            "the question's terms its chunk holds, whether it holds what the question asks for, a sum or a date...) "
+            "below which the answer is 'not in the knowledge base'; calibrated on cmrc2018 with unanswerable "
+            "questions (docs/benchmarks.md)"
         ),
     )
     max_file_mb: float = field(default=50.0, metadata=_help("files larger than this are skipped and reported"))
