@@ -1,16 +1,19 @@
 """Extractive answers (`rag.answer_mode = extract`): calibrate the confidence threshold on cmrc2018, then check
 the answers on question sets written for it.
 
-    .venv/bin/python bench/bench_extract.py calibrate [--questions 200]    # needs ../shared/data/cmrc2018_trial.json
+    .venv/bin/python bench/bench_extract.py calibrate [--questions 200] [--check-sets] [--dump F]  # needs cmrc2018
+    .venv/bin/python bench/bench_extract.py calibrate --rows F             # the grid again on a dump, no indexing
     .venv/bin/python bench/bench_extract.py check [--show]                  # the demo model, default settings
 
 calibrate: the first half of cmrc2018's articles is indexed into a throw-away knowledge base (default settings,
 the default embedder); questions about those articles are answerable (an answer is right when the quoted
 sentences hold a gold answer text), questions about the other half are not (the knowledge base cannot answer
 them: a right outcome is "no answer"); the demo benchmark's own questions (bench/data/demo_questions_*.jsonl)
-join them. Every candidate sentence's scores are kept, so the weights (DENSE_SHARE, LEXICAL_RANK, RANK_SHARE)
-and the threshold are chosen by grid search on the even-numbered cmrc questions plus the demo ones and reported
-on the odd-numbered cmrc ones.
+join them. What `rag.extract` is given for each question (the retrieved chunks, the IDF of its terms, every
+candidate sentence's cosine) is kept, so the real ranking is replayed offline and the weights (DENSE_SHARE,
+TYPE_BONUS, TYPE_RANK, MARGIN_SHARE) and the threshold are chosen by grid search on the even-numbered cmrc
+questions plus the demo ones (the most answered while refusing ABSENT_FLOOR of the absent ones) and reported on
+the odd-numbered cmrc ones; with --check-sets the check's questions are replayed too, only reported.
 
 check: `knowledge/` and two documents of bench/data/extract_docs/ (written for this check: nothing of them is
 in the demo model's training data) are indexed as the app does, and the questions of
@@ -162,44 +165,41 @@ class _Cosines:
 
 
 def featurize(inputs: list[dict]) -> list[dict]:
-    """Each dumped question ranked by the current `rag.extract`, every candidate kept: one row per question with
-    each sentence's scores and whether it holds a gold answer."""
+    """Each dumped question ranked by the current `rag.extract` as it ranks online (its MAX_CANDIDATES best): one
+    row per question with each sentence's scores and whether it holds a gold answer."""
     from langchain_core.documents import Document
 
     from rolechat.rag import extract as ex
 
     rows = []
-    if True:
-        for item in inputs:
-            docs = [
-                Document(text, metadata={"headings": headings, "citation": n})
-                for n, (text, headings) in enumerate(item["docs"], 1)
-            ]
-            ranked = ex.rank_sentences(
-                item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w
-            )
-            gold = item["gold"]
-            rows.append(
-                {
-                    "set": item["set"],
-                    "label": item["label"],
-                    "question": item["question"],
-                    "sentences": [
-                        [
-                            s.cover,
-                            s.heading,
-                            s.dense,
-                            s.bm25,
-                            s.rank,
-                            any(g and g in s.text for g in gold),
-                            s.chunk_cover,
-                            s.text,
-                            s.kind,
-                        ]
-                        for s in ranked
-                    ],
-                }
-            )
+    for item in inputs:
+        docs = [
+            Document(text, metadata={"headings": headings, "citation": n})
+            for n, (text, headings) in enumerate(item["docs"], 1)
+        ]
+        ranked = ex.rank_sentences(item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w)
+        gold = item["gold"]
+        rows.append(
+            {
+                "set": item["set"],
+                "label": item["label"],
+                "question": item["question"],
+                "sentences": [
+                    [
+                        s.cover,
+                        s.heading,
+                        s.dense,
+                        s.bm25,
+                        s.rank,
+                        any(g and g in s.text for g in gold),
+                        s.chunk_cover,
+                        s.text,
+                        s.kind,
+                    ]
+                    for s in ranked
+                ],
+            }
+        )
     return rows
 
 
