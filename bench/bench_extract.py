@@ -1,16 +1,19 @@
 """Extractive answers (`rag.answer_mode = extract`): calibrate the confidence threshold on cmrc2018, then check
 the answers on question sets written for it.
 
-    .venv/bin/python bench/bench_extract.py calibrate [--questions 200]    # needs ../shared/data/cmrc2018_trial.json
+    .venv/bin/python bench/bench_extract.py calibrate [--questions 200] [--check-sets] [--dump F]  # needs cmrc2018
+    .venv/bin/python bench/bench_extract.py calibrate --rows F             # the grid again on a dump, no indexing
     .venv/bin/python bench/bench_extract.py check [--show]                  # the demo model, default settings
 
 calibrate: the first half of cmrc2018's articles is indexed into a throw-away knowledge base (default settings,
 the default embedder); questions about those articles are answerable (an answer is right when the quoted
 sentences hold a gold answer text), questions about the other half are not (the knowledge base cannot answer
 them: a right outcome is "no answer"); the demo benchmark's own questions (bench/data/demo_questions_*.jsonl)
-join them. Every candidate sentence's scores are kept, so the weights (DENSE_SHARE, LEXICAL_RANK, RANK_SHARE)
-and the threshold are chosen by grid search on the even-numbered cmrc questions plus the demo ones and reported
-on the odd-numbered cmrc ones.
+join them. What `rag.extract` is given for each question (the retrieved chunks, the IDF of its terms, every
+candidate sentence's cosine) is kept, so the real ranking is replayed offline and the weights (DENSE_SHARE,
+TYPE_BONUS, TYPE_RANK, MARGIN_SHARE) and the threshold are chosen by grid search on the even-numbered cmrc
+questions plus the demo ones (the most answered while refusing ABSENT_FLOOR of the absent ones) and reported on
+the odd-numbered cmrc ones; with --check-sets the check's questions are replayed too, only reported.
 
 check: `knowledge/` and two documents of bench/data/extract_docs/ (written for this check: nothing of them is
 in the demo model's training data) are indexed as the app does, and the questions of
@@ -30,6 +33,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +59,6 @@ def calibrate(args) -> None:
         sys.exit(f"{CMRC} not found: calibration needs the cmrc2018 trial split")
     _home()
     from rolechat.rag import KnowledgeBase
-    from rolechat.rag import extract as ex
 
     data = json.loads(CMRC.read_text(encoding="utf-8"))
     half = len(data["data"]) // 2
@@ -97,109 +100,236 @@ def calibrate(args) -> None:
         for label, items in (("answerable", answerable), ("absent", absent))
         for q, gold in items
     ]
-    rows = []
+    # the check's own sets, kept apart ("check-*"): never tuned on, only looked at
+    checks = []
+    if args.check_sets:
+        kbs["extract_docs"] = KnowledgeBase("extract_docs")
+        kbs["extract_docs"].index([str(DATA / "extract_docs")])
+        for name in ("knowledge", "unseen", "absent", "heldout"):
+            for item in read_jsonl(DATA / f"extract_questions_{name}.jsonl"):
+                kb_name = item.get("kb", "unseen" if name == "heldout" else name)
+                kb_name = "extract_docs" if kb_name == "unseen" else kb_name
+                label = "absent" if name == "absent" else "answerable"
+                checks.append((label, kb_name, item["question"], item.get("gold", []), f"check-{name}"))
+    inputs = []
     t0 = time.perf_counter()
-    for label, name, question, gold in asked + [(la, na, q, g) for la, na, q, g in dev]:
+    everything = [(la, na, q, g, "cmrc" if na == "cmrc" else "demo") for la, na, q, g in asked + dev] + checks
+    for label, name, question, gold, subset in everything:
         kb = kbs[name if name in kbs else "knowledge"]
-        retriever = kb.retriever()
-        if True:
-            docs = retriever.invoke(question)
-            for i, d in enumerate(docs, 1):
-                d.metadata["citation"] = i
-            ranked = ex.rank_sentences(question, docs, kb.embeddings, kb.bm25.idf)
-            rows.append(
-                {
-                    "set": "cmrc" if name == "cmrc" else "demo",
-                    "label": label,
-                    "question": question,
-                    "sentences": [
-                        [
-                            s.cover,
-                            s.heading,
-                            s.dense,
-                            s.bm25,
-                            s.rank,
-                            any(g and g in s.text for g in gold),
-                            s.chunk_cover,
-                        ]
-                        for s in ranked
-                    ],
-                }
-            )
-    per_q = (time.perf_counter() - t0) / max(len(rows), 1)
-    print(f"{len(rows)} questions, {per_q * 1000:.0f} ms each (retrieval + ranking)")
+        inputs.append(collect(kb, question, gold, label, subset))
+    per_q = (time.perf_counter() - t0) / max(len(inputs), 1)
+    print(f"{len(inputs)} questions, {per_q * 1000:.0f} ms each (retrieval + every candidate embedded)")
     if args.dump:
-        args.dump.write_text(json.dumps(rows, ensure_ascii=False) + "\n", encoding="utf-8")
-    grid(rows)
+        args.dump.write_text(json.dumps(inputs, ensure_ascii=False) + "\n", encoding="utf-8")
+    grid(featurize(inputs), args.absent_floor)
     for kb in kbs.values():
         kb.close()
 
 
-def outcome(row: dict, share: float, threshold: float, lexical: float = 0.25, rank: float = 0.2) -> tuple[bool, bool]:
-    """(grounded, right) of one question at these settings, as `rag.extract` decides with DENSE_SHARE = share,
-    LEXICAL_RANK = lexical, RANK_SHARE = rank: the best-ranked sentence and the next of its chunk quoted."""
-    from rolechat.rag.extract import BM25_SHARE, DENSE_RANK, HEADING_SHARE
+def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict:
+    """What `rag.extract` is given for `question` (the retrieved chunks, the IDF of its terms) and every candidate
+    sentence's cosine to it: enough to re-run the ranking and the confidence offline under any settings."""
+    from rolechat.rag import extract as ex
+    from rolechat.rag.lexical import query_terms
 
-    scored = []
-    for cover, head, dense, bm25, place, hit, chunk_cover in row["sentences"]:
-        confidence = share * dense + (1 - share) * chunk_cover
-        key = DENSE_RANK * dense + lexical * (cover + HEADING_SHARE * head) + BM25_SHARE * bm25 + rank / place
-        scored.append((confidence, key, hit, place))
-    scored.sort(key=lambda t: t[1], reverse=True)
-    if not scored or scored[0][0] < threshold:
-        return False, row["label"] == "absent"
-    quoted = [scored[0]] + [s for s in scored[1:] if s[3] == scored[0][3]][:1]
-    return True, row["label"] == "answerable" and any(s[2] for s in quoted)
-
-
-def score(rows: list[dict], share: float, threshold: float, lexical: float = 0.25, rank: float = 0.2) -> dict:
-    ans = [r for r in rows if r["label"] == "answerable"]
-    absent = [r for r in rows if r["label"] == "absent"]
-    a = [outcome(r, share, threshold, lexical, rank) for r in ans]
-    b_right = sum(outcome(r, share, threshold, lexical, rank)[1] for r in absent)
-    a_right = sum(right for _, right in a)
+    docs = kb.retriever().invoke(question)
+    texts = [s.text for s, _ in ex._candidates(docs)]
+    cosines = ex._embed(kb.embeddings, question, texts).tolist() if texts else []
     return {
-        "answerable_right": round(a_right / max(len(ans), 1), 3),
-        "answerable_grounded": round(sum(g for g, _ in a) / max(len(ans), 1), 3),
-        "absent_not_grounded": round(b_right / max(len(absent), 1), 3),
-        "balanced": round((a_right / max(len(ans), 1) + b_right / max(len(absent), 1)) / 2, 4),
+        "set": subset,
+        "label": label,
+        "question": question,
+        "gold": gold,
+        "docs": [[d.page_content, d.metadata.get("headings") or ""] for d in docs],
+        "idf": kb.bm25.idf(list(dict.fromkeys(query_terms(question)))),
+        "cosines": dict(zip(texts, cosines)),
     }
 
 
-def grid(rows: list[dict]) -> None:
-    """Tune on the even-numbered cmrc2018 questions and the demo benchmark's, each set weighing half (cmrc's absent
-    questions are about other articles, easier to refuse than the demo's, which ask near the documents' subjects);
-    report on the odd-numbered cmrc2018 ones (and, for the record, each part)."""
-    cmrc = [r for r in rows if r.get("set", "cmrc") == "cmrc"]
-    demo = [r for r in rows if r.get("set") == "demo"]
-    tune, held = cmrc[0::2], cmrc[1::2]
+class _Cosines:
+    """An embedder that gives back the dumped cosines (a query is the unit x vector, a passage a unit vector at
+    the stored angle), so `rank_sentences` runs offline exactly as it did online."""
 
-    def both(*a):
-        return (
-            score(tune, *a)["balanced"] + (score(demo, *a)["balanced"] if demo else score(tune, *a)["balanced"])
-        ) / 2
+    def __init__(self, cosines: dict[str, float]):
+        self.cosines = cosines
 
-    best = None
-    for share in (0.7, 0.8, 0.85, 0.88, 0.9, 0.95, 1.0):
-        for lexical in (0.0, 0.25, 0.5):
-            for rank in (0.05, 0.2):
-                for t in [x / 1000 for x in range(600, 960, 5)]:
-                    value = both(share, t, lexical, rank)
-                    if best is None or value > best[0]:
-                        best = (value, share, t, lexical, rank)
-    _, share, t, lexical, rank = best
-    print(f"tuned: DENSE_SHARE={share} LEXICAL_RANK={lexical} RANK_SHARE={rank} threshold={t}")
+    def embed_query(self, text: str) -> list[float]:
+        return [1.0, 0.0]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            c = max(-1.0, min(1.0, self.cosines[text]))
+            out.append([c, (1 - c * c) ** 0.5])
+        return out
+
+
+def featurize(inputs: list[dict]) -> list[dict]:
+    """Each dumped question ranked by the current `rag.extract` as it ranks online (its MAX_CANDIDATES best): one
+    row per question with each sentence's scores and whether it holds a gold answer."""
+    from langchain_core.documents import Document
+
     from rolechat.rag import extract as ex
 
-    shipped = (ex.DENSE_SHARE, ex.THRESHOLD, ex.LEXICAL_RANK, ex.RANK_SHARE)
-    for label, settings in (("tuned", (share, t, lexical, rank)), (f"shipped {shipped}", shipped)):
-        print(f"{label}: cmrc tuning half {score(tune, *settings)}")
-        print(f"{label}: cmrc held-out half {score(held, *settings)}")
-        if demo:
-            print(f"{label}: demo questions {score(demo, *settings)}")
-    for t_ in (shipped[1] - 0.02, shipped[1] + 0.02):
-        near = (shipped[0], t_, *shipped[2:])
-        print(f"threshold {t_:.3f}: demo {score(demo, *near)}, cmrc held {score(held, *near)}")
+    rows = []
+    for item in inputs:
+        docs = [
+            Document(text, metadata={"headings": headings, "citation": n})
+            for n, (text, headings) in enumerate(item["docs"], 1)
+        ]
+        ranked = ex.rank_sentences(item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w)
+        gold = item["gold"]
+        rows.append(
+            {
+                "set": item["set"],
+                "label": item["label"],
+                "question": item["question"],
+                "sentences": [
+                    [
+                        s.cover,
+                        s.heading,
+                        s.dense,
+                        s.bm25,
+                        s.rank,
+                        any(g and g in s.text for g in gold),
+                        s.chunk_cover,
+                        s.text,
+                        s.kind,
+                    ]
+                    for s in ranked
+                ],
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The weights `rag.extract` decides with (its module constants), as one point of the grid."""
+
+    share: float  # DENSE_SHARE
+    type_bonus: float  # TYPE_BONUS
+    type_rank: float  # TYPE_RANK
+    margin_share: float = 0.0  # MARGIN_SHARE
+    lexical: float = 0.25  # LEXICAL_RANK
+    rank: float = 0.2  # RANK_SHARE
+
+    @classmethod
+    def shipped(cls) -> Settings:
+        from rolechat.rag import extract as ex
+
+        return cls(ex.DENSE_SHARE, ex.TYPE_BONUS, ex.TYPE_RANK, ex.MARGIN_SHARE, ex.LEXICAL_RANK, ex.RANK_SHARE)
+
+
+def decide(row: dict, p: Settings) -> tuple[float, bool]:
+    """(confidence, whether the quoted sentences hold a gold answer) of one question, as `rag.extract` decides at
+    settings `p`: the best-ranked sentence and the next of its chunk quoted."""
+    from rolechat.rag.extract import BM25_SHARE, DENSE_RANK, HEADING_SHARE
+
+    scored = []
+    for cover, head, dense, bm25, place, hit, chunk_cover, _, kind in row["sentences"]:
+        key = DENSE_RANK * dense + p.lexical * (cover + HEADING_SHARE * head) + BM25_SHARE * bm25 + p.rank / place
+        scored.append((key + p.type_rank * kind, dense, chunk_cover, kind, hit, place))
+    if not scored:
+        return 0.0, False
+    scored.sort(key=lambda t: t[0], reverse=True)
+    _, dense, chunk_cover, _, _, place = best = scored[0]
+    quoted = [best] + [s for s in scored[1:] if s[5] == place][:1]
+    kind = max(s[3] for s in quoted)
+    others = sorted(s[1] for s in scored[1:])
+    margin = dense - others[len(others) // 2] if others else 0.0
+    confidence = p.share * dense + (1 - p.share) * chunk_cover + p.type_bonus * (kind == 1) + p.margin_share * margin
+    return confidence, any(s[4] for s in quoted)
+
+
+def score(decided: list[tuple[str, float, bool]], threshold: float) -> dict:
+    """Shares right at `threshold` of (label, confidence, hit) triples: answerable questions answered with a gold
+    fact, absent ones refused, and their mean."""
+    ans = [(c, hit) for label, c, hit in decided if label == "answerable"]
+    absent = [c for label, c, _ in decided if label == "absent"]
+    a_right = sum(c >= threshold and hit for c, hit in ans) / max(len(ans), 1)
+    b_right = sum(c < threshold for c in absent) / max(len(absent), 1)
+    return {
+        "answerable_right": round(a_right, 3),
+        "absent_not_grounded": round(b_right, 3),
+        "balanced": round((a_right + b_right) / 2, 4) if ans and absent else round(a_right or b_right, 4),
+    }
+
+
+GRID = {
+    "share": (0.7, 0.8, 0.9, 1.0),
+    "type_bonus": (0.0, 0.02, 0.04),
+    "type_rank": (0.0, 0.05, 0.1),
+    "margin_share": (0.0, 0.25, 0.5, 1.0),
+}
+ABSENT_FLOOR = 0.85  # the operating point: absent questions refused at least this often (the issue's target 80%)
+
+
+def tune_point(
+    rows: list[dict], fixed: dict | None = None, floor: float = ABSENT_FLOOR
+) -> tuple[tuple, Settings, float]:
+    """The grid point and threshold that answer most of the answerable questions (the mean of the even-numbered
+    cmrc2018 ones and the demo benchmark's) while refusing at least `floor` of the absent ones of each; ties go
+    to more refusals, then to fewer weights in use. `fixed` pins weights (an ablation)."""
+    import itertools
+
+    thresholds = [x / 1000 for x in range(600, 960, 5)]
+    tune = [r for r in rows if r["set"] == "cmrc"][0::2]
+    demo = [r for r in rows if r["set"] == "demo"]
+    values = {k: (fixed or {}).get(k, v) for k, v in GRID.items()}
+    values = {k: v if isinstance(v, tuple) else (v,) for k, v in values.items()}
+    best = None
+    for combo in itertools.product(*values.values()):
+        p = Settings(**dict(zip(values, combo)))
+        t_dec = [(r["label"], *decide(r, p)) for r in tune]
+        d_dec = [(r["label"], *decide(r, p)) for r in demo]
+        used = sum(w != 0 for w in (p.type_bonus, p.type_rank, p.margin_share))
+        for t in thresholds:
+            st, sd = score(t_dec, t), score(d_dec, t)
+            if min(st["absent_not_grounded"], sd["absent_not_grounded"]) < floor:
+                continue
+            refused = st["absent_not_grounded"] + sd["absent_not_grounded"]
+            value = ((st["answerable_right"] + sd["answerable_right"]) / 2, refused, -used)
+            if best is None or value > best[0]:
+                best = (value, p, t)
+    return best
+
+
+def grid(rows: list[dict], floor: float = ABSENT_FLOOR) -> None:
+    """Tune (`tune_point`) on the even-numbered cmrc2018 questions and the demo benchmark's; report on the
+    odd-numbered cmrc2018 ones, the demo ones and the check's sets (never tuned on); then each feature left out
+    (the grid again with its weights pinned to 0) and the shipped settings."""
+    from rolechat.rag import extract as ex
+
+    value, tuned, t = tune_point(rows, floor=floor)
+    print(f"tuned: {tuned} threshold={t} (answerable right {value[0]:.3f}, absent refused {value[1] / 2:.3f})")
+    report("tuned", rows, tuned, t)
+    ablations = {
+        "no answer type": {"type_bonus": 0.0, "type_rank": 0.0},
+        "no answer type in the confidence": {"type_bonus": 0.0},
+        "no answer type in the ranking": {"type_rank": 0.0},
+        "no cosine margin": {"margin_share": 0.0},
+        "neither (the weights before)": {"type_bonus": 0.0, "type_rank": 0.0, "margin_share": 0.0},
+    }
+    for label, fixed in ablations.items():
+        _, p, t_ = tune_point(rows, fixed, floor)
+        report(label, rows, p, t_)
+    report("shipped", rows, Settings.shipped(), ex.THRESHOLD)
+
+
+def report(label: str, rows: list[dict], p: Settings, threshold: float) -> None:
+    """Each part's shares right at settings `p`, `threshold`; the check's in counts too."""
+    cmrc = [r for r in rows if r["set"] == "cmrc"]
+    parts = {"cmrc tuning half": cmrc[0::2], "cmrc held-out half": cmrc[1::2]}
+    parts["demo questions"] = [r for r in rows if r["set"] == "demo"]
+    for name in ("knowledge", "unseen", "absent", "heldout"):
+        parts[f"check ({name})"] = [r for r in rows if r["set"] == f"check-{name}"]
+    print(f"{label} {p} threshold {threshold}:")
+    for name, part in parts.items():
+        if part:
+            got = score([(r["label"], *decide(r, p)) for r in part], threshold)
+            right = round(got["balanced"] * len(part)) if name.startswith("check") else None
+            print(f"  {name}: {got}" + (f" = {right}/{len(part)}" if right is not None else ""))
 
 
 def check(args) -> None:
@@ -268,14 +398,18 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("calibrate")
     c.add_argument("--questions", type=int, default=200, help="questions of each kind (answerable, absent)")
-    c.add_argument("--dump", type=Path, default=None, help="write every question's sentence scores here")
+    c.add_argument("--dump", type=Path, default=None, help="write what each question was given here")
     c.add_argument("--skip-cmrc", action="store_true", help="only the demo benchmark's questions (quick looks)")
-    c.add_argument("--rows", type=Path, default=None, help="grid-search a dump again instead of indexing")
+    c.add_argument("--rows", type=Path, default=None, help="grid-search a --dump again, no indexing")
+    c.add_argument("--absent-floor", type=float, default=ABSENT_FLOOR, help="share of absent questions to refuse")
+    c.add_argument(
+        "--check-sets", action="store_true", help="dump the check's question sets too (kept apart, never tuned on)"
+    )
     k = sub.add_parser("check")
     k.add_argument("--show", action="store_true")
     args = ap.parse_args()
     if args.cmd == "calibrate" and args.rows:
-        grid(json.loads(args.rows.read_text(encoding="utf-8")))
+        grid(featurize(json.loads(args.rows.read_text(encoding="utf-8"))), args.absent_floor)
     elif args.cmd == "calibrate":
         calibrate(args)
     else:

@@ -108,10 +108,11 @@ class RAGConfig:
         "marked llm.too_small, generate on others)",
     )
     extract_threshold: float = setting(
-        0.77,
-        "extract: the confidence (0-1: the best sentence's embedder cosine with the question and the share of "
-        "the question's terms its chunk holds) below which the answer is 'not in the knowledge base'; "
-        "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)",
+        0.80,
+        "extract: the confidence (0-1: the best sentence's embedder cosine with the question, the share of "
+        "the question's terms its chunk holds, whether it holds what the question asks for, a sum or a date...) "
+        "below which the answer is 'not in the knowledge base'; calibrated on cmrc2018 with unanswerable "
+        "questions (docs/benchmarks.md)",
     )
     max_file_mb: float = setting(50.0, "files larger than this are skipped and reported")
     max_expanded_mb: float = setting(

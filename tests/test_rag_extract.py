@@ -7,7 +7,18 @@ from __future__ import annotations
 import pytest
 from langchain_core.documents import Document
 
-from rolechat.rag.extract import LEAD_IN, NO_ANSWER, extract, rank_sentences, split_sentences
+from rolechat.rag import extract as ex
+from rolechat.rag.extract import (
+    LEAD_IN,
+    NO_ANSWER,
+    Sentence,
+    extract,
+    holds_answer_type,
+    question_type,
+    quoted_confidence,
+    rank_sentences,
+    split_sentences,
+)
 
 TEA = (
     "# 冲泡指南\n\n## 云雾毛尖\n\n用玻璃杯冲泡，水温八十到八十五摄氏度，三克茶叶配一百五十毫升水。"
@@ -95,6 +106,110 @@ def test_headings_and_list_markers_are_never_an_answer():
     assert texts == ["正文说明水温是九十度。"]
 
 
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("晨光电动车一辆卖多少钱？", "money"),
+        ("还书晚了怎么收费？", "money"),
+        ("办借书证要花钱吗？", "charge"),
+        ("天文馆每天几点开门？", "time"),
+        ("图书可以借多长时间？", "duration"),
+        ("图书馆的馆长叫什么名字？", "person"),
+        ("白鹭湾图书馆在哪里？", "place"),
+        ("一张借书证能借几本书？", "number"),
+        ("图书馆星期一开门吗？", None),  # yes or no
+        ("怎么冲泡岚山红？", None),
+        ("这几乎不可能吧", None),  # 几乎 is no interrogative
+    ],
+)
+def test_a_question_is_typed_by_what_it_asks_for(question, kind):
+    assert question_type(question) == kind
+
+
+def test_a_sentence_holds_an_answer_type_only_with_an_expression_of_it():
+    assert holds_answer_type("门票：成人三十元，学生半价。", "money")
+    assert not holds_answer_type("开放时间：每天上午八点半到下午五点。", "money")
+    assert holds_answer_type("开放时间：每天上午八点半到下午五点。", "time")
+    assert holds_answer_type("补办借书证收取工本费5元。", "money")
+    assert holds_answer_type("每张借书证最多借六本图书。", "number")
+    assert not holds_answer_type("期刊只能在馆内阅读，不能外借。", "number")
+    assert not holds_answer_type("晨光是一个虚构的品牌，本手册适用于 C3 型号。", "number")  # an article, a model name
+    assert holds_answer_type("馆里有十一个自习座位。", "number")
+    assert holds_answer_type("充满一次电大约需要六个小时。", "duration")
+    assert holds_answer_type("凭身份证免费办理借书证。", "charge")
+
+
+class Flat:
+    """Embeddings under which every sentence is equally near the question: only the other signals differ."""
+
+    def embed_query(self, text):
+        return [1.0, 1.0]
+
+    def embed_documents(self, texts):
+        return [[1.0, 0.0] for _ in texts]
+
+
+def bike(*sentences: str) -> list[Document]:
+    return [Document("".join(sentences), metadata={"source": "/kb/车.txt", "headings": "", "citation": 1})]
+
+
+def test_a_money_question_is_answered_by_a_chunk_with_an_amount_and_refused_by_one_without():
+    question = "晨光电动车一辆卖多少钱？"
+    about = "晨光电动车一辆重二十公斤，车架用铝合金。"
+    without = extract(question, bike(about, "晨光电动车一辆要定期保养。"), Flat())
+    with_amount = extract(question, bike(about, "晨光电动车一辆卖两千元。"), Flat())
+    assert without.sentences[0].kind == -1
+    assert with_amount.sentences[0].text == "晨光电动车一辆卖两千元。" and with_amount.sentences[0].kind == 1
+    assert with_amount.confidence >= without.confidence + ex.TYPE_BONUS > without.confidence
+    threshold = (with_amount.confidence + without.confidence) / 2
+    assert extract(question, bike(about, "晨光电动车一辆卖两千元。"), Flat(), threshold=threshold).grounded
+    assert not extract(question, bike(about, "晨光电动车一辆要定期保养。"), Flat(), threshold=threshold).grounded
+
+
+def test_a_sentence_of_the_asked_type_outranks_one_that_only_shares_the_words():
+    question = "借书证补办一张多少钱？"
+    chunk = bike("借书证补办要去服务台。", "补办的工本费是五元。")
+    ranked = rank_sentences(question, chunk, Flat())
+    assert ranked[0].text == "补办的工本费是五元。" and ranked[0].kind == 1 and ranked[1].kind == -1
+    assert ranked[1].cover > ranked[0].cover  # the words alone would have picked the other one
+    assert ranked[0].score - ranked[1].score < 2 * ex.TYPE_RANK
+
+
+def test_the_amount_in_the_second_quoted_sentence_counts_for_the_answer_type():
+    best = Sentence("借书证丢了可以补办。", 1, dense=0.9, chunk_cover=0.5, kind=-1)
+    amount = Sentence("补办收取工本费五元。", 1, dense=0.9, chunk_cover=0.5, kind=1)
+    other = Sentence("借书证凭身份证办理。", 1, dense=0.9, chunk_cover=0.5, kind=-1)
+    assert ex.TYPE_BONUS > 0
+    assert quoted_confidence([best, amount]) == pytest.approx(best.confidence + ex.TYPE_BONUS)
+    assert quoted_confidence([best, other]) == pytest.approx(best.confidence)
+    assert quoted_confidence([amount, best]) == pytest.approx(amount.confidence) == best.confidence + ex.TYPE_BONUS
+
+
+def test_a_best_sentence_that_stands_out_from_the_others_is_more_confident():
+    class Near:
+        """The first sentence at cosine `top` to the question, every other one at `rest`."""
+
+        def __init__(self, top, rest):
+            self.top, self.rest = top, rest
+
+        def embed_query(self, text):
+            return [1.0, 0.0]
+
+        def embed_documents(self, texts):
+            out = []
+            for t in texts:
+                c = self.top if t.startswith("润茶") else self.rest
+                out.append([c, (1 - c * c) ** 0.5])
+            return out
+
+    chunk = bike("润茶三十秒。", "水温八十度。", "茶叶三克。")
+    alone = extract("泡茶的步骤", chunk, Near(0.9, 0.7), threshold=0)
+    crowded = extract("泡茶的步骤", chunk, Near(0.9, 0.88), threshold=0)
+    assert alone.sentences[0].text == crowded.sentences[0].text == "润茶三十秒。"
+    assert alone.confidence - crowded.confidence == pytest.approx(ex.MARGIN_SHARE * 0.18, abs=1e-3)
+    assert ex.MARGIN_SHARE > 0
+
+
 # -- the engine -------------------------------------------------------------------------------------------
 
 
@@ -168,6 +283,12 @@ def test_an_extract_turn_below_the_threshold_is_not_grounded(runtime, tea_kb):
     assert turn.grounded is False and turn.fixed_reply.startswith(NO_ANSWER)
     assert engine.grounded(turn, turn.fixed_reply) is False
     engine.close()
+
+
+def test_the_default_threshold_is_the_calibrated_one():
+    from rolechat.rag import RAGConfig
+
+    assert RAGConfig().extract_threshold == ex.THRESHOLD
 
 
 def test_answer_mode_settings_are_checked():
