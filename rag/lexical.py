@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import threading
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +91,12 @@ def _bm25s():
     return bm25s
 
 
+_K1, _B = 1.2, 0.75
+
+
 def _index(corpus: list[list[str]]):
     """A bm25s index of tokenized texts, with the Lucene/Elasticsearch defaults every BM25 score here uses."""
-    retriever = _bm25s().BM25(k1=1.2, b=0.75)
+    retriever = _bm25s().BM25(k1=_K1, b=_B)
     retriever.index(corpus, show_progress=False)
     return retriever
 
@@ -122,11 +127,21 @@ class BM25Index:
         self._vocab: dict[str, int] = {}
         self.digest = ""
 
-    def build(self, rows: list[tuple[str, str]]) -> None:
+    def build(self, rows: Iterable[tuple[str, str]]) -> None:
         """Build from (chunk_id, space-joined tokens) and save atomically."""
-        self._ids = [r[0] for r in rows]
+        self._ids, texts, vocab = [], [], {}
+        for cid, tokens in rows:
+            # One chunk's tokens at a time become term ids in a compact array (4 bytes a token): splitting every
+            # chunk first held the whole corpus as Python strings, ~110 bytes a token, 4.7 GB at 100k chunks
+            # (docs/benchmarks.md, Scale curves). bm25s indexes (ids, vocab) as it indexes the strings.
+            self._ids.append(cid)
+            texts.append(array("i", [vocab.setdefault(t, len(vocab)) for t in tokens.split(" ")] if tokens else ()))
         self.digest = ids_digest(self._ids)
-        retriever = _index([r[1].split(" ") if r[1] else [] for r in rows]) if rows else None
+        retriever = None
+        if self._ids:
+            retriever = _bm25s().BM25(k1=_K1, b=_B)
+            retriever.index((texts, vocab), show_progress=False)
+        del texts
         self._retriever = retriever
         self._vocab = dict(retriever.vocab_dict) if retriever is not None else {}
         tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,8 +139,21 @@ class Manifest:
         """(id, path, headings, location) of every chunk, in file and chunk order."""
         return self._rows("SELECT id, path, headings, location FROM chunks ORDER BY path, ord")
 
-    def bm25_rows(self) -> list[tuple[str, str]]:
-        return self._rows("SELECT id, tokens FROM chunks ORDER BY id")
+    def bm25_rows(self, page: int = 2000) -> Iterator[tuple[str, str]]:
+        """(id, space-joined tokens) of every chunk, by id, read `page` rows at a time: the BM25 build holds one
+        page of token strings, not the whole corpus's (~500 MB at 100k chunks). Pages are separate reads, as
+        the build's digest already was: a write between them leaves an index whose digest is not the manifest's,
+        and the next sync rebuilds it."""
+        last = None
+        while True:
+            if last is None:
+                rows = self._rows("SELECT id, tokens FROM chunks ORDER BY id LIMIT ?", (page,))
+            else:
+                rows = self._rows("SELECT id, tokens FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (last, page))
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1][0]
 
     def replace_file(self, row: FileRow, chunks: list[ChunkRow]) -> None:
         row.indexed_at = time.time()

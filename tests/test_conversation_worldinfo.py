@@ -184,6 +184,42 @@ def test_recursion_off_in_the_settings_and_a_step_limit():
     assert why == {"提到乙": "key 甲", "提到丙": "key 乙 (recursion, sweep 2)", "完": "key 丙 (recursion, sweep 3)"}
 
 
+def test_an_entry_its_books_budget_left_out_feeds_no_recursion():
+    # SillyTavern's recursion scans only entries that went in: its one budget refuses an entry by ending
+    # recursion (checkWorldInfo, token_budget_overflowed), and it reads no book token_budget. Here the book's
+    # budget (7 tokens: one entry and its line break) leaves 虎's entry out; 虎 must not come by recursion
+    lore = book("设定", st_entry(0, ["雨"], "下雨时提到龙", 90), st_entry(1, ["雨"], "下雨时提到虎", 50))
+    lore.token_budget = 7
+    world = Source(book("世界", st_entry(0, ["龙"], "龙", 10), st_entry(1, ["虎"], "虎", 20)), "global", "世界")
+    found = run([Source(lore, "character", "设定"), world], "下雨了")
+    assert contents(found) == ["龙", "下雨时提到龙"]
+    assert [(d.entry.content, d.status) for d in found.skipped] == [("下雨时提到虎", "book budget")]
+    assert {d.entry.content: d.reason for d in found.active}["龙"] == "key 龙 (recursion, sweep 2)"
+    lore.token_budget = 14  # both fit: both feed the next sweep
+    assert contents(run([Source(lore, "character", "设定"), world], "下雨了")) == [
+        "龙",
+        "虎",
+        "下雨时提到虎",
+        "下雨时提到龙",
+    ]
+
+
+def test_an_entry_the_scans_budget_refused_is_still_scanned_by_a_delayed_level():
+    # SillyTavern: the overflow ends recursion, but a "delay until recursion" level still to open (level 1 is
+    # open from the start) runs one more sweep over every entry that rolled in, the refused one included
+    # (successfulNewEntries); only an ignore-budget entry can go in after the overflow
+    lore = book(
+        "设定",
+        st_entry(0, ["雨"], "下雨时提到龙", 90),
+        st_entry(1, ["雨"], "下雨时提到虎", 50),
+        st_entry(2, ["虎"], "虎", 10, delay_until_recursion=2, ignore_budget=True),
+        st_entry(3, ["无"], "无", 10, delay_until_recursion=1),
+    )
+    found = run([Source(lore, "character", "设定")], "下雨了", budget=8)
+    assert contents(found) == ["虎", "下雨时提到龙"]
+    assert [(d.entry.content, d.status) for d in found.skipped] == [("下雨时提到虎", "budget")]
+
+
 @pytest.mark.parametrize(
     ("key", "text", "hit"),
     [

@@ -24,8 +24,10 @@ SillyTavern's `checkWorldInfo` (public/scripts/world-info.js), read and rewritte
   admitted while `used + tokens < budget`. The first that does not fit spends the budget: later entries stay
   out (but for `ignore_budget` ones) and recursion stops.
 - Recursion: the admitted entries' contents (but for prevent-recursion ones) are scanned in the next sweep,
-  where exclude-recursion entries cannot activate; "delay until recursion" entries wait for recursion, at their
-  level: level 1 first, then, when a sweep finds nothing new, the next level. `max_recursion_steps` caps sweeps.
+  where exclude-recursion entries cannot activate. An entry its book's budget left out feeds nothing; one the
+  scan's budget refused ends recursion, but a delayed level that opens after it still scans it (SillyTavern's
+  rule). "Delay until recursion" entries wait for recursion, at their level: level 1 first, then, when a sweep
+  finds nothing new, the next level. `max_recursion_steps` caps sweeps.
 - Timed effects count messages (the chat's length, the new message included): sticky keeps an entry active for
   N messages after it activates, cooldown keeps it out for N messages (starting when sticky ends), delay keeps
   it out until the chat has N messages.
@@ -449,7 +451,8 @@ class _Run:
         return members[-1]
 
     def _admit(self, found: list[tuple[_Item, str]], timed: _Timed) -> list[_Item]:
-        """Roll each entry's probability and admit it within the budget; the ones that rolled in (for recursion)."""
+        """Roll each entry's probability and admit it within the budget; the ones that feed recursion: those that
+        rolled in, but for those their book's budget left out."""
         fresh = []
         for item, reason in found:
             entry = item.entry
@@ -461,12 +464,22 @@ class _Run:
                 self.done.add(item.index)
                 self._skip(item, "probability", f"{reason}; {entry.probability:g}%")
                 continue
-            fresh.append(item)
             tokens = self.count(entry.content + "\n")
             if not entry.ignore_budget and not self._fits(item, tokens):
                 self.done.add(item.index)
-                self._skip(item, "book budget" if id(item.source) in self.book_full else "budget", reason, tokens)
+                if id(item.source) in self.book_full:
+                    # Left out by its book's token_budget, it feeds no recursion. SillyTavern reads no book budget
+                    # (convertCharacterBook drops token_budget); in its checkWorldInfo a refusal by its one budget
+                    # sets token_budget_overflowed, which ends recursion, so a recursion sweep only ever follows a
+                    # sweep whose entries all went in. Fed with the left-out ones, recursion grew with the book
+                    # (every match of one sweep scanned by the next): quadratic, 2.7 s a turn at 10,000 entries
+                    # (docs/benchmarks.md, Scale curves).
+                    self._skip(item, "book budget", reason, tokens)
+                else:
+                    fresh.append(item)  # as in SillyTavern: it stops recursion, but a delayed level still scans it
+                    self._skip(item, "budget", reason, tokens)
                 continue
+            fresh.append(item)
             self.done.add(item.index)
             self.admitted.append((item, reason, tokens))
         return fresh
