@@ -1,6 +1,7 @@
 """A knowledge base of 10k-300k chunks: the index's own cost (manifest, Chroma, BM25) and query latency, no embedding.
 
     .venv/bin/python bench/bench_kb_scale.py --chunks 10000 100000 [--queries 100] [--work DIR]
+    .venv/bin/python bench/bench_kb_scale.py --chunks 300000 --chroma-server   # the vectors on a `chroma run` server
 
 Embedding is the whole cost of a real index run on a CPU (~10 chunks/s with multilingual-e5-small on 2 cores),
 so a 100k-chunk knowledge base takes hours to embed; this script leaves the embedder's model out and measures
@@ -19,6 +20,9 @@ everything else on the real code paths:
 3. In another fresh process: the knowledge base opened from disk, BM25 loaded, and `--queries` questions
    asked with `KnowledgeBase.search` in bm25 and hybrid mode (k 5). The hybrid's query vector is a random
    unit vector, so the query's embedding (~10-20 ms with e5 on these cores) is not in the latency.
+With `--chroma-server` the script starts a Chroma server (`chroma run`, data in the work folder) and every knowledge
+base keeps its vectors there (`rag.chroma_url`), as the scale-out path does; the server's own resident memory
+(current and peak, from /proc) is reported after the build and after the queries, and its data folder's size.
 Resident memory is read from /proc: the growth when BM25 loads, and when Chroma's first query loads its
 index; peak RSS of each process, and of the BM25 build alone (Linux's peak RSS reset before it).
 """
@@ -111,11 +115,24 @@ def fake_embedder():
     return RandomVectors.from_spec(resolve_spec("", "auto"))
 
 
+def rag_config():
+    """The knowledge bases' settings: the defaults, with the vectors on the Chroma server when one is given."""
+    from rolechat.rag import RAGConfig
+
+    return RAGConfig(chroma_url=os.environ.get("BENCH_CHROMA_URL", ""))
+
+
+def server_memory(pid: int) -> dict:
+    """The Chroma server's resident memory now and at its peak (MB)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: round(int(fields[f].split()[0]) / 1024) for k, f in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM"))}
+
+
 def build_base(work: Path) -> dict:
     """Index the corpus once (random vectors); pickle its files and chunks for the sizes."""
     from rolechat.rag import KnowledgeBase
 
-    kb = KnowledgeBase("base", embeddings=fake_embedder(), root=work)
+    kb = KnowledgeBase("base", rag_config(), embeddings=fake_embedder(), root=work)
     started = time.perf_counter()
     report = kb.index([CORPUS])
     seconds = time.perf_counter() - started
@@ -148,7 +165,7 @@ def build_size(work: Path, size: int) -> dict:
         base = pickle.load(f)
     name = f"kb{size}"
     shutil.rmtree(work / name, ignore_errors=True)
-    kb = KnowledgeBase(name, embeddings=fake_embedder(), root=work)
+    kb = KnowledgeBase(name, rag_config(), embeddings=fake_embedder(), root=work)
     report = IndexReport(name)
     kb._check_settings(report)
     kb.manifest.set(name=name, collection=kb.collection_name())
@@ -206,9 +223,11 @@ def build_size(work: Path, size: int) -> dict:
     bm25_peak = peak_since_reset_mb() if peak_reset else None
     vocab = len(kb._bm25._vocab)
     kb.close()
+    folders = {"chroma": work / "chroma-server" if os.environ.get("BENCH_CHROMA_URL") else work / name / "chroma"}
+    folders["bm25"] = work / name / "bm25"
     disk = {
-        part: round(sum(p.stat().st_size for p in (work / name / part).rglob("*") if p.is_file()) / 2**20)
-        for part in ("chroma", "bm25")
+        part: round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20)
+        for part, folder in folders.items()
     }
     disk["manifest"] = round(sum(p.stat().st_size for p in (work / name).glob("manifest.sqlite*")) / 2**20)
     return {
@@ -235,7 +254,7 @@ def query_size(work: Path, size: int, queries: int) -> dict:
     rng = random.Random(7)
     headings = [c.headings.split(" > ")[-1] for cs in base["chunks"].values() for c in cs if c.headings]
     asked = (QUESTIONS + rng.sample(headings, max(0, queries - len(QUESTIONS))))[:queries]
-    kb = KnowledgeBase(f"kb{size}", embeddings=fake_embedder(), root=work)
+    kb = KnowledgeBase(f"kb{size}", rag_config(), embeddings=fake_embedder(), root=work)
     kb.embeddings.tokenizer  # noqa: B018  (its load is not the index's)
     out: dict = {}
     rss0 = rss_mb()
@@ -277,6 +296,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--work", type=Path, default=None, help="folder for the knowledge bases (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--chroma-server", action="store_true", help="keep the vectors on a Chroma server it starts")
     parser.add_argument("--phase", choices=["base", "build", "query"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     from rolechat.settings import set_offline_env
@@ -295,20 +315,55 @@ def main() -> None:
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-kb-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    server = start_chroma(work) if args.chroma_server else None
     try:
         base = child(["--phase", "base", "--work", str(work)])
         print(json.dumps({"corpus": str(CORPUS), **base}, ensure_ascii=False), flush=True)
         for size in args.chunks:
             built = child(["--phase", "build", "--work", str(work), "--chunks", str(size)])
+            if server:
+                built["server_after_build"] = server_memory(server.pid)
             asked = child(
                 ["--phase", "query", "--work", str(work), "--chunks", str(size), "--queries", str(args.queries)]
             )
+            if server:
+                asked["server_after_queries"] = server_memory(server.pid)
             print(json.dumps({**built, **asked}, ensure_ascii=False), flush=True)
             if not args.keep:
                 shutil.rmtree(work / f"kb{size}", ignore_errors=True)
     finally:
+        if server:
+            server.terminate()
+            server.wait(30)
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def start_chroma(work: Path) -> subprocess.Popen:
+    """`chroma run` on a free loopback port, data in work/chroma-server; its URL goes to the children."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    argv = [chroma, "run", "--path", str(work / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            sys.exit("the Chroma server did not start")
+        time.sleep(0.2)
+    os.environ["BENCH_CHROMA_URL"] = url  # the children inherit it
+    return proc
 
 
 if __name__ == "__main__":
