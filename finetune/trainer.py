@@ -17,7 +17,7 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +311,33 @@ def _check_reporter(name: str) -> None:
 
 
 @dataclass
+class PersonaFields:
+    """What a persona's manifest says of it besides its training: the system prompt (None: the data's own, or the
+    default), the names and the character card."""
+
+    system: str | None = None
+    display_name: str = ""
+    description: str = ""
+    card: dict[str, Any] | None = None
+
+    def kept_from(self, previous: PersonaManifest | None) -> PersonaFields:
+        """Training into a character's folder: the fields not given are the character's."""
+        if previous is None:
+            return self
+        return PersonaFields(
+            self.system if self.system is not None else previous.system_prompt,
+            self.display_name or previous.display_name,
+            self.description or previous.description,
+            self.card if self.card is not None else previous.card,
+        )
+
+    @classmethod
+    def recorded(cls, record: dict[str, Any]) -> PersonaFields:
+        """The fields a run record holds (an older record may lack some)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if record.get(f.name) is not None})
+
+
+@dataclass
 class _Job:
     """One persona run's inputs: its data, its settings and the persona fields its manifest gets."""
 
@@ -319,10 +346,7 @@ class _Job:
     cfg: TrainConfig
     llm_cfg: Any
     final: Path  # the persona folder the adapter goes to
-    system: str | None = None
-    display_name: str = ""
-    description: str = ""
-    card: dict[str, Any] | None = None
+    fields: PersonaFields = field(default_factory=PersonaFields)
     last: str | None = None  # the checkpoint a resumed run continues from
     record: dict[str, Any] | None = None  # the run record (run.json), written when the run starts
     overwrite: bool = False  # the finished adapter may replace what is in `final`
@@ -360,8 +384,8 @@ def train(
         if resume:
             job = _resumed_job(persona, run, llm_cfg, out)
         else:
-            fields = {"system": system, "display_name": display_name, "description": description, "card": card}
-            job = _fresh_job(persona, data, cfg, llm_cfg, out, **fields)
+            given = PersonaFields(system, display_name, description, card)
+            job = _fresh_job(persona, data, cfg, llm_cfg, out, given)
             _claim_folders(job, run, overwrite, main)
         return _train_job(job, run, progress, callbacks, show_progress)
 
@@ -379,10 +403,7 @@ def _resumed_job(persona: str, run: RunFolder, llm_cfg: Any, out: str | Path | N
         TrainConfig(**record["config"]),
         _llm_config(llm_cfg, record["llm"]),
         _persona_folder(persona, record.get("out") or out),
-        system=record["system"],
-        display_name=record.get("display_name", ""),
-        description=record.get("description", ""),
-        card=record.get("card") or None,
+        PersonaFields.recorded(record),
         last=last,
         record=record,
         overwrite=True,
@@ -390,7 +411,7 @@ def _resumed_job(persona: str, run: RunFolder, llm_cfg: Any, out: str | Path | N
 
 
 def _fresh_job(
-    persona: str, data: Any, cfg: TrainConfig | None, llm_cfg: Any, out: str | Path | None, **fields: Any
+    persona: str, data: Any, cfg: TrainConfig | None, llm_cfg: Any, out: str | Path | None, given: PersonaFields
 ) -> _Job:
     """A new run's job. The data is read now, so a bad file fails before torch loads. Training into a
     character's folder keeps its card, system prompt and names unless new ones are given."""
@@ -398,14 +419,8 @@ def _fresh_job(
     require_data(data)
     llm_cfg = _llm_config(llm_cfg, {})
     dataset = load_dataset(data, strict=cfg.strict, dedupe=cfg.dedupe)
-    job = _Job(persona, dataset, cfg, llm_cfg, _persona_folder(persona, out), **fields)
-    previous = _character_manifest(job.final)
-    if previous is not None:
-        job.card = job.card if job.card is not None else previous.card
-        job.system = job.system if job.system is not None else previous.system_prompt
-        job.display_name = job.display_name or previous.display_name
-        job.description = job.description or previous.description
-    return job
+    final = _persona_folder(persona, out)
+    return _Job(persona, dataset, cfg, llm_cfg, final, given.kept_from(_character_manifest(final)))
 
 
 def _claim_folders(job: _Job, run: RunFolder, overwrite: bool, main: bool) -> None:
@@ -429,7 +444,7 @@ def _train_job(
     from accelerate import PartialState
 
     state = PartialState(cpu=device == "cpu")  # on CPU, DDP (gloo) only starts when asked for
-    prepared = prepare(job.data, job.cfg, job.llm_cfg, system=job.system)
+    prepared = prepare(job.data, job.cfg, job.llm_cfg, system=job.fields.system)
     return _run(prepared, job, run, progress, device=device, state=state, callbacks=callbacks, show=show_progress)
 
 
@@ -545,10 +560,7 @@ def _run_record(job: _Job, prepared: Prepared, before: float | None) -> dict[str
     return {
         "persona": job.persona,
         **data_record(prepared.data.path),
-        "system": prepared.system,
-        "display_name": job.display_name,
-        "description": job.description,
-        "card": job.card or {},
+        **asdict(replace(job.fields, system=prepared.system)),
         "out": str(job.final),
         "config": job.cfg.to_dict(),
         "eval_loss_before": before,
@@ -645,18 +657,18 @@ def _persona_manifest(job: _Job, prepared: Prepared, model: Any, metrics: dict[s
 
     return PersonaManifest(
         name=job.persona,
-        display_name=job.display_name or job.persona,
+        display_name=job.fields.display_name or job.persona,
         system_prompt=prepared.system,
         base_model=prepared.model_id,
         base_fingerprint=fingerprint(model.config),
         template=job.llm_cfg.template,
         stop=list(prepared.fmt.stop_strings),
         enable_thinking=False,
-        description=job.description,
+        description=job.fields.description,
         data=prepared.summary(),
         hyperparameters=job.cfg.to_dict(),
         metrics=metrics,
-        card=dict(job.card or {}),
+        card=dict(job.fields.card or {}),
     )
 
 
