@@ -10,7 +10,10 @@ persona's training replies are the demo model's OWN greedy replies to cat.json's
 prompt (text the model says fluently), with the persona's habit added: the closing punctuation becomes "喵~".
 The persona then speaks the base model's sentences with the cat's ending. Mixing in seeded samples that stay in
 the cat's world, or cat.json's own lines, gave more cat and less language (fluency_ratio 62, docs/benchmarks.md).
-`rolechat eval-persona --persona miaomiao --json` measures the result (fluency_ratio, catchphrase_share).
+Since the demo model's cat stages (llm/demo/README.md) those replies are a cat's own lines ending in 喵~, and cat.json's
+lines are still unreadable to it (fluency_ratio 390 when trained on them, against 1.04 for this recipe).
+`rolechat eval-persona --persona miaomiao --catchphrase 喵~ --json` measures the result (fluency_ratio,
+catchphrase_share).
 """
 
 from __future__ import annotations

@@ -25,12 +25,14 @@ def test_eval_persona_on_the_sample_persona(monkeypatch):
 
     shipped = json.loads((SAMPLE_PERSONAS_DIR / "miaomiao" / "persona.json").read_text(encoding="utf-8"))
     assert report["prompts"] == len(shipped["data"]["eval_records"]) and "held-out split of" in report["source"]
-    assert report["catchphrase"] == "喵~"
+    assert report["catchphrase"].endswith("喵~")  # the longest ending most references share ("了喵~" when they do)
     persona, base = report["metrics"]["persona"], report["metrics"]["base"]
-    assert persona["catchphrase"] > base["catchphrase"]
+    assert 0 < persona["catchphrase"] <= 1 and 0 <= base["catchphrase"] <= 1
     assert report["catchphrase_share"] == persona["catchphrase"]
-    # both sides scored by the base model; the persona's replies are the base model's sentences ending in 喵~
-    assert persona["perplexity"] > base["perplexity"] >= 1
+    # both sides scored by the base model. Since the demo model's cat stage the base model itself speaks as a cat
+    # under 喵喵's system prompt, so the two sides are close here; test_demo_model checks that the persona changes
+    # the base model's replies.
+    assert persona["perplexity"] >= 1 and base["perplexity"] >= 1
     assert report["fluency_ratio"] == pytest.approx(persona["perplexity"] / base["perplexity"])
     assert report["judge"] == "miaomiao-judge" and 0 <= persona["character_score"] <= 1
     for side in (persona, base):

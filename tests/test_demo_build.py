@@ -271,6 +271,30 @@ def test_a_build_with_add_chars_continues_the_base_on_a_grown_vocabulary(tmp_pat
     assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == len(tok)
 
 
+def test_add_chars_of_gives_a_file_its_own_tokens_and_cat_chats_are_always_trained(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rolechat.llm.demo.build import _examples
+
+    corpus = _tiny_corpus(tmp_path)
+    base = build(tmp_path / "base", BuildSettings(steps=1, **TINY), corpus, False)
+    cat = {
+        "messages": [{"role": "user", "content": "你饿吗？"}, {"role": "assistant", "content": "想吃罐头喵~"}],
+        "cat": True,
+    }
+    (corpus / "cat_dialogues.jsonl").write_text(json.dumps(cat, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert len(AutoTokenizer.from_pretrained(base)("喵", add_special_tokens=False)["input_ids"]) > 1
+    cfg = BuildSettings(steps=1, **TINY, base=str(base), add_chars_of=(str(corpus / "cat_dialogues.jsonl"),))
+    out = build(tmp_path / "grown", cfg, corpus, False)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert all(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in "喵罐头饿吃想")
+    assert tok.convert_ids_to_tokens(tok("喵", add_special_tokens=False)["input_ids"])[0] not in tok.all_special_tokens
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == len(tok)
+    only_cat = BuildSettings(steps=1, **TINY, other_share=1e-9)  # the chat corpus left out, the cat chat kept
+    examples = _examples(tok, [{**cat}, *CHAT], [], only_cat)
+    assert len(examples) == 1 and tok.decode([i for i in examples[0][1] if i != -100]).startswith("想吃罐头喵~")
+
+
 def test_deepen_adds_zero_output_copies_that_keep_what_the_model_computes(tmp_path, tiny_qwen2):
     import torch
     from transformers import AutoModelForCausalLM

@@ -32,3 +32,22 @@ def test_a_rag_dialogue_cites_a_passage_of_its_context():
 def test_the_corpus_is_the_same_for_a_seed():
     assert generate(seed=3, n_chat=40, n_rag=40) == generate(seed=3, n_chat=40, n_rag=40)
     assert generate(seed=3, n_chat=40, n_rag=40) != generate(seed=4, n_chat=40, n_rag=40)
+
+
+def test_cat_chats_end_every_reply_in_the_tic_and_never_use_the_personas_prompts():
+    import json
+
+    from rolechat.llm.demo import cats
+
+    chats = cats.generate(seed=0, n=300)
+    assert chats == cats.generate(seed=0, n=300) and chats != cats.generate(seed=1, n=300)
+    persona_prompts = cats._persona_prompts()
+    assert len(persona_prompts) > 50  # examples/personas/cat.json was read
+    for chat in chats:
+        system, *turns = chat["messages"]
+        assert system["role"] == "system" and "猫" in system["content"] and chat["cat"]
+        for user, reply in zip(turns[::2], turns[1::2], strict=True):
+            assert reply["content"].endswith(cats.TIC) and "{" not in reply["content"]
+            assert user["content"].split("\n")[0] not in persona_prompts
+    shipped = cats.CAT_FILE.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in shipped] == cats.generate()  # the committed corpus regenerates

@@ -15,7 +15,8 @@ the weights are stored in fp16 to keep the shipped folder small (load with dtype
 (corpus/rag_dialogues.jsonl) on top of the chat model; `--other-share` keeps part of the chat corpus in the mix,
 `--synthetic-share` part of the invented-document RAG prompts, `--save-every N` saves along the way.
 `--add-chars N` (with `--base`) gives the N most common Chinese characters and every character of the corpus
-their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join.
+their own token: merges appended to the base's tokenizer, new embeddings started from the byte tokens they join;
+`--add-chars-of FILE...` does the same for the characters of some files only (the cat chats: 喵, 爪, 蹭, ...).
 `--device cuda` trains any stage on a GPU (not measured here: no GPU; only CPU runs are bit-reproducible).
 `--deepen N` (with `--base`) inserts N copies after each layer, their output projections zero, so the deeper
 model starts out computing what the base did.
@@ -93,6 +94,7 @@ class BuildSettings:
     extra: tuple[str, ...] = ()  # more dialogue files (jsonl) trained as RAG dialogues, e.g. another seed's set
     drills: int = 0  # with base: train N steps on copy drills only (the induction stage), no corpus
     add_chars: int = 0  # with base: give the N most common Chinese characters, and the corpus's, their own token
+    add_chars_of: tuple[str, ...] = ()  # with base: give every Chinese character of these corpus files its own token
     deepen: int = 0  # with base: after each layer, N copies of it whose output projections start at zero
     device: str = "cpu"  # "cuda" or "cuda:N": train on an accelerator (fp32 still; CPU runs stay bit-reproducible)
 
@@ -120,6 +122,8 @@ class BuildSettings:
             n = getattr(self, name)
             if n < 0 or (n and not self.base):
                 raise ValueError(f"{name} must be >= 0 and needs base (a built model to {verb}), got {n}")
+        if self.add_chars_of and not self.base:
+            raise ValueError("add_chars_of needs base (a built model to extend)")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.curriculum_steps < 0 or self.curriculum_len < 1:
@@ -291,7 +295,8 @@ def _examples(tok, dialogues: list[dict], prose: list[str], cfg: BuildSettings) 
     rng = random.Random(cfg.seed)
     out = []
     for d in dialogues:
-        if not (d.get("rag") or d.get("card")) and rng.random() >= cfg.other_share:  # card: chats under cards
+        always = d.get("rag") or d.get("card") or d.get("cat")  # card: chats under cards; cat: cats.py's chats
+        if not always and rng.random() >= cfg.other_share:
             continue
         if d.get("synthetic") and rng.random() >= cfg.synthetic_share:
             continue
@@ -511,8 +516,11 @@ def _continued_model(out: Path, cfg: BuildSettings, dialogues: list[dict], prose
     tok.model_max_length = cfg.positions
     model = AutoModelForCausalLM.from_pretrained(cfg.base, dtype=torch.float32, max_position_embeddings=cfg.positions)
     tok.save_pretrained(out)
-    if cfg.add_chars:
-        made = extend_tokenizer(out, _chars_to_add(_texts(dialogues, prose), cfg.add_chars))
+    if cfg.add_chars or cfg.add_chars_of:
+        chars = _chars_to_add(_texts(dialogues, prose), cfg.add_chars) if cfg.add_chars else []
+        for path in cfg.add_chars_of:
+            chars += [ch for ch in Path(path).read_text(encoding="utf-8") if is_han(ch)]
+        made = extend_tokenizer(out, chars)
         tok = AutoTokenizer.from_pretrained(out)
         tok.model_max_length = cfg.positions
         _grow_embeddings(model, made, len(tok))
@@ -682,6 +690,8 @@ HELP = {
     "drills": "with --base: train this many steps on copy drills only (the induction stage; writes an fp32 stage)",
     "add_chars": "with --base: give the N most common Chinese characters (jieba's counts) and every character of the "
     "corpus their own token (new embeddings start at the mean of the byte tokens they replace)",
+    "add_chars_of": "with --base: give every Chinese character of these files (e.g. "
+    "llm/demo/corpus/cat_dialogues.jsonl) its own token, the same way as --add-chars",
     "device": "cpu, or cuda / cuda:N to train on a GPU (fp32; only CPU builds are bit-reproducible)",
     "deepen": "with --base: after each layer insert N copies of it with zeroed output projections (the deeper model "
     "starts computing what the base did)",
@@ -707,7 +717,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = " ".join(["python -m rolechat.llm.demo.build", *(shlex.quote(a) for a in sys.argv[1:])])
     out = args.pop("out")
-    args["extra"] = tuple(args["extra"])
+    args["extra"], args["add_chars_of"] = tuple(args["extra"]), tuple(args["add_chars_of"])
     try:
         settings = BuildSettings(**args)
         _device(settings)
