@@ -10,10 +10,11 @@ the default embedder); questions about those articles are answerable (an answer 
 sentences hold a gold answer text), questions about the other half are not (the knowledge base cannot answer
 them: a right outcome is "no answer"); the demo benchmark's own questions (bench/data/demo_questions_*.jsonl)
 join them. What `rag.extract` is given for each question (the retrieved chunks, the IDF of its terms, every
-candidate sentence's cosine) is kept, so the real ranking is replayed offline and the weights (DENSE_SHARE,
-TYPE_BONUS, TYPE_RANK, MARGIN_SHARE) and the threshold are chosen by grid search on the even-numbered cmrc
-questions plus the demo ones (the most answered while refusing ABSENT_FLOOR of the absent ones) and reported on
-the odd-numbered cmrc ones; with --check-sets the check's questions are replayed too, only reported.
+candidate sentence's cosine and the reader's probability) is kept, so the real ranking is replayed offline and
+the weights (DENSE_SHARE, TYPE_BONUS, TYPE_RANK, MARGIN_SHARE, READ_RANK) and the threshold are chosen by grid
+search on the even-numbered cmrc questions plus the demo ones (the most answered while refusing ABSENT_FLOOR of the
+absent ones) and reported on the odd-numbered cmrc ones; with --check-sets the check's questions are replayed
+too, only reported.
 
 check: `knowledge/` and two documents of bench/data/extract_docs/ (written for this check: nothing of them is
 in the demo model's training data) are indexed as the app does, and the questions of
@@ -49,9 +50,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def _home() -> None:
     os.environ["ROLECHAT_HOME"] = tempfile.mkdtemp(prefix="rolechat-bench-extract-")
-    from rolechat.settings import set_offline_env
+    from rolechat.settings import set_process_env
 
-    set_offline_env()
+    set_process_env()  # offline, and no third-party noise between the answers
 
 
 def calibrate(args) -> None:
@@ -131,10 +132,13 @@ def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict
     sentence's cosine to it: enough to re-run the ranking and the confidence offline under any settings."""
     from rolechat.rag import extract as ex
     from rolechat.rag.lexical import query_terms
+    from rolechat.rag.reader import Reader
 
     docs = kb.retriever().invoke(question)
     texts = [s.text for s, _ in ex._candidates(docs)]
     cosines = ex._embed(kb.embeddings, question, texts).tolist() if texts else []
+    reader = Reader.shipped()
+    reads = reader.scores(question, texts) if reader is not None else [0.0] * len(texts)
     return {
         "set": subset,
         "label": label,
@@ -143,6 +147,7 @@ def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict
         "docs": [[d.page_content, d.metadata.get("headings") or ""] for d in docs],
         "idf": kb.bm25.idf(list(dict.fromkeys(query_terms(question)))),
         "cosines": dict(zip(texts, cosines)),
+        "reads": dict(zip(texts, reads)),
     }
 
 
@@ -164,6 +169,16 @@ class _Cosines:
         return out
 
 
+class _Reads:
+    """A reader that gives back the dumped probabilities."""
+
+    def __init__(self, reads: dict[str, float]):
+        self.reads = reads
+
+    def scores(self, question: str, texts: list[str]) -> list[float]:
+        return [self.reads.get(text, 0.0) for text in texts]
+
+
 def featurize(inputs: list[dict]) -> list[dict]:
     """Each dumped question ranked by the current `rag.extract` as it ranks online (its MAX_CANDIDATES best): one
     row per question with each sentence's scores and whether it holds a gold answer."""
@@ -177,7 +192,10 @@ def featurize(inputs: list[dict]) -> list[dict]:
             Document(text, metadata={"headings": headings, "citation": n})
             for n, (text, headings) in enumerate(item["docs"], 1)
         ]
-        ranked = ex.rank_sentences(item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w)
+        reads = _Reads(item.get("reads", {}))
+        ranked = ex.rank_sentences(
+            item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w, reads
+        )
         gold = item["gold"]
         rows.append(
             {
@@ -195,6 +213,7 @@ def featurize(inputs: list[dict]) -> list[dict]:
                         s.chunk_cover,
                         s.text,
                         s.kind,
+                        s.read or 0.0,
                     ]
                     for s in ranked
                 ],
@@ -213,12 +232,15 @@ class Settings:
     margin_share: float = 0.0  # MARGIN_SHARE
     lexical: float = 0.25  # LEXICAL_RANK
     rank: float = 0.2  # RANK_SHARE
+    read_rank: float = 0.0  # READ_RANK
 
     @classmethod
     def shipped(cls) -> Settings:
         from rolechat.rag import extract as ex
 
-        return cls(ex.DENSE_SHARE, ex.TYPE_BONUS, ex.TYPE_RANK, ex.MARGIN_SHARE, ex.LEXICAL_RANK, ex.RANK_SHARE)
+        return cls(
+            ex.DENSE_SHARE, ex.TYPE_BONUS, ex.TYPE_RANK, ex.MARGIN_SHARE, ex.LEXICAL_RANK, ex.RANK_SHARE, ex.READ_RANK
+        )
 
 
 def decide(row: dict, p: Settings) -> tuple[float, bool]:
@@ -227,9 +249,9 @@ def decide(row: dict, p: Settings) -> tuple[float, bool]:
     from rolechat.rag.extract import BM25_SHARE, DENSE_RANK, HEADING_SHARE
 
     scored = []
-    for cover, head, dense, bm25, place, hit, chunk_cover, _, kind in row["sentences"]:
+    for cover, head, dense, bm25, place, hit, chunk_cover, _, kind, read in row["sentences"]:
         key = DENSE_RANK * dense + p.lexical * (cover + HEADING_SHARE * head) + BM25_SHARE * bm25 + p.rank / place
-        scored.append((key + p.type_rank * kind, dense, chunk_cover, kind, hit, place))
+        scored.append((key + p.type_rank * kind + p.read_rank * read, dense, chunk_cover, kind, hit, place))
     if not scored:
         return 0.0, False
     scored.sort(key=lambda t: t[0], reverse=True)
@@ -261,6 +283,7 @@ GRID = {
     "type_bonus": (0.0, 0.02, 0.04),
     "type_rank": (0.0, 0.05, 0.1),
     "margin_share": (0.0, 0.25, 0.5, 1.0),
+    "read_rank": (0.0, 0.5, 1.0),
 }
 ABSENT_FLOOR = 0.85  # the operating point: absent questions refused at least this often (the issue's target 80%)
 
@@ -283,7 +306,7 @@ def tune_point(
         p = Settings(**dict(zip(values, combo)))
         t_dec = [(r["label"], *decide(r, p)) for r in tune]
         d_dec = [(r["label"], *decide(r, p)) for r in demo]
-        used = sum(w != 0 for w in (p.type_bonus, p.type_rank, p.margin_share))
+        used = sum(w != 0 for w in (p.type_bonus, p.type_rank, p.margin_share, p.read_rank))
         for t in thresholds:
             st, sd = score(t_dec, t), score(d_dec, t)
             if min(st["absent_not_grounded"], sd["absent_not_grounded"]) < floor:
@@ -309,6 +332,7 @@ def grid(rows: list[dict], floor: float = ABSENT_FLOOR) -> None:
         "no answer type in the confidence": {"type_bonus": 0.0},
         "no answer type in the ranking": {"type_rank": 0.0},
         "no cosine margin": {"margin_share": 0.0},
+        "no reader": {"read_rank": 0.0},
         "neither (the weights before)": {"type_bonus": 0.0, "type_rank": 0.0, "margin_share": 0.0},
     }
     for label, fixed in ablations.items():

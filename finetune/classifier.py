@@ -11,7 +11,6 @@ include the classification head (`classifier` for BERT-family encoders, `score` 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,20 +140,6 @@ class Prediction:
     probabilities: dict[str, float]
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Loading a head-less checkpoint into a *ForSequenceClassification says the head is new: it is, on purpose."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-
-
 def load_base_classifier(
     source: str,
     labels: Sequence[str],
@@ -178,7 +163,7 @@ def load_base_classifier(
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # Weights the checkpoint lacks (the head; a pooler an MLM checkpoint never had) are initialised at
     # random: under a fixed seed, so training and every later load start from the very same values.
-    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+    with rc.quiet_loading(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
             if pooling == "mean":
@@ -261,7 +246,7 @@ class Classifier:
                 f"classifier {manifest.name!r} was trained on {manifest.base_model!r}; {source!r} has another "
                 "architecture or size"
             )
-        with _quiet_transformers():
+        with rc.quiet_loading():
             model = PeftModel.from_pretrained(model, str(path))
         model.eval()
         return cls(manifest, model, tokenizer, path)

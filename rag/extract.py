@@ -16,20 +16,26 @@ Each sentence of the chunks is scored against the question by two judges:
   chunk's heading path counting too (a question names its subject; the sentence under a heading often
   does not), plus BM25 over the candidate sentences.
 
-The sentences are ranked by DENSE_RANK x dense + LEXICAL_RANK x lexical + BM25_SHARE x BM25 + RANK_SHARE / the chunk's
-retrieval rank + TYPE_RANK x kind, and the best one is quoted with the next best of the same chunk (an answer often
-takes two sentences, and a question reworded away from the text is often nearest to the sentence before the answer).
-`kind` is the answer type, the classic extractive-QA signal: a question asking 多少钱 wants a sum of money, 几点 a
-time, 多久 a duration, 谁 a person, 哪里 a place, 多少/几 a count with its unit (`question_type`); a sentence that
-holds such an expression (`holds_answer_type`: numerals with a unit, dates, jieba's name tags) gets kind 1, one that
-does not -1, and every sentence 0 when the question is of no type (yes/no, what, how).
+A third judge, the reader (`rag.reader`, on by default), reads the question and each of the best MAX_CANDIDATES
+sentences together (a cross-encoder) and gives the probability that the sentence answers it.
+
+The sentences are ranked by DENSE_RANK x dense + LEXICAL_RANK x lexical + BM25_SHARE x BM25 + RANK_SHARE / the
+chunk's retrieval rank + TYPE_RANK x kind + READ_RANK x read, and the best one is quoted with the next best of the
+same chunk (an answer often takes two sentences, and a question reworded away from the text is often nearest to
+the sentence before the answer). `kind` is the answer type, the classic extractive-QA signal: a question asking
+多少钱 wants a sum of money, 几点 a time, 多久 a duration, 谁 a person, 哪里 a place, 多少/几 a count with its
+unit (`question_type`); a sentence that holds such an expression (`holds_answer_type`: numerals with a unit,
+dates, jieba's name tags) gets kind 1, one that does not -1, and every sentence 0 when the question is of no type
+(yes/no, what, how).
 
 Whether to answer at all is `confidence` = DENSE_SHARE x the best sentence's cosine + (1 - DENSE_SHARE) x its
 chunk's coverage (the IDF-weighted share of the question's terms found anywhere in the chunk, heading included)
 + TYPE_BONUS when a quoted sentence holds the answer type + MARGIN_SHARE x how far the best cosine stands above the
 median of the other candidates' (`quoted_confidence`): below `threshold` the answer is "not in the knowledge base".
-The chunk's coverage, not the sentence's, because a question asked in other words shares few terms with the
-answering sentence but names the subject its chunk is about, while a question the documents do not answer names
+The reader's probability is not in it: it picks the answering sentence out better than the cosine does, but
+added to the confidence it never refused more unanswerable questions than it cost answers (the calibration grid
+chose weight 0). The chunk's coverage, not the sentence's, because a question asked in other words shares few terms
+with the answering sentence but names the subject its chunk is about, while a question the documents do not answer names
 something (a 保质期, an owner) that no retrieved chunk holds. The weights and the default threshold were calibrated
 on cmrc2018 with unanswerable questions plus the demo benchmark's questions (docs/benchmarks.md, "Extractive
 answers"; bench/bench_extract.py).
@@ -42,12 +48,15 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rolechat.rag.lexical import bm25_scores, query_terms, tokenize
 from rolechat.rag.ranking import chunk_body
+
+if TYPE_CHECKING:
+    from rolechat.rag.reader import Reader
 
 __all__ = [
     "Extract",
@@ -65,7 +74,7 @@ __all__ = [
 ]
 
 DENSE_SHARE = 0.8  # weight of the sentence's cosine in `confidence`, the rest its chunk's coverage (calibrated)
-THRESHOLD = 0.80  # default rag.extract_threshold (bench/bench_extract.py; docs/benchmarks.md says how it was set)
+THRESHOLD = 0.795  # default rag.extract_threshold (bench/bench_extract.py; docs/benchmarks.md says how it was set)
 MAX_CANDIDATES = 16  # sentences embedded per question (the lexically best ones)
 MIN_CHARS = 4  # shorter "sentences" (list markers, a lone heading word) are never an answer
 TITLE_CHARS = 24  # a line this short without any punctuation is a title, not an answer
@@ -77,6 +86,7 @@ RANK_SHARE = 0.2  # weight of 1 / the chunk's retrieval rank in the ranking (not
 TYPE_BONUS = 0.02  # added to the confidence when the quoted sentences hold what the question asks for (calibrated)
 TYPE_RANK = 0.1  # added to a sentence's ranking score when it holds it, taken off when not (calibrated)
 MARGIN_SHARE = 0.25  # weight of the best cosine's lead over the other candidates' median in the confidence (calibrated)
+READ_RANK = 0.5  # weight of the reader's probability in the ranking (calibrated; not in the confidence, see below)
 
 LEAD_IN = "知识库原文摘录（抽取式回答，未经模型改写）："
 NO_ANSWER = "知识库里没有找到这个问题的答案（抽取式回答）。最接近的资料："
@@ -136,6 +146,7 @@ class Sentence:
     bm25: float = 0.0
     chunk_cover: float = 0.0  # IDF-weighted share of the question's terms found anywhere in its chunk
     kind: int = 0  # 1: it holds what the question asks for (a sum of money, a time...), -1: it does not, 0: untyped
+    read: float | None = None  # the reader's probability that it answers the question (None: no reader)
 
     @property
     def lexical(self) -> float:
@@ -148,7 +159,8 @@ class Sentence:
     @property
     def score(self) -> float:
         lexical = LEXICAL_RANK * self.lexical + BM25_SHARE * self.bm25
-        return DENSE_RANK * self.dense + lexical + RANK_SHARE / self.rank + TYPE_RANK * self.kind
+        read = READ_RANK * self.read if self.read is not None else 0.0
+        return DENSE_RANK * self.dense + lexical + RANK_SHARE / self.rank + TYPE_RANK * self.kind + read
 
 
 @dataclass
@@ -243,8 +255,10 @@ def rank_sentences(
     docs: Sequence[Any],
     embeddings: Any = None,
     idf: Callable[[Iterable[str]], dict[str, float]] | None = None,
+    reader: Reader | None = None,
 ) -> list[Sentence]:
-    """Every candidate sentence of `docs`, scored against `question`, best first."""
+    """Every candidate sentence of `docs`, scored against `question`, best first (the MAX_CANDIDATES best by
+    their terms, then by all the judges)."""
     found = _candidates(docs)
     if not found:
         return []
@@ -279,6 +293,9 @@ def rank_sentences(
     else:  # no embedder: the lexical judge alone decides
         for sentence in sentences:
             sentence.dense = min(sentence.lexical, 1.0)
+    if reader is not None:
+        for sentence, read in zip(sentences, reader.scores(question, [s.text for s in sentences])):
+            sentence.read = read
     sentences.sort(key=lambda s: s.score, reverse=True)
     return sentences
 
@@ -324,10 +341,11 @@ def extract(
     embeddings: Any = None,
     idf: Callable[[Iterable[str]], dict[str, float]] | None = None,
     threshold: float = THRESHOLD,
+    reader: Reader | None = None,
 ) -> Extract:
     """The extractive answer to `question` from retrieved `docs` (LangChain Documents, ranked, with
     `metadata["citation"]`); see the module docstring."""
-    ranked = rank_sentences(question, docs, embeddings, idf)
+    ranked = rank_sentences(question, docs, embeddings, idf, reader)
     best = ranked[0] if ranked else None
     chosen = [best] if best else []
     for other in ranked[1:]:  # the next best sentence of the same chunk, in the document's order

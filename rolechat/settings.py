@@ -13,6 +13,7 @@ This module imports nothing heavy and nothing from the feature packages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -36,6 +37,7 @@ __all__ = [
     "set_offline_env",
     "set_process_env",
     "quiet_libraries",
+    "quiet_loading",
     "Flag",
     "flags",
     "to_args",
@@ -100,6 +102,23 @@ def quiet_libraries() -> None:
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category, module=QUIET_MODULES)
     warnings.filterwarnings("ignore", message=".*sunset.*", category=Warning)  # langchain-community's notice
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Load a transformers model without its "Loading weights" bar (it would land in the middle of rolechat's own
+    progress output) or its load report (a head-less checkpoint's unused pooler, a new head: on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def home() -> Path:

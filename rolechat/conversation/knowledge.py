@@ -188,7 +188,12 @@ class Knowledge:
             embeddings = kb.embeddings if self.embeddings is None else self.embeddings
         idf = getattr(getattr(kb, "bm25", None), "idf", None)
         threshold = self.rag_cfg.extract_threshold
-        got = extract(found.question, found.docs, embeddings, idf, threshold=threshold)
+        reader = None
+        if self.rag_cfg.extract_reader:
+            from rolechat.rag.reader import Reader
+
+            reader = Reader.shipped()
+        got = extract(found.question, found.docs, embeddings, idf, threshold=threshold, reader=reader)
         found.reply, found.grounded, found.confidence = got.text, got.grounded, round(got.confidence, 4)
         found.note = (
             f"extractive answer (rag.answer_mode): the model is not called; confidence {got.confidence:.2f}, "

@@ -1,0 +1,114 @@
+"""Train the extractive reader: multilingual-e5-small as a cross-encoder over (question, sentence) pairs, LoRA.
+
+    .venv/bin/python scripts/train_reader.py --out rag/reader   # needs ../shared/data/cmrc2018; 22 min, 2 cores
+
+Training pairs come from cmrc2018's trial split, from the questions that bench/bench_extract.py never asks
+(calibration asks the first 150 questions of each half): each question is paired with every sentence of its
+own paragraph (the one holding the gold answer is the positive) and with the sentences of the paragraphs of
+other articles that BM25 ranks nearest to it (all negatives: they are about the same thing and answer nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
+ASKED = 150  # bench_extract.py calibrate --questions 150 asks the first 150 of each half
+
+
+def _questions(articles):
+    return [(para["context"], qa) for art in articles for para in art["paragraphs"] for qa in para["qas"]]
+
+
+def _nearest(terms, sentences, n, tokenize):
+    """The `n` sentences sharing the most question terms (the hardest negatives)."""
+    return sorted(sentences, key=lambda s: -len(terms & set(tokenize(s))))[:n]
+
+
+def pairs(seed: int = 0, hard: int = 3, own_negatives: int = 3) -> list[tuple[str, str, float]]:
+    from rolechat.rag.extract import split_sentences
+    from rolechat.rag.lexical import bm25_scores, query_terms, tokenize
+
+    data = json.loads(CMRC.read_text(encoding="utf-8"))["data"]
+    half = len(data) // 2
+    train = _questions(data[:half])[ASKED:] + _questions(data[half:])[ASKED:]
+    contexts = sorted({para["context"] for art in data for para in art["paragraphs"]})
+    tokens = [tokenize(c) for c in contexts]
+    rng = random.Random(seed)
+    out = []
+    for context, qa in train:
+        q = qa["question"]
+        gold = [a["text"] for a in qa["answers"]]
+        terms = set(query_terms(q))
+        own = [s for s in split_sentences(context) if len(s) >= 4]
+        positive = [s for s in own if any(g in s for g in gold)]
+        if not positive:
+            continue  # the answer spans two sentences: no sentence is the answer
+        negative = [s for s in own if s not in positive]
+        out.append((q, positive[0], 1.0))
+        out += [(q, s, 0.0) for s in _nearest(terms, negative, own_negatives, tokenize)]
+        scores = bm25_scores(list(terms), tokens)
+        near = sorted(range(len(contexts)), key=lambda i: -scores[i])
+        others = [s for i in near[:4] if contexts[i] != context for s in split_sentences(contexts[i]) if len(s) >= 4]
+        out += [(q, s, 0.0) for s in _nearest(terms, others, hard, tokenize)]
+    rng.shuffle(out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--epochs", type=float, default=1.5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+
+    from rolechat.rag.reader import Reader
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data = pairs()
+    if args.limit:
+        data = data[: args.limit]
+    print(f"{len(data)} pairs, {sum(p[2] for p in data):.0f} positive", flush=True)
+    reader = Reader.fresh(rank=args.rank)
+    model = reader.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    print(f"trainable {sum(p.numel() for p in params)}", flush=True)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    steps = int(len(data) * args.epochs / args.batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 20) * max(0.0, 1 - i / steps))
+    pos_weight = torch.tensor((len(data) - sum(p[2] for p in data)) / max(sum(p[2] for p in data), 1) ** 1.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.sqrt())
+    model.train()
+    t0 = time.perf_counter()
+    running = 0.0
+    for step in range(steps):
+        batch = [data[(step * args.batch + i) % len(data)] for i in range(args.batch)]
+        logits = reader.logits([b[0] for b in batch], [b[1] for b in batch])
+        loss = loss_fn(logits, torch.tensor([b[2] for b in batch]))
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
+        if step % 20 == 0:
+            print(f"step {step}/{steps} loss {running:.4f} {time.perf_counter() - t0:.0f}s", flush=True)
+    reader.save(args.out)
+    print(f"saved {args.out} in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
