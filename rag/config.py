@@ -117,7 +117,7 @@ class RAGConfig:
     extract_reader: bool = setting(
         True,
         "extract: also read each candidate sentence together with the question (the bundled cross-encoder, "
-        "multilingual-e5-small + a LoRA trained on cmrc2018) to pick the sentence that answers it; about 0.3 s "
+        "multilingual-e5-small + a LoRA trained on cmrc2018) to pick the sentence that answers it; about 0.2 s "
         "a question on 2 cores, 8 s to load once",
     )
     max_file_mb: float = setting(50.0, "files larger than this are skipped and reported")
