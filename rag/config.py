@@ -118,7 +118,7 @@ class RAGConfig:
         True,
         "extract: also read each candidate sentence together with the question (the bundled cross-encoder, "
         "multilingual-e5-small + a LoRA trained on cmrc2018) to pick the sentence that answers it; about 0.2 s "
-        "a question on 2 cores, 8 s to load once",
+        "a question on 2 cores, 8 s and about 0.6 GB of memory to load once (false: the other judges alone)",
     )
     max_file_mb: float = setting(50.0, "files larger than this are skipped and reported")
     max_expanded_mb: float = setting(
