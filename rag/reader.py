@@ -4,11 +4,14 @@ The embedder judges a sentence and a question apart (two vectors, one cosine), w
 about this" well and "the sentence answers this" only in part. The reader reads the pair together, as
 extractive QA models do: the question and the sentence go through the encoder as one input, and a small head
 on its mean-pooled output gives the probability that the sentence holds the answer. It is the bundled encoder
-(`rolechat.encoder`) with a LoRA adapter and that head, shipped in `rag/reader/` (a few hundred KB) and trained
-by scripts/train_reader.py on cmrc2018 questions that the calibration never asks (docs/benchmarks.md).
+(`rolechat.encoder`) with a LoRA adapter and that head, shipped in `rag/reader/` (1.3 MB) and trained by
+scripts/train_reader.py on cmrc2018 questions that the calibration never asks (docs/benchmarks.md). Its
+probabilities rank sentences; they are not calibrated (the best rarely passes 0.9), and paraphrases cmrc never
+taught it (WiFi for 无线网络) it misses.
 
     reader = Reader.shipped()                     # None when the encoder is not available here
-    reader.scores("图书馆有没有WiFi？", ["馆内提供免费无线网络。", ...])   # -> [0.93, ...]
+    reader.scores("岚山红是什么茶？", ["岚山红是夏季采摘后经过萎凋、揉捻和发酵制成的红茶。", "第一泡十秒出汤。"])
+    # -> [0.77, 0.08]
 """
 
 from __future__ import annotations
