@@ -3,9 +3,10 @@
     .venv/bin/python scripts/train_reader.py --out rag/reader   # needs ../shared/data/cmrc2018; 22 min, 2 cores
 
 Training pairs come from cmrc2018's trial split, from the questions that bench/bench_extract.py never asks
-(calibration asks the first 150 questions of each half): each question is paired with every sentence of its
-own paragraph (the one holding the gold answer is the positive) and with the sentences of the paragraphs of
-other articles that BM25 ranks nearest to it (all negatives: they are about the same thing and answer nothing).
+(calibration asks the first 150 questions of each half). Each question whose answer lies inside one sentence is
+paired with that sentence (the positive), with the 3 other sentences of its paragraph that share the most of its
+terms, and with the 3 such sentences of the 4 other paragraphs BM25 ranks nearest to it (negatives: about the
+same thing, answering nothing).
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     steps = int(len(data) * args.epochs / args.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 20) * max(0.0, 1 - i / steps))
-    pos_weight = torch.tensor((len(data) - sum(p[2] for p in data)) / max(sum(p[2] for p in data), 1) ** 1.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.sqrt())
+    positives = sum(p[2] for p in data)
+    # positives weighted by the square root of the negatives' share (they are about one in seven)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(((len(data) - positives) / max(positives, 1)) ** 0.5))
     model.train()
     t0 = time.perf_counter()
     running = 0.0
