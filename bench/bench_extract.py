@@ -233,6 +233,7 @@ class Settings:
     lexical: float = 0.25  # LEXICAL_RANK
     rank: float = 0.2  # RANK_SHARE
     read_rank: float = 0.0  # READ_RANK
+    read_share: float = 0.0  # the quoted sentences' best reader probability in the confidence (not in rag.extract)
 
     @classmethod
     def shipped(cls) -> Settings:
@@ -251,16 +252,17 @@ def decide(row: dict, p: Settings) -> tuple[float, bool]:
     scored = []
     for cover, head, dense, bm25, place, hit, chunk_cover, _, kind, read in row["sentences"]:
         key = DENSE_RANK * dense + p.lexical * (cover + HEADING_SHARE * head) + BM25_SHARE * bm25 + p.rank / place
-        scored.append((key + p.type_rank * kind + p.read_rank * read, dense, chunk_cover, kind, hit, place))
+        scored.append((key + p.type_rank * kind + p.read_rank * read, dense, chunk_cover, kind, hit, place, read))
     if not scored:
         return 0.0, False
     scored.sort(key=lambda t: t[0], reverse=True)
-    _, dense, chunk_cover, _, _, place = best = scored[0]
+    _, dense, chunk_cover, _, _, place, _ = best = scored[0]
     quoted = [best] + [s for s in scored[1:] if s[5] == place][:1]
     kind = max(s[3] for s in quoted)
     others = sorted(s[1] for s in scored[1:])
     margin = dense - others[len(others) // 2] if others else 0.0
     confidence = p.share * dense + (1 - p.share) * chunk_cover + p.type_bonus * (kind == 1) + p.margin_share * margin
+    confidence += p.read_share * max(s[6] for s in quoted)
     return confidence, any(s[4] for s in quoted)
 
 
@@ -284,6 +286,7 @@ GRID = {
     "type_rank": (0.0, 0.05, 0.1),
     "margin_share": (0.0, 0.25, 0.5, 1.0),
     "read_rank": (0.0, 0.5, 1.0),
+    "read_share": (0.0,),  # never in rag.extract; the ablation "the reader in the confidence too" tries it
 }
 ABSENT_FLOOR = 0.85  # the operating point: absent questions refused at least this often (the issue's target 80%)
 
@@ -306,7 +309,7 @@ def tune_point(
         p = Settings(**dict(zip(values, combo)))
         t_dec = [(r["label"], *decide(r, p)) for r in tune]
         d_dec = [(r["label"], *decide(r, p)) for r in demo]
-        used = sum(w != 0 for w in (p.type_bonus, p.type_rank, p.margin_share, p.read_rank))
+        used = sum(w != 0 for w in (p.type_bonus, p.type_rank, p.margin_share, p.read_rank, p.read_share))
         for t in thresholds:
             st, sd = score(t_dec, t), score(d_dec, t)
             if min(st["absent_not_grounded"], sd["absent_not_grounded"]) < floor:
@@ -335,6 +338,18 @@ def grid(rows: list[dict], floor: float = ABSENT_FLOOR) -> None:
         "no reader": {"read_rank": 0.0},
         "neither (the weights before)": {"type_bonus": 0.0, "type_rank": 0.0, "margin_share": 0.0},
     }
+    shipped = Settings.shipped()
+    # the reader's probability in the confidence as well as in the ranking, the other weights as shipped: the
+    # grid picks its share (0 = as shipped) and the threshold by the same criterion
+    ablations["the reader in the confidence too (shipped weights)"] = {
+        **{k: getattr(shipped, k) for k in ("share", "type_bonus", "type_rank", "margin_share", "read_rank")},
+        "read_share": (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0),
+    }
+    forced = {
+        **ablations["the reader in the confidence too (shipped weights)"],
+        "read_share": (0.1, 0.2, 0.3, 0.5, 1.0),
+    }
+    ablations["the reader in the confidence, at least 0.1 of it (shipped weights)"] = forced
     for label, fixed in ablations.items():
         _, p, t_ = tune_point(rows, fixed, floor)
         report(label, rows, p, t_)

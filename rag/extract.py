@@ -33,8 +33,8 @@ chunk's coverage (the IDF-weighted share of the question's terms found anywhere 
 + TYPE_BONUS when a quoted sentence holds the answer type + MARGIN_SHARE x how far the best cosine stands above the
 median of the other candidates' (`quoted_confidence`): below `threshold` the answer is "not in the knowledge base".
 The reader's probability is not in it: it picks the answering sentence out better than the cosine does, but
-added to the confidence it refused fewer unanswerable questions than it cost answers (a replay of the
-calibration dump with 0.25-1 of it; docs/benchmarks.md). The chunk's coverage, not the sentence's, because a
+added to the confidence (0.025-1 of it, an ablation of `bench/bench_extract.py calibrate`; docs/benchmarks.md) it
+changed at most one refusal at 0.025 and cost answers from 0.1 on. The chunk's coverage, not the sentence's, because a
 question asked in other words shares few terms with the answering sentence but names the subject its chunk is
 about, while a question the documents do not answer names something (a 保质期, an owner) that no retrieved chunk
 holds. The weights and the default threshold were calibrated
