@@ -1,6 +1,7 @@
-"""One batched decode step on the demo model, three ways: the base model alone, every row on one LoRA adapter, and
-rows mixing the base with two adapters (what `rolechat serve` runs when personas share a batch: peft's
-`adapter_names` path). With --profile, the operators the mixed step spends its time in.
+"""One batched decode step on the demo model, four ways: the base model alone, every row on one LoRA adapter, and
+rows mixing the base with two adapters, by peft's `adapter_names` path and by llm/lora_batch.py's
+matmuls (what `rolechat serve` runs when personas share a batch). With --profile, the operators the mixed steps
+spend their time in.
 
     .venv/bin/python bench/bench_decode_step.py [--rows 32] [--prompt 60] [--steps 40] [--profile]
 
@@ -10,6 +11,7 @@ Each way is run twice, interleaved (the machine drifts); the prefill is one forw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -35,6 +37,7 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, DynamicCache
 
+    from rolechat.llm import lora_batch
     from rolechat.llm.demo import demo_model_path
     from tests.app_support import make_adapter
 
@@ -47,12 +50,19 @@ def main() -> None:
     rows, width = args.rows, args.prompt
     names = [["__base__", "a1", "a2"][i % 3] for i in range(rows)]
 
+    def context(way: str):
+        if way == "base":
+            return peft.disable_adapter()
+        if way == "per_row":
+            return lora_batch.per_row(peft, names)
+        return contextlib.nullcontext()
+
     def run(way: str) -> tuple[float, float]:
         torch.manual_seed(0)
         ids = torch.randint(100, 1000, (rows, width))
         extra = {"adapter_names": names} if way == "mixed" else {}
         peft.set_adapter("a1")
-        with torch.inference_mode(), peft.disable_adapter() if way == "base" else torch.inference_mode():
+        with torch.inference_mode(), context(way):
             start = time.perf_counter()
             out = peft(
                 input_ids=ids,
@@ -80,16 +90,23 @@ def main() -> None:
 
     print(f"demo model, {rows} rows, {width}-token prompts, {args.steps} decode steps, {args.threads} threads")
     print("| rows' adapters | prefill ms | decode step ms | tokens/s |\n|---|---|---|---|")
-    labels = {"base": "none (base)", "single": "one adapter", "mixed": "base + 2 adapters mixed"}
-    for way in ("base", "single", "mixed") * 2:
+    labels = {
+        "base": "none (base)",
+        "single": "one adapter",
+        "mixed": "base + 2 adapters mixed, peft's adapter_names",
+        "per_row": "base + 2 adapters mixed, llm/lora_batch.py",
+    }
+    for way in ("base", "single", "mixed", "per_row") * 2:
         prefill, step = run(way)
         print(f"| {labels[way]} | {prefill * 1000:.1f} | {step * 1000:.2f} | {rows / step:.0f} |")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            run("mixed")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        for way in ("mixed", "per_row"):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                run(way)
+            print(labels[way])
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
 
 if __name__ == "__main__":

@@ -353,6 +353,12 @@ class BatchScheduler:
             with self._persona_context(rows[0].persona):
                 return model(**inputs)
         names = [r.adapter or BASE_ADAPTER for r in rows]
+        from rolechat.llm.lora_batch import per_row
+
+        each_row = per_row(model, names)  # every row's own LoRA in two plain matmuls per layer
+        if each_row is not None:
+            with each_row:
+                return model(**inputs)
         return model(**inputs, adapter_names=names)
 
     def _prefill(self, row: _Row) -> tuple[Any, int, Any]:

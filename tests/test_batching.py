@@ -82,7 +82,11 @@ def test_a_lone_reply_is_what_transformers_generate_gives(runtime):
     assert not runtime._model_lock.locked()
 
 
-def test_mixed_personas_and_prompt_lengths_in_one_batch_give_each_its_solo_reply(runtime):
+def test_mixed_personas_and_prompt_lengths_in_one_batch_give_each_its_solo_reply(runtime, monkeypatch):
+    from rolechat.llm import lora_batch
+
+    per_row, used = lora_batch.per_row, []
+    monkeypatch.setattr(lora_batch, "per_row", lambda *a: used.append(per_row(*a)) or used[-1])
     jobs = [(name, persona) for name in PROMPTS for persona in (None, "alpha", "beta")]
     expected = {job: solo(runtime, PROMPTS[job[0]], job[1]) for job in jobs}
     assert len(set(expected.values())) > 3  # the personas really answer differently
@@ -93,6 +97,7 @@ def test_mixed_personas_and_prompt_lengths_in_one_batch_give_each_its_solo_reply
     for t in threads:
         t.join(60)
     assert scheduler.widest == len(jobs)  # all nine in one forward pass
+    assert used and all(c is not None for c in used)  # llm/lora_batch.py applied each row's LoRA
     assert {job: s.text for job, s in streams.items()} == expected
     assert all(s.stats.completion_tokens >= 1 for s in streams.values())
     assert not runtime._model_lock.locked()
