@@ -21,19 +21,14 @@ from typing import Any
 __all__ = ["per_row"]
 
 _STACKS = "_rolechat_lora_stacks"  # on each LoRA layer: (key, A, B, each column's slot, scaling per slot)
-_LAYERS = "_rolechat_lora_layers"  # on the model: (its adapters' names, its LoRA layers)
 
 
 def _lora_layers(model: Any) -> list[Any]:
-    """Every LoRA layer of `model`, found once per set of loaded adapters and kept on the model."""
+    """Every LoRA layer of `model`, looked up at each call (a walk over the modules: microseconds against a forward
+    pass, and never stale when adapters are reloaded with other target modules)."""
     from peft.tuners.lora import LoraLayer
 
-    key = tuple(getattr(model, "peft_config", {}) or {})
-    cached = getattr(model, _LAYERS, None)
-    if cached is None or cached[0] != key:
-        cached = (key, [m for m in model.modules() if isinstance(m, LoraLayer)])
-        setattr(model, _LAYERS, cached)
-    return cached[1]
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
 def _plain(layer: Any, adapters: Sequence[str]) -> bool:
@@ -82,7 +77,10 @@ def _stacks(layer: Any, adapters: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
 
 
 @contextlib.contextmanager
-def _applied(model: Any, layers: list[Any], adapters: tuple[str, ...], slots: Any) -> Iterator[None]:
+def _applied(every: list[Any], layers: list[Any], adapters: tuple[str, ...], slots: Any) -> Iterator[None]:
+    """Within: each of `every` (all the model's LoRA layers) returns its base layer's output, and each of `layers`
+    (those holding one of `adapters`) adds each row's own LoRA, row i that of slot `slots[i]`."""
+
     def hook(layer, args, kwargs, output):
         stack_a, stack_b, owner, scaling = _stacks(layer, adapters)
         x = args[0] if args else kwargs["x"]
@@ -96,7 +94,6 @@ def _applied(model: Any, layers: list[Any], adapters: tuple[str, ...], slots: An
 
     # every LoRA layer returns its base layer's output: the flag peft's disable_adapter sets, flipped directly (as
     # the runtime's persona switch does) and put back as it was, without peft's walk over every adapter weight
-    every = _lora_layers(model)
     before = [layer._disable_adapters for layer in every]
     handles = [layer.register_forward_hook(hook, with_kwargs=True) for layer in layers]
     try:
@@ -120,11 +117,12 @@ def per_row(model: Any, names: Sequence[str | None]) -> contextlib.AbstractConte
     adapters = tuple(dict.fromkeys(n for n in rows if n is not None))
     if not adapters or not hasattr(model, "peft_config"):
         return None
-    layers = [layer for layer in _lora_layers(model) if any(a in layer.lora_A for a in adapters)]
+    every = _lora_layers(model)
+    layers = [layer for layer in every if any(a in layer.lora_A for a in adapters)]
     if not all(_plain(layer, adapters) for layer in layers):
         return None
     if getattr(model, "modules_to_save", None):  # whole replaced modules: peft's path (the scheduler never mixes them)
         return None
     device = layers[0].base_layer.weight.device if layers else torch.device("cpu")
     slots = torch.tensor([0 if n is None else adapters.index(n) + 1 for n in rows], device=device)
-    return _applied(model, layers, adapters, slots)
+    return _applied(every, layers, adapters, slots)

@@ -63,3 +63,26 @@ def test_adapters_it_cannot_apply_fall_back_to_peft(tiny_qwen2):
     dora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], use_dora=True)).eval()
     assert lora_batch.per_row(dora, ["default", "__base__"]) is None
     assert lora_batch.per_row(dora, ["__base__", None]) is None  # no adapter among the rows: nothing to add
+
+
+def test_an_adapter_reloaded_with_other_targets_is_applied_as_reloaded(mixed):
+    from peft import LoraConfig
+
+    ids = torch.randint(10, 200, (2, 5), generator=torch.Generator().manual_seed(1))
+    names = ["beta", "__base__"]
+    with lora_batch.per_row(mixed, names):
+        logits(mixed, ids)  # the stacks of the first "beta" are built and kept on its layers
+    mixed.delete_adapter("beta")
+    torch.manual_seed(5)
+    mixed.add_adapter(
+        "beta", LoraConfig(r=3, lora_alpha=6, target_modules=["o_proj", "up_proj"], init_lora_weights=False)
+    )
+    mixed.eval()
+    mixed.set_adapter("beta")
+    alone = logits(mixed, ids[:1])
+    with lora_batch.per_row(mixed, names):
+        got = logits(mixed, ids)
+    assert torch.allclose(got[0], alone[0], atol=1e-5)
+    with mixed.disable_adapter():
+        assert torch.allclose(got[1], logits(mixed, ids[1:])[0], atol=1e-5)
+    mixed.set_adapter("default")
