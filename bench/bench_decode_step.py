@@ -54,7 +54,7 @@ def main() -> None:
         if way == "base":
             return peft.disable_adapter()
         if way == "per_row":
-            return lora_batch.per_row(peft, names)
+            return lora_batch.per_row(lora_batch.lora_layers(peft), names)
         return contextlib.nullcontext()
 
     def run(way: str) -> tuple[float, float]:

@@ -29,12 +29,11 @@ from typing import Any
 
 from rolechat.llm.config import GenerationParams
 from rolechat.llm.generation import STREAM_END, GenerationStream
+from rolechat.llm.lora_batch import BASE_ADAPTER, per_row
 
 __all__ = ["BatchScheduler", "BatchedStream", "supports_batching"]
 
 log = logging.getLogger(__name__)
-
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 def supports_batching(model: Any) -> bool:
@@ -225,7 +224,9 @@ class BatchScheduler:
     `model()` returns the current model (the runtime swaps in a PeftModel when the first adapter loads);
     `persona_context(persona)` selects one persona for a forward pass whose rows all share it; `can_mix()`
     says whether rows of different adapters may share a forward pass (peft cannot mix adapters that replace
-    whole modules, `modules_to_save`: then a batch holds one adapter's rows, and the others wait their turn).
+    whole modules, `modules_to_save`: then a batch holds one adapter's rows, and the others wait their turn);
+    `lora_layers()` gives the model's LoRA layers, with which llm/lora_batch.py applies each row's own adapter in
+    a mixed forward pass (None: peft's `adapter_names` path).
     """
 
     def __init__(
@@ -235,8 +236,10 @@ class BatchScheduler:
         persona_context: Callable[[str | None], contextlib.AbstractContextManager],
         max_batch: int,
         can_mix: Callable[[], bool] = lambda: True,
+        lora_layers: Callable[[], list | None] = lambda: None,
     ) -> None:
         self._model, self._lock, self._persona_context, self._can_mix = model, lock, persona_context, can_mix
+        self._lora_layers = lora_layers
         self.max_batch = max(1, int(max_batch))
         self._pending: deque[_Row] = deque()
         self._cv = threading.Condition()
@@ -353,9 +356,7 @@ class BatchScheduler:
             with self._persona_context(rows[0].persona):
                 return model(**inputs)
         names = [r.adapter or BASE_ADAPTER for r in rows]
-        from rolechat.llm.lora_batch import per_row
-
-        each_row = per_row(model, names)  # every row's own LoRA in two plain matmuls per layer
+        each_row = per_row(self._lora_layers(), names)  # every row's own LoRA in two plain matmuls per layer
         if each_row is not None:
             with each_row:
                 return model(**inputs)

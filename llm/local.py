@@ -67,7 +67,12 @@ class Runtime(Backend):
         self._scheduler: BatchScheduler | None = None
         if not cfg.trust_remote_code and supports_batching(model):
             self._scheduler = BatchScheduler(
-                lambda: self.model, self._model_lock, self._persona_context, cfg.max_batch, self._can_mix
+                lambda: self.model,
+                self._model_lock,
+                self._persona_context,
+                cfg.max_batch,
+                self._can_mix,
+                self._adapter_layers,
             )
             self.parallel_generations = cfg.max_batch
         self.reload_personas()

@@ -8,7 +8,7 @@ the layer holds (concatenated along the rank), each row's columns of other adapt
 concatenated B, times the row's adapter's scaling. The order of operations is peft's (lora_B(lora_A(x)) *
 scaling) and the zeroed columns add exact zeros, so a row's result is its solo result within float rounding.
 
-Plain LoRA on linear layers only: `per_row(model, names)` gives None (the caller falls back to peft's path) for
+Plain LoRA on linear layers only: `per_row(layers, names)` gives None (the caller falls back to peft's path) for
 DoRA, LoRA biases, dropout in training mode, or any other LoRA layer type among the rows' adapters.
 """
 
@@ -18,16 +18,20 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["per_row"]
+__all__ = ["BASE_ADAPTER", "lora_layers", "per_row"]
 
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 _STACKS = "_rolechat_lora_stacks"  # on each LoRA layer: (key, A, B, each column's slot, scaling per slot)
 
 
-def _lora_layers(model: Any) -> list[Any]:
-    """Every LoRA layer of `model`, looked up at each call (a walk over the modules: microseconds against a forward
-    pass, and never stale when adapters are reloaded with other target modules)."""
+def lora_layers(model: Any) -> list[Any]:
+    """Every LoRA layer of `model` (a walk over its modules; the runtime keeps its own such list and renews it when
+    an adapter is loaded or unloaded); none when an adapter also replaces whole modules (`modules_to_save`, which
+    no per-row hook can mix: `per_row` then leaves the batch to peft)."""
     from peft.tuners.lora import LoraLayer
 
+    if any(getattr(c, "modules_to_save", None) for c in (getattr(model, "peft_config", None) or {}).values()):
+        return []
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
@@ -35,7 +39,7 @@ def _plain(layer: Any, adapters: Sequence[str]) -> bool:
     """Whether `layer` applies each of `adapters` it holds as plain LoRA: base(x) + B(A(dropout(x))) x scaling."""
     from peft.tuners.lora import Linear
 
-    held = [a for a in adapters if a in layer.lora_A]
+    held = [a for a in adapters if a in getattr(layer, "lora_A", {})]
     if not held:
         return True
     if type(layer) is not Linear or getattr(layer, "merged", False):
@@ -107,22 +111,19 @@ def _applied(every: list[Any], layers: list[Any], adapters: tuple[str, ...], slo
             handle.remove()
 
 
-def per_row(model: Any, names: Sequence[str | None]) -> contextlib.AbstractContextManager | None:
-    """A context in which one forward pass of `model` (a PeftModel) applies to row i the adapter `names[i]` (None
-    or "__base__": the base model alone), or None when an adapter is not plain LoRA on linear layers (then use
-    peft's `adapter_names`)."""
+def per_row(layers: list[Any] | None, names: Sequence[str | None]) -> contextlib.AbstractContextManager | None:
+    """A context in which one forward pass of the model whose LoRA layers are `layers` (`lora_layers(model)`, or
+    the runtime's cached list) applies to row i the adapter `names[i]` (None or BASE_ADAPTER: the base model
+    alone), or None when an adapter is not plain LoRA on linear layers (then use peft's `adapter_names`)."""
     import torch
 
-    rows = [None if n in (None, "__base__") else n for n in names]
+    rows = [None if n in (None, BASE_ADAPTER) else n for n in names]
     adapters = tuple(dict.fromkeys(n for n in rows if n is not None))
-    if not adapters or not hasattr(model, "peft_config"):
+    if not adapters or not layers:
         return None
-    every = _lora_layers(model)
-    layers = [layer for layer in every if any(a in layer.lora_A for a in adapters)]
-    if not all(_plain(layer, adapters) for layer in layers):
+    holding = [layer for layer in layers if any(a in getattr(layer, "lora_A", {}) for a in adapters)]
+    if not all(_plain(layer, adapters) for layer in holding):
         return None
-    if getattr(model, "modules_to_save", None):  # whole replaced modules: peft's path (the scheduler never mixes them)
-        return None
-    device = layers[0].base_layer.weight.device if layers else torch.device("cpu")
+    device = holding[0].base_layer.weight.device if holding else torch.device("cpu")
     slots = torch.tensor([0 if n is None else adapters.index(n) + 1 for n in rows], device=device)
-    return _applied(every, layers, adapters, slots)
+    return _applied(layers, holding, adapters, slots)

@@ -83,10 +83,10 @@ def test_a_lone_reply_is_what_transformers_generate_gives(runtime):
 
 
 def test_mixed_personas_and_prompt_lengths_in_one_batch_give_each_its_solo_reply(runtime, monkeypatch):
-    from rolechat.llm import lora_batch
+    from rolechat.llm import batching
 
-    per_row, used = lora_batch.per_row, []
-    monkeypatch.setattr(lora_batch, "per_row", lambda *a: used.append(per_row(*a)) or used[-1])
+    per_row, used = batching.per_row, []
+    monkeypatch.setattr(batching, "per_row", lambda *a: used.append(per_row(*a)) or used[-1])
     jobs = [(name, persona) for name in PROMPTS for persona in (None, "alpha", "beta")]
     expected = {job: solo(runtime, PROMPTS[job[0]], job[1]) for job in jobs}
     assert len(set(expected.values())) > 3  # the personas really answer differently

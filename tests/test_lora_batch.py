@@ -41,7 +41,7 @@ def test_every_row_gets_its_own_adapter_as_alone_and_as_peft_mixes_them(mixed):
         else:
             mixed.set_adapter(name)
             alone.append(logits(mixed, row[None]))
-    context = lora_batch.per_row(mixed, names)
+    context = lora_batch.per_row(lora_batch.lora_layers(mixed), names)
     assert context is not None
     with context:
         got = logits(mixed, ids)
@@ -51,7 +51,7 @@ def test_every_row_gets_its_own_adapter_as_alone_and_as_peft_mixes_them(mixed):
     assert torch.allclose(got, peft, atol=1e-5)
     assert not torch.allclose(alone[0], alone[1], atol=1e-3)  # the adapters really change the rows
     assert not torch.allclose(alone[0], alone[2], atol=1e-3)
-    assert all(layer._disable_adapters is False for layer in lora_batch._lora_layers(mixed))  # switched back on
+    assert all(layer._disable_adapters is False for layer in lora_batch.lora_layers(mixed))  # switched back on
     mixed.set_adapter("default")
 
 
@@ -61,8 +61,10 @@ def test_adapters_it_cannot_apply_fall_back_to_peft(tiny_qwen2):
 
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32).eval()
     dora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], use_dora=True)).eval()
-    assert lora_batch.per_row(dora, ["default", "__base__"]) is None
-    assert lora_batch.per_row(dora, ["__base__", None]) is None  # no adapter among the rows: nothing to add
+    assert lora_batch.per_row(lora_batch.lora_layers(dora), ["default", "__base__"]) is None
+    assert (
+        lora_batch.per_row(lora_batch.lora_layers(dora), ["__base__", None]) is None
+    )  # no adapter among the rows: nothing to add
 
 
 def test_an_adapter_reloaded_with_other_targets_is_applied_as_reloaded(mixed):
@@ -70,7 +72,7 @@ def test_an_adapter_reloaded_with_other_targets_is_applied_as_reloaded(mixed):
 
     ids = torch.randint(10, 200, (2, 5), generator=torch.Generator().manual_seed(1))
     names = ["beta", "__base__"]
-    with lora_batch.per_row(mixed, names):
+    with lora_batch.per_row(lora_batch.lora_layers(mixed), names):
         logits(mixed, ids)  # the stacks of the first "beta" are built and kept on its layers
     mixed.delete_adapter("beta")
     torch.manual_seed(5)
@@ -80,7 +82,7 @@ def test_an_adapter_reloaded_with_other_targets_is_applied_as_reloaded(mixed):
     mixed.eval()
     mixed.set_adapter("beta")
     alone = logits(mixed, ids[:1])
-    with lora_batch.per_row(mixed, names):
+    with lora_batch.per_row(lora_batch.lora_layers(mixed), names):
         got = logits(mixed, ids)
     assert torch.allclose(got[0], alone[0], atol=1e-5)
     with mixed.disable_adapter():
