@@ -1,11 +1,12 @@
 """Batched in-process generation: one scheduler thread owns the model and decodes every running reply together.
 
 Continuous batching at the decode-step level. A new request is prefilled alone (its own KV cache, exactly as a
-solo generation) and its cache is merged into the running batch, left-padded to the batch's length with an
-attention mask; each row keeps its own position ids, so padding never shifts a row's positions. Every step
-runs ONE forward pass for all rows: rows of different personas share it (peft routes each row to its own LoRA
-adapter, `adapter_names`, with "__base__" for the plain model), and when every row has the same persona the
-runtime's fast adapter switch is used instead. A row leaves the batch when it emits a stop token, reaches its
+solo generation; from a recent prompt's KV where it starts with the same tokens, llm/prefix_cache.py, and not at
+all when it is that very prompt again) and its cache is merged into the running batch, left-padded to the batch's
+length with an attention mask; each row keeps its own position ids, so padding never shifts a row's positions.
+Every step runs ONE forward pass for all rows: rows of different personas share it (peft routes each row to its
+own LoRA adapter, `adapter_names`, with "__base__" for the plain model), and when every row has the same persona
+the runtime's fast adapter switch is used instead. A row leaves the batch when it emits a stop token, reaches its
 `max_new_tokens`, or its stream is closed or cancelled; the cache drops it (and any padding no row needs).
 
 Each row is sampled as `model.generate` would sample it alone: repetition penalty over prompt and reply,
@@ -30,6 +31,7 @@ from typing import Any
 from rolechat.llm.config import GenerationParams
 from rolechat.llm.generation import STREAM_END, GenerationStream
 from rolechat.llm.lora_batch import BASE_ADAPTER, per_row
+from rolechat.llm.prefix_cache import PrefixCache
 
 __all__ = ["BatchScheduler", "BatchedStream", "supports_batching"]
 
@@ -226,7 +228,8 @@ class BatchScheduler:
     says whether rows of different adapters may share a forward pass (peft cannot mix adapters that replace
     whole modules, `modules_to_save`: then a batch holds one adapter's rows, and the others wait their turn);
     `lora_layers()` gives the model's LoRA layers, with which llm/lora_batch.py applies each row's own adapter in
-    a mixed forward pass (None: peft's `adapter_names` path).
+    a mixed forward pass (None: peft's `adapter_names` path). `prefixes` keeps prefilled prompts' KV for reuse
+    (None: every prompt is prefilled in full).
     """
 
     def __init__(
@@ -237,9 +240,11 @@ class BatchScheduler:
         max_batch: int,
         can_mix: Callable[[], bool] = lambda: True,
         lora_layers: Callable[[], list | None] = lambda: None,
+        prefixes: PrefixCache | None = None,
     ) -> None:
         self._model, self._lock, self._persona_context, self._can_mix = model, lock, persona_context, can_mix
         self._lora_layers = lora_layers
+        self.prefixes = prefixes
         self.max_batch = max(1, int(max_batch))
         self._pending: deque[_Row] = deque()
         self._cv = threading.Condition()
@@ -364,7 +369,6 @@ class BatchScheduler:
 
     def _prefill(self, row: _Row) -> tuple[Any, int, Any]:
         import torch
-        from transformers import DynamicCache
 
         model = self._model()
         if row.adapter and row.adapter not in (getattr(model, "peft_config", None) or {}):
@@ -373,22 +377,44 @@ class BatchScheduler:
         if row.params.seed is not None and not row.params.greedy:
             row.generator = torch.Generator(device=device).manual_seed(row.params.seed)
         ids = torch.tensor([row.ids], device=device)
-        out = self._forward(
-            [row],
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            position_ids=torch.arange(ids.shape[1], device=device)[None],
-            past_key_values=DynamicCache(config=model.config),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        scores = out.logits[:, -1, :].to(dtype=torch.float32)
+        cache, scores = self._prompt_cache(model, row, ids)
         seen = torch.zeros_like(scores, dtype=torch.bool)
         seen[0, ids[0]] = True
         penalty = torch.tensor([[row.params.repetition_penalty]], device=device, dtype=scores.dtype)
         token = _choose(_penalize(scores, seen, penalty), [row])[0]
         seen[0, token] = True
-        return out.past_key_values, token, seen
+        return cache, token, seen
+
+    def _prompt_cache(self, model: Any, row: _Row, ids: Any) -> tuple[Any, Any]:
+        """The row's prompt KV cache and the float32 logits [1, V] of its last position: prefilled, from where it
+        parts from a stored prompt, or (the same prompt again) taken as stored."""
+        import torch
+        from transformers import DynamicCache
+
+        key = tuple(row.ids)
+        hit = self.prefixes.lookup(row.adapter, key) if self.prefixes is not None else None
+        cache = DynamicCache(config=model.config)
+        start = 0
+        if hit is not None:
+            for layer, k, v in zip(cache.layers, hit.keys, hit.values, strict=True):
+                layer.lazy_initialization(k, v)
+                layer.keys, layer.values = k, v
+            if hit.logits is not None:
+                return cache, hit.logits
+            start = hit.length
+        out = self._forward(
+            [row],
+            input_ids=ids[:, start:],
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(start, ids.shape[1], device=ids.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        scores = out.logits[:, -1, :].to(dtype=torch.float32)
+        if self.prefixes is not None:
+            self.prefixes.store(row.adapter, key, out.past_key_values, scores)
+        return out.past_key_values, scores
 
     def _decode(self, batch: _Batch) -> None:
         import torch

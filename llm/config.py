@@ -85,6 +85,11 @@ class LLMConfig:
         "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
         "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time.",
     )
+    prefix_cache_mb: int = setting(
+        256,
+        "In-process: memory (on the model's device) for the KV caches of recent prompts; a prompt that starts "
+        "like one of them is prefilled only from where they part, the same prompt again not at all. 0 = off.",
+    )
     backend: str = setting(
         "local",
         "local (the model runs in this process) or openai (an OpenAI-compatible server such as vLLM runs it: "
@@ -116,6 +121,8 @@ class LLMConfig:
             raise ValueError(f"llm.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.max_batch < 1:
             raise ValueError(f"llm.max_batch must be >= 1, got {self.max_batch}")
+        if self.prefix_cache_mb < 0:
+            raise ValueError(f"llm.prefix_cache_mb must be >= 0 (0 = off), got {self.prefix_cache_mb}")
         if self.context_length < 0:
             raise ValueError(f"llm.context_length must be >= 0, got {self.context_length}")
         if isinstance(self.persona_dirs, str):

@@ -27,6 +27,7 @@ from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, load_model_and_tokenizer, resolve_model
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, discover, folders_stamp
+from rolechat.llm.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     import torch
@@ -73,6 +74,7 @@ class Runtime(Backend):
                 cfg.max_batch,
                 self._can_mix,
                 self._adapter_layers,
+                PrefixCache(cfg.prefix_cache_mb * 2**20),
             )
             self.parallel_generations = cfg.max_batch
         self.reload_personas()
@@ -102,12 +104,19 @@ class Runtime(Backend):
             self.model.load_adapter(str(entry.path), adapter_name=entry.name)
         self.model.eval()
         self._layers = None
+        self._forget_prompts(entry.name)
 
     def _unload_adapter(self, name: str) -> None:
         self._loaded.pop(name, None)
         if self.model is not self.base_model and name in self.model.peft_config:
             self.model.delete_adapter(name)
             self._layers = None
+        self._forget_prompts(name)
+
+    def _forget_prompts(self, adapter: str) -> None:
+        """Stored prompt caches computed with an adapter that is gone or being replaced must not be reused."""
+        if self._scheduler is not None and self._scheduler.prefixes is not None:
+            self._scheduler.prefixes.forget(adapter)
 
     def reload_personas(self) -> list[PersonaEntry]:
         """Scan the persona folders: load new or changed adapters, drop removed ones. Never reloads the base."""
