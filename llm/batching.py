@@ -2,12 +2,13 @@
 
 Continuous batching at the decode-step level. A new request is prefilled alone (its own KV cache, exactly as a
 solo generation; from a recent prompt's KV where it starts with the same tokens, llm/prefix_cache.py, and not at
-all when it is that very prompt again) and its cache is merged into the running batch, left-padded to the batch's
-length with an attention mask; each row keeps its own position ids, so padding never shifts a row's positions.
-Every step runs ONE forward pass for all rows: rows of different personas share it (peft routes each row to its
-own LoRA adapter, `adapter_names`, with "__base__" for the plain model), and when every row has the same persona
-the runtime's fast adapter switch is used instead. A row leaves the batch when it emits a stop token, reaches its
-`max_new_tokens`, or its stream is closed or cancelled; the cache drops it (and any padding no row needs).
+all when it is that very prompt again) and its cache is copied into the running batch's slot buffers
+(llm/kv_slots.py: every row's tokens end at the same column, shorter rows left-padded and masked, each step
+written in place); each row keeps its own position ids, so padding never shifts a row's positions. Every step runs
+ONE forward pass for all rows: rows of different personas share it (peft routes each row to its own LoRA adapter,
+`adapter_names`, with "__base__" for the plain model), and when every row has the same persona the runtime's fast
+adapter switch is used instead. A row leaves the batch when it emits a stop token, reaches its `max_new_tokens`,
+or its stream is closed or cancelled; the last row moves into its slot.
 
 Each row is sampled as `model.generate` would sample it alone: repetition penalty over prompt and reply,
 then for sampling rows temperature, top-k, top-p and a draw from the row's own generator (seeded rows draw
@@ -30,6 +31,7 @@ from typing import Any
 
 from rolechat.llm.config import GenerationParams
 from rolechat.llm.generation import STREAM_END, GenerationStream
+from rolechat.llm.kv_slots import SlotCache, swap_remove
 from rolechat.llm.lora_batch import BASE_ADAPTER, per_row
 from rolechat.llm.prefix_cache import PrefixCache
 
@@ -90,12 +92,11 @@ class _Row:
 
 
 class _Batch:
-    """The running rows and their merged, left-padded KV cache."""
+    """The running rows, their KV cache in slot buffers (llm/kv_slots.py) and their per-row decoding state."""
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
-        self.cache: Any = None
-        self.mask: Any = None  # [B, T] 1 where a cache column is a real token of that row
+        self.slots: SlotCache | None = None  # made from the first row's prefilled cache, kept for later rows
         self.pos: Any = None  # [B] the next position of each row
         self.last: Any = None  # [B] the last token of each row (the next step's input)
         self.seen: Any = None  # [B, V] tokens in each row's prompt and reply (repetition penalty)
@@ -103,71 +104,35 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, joining: list[tuple[_Row, Any, int, Any]]) -> None:
-        """Merge prefilled rows (row, its own cache, its first token, its seen tokens) into the batch: every cache
-        is left-padded to the widest and the batch is concatenated once per layer."""
+    def add(self, joining: list[tuple[_Row, Any, int, Any]], config: Any) -> None:
+        """Add prefilled rows (row, its own cache, its first token, its seen tokens) to the batch."""
         import torch
 
         if not joining:
             return
         device = joining[0][3].device
-        masks = [torch.ones((1, c.layers[0].keys.shape[-2]), dtype=torch.long, device=device) for _, c, _, _ in joining]
-        caches = [c for _, c, _, _ in joining]
+        if self.slots is None:
+            self.slots = SlotCache(config, joining[0][1])
+        self.slots.add([c for _, c, _, _ in joining])
         pos = [torch.tensor([len(r.ids)], device=device) for r, _, _, _ in joining]
         last = [torch.tensor([t], device=device) for _, _, t, _ in joining]
         seen = [s for _, _, _, s in joining]
         if self.rows:
-            masks, caches, pos, last, seen = (
-                [self.mask, *masks],
-                [self.cache, *caches],
-                [self.pos, *pos],
-                [self.last, *last],
-                [self.seen, *seen],
-            )
-        width = max(m.shape[1] for m in masks)
-        merged = caches[0]
-        for i, layer in enumerate(merged.layers):
-            parts = [c.layers[i] for c in caches]
-            layer.keys = torch.cat([_pad_left(p.keys, width) for p in parts])
-            layer.values = torch.cat([_pad_left(p.values, width) for p in parts])
-        self.cache = merged
-        self.mask = torch.cat([_pad_left(m, width) for m in masks])
+            pos, last, seen = [self.pos, *pos], [self.last, *last], [self.seen, *seen]
         self.pos, self.last, self.seen = torch.cat(pos), torch.cat(last), torch.cat(seen)
         self.rows = [*self.rows, *(r for r, _, _, _ in joining)]
 
-    def keep(self, keep: list[int]) -> None:
-        """Keep only these rows; drop cache columns that are padding for every row left."""
+    def drop(self, leaving: set[int]) -> None:
+        """Take these rows out: the last rows move into the gaps (`swap_remove`)."""
         import torch
 
-        if not keep:
-            self.__init__()
-            return
-        if len(keep) < len(self.rows):
-            index = torch.tensor(keep, device=self.mask.device)
-            self.rows = [self.rows[i] for i in keep]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
-            self.mask, self.pos = self.mask.index_select(0, index), self.pos.index_select(0, index)
-            self.last, self.seen = self.last.index_select(0, index), self.seen.index_select(0, index)
-        used = self.mask.any(0).nonzero()
-        lead = int(used[0]) if len(used) else 0
-        if lead:
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
-            self.mask = self.mask[:, lead:]
-
-
-def _pad_left(t: Any, width: int) -> Any:
-    """`t` ([B, T] or [B, H, T, D]) left-padded with zeros along T to `width`."""
-    import torch
-
-    axis = 1 if t.dim() == 2 else 2
-    missing = width - t.shape[axis]
-    if missing <= 0:
-        return t
-    shape = list(t.shape)
-    shape[axis] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=axis)
+        order = swap_remove(len(self.rows), leaving)
+        self.rows = [self.rows[i] for i in order]
+        if self.slots is not None:
+            self.slots.keep(order)
+        if order:
+            index = torch.tensor(order, device=self.pos.device)
+            self.pos, self.last, self.seen = (t.index_select(0, index) for t in (self.pos, self.last, self.seen))
 
 
 def _penalize(scores: Any, seen: Any, penalty: Any) -> Any:
@@ -325,7 +290,7 @@ class BatchScheduler:
                         told.add(id(row))
                         row.errors.append(exc)
                         self._leaving.append(row)
-                batch.keep([])
+                batch.drop(set(range(len(batch))))
             self._settle(batch)
 
     def _step(self, batch: _Batch, admit: list[_Row]) -> None:
@@ -348,7 +313,7 @@ class BatchScheduler:
                     self._leaving.append(row)
                 else:
                     joining.append((row, cache, token, seen))
-            batch.add(joining)
+            batch.add(joining, self._model().config)
             self._retire(batch, [r for r in batch.rows if r.cancel.is_set()])
             if batch.rows:
                 self._decode(batch)
@@ -422,17 +387,16 @@ class BatchScheduler:
         rows = batch.rows
         self.steps += 1
         self.widest = max(self.widest, len(rows))
-        device = batch.mask.device
-        batch.mask = torch.cat([batch.mask, torch.ones((len(rows), 1), dtype=batch.mask.dtype, device=device)], 1)
+        device = batch.last.device
         out = self._forward(
             rows,
             input_ids=batch.last[:, None],
-            attention_mask=batch.mask,
+            attention_mask=batch.slots.step_mask(),
             position_ids=batch.pos[:, None],
-            past_key_values=batch.cache,
+            past_key_values=batch.slots.cache,
             use_cache=True,
         )
-        batch.cache = out.past_key_values
+        batch.slots.advance()
         batch.pos = batch.pos + 1
         scores = out.logits[:, -1, :].to(dtype=torch.float32)
         penalty = torch.tensor([[r.params.repetition_penalty] for r in rows], device=device, dtype=scores.dtype)
@@ -446,7 +410,7 @@ class BatchScheduler:
         """Drop rows from the batch (their streams are told in `_settle`)."""
         if leaving:
             gone = {id(r) for r in leaving}
-            batch.keep([i for i, r in enumerate(batch.rows) if id(r) not in gone])
+            batch.drop({i for i, r in enumerate(batch.rows) if id(r) in gone})
             self._leaving.extend(leaving)
 
     def _settle(self, batch: _Batch) -> None:
