@@ -81,7 +81,7 @@ class LLMConfig:
     top_k: int = setting(50, "Default top-k.")
     repetition_penalty: float = setting(1.05, "Default repetition penalty.")
     max_batch: int = setting(
-        32,
+        64,
         "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
         "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time.",
     )

@@ -69,7 +69,7 @@ def run_all(streams) -> list[str]:
 
 
 def test_the_local_runtime_batches_and_max_concurrent_auto_follows_it(runtime, tiny_qwen2):
-    assert runtime._scheduler is not None and runtime.parallel_generations == 32
+    assert runtime._scheduler is not None and runtime.parallel_generations == 64
     assert Runtime.load(LLMConfig(model=str(tiny_qwen2), max_batch=5)).parallel_generations == 5
     with pytest.raises(ValueError, match="llm.max_batch must be >= 1"):
         LLMConfig(max_batch=0)
