@@ -10,6 +10,10 @@ token, errors, replies that differ from the solo greedy reply of the same person
 one at a time, on the same server), those that equal ANOTHER persona's solo reply (a wrong-persona symptom;
 a batching engine's float32 kernels can also change a greedy reply without any mix-up), the server's RSS, and
 the median latency of those solo requests (a lone request on an otherwise idle server).
+
+The solo requests leave every prompt of the load in both servers' prefix caches (vLLM's automatic prefix caching,
+rolechat's llm.prefix_cache_mb). `--fresh` makes every load request's prompt new (a numbered question): only the
+persona's part of the prompt can be reused, as in real traffic.
 """
 
 from __future__ import annotations
@@ -119,7 +123,9 @@ async def solo_replies(base_url: str, personas: list[str], extra: dict) -> tuple
         return out, latencies
 
 
-async def load(base_url: str, personas: list[str], streams: int, seconds: float, extra: dict, solo: dict) -> dict:
+async def load(
+    base_url: str, personas: list[str], streams: int, seconds: float, extra: dict, solo: dict, fresh: bool = False
+) -> dict:
     results: list[dict] = []
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
@@ -128,12 +134,15 @@ async def load(base_url: str, personas: list[str], streams: int, seconds: float,
         n = i
         while time.perf_counter() < stop_at:
             persona, prompt = personas[n % len(personas)], PROMPTS[(n // len(personas)) % len(PROMPTS)]
+            asked = f"{prompt}（第{n}问）" if fresh else prompt  # fresh: a prompt no cache has seen
             n += streams
             try:
-                r = await one_request(client, f"{base_url}/chat/completions", persona, prompt, extra)
+                r = await one_request(client, f"{base_url}/chat/completions", persona, asked, extra)
             except httpx.HTTPError as exc:
                 r = {"error": type(exc).__name__, "latency": 0.0}
-            if "text" in r:
+            if "text" in r and fresh:
+                r["differs"] = r["other_persona"] = None
+            elif "text" in r:
                 r["differs"] = r["text"] != solo[(persona, prompt)]
                 others = {solo[(p, prompt)] for p in personas if p != persona} - {solo[(persona, prompt)]}
                 r["other_persona"] = r["differs"] and r["text"] in others
@@ -161,9 +170,9 @@ async def load(base_url: str, personas: list[str], streams: int, seconds: float,
         "p50_ttft_s": round(statistics.median(ttft), 3),
         "p95_ttft_s": pct(ttft, 0.95),
         "errors": len(results) - len(ok),
-        "differs_from_solo": sum(r["differs"] for r in ok),
+        "differs_from_solo": "-" if fresh else sum(r["differs"] for r in ok),
         "mixups": dict(collections.Counter(r["mixup"] for r in ok if r.get("mixup"))),
-        "another_personas_reply": sum(r["other_persona"] for r in ok),
+        "another_personas_reply": "-" if fresh else sum(r["other_persona"] for r in ok),
     }
 
 
@@ -173,6 +182,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--streams", default="12,32")
     ap.add_argument("--setups", default="local,remote,vllm", help="which of local, remote, vllm to run")
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="every request asks a prompt never sent before (its persona prefix still repeats): what prefix caches "
+        "reuse in real traffic; replies are not compared with solo ones (there are none)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
         "--vllm-args", default="", help="more vLLM server flags, e.g. --vllm-args=--no-enable-prefix-caching"
@@ -231,7 +246,7 @@ def main() -> None:
             alone = round(statistics.median(solo_latency), 3)
             for n in (int(s) for s in args.streams.split(",")):
                 peak = rss_mb(proc.pid)
-                result = asyncio.run(load(url, models, n, args.seconds, extra, solo))
+                result = asyncio.run(load(url, models, n, args.seconds, extra, solo, args.fresh))
                 result |= {"setup": name, "streams": n, "server_rss_mb": round(max(peak, rss_mb(proc.pid)))}
                 result["solo_p50_latency_s"] = alone
                 rows.append(result)
