@@ -96,7 +96,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.rows: list[_Row] = []
-        self.slots: SlotCache | None = None  # made from the first row's prefilled cache, kept for later rows
+        self.slots: SlotCache | None = None  # made when the first row joins, dropped when the last one leaves
         self.pos: Any = None  # [B] the next position of each row
         self.last: Any = None  # [B] the last token of each row (the next step's input)
         self.seen: Any = None  # [B, V] tokens in each row's prompt and reply (repetition penalty)
@@ -128,7 +128,9 @@ class _Batch:
 
         order = swap_remove(len(self.rows), leaving)
         self.rows = [self.rows[i] for i in order]
-        if self.slots is not None:
+        if not order:  # the buffers go with the last row (memory a long burst took is not held while idle)
+            self.slots = None
+        elif self.slots is not None:
             self.slots.keep(order)
         if order:
             index = torch.tensor(order, device=self.pos.device)

@@ -83,7 +83,8 @@ class LLMConfig:
     max_batch: int = setting(
         64,
         "In-process: replies generated together, in one forward pass per token (personas mixed); more wait "
-        "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time.",
+        "for a free row. `rolechat serve` admits this many at once (server.max_concurrent = 0). 1 = one at a time. "
+        "The batch's KV cache holds rows x the longest row's tokens: lower it for long chats on a large model.",
     )
     prefix_cache_mb: int = setting(
         256,

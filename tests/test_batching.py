@@ -351,3 +351,29 @@ def test_an_idle_scheduler_ends_its_thread_and_lets_the_runtime_go(tiny_qwen2):
     del rt
     gc.collect()
     assert gone() is None
+
+
+def test_the_batch_buffers_go_with_its_last_row(tiny_qwen2):
+    """A burst's KV buffers are not held while the batch is empty."""
+    import torch
+    from transformers import AutoConfig, DynamicCache
+
+    from rolechat.llm.batching import _Batch, _Row
+
+    config = AutoConfig.from_pretrained(tiny_qwen2)
+    batch = _Batch()
+
+    def joining(length: int):
+        cache = DynamicCache(config=config)
+        heads, dim = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
+        for i in range(config.num_hidden_layers):
+            cache.update(torch.ones(1, heads, length, dim), torch.ones(1, heads, length, dim), i)
+        row = _Row([1] * length, None, None, None, (), None, [], threading.Event())
+        return row, cache, 5, torch.zeros(1, config.vocab_size, dtype=torch.bool)
+
+    batch.add([joining(7), joining(3)], config)
+    assert batch.slots is not None and batch.slots.n == 2
+    batch.drop({0})
+    assert batch.slots.n == 1 and batch.pos.tolist() == [3]  # the second row moved into the first slot
+    batch.drop({0})
+    assert batch.slots is None and not batch.rows
