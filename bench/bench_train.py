@@ -233,7 +233,7 @@ def run_recipe(prepared, model_dir: Path, out: Path, seed: int) -> dict:
     return row
 
 
-def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path) -> dict:
+def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path, seed: int = 42) -> dict:
     """LLaMA-Factory 0.9.x on the same training conversations, its fastest CPU settings, batch 8."""
     work.mkdir(parents=True, exist_ok=True)
     convs = {c.record: c for c in prepared.data.conversations}
@@ -292,7 +292,7 @@ def run_llamafactory(prepared, model_dir: Path, work: Path, venv: Path) -> dict:
         "train_sampling_strategy": "group_by_length",
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
-        "seed": 42,
+        "seed": seed,
         "use_cpu": True,
     }
     cfg = work / "train.yaml"  # JSON is valid YAML; llamafactory-cli mis-reads .json configs (0.9.5)
@@ -354,9 +354,12 @@ def main() -> None:
         "--seeds",
         default="42",
         help="comma-separated seeds: each gives its own held-out split, data order and LoRA init, "
-        "for rolechat and the recipe alike; LLaMA-Factory runs with the first only",
+        "for rolechat and the recipe alike; LLaMA-Factory runs with the first only (every one with --lf-seeds)",
     )
     ap.add_argument("--lf-venv", type=Path, default=None, help="venv with llamafactory installed (skip if absent)")
+    ap.add_argument(
+        "--lf-seeds", action="store_true", help="run LLaMA-Factory with every seed (its split, order and init)"
+    )
     ap.add_argument("--train-args", default="", help="extra `rolechat train` flags, e.g. '--packing'")
     ap.add_argument("--skip-recipe", action="store_true")
     ap.add_argument(
@@ -398,9 +401,9 @@ def main() -> None:
                 rows.append(json.loads(saved.read_text()))
             else:
                 rows.append(run_recipe(prepared, model, a.work / f"recipe-{seed}", seed))
-        if n == 0 and a.lf_venv and (a.lf_venv / "bin" / "llamafactory-cli").exists():
+        if (n == 0 or a.lf_seeds) and a.lf_venv and (a.lf_venv / "bin" / "llamafactory-cli").exists():
             try:
-                rows.append(run_llamafactory(prepared, model, a.work / "lf", a.lf_venv))
+                rows.append(run_llamafactory(prepared, model, a.work / f"lf-{seed}", a.lf_venv, seed))
             except RuntimeError as exc:
                 print(exc, file=sys.stderr)
         eval_adapters(prepared, model, rows)
@@ -442,6 +445,17 @@ def main() -> None:
             f"mean difference {sum(diffs) / len(diffs):+.4f} over {len(diffs)} seeds "
             f"(negative: rolechat's adapter has the lower held-out loss)"
         )
+    against = [(run, next((r for r in run["rows"] if r["name"].startswith("LLaMA-Factory")), None)) for run in runs]
+    if len(runs) > 1 and all(lf for _, lf in against):
+        print("\n| seed | rolechat tokens/s | LLaMA-Factory tokens/s | speed-up | rolechat loss | LLaMA-Factory loss |")
+        print("|---|---|---|---|---|---|")
+        for run, lf in against:
+            ours_row = run["rows"][0]
+            print(
+                f"| {run['seed']} | {ours_row['tokens_per_s']:,.0f} | {lf['tokens_per_s']:,.0f} | "
+                f"{ours_row['tokens_per_s'] / lf['tokens_per_s']:.2f}x | {ours_row['eval_loss']:.4f} | "
+                f"{lf['eval_loss']:.4f} |"
+            )
     if a.json:
         a.json.write_text(json.dumps({"header": head, "runs": runs}, ensure_ascii=False, indent=2))
 
