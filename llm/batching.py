@@ -130,11 +130,10 @@ class _Batch:
         self.rows = [self.rows[i] for i in order]
         if not order:  # the buffers go with the last row (memory a long burst took is not held while idle)
             self.slots = None
-        elif self.slots is not None:
-            self.slots.keep(order)
-        if order:
-            index = torch.tensor(order, device=self.pos.device)
-            self.pos, self.last, self.seen = (t.index_select(0, index) for t in (self.pos, self.last, self.seen))
+            return
+        self.slots.keep(order)
+        index = torch.tensor(order, device=self.pos.device)
+        self.pos, self.last, self.seen = (t.index_select(0, index) for t in (self.pos, self.last, self.seen))
 
 
 def _penalize(scores: Any, seen: Any, penalty: Any) -> Any:
@@ -196,7 +195,7 @@ class BatchScheduler:
     whole modules, `modules_to_save`: then a batch holds one adapter's rows, and the others wait their turn);
     `lora_layers()` gives the model's LoRA layers, with which llm/lora_batch.py applies each row's own adapter in
     a mixed forward pass (None: peft's `adapter_names` path). `prefixes` keeps prefilled prompts' KV for reuse
-    (None: every prompt is prefilled in full).
+    (None: none kept, every prompt is prefilled in full).
     """
 
     def __init__(
@@ -211,7 +210,7 @@ class BatchScheduler:
     ) -> None:
         self._model, self._lock, self._persona_context, self._can_mix = model, lock, persona_context, can_mix
         self._lora_layers = lora_layers
-        self.prefixes = prefixes
+        self.prefixes = prefixes if prefixes is not None else PrefixCache(0)  # 0 bytes: every prompt in full
         self.max_batch = max(1, int(max_batch))
         self._pending: deque[_Row] = deque()
         self._cv = threading.Condition()
@@ -359,7 +358,7 @@ class BatchScheduler:
         from transformers import DynamicCache
 
         key = tuple(row.ids)
-        hit = self.prefixes.lookup(row.adapter, key) if self.prefixes is not None else None
+        hit = self.prefixes.lookup(row.adapter, key)
         cache = DynamicCache(config=model.config)
         start = 0
         if hit is not None:
@@ -379,8 +378,7 @@ class BatchScheduler:
             logits_to_keep=1,
         )
         scores = out.logits[:, -1, :].to(dtype=torch.float32)
-        if self.prefixes is not None:
-            self.prefixes.store(row.adapter, key, out.past_key_values, scores)
+        self.prefixes.store(row.adapter, key, out.past_key_values, scores)
         return out.past_key_values, scores
 
     def _decode(self, batch: _Batch) -> None:

@@ -110,7 +110,7 @@ class SlotCache:
 
     @property
     def capacity(self) -> tuple[int, int]:
-        return (self.mask.shape[0], self.mask.shape[1]) if self.mask is not None else (0, 0)
+        return self.mask.shape[0], self.mask.shape[1]
 
     def _allocate(self, rows: int, columns: int, shift: int = 0) -> None:
         """New zeroed buffers of `rows` x `columns`, keeping the rows in use (their window moved by `shift`)."""
@@ -148,8 +148,8 @@ class SlotCache:
         """Room for `rows` rows whose tokens end at column `hi` (after moving the window there) plus one column."""
         have_rows, have_columns = self.capacity
         if rows > have_rows or hi + 1 > have_columns:
-            width = max(hi + 1, have_columns)
-            columns = width if hi + 1 <= have_columns else max(hi + 1 + 64, width + width // 2)
+            need = hi + 1
+            columns = have_columns if need <= have_columns else max(need + 64, need + need // 2)
             self._allocate(max(rows, have_rows + have_rows // 2, 1), columns, hi - self.hi)
         else:
             self._shift(hi - self.hi)
@@ -159,11 +159,10 @@ class SlotCache:
     def add(self, caches: Sequence[Any]) -> None:
         """Append rows from their own prefilled one-row caches (transformers caches with .layers[i].keys/.values)."""
         lengths = [c.layers[0].keys.shape[-2] for c in caches]
-        hi = max(self.hi, *lengths)
-        if self.n == 0:
+        if self.n == 0:  # an emptied batch starts again at column 0
             self.lo = self.hi = 0
             self.starts = []
-            hi = max(lengths)
+        hi = max(self.hi, *lengths)
         before = self.n
         self._fit(self.n + len(caches), hi)
         lo = self.lo

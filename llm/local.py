@@ -26,6 +26,7 @@ from rolechat.llm.batching import BatchedStream, BatchScheduler, supports_batchi
 from rolechat.llm.config import GenerationParams, LLMConfig
 from rolechat.llm.generation import GenerationStream
 from rolechat.llm.loader import ResolvedModel, load_model_and_tokenizer, resolve_model
+from rolechat.llm.lora_batch import lora_layers
 from rolechat.llm.personas import BASE_PERSONA, PersonaEntry, discover, folders_stamp
 from rolechat.llm.prefix_cache import PrefixCache
 
@@ -115,7 +116,7 @@ class Runtime(Backend):
 
     def _forget_prompts(self, adapter: str) -> None:
         """Stored prompt caches computed with an adapter that is gone or being replaced must not be reused."""
-        if self._scheduler is not None and self._scheduler.prefixes is not None:
+        if self._scheduler is not None:
             self._scheduler.prefixes.forget(adapter)
 
     def reload_personas(self) -> list[PersonaEntry]:
@@ -179,15 +180,8 @@ class Runtime(Backend):
         """The LoRA layers of the loaded adapters, cached; None when an adapter also replaces whole modules
         (`modules_to_save`), which only peft's own set_adapter knows how to swap."""
         if self._layers is None:
-            from peft.tuners.tuners_utils import BaseTunerLayer
-
             self._active = None
-            configs = self.model.peft_config.values()
-            self._layers = (
-                []
-                if any(getattr(c, "modules_to_save", None) for c in configs)
-                else [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
-            )
+            self._layers = lora_layers(self.model)
         return self._layers or None
 
     @contextlib.contextmanager

@@ -25,14 +25,14 @@ _STACKS = "_rolechat_lora_stacks"  # on each LoRA layer: (key, A, B, each column
 
 
 def lora_layers(model: Any) -> list[Any]:
-    """Every LoRA layer of `model` (a walk over its modules; the runtime keeps its own such list and renews it when
-    an adapter is loaded or unloaded); none when an adapter also replaces whole modules (`modules_to_save`, which
-    no per-row hook can mix: `per_row` then leaves the batch to peft)."""
-    from peft.tuners.lora import LoraLayer
+    """Every adapter (peft tuner) layer of `model`, a walk over its modules (the runtime caches the list and renews
+    it when an adapter is loaded or unloaded); none when an adapter also replaces whole modules (`modules_to_save`,
+    which neither a per-row hook nor a flag flip can switch: `per_row` then leaves the batch to peft)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     if any(getattr(c, "modules_to_save", None) for c in (getattr(model, "peft_config", None) or {}).values()):
         return []
-    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 
 def _plain(layer: Any, adapters: Sequence[str]) -> bool:

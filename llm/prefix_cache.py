@@ -62,7 +62,6 @@ class PrefixCache:
         self.hits = 0  # prompts served whole from the cache
         self.partial = 0  # prompts prefilled from a shared prefix
         self.misses = 0
-        self.reused_tokens = 0  # prompt tokens not prefilled thanks to the cache
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,7 +75,6 @@ class PrefixCache:
             if exact is not None:
                 self._entries.move_to_end((adapter, ids))
                 self.hits += 1
-                self.reused_tokens += len(ids)
                 return PrefixHit(len(ids), exact.keys, exact.values, exact.logits)
             best, length = None, 0
             for (owner, _), entry in self._entries.items():
@@ -90,7 +88,6 @@ class PrefixCache:
                 return None
             self._entries.move_to_end((adapter, best.ids))
             self.partial += 1
-            self.reused_tokens += length
             return PrefixHit(length, [k[:, :, :length] for k in best.keys], [v[:, :, :length] for v in best.values])
 
     def store(self, adapter: str | None, ids: tuple[int, ...], cache: Any, logits: Any) -> None:
