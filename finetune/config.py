@@ -108,10 +108,24 @@ class TrainConfig(LoraRun):
     sparse_logits: bool = setting(
         True, "Compute the vocabulary projection only at supervised positions (same loss, less compute and memory)."
     )
+    speedups: bool = setting(
+        True,
+        "On the CPU: attention per packed example, LoRA dropout masks from 16-bit draws, the LoRA update fused into "
+        "its layer's output (the same maths, faster; off: peft and sdpa as they are).",
+    )
+    cpu_processes: int = setting(
+        0,
+        "On a CPU: processes that share each batch (one per core, DDP; the batch and the steps stay the same); "
+        "0 = one per core torch may use (OMP_NUM_THREADS), at most 4, a divisor of batch_size.",
+    )
     group_by_length: bool = setting(True, "Batch examples of similar length (less padding).")
     gradient_checkpointing: bool = setting(False, "Trade compute for memory (large models).")
     qlora: bool = setting(False, "4-bit NF4 base + LoRA (CUDA only).")
-    precision: str = setting("auto", "auto (GPU: bf16 or fp16, CPU: fp32), fp32, bf16, fp16.")
+    precision: str = setting(
+        "auto",
+        "auto (GPU: bf16 or fp16; CPU: bf16 with AMX in one process, else fp32), fp32, bf16, fp16. bf16 on a CPU "
+        "(AMX or AVX512-BF16): the frozen base layers in bf16, LoRA weights, optimizer and loss in fp32.",
+    )
     strict: bool = setting(False, "Fail on the first bad record instead of skipping it.")
     dedupe: bool = setting(True, "Drop exact duplicate conversations.")
     report_to: str = setting("none", f"Metrics logger: {', '.join(REPORTERS)}.")
@@ -139,3 +153,9 @@ class TrainConfig(LoraRun):
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), "precision", "must be auto, fp32, bf16 or fp16")
         need(self.report_to in REPORTERS, "report_to", f"must be one of {', '.join(REPORTERS)}")
         need(self.num_workers >= 0, "num_workers", "must be >= 0")
+        need(self.cpu_processes >= 0, "cpu_processes", "must be >= 0 (0 = auto)")
+        need(
+            not self.cpu_processes or self.batch_size % self.cpu_processes == 0,
+            "cpu_processes",
+            f"must divide batch_size ({self.batch_size}): each process takes an equal share of every batch",
+        )

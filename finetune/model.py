@@ -8,6 +8,7 @@ backward pass (see docs/training.md). On a CPU we refuse before anything loads.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from rolechat.finetune.config import TrainConfig
 from rolechat.finetune.progress import perplexity
 from rolechat.llm.loader import load_model_and_tokenizer, pick_device
 
-__all__ = ["TrainError", "precision", "check_device", "load_trainable", "evaluate_loss", "perplexity"]
+__all__ = ["TrainError", "precision", "cpu_bf16", "check_device", "load_trainable", "evaluate_loss", "perplexity"]
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,32 @@ class TrainError(RuntimeError):
 
 
 def precision(cfg: TrainConfig, device: str) -> str:
-    """The compute dtype name for this device: fp32 on CPU; bf16 (or fp16 without bf16 support) on CUDA."""
+    """The compute dtype name for this device: on CUDA bf16 (fp16 without bf16 support); on a CPU bf16 base layers
+    where the CPU has AMX and one process trains (speedups.bf16_base), fp32 elsewhere; or what the config asks."""
     import torch
 
     if cfg.precision != "auto":
-        if device == "cpu" and cfg.precision != "fp32":
-            raise TrainError(f"train.precision = {cfg.precision!r} is for GPUs; on the CPU use fp32 (or auto)")
+        if device == "cpu" and cfg.precision == "fp16":
+            raise TrainError("train.precision = 'fp16' is for GPUs; on the CPU use fp32, auto or bf16")
+        if device == "cpu" and cfg.precision == "bf16" and not cpu_bf16():
+            raise TrainError(
+                "train.precision = 'bf16': this CPU has no native bf16 arithmetic (AMX or AVX512-BF16), where bf16 "
+                "matmuls are slower than fp32; use fp32 (or auto)"
+            )
         return cfg.precision
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    # bf16 base layers helped one process on an AMX CPU (+13% tokens/s) and slowed two (-9%): docs/benchmarks.md
+    alone = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    return "bf16" if device == "cpu" and alone and cpu_bf16(amx=True) else "fp32"
+
+
+def cpu_bf16(*, amx: bool = False) -> bool:
+    """Whether this CPU multiplies bf16 natively: AMX tiles (or, unless `amx`, AVX512-BF16)."""
+    import torch
+
+    probes = ("_is_amx_tile_supported",) if amx else ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def check_device(cfg: TrainConfig, device: str) -> str:
@@ -57,7 +74,9 @@ def load_trainable(
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[precision(cfg, device)]
+    prec = precision(cfg, device)
+    cpu_bf16_base = device == "cpu" and prec == "bf16"  # only the frozen base layers: see speedups.bf16_base
+    dtype = "float32" if cpu_bf16_base else {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[prec]
     if device == "cuda":
         device = f"cuda:{local_rank}"
     model, tokenizer = load_model_and_tokenizer(
@@ -87,6 +106,13 @@ def load_trainable(
         ) from None
     if cfg.gradient_checkpointing and not cfg.qlora:
         model.enable_input_require_grads()
+    if device == "cpu" and (cfg.speedups or cpu_bf16_base):
+        from rolechat.finetune.speedups import bf16_base, speed_up
+
+        if cfg.speedups:
+            log.info("CPU speed-ups: %s", speed_up(model, packed=cfg.packing and not trust_remote_code))
+        if cpu_bf16_base:
+            log.info("bf16 base layers: %d", bf16_base(model))
     return model, tokenizer
 
 

@@ -34,6 +34,7 @@ from rolechat.finetune.config import TrainConfig
 from rolechat.finetune.data import Conversation, DataError, Dataset, load_dataset
 from rolechat.finetune.encode import EncodeStats, Example, encode_conversations
 from rolechat.finetune.model import TrainError, check_device, evaluate_loss, load_trainable, perplexity, precision
+from rolechat.finetune.processes import device_batch
 from rolechat.finetune.progress import ProgressLog, progress_callback
 from rolechat.finetune.runs import (
     RunFolder,
@@ -182,7 +183,7 @@ def expected_padding(lengths: Sequence[int], cfg: TrainConfig, world: int = 1) -
     """Padding fraction the training batches will have (packing: the fill of its bounded rows)."""
     import torch
 
-    bs = cfg.batch_size
+    bs = device_batch(cfg, world)
     if cfg.group_by_length and not cfg.packing:
         order = list(LengthGroupedSampler(lengths, bs * world, seed=cfg.seed))
     else:
@@ -260,7 +261,7 @@ def effective(cfg: TrainConfig, llm_cfg: Any) -> TrainConfig:
 
 
 def _steps_per_epoch(cfg: TrainConfig, n_train: int, world: int) -> int:
-    return math.ceil(math.ceil(n_train / (cfg.batch_size * world)) / cfg.grad_accum)
+    return math.ceil(math.ceil(n_train / (device_batch(cfg, world) * world)) / cfg.grad_accum)
 
 
 def supervised_tokens(rows: Sequence[dict[str, list[int]]]) -> int:
@@ -278,15 +279,16 @@ def _training_args(cfg: TrainConfig, out: Path, device: str, prec: str, n_train:
         **{
             **schedule_args(cfg, out, total),
             "save_steps": cfg.eval_steps if cfg.early_stopping else cfg.save_steps,  # the best model's checkpoint
+            "per_device_train_batch_size": device_batch(cfg, world),
         },
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=device_batch(cfg, world),
         gradient_accumulation_steps=cfg.grad_accum,
         eval_strategy="steps" if evaluating else "no",
         eval_steps=cfg.eval_steps if evaluating else None,
         load_best_model_at_end=bool(cfg.early_stopping),
         metric_for_best_model="eval_loss" if cfg.early_stopping else None,
         greater_is_better=False,
-        bf16=prec == "bf16",
+        bf16=prec == "bf16" and device != "cpu",  # the CPU's bf16 is in the base layers (speedups.bf16_base)
         fp16=prec == "fp16",
         use_cpu=device == "cpu",
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],

@@ -104,6 +104,7 @@ def test_the_training_page_builds_its_command_from_the_same_table():
 
     values = {spec.field: _non_default(spec) for spec in settings.flags(TrainConfig, "train")}
     values["early_stopping"] = 0  # needs eval_steps; 0 keeps the combination valid
+    values["cpu_processes"] = 1  # must divide batch_size
     TrainConfig(**values)  # the values are valid settings
     args = train_args(values)
     parsed = _parse("train", ["--persona", "p", *args])

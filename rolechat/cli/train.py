@@ -215,6 +215,7 @@ def train(
     if dry_run:
         _lint(data, cfg, llm_cfg, system, json_out)
         return
+    _split_over_processes(cfg, llm_cfg)
     fields = {"system": system, "display_name": display_name, "description": description, "card": card}
     result = _train_persona(data, persona, cfg, llm_cfg, out=out, resume=resume, overwrite=overwrite, **fields)
     if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
@@ -222,6 +223,28 @@ def train(
     if avatar is not None and not (result.output / "avatar.png").exists():
         (result.output / "avatar.png").write_bytes(avatar)
     _report(persona, result, json_out, eval_persona, (config or {}).get("llm") or {})
+
+
+def _split_over_processes(cfg, llm_cfg) -> None:
+    """On a CPU with several cores, run this same command as several processes that share each batch
+    (finetune.processes), wait for them and exit with their status; otherwise return and train here."""
+    import sys
+
+    if "train" not in sys.argv[1:]:  # called in-process (not as the `rolechat train` command): train here
+        return
+    import torch
+
+    from rolechat.finetune.processes import cpu_processes, run_workers
+    from rolechat.llm.loader import LoadError, pick_device
+
+    try:
+        device = pick_device(llm_cfg.device)
+    except LoadError as exc:
+        fail(str(exc))
+    threads = torch.get_num_threads()
+    processes = cpu_processes(cfg, device, threads)
+    if processes > 1:
+        raise typer.Exit(run_workers(sys.argv[1:], processes, threads))
 
 
 def _train_classifier(data, name, config: Overrides, out, description, resume, overwrite, json_out) -> None:
@@ -291,7 +314,8 @@ def _train_persona(data, persona: str, cfg, llm_cfg, **options: Any):
     from rolechat.llm.loader import LoadError
     from rolechat.llm.personas import PersonaError
 
-    err_console.print(f"progress: {progress_path(persona)}", highlight=False)
+    if os.environ.get("RANK", "0") == "0":
+        err_console.print(f"progress: {progress_path(persona)}", highlight=False)
     try:
         return run_training(data, persona, cfg, llm_cfg, **options)
     except (DataError, TrainError, LoadError, PersonaError) as exc:
