@@ -46,6 +46,20 @@ def test_a_process_count_that_does_not_divide_the_batch_is_refused():
         TrainConfig(cpu_processes=-1)
 
 
+def test_a_resumed_run_is_split_by_the_batch_it_started_with(monkeypatch):
+    from rolechat.cli.train import _run_config
+    from rolechat.finetune.runs import run_folder
+
+    monkeypatch.delenv("RANK", raising=False)
+    flags = TrainConfig()  # --resume takes no training flags: these are the defaults (batch 16)
+    assert cpu_processes(_run_config("p", flags, resume=True), "cpu", 4) == 1  # nothing recorded yet
+    record = run_folder("p").record_path
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"config": TrainConfig(batch_size=6).to_dict()}), encoding="utf-8")
+    assert cpu_processes(_run_config("p", flags, resume=True), "cpu", 4) == 3  # 6 is shared by 3, not 4
+    assert _run_config("p", flags, resume=False) is flags
+
+
 def _train(tiny_qwen2, tmp_path, processes: int):
     data = tmp_path / "d.json"
     rows = [

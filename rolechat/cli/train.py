@@ -215,7 +215,7 @@ def train(
     if dry_run:
         _lint(data, cfg, llm_cfg, system, json_out)
         return
-    _split_over_processes(cfg, llm_cfg)
+    _split_over_processes(_run_config(persona, cfg, resume), llm_cfg)
     fields = {"system": system, "display_name": display_name, "description": description, "card": card}
     result = _train_persona(data, persona, cfg, llm_cfg, out=out, resume=resume, overwrite=overwrite, **fields)
     if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main process reports
@@ -223,6 +223,21 @@ def train(
     if avatar is not None and not (result.output / "avatar.png").exists():
         (result.output / "avatar.png").write_bytes(avatar)
     _report(persona, result, json_out, eval_persona, (config or {}).get("llm") or {})
+
+
+def _run_config(persona: str, cfg, resume: bool):
+    """The settings the run trains with: a resumed run's are in its run record (its batch decides how many
+    processes may share it), not in this command's flags. Without a readable record, one process (which
+    then says why there is nothing to resume)."""
+    if not resume:
+        return cfg
+    from rolechat.finetune.config import TrainConfig
+    from rolechat.finetune.runs import run_folder
+
+    try:
+        return TrainConfig(**json.loads(run_folder(persona).record_path.read_text(encoding="utf-8"))["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return TrainConfig(cpu_processes=1)
 
 
 def _split_over_processes(cfg, llm_cfg) -> None:
