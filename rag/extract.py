@@ -301,16 +301,23 @@ def rank_sentences(
     return sentences
 
 
-def closest_sources(docs: Sequence[Any], limit: int = 3, chars: int = 80) -> list[str]:
-    """ "[n] file（location）：opening…" lines of the best-ranked chunks."""
+def closest_sources(docs: Sequence[Any], ranked: Sequence[Sentence] = (), limit: int = 3, chars: int = 80) -> list[str]:
+    """ "[n] file（location）：text…" lines of the best-ranked chunks: each chunk's best-ranked sentence in `ranked`
+    (and what follows it, to `chars`), else the chunk's opening; "…" marks text left out on either side."""
+    best: dict[int, Sentence] = {}
+    for sentence in ranked:
+        best.setdefault(sentence.rank, sentence)
     lines = []
     for n, doc in enumerate(docs[:limit], 1):
         _, body = _parts(doc)
         text = " ".join(body.split())
+        start = text.find(" ".join(best[n].text.split())) if n in best else -1
+        lead = "…" if start > 0 else ""
+        text = text[max(start, 0) :]
         name = Path(doc.metadata.get("source", "?")).name
         location = doc.metadata.get("location", "")
         more = "…" if len(text) > chars else ""
-        lines.append(f"[{doc.metadata.get('citation', n)}] {name}（{location}）：{text[:chars]}{more}")
+        lines.append(f"[{doc.metadata.get('citation', n)}] {name}（{location}）：{lead}{text[:chars]}{more}")
     return lines
 
 
@@ -355,7 +362,7 @@ def extract(
             break
     confidence = quoted_confidence(chosen, ranked)
     if best is None or confidence < threshold:
-        text = "\n".join([NO_ANSWER, *closest_sources(docs)]) if docs else NO_ANSWER
+        text = "\n".join([NO_ANSWER, *closest_sources(docs, ranked)]) if docs else NO_ANSWER
         return Extract(text, False, confidence, ranked[:1])
     in_order = sorted(chosen, key=lambda s: _position(s, docs))
     lines = [LEAD_IN, *(f"「{s.text}」[{s.citation}]" for s in in_order)]

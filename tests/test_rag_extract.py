@@ -62,6 +62,14 @@ def test_a_question_the_passages_do_not_answer_gets_no_answer_and_the_closest_so
     assert lines[1].startswith("[1] 冲泡指南.md（line 3）：") and lines[2].startswith("[2] 参观须知.txt")
 
 
+def test_the_closest_sources_of_no_answer_show_each_chunks_best_sentence_not_its_opening():
+    found = extract("润茶用的水要多少度？", docs(), threshold=1.0)
+    assert not found.grounded
+    first = found.text.splitlines()[1]
+    assert first.startswith("[1] 冲泡指南.md（line 3）：…先注入三分之一的水润茶三十秒")  # not "用玻璃杯冲泡..."
+    assert "玻璃杯" not in first
+
+
 def test_the_threshold_decides_between_an_answer_and_none():
     question = "周一闭园吗"
     assert extract(question, docs(), threshold=0.0).grounded
