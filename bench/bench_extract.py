@@ -1,7 +1,7 @@
 """Extractive answers (`rag.answer_mode = extract`): calibrate the confidence threshold on cmrc2018, then check
 the answers on question sets written for it.
 
-    .venv/bin/python bench/bench_extract.py calibrate [--questions 200] [--check-sets] [--dump F]  # needs cmrc2018
+    .venv/bin/python bench/bench_extract.py calibrate [--questions 200] [--check-sets] [--on-topic] [--dump F]
     .venv/bin/python bench/bench_extract.py calibrate --rows F             # the grid again on a dump, no indexing
     .venv/bin/python bench/bench_extract.py check [--show]                  # the demo model, default settings
 
@@ -14,7 +14,8 @@ candidate sentence's cosine and the reader's probability) is kept, so the real r
 the weights (DENSE_SHARE, TYPE_BONUS, TYPE_RANK, MARGIN_SHARE, READ_RANK) and the threshold are chosen by grid
 search on the even-numbered cmrc questions plus the demo ones (the most answered while refusing ABSENT_FLOOR of the
 absent ones) and reported on the odd-numbered cmrc ones; with --check-sets the check's questions are replayed
-too, only reported.
+too, only reported; with --on-topic, cmrc questions whose answer was taken out of their article (on-topic absent
+questions, only reported).
 
 check: `knowledge/` and two documents of bench/data/extract_docs/ (written for this check: nothing of them is
 in the demo model's training data) are indexed as the app does, and the questions of
@@ -64,6 +65,8 @@ def calibrate(args) -> None:
     data = json.loads(CMRC.read_text(encoding="utf-8"))
     half = len(data["data"]) // 2
     indexed, other = data["data"][:half], data["data"][half:]
+    n = 0 if args.skip_cmrc else args.questions
+    answerable, absent = questions(indexed)[:n], questions(other)[:n]
     folder = Path(tempfile.mkdtemp(prefix="cmrc-half-"))
     path = folder / "cmrc_half.json"
     path.write_text(json.dumps({"version": data.get("version", ""), "data": indexed}, ensure_ascii=False), "utf-8")
@@ -71,22 +74,12 @@ def calibrate(args) -> None:
     t0 = time.perf_counter()
     kb.index([str(path)])
     print(f"indexed {half} articles in {time.perf_counter() - t0:.0f} s")
-
-    def questions(articles):
-        return [
-            (qa["question"], [a["text"] for a in qa["answers"]])
-            for art in articles
-            for para in art["paragraphs"]
-            for qa in para["qas"]
-        ]
-
-    n = args.questions
-    if args.skip_cmrc:
-        n = 0
-    answerable, absent = questions(indexed)[:n], questions(other)[:n]
+    kbs = {"cmrc": kb}
+    ontopic = []
+    if args.on_topic:
+        kbs["cmrc-ontopic"], ontopic = _on_topic(other, {qid for qid, _, _ in absent}, folder)
     # the demo benchmark's own questions (bench_demo_answers.py; not the check's): paraphrases about knowledge/
     # and unseen_docs/, and questions neither answers, each asked of its own knowledge base
-    kbs = {"cmrc": kb}
     for name, folder in (("knowledge", ROOT / "knowledge"), ("unseen", DATA / "unseen_docs")):
         kbs[name] = KnowledgeBase(name)
         kbs[name].index([str(folder)])
@@ -99,7 +92,7 @@ def calibrate(args) -> None:
     asked = [
         (label, "cmrc", q, gold)
         for label, items in (("answerable", answerable), ("absent", absent))
-        for q, gold in items
+        for _, q, gold in items
     ]
     # the check's own sets, kept apart ("check-*"): never tuned on, only looked at
     checks = []
@@ -114,7 +107,8 @@ def calibrate(args) -> None:
                 checks.append((label, kb_name, item["question"], item.get("gold", []), f"check-{name}"))
     inputs = []
     t0 = time.perf_counter()
-    everything = [(la, na, q, g, "cmrc" if na == "cmrc" else "demo") for la, na, q, g in asked + dev] + checks
+    everything = [(la, na, q, g, "cmrc" if na == "cmrc" else "demo") for la, na, q, g in asked + dev]
+    everything += [("absent", "cmrc-ontopic", q, [], "cmrc-ontopic") for _, q, _ in ontopic] + checks
     for label, name, question, gold, subset in everything:
         kb = kbs[name if name in kbs else "knowledge"]
         inputs.append(collect(kb, question, gold, label, subset))
@@ -125,6 +119,57 @@ def calibrate(args) -> None:
     grid(featurize(inputs), args.absent_floor)
     for kb in kbs.values():
         kb.close()
+
+
+def _on_topic(articles: list[dict], asked: set[str], folder: Path):
+    """On-topic absent questions (`--on-topic`): each article of `articles` that none of the `asked` questions is
+    about goes into a knowledge base of its own with the sentences holding its first question's answer taken
+    out, and that question is asked of it. The knowledge base still has the article, so it shares the question's
+    subject and most of its words, but no longer its answer (SQuAD 2.0's unanswerable questions, made by taking
+    the evidence away). Returns the knowledge base and the (id, question, []) triples."""
+    from rolechat.rag import KnowledgeBase
+
+    removed, ontopic = [], []
+    for art in articles:
+        qas = _qas(art)
+        if not qas or any(qa["id"] in asked for qa in qas):
+            continue
+        context = _without_answer(art["paragraphs"][0]["context"], qas[0]["answers"])
+        if context is not None:
+            removed.append({**art, "paragraphs": [{**art["paragraphs"][0], "context": context, "qas": []}]})
+            ontopic.append((qas[0]["id"], qas[0]["question"], []))
+    path = folder / "cmrc_without_answers.json"
+    path.write_text(json.dumps({"version": "", "data": removed}, ensure_ascii=False), "utf-8")
+    kb = KnowledgeBase("cmrc-ontopic")
+    kb.index([str(path)])
+    print(f"indexed {len(removed)} articles without their first question's answer")
+    return kb, ontopic
+
+
+def _qas(article: dict) -> list[dict]:
+    return [qa for para in article["paragraphs"] for qa in para["qas"]]
+
+
+def questions(articles: list[dict]) -> list[tuple[str, str, list[str]]]:
+    """(id, question, gold answers) of every question of `articles`, in order."""
+    return [(qa["id"], qa["question"], [a["text"] for a in qa["answers"]]) for art in articles for qa in _qas(art)]
+
+
+def _without_answer(context: str, answers: list[dict]) -> str | None:
+    """`context` without the sentences that hold (or overlap) any of `answers`; None when nothing would be left
+    or an answer text is still in it."""
+    spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in answers if a["answer_start"] >= 0]
+    kept = []
+    for m in re.finditer(r"[^。！？!?\n]+[。！？!?\n]*", context):
+        a, b = m.span()
+        text = m.group()
+        if any(a < e and s < b for s, e in spans) or any(x["text"] and x["text"] in text for x in answers):
+            continue
+        kept.append(text)
+    left = "".join(kept)
+    if not left.strip() or any(x["text"] and x["text"] in left for x in answers):
+        return None
+    return left
 
 
 def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict:
@@ -351,8 +396,11 @@ def grid(rows: list[dict], floor: float = ABSENT_FLOOR) -> None:
     }
     ablations["the reader in the confidence, at least 0.1 of it (shipped weights)"] = forced
     for label, fixed in ablations.items():
-        _, p, t_ = tune_point(rows, fixed, floor)
-        report(label, rows, p, t_)
+        point = tune_point(rows, fixed, floor)
+        if point is None:
+            print(f"{label}: no point refuses {floor:.0%} of the absent questions")
+            continue
+        report(label, rows, point[1], point[2])
     report("shipped", rows, Settings.shipped(), ex.THRESHOLD)
 
 
@@ -360,6 +408,8 @@ def report(label: str, rows: list[dict], p: Settings, threshold: float) -> None:
     """Each part's shares right at settings `p`, `threshold`; the check's in counts too."""
     cmrc = [r for r in rows if r["set"] == "cmrc"]
     parts = {"cmrc tuning half": cmrc[0::2], "cmrc held-out half": cmrc[1::2]}
+    ontopic = [r for r in rows if r["set"] == "cmrc-ontopic"]
+    parts["cmrc on-topic absent (reported only)"] = ontopic
     parts["demo questions"] = [r for r in rows if r["set"] == "demo"]
     for name in ("knowledge", "unseen", "absent", "heldout"):
         parts[f"check ({name})"] = [r for r in rows if r["set"] == f"check-{name}"]
@@ -402,16 +452,15 @@ def check(args) -> None:
                 item["question"], knowledge_base=item.get("kb", name), params={"temperature": 0, "max_new_tokens": 200}
             )
             text = stream.join()
-            if name == "absent":
-                ok = not turn.grounded
-            else:
-                ok = bool(turn.grounded) and any(g in text for g in item["gold"])
+            shown = any(g in text for g in item.get("gold", []))
+            ok = not turn.grounded if name == "absent" else bool(turn.grounded) and shown
             out.append(
                 {
                     "question": item["question"],
                     "reply": text,
                     "mode": turn.answer_mode,
                     "ok": ok,
+                    "in_sources": not turn.grounded and shown,  # refused, the fact in a closest source's line
                     "seconds": round(time.perf_counter() - t0, 2),
                 }
             )
@@ -427,6 +476,9 @@ def check(args) -> None:
         rs = results[name]
         ok = sum(r["ok"] for r in rs)
         print(f"{label}: {ok}/{len(rs)} = {ok / len(rs):.0%} (modes: {sorted({r['mode'] for r in rs})})")
+        if name != "absent":
+            shown = sum(r["in_sources"] for r in rs)
+            print(f"    refused, but the fact is in the closest sources listed: {shown}/{len(rs)}")
     rows = [r for rs in results.values() for r in rs]
     print(f"seconds per answer: {sum(r['seconds'] for r in rows) / len(rows):.2f}")
     engine.close()
@@ -441,6 +493,11 @@ def main() -> None:
     c.add_argument("--skip-cmrc", action="store_true", help="only the demo benchmark's questions (quick looks)")
     c.add_argument("--rows", type=Path, default=None, help="grid-search a --dump again, no indexing")
     c.add_argument("--absent-floor", type=float, default=ABSENT_FLOOR, help="share of absent questions to refuse")
+    c.add_argument(
+        "--on-topic",
+        action="store_true",
+        help="ask on-topic absent questions too (cmrc articles with the answer taken out; reported, never tuned on)",
+    )
     c.add_argument(
         "--check-sets", action="store_true", help="dump the check's question sets too (kept apart, never tuned on)"
     )
