@@ -207,10 +207,14 @@ class RunFolder:
             raise TrainError(
                 f"nothing to resume: no checkpoint in {self.path} yet (they are written every --save-steps steps)"
             )
-        record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        record = self.read_record()
         if data_hash(record["data"]) != record["data_hash"]:
             raise TrainError(f"{record['data']} changed since the run started; start over with --overwrite")
         return last, record
+
+    def read_record(self) -> dict[str, Any]:
+        """The run record as written by `write_record` (OSError when there is none, ValueError when unreadable)."""
+        return json.loads(self.record_path.read_text(encoding="utf-8"))
 
     def start_over(self, what: str, overwrite: bool) -> None:
         """Before a fresh run: refuse while an unfinished run of `what` left checkpoints, unless overwrite

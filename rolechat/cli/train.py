@@ -235,7 +235,7 @@ def _run_config(persona: str, cfg, resume: bool):
     from rolechat.finetune.runs import run_folder
 
     try:
-        return TrainConfig(**json.loads(run_folder(persona).record_path.read_text(encoding="utf-8"))["config"])
+        return TrainConfig(**run_folder(persona).read_record()["config"])
     except (OSError, ValueError, KeyError, TypeError):
         return TrainConfig(cpu_processes=1)
 
