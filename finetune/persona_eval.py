@@ -141,22 +141,24 @@ def breaks_character(text: str) -> bool:
     return any(p.search(text) for p in BREAK_PATTERNS)
 
 
-def detect_catchphrase(replies: Sequence[str], min_share: float = 0.4) -> str:
+def detect_catchphrase(replies: Sequence[str], min_share: float = 0.4, keep: float = 0.9) -> str:
     """The longest ending (up to 8 characters, not only punctuation) shared by at least `min_share` of
-    the replies: '喵~' for a cat that ends every line with it; '' when there is none (or under 3 replies)."""
+    the replies, grown only while at least `keep` of the replies that share the shorter one still share it:
+    '喵~' for a cat that ends every line with it, even when most lines end in '了喵~' (a common word before
+    the tic is not the tic); '' when there is none (or under 3 replies)."""
     ends = [r.rstrip() for r in replies if r.strip()]
     if len(ends) < 3:  # one or two lines say nothing about a habit
         return ""
-    best = ""
+    best, best_count = "", 0
     for size in range(1, 9):
         counts = Counter(e[-size:] for e in ends if len(e) >= size)
         if not counts:
             break
         suffix, count = counts.most_common(1)[0]
-        if count / len(ends) < min_share:
+        if count / len(ends) < min_share or count < keep * best_count:
             break
         if not all(_is_punct(c) or c.isspace() for c in suffix):
-            best = suffix
+            best, best_count = suffix, count
     return best
 
 

@@ -62,6 +62,9 @@ def test_catchphrase_is_the_longest_common_ending():
     assert detect_catchphrase(["你好呀喵~", "我想吃鱼喵~", "晒太阳喵~ ", "不要"]) == "喵~"
     assert detect_catchphrase(["好。", "对。", "嗯。"]) == ""  # punctuation only is no catchphrase
     assert detect_catchphrase(["甲", "乙", "丙"]) == ""
+    # most lines end in 了喵~, every line in 喵~: the tic is 喵~ (了 is the word before it)
+    assert detect_catchphrase(["主人了喵~", "好饿了喵~", "困了喵~", "玩球喵~", "抱抱喵~"]) == "喵~"
+    assert detect_catchphrase(["你好呀喵~", "吃鱼呀喵~", "晒太阳呀喵~"]) == "呀喵~"  # every line: still the longest
 
 
 def test_held_out_prompts_are_found_again_from_the_manifest(tmp_path):
