@@ -108,16 +108,17 @@ class RAGConfig:
         "marked llm.too_small, generate on others)",
     )
     extract_threshold: float = setting(
-        0.795,
+        0.81,
         "extract: the confidence (0-1: the best sentence's embedder cosine with the question, the share of "
-        "the question's terms its chunk holds, whether it holds what the question asks for, a sum or a date...) "
-        "below which the answer is 'not in the knowledge base'; calibrated on cmrc2018 with unanswerable "
-        "questions (docs/benchmarks.md)",
+        "the question's terms its chunk holds, whether it holds what the question asks for, a sum or a date..., "
+        "the reader's probability that it answers) below which the answer is 'not in the knowledge base'; "
+        "calibrated on cmrc2018 with unanswerable questions (docs/benchmarks.md)",
     )
     extract_reader: bool = setting(
         True,
         "extract: also read each candidate sentence together with the question (the bundled cross-encoder, "
-        "multilingual-e5-small + a LoRA trained on cmrc2018) to pick the sentence that answers it; about 0.2 s "
+        "multilingual-e5-small + a LoRA trained on cmrc2018, reworded questions among them) to pick the sentence "
+        "that answers it and to weigh whether one does; about 0.2 s "
         "a question on 2 cores, 8 s and about 0.6 GB of memory to load once (false: the other judges alone)",
     )
     max_file_mb: float = setting(50.0, "files larger than this are skipped and reported")

@@ -31,10 +31,13 @@ dates, jieba's name tags) gets kind 1, one that does not -1, and every sentence 
 Whether to answer at all is `confidence` = DENSE_SHARE x the best sentence's cosine + (1 - DENSE_SHARE) x its
 chunk's coverage (the IDF-weighted share of the question's terms found anywhere in the chunk, heading included)
 + TYPE_BONUS when a quoted sentence holds the answer type + MARGIN_SHARE x how far the best cosine stands above the
-median of the other candidates' (`quoted_confidence`): below `threshold` the answer is "not in the knowledge base".
-The reader's probability is not in it: it picks the answering sentence out better than the cosine does, but
-added to the confidence (0.025-1 of it, an ablation of `bench/bench_extract.py calibrate`; docs/benchmarks.md) it
-changed at most one refusal at 0.025 and cost answers from 0.1 on. The chunk's coverage, not the sentence's, because a
+median of the other candidates' + READ_SHARE x the quoted sentences' best reader probability (`quoted_confidence`):
+below `threshold` the answer is "not in the knowledge base". Without a reader (`rag.extract_reader = false`, or no
+encoder here) the probability counted is READ_PRIOR, the value at which the one threshold refuses as the threshold
+calibrated without the reader does. The reader counts in the confidence since it was trained on reworded questions
+too (scripts/train_reader.py --paraphrase): the first reader, trained on cmrc's questions alone (which reuse the
+passage's words), rejected paraphrases ("图书馆有没有WiFi" for "馆内提供免费无线网络"), and any share of it in the
+confidence cost more answers than it saved refusals. The chunk's coverage, not the sentence's, because a
 question asked in other words shares few terms with the answering sentence but names the subject its chunk is
 about, while a question the documents do not answer names something (a 保质期, an owner) that no retrieved chunk
 holds. The weights and the default threshold were calibrated
@@ -69,13 +72,15 @@ __all__ = [
     "holds_answer_type",
     "quoted_confidence",
     "DENSE_SHARE",
+    "READ_PRIOR",
+    "READ_SHARE",
     "THRESHOLD",
     "LEAD_IN",
     "NO_ANSWER",
 ]
 
 DENSE_SHARE = 0.8  # weight of the sentence's cosine in `confidence`, the rest its chunk's coverage (calibrated)
-THRESHOLD = 0.795  # default rag.extract_threshold (bench/bench_extract.py; docs/benchmarks.md says how it was set)
+THRESHOLD = 0.81  # default rag.extract_threshold (bench/bench_extract.py; docs/benchmarks.md says how it was set)
 MAX_CANDIDATES = 16  # sentences embedded per question (the lexically best ones)
 MIN_CHARS = 4  # shorter "sentences" (list markers, a lone heading word) are never an answer
 TITLE_CHARS = 24  # a line this short without any punctuation is a title, not an answer
@@ -87,7 +92,10 @@ RANK_SHARE = 0.2  # weight of 1 / the chunk's retrieval rank in the ranking (not
 TYPE_BONUS = 0.02  # added to the confidence when the quoted sentences hold what the question asks for (calibrated)
 TYPE_RANK = 0.1  # added to a sentence's ranking score when it holds it, taken off when not (calibrated)
 MARGIN_SHARE = 0.25  # weight of the best cosine's lead over the other candidates' median in the confidence (calibrated)
-READ_RANK = 0.5  # weight of the reader's probability in the ranking (calibrated; not in the confidence, see below)
+READ_RANK = 0.5  # weight of the reader's probability in the ranking (calibrated)
+READ_SHARE = 0.1  # weight of the quoted sentences' best reader probability in the confidence (calibrated)
+READ_PRIOR = 0.15  # the probability counted without a reader: THRESHOLD - READ_SHARE x it is the threshold
+# the calibration chose without the reader (0.795), the other weights as they are
 
 LEAD_IN = "知识库原文摘录（抽取式回答，未经模型改写）："
 NO_ANSWER = "知识库里没有找到这个问题的答案（抽取式回答）。最接近的资料："
@@ -330,7 +338,8 @@ def quoted_confidence(chosen: Sequence[Sentence], ranked: Sequence[Sentence] = (
     one's, its answer type counted as held when any quoted sentence holds it (the amount is often in the
     sentence after the one that matches), plus MARGIN_SHARE x how far its cosine stands above the median of
     the other candidates' (a question the passages answer picks one sentence out; one they do not is about
-    as near to all of them)."""
+    as near to all of them), plus READ_SHARE x the quoted sentences' best reader probability (READ_PRIOR when
+    they were not read)."""
     if not chosen:
         return 0.0
     best = chosen[0]
@@ -340,7 +349,8 @@ def quoted_confidence(chosen: Sequence[Sentence], ranked: Sequence[Sentence] = (
     others = sorted(s.dense for s in ranked if s is not best)
     if others:
         confidence += MARGIN_SHARE * (best.dense - others[len(others) // 2])
-    return confidence
+    reads = [s.read for s in chosen if s.read is not None]
+    return confidence + READ_SHARE * (max(reads) if reads else READ_PRIOR)
 
 
 def extract(

@@ -5,9 +5,10 @@ about this" well and "the sentence answers this" only in part. The reader reads 
 extractive QA models do: the question and the sentence go through the encoder as one input, and a small head
 on its mean-pooled output gives the probability that the sentence holds the answer. It is the bundled encoder
 (`rolechat.encoder`) with a LoRA adapter and that head, shipped in `rag/reader/` (1.3 MB) and trained by
-scripts/train_reader.py on cmrc2018 questions that the calibration never asks (docs/benchmarks.md). Its
-probabilities rank sentences; they are not calibrated (the best rarely passes 0.9), and paraphrases cmrc never
-taught it (WiFi for 无线网络) it misses.
+scripts/train_reader.py on cmrc2018 questions that the calibration never asks, half of them reworded by a thesaurus
+(docs/benchmarks.md). Its probabilities rank sentences and count a little (READ_SHARE) in `rag.extract`'s
+confidence; they are not calibrated (the best rarely passes 0.9), and paraphrases no thesaurus holds (WiFi for
+无线网络) it still misses.
 
     reader = Reader.shipped()                     # None when the encoder is not available here
     reader.scores("岚山红是什么茶？", ["岚山红是夏季采摘后经过萎凋、揉捻和发酵制成的红茶。", "第一泡十秒出汤。"])

@@ -4,6 +4,8 @@ extract on models too small to answer from passages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from langchain_core.documents import Document
 
@@ -188,9 +190,11 @@ def test_the_amount_in_the_second_quoted_sentence_counts_for_the_answer_type():
     amount = Sentence("补办收取工本费五元。", 1, dense=0.9, chunk_cover=0.5, kind=1)
     other = Sentence("借书证凭身份证办理。", 1, dense=0.9, chunk_cover=0.5, kind=-1)
     assert ex.TYPE_BONUS > 0
-    assert quoted_confidence([best, amount]) == pytest.approx(best.confidence + ex.TYPE_BONUS)
-    assert quoted_confidence([best, other]) == pytest.approx(best.confidence)
-    assert quoted_confidence([amount, best]) == pytest.approx(amount.confidence) == best.confidence + ex.TYPE_BONUS
+    unread = ex.READ_SHARE * ex.READ_PRIOR  # none of them was read
+    assert quoted_confidence([best, amount]) == pytest.approx(best.confidence + ex.TYPE_BONUS + unread)
+    assert quoted_confidence([best, other]) == pytest.approx(best.confidence + unread)
+    assert quoted_confidence([amount, best]) == pytest.approx(amount.confidence + unread)
+    assert amount.confidence == pytest.approx(best.confidence + ex.TYPE_BONUS)
 
 
 def test_a_best_sentence_that_stands_out_from_the_others_is_more_confident():
@@ -237,9 +241,23 @@ def test_the_reader_picks_the_sentence_that_answers_among_those_on_the_subject()
     assert plain[0].text != "春节期间闭馆七天。" and plain[0].read is None
     assert read[0].text == "春节期间闭馆七天。" and read[0].read == 0.9
     assert sorted(reader.asked[0]) == sorted(s.text for s in plain)  # every candidate read, once
-    # the reader moves the ranking only: the confidence is the same judges' as without it
+    # the other judges' part of the confidence is the same with the reader as without it
     best = next(s for s in plain if s.text == "春节期间闭馆七天。")
     assert read[0].confidence == pytest.approx(best.confidence)
+
+
+def test_the_readers_probability_counts_in_the_confidence_and_its_prior_stands_in_without_a_reader():
+    read = Sentence("春节期间闭馆七天。", 1, dense=0.9, chunk_cover=0.2, read=0.9)
+    rejected = Sentence("春节期间闭馆七天。", 1, dense=0.9, chunk_cover=0.2, read=0.05)
+    unread = Sentence("春节期间闭馆七天。", 1, dense=0.9, chunk_cover=0.2)
+    after = Sentence("周一上午闭馆。", 1, dense=0.8, chunk_cover=0.2, read=0.95)
+    assert ex.READ_SHARE > 0 and 0 < ex.READ_PRIOR < 1
+    assert quoted_confidence([read]) - quoted_confidence([unread]) == pytest.approx(
+        ex.READ_SHARE * (0.9 - ex.READ_PRIOR)
+    )
+    assert quoted_confidence([rejected]) < quoted_confidence([unread]) < quoted_confidence([read])
+    # the best probability of the quoted sentences counts, as the answer type does
+    assert quoted_confidence([rejected, after]) == pytest.approx(quoted_confidence([rejected]) + ex.READ_SHARE * 0.9)
 
 
 @pytest.mark.parametrize(
@@ -368,3 +386,23 @@ def test_answer_mode_settings_are_checked():
         RAGConfig(answer_mode="quote")
     with pytest.raises(ConfigError, match="rag.extract_threshold"):
         RAGConfig(extract_threshold=1.5)
+
+
+def test_reader_training_rewords_the_words_a_question_shares_with_its_answer_by_true_synonyms():
+    import random
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_reader
+
+    synonyms = train_reader.thesaurus()
+    assert "期刊" in synonyms["杂志"] and "藏书家" not in synonyms.get("收藏者", [])  # "=" groups only, not "#" ones
+    sentence = "期刊和杂志只能在馆内阅读，不能外借。"
+    question = "杂志可以借回家看吗？"
+    # 杂志 is in the sentence: swapped for a synonym the sentence does not hold; the rest stays
+    got = {train_reader.reword(question, sentence, synonyms, random.Random(seed)) for seed in range(20)}
+    assert all(g.endswith("可以借回家看吗？") and not g.startswith("杂志") for g in got)
+    assert all(g.removesuffix("可以借回家看吗？") in synonyms["杂志"] for g in got)
+    assert not any(g.startswith("期刊") for g in got)
+    # a word the sentence does not hold is the question's own wording already: left alone
+    assert train_reader.reword(question, "馆内提供免费无线网络。", synonyms, random.Random(0)) == question
