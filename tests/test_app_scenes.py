@@ -165,6 +165,9 @@ def test_a_killed_app_keeps_the_saved_messages(monkeypatch, tiny_qwen2, tmp_path
         "ROLECHAT_LLM_MODEL": str(tiny_qwen2),
         "ROLECHAT_LLM_TEMPERATURE": "0",
         "ROLECHAT_LLM_MAX_NEW_TOKENS": "2000",
+        # past the tiny model's 512 positions (its rotary embedding has no limit): a reply that stopped at the
+        # context's end took well under a second, and a loaded CI box once saw it finish before the kill
+        "ROLECHAT_LLM_CONTEXT_LENGTH": "4096",
         "ROLECHAT_APP_SAMPLE_KB": "false",
     }
     server = start_server(env, tmp_path / "streamlit.log")
