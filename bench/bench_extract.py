@@ -23,7 +23,9 @@ bench/data/extract_questions_*.jsonl (written apart from the documents' own word
 `rolechat.conversation.Engine` with the default settings (answer_mode auto, which is extract on the demo
 model), greedy: (a) the sample knowledge base, (b) the unseen documents: share of replies holding a gold fact;
 (c) questions no document answers: share with grounded false; (d) 10 more questions about the unseen documents
-(extract_questions_heldout.jsonl, written after the confidence was reworked, other facts than (b)'s): share right.
+(extract_questions_heldout.jsonl, written after the confidence was reworked, other facts than (b)'s): share right;
+(e) 10 more about them and (f) 5 more that neither answers (extract_questions_late*.jsonl, written after the
+paraphrase round chose its weights, never run before that): share right, share grounded false.
 """
 
 from __future__ import annotations
@@ -425,9 +427,10 @@ def report(label: str, rows: list[dict], p: Settings, threshold: float) -> None:
 
 
 def check(args) -> None:
-    names = ("knowledge", "unseen", "absent", "heldout")
+    names = ("knowledge", "unseen", "absent", "heldout", "late", "late_absent")
+    refused = ("absent", "late_absent")  # sets whose right outcome is grounded false
     sets = {name: read_jsonl(DATA / f"extract_questions_{name}.jsonl") for name in names}
-    for item in sets["heldout"]:
+    for item in sets["heldout"] + sets["late"]:
         item.setdefault("kb", "unseen")
     corpus = "\n".join(p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*")) if p.is_file())
     for doc in sorted((DATA / "extract_docs").iterdir()):
@@ -456,7 +459,7 @@ def check(args) -> None:
             )
             text = stream.join()
             shown = any(g in text for g in item.get("gold", []))
-            ok = not turn.grounded if name == "absent" else bool(turn.grounded) and shown
+            ok = not turn.grounded if name in refused else bool(turn.grounded) and shown
             out.append(
                 {
                     "question": item["question"],
@@ -475,11 +478,13 @@ def check(args) -> None:
         ("(b) unseen documents, fact in the answer", "unseen"),
         ("(c) no document answers, grounded false", "absent"),
         ("(d) unseen documents, 10 more questions written after the calibration, fact in the answer", "heldout"),
+        ("(e) unseen documents, 10 more written after the paraphrase round, fact in the answer", "late"),
+        ("(f) 5 more that no document answers, written then too, grounded false", "late_absent"),
     ):
         rs = results[name]
         ok = sum(r["ok"] for r in rs)
         print(f"{label}: {ok}/{len(rs)} = {ok / len(rs):.0%} (modes: {sorted({r['mode'] for r in rs})})")
-        if name != "absent":
+        if name not in refused:
             shown = sum(r["in_sources"] for r in rs)
             print(f"    refused, but the fact is in the closest sources listed: {shown}/{len(rs)}")
     rows = [r for rs in results.values() for r in rs]
