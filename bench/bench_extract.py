@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / "data"
 CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 CORPUS = ROOT / "llm" / "demo" / "corpus"
+CHECK_SETS = ("knowledge", "unseen", "absent", "heldout")  # the check's sets `calibrate --check-sets` dumps too
+LATE_SETS = ("late", "late_absent")  # written after the paraphrase round: `check` only, never in a dump
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -101,7 +103,7 @@ def calibrate(args) -> None:
     if args.check_sets:
         kbs["extract_docs"] = KnowledgeBase("extract_docs")
         kbs["extract_docs"].index([str(DATA / "extract_docs")])
-        for name in ("knowledge", "unseen", "absent", "heldout"):
+        for name in CHECK_SETS:
             for item in read_jsonl(DATA / f"extract_questions_{name}.jsonl"):
                 kb_name = item.get("kb", "unseen" if name == "heldout" else name)
                 kb_name = "extract_docs" if kb_name == "unseen" else kb_name
@@ -185,7 +187,7 @@ def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict
     texts = [s.text for s, _ in ex._candidates(docs)]
     cosines = ex._embed(kb.embeddings, question, texts).tolist() if texts else []
     reader = Reader.shipped()
-    reads = reader.scores(question, texts) if reader is not None else [0.0] * len(texts)
+    reads = dict(zip(texts, reader.scores(question, texts))) if reader is not None else {}  # {}: read by none
     return {
         "set": subset,
         "label": label,
@@ -194,7 +196,7 @@ def collect(kb, question: str, gold: list[str], label: str, subset: str) -> dict
         "docs": [[d.page_content, d.metadata.get("headings") or ""] for d in docs],
         "idf": kb.bm25.idf(list(dict.fromkeys(query_terms(question)))),
         "cosines": dict(zip(texts, cosines)),
-        "reads": dict(zip(texts, reads)),
+        "reads": reads,
     }
 
 
@@ -239,7 +241,7 @@ def featurize(inputs: list[dict]) -> list[dict]:
             Document(text, metadata={"headings": headings, "citation": n})
             for n, (text, headings) in enumerate(item["docs"], 1)
         ]
-        reads = _Reads(item.get("reads", {}))
+        reads = _Reads(item["reads"]) if item.get("reads") else None
         ranked = ex.rank_sentences(
             item["question"], docs, _Cosines(item["cosines"]), lambda terms, w=item["idf"]: w, reads
         )
@@ -260,7 +262,7 @@ def featurize(inputs: list[dict]) -> list[dict]:
                         s.chunk_cover,
                         s.text,
                         s.kind,
-                        s.read or 0.0,
+                        s.read,
                     ]
                     for s in ranked
                 ],
@@ -301,12 +303,13 @@ class Settings:
 def decide(row: dict, p: Settings) -> tuple[float, bool]:
     """(confidence, whether the quoted sentences hold a gold answer) of one question, as `rag.extract` decides at
     settings `p`: the best-ranked sentence and the next of its chunk quoted."""
-    from rolechat.rag.extract import BM25_SHARE, DENSE_RANK, HEADING_SHARE
+    from rolechat.rag.extract import BM25_SHARE, DENSE_RANK, HEADING_SHARE, READ_PRIOR
 
     scored = []
     for cover, head, dense, bm25, place, hit, chunk_cover, _, kind, read in row["sentences"]:
         key = DENSE_RANK * dense + p.lexical * (cover + HEADING_SHARE * head) + BM25_SHARE * bm25 + p.rank / place
-        scored.append((key + p.type_rank * kind + p.read_rank * read, dense, chunk_cover, kind, hit, place, read))
+        read_key = p.read_rank * read if read is not None else 0.0
+        scored.append((key + p.type_rank * kind + read_key, dense, chunk_cover, kind, hit, place, read))
     if not scored:
         return 0.0, False
     scored.sort(key=lambda t: t[0], reverse=True)
@@ -316,7 +319,8 @@ def decide(row: dict, p: Settings) -> tuple[float, bool]:
     others = sorted(s[1] for s in scored[1:])
     margin = dense - others[len(others) // 2] if others else 0.0
     confidence = p.share * dense + (1 - p.share) * chunk_cover + p.type_bonus * (kind == 1) + p.margin_share * margin
-    confidence += p.read_share * max(s[6] for s in quoted)
+    reads = [s[6] for s in quoted if s[6] is not None]
+    confidence += p.read_share * (max(reads) if reads else READ_PRIOR)  # as `quoted_confidence` without a reader
     return confidence, any(s[4] for s in quoted)
 
 
@@ -416,7 +420,7 @@ def report(label: str, rows: list[dict], p: Settings, threshold: float) -> None:
     ontopic = [r for r in rows if r["set"] == "cmrc-ontopic"]
     parts["cmrc on-topic absent (reported only)"] = ontopic
     parts["demo questions"] = [r for r in rows if r["set"] == "demo"]
-    for name in ("knowledge", "unseen", "absent", "heldout"):
+    for name in CHECK_SETS:
         parts[f"check ({name})"] = [r for r in rows if r["set"] == f"check-{name}"]
     print(f"{label} {p} threshold {threshold}:")
     for name, part in parts.items():
@@ -427,7 +431,7 @@ def report(label: str, rows: list[dict], p: Settings, threshold: float) -> None:
 
 
 def check(args) -> None:
-    names = ("knowledge", "unseen", "absent", "heldout", "late", "late_absent")
+    names = CHECK_SETS + LATE_SETS
     refused = ("absent", "late_absent")  # sets whose right outcome is grounded false
     sets = {name: read_jsonl(DATA / f"extract_questions_{name}.jsonl") for name in names}
     for item in sets["heldout"] + sets["late"]:
